@@ -1,0 +1,2 @@
+//! The `brinery` command.
+fn main() {}

@@ -1,0 +1,899 @@
+//! The value machine: runs a pickle's opcodes symbolically and builds a [`Pickle`].
+//!
+//! It follows CPython's C unpickler (`Modules/_pickle.c`) rather than the pure-Python one where
+//! they differ, because that is what `pickle.loads` runs: the stack is split into values and
+//! marks, an opcode may only consume values above the topmost mark (the "fence"), `POP` on an
+//! empty fence pops the mark instead, `MEMOIZE` stores at the number of entries already stored,
+//! `STOP` returns the top value and ignores what is below it, and bytes after `STOP` are ignored.
+//!
+//! Cost is bounded by the input: every value costs at least one opcode byte, payloads are checked
+//! against the remaining input before they are copied, the memo grows only with the entries stored
+//! (a `LONG_BINPUT 4000000000` does not allocate four billion slots), and shared references are
+//! ids, not copies, so a "billion laughs" built through the memo stays as small as its input.
+
+use std::collections::HashMap;
+
+use num_bigint::BigInt;
+
+use super::{CallKind, Global, Mutated, Mutation, Object, Pickle, Value, ValueId};
+use crate::decode::{Arg, Decoder, Op};
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits::Limits;
+use crate::opcode::Opcode;
+use crate::pystr::PyString;
+use crate::text::{self, IntLine, ParsedInt};
+
+/// The highest protocol this library reads and writes.
+pub const HIGHEST_PROTOCOL: u8 = 5;
+
+/// Approximate bytes of bookkeeping charged per value against [`Limits::max_alloc`].
+const VALUE_COST: u64 = 32;
+
+/// Read one pickle from the start of `data`; returns it and the offset just past its `STOP`.
+///
+/// ```
+/// let (p, end) = brinery::value::read_one(b"K\x01.K\x02.", &Default::default()).unwrap();
+/// assert_eq!(p[p.root()], brinery::Value::Int(1));
+/// assert_eq!(end, 3);
+/// ```
+pub fn read_one(data: &[u8], limits: &Limits) -> Result<(Pickle, usize)> {
+    let mut reader = Reader::new(data, limits);
+    let pickle = reader.read()?;
+    Ok((pickle, reader.offset()))
+}
+
+/// The memo: dense indices in a vector, sparse ones in a map, so that its size follows the
+/// number of entries stored and never an index the stream claims.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Option<ValueId>>,
+    sparse: HashMap<u64, ValueId>,
+    count: u64,
+}
+
+impl Memo {
+    #[inline]
+    fn get(&self, idx: u64) -> Option<ValueId> {
+        match self.dense.get(idx as usize) {
+            Some(slot) => *slot,
+            None => self.sparse.get(&idx).copied(),
+        }
+    }
+
+    /// Store; returns whether the entry is new.
+    #[inline]
+    fn put(&mut self, idx: u64, id: ValueId) -> bool {
+        let new = if let Some(slot) = self.dense.get_mut(idx as usize) {
+            slot.replace(id).is_none()
+        } else if idx <= 2 * self.count + 64 && self.sparse.is_empty() {
+            self.dense.resize(idx as usize + 1, None);
+            self.dense[idx as usize] = Some(id);
+            true
+        } else {
+            self.sparse.insert(idx, id).is_none()
+        };
+        self.count += new as u64;
+        new
+    }
+}
+
+/// The value machine over one input. Use [`read_one`] or [`Pickle::from_slice`] unless you need
+/// to read several pickles stacked in one buffer (call [`Reader::read`] repeatedly).
+pub struct Reader<'a, 'l> {
+    decoder: Decoder<'a>,
+    limits: &'l Limits,
+}
+
+impl<'a, 'l> Reader<'a, 'l> {
+    /// A reader at the start of `data`.
+    pub fn new(data: &'a [u8], limits: &'l Limits) -> Self {
+        Reader {
+            decoder: Decoder::new(data),
+            limits,
+        }
+    }
+
+    /// The offset of the next byte to read: after [`Reader::read`], just past the `STOP`.
+    pub fn offset(&self) -> usize {
+        self.decoder.offset()
+    }
+
+    /// True if all input has been consumed.
+    pub fn at_end(&self) -> bool {
+        self.decoder.remaining().is_empty()
+    }
+
+    /// Read the next pickle.
+    pub fn read(&mut self) -> Result<Pickle> {
+        let data = self.decoder.data();
+        if data.len() as u64 > self.limits.max_input() {
+            return Err(Error::new(ErrorKind::LimitExceeded {
+                what: "input size",
+                limit: self.limits.max_input(),
+            }));
+        }
+        if self.decoder.remaining().is_empty() {
+            return Err(Error::at(
+                ErrorKind::Truncated("empty input"),
+                self.decoder.offset() as u64,
+                None,
+            ));
+        }
+        let mut machine = Machine {
+            values: Vec::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Memo::default(),
+            protocol: 0,
+            next_buffer: 0,
+            alloc: 0,
+            limits: self.limits,
+        };
+        loop {
+            let op = match self.decoder.next_op()? {
+                Some(op) => op,
+                None => {
+                    return Err(Error::at(
+                        ErrorKind::MissingStop,
+                        self.decoder.offset() as u64,
+                        None,
+                    ))
+                }
+            };
+            match machine.step(&op, &self.decoder) {
+                Ok(Step::Continue) => {}
+                Ok(Step::Stop(root)) => {
+                    return Ok(Pickle::from_parts(machine.values, root, machine.protocol));
+                }
+                Err(e) => return Err(e.with_position(op.offset as u64, Some(op.opcode))),
+            }
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    Stop(ValueId),
+}
+
+struct Machine<'l> {
+    values: Vec<Value>,
+    stack: Vec<ValueId>,
+    marks: Vec<usize>,
+    memo: Memo,
+    protocol: u8,
+    next_buffer: u32,
+    alloc: u64,
+    limits: &'l Limits,
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::BadArgument(msg.into()))
+}
+
+impl Machine<'_> {
+    #[inline]
+    fn charge(&mut self, bytes: u64) -> Result<()> {
+        self.alloc = self.alloc.saturating_add(bytes);
+        if self.alloc > self.limits.max_alloc() {
+            return Err(Error::new(ErrorKind::LimitExceeded {
+                what: "allocation",
+                limit: self.limits.max_alloc(),
+            }));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn new_value(&mut self, value: Value, payload: usize) -> Result<ValueId> {
+        self.charge(VALUE_COST + payload as u64)?;
+        let id = u32::try_from(self.values.len()).map_err(|_| {
+            Error::new(ErrorKind::LimitExceeded {
+                what: "value count",
+                limit: u32::MAX as u64,
+            })
+        })?;
+        self.values.push(value);
+        Ok(ValueId(id))
+    }
+
+    #[inline]
+    fn push_new(&mut self, value: Value, payload: usize) -> Result<()> {
+        let id = self.new_value(value, payload)?;
+        self.stack.push(id);
+        Ok(())
+    }
+
+    #[inline]
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn underflow(&self, needed: usize) -> Error {
+        Error::new(ErrorKind::StackUnderflow {
+            needed,
+            found: self.stack.len() - self.fence(),
+        })
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Result<ValueId> {
+        if self.stack.len() <= self.fence() {
+            return Err(self.underflow(1));
+        }
+        // Non-empty above the fence.
+        self.stack.pop().ok_or_else(|| self.underflow(1))
+    }
+
+    #[inline]
+    fn top(&self) -> Result<ValueId> {
+        if self.stack.len() <= self.fence() {
+            return Err(self.underflow(1));
+        }
+        Ok(self.stack[self.stack.len() - 1])
+    }
+
+    /// Pop the topmost mark and return the items above it.
+    #[inline]
+    fn pop_mark(&mut self) -> Result<Vec<ValueId>> {
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
+        Ok(self.stack.split_off(mark))
+    }
+
+    /// The value just below the topmost mark (the container of `APPENDS`, `SETITEMS`, ...),
+    /// after popping the mark and the items above it.
+    fn pop_mark_with_target(
+        &mut self,
+        needed_what: &'static str,
+    ) -> Result<(ValueId, Vec<ValueId>)> {
+        let items = self.pop_mark()?;
+        if self.stack.len() <= self.fence() {
+            return Err(Error::new(ErrorKind::WrongType(format!(
+                "{needed_what} without a target below the MARK"
+            ))));
+        }
+        Ok((self.stack[self.stack.len() - 1], items))
+    }
+
+    fn int_value(&mut self, v: ParsedInt) -> Result<()> {
+        match v {
+            ParsedInt::Small(i) => self.push_new(Value::Int(i), 0),
+            ParsedInt::Big(b) => {
+                let size = (b.bits() / 8) as usize;
+                self.push_new(Value::BigInt(Box::new(b)), size)
+            }
+        }
+    }
+
+    fn memo_put(&mut self, idx: u64) -> Result<()> {
+        let top = self.top()?;
+        if self.memo.get(idx).is_none() && self.memo.count >= self.limits.max_memo() {
+            return Err(Error::new(ErrorKind::LimitExceeded {
+                what: "memo",
+                limit: self.limits.max_memo(),
+            }));
+        }
+        if self.memo.put(idx, top) {
+            self.charge(16)?;
+        }
+        Ok(())
+    }
+
+    fn memo_get(&mut self, idx: u64) -> Result<()> {
+        let id = self
+            .memo
+            .get(idx)
+            .ok_or_else(|| Error::new(ErrorKind::MemoMissing(idx)))?;
+        self.stack.push(id);
+        Ok(())
+    }
+
+    fn str_value(&mut self, bytes: &[u8]) -> Result<()> {
+        let s = PyString::from_utf8_surrogatepass(bytes).map_err(bad)?;
+        self.push_new(Value::Str(s), bytes.len())
+    }
+
+    /// Record `mutation` on `target`, absorbing it natively where the value's kind allows.
+    fn mutate(&mut self, target: ValueId, mutation: Mutation) -> Result<()> {
+        self.charge(16)?;
+        let slot = &mut self.values[target.index()];
+        match (slot, mutation) {
+            (Value::List(items), Mutation::Append(v)) => items.push(v),
+            (Value::Dict(pairs), Mutation::SetItem(k, v)) => pairs.push((k, v)),
+            (Value::Set(items), Mutation::Add(v)) => items.push(v),
+            (Value::Object(obj), m) => obj.mutations.push(m),
+            (Value::Mutated(m), mu) => m.mutations.push(mu),
+            (slot, mu) => {
+                // Keep the identity of `target` (memo entries point at it): move the original value
+                // to a new slot and turn `target` into a wrapper around it.
+                let original = std::mem::replace(slot, Value::None);
+                let base = self.new_value(original, 0)?;
+                self.values[target.index()] = Value::Mutated(Box::new(Mutated {
+                    base,
+                    mutations: vec![mu],
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, op: &Op<'_>, decoder: &Decoder<'_>) -> Result<Step> {
+        use Opcode::*;
+        match op.opcode {
+            // --- scalars ---
+            NONE => self.push_new(Value::None, 0)?,
+            NEWTRUE => self.push_new(Value::Bool(true), 0)?,
+            NEWFALSE => self.push_new(Value::Bool(false), 0)?,
+            BININT | BININT1 | BININT2 => self.push_new(Value::Int(op.int()), 0)?,
+            INT => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                match text::parse_int_line(line).map_err(bad)? {
+                    IntLine::Bool(b) => self.push_new(Value::Bool(b), 0)?,
+                    IntLine::Int(v) => self.int_value(v)?,
+                }
+            }
+            LONG => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                let v = text::parse_long_line(line).map_err(bad)?;
+                self.int_value(v)?
+            }
+            LONG1 | LONG4 => {
+                let Arg::Long(bytes) = op.arg else {
+                    unreachable_arg()?
+                };
+                self.charge(bytes.len() as u64)?;
+                self.int_value(decode_long(bytes))?
+            }
+            FLOAT => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                let f = text::parse_float_line(line).map_err(bad)?;
+                self.push_new(Value::Float(f), 0)?
+            }
+            BINFLOAT => {
+                let Arg::Float(f) = op.arg else {
+                    unreachable_arg()?
+                };
+                self.push_new(Value::Float(f), 0)?
+            }
+            STRING => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                let bytes = text::parse_string_line(line).map_err(bad)?;
+                let n = bytes.len();
+                self.push_new(Value::LegacyStr(bytes), n)?
+            }
+            BINSTRING | SHORT_BINSTRING => {
+                let Arg::Bytes(b) = op.arg else {
+                    unreachable_arg()?
+                };
+                self.push_new(Value::LegacyStr(b.to_vec()), b.len())?
+            }
+            BINBYTES | SHORT_BINBYTES | BINBYTES8 => {
+                let Arg::Bytes(b) = op.arg else {
+                    unreachable_arg()?
+                };
+                self.push_new(Value::Bytes(b.to_vec()), b.len())?
+            }
+            BYTEARRAY8 => {
+                let Arg::Bytes(b) = op.arg else {
+                    unreachable_arg()?
+                };
+                self.push_new(Value::ByteArray(b.to_vec()), b.len())?
+            }
+            UNICODE => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                let s = text::raw_unicode_escape_decode(line).map_err(bad)?;
+                let n = s.as_bytes().len();
+                self.push_new(Value::Str(s), n)?
+            }
+            BINUNICODE | SHORT_BINUNICODE | BINUNICODE8 => {
+                let Arg::Bytes(b) = op.arg else {
+                    unreachable_arg()?
+                };
+                self.str_value(b)?
+            }
+
+            // --- containers ---
+            EMPTY_LIST => self.push_new(Value::List(Vec::new()), 0)?,
+            EMPTY_TUPLE => self.push_new(Value::Tuple(Vec::new()), 0)?,
+            EMPTY_DICT => self.push_new(Value::Dict(Vec::new()), 0)?,
+            EMPTY_SET => self.push_new(Value::Set(Vec::new()), 0)?,
+            LIST => {
+                let items = self.pop_mark()?;
+                let n = items.len() * 4;
+                self.push_new(Value::List(items), n)?
+            }
+            TUPLE => {
+                let items = self.pop_mark()?;
+                let n = items.len() * 4;
+                self.push_new(Value::Tuple(items), n)?
+            }
+            FROZENSET => {
+                let items = self.pop_mark()?;
+                let n = items.len() * 4;
+                self.push_new(Value::FrozenSet(items), n)?
+            }
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let n = match op.opcode {
+                    TUPLE1 => 1,
+                    TUPLE2 => 2,
+                    _ => 3,
+                };
+                if self.stack.len() - self.fence() < n {
+                    return Err(self.underflow(n));
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.push_new(Value::Tuple(items), n * 4)?
+            }
+            DICT => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return Err(Error::new(ErrorKind::WrongType(
+                        "odd number of items for DICT".into(),
+                    )));
+                }
+                let pairs: Vec<_> = items.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
+                let n = pairs.len() * 8;
+                self.push_new(Value::Dict(pairs), n)?
+            }
+            APPEND => {
+                let item = self.pop()?;
+                let target = self.top()?;
+                self.mutate(target, Mutation::Append(item))?
+            }
+            APPENDS => {
+                let (target, items) = self.pop_mark_with_target("APPENDS")?;
+                self.charge(items.len() as u64 * 4)?;
+                if let Value::List(list) = &mut self.values[target.index()] {
+                    list.extend_from_slice(&items);
+                } else {
+                    for item in items {
+                        self.mutate(target, Mutation::Append(item))?;
+                    }
+                }
+            }
+            SETITEM => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                let target = self.top()?;
+                self.mutate(target, Mutation::SetItem(key, value))?
+            }
+            SETITEMS => {
+                let (target, items) = self.pop_mark_with_target("SETITEMS")?;
+                if items.len() % 2 != 0 {
+                    return Err(Error::new(ErrorKind::WrongType(
+                        "odd number of items for SETITEMS".into(),
+                    )));
+                }
+                self.charge(items.len() as u64 * 4)?;
+                if let Value::Dict(pairs) = &mut self.values[target.index()] {
+                    pairs.extend(items.chunks_exact(2).map(|kv| (kv[0], kv[1])));
+                } else {
+                    for kv in items.chunks_exact(2) {
+                        self.mutate(target, Mutation::SetItem(kv[0], kv[1]))?;
+                    }
+                }
+            }
+            ADDITEMS => {
+                let (target, items) = self.pop_mark_with_target("ADDITEMS")?;
+                self.charge(items.len() as u64 * 4)?;
+                if let Value::Set(set) = &mut self.values[target.index()] {
+                    set.extend_from_slice(&items);
+                } else {
+                    for item in items {
+                        self.mutate(target, Mutation::Add(item))?;
+                    }
+                }
+            }
+
+            // --- stack and memo ---
+            POP => {
+                if self.stack.len() > self.fence() {
+                    self.stack.pop();
+                } else if self.marks.pop().is_none() {
+                    return Err(self.underflow(1));
+                }
+            }
+            DUP => {
+                let top = self.top()?;
+                self.stack.push(top);
+            }
+            MARK => {
+                if self.marks.len() >= self.limits.max_depth() {
+                    return Err(Error::new(ErrorKind::LimitExceeded {
+                        what: "depth",
+                        limit: self.limits.max_depth() as u64,
+                    }));
+                }
+                self.marks.push(self.stack.len());
+            }
+            POP_MARK => {
+                self.pop_mark()?;
+            }
+            GET => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                let idx = text::parse_memo_index(line, "GET").map_err(bad)?;
+                self.memo_get(idx)?
+            }
+            BINGET | LONG_BINGET => self.memo_get(op.int() as u64)?,
+            PUT => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                let idx = text::parse_memo_index(line, "PUT").map_err(bad)?;
+                self.memo_put(idx)?
+            }
+            BINPUT | LONG_BINPUT => self.memo_put(op.int() as u64)?,
+            MEMOIZE => self.memo_put(self.memo.count)?,
+
+            // --- globals, calls, state ---
+            GLOBAL | INST => {
+                let Arg::TwoLines(module, name) = op.arg else {
+                    unreachable_arg()?
+                };
+                let utf8 = |b: &[u8]| {
+                    std::str::from_utf8(b)
+                        .map(PyString::from)
+                        .map_err(|e| bad(format!("module or name is not valid UTF-8: {e}")))
+                };
+                let global = Global {
+                    module: utf8(module)?,
+                    name: utf8(name)?,
+                };
+                let size = module.len() + name.len();
+                let callable = self.new_value(Value::Global(Box::new(global)), size)?;
+                if op.opcode == GLOBAL {
+                    self.stack.push(callable);
+                } else {
+                    let items = self.pop_mark()?;
+                    let n = items.len() * 4;
+                    let args = self.new_value(Value::Tuple(items), n)?;
+                    self.push_object(CallKind::Inst, callable, args, None)?;
+                }
+            }
+            STACK_GLOBAL => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let value = match (&self.values[module.index()], &self.values[name.index()]) {
+                    (Value::Str(m), Value::Str(n)) => Value::Global(Box::new(Global {
+                        module: m.clone(),
+                        name: n.clone(),
+                    })),
+                    (m, n) if is_opaque(m) || is_opaque(n) => Value::DynamicGlobal { module, name },
+                    _ => {
+                        return Err(Error::new(ErrorKind::WrongType(
+                            "STACK_GLOBAL requires str".into(),
+                        )))
+                    }
+                };
+                self.push_new(value, 0)?
+            }
+            REDUCE => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                self.push_object(CallKind::Reduce, callable, args, None)?
+            }
+            NEWOBJ => {
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                self.push_object(CallKind::NewObj, cls, args, None)?
+            }
+            NEWOBJ_EX => {
+                let kwargs = self.pop()?;
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                self.push_object(CallKind::NewObjEx, cls, args, Some(kwargs))?
+            }
+            OBJ => {
+                let mut items = self.pop_mark()?;
+                if items.is_empty() {
+                    return Err(Error::new(ErrorKind::StackUnderflow {
+                        needed: 1,
+                        found: 0,
+                    }));
+                }
+                let cls = items.remove(0);
+                let n = items.len() * 4;
+                let args = self.new_value(Value::Tuple(items), n)?;
+                self.push_object(CallKind::Obj, cls, args, None)?
+            }
+            BUILD => {
+                let state = self.pop()?;
+                let target = self.top()?;
+                self.mutate(target, Mutation::Build(state))?
+            }
+            EXT1 | EXT2 | EXT4 => {
+                // EXT4's code is four unsigned bytes to the unpickler (signed only in pickletools).
+                let code = op.int() as u32;
+                if code == 0 {
+                    return Err(bad("EXT specifies code <= 0"));
+                }
+                self.push_new(Value::Ext(code), 0)?
+            }
+            PERSID => {
+                let Arg::Line(line) = op.arg else {
+                    unreachable_arg()?
+                };
+                if !line.is_ascii() {
+                    return Err(bad("persistent IDs in protocol 0 must be ASCII strings"));
+                }
+                let pid = self.new_value(
+                    Value::Str(PyString::from_utf8_surrogatepass(line).map_err(bad)?),
+                    line.len(),
+                )?;
+                self.push_new(Value::PersistentId(pid), 0)?
+            }
+            BINPERSID => {
+                let pid = self.pop()?;
+                self.push_new(Value::PersistentId(pid), 0)?
+            }
+            NEXT_BUFFER => {
+                let index = self.next_buffer;
+                self.next_buffer = self.next_buffer.saturating_add(1);
+                self.push_new(
+                    Value::Buffer {
+                        index,
+                        readonly: false,
+                    },
+                    0,
+                )?
+            }
+            READONLY_BUFFER => {
+                let top = self.top()?;
+                let replacement = match self.values[top.index()] {
+                    Value::Buffer {
+                        index,
+                        readonly: false,
+                    } => Some(Value::Buffer {
+                        index,
+                        readonly: true,
+                    }),
+                    // memoryview(bytes) is already read-only: the stack is left as it is.
+                    Value::Bytes(_) | Value::Buffer { readonly: true, .. } => None,
+                    _ => Some(Value::ReadOnly(top)),
+                };
+                if let Some(value) = replacement {
+                    let id = self.new_value(value, 0)?;
+                    let last = self.stack.len() - 1;
+                    self.stack[last] = id;
+                }
+            }
+
+            // --- framing and control ---
+            PROTO => {
+                let proto = op.int() as u8;
+                if proto > HIGHEST_PROTOCOL {
+                    return Err(Error::new(ErrorKind::UnsupportedProtocol(proto)));
+                }
+                self.protocol = proto;
+            }
+            FRAME => {
+                let len = match op.arg {
+                    Arg::U64(n) => n,
+                    _ => 0,
+                };
+                let remaining = decoder.remaining().len() as u64;
+                if len > remaining {
+                    return Err(Error::new(ErrorKind::LengthBeyondInput {
+                        claimed: len,
+                        remaining,
+                    }));
+                }
+            }
+            STOP => return Ok(Step::Stop(self.pop()?)),
+        }
+        Ok(Step::Continue)
+    }
+
+    fn push_object(
+        &mut self,
+        kind: CallKind,
+        callable: ValueId,
+        args: ValueId,
+        kwargs: Option<ValueId>,
+    ) -> Result<()> {
+        let obj = Object {
+            kind,
+            callable,
+            args,
+            kwargs,
+            mutations: Vec::new(),
+        };
+        self.push_new(Value::Object(Box::new(obj)), 24)
+    }
+}
+
+/// Values whose Python type is only known at load time (results of calls and look-ups).
+fn is_opaque(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::Object(_)
+            | Value::Mutated(_)
+            | Value::Global(_)
+            | Value::DynamicGlobal { .. }
+            | Value::PersistentId(_)
+            | Value::Ext(_)
+    )
+}
+
+/// The argument did not have the layout the opcode table promises; cannot happen with
+/// [`Decoder`], reported rather than panicking.
+#[cold]
+fn unreachable_arg<T>() -> Result<T> {
+    Err(Error::new(ErrorKind::BadArgument(
+        "internal error: argument layout mismatch".into(),
+    )))
+}
+
+/// Two's-complement little-endian bytes to an integer (`pickle.decode_long`).
+pub(crate) fn decode_long(bytes: &[u8]) -> ParsedInt {
+    if bytes.len() <= 8 {
+        if bytes.is_empty() {
+            return ParsedInt::Small(0);
+        }
+        let mut buf = if bytes[bytes.len() - 1] & 0x80 != 0 {
+            [0xFF; 8]
+        } else {
+            [0; 8]
+        };
+        buf[..bytes.len()].copy_from_slice(bytes);
+        return ParsedInt::Small(i64::from_le_bytes(buf));
+    }
+    let big = BigInt::from_signed_bytes_le(bytes);
+    match i64::try_from(&big) {
+        Ok(v) => ParsedInt::Small(v),
+        Err(_) => ParsedInt::Big(big),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(data: &[u8]) -> Pickle {
+        Pickle::from_slice(data).unwrap()
+    }
+
+    fn err(data: &[u8]) -> String {
+        Pickle::from_slice(data).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn scalars() {
+        let p = read(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.");
+        assert_eq!(
+            p[p.root()],
+            Value::BigInt(Box::new(BigInt::from(1u128 << 64)))
+        );
+        let p = read(b"\x8a\x02\xff\x7f.");
+        assert_eq!(p[p.root()], Value::Int(0x7fff));
+        let p = read(b"\x8a\x01\xff.");
+        assert_eq!(p[p.root()], Value::Int(-1));
+        let p = read(b"I01\n.");
+        assert_eq!(p[p.root()], Value::Bool(true));
+        let p = read(b"Finf\n.");
+        assert_eq!(p[p.root()], Value::Float(f64::INFINITY));
+    }
+
+    #[test]
+    fn shared_and_cyclic_values_are_ids() {
+        // a = []; [a, a] at protocol 2
+        let p = read(b"\x80\x02]q\x00(]q\x01h\x01e.");
+        let Value::List(outer) = &p[p.root()] else {
+            panic!()
+        };
+        assert_eq!(outer.len(), 2);
+        assert_eq!(outer[0], outer[1]);
+    }
+
+    #[test]
+    fn build_on_a_list_keeps_identity() {
+        // l = []; memo it; BUILD {} on it; return [l, l-from-memo]
+        let p = read(b"]q\x00}bh\x00\x86.");
+        let Value::Tuple(items) = &p[p.root()] else {
+            panic!()
+        };
+        assert_eq!(items[0], items[1]);
+        let Value::Mutated(m) = &p[items[0]] else {
+            panic!("{:?}", p[items[0]])
+        };
+        assert_eq!(p[m.base], Value::List(vec![]));
+        assert!(matches!(m.mutations[..], [Mutation::Build(_)]));
+    }
+
+    #[test]
+    fn malformed_inputs_name_what_and_where() {
+        assert_eq!(
+            err(b"\x80\x04h\x07."),
+            "memo index 7 was never stored at byte 2 (BINGET)"
+        );
+        assert_eq!(err(b""), "pickle data was truncated: empty input at byte 0");
+        assert_eq!(
+            err(b"K\x01"),
+            "pickle data was truncated: no STOP opcode at byte 2"
+        );
+        assert_eq!(
+            err(b"\x80\x06."),
+            "unsupported pickle protocol 6 at byte 0 (PROTO)"
+        );
+        assert_eq!(
+            err(b"a."),
+            "stack underflow: needs 1 item(s) above the mark, found 0 at byte 0 (APPEND)"
+        );
+        assert_eq!(
+            err(b"K\x01(a."),
+            "stack underflow: needs 1 item(s) above the mark, found 0 at byte 3 (APPEND)"
+        );
+        assert_eq!(err(b"t."), "no MARK on the stack at byte 0 (TUPLE)");
+        assert_eq!(
+            err(b"(K\x01d."),
+            "odd number of items for DICT at byte 3 (DICT)"
+        );
+        assert_eq!(
+            err(b"K\x01K\x02\x93."),
+            "STACK_GLOBAL requires str at byte 4 (STACK_GLOBAL)"
+        );
+        assert_eq!(
+            err(b"S'abc\n."),
+            "the STRING opcode argument must be quoted at byte 0 (STRING)"
+        );
+        assert_eq!(
+            err(b"\x82\x00."),
+            "EXT specifies code <= 0 at byte 0 (EXT1)"
+        );
+    }
+
+    #[test]
+    fn pop_on_an_empty_fence_pops_the_mark() {
+        let p = read(b"K\x01(0.");
+        assert_eq!(p[p.root()], Value::Int(1));
+    }
+
+    #[test]
+    fn memoize_uses_entry_count() {
+        // PUT 5, then MEMOIZE stores at index 1 (one entry so far), GET 1 fetches it
+        let p = read(b"K\x01p5\nK\x02\x94h\x01.");
+        assert_eq!(p[p.root()], Value::Int(2));
+    }
+
+    #[test]
+    fn huge_memo_index_does_not_allocate() {
+        let p = read(b"K\x01r\x00\x00\x00\xf0j\x00\x00\x00\xf0.");
+        assert_eq!(p[p.root()], Value::Int(1));
+    }
+
+    #[test]
+    fn depth_and_memo_limits() {
+        let limits = Limits::builder().max_memo(2).build();
+        let e = Pickle::from_slice_with(b"K\x01\x94\x94\x94.", &limits).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "memo limit of 2 exceeded at byte 4 (MEMOIZE)"
+        );
+        let limits = Limits::builder().max_alloc(1000).build();
+        let mut data = vec![b'('];
+        data.extend(std::iter::repeat(b"N").take(100).flatten());
+        data.extend_from_slice(b"l.");
+        let e = Pickle::from_slice_with(&data, &limits).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("allocation limit of 1000 exceeded at byte"),
+            "{e}"
+        );
+    }
+}
