@@ -24,10 +24,15 @@
 #![deny(missing_docs)]
 
 pub mod decode;
+pub mod disasm;
+pub mod encode;
 mod error;
+pub mod json;
 mod limits;
 pub mod opcode;
+mod pyrepr;
 mod pystr;
+pub mod serde;
 pub mod text;
 pub mod value;
 

@@ -22,6 +22,7 @@
 //! ```
 
 mod read;
+mod write;
 
 use std::ops::{Index, IndexMut};
 

@@ -1,0 +1,1 @@
+//! pickletools-compatible disassembly (being written).

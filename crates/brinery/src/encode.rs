@@ -1,0 +1,1 @@
+//! The opcode writer (being written).

@@ -1,0 +1,1 @@
+//! JSON export (being written).

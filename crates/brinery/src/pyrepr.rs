@@ -1,0 +1,1 @@
+//! Python repr() of str, bytes, int and float (being written).

@@ -1,0 +1,1 @@
+//! Writing a Pickle back to bytes (being written).
