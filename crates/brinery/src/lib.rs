@@ -34,6 +34,7 @@ mod pyrepr;
 mod pystr;
 pub mod serde;
 pub mod text;
+mod unicode_printable;
 pub mod value;
 
 pub use error::{Error, ErrorKind, Result};
