@@ -108,7 +108,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Decode the next operation, or `Ok(None)` at the end of the input.
-    #[inline]
+    #[inline(always)]
     pub fn next_op(&mut self) -> Result<Option<Op<'a>>> {
         let offset = self.pos;
         let Some(&byte) = self.data.get(offset) else {
@@ -180,7 +180,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn arg(&mut self, opcode: Opcode) -> Result<Arg<'a>, ErrorKind> {
         Ok(match opcode.arg_kind() {
             ArgKind::None => Arg::None,

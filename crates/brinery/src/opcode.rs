@@ -69,14 +69,22 @@ macro_rules! opcodes {
             }
 
             /// How the argument following the opcode byte is laid out.
+            #[inline(always)]
             pub const fn arg_kind(self) -> ArgKind {
-                match self { $( Opcode::$name => ArgKind::$kind, )* }
+                ARG_KIND_BY_BYTE[self as usize]
             }
         }
 
         const OPCODE_BY_BYTE: [Option<Opcode>; 256] = {
             let mut table = [None; 256];
             $( table[$byte as usize] = Some(Opcode::$name); )*
+            table
+        };
+
+        /// Argument layout by opcode byte: one load instead of a second `match` on the hot path.
+        const ARG_KIND_BY_BYTE: [ArgKind; 256] = {
+            let mut table = [ArgKind::None; 256];
+            $( table[$byte as usize] = ArgKind::$kind; )*
             table
         };
     };

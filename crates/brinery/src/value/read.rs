@@ -172,7 +172,7 @@ fn bad(msg: impl Into<String>) -> Error {
 }
 
 impl Machine<'_> {
-    #[inline]
+    #[inline(always)]
     fn charge(&mut self, bytes: u64) -> Result<()> {
         self.alloc = self.alloc.saturating_add(bytes);
         if self.alloc > self.limits.max_alloc() {
@@ -184,7 +184,7 @@ impl Machine<'_> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn new_value(&mut self, value: Value, payload: usize) -> Result<ValueId> {
         self.charge(VALUE_COST + payload as u64)?;
         let id = u32::try_from(self.values.len()).map_err(|_| {
@@ -197,7 +197,7 @@ impl Machine<'_> {
         Ok(ValueId(id))
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_new(&mut self, value: Value, payload: usize) -> Result<()> {
         let id = self.new_value(value, payload)?;
         self.stack.push(id);
@@ -242,6 +242,19 @@ impl Machine<'_> {
             .pop()
             .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
         Ok(self.stack.split_off(mark))
+    }
+
+    /// The value just below the topmost mark, if there is a mark and a value below it (the mark
+    /// is left in place).
+    #[inline(always)]
+    fn target_below_mark(&self) -> Option<ValueId> {
+        let mark = *self.marks.last()?;
+        let fence = self.marks.len().checked_sub(2).map_or(0, |i| self.marks[i]);
+        if mark > fence {
+            Some(self.stack[mark - 1])
+        } else {
+            None
+        }
     }
 
     /// The value just below the topmost mark (the container of `APPENDS`, `SETITEMS`, ...),
@@ -321,6 +334,7 @@ impl Machine<'_> {
         Ok(())
     }
 
+    #[inline(always)]
     fn step(&mut self, op: &Op<'_>, decoder: &Decoder<'_>) -> Result<Step> {
         use Opcode::*;
         match op.opcode {
@@ -455,11 +469,20 @@ impl Machine<'_> {
                 self.mutate(target, Mutation::Append(item))?
             }
             APPENDS => {
+                // Fast path: extend a list straight from the stack, no temporary vector.
+                if let Some(target) = self.target_below_mark() {
+                    if let Value::List(list) = &mut self.values[target.index()] {
+                        let mark = self.marks.pop().unwrap_or_default();
+                        list.extend_from_slice(&self.stack[mark..]);
+                        let added = self.stack.len() - mark;
+                        self.stack.truncate(mark);
+                        self.charge(added as u64 * 4)?;
+                        return Ok(Step::Continue);
+                    }
+                }
                 let (target, items) = self.pop_mark_with_target("APPENDS")?;
                 self.charge(items.len() as u64 * 4)?;
-                if let Value::List(list) = &mut self.values[target.index()] {
-                    list.extend_from_slice(&items);
-                } else {
+                {
                     for item in items {
                         self.mutate(target, Mutation::Append(item))?;
                     }
@@ -472,6 +495,17 @@ impl Machine<'_> {
                 self.mutate(target, Mutation::SetItem(key, value))?
             }
             SETITEMS => {
+                if let Some(target) = self.target_below_mark() {
+                    let mark = self.marks.last().copied().unwrap_or_default();
+                    let n = self.stack.len() - mark;
+                    if let (Value::Dict(pairs), true) = (&mut self.values[target.index()], n % 2 == 0) {
+                        pairs.extend(self.stack[mark..].chunks_exact(2).map(|kv| (kv[0], kv[1])));
+                        self.marks.pop();
+                        self.stack.truncate(mark);
+                        self.charge(n as u64 * 4)?;
+                        return Ok(Step::Continue);
+                    }
+                }
                 let (target, items) = self.pop_mark_with_target("SETITEMS")?;
                 if items.len() % 2 != 0 {
                     return Err(Error::new(ErrorKind::WrongType(
