@@ -498,7 +498,9 @@ impl Machine<'_> {
                 if let Some(target) = self.target_below_mark() {
                     let mark = self.marks.last().copied().unwrap_or_default();
                     let n = self.stack.len() - mark;
-                    if let (Value::Dict(pairs), true) = (&mut self.values[target.index()], n % 2 == 0) {
+                    if let (Value::Dict(pairs), true) =
+                        (&mut self.values[target.index()], n % 2 == 0)
+                    {
                         pairs.extend(self.stack[mark..].chunks_exact(2).map(|kv| (kv[0], kv[1])));
                         self.marks.pop();
                         self.stack.truncate(mark);
