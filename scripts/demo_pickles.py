@@ -1,0 +1,53 @@
+"""Make the pickles the demo looks at: what a data-science notebook typically saves.
+
+Usage: python scripts/demo_pickles.py OUTDIR
+"""
+
+import datetime as dt
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+
+    config = {
+        "experiment": "churn-v2",
+        "features": ["tenure", "plan", "spend"],
+        "thresholds": (0.25, 0.5, 0.75),
+        "seed": 42,
+        "created": dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.timezone.utc),
+        "big": 2**100,
+        "tags": {"baseline", "sklearn"},
+        "raw": b"\x00\x01binary",
+        "nan": float("nan"),
+    }
+    frame = pd.DataFrame(
+        {
+            "when": pd.date_range("2026-01-01", periods=5, freq="D", tz="Europe/Paris"),
+            "plan": pd.Categorical(["free", "pro", "pro", "team", "free"]),
+            "spend": rng.normal(50, 10, 5).round(2),
+            "active": [True, False, True, True, False],
+        }
+    )
+    x, y = make_classification(n_samples=200, n_features=4, random_state=0)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+
+    for name, obj in {"config": config, "frame": frame, "model": model}.items():
+        (out / f"{name}.pkl").write_bytes(pickle.dumps(obj, protocol=5))
+    # A damaged file: the model pickle cut in half.
+    whole = (out / "model.pkl").read_bytes()
+    (out / "damaged.pkl").write_bytes(whole[: len(whole) // 2])
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
