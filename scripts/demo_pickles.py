@@ -25,7 +25,7 @@ def main(out: Path) -> None:
         "features": ["tenure", "plan", "spend"],
         "thresholds": (0.25, 0.5, 0.75),
         "seed": 42,
-        "created": dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.timezone.utc),
+        "created": dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC),
         "big": 2**100,
         "tags": {"baseline", "sklearn"},
         "raw": b"\x00\x01binary",
