@@ -40,13 +40,19 @@ pub enum ErrorKind {
     /// A GET referred to a memo slot that no PUT filled.
     #[error("memo index {0} was never stored")]
     MemoMissing(u64),
-    /// An opcode needed more items on the stack than there were.
-    #[error("stack underflow: needs {needed} item(s) above the mark, found {found}")]
+    /// An opcode needed more items on the stack than there were (counting only the items above
+    /// the topmost MARK, if there is one: an opcode never consumes a MARK).
+    #[error(
+        "stack underflow: needs {needed} item(s){}, found {found}",
+        if *.above_mark { " above the MARK" } else { "" }
+    )]
     StackUnderflow {
         /// How many items the opcode consumes.
         needed: usize,
         /// How many were there.
         found: usize,
+        /// Whether a MARK fenced off the items below it.
+        above_mark: bool,
     },
     /// An opcode that collects items up to a MARK found no MARK.
     #[error("no MARK on the stack")]

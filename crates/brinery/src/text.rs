@@ -49,9 +49,12 @@ pub fn parse_int_line(line: &[u8]) -> Result<IntLine, String> {
         }
         return Ok(IntLine::Int(ParsedInt::Small(x)));
     }
-    py_int(line, 0)
-        .map(IntLine::Int)
-        .ok_or_else(|| "could not convert string to int".into())
+    py_int(line, 0).map(IntLine::Int).ok_or_else(|| {
+        format!(
+            "invalid literal for int() with base 0: {}",
+            bytes_repr_short(line)
+        )
+    })
 }
 
 /// Parse the argument of `LONG` (`123L`) as `_pickle.c`'s `load_long` does.
@@ -87,7 +90,12 @@ pub fn parse_float_line(line: &[u8]) -> Result<f64, String> {
         .ok()
         .filter(|s| !s.starts_with(|c: char| c.is_ascii_whitespace()) && !s.contains('_'))
         .and_then(|s| s.parse::<f64>().ok())
-        .ok_or_else(|| "could not convert string to float".into())
+        .ok_or_else(|| {
+            format!(
+                "could not convert string to float: {}",
+                bytes_repr_short(line)
+            )
+        })
 }
 
 /// Decode the argument of `STRING`: strip the quotes, then undo `repr`-style escapes

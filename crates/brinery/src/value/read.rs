@@ -214,7 +214,18 @@ impl Machine<'_> {
         Error::new(ErrorKind::StackUnderflow {
             needed,
             found: self.stack.len() - self.fence(),
+            above_mark: !self.marks.is_empty(),
         })
+    }
+
+    /// Fail unless at least `n` values are above the fence, so that an opcode consuming several
+    /// values reports how many it needs rather than failing on the first missing one.
+    #[inline]
+    fn need(&self, n: usize) -> Result<()> {
+        if self.stack.len() - self.fence() < n {
+            return Err(self.underflow(n));
+        }
+        Ok(())
     }
 
     #[inline]
@@ -464,6 +475,7 @@ impl Machine<'_> {
                 self.push_new(Value::Dict(pairs), n)?
             }
             APPEND => {
+                self.need(2)?;
                 let item = self.pop()?;
                 let target = self.top()?;
                 self.mutate(target, Mutation::Append(item))?
@@ -489,6 +501,7 @@ impl Machine<'_> {
                 }
             }
             SETITEM => {
+                self.need(3)?;
                 let value = self.pop()?;
                 let key = self.pop()?;
                 let target = self.top()?;
@@ -582,14 +595,19 @@ impl Machine<'_> {
                 let Arg::TwoLines(module, name) = op.arg else {
                     unreachable_arg()?
                 };
-                let utf8 = |b: &[u8]| {
-                    std::str::from_utf8(b)
-                        .map(PyString::from)
-                        .map_err(|e| bad(format!("module or name is not valid UTF-8: {e}")))
+                let utf8 = |b: &[u8], what: &str| {
+                    std::str::from_utf8(b).map(PyString::from).map_err(|e| {
+                        let at = e.valid_up_to();
+                        let byte = b.get(at).copied().unwrap_or_default();
+                        bad(format!(
+                            "{what} is not valid UTF-8: 'utf-8' codec can't decode byte \
+                             {byte:#04x} in position {at}"
+                        ))
+                    })
                 };
                 let global = Global {
-                    module: utf8(module)?,
-                    name: utf8(name)?,
+                    module: utf8(module, "module name")?,
+                    name: utf8(name, "global name")?,
                 };
                 let size = module.len() + name.len();
                 let callable = self.new_value(Value::Global(Box::new(global)), size)?;
@@ -603,6 +621,7 @@ impl Machine<'_> {
                 }
             }
             STACK_GLOBAL => {
+                self.need(2)?;
                 let name = self.pop()?;
                 let module = self.pop()?;
                 let value = match (&self.values[module.index()], &self.values[name.index()]) {
@@ -620,16 +639,19 @@ impl Machine<'_> {
                 self.push_new(value, 0)?
             }
             REDUCE => {
+                self.need(2)?;
                 let args = self.pop()?;
                 let callable = self.pop()?;
                 self.push_object(CallKind::Reduce, callable, args, None)?
             }
             NEWOBJ => {
+                self.need(2)?;
                 let args = self.pop()?;
                 let cls = self.pop()?;
                 self.push_object(CallKind::NewObj, cls, args, None)?
             }
             NEWOBJ_EX => {
+                self.need(3)?;
                 let kwargs = self.pop()?;
                 let args = self.pop()?;
                 let cls = self.pop()?;
@@ -641,6 +663,7 @@ impl Machine<'_> {
                     return Err(Error::new(ErrorKind::StackUnderflow {
                         needed: 1,
                         found: 0,
+                        above_mark: true,
                     }));
                 }
                 let cls = items.remove(0);
@@ -649,6 +672,7 @@ impl Machine<'_> {
                 self.push_object(CallKind::Obj, cls, args, None)?
             }
             BUILD => {
+                self.need(2)?;
                 let state = self.pop()?;
                 let target = self.top()?;
                 self.mutate(target, Mutation::Build(state))?
@@ -869,11 +893,11 @@ mod tests {
         );
         assert_eq!(
             err(b"a."),
-            "stack underflow: needs 1 item(s) above the mark, found 0 at byte 0 (APPEND)"
+            "stack underflow: needs 2 item(s), found 0 at byte 0 (APPEND)"
         );
         assert_eq!(
             err(b"K\x01(a."),
-            "stack underflow: needs 1 item(s) above the mark, found 0 at byte 3 (APPEND)"
+            "stack underflow: needs 2 item(s) above the MARK, found 0 at byte 3 (APPEND)"
         );
         assert_eq!(err(b"t."), "no MARK on the stack at byte 0 (TUPLE)");
         assert_eq!(
