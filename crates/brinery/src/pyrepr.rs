@@ -6,11 +6,6 @@
 //! `repr` leaves unescaped is decided by `str.isprintable()`; the table behind it is generated
 //! from CPython by `scripts/gen_printable_table.py` (`unicode_printable.rs`).
 
-#![allow(
-    dead_code,
-    reason = "shared helpers: not every consumer is wired up yet"
-)]
-
 use std::fmt::Write as _;
 
 use num_bigint::BigInt;
@@ -146,10 +141,27 @@ pub fn bytes_repr(b: &[u8], out: &mut String) {
     let quote = choose_quote(b.iter().map(|&c| (c == b'\'', c == b'"')));
     out.reserve(b.len() + 3);
     out.push('b');
+    push_bytes_body(b, quote, quote, out);
+}
+
+/// Python's `repr(bytearray)` of `b` (`bytearray(b'...')`), appended to `out`.
+///
+/// Same quote choice as `bytes`, but CPython's `bytearray_repr` escapes a single quote even when
+/// the text is delimited by double quotes: `bytearray(b"\'")`.
+pub fn bytearray_repr(b: &[u8], out: &mut String) {
+    let quote = choose_quote(b.iter().map(|&c| (c == b'\'', c == b'"')));
+    out.reserve(b.len() + 14);
+    out.push_str("bytearray(b");
+    push_bytes_body(b, quote, b'\'', out);
+    out.push(')');
+}
+
+/// The quoted body of a bytes literal: delimited by `quote`, escaping `escaped` and `\\`.
+fn push_bytes_body(b: &[u8], quote: u8, escaped: u8, out: &mut String) {
     out.push(quote as char);
     for &c in b {
         match c {
-            _ if c == quote || c == b'\\' => {
+            _ if c == escaped || c == b'\\' => {
                 out.push('\\');
                 out.push(c as char);
             }
@@ -161,13 +173,6 @@ pub fn bytes_repr(b: &[u8], out: &mut String) {
         }
     }
     out.push(quote as char);
-}
-
-/// Python's `repr(bytearray)` of `b` (`bytearray(b'...')`), appended to `out`.
-pub fn bytearray_repr(b: &[u8], out: &mut String) {
-    out.push_str("bytearray(");
-    bytes_repr(b, out);
-    out.push(')');
 }
 
 /// Python's `repr(int)` of a big integer, appended to `out`, or the `ValueError` message CPython
@@ -309,9 +314,15 @@ mod tests {
             r(b"\t\n\r\x00\x7f\x80\xff\\"),
             "b'\\t\\n\\r\\x00\\x7f\\x80\\xff\\\\'"
         );
-        let mut out = String::new();
-        bytearray_repr(b"ab", &mut out);
-        assert_eq!(out, "bytearray(b'ab')");
+        let ba = |b: &[u8]| {
+            let mut out = String::new();
+            bytearray_repr(b, &mut out);
+            out
+        };
+        assert_eq!(ba(b"ab"), "bytearray(b'ab')");
+        assert_eq!(ba(b"'"), "bytearray(b\"\\'\")");
+        assert_eq!(ba(b"'\"\\"), "bytearray(b'\\'\"\\\\')");
+        assert_eq!(ba(b"\t\n\r\x7f"), "bytearray(b'\\t\\n\\r\\x7f')");
     }
 
     #[test]
