@@ -462,7 +462,8 @@ fn read_stringnl(line: &[u8], stripquotes: bool) -> Result<String, String> {
     }
 }
 
-/// Add the reason CPython's UTF-8 decoder gives to [`PyString`]'s "can't decode byte" message.
+/// CPython's message for UTF-8 that does not decode (with `surrogatepass`), from the offset
+/// [`PyString`] reports.
 fn utf8_error(bytes: &[u8], msg: String) -> String {
     let at = msg
         .rsplit(' ')
@@ -470,17 +471,42 @@ fn utf8_error(bytes: &[u8], msg: String) -> String {
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(0);
     let rest = bytes.get(at..).unwrap_or(b"");
-    let need = match rest.first() {
-        Some(0xC2..=0xDF) => 2,
-        Some(0xE0..=0xEF) => 3,
-        Some(0xF0..=0xF4) => 4,
+    let Some(&first) = rest.first() else {
+        return msg;
+    };
+    let (need, second) = match first {
+        0xC2..=0xDF => (2, 0x80..=0xBF),
+        0xE0 => (3, 0xA0..=0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (3, 0x80..=0xBF),
+        0xED => (3, 0x80..=0x9F),
+        0xF0 => (4, 0x90..=0xBF),
+        0xF1..=0xF3 => (4, 0x80..=0xBF),
+        0xF4 => (4, 0x80..=0x8F),
         _ => return format!("{msg}: invalid start byte"),
     };
-    let continuation = rest.iter().skip(1).take(need - 1);
-    if rest.len() < need && continuation.clone().all(|&b| (0x80..=0xBF).contains(&b)) {
-        format!("{msg}: unexpected end of data")
+    // How many continuation bytes are valid before the first bad one or the end of the data.
+    let mut valid = 0;
+    let mut ended = false;
+    for i in 1..need {
+        match rest.get(i) {
+            None => {
+                ended = true;
+                break;
+            }
+            Some(b) if i == 1 && second.contains(b) => valid += 1,
+            Some(0x80..=0xBF) if i > 1 => valid += 1,
+            Some(_) => break,
+        }
+    }
+    let (last, reason) = if ended {
+        (bytes.len() - 1, "unexpected end of data")
     } else {
-        format!("{msg}: invalid continuation byte")
+        (at + valid, "invalid continuation byte")
+    };
+    if last > at {
+        format!("'utf-8' codec can't decode bytes in position {at}-{last}: {reason}")
+    } else {
+        format!("{msg}: {reason}")
     }
 }
 
@@ -646,11 +672,16 @@ fn read_error(e: Error, data: &[u8]) -> Error {
         .ok()
         .and_then(|o| data.get(o + 1..))
         .unwrap_or(b"");
-    Error::at(
-        ErrorKind::BadArgument(reader_message(opcode, rest)),
-        offset,
-        Some(opcode),
-    )
+    let mut message = reader_message(opcode, rest);
+    if opcode.arg_kind() == ArgKind::TwoLines {
+        // pickletools decodes the first line before it looks for the second.
+        if let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if let Err(first) = read_stringnl(&rest[..end], false) {
+                message = first;
+            }
+        }
+    }
+    Error::at(ErrorKind::BadArgument(message), offset, Some(opcode))
 }
 
 fn reader_message(opcode: Opcode, rest: &[u8]) -> String {
@@ -1011,7 +1042,7 @@ highest protocol among opcodes = 5
             (
                 b"\x80\x05\x8c\x04\xc3\xa9\xe2\x82.",
                 "    0: \\x80 PROTO      5\n",
-                "'utf-8' codec can't decode byte 0xe2 in position 2: unexpected end of data at byte 2 (SHORT_BINUNICODE)",
+                "'utf-8' codec can't decode bytes in position 2-3: unexpected end of data at byte 2 (SHORT_BINUNICODE)",
             ),
         ];
         for &(data, text, err) in cases {
