@@ -1,1 +1,1129 @@
-//! Writing a Pickle back to bytes (being written).
+//! Writing a [`Pickle`] back to bytes, at any protocol.
+//!
+//! The writer visits the value graph the way CPython's C pickler (`save()` in `_pickle.c`)
+//! visits objects, so that writing a pickle CPython made from plain data, at the protocol it was
+//! made with, gives back the same bytes: the same opcodes, the same memo entries in the same
+//! order, the same batches and frames. Every `str`, `bytes`, container, global and object is
+//! memoized the first time it is written (ints, floats, `None`, bools and empty tuples are not);
+//! later references become `GET`s, which also keeps "billion laughs" graphs linear.
+//!
+//! Writing at another protocol translates what the target lacks the way CPython does (sets,
+//! `bytes` and `bytearray` become reductions, `NEWOBJ`/`NEWOBJ_EX` become `copyreg.__newobj__` /
+//! `copyreg.__newobj_ex__` calls, globals are renamed for Python 2 below protocol 3 exactly when
+//! the unpickler will rename them back, dotted names become `getattr` calls below protocol 4).
+//! What cannot be expressed (out-of-band buffers below 5, extension codes below 2, computed
+//! globals below 4, a non-ASCII persistent id at 0) is an [`ErrorKind::Unsupported`] error.
+//!
+//! The walk uses an explicit work stack: a value nested a million levels deep is written without
+//! recursion.
+//!
+//! ```
+//! use brinery::Pickle;
+//! // t = ([],); t[0].append(t); pickle.dumps(t, 2)
+//! let data = b"\x80\x02]q\x00h\x00\x85q\x01a0h\x01.";
+//! let p = Pickle::from_slice(data).unwrap();
+//! assert_eq!(p.to_vec(2).unwrap(), data);
+//! let p0 = p.to_vec(0).unwrap();
+//! assert_eq!(p0, b"((lp0\n(g0\ntp1\na00g1\n.");
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+
+use super::{CallKind, Global, Mutation, Pickle, Value, ValueId};
+use crate::encode::{batches, python2_name, python3_name, BatchRule, Encoder};
+use crate::error::{Error, ErrorKind, Result};
+use crate::opcode::Opcode;
+use crate::pystr::PyString;
+
+impl Pickle {
+    /// Write the pickle at `protocol` (0–5) into a new vector, as `pickle.dumps` would.
+    ///
+    /// ```
+    /// let p = brinery::Pickle::from_slice(b"\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94K\x01a.").unwrap();
+    /// assert_eq!(p.to_vec(4).unwrap(), b"\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94K\x01a.");
+    /// assert_eq!(p.to_vec(0).unwrap(), b"(lp0\nI1\na.");
+    /// ```
+    pub fn to_vec(&self, protocol: u8) -> Result<Vec<u8>> {
+        let mut enc = Encoder::new(protocol)?;
+        enc.start();
+        Writer::new(self, &mut enc).run()?;
+        enc.finish()
+    }
+
+    /// Write the pickle at `protocol` to `w`, as `pickle.dump` would: committed frames are
+    /// written as they fill up and large payloads go to `w` directly.
+    pub fn write_to<W: Write>(&self, mut w: W, protocol: u8) -> Result<()> {
+        {
+            let mut enc = Encoder::with_sink(protocol, &mut w)?;
+            enc.start();
+            Writer::new(self, &mut enc).run()?;
+            enc.finish()?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+}
+
+const NO_MEMO: u32 = u32::MAX;
+
+fn unsupported(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Unsupported(msg.into()))
+}
+
+/// A global to write: from the arena (its meaning depends on the source protocol), a Python 3
+/// name the writer introduces, or a final name that is written as is.
+enum GlobalRef<'a> {
+    Arena(&'a Global),
+    Py3(&'static str, &'static str),
+    Final(PyString, PyString),
+}
+
+/// One step of the walk. "Save-like" steps correspond to a `save()` call in `_pickle.c` and start
+/// with an opcode boundary.
+enum Task<'a> {
+    /// Save the value `value` under the identity `ident` (they differ for a `Mutated` base).
+    Save {
+        value: ValueId,
+        ident: ValueId,
+    },
+    /// Write one opcode.
+    Op(Opcode),
+    /// Memoize `ident` unless it already is.
+    Memoize(ValueId),
+    /// Memoize `ident` if it is a rarely-memoized kind that is referenced more than once.
+    MaybeMemo(ValueId),
+    /// Memoize a fresh object nobody refers to (an argument tuple the writer introduced).
+    MemoFresh,
+    /// The end of a non-empty tuple (the recursive case pops and fetches from the memo).
+    TupleEnd {
+        ident: ValueId,
+        len: usize,
+    },
+    /// The end of a protocol-4 frozenset.
+    FrozenSetEnd {
+        ident: ValueId,
+    },
+    /// After the callable and arguments: the call opcode, the memo, then the object's mutations.
+    CallEnd {
+        value: ValueId,
+        ident: ValueId,
+        op: Opcode,
+    },
+    /// After the marked arguments of `INST` (`Some`) or `OBJ` (`None`).
+    InstEnd {
+        value: ValueId,
+        ident: ValueId,
+        inst: Option<&'a Global>,
+    },
+    /// After the base of a `Mutated` value.
+    MutatedEnd {
+        value: ValueId,
+        ident: ValueId,
+    },
+    /// Restore the in-progress record of `ident`.
+    Leave {
+        ident: ValueId,
+        prev: Option<u32>,
+    },
+    /// A global (memoized by identity and by name).
+    Global(GlobalRef<'a>, Option<ValueId>),
+    /// The module or name string of a `STACK_GLOBAL` (memoized by content).
+    NameStr(PyString),
+    /// The memo entry of a global whose opcodes were just written.
+    GlobalDone(Option<ValueId>, (PyString, PyString)),
+    /// Start / end of a tuple the writer introduced.
+    SynthTupleStart(usize),
+    SynthTupleEnd(usize),
+    /// A list the writer introduced, holding `items` (the `[items]` of `set([items])`).
+    SynthList(&'a [ValueId]),
+    /// An interned string literal (`'latin1'`, `'add'`): memoized once.
+    Lit(&'static str),
+    /// A fresh string (memoized, never referenced again).
+    FreshStr(PyString),
+    /// `bytes` decoded as Latin-1 (the argument of `_codecs.encode`).
+    LatinStr(&'a [u8]),
+    /// A fresh `bytes` object (the argument of `bytearray(...)` below protocol 5).
+    FreshBytes(&'a [u8]),
+    /// `()`.
+    EmptyTuple,
+    /// A fresh empty dict (the kwargs of `copyreg.__newobj_ex__`).
+    EmptyDict,
+}
+
+struct Writer<'a, 'e, 'w> {
+    p: &'a Pickle,
+    enc: &'e mut Encoder<'w>,
+    proto: u8,
+    memo: Vec<u32>,
+    memo_len: u32,
+    global_memo: HashMap<(PyString, PyString), u32>,
+    name_memo: HashMap<PyString, u32>,
+    lit_memo: HashMap<&'static str, u32>,
+    shared: HashSet<ValueId>,
+    in_progress: HashMap<ValueId, u32>,
+    applied: HashSet<ValueId>,
+    buffers: u32,
+    tasks: Vec<Task<'a>>,
+}
+
+impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
+    fn new(p: &'a Pickle, enc: &'e mut Encoder<'w>) -> Self {
+        let proto = enc.protocol();
+        Writer {
+            p,
+            enc,
+            proto,
+            memo: vec![NO_MEMO; p.len()],
+            memo_len: 0,
+            global_memo: HashMap::new(),
+            name_memo: HashMap::new(),
+            lit_memo: HashMap::new(),
+            shared: shared_rare_values(p),
+            in_progress: HashMap::new(),
+            applied: HashSet::new(),
+            buffers: 0,
+            tasks: Vec::new(),
+        }
+    }
+
+    fn run(mut self) -> Result<()> {
+        let root = self.p.root();
+        self.tasks.push(Task::Save {
+            value: root,
+            ident: root,
+        });
+        while let Some(task) = self.tasks.pop() {
+            self.step(task)?;
+        }
+        Ok(())
+    }
+
+    fn value(&self, id: ValueId) -> Result<&'a Value> {
+        let p: &'a Pickle = self.p;
+        p.get(id)
+            .ok_or_else(|| unsupported(format!("value id {} is out of range", id.index())))
+    }
+
+    #[inline]
+    fn memo_of(&self, id: ValueId) -> Option<u32> {
+        match self.memo.get(id.index()) {
+            Some(&i) if i != NO_MEMO => Some(i),
+            _ => None,
+        }
+    }
+
+    fn next_memo(&mut self) -> Result<u32> {
+        let idx = self.memo_len;
+        if idx == NO_MEMO {
+            return Err(unsupported("too many memo entries"));
+        }
+        self.enc.put(idx as u64)?;
+        self.memo_len += 1;
+        Ok(idx)
+    }
+
+    fn memoize(&mut self, ident: ValueId) -> Result<()> {
+        if self.memo_of(ident).is_none() {
+            let idx = self.next_memo()?;
+            if let Some(slot) = self.memo.get_mut(ident.index()) {
+                *slot = idx;
+            }
+        }
+        Ok(())
+    }
+
+    /// Record that `ident` (a value memoized only after its children) is being written; an
+    /// identical record with no memo growth in between means the walk would never end.
+    fn enter(&mut self, ident: ValueId) -> Result<()> {
+        let now = self.memo_len;
+        let prev = self.in_progress.insert(ident, now);
+        if prev == Some(now) {
+            return Err(unsupported(
+                "the value contains itself only through tuples, frozensets or call arguments",
+            ));
+        }
+        self.tasks.push(Task::Leave { ident, prev });
+        Ok(())
+    }
+
+    fn push_items(&mut self, items: &[ValueId]) {
+        self.tasks.extend(items.iter().rev().map(|&id| Task::Save {
+            value: id,
+            ident: id,
+        }));
+    }
+
+    /// Push `items` in batches (`batch_list`/`save_set` style) closing each with `multi`, or
+    /// `single` for an unmarked batch.
+    fn push_batched(&mut self, items: &[ValueId], rule: BatchRule, single: Opcode, multi: Opcode) {
+        let plan: Vec<_> = batches(items.len(), rule).collect();
+        for b in plan.iter().rev() {
+            self.tasks
+                .push(Task::Op(if b.marked { multi } else { single }));
+            self.push_items(&items[b.start..b.start + b.len]);
+            if b.marked {
+                self.tasks.push(Task::Op(Opcode::MARK));
+            }
+        }
+    }
+
+    fn push_pairs_batched(&mut self, pairs: &[(ValueId, ValueId)], rule: BatchRule) {
+        let plan: Vec<_> = batches(pairs.len(), rule).collect();
+        for b in plan.iter().rev() {
+            self.tasks.push(Task::Op(if b.marked {
+                Opcode::SETITEMS
+            } else {
+                Opcode::SETITEM
+            }));
+            for &(k, v) in pairs[b.start..b.start + b.len].iter().rev() {
+                self.tasks.push(Task::Save { value: v, ident: v });
+                self.tasks.push(Task::Save { value: k, ident: k });
+            }
+            if b.marked {
+                self.tasks.push(Task::Op(Opcode::MARK));
+            }
+        }
+    }
+
+    /// Push `REDUCE(global, (items...))` ending in `CallEnd` for `ident` (tasks in execution
+    /// order are: global, tuple start, `args`, tuple end, call end).
+    fn push_reduce(
+        &mut self,
+        value: ValueId,
+        ident: ValueId,
+        global: GlobalRef<'a>,
+        args: Vec<Task<'a>>,
+    ) {
+        self.tasks.push(Task::CallEnd {
+            value,
+            ident,
+            op: Opcode::REDUCE,
+        });
+        if args.is_empty() {
+            self.tasks.push(Task::EmptyTuple);
+        } else {
+            let n = args.len();
+            self.tasks.push(Task::SynthTupleEnd(n));
+            self.tasks.extend(args.into_iter().rev());
+            self.tasks.push(Task::SynthTupleStart(n));
+        }
+        self.tasks.push(Task::Global(global, None));
+    }
+
+    fn step(&mut self, task: Task<'a>) -> Result<()> {
+        match task {
+            Task::Save { value, ident } => self.save(value, ident)?,
+            Task::Op(op) => self.enc.opcode(op),
+            Task::Memoize(ident) => self.memoize(ident)?,
+            Task::MaybeMemo(ident) => {
+                if self.shared.contains(&ident) {
+                    self.memoize(ident)?;
+                }
+            }
+            Task::MemoFresh => {
+                self.next_memo()?;
+            }
+            Task::TupleEnd { ident, len } => {
+                if let Some(idx) = self.memo_of(ident) {
+                    self.enc.tuple_pop_recursive(len);
+                    self.enc.get(idx as u64)?;
+                } else {
+                    self.enc.tuple_end(len);
+                    self.memoize(ident)?;
+                }
+            }
+            Task::FrozenSetEnd { ident } => {
+                if let Some(idx) = self.memo_of(ident) {
+                    self.enc.opcode(Opcode::POP_MARK);
+                    self.enc.get(idx as u64)?;
+                } else {
+                    self.enc.opcode(Opcode::FROZENSET);
+                    self.memoize(ident)?;
+                }
+            }
+            Task::CallEnd { value, ident, op } => {
+                self.enc.opcode(op);
+                self.after_call(value, ident)?;
+            }
+            Task::InstEnd { value, ident, inst } => {
+                match inst {
+                    Some(g) => {
+                        let (m, n) = self.resolve(&GlobalRef::Arena(g))?;
+                        self.enc.inst(m.as_bytes(), n.as_bytes())?;
+                    }
+                    None => self.enc.opcode(Opcode::OBJ),
+                }
+                self.after_call(value, ident)?;
+            }
+            Task::MutatedEnd { value, ident } => {
+                if self.applied.insert(ident) {
+                    self.memoize(ident)?;
+                    if let Value::Mutated(m) = self.value(value)? {
+                        self.push_mutations(ident, &m.mutations);
+                    }
+                }
+            }
+            Task::Leave { ident, prev } => match prev {
+                Some(p) => {
+                    self.in_progress.insert(ident, p);
+                }
+                None => {
+                    self.in_progress.remove(&ident);
+                }
+            },
+            Task::Global(g, ident) => self.global(g, ident)?,
+            Task::NameStr(s) => {
+                self.enc.opcode_boundary()?;
+                if let Some(&idx) = self.name_memo.get(&s) {
+                    self.enc.get(idx as u64)?;
+                } else {
+                    self.enc.str(&s)?;
+                    let idx = self.next_memo()?;
+                    self.name_memo.insert(s, idx);
+                }
+            }
+            Task::GlobalDone(ident, key) => {
+                let idx = self.next_memo()?;
+                if let Some(id) = ident {
+                    if let Some(slot) = self.memo.get_mut(id.index()) {
+                        *slot = idx;
+                    }
+                }
+                self.global_memo.insert(key, idx);
+            }
+            Task::SynthTupleStart(n) => {
+                self.enc.opcode_boundary()?;
+                self.enc.tuple_start(n);
+            }
+            Task::SynthTupleEnd(n) => {
+                self.enc.tuple_end(n);
+                self.next_memo()?;
+            }
+            Task::SynthList(items) => {
+                self.enc.opcode_boundary()?;
+                self.enc.empty_list();
+                self.next_memo()?;
+                self.push_batched(
+                    items,
+                    BatchRule::list(self.proto),
+                    Opcode::APPEND,
+                    Opcode::APPENDS,
+                );
+            }
+            Task::Lit(s) => {
+                self.enc.opcode_boundary()?;
+                if let Some(&idx) = self.lit_memo.get(s) {
+                    self.enc.get(idx as u64)?;
+                } else {
+                    self.enc.str(&PyString::from(s))?;
+                    let idx = self.next_memo()?;
+                    self.lit_memo.insert(s, idx);
+                }
+            }
+            Task::FreshStr(s) => {
+                self.enc.opcode_boundary()?;
+                self.enc.str(&s)?;
+                self.next_memo()?;
+            }
+            Task::LatinStr(b) => {
+                self.enc.opcode_boundary()?;
+                let s = latin1(b);
+                self.enc.str(&s)?;
+                self.next_memo()?;
+            }
+            Task::FreshBytes(b) => {
+                self.enc.opcode_boundary()?;
+                if self.proto >= 3 {
+                    self.enc.bytes(b)?;
+                    self.next_memo()?;
+                } else {
+                    // _codecs.encode(b.decode('latin1'), 'latin1'), memoized like any reduction.
+                    self.tasks.push(Task::MemoFresh);
+                    self.tasks.push(Task::Op(Opcode::REDUCE));
+                    self.tasks.push(Task::SynthTupleEnd(2));
+                    self.tasks.push(Task::Lit("latin1"));
+                    self.tasks.push(Task::LatinStr(b));
+                    self.tasks.push(Task::SynthTupleStart(2));
+                    self.tasks
+                        .push(Task::Global(GlobalRef::Py3("_codecs", "encode"), None));
+                }
+            }
+            Task::EmptyTuple => {
+                self.enc.opcode_boundary()?;
+                self.enc.empty_tuple();
+            }
+            Task::EmptyDict => {
+                self.enc.opcode_boundary()?;
+                self.enc.empty_dict();
+                self.next_memo()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After `REDUCE`/`NEWOBJ`/`INST`/...: a recursive object is already in the memo (throw the
+    /// new one away and fetch it, skipping its state as `save_reduce` does); otherwise memoize
+    /// it and write its mutations.
+    fn after_call(&mut self, value: ValueId, ident: ValueId) -> Result<()> {
+        if let Some(idx) = self.memo_of(ident) {
+            self.enc.opcode(Opcode::POP);
+            self.enc.get(idx as u64)?;
+            return Ok(());
+        }
+        self.memoize(ident)?;
+        if let Value::Object(obj) = self.value(value)? {
+            self.push_mutations(ident, &obj.mutations);
+        }
+        Ok(())
+    }
+
+    /// Push the mutations of `ident` in order, batching runs of the same kind.
+    fn push_mutations(&mut self, ident: ValueId, mutations: &'a [Mutation]) {
+        // Split into runs, then push the runs in reverse.
+        let mut runs: Vec<&'a [Mutation]> = Vec::new();
+        let mut start = 0;
+        for i in 1..=mutations.len() {
+            if i == mutations.len()
+                || std::mem::discriminant(&mutations[i])
+                    != std::mem::discriminant(&mutations[start])
+                || matches!(mutations[i], Mutation::Build(_))
+            {
+                runs.push(&mutations[start..i]);
+                start = i;
+            }
+        }
+        for run in runs.into_iter().rev() {
+            match run.first() {
+                Some(Mutation::Append(_)) => {
+                    let items: Vec<ValueId> = run
+                        .iter()
+                        .filter_map(|m| match m {
+                            Mutation::Append(v) => Some(*v),
+                            _ => None,
+                        })
+                        .collect();
+                    self.push_owned_batched(&items, BatchRule::iter(self.proto), false);
+                }
+                Some(Mutation::SetItem(..)) => {
+                    let pairs: Vec<(ValueId, ValueId)> = run
+                        .iter()
+                        .filter_map(|m| match m {
+                            Mutation::SetItem(k, v) => Some((*k, *v)),
+                            _ => None,
+                        })
+                        .collect();
+                    self.push_pairs_batched(&pairs, BatchRule::iter(self.proto));
+                }
+                Some(Mutation::Add(_)) => {
+                    let items: Vec<ValueId> = run
+                        .iter()
+                        .filter_map(|m| match m {
+                            Mutation::Add(v) => Some(*v),
+                            _ => None,
+                        })
+                        .collect();
+                    if self.proto >= 4 {
+                        self.push_owned_batched(&items, BatchRule::SetExact, true);
+                    } else {
+                        // getattr(obj, 'add')(item), result discarded.
+                        for &item in items.iter().rev() {
+                            self.tasks.push(Task::Op(Opcode::POP));
+                            self.tasks.push(Task::Op(Opcode::REDUCE));
+                            self.tasks.push(Task::SynthTupleEnd(1));
+                            self.tasks.push(Task::Save {
+                                value: item,
+                                ident: item,
+                            });
+                            self.tasks.push(Task::SynthTupleStart(1));
+                            self.tasks.push(Task::Op(Opcode::REDUCE));
+                            self.tasks.push(Task::SynthTupleEnd(2));
+                            self.tasks.push(Task::Lit("add"));
+                            self.tasks.push(Task::Save {
+                                value: ident,
+                                ident,
+                            });
+                            self.tasks.push(Task::SynthTupleStart(2));
+                            self.tasks
+                                .push(Task::Global(GlobalRef::Py3("builtins", "getattr"), None));
+                        }
+                    }
+                }
+                Some(Mutation::Build(state)) => {
+                    self.tasks.push(Task::Op(Opcode::BUILD));
+                    self.tasks.push(Task::Save {
+                        value: *state,
+                        ident: *state,
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn push_owned_batched(&mut self, items: &[ValueId], rule: BatchRule, add: bool) {
+        let (single, multi) = if add {
+            (Opcode::ADDITEMS, Opcode::ADDITEMS)
+        } else {
+            (Opcode::APPEND, Opcode::APPENDS)
+        };
+        self.push_batched(items, rule, single, multi);
+    }
+
+    fn save(&mut self, value_id: ValueId, ident: ValueId) -> Result<()> {
+        self.enc.opcode_boundary()?;
+        let value = self.value(value_id)?;
+        match value {
+            Value::None => {
+                self.enc.none();
+                return Ok(());
+            }
+            Value::Bool(b) => {
+                self.enc.bool(*b);
+                return Ok(());
+            }
+            Value::Int(i) => {
+                self.enc.int(*i);
+                return Ok(());
+            }
+            Value::BigInt(b) => return self.enc.big_int(b),
+            Value::Float(f) => {
+                self.enc.float(*f);
+                return Ok(());
+            }
+            _ => {}
+        }
+        if let Some(idx) = self.memo_of(ident) {
+            return self.enc.get(idx as u64);
+        }
+        let proto = self.proto;
+        match value {
+            Value::None | Value::Bool(_) | Value::Int(_) | Value::BigInt(_) | Value::Float(_) => {}
+            Value::Str(s) => {
+                self.enc.str(s)?;
+                self.memoize(ident)?;
+            }
+            Value::LegacyStr(b) => {
+                self.enc.legacy_str(b)?;
+                self.memoize(ident)?;
+            }
+            Value::Bytes(b) => {
+                if proto >= 3 {
+                    self.enc.bytes(b)?;
+                    self.memoize(ident)?;
+                } else if b.is_empty() {
+                    self.push_reduce(value_id, ident, GlobalRef::Py3("builtins", "bytes"), vec![]);
+                } else {
+                    self.push_reduce(
+                        value_id,
+                        ident,
+                        GlobalRef::Py3("_codecs", "encode"),
+                        vec![Task::LatinStr(b), Task::Lit("latin1")],
+                    );
+                }
+            }
+            Value::ByteArray(b) => {
+                if proto >= 5 {
+                    self.enc.bytearray8(b)?;
+                    self.memoize(ident)?;
+                } else {
+                    let args = if b.is_empty() {
+                        vec![]
+                    } else {
+                        vec![Task::FreshBytes(b)]
+                    };
+                    self.push_reduce(
+                        value_id,
+                        ident,
+                        GlobalRef::Py3("builtins", "bytearray"),
+                        args,
+                    );
+                }
+            }
+            Value::List(items) => {
+                self.enc.empty_list();
+                self.memoize(ident)?;
+                self.push_batched(
+                    items,
+                    BatchRule::list(proto),
+                    Opcode::APPEND,
+                    Opcode::APPENDS,
+                );
+            }
+            Value::Dict(pairs) => {
+                self.enc.empty_dict();
+                self.memoize(ident)?;
+                self.push_pairs_batched(pairs, BatchRule::dict(proto));
+            }
+            Value::Tuple(items) => {
+                if items.is_empty() {
+                    self.enc.empty_tuple();
+                    return Ok(());
+                }
+                self.enter(ident)?;
+                self.tasks.push(Task::TupleEnd {
+                    ident,
+                    len: items.len(),
+                });
+                self.push_items(items);
+                self.enc.tuple_start(items.len());
+            }
+            Value::Set(items) => {
+                if proto >= 4 {
+                    self.enc.opcode(Opcode::EMPTY_SET);
+                    self.memoize(ident)?;
+                    self.push_batched(
+                        items,
+                        BatchRule::SetExact,
+                        Opcode::ADDITEMS,
+                        Opcode::ADDITEMS,
+                    );
+                } else {
+                    self.enter(ident)?;
+                    self.push_reduce(
+                        value_id,
+                        ident,
+                        GlobalRef::Py3("builtins", "set"),
+                        vec![Task::SynthList(items)],
+                    );
+                }
+            }
+            Value::FrozenSet(items) => {
+                self.enter(ident)?;
+                if proto >= 4 {
+                    self.tasks.push(Task::FrozenSetEnd { ident });
+                    self.push_items(items);
+                    self.enc.mark();
+                } else {
+                    self.push_reduce(
+                        value_id,
+                        ident,
+                        GlobalRef::Py3("builtins", "frozenset"),
+                        vec![Task::SynthList(items)],
+                    );
+                }
+            }
+            Value::Global(g) => self.global(GlobalRef::Arena(g), Some(ident))?,
+            Value::DynamicGlobal { module, name } => {
+                if proto < 4 {
+                    return Err(unsupported(format!(
+                        "a STACK_GLOBAL with a computed module or name cannot be written at protocol {proto}"
+                    )));
+                }
+                self.tasks.push(Task::Memoize(ident));
+                self.tasks.push(Task::Op(Opcode::STACK_GLOBAL));
+                self.tasks.push(Task::Save {
+                    value: *name,
+                    ident: *name,
+                });
+                self.tasks.push(Task::Save {
+                    value: *module,
+                    ident: *module,
+                });
+            }
+            Value::Object(obj) => self.object(value_id, ident, obj)?,
+            Value::PersistentId(pid) => {
+                if proto >= 1 {
+                    self.tasks.push(Task::MaybeMemo(ident));
+                    self.tasks.push(Task::Op(Opcode::BINPERSID));
+                    self.tasks.push(Task::Save {
+                        value: *pid,
+                        ident: *pid,
+                    });
+                } else {
+                    match self.value(*pid)? {
+                        Value::Str(s) => self.enc.persid(s.as_bytes())?,
+                        other => {
+                            return Err(unsupported(format!(
+                                "a persistent id that is a {} cannot be written at protocol 0",
+                                other.kind_name()
+                            )))
+                        }
+                    }
+                    self.step(Task::MaybeMemo(ident))?;
+                }
+            }
+            Value::Ext(code) => {
+                self.enc.ext(*code)?;
+                self.step(Task::MaybeMemo(ident))?;
+            }
+            Value::Buffer { index, readonly } => {
+                if proto < 5 {
+                    return Err(unsupported(format!(
+                        "out-of-band buffers cannot be written at protocol {proto}"
+                    )));
+                }
+                if *index != self.buffers {
+                    return Err(unsupported(format!(
+                        "out-of-band buffer {index} would be read as buffer {}",
+                        self.buffers
+                    )));
+                }
+                self.buffers += 1;
+                self.enc.opcode(Opcode::NEXT_BUFFER);
+                if *readonly {
+                    self.enc.opcode(Opcode::READONLY_BUFFER);
+                }
+                self.step(Task::MaybeMemo(ident))?;
+            }
+            Value::ReadOnly(inner) => {
+                if proto < 5 {
+                    return Err(unsupported(format!(
+                        "READONLY_BUFFER cannot be written at protocol {proto}"
+                    )));
+                }
+                self.tasks.push(Task::MaybeMemo(ident));
+                self.tasks.push(Task::Op(Opcode::READONLY_BUFFER));
+                self.tasks.push(Task::Save {
+                    value: *inner,
+                    ident: *inner,
+                });
+            }
+            Value::Mutated(m) => {
+                self.tasks.push(Task::MutatedEnd {
+                    value: value_id,
+                    ident,
+                });
+                self.tasks.push(Task::Save {
+                    value: m.base,
+                    ident,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, value: ValueId, ident: ValueId, obj: &'a super::Object) -> Result<()> {
+        let proto = self.proto;
+        let save = |id: ValueId| Task::Save {
+            value: id,
+            ident: id,
+        };
+        match obj.kind {
+            CallKind::Reduce => {
+                self.enter(ident)?;
+                self.tasks.push(Task::CallEnd {
+                    value,
+                    ident,
+                    op: Opcode::REDUCE,
+                });
+                self.tasks.push(save(obj.args));
+                self.tasks.push(save(obj.callable));
+            }
+            CallKind::NewObj if proto >= 2 => {
+                self.enter(ident)?;
+                self.tasks.push(Task::CallEnd {
+                    value,
+                    ident,
+                    op: Opcode::NEWOBJ,
+                });
+                self.tasks.push(save(obj.args));
+                self.tasks.push(save(obj.callable));
+            }
+            CallKind::NewObj => {
+                self.enter(ident)?;
+                if let Value::Tuple(items) = self.value(obj.args)? {
+                    let mut args = vec![save(obj.callable)];
+                    args.extend(items.iter().map(|&id| save(id)));
+                    self.push_reduce(value, ident, GlobalRef::Py3("copyreg", "__newobj__"), args);
+                } else {
+                    let args = vec![save(obj.callable), save(obj.args), Task::EmptyDict];
+                    self.push_reduce(
+                        value,
+                        ident,
+                        GlobalRef::Py3("copyreg", "__newobj_ex__"),
+                        args,
+                    );
+                }
+            }
+            CallKind::NewObjEx => {
+                self.enter(ident)?;
+                let kwargs = match obj.kwargs {
+                    Some(k) => save(k),
+                    None => Task::EmptyDict,
+                };
+                if proto >= 4 {
+                    self.tasks.push(Task::CallEnd {
+                        value,
+                        ident,
+                        op: Opcode::NEWOBJ_EX,
+                    });
+                    self.tasks.push(kwargs);
+                    self.tasks.push(save(obj.args));
+                    self.tasks.push(save(obj.callable));
+                } else {
+                    let args = vec![save(obj.callable), save(obj.args), kwargs];
+                    self.push_reduce(
+                        value,
+                        ident,
+                        GlobalRef::Py3("copyreg", "__newobj_ex__"),
+                        args,
+                    );
+                }
+            }
+            CallKind::Inst | CallKind::Obj => {
+                let Value::Tuple(items) = self.value(obj.args)? else {
+                    return Err(unsupported(
+                        "INST/OBJ arguments that are not a tuple cannot be written",
+                    ));
+                };
+                let inst = match (obj.kind, self.value(obj.callable)?) {
+                    (CallKind::Inst, Value::Global(g))
+                        if proto >= 4 || !g.name.as_bytes().contains(&b'.') =>
+                    {
+                        Some(&**g)
+                    }
+                    _ => None,
+                };
+                if inst.is_none() && proto == 0 {
+                    return Err(unsupported(
+                        "an OBJ instance (or INST of a nested class) cannot be written at protocol 0",
+                    ));
+                }
+                self.enter(ident)?;
+                self.tasks.push(Task::InstEnd { value, ident, inst });
+                self.push_items(items);
+                if inst.is_none() {
+                    self.tasks.push(save(obj.callable));
+                }
+                self.enc.mark();
+            }
+        }
+        Ok(())
+    }
+
+    /// The (module, name) to write for `g` at the target protocol.
+    fn resolve(&self, g: &GlobalRef<'_>) -> Result<(PyString, PyString)> {
+        let (module, name, from_py2) = match g {
+            GlobalRef::Arena(g) => (g.module.clone(), g.name.clone(), self.p.protocol() < 3),
+            GlobalRef::Py3(m, n) => (PyString::from(*m), PyString::from(*n), false),
+            GlobalRef::Final(m, n) => return Ok((m.clone(), n.clone())),
+        };
+        let (Some(m), Some(n)) = (module.as_str(), name.as_str()) else {
+            return Ok((module, name));
+        };
+        let to3 = |m: &str, n: &str| -> (String, String) {
+            match python3_name(m, n) {
+                Some((m3, n3)) => (m3.to_owned(), n3.unwrap_or(n).to_owned()),
+                None => (m.to_owned(), n.to_owned()),
+            }
+        };
+        // What the original stream means.
+        let meaning = if from_py2 {
+            to3(m, n)
+        } else {
+            (m.to_owned(), n.to_owned())
+        };
+        if self.proto >= 3 {
+            return Ok((meaning.0.into(), meaning.1.into()));
+        }
+        // Below protocol 3 the unpickler renames Python 2 names: write a name it maps back to
+        // `meaning`, preferring what the source had, then what CPython's pickler writes.
+        let mut candidates = Vec::with_capacity(3);
+        if from_py2 {
+            candidates.push((m.to_owned(), n.to_owned()));
+        }
+        candidates.push(match python2_name(&meaning.0, &meaning.1) {
+            Some((m2, n2)) => (m2.to_owned(), n2.unwrap_or(&meaning.1).to_owned()),
+            None => meaning.clone(),
+        });
+        candidates.push(meaning.clone());
+        for (cm, cn) in candidates {
+            if to3(&cm, &cn) == meaning {
+                return Ok((cm.into(), cn.into()));
+            }
+        }
+        Err(unsupported(format!(
+            "global {}.{} has no name the protocol {} unpickler maps back to it",
+            meaning.0, meaning.1, self.proto
+        )))
+    }
+
+    fn global(&mut self, g: GlobalRef<'a>, ident: Option<ValueId>) -> Result<()> {
+        self.enc.opcode_boundary()?;
+        if let Some(idx) = ident.and_then(|id| self.memo_of(id)) {
+            return self.enc.get(idx as u64);
+        }
+        let key = self.resolve(&g)?;
+        if let Some(&idx) = self.global_memo.get(&key) {
+            if let Some(slot) = ident.and_then(|id| self.memo.get_mut(id.index())) {
+                *slot = idx;
+            }
+            return self.enc.get(idx as u64);
+        }
+        let (module, name) = key.clone();
+        if self.proto >= 4 {
+            self.tasks.push(Task::GlobalDone(ident, key));
+            self.tasks.push(Task::Op(Opcode::STACK_GLOBAL));
+            self.tasks.push(Task::NameStr(name));
+            self.tasks.push(Task::NameStr(module));
+            return Ok(());
+        }
+        let dotted = name
+            .as_bytes()
+            .iter()
+            .rposition(|&b| b == b'.')
+            .filter(|_| name.as_str().is_some());
+        if let (Some(dot), Some(full)) = (dotted, name.as_str()) {
+            // getattr(module.parent, last), as save_global does for nested names below 4.
+            let parent = PyString::from(&full[..dot]);
+            let last = PyString::from(&full[dot + 1..]);
+            self.tasks.push(Task::GlobalDone(ident, key));
+            self.tasks.push(Task::Op(Opcode::REDUCE));
+            self.tasks.push(Task::SynthTupleEnd(2));
+            self.tasks.push(Task::FreshStr(last));
+            self.tasks
+                .push(Task::Global(GlobalRef::Final(module, parent), None));
+            self.tasks.push(Task::SynthTupleStart(2));
+            self.tasks
+                .push(Task::Global(GlobalRef::Py3("builtins", "getattr"), None));
+            return Ok(());
+        }
+        self.enc.global(module.as_bytes(), name.as_bytes())?;
+        self.step(Task::GlobalDone(ident, key))
+    }
+}
+
+/// `bytes.decode('latin1')`.
+fn latin1(b: &[u8]) -> PyString {
+    match std::str::from_utf8(b) {
+        Ok(s) if s.is_ascii() => PyString::from(s),
+        _ => PyString::from(b.iter().map(|&c| c as char).collect::<String>()),
+    }
+}
+
+/// Values of kinds CPython never memoizes (persistent ids, extension objects, buffers) that are
+/// referenced more than once: they must be memoized to keep their identity.
+fn shared_rare_values(p: &Pickle) -> HashSet<ValueId> {
+    let rare = |v: &Value| {
+        matches!(
+            v,
+            Value::PersistentId(_) | Value::Ext(_) | Value::Buffer { .. } | Value::ReadOnly(_)
+        )
+    };
+    if !p.values().iter().any(rare) {
+        return HashSet::new();
+    }
+    let mut counts: HashMap<ValueId, u32> = HashMap::new();
+    let mut count = |id: ValueId| {
+        if p.get(id).is_some_and(rare) {
+            *counts.entry(id).or_insert(0) += 1;
+        }
+    };
+    count(p.root());
+    for v in p.values() {
+        v.for_each_child(&mut count);
+    }
+    counts
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(data: &[u8], proto: u8) -> Vec<u8> {
+        Pickle::from_slice(data).unwrap().to_vec(proto).unwrap()
+    }
+
+    #[test]
+    fn cpython_bytes_at_their_own_protocol() {
+        // pickle.dumps({'a': [1, 2.5, None, True]}, 2)
+        let d = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00N\x88es.";
+        assert_eq!(roundtrip(d, 2), d);
+        // pickle.dumps({1, 2}, 2) and pickle.dumps(b'ab', 2)
+        let d = b"\x80\x02c__builtin__\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03.";
+        assert_eq!(roundtrip(d, 2), d);
+        let d = b"\x80\x02c_codecs\nencode\nq\x00X\x02\x00\x00\x00abq\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.";
+        assert_eq!(roundtrip(d, 2), d);
+    }
+
+    #[test]
+    fn translations_match_cpython() {
+        // A set read at protocol 4, written at 2, is what pickle.dumps({1, 2}, 2) writes.
+        let p4 = b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00\x8f\x94(K\x01K\x02\x90.";
+        assert_eq!(
+            roundtrip(p4, 2),
+            b"\x80\x02c__builtin__\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03."
+        );
+        // bytearray(b'ab') at protocol 5 written at 2.
+        let p5 = b"\x80\x05\x95\x0d\x00\x00\x00\x00\x00\x00\x00\x96\x02\x00\x00\x00\x00\x00\x00\x00ab\x94.";
+        assert_eq!(
+            roundtrip(p5, 2),
+            &b"\x80\x02c__builtin__\nbytearray\nq\x00c_codecs\nencode\nq\x01X\x02\x00\x00\x00abq\x02X\x06\x00\x00\x00latin1q\x03\x86q\x04Rq\x05\x85q\x06Rq\x07."[..]
+        );
+    }
+
+    #[test]
+    fn unsupported_at_low_protocols() {
+        let p = Pickle::from_slice(b"\x80\x05\x97.").unwrap();
+        let e = p.to_vec(4).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "out-of-band buffers cannot be written at protocol 4"
+        );
+        let p = Pickle::from_slice(b"\x80\x02\x82\x01.").unwrap();
+        assert!(p.to_vec(1).is_err());
+        assert_eq!(p.to_vec(2).unwrap(), b"\x80\x02\x82\x01.");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let depth = 200_000;
+        let mut data = b"\x80\x02".to_vec();
+        data.resize(2 + depth, b']');
+        data.resize(2 + 2 * depth - 1, b'a');
+        data.push(b'.');
+        let limits = crate::Limits::builder().max_depth(usize::MAX).build();
+        let p = Pickle::from_slice_with(&data, &limits).unwrap();
+        for proto in 0..=5 {
+            let out = p.to_vec(proto).unwrap();
+            let back = Pickle::from_slice_with(&out, &limits).unwrap();
+            assert_eq!(back.len(), p.len());
+        }
+    }
+
+    #[test]
+    fn billion_laughs_is_linear() {
+        let mut p = Pickle::new();
+        let mut prev = p.push(Value::Str("lol".into()));
+        for _ in 0..30 {
+            prev = p.push(Value::List(vec![prev; 10]));
+        }
+        p.set_root(prev);
+        for proto in 0..=5 {
+            let out = p.to_vec(proto).unwrap();
+            assert!(out.len() < 4000, "{proto}: {}", out.len());
+        }
+    }
+
+    #[test]
+    fn self_containing_tuple_is_an_error_not_a_hang() {
+        let mut p = Pickle::new();
+        let one = p.push(Value::Int(1));
+        let t = p.push(Value::Tuple(vec![one]));
+        p[t] = Value::Tuple(vec![one, t]);
+        p.set_root(t);
+        let e = p.to_vec(2).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Unsupported(_)), "{e}");
+    }
+
+    #[test]
+    fn write_to_equals_to_vec() {
+        let mut p = Pickle::new();
+        let big = p.push(Value::Bytes(vec![1; 100_000]));
+        let s = p.push(Value::Str("x".repeat(70_000).into()));
+        let ints: Vec<_> = (0..30_000).map(|i| p.push(Value::Int(i))).collect();
+        let l = p.push(Value::List(ints));
+        let root = p.push(Value::Tuple(vec![big, s, l, big]));
+        p.set_root(root);
+        for proto in 0..=5 {
+            let mut sink = Vec::new();
+            p.write_to(&mut sink, proto).unwrap();
+            assert_eq!(sink, p.to_vec(proto).unwrap(), "protocol {proto}");
+        }
+    }
+}
