@@ -1,2 +1,166 @@
-//! The `brinery` command.
-fn main() {}
+//! The `brinery` command: look inside Python pickles without Python and without running them.
+//!
+//! Conventions (shared with ruff and uv): exit 0 on success, 2 on error; errors go to stderr as
+//! `error: ...` followed by `cause: ...` lines; `-` reads standard input; a closed pipe (`brinery
+//! dis big.pkl | head`) ends the command quietly; nothing ever panics with a backtrace.
+
+#![forbid(unsafe_code)]
+
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+/// Fast, safe pickling: inspect Python pickles without running them.
+#[derive(Debug, Parser)]
+#[command(name = "brinery", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Disassemble a pickle; the output is identical to `python -m pickletools FILE`.
+    Dis(DisArgs),
+    /// Convert a pickle to JSON (see docs/json-mapping.md), without running anything.
+    Json(JsonArgs),
+}
+
+#[derive(Debug, Args)]
+struct DisArgs {
+    /// The pickle file, or `-` for standard input.
+    file: PathBuf,
+    /// Annotate each line with a short description of its opcode (pickletools' `-a`).
+    #[arg(short, long)]
+    annotate: bool,
+    /// Spaces of indentation per MARK level (pickletools' `-l`).
+    #[arg(short = 'l', long, default_value_t = 4, value_name = "N")]
+    indentlevel: usize,
+}
+
+#[derive(Debug, Args)]
+struct JsonArgs {
+    /// The pickle file, or `-` for standard input.
+    file: PathBuf,
+    /// Write everything on one line instead of indenting.
+    #[arg(long)]
+    compact: bool,
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        // A panic is a bug, but the user still gets a one-line error and exit code 2.
+        eprintln!("error: internal error (please report it): {info}");
+    }));
+    let cli = Cli::parse();
+    let outcome = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|_| Err(Failure::Panicked));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Error(err)) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(Failure::Error(err)) => {
+            report(&err);
+            ExitCode::from(2)
+        }
+        Err(Failure::Panicked) => ExitCode::from(2),
+    }
+}
+
+enum Failure {
+    Error(anyhow::Error),
+    Panicked,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(err: anyhow::Error) -> Self {
+        Failure::Error(err)
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Dis(args) => dis(&args)?,
+        Command::Json(args) => json(&args)?,
+    }
+    Ok(())
+}
+
+fn dis(args: &DisArgs) -> Result<()> {
+    let data = read_input(&args.file)?;
+    let options = brinery::disasm::Options {
+        annotate: if args.annotate { 30 } else { 0 },
+        indentlevel: args.indentlevel,
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let result = brinery::disasm::disassemble(&data, &mut out, &options);
+    // Whatever was disassembled before an error is still shown, as pickletools does.
+    out.flush().context("cannot write to standard output")?;
+    result.with_context(|| format!("cannot disassemble {}", display_name(&args.file)))?;
+    Ok(())
+}
+
+fn json(args: &JsonArgs) -> Result<()> {
+    let data = read_input(&args.file)?;
+    let pickle = brinery::Pickle::from_slice(&data)
+        .with_context(|| format!("cannot read {}", display_name(&args.file)))?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let options = brinery::json::Options {
+        pretty: !args.compact,
+    };
+    brinery::json::to_writer(&pickle, &mut out, &options).context("cannot write JSON")?;
+    out.write_all(b"\n")
+        .and_then(|()| out.flush())
+        .context("cannot write to standard output")?;
+    Ok(())
+}
+
+fn read_input(path: &PathBuf) -> Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut data = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut data)
+            .context("cannot read standard input")?;
+        Ok(data)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn display_name(path: &PathBuf) -> String {
+    if path.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || matches!(
+                cause.downcast_ref::<brinery::Error>().map(brinery::Error::kind),
+                Some(brinery::ErrorKind::Io(msg)) if msg.contains("Broken pipe")
+            )
+    })
+}
+
+fn report(err: &anyhow::Error) {
+    let stderr = io::stderr();
+    let mut e = stderr.lock();
+    let (red, bold, reset) = if stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        ("\x1b[31m", "\x1b[1m", "\x1b[0m")
+    } else {
+        ("", "", "")
+    };
+    let _ = writeln!(e, "{red}{bold}error{reset}: {err}");
+    for cause in err.chain().skip(1) {
+        let _ = writeln!(e, "  {bold}cause{reset}: {cause}");
+    }
+}

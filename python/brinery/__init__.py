@@ -1,0 +1,38 @@
+"""brinery: fast, safe pickling for Python, written in Rust.
+
+A drop-in replacement for the standard library's :mod:`pickle`::
+
+    import brinery as pickle
+
+    data = pickle.dumps(obj, protocol=5)
+    obj = pickle.loads(data)
+
+Same names, signatures, defaults and output bytes as the running interpreter's ``pickle``. The
+exception classes *are* the standard library's, so ``except pickle.UnpicklingError`` keeps working.
+"""
+
+from pickle import (
+    DEFAULT_PROTOCOL,
+    HIGHEST_PROTOCOL,
+    PickleBuffer,
+    PickleError,
+    PicklingError,
+    UnpicklingError,
+)
+
+from brinery._native import Pickler, Unpickler, dump, dumps, load, loads
+
+__all__ = [
+    "DEFAULT_PROTOCOL",
+    "HIGHEST_PROTOCOL",
+    "PickleBuffer",
+    "PickleError",
+    "Pickler",
+    "PicklingError",
+    "Unpickler",
+    "UnpicklingError",
+    "dump",
+    "dumps",
+    "load",
+    "loads",
+]
