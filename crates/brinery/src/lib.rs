@@ -37,7 +37,7 @@ pub mod text;
 mod unicode_printable;
 pub mod value;
 
-pub use crate::serde::{from_reader, from_slice};
+pub use crate::serde::{from_reader, from_slice, to_vec, to_writer};
 pub use error::{Error, ErrorKind, Result};
 pub use limits::{Limits, LimitsBuilder};
 pub use opcode::Opcode;

@@ -354,3 +354,359 @@ fn python_objects_and_bad_data_give_exact_errors() {
         brinery::serde::from_slice_with::<serde_json::Value>(data, &limits).unwrap();
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Rust writes, Python loads
+// ------------------------------------------------------------------------------------------
+
+/// Loads every pickle, compares it with the Python literal (type and value, recursively), and
+/// checks whether the bytes equal `pickle.dumps(literal, protocol)`.
+const CHECK_LOADS: &str = r#"
+import json, pickle, sys, math
+def canon(x):
+    t = type(x).__name__
+    if type(x) is dict:
+        return "dict{" + ",".join(sorted(canon(k) + ":" + canon(v) for k, v in x.items())) + "}"
+    if type(x) in (list, tuple):
+        return t + "[" + ",".join(canon(i) for i in x) + "]"
+    if type(x) in (set, frozenset):
+        return t + "{" + ",".join(sorted(canon(i) for i in x)) + "}"
+    return t + ":" + repr(x)
+out = []
+for case in json.load(sys.stdin):
+    expected = eval(compile(case["literal"], case["name"], "eval"))
+    for proto, hexdata in enumerate(case["pickles"]):
+        data = bytes.fromhex(hexdata)
+        r = {"name": case["name"], "proto": proto}
+        try:
+            got = pickle.loads(data)
+        except Exception as e:
+            r["error"] = f"{type(e).__name__}: {e}"
+            out.append(r)
+            continue
+        r["equal"] = canon(got) == canon(expected)
+        if not r["equal"]:
+            r["got"] = canon(got)[:300]
+            r["want"] = canon(expected)[:300]
+        r["identical"] = pickle.dumps(expected, proto) == data
+        out.append(r)
+json.dump(out, sys.stdout)
+"#;
+
+struct WriteCase {
+    name: &'static str,
+    literal: String,
+    pickles: Vec<Vec<u8>>,
+    /// Whether the bytes must equal `pickle.dumps(literal, protocol)` at every protocol.
+    identical: bool,
+}
+
+fn write_case<T: serde::Serialize + ?Sized>(
+    name: &'static str,
+    value: &T,
+    literal: &str,
+    identical: bool,
+) -> WriteCase {
+    WriteCase {
+        name,
+        literal: literal.to_string(),
+        pickles: (0..=5)
+            .map(|p| brinery::to_vec(value, p).unwrap_or_else(|e| panic!("{name} at {p}: {e}")))
+            .collect(),
+        identical,
+    }
+}
+
+/// Bytes written through `serialize_bytes` (what `serde_bytes::Bytes` does).
+struct Bytes<'a>(&'a [u8]);
+
+impl serde::Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// A sequence serialized without announcing its length.
+struct Unsized(Vec<i64>);
+
+impl serde::Serialize for Unsized {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().filter(|_| true))
+    }
+}
+
+/// A map serialized without announcing its length.
+struct UnsizedMap(Vec<(i64, i64)>);
+
+impl serde::Serialize for UnsizedMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().filter(|_| true).map(|(k, v)| (k, v)))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+#[derive(serde::Serialize)]
+enum WShape {
+    Dot,
+    Circle(f64),
+    Line(i32, i32),
+    Rect { w: u32, h: u32 },
+}
+
+#[derive(serde::Serialize)]
+struct Unit;
+
+#[derive(serde::Serialize)]
+struct Meters(f64);
+
+#[derive(serde::Serialize)]
+struct Rgb(u8, u8, u8, u8);
+
+#[derive(serde::Serialize)]
+struct Record {
+    id: u64,
+    name: String,
+    tags: Vec<String>,
+    score: Option<f32>,
+    parent: Option<Box<Record>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    shape: WShape,
+    blob: Option<Vec<u8>>,
+}
+
+fn write_cases() -> Vec<WriteCase> {
+    let big_map: BTreeMap<i32, i32> = (0..1000).map(|i| (i, -i)).collect();
+    let bigger_map: BTreeMap<i32, i32> = (0..2001).map(|i| (i, i * 2)).collect();
+    let many_strings: Vec<String> = (0..20000).map(|i| format!("s{i}")).collect();
+    let record = Record {
+        id: 7,
+        name: "root".into(),
+        tags: vec!["a".into(), "b".into()],
+        score: Some(0.5),
+        parent: Some(Box::new(Record {
+            id: 1,
+            name: "mom".into(),
+            tags: vec![],
+            score: None,
+            parent: None,
+            note: Some("n".into()),
+            shape: WShape::Dot,
+            blob: None,
+        })),
+        note: None,
+        shape: WShape::Line(-1, 1),
+        blob: Some(vec![1, 2]),
+    };
+    vec![
+        write_case(
+            "dict_of_lists",
+            &BTreeMap::from([
+                ("a".to_string(), vec![1i64, 2, 3]),
+                ("b".to_string(), vec![]),
+                ("c".to_string(), vec![-1, 1 << 40, i64::MIN, 300, 70000]),
+            ]),
+            r#"{"a": [1, 2, 3], "b": [], "c": [-1, 2**40, -2**63, 300, 70000]}"#,
+            true,
+        ),
+        write_case(
+            "nested_vec",
+            &vec![vec![1], vec![], vec![1, 2, 3]],
+            "[[1], [], [1, 2, 3]]",
+            true,
+        ),
+        write_case(
+            "tuples",
+            &(
+                (1,),
+                (1, 2),
+                (1, 2, 3),
+                (1, "x", 2.5, true, None::<i32>),
+                (),
+            ),
+            r#"((1,), (1, 2), (1, 2, 3), (1, "x", 2.5, True, None), None)"#,
+            true,
+        ),
+        write_case(
+            "point",
+            &Point { x: 1, y: -2 },
+            r#"{"x": 1, "y": -2}"#,
+            true,
+        ),
+        write_case(
+            "points_share_field_names",
+            &[Point { x: 1, y: 2 }, Point { x: 3, y: 4 }],
+            r#"({"x": 1, "y": 2}, {"x": 3, "y": 4})"#,
+            true,
+        ),
+        write_case(
+            "shapes",
+            &vec![
+                WShape::Dot,
+                WShape::Circle(0.5),
+                WShape::Line(1, 2),
+                WShape::Rect { w: 3, h: 4 },
+            ],
+            r#"["Dot", {"Circle": 0.5}, {"Line": (1, 2)}, {"Rect": {"w": 3, "h": 4}}]"#,
+            true,
+        ),
+        write_case("options", &vec![Some(1), None], "[1, None]", true),
+        write_case(
+            "bytes",
+            &(Bytes(b"\x00ab\xff\n\\"), Bytes(b"cd"), Bytes(b"")),
+            r#"(b"\x00ab\xff\n\\", b"cd", b"")"#,
+            true,
+        ),
+        write_case("bytes_alone", &Bytes(b"\x80abc"), r#"b"\x80abc""#, true),
+        write_case("u8_vec_is_a_list", &vec![1u8, 2, 255], "[1, 2, 255]", true),
+        write_case(
+            "big_ints",
+            &(
+                u64::MAX,
+                i128::MIN,
+                u128::MAX,
+                i64::MAX,
+                1u64 << 63,
+                -129i16,
+            ),
+            "(2**64 - 1, -2**127, 2**128 - 1, 2**63 - 1, 2**63, -129)",
+            true,
+        ),
+        write_case(
+            "floats",
+            &vec![
+                0.1,
+                -0.0,
+                1e300,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+                3.0,
+            ],
+            r#"[0.1, -0.0, 1e300, float("inf"), float("-inf"), float("nan"), 3.0]"#,
+            true,
+        ),
+        write_case("f32", &1.5f32, "1.5", true),
+        write_case(
+            "unicode",
+            &("héllo ✓ 😀", "a\\b\nc\r\0\u{1a}", "", 'ß'),
+            r#"("h\xe9llo \u2713 \U0001F600", "a\\b\nc\r\x00\x1a", "", "\xdf")"#,
+            true,
+        ),
+        write_case(
+            "long_list",
+            &(0..2500).collect::<Vec<i64>>(),
+            "list(range(2500))",
+            true,
+        ),
+        write_case("map_1000", &big_map, "{i: -i for i in range(1000)}", true),
+        write_case(
+            "map_2001",
+            &bigger_map,
+            "{i: i * 2 for i in range(2001)}",
+            true,
+        ),
+        write_case(
+            "hashmap",
+            &HashMap::from([("only".to_string(), 1)]),
+            r#"{"only": 1}"#,
+            true,
+        ),
+        write_case(
+            "structs",
+            &(Unit, Meters(2.5), Rgb(1, 2, 3, 4)),
+            "(None, 2.5, (1, 2, 3, 4))",
+            true,
+        ),
+        write_case(
+            "record",
+            &record,
+            r#"{"id": 7, "name": "root", "tags": ["a", "b"], "score": 0.5,
+                "parent": {"id": 1, "name": "mom", "tags": [], "score": None, "parent": None,
+                           "note": "n", "shape": "Dot", "blob": None},
+                "shape": {"Line": (-1, 1)}, "blob": [1, 2]}"#,
+            true,
+        ),
+        write_case(
+            "large_str_and_bytes",
+            &("x".repeat(70000), Bytes(&[7u8; 70000]), "after"),
+            r#"("x" * 70000, b"\x07" * 70000, "after")"#,
+            true,
+        ),
+        write_case(
+            "many_frames",
+            &many_strings,
+            r#"["s%d" % i for i in range(20000)]"#,
+            true,
+        ),
+        write_case(
+            "seq_keys_become_tuples",
+            &BTreeMap::from([(vec![1, 2], "a"), (vec![], "b")]),
+            r#"{(): "b", (1, 2): "a"}"#,
+            true,
+        ),
+        // Lengths serde does not announce: the same values, batched without knowing the count
+        // (a lone item gets MARK ... APPENDS rather than APPEND, so not byte-identical).
+        write_case(
+            "unknown_lengths",
+            &(
+                Unsized((0..2500).filter(|_| true).collect()),
+                Unsized(vec![5]),
+                Unsized(vec![]),
+                UnsizedMap((0..1000).map(|i| (i, i)).collect()),
+                UnsizedMap(vec![(1, 2)]),
+            ),
+            "(list(range(2500)), [5], [], {i: i for i in range(1000)}, {1: 2})",
+            false,
+        ),
+        write_case(
+            "bool_and_unit",
+            &(true, false, ()),
+            "(True, False, None)",
+            true,
+        ),
+    ]
+}
+
+#[test]
+fn python_loads_what_rust_wrote_at_every_protocol() {
+    let cases = write_cases();
+    let input = serde_json::Value::Array(
+        cases
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "literal": c.literal,
+                    "pickles": c.pickles.iter().map(|p| p.iter().map(|b| format!("{b:02x}")).collect::<String>()).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    );
+    let out = run_python(CHECK_LOADS, input.to_string().as_bytes());
+    let results: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+    assert_eq!(results.len(), cases.len() * 6);
+    let mut failures = Vec::new();
+    let mut identical = 0;
+    for (r, case) in results
+        .iter()
+        .zip(cases.iter().flat_map(|c| std::iter::repeat(c).take(6)))
+    {
+        if r.get("error").is_some() || r["equal"] != true {
+            failures.push(r.to_string());
+        } else if case.identical && r["identical"] != true {
+            failures.push(format!("not byte-identical: {r}"));
+        }
+        identical += usize::from(r["identical"] == true);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!(
+        "{identical} of {} pickles byte-identical to pickle.dumps",
+        results.len()
+    );
+}

@@ -1,11 +1,15 @@
 //! serde support: Rust types to and from pickles.
 //!
+//! [`from_slice`] reads a Rust type from what `pickle.dumps` wrote, [`to_vec`] writes what
+//! `pickle.loads` reads.
+//!
 //! ```
 //! use std::collections::BTreeMap;
 //! // pickle.dumps({"a": [1, 2], "b": []}, protocol=2)
 //! let data = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01K\x02eX\x01\x00\x00\x00bq\x03]q\x04u.";
 //! let map: BTreeMap<String, Vec<i64>> = brinery::serde::from_slice(data).unwrap();
 //! assert_eq!(map["a"], [1, 2]);
+//! assert_eq!(brinery::to_vec(&map, 2).unwrap(), data);
 //! ```
 //!
 //! # How Python values map to serde's data model (reading)
@@ -37,15 +41,40 @@
 //! a "billion laughs" made of shared references fails fast:
 //! `value graph expands beyond N values (shared references or a cycle)`.
 //!
+//! # How serde's data model maps to Python values (writing)
+//! | serde | Python |
+//! |---|---|
+//! | unit, unit struct, `None` | `None` (`Some(x)` is `x`) |
+//! | bool, integers (any width), `f32`, `f64` | `bool`, `int`, `float` |
+//! | `char`, `str` | `str` |
+//! | bytes (`serialize_bytes`) | `bytes` (below protocol 3 as CPython writes it, `_codecs.encode('…', 'latin1')`, so Python 3 loads real `bytes`) |
+//! | sequences (`Vec`, sets, ...) | `list` (a `tuple` inside a dict key, so Python can hash it) |
+//! | tuples, tuple structs, arrays | `tuple` |
+//! | maps | `dict` (a map inside a dict key is an error: Python cannot hash it) |
+//! | structs | `dict` with `str` keys |
+//! | newtype structs | the inner value |
+//! | unit variants | `"Variant"` |
+//! | newtype, tuple and struct variants | `{"Variant": value}`, `{"Variant": (…)}`, `{"Variant": {…}}` |
+//!
+//! For such data [`to_vec`] writes the bytes `pickle.dumps` writes for the equivalent Python
+//! value at the same protocol, with two caveats that come from object identity, which Rust
+//! values do not have: equal strings are written once each (Python shares the memo entry when it
+//! is the *same* object, e.g. a repeated literal), except field and variant names, which are
+//! written once and then fetched from the memo as Python does for interned names; and a
+//! sequence or map whose length serde does not announce is batched without knowing it (a lone
+//! item gets `MARK … APPENDS` instead of `APPEND`).
+//!
 //! Errors are [`crate::Error`]s; serde's own messages have [`ErrorKind::Message`].
 
 mod de;
+mod ser;
 
 use std::fmt::Display;
 
 use ::serde::de::DeserializeOwned;
-use ::serde::Deserialize;
+use ::serde::{Deserialize, Serialize};
 
+use crate::encode::Encoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
 use crate::value::Pickle;
@@ -123,4 +152,42 @@ pub fn from_pickle_with<'de, T: Deserialize<'de>>(
         &mut state,
         pickle.root(),
     )?)
+}
+
+/// Serialize `value` as a pickle of the given protocol (0–5), loadable with `pickle.loads`.
+///
+/// For plain data the bytes are those `pickle.dumps` writes for the equivalent Python value.
+/// See the [module docs](self) for the mapping.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// let map = BTreeMap::from([("a", vec![1, 2])]);
+/// let data = brinery::to_vec(&map, 2).unwrap();
+/// // pickle.dumps({"a": [1, 2]}, protocol=2)
+/// assert_eq!(data, b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01K\x02es.");
+/// let back: BTreeMap<String, Vec<i32>> = brinery::from_slice(&data).unwrap();
+/// assert_eq!(back["a"], [1, 2]);
+/// ```
+pub fn to_vec<T: Serialize + ?Sized>(value: &T, protocol: u8) -> Result<Vec<u8>> {
+    let mut enc = Encoder::new(protocol)?;
+    enc.start();
+    let mut ser = ser::Serializer::new(enc);
+    value.serialize(&mut ser)?;
+    ser.into_encoder().finish()
+}
+
+/// Serialize `value` as a pickle of the given protocol into `writer` (`pickle.dump`): at
+/// protocol 4+ each 64 KiB frame is written as soon as it is complete.
+pub fn to_writer<W: std::io::Write, T: Serialize + ?Sized>(
+    mut writer: W,
+    value: &T,
+    protocol: u8,
+) -> Result<()> {
+    let mut enc = Encoder::with_sink(protocol, &mut writer)?;
+    enc.start();
+    let mut ser = ser::Serializer::new(enc);
+    value.serialize(&mut ser)?;
+    let rest = ser.into_encoder().finish()?;
+    writer.write_all(&rest)?;
+    Ok(())
 }
