@@ -10,15 +10,14 @@
 //! ```
 //! use brinery::Pickle;
 //! // pickle.dumps({"a": (1, 2.0), "b": b"hi"}, protocol=4)
-//! let data = b"\x80\x04\x95\x1b\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01a\x94K\x01G@\x00\
-//!              \x00\x00\x00\x00\x00\x00\x86\x94\x8c\x01b\x94C\x02hi\x94u.";
+//! let data = b"\x80\x04\x95\x1f\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x01a\x94K\x01\
+//!              G@\x00\x00\x00\x00\x00\x00\x00\x86\x94\x8c\x01b\x94C\x02hi\x94u.";
 //! let p = Pickle::from_slice(data).unwrap();
 //! assert_eq!(
 //!     brinery::json::to_json(&p),
 //!     r#"{"a":{"$tuple":[1,2.0]},"b":{"$bytes":"aGk="}}"#
 //! );
-//! // the same, indented
-//! assert_eq!(p.to_json(), brinery::json::to_json(&p));
+//! assert_eq!(p.to_json(), brinery::json::to_json(&p)); // the same, as a method
 //! assert!(brinery::json::to_json_pretty(&p).starts_with("{\n  \"a\": {\n    \"$tuple\": [\n"));
 //! ```
 //!
@@ -869,9 +868,8 @@ fn push_u64(buf: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        buf.push(d as char);
-    }
+    // ASCII digits are valid UTF-8.
+    buf.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
 }
 
 fn push_i64(buf: &mut String, n: i64) {
