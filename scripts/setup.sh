@@ -20,5 +20,11 @@ if [ ! -f "$stamp" ] || ! cmp -s requirements-dev.txt "$stamp"; then
   cp requirements-dev.txt "$stamp"
 fi
 
-echo "==> building brinery (release)"
+echo "==> building the brinery command (release)"
 cargo build --release --quiet -p brinery-cli
+
+# The Python module, exactly as a user installs it: `pip install .` (maturin is the PEP 517
+# backend; the build runs in this tree, so cargo's target/ keeps it incremental).
+export PATH="$PWD/.venv/bin:$PATH"   # the build backend (maturin) lives in the venv
+echo "==> pip install . (the brinery Python module)"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps .
