@@ -4,7 +4,7 @@
 /// A (module, name) pair.
 pub(crate) type Name = (&'static str, &'static str);
 
-/// `_compat_pickle.NAME_MAPPING`: (py2 module, name) -> (py3 module, name). Sorted by key.
+/// `_compat_pickle.NAME_MAPPING`: py2 (module, name) -> py3. Sorted by key.
 pub(crate) static NAME_MAPPING: &[(Name, Name)] = &[
     (
         ("UserDict", "IterableUserDict"),
@@ -204,7 +204,7 @@ pub(crate) static NAME_MAPPING: &[(Name, Name)] = &[
     (("whichdb", "whichdb"), ("dbm", "whichdb")),
 ];
 
-/// `_compat_pickle.REVERSE_NAME_MAPPING`: (py3 module, name) -> (py2 module, name). Sorted by key.
+/// `_compat_pickle.REVERSE_NAME_MAPPING`: py3 (module, name) -> py2. Sorted by key.
 pub(crate) static REVERSE_NAME_MAPPING: &[(Name, Name)] = &[
     (("_functools", "reduce"), ("__builtin__", "reduce")),
     (("_socket", "socket"), ("socket", "_socketobject")),
@@ -538,7 +538,7 @@ pub(crate) static IMPORT_MAPPING: &[(&str, &str)] = &[
     ("xmlrpclib", "xmlrpc.client"),
 ];
 
-/// `_compat_pickle.REVERSE_IMPORT_MAPPING`: py3 module -> py2 module. Sorted by key.
+/// `_compat_pickle.REVERSE_IMPORT_MAPPING`: py3 -> py2 module. Sorted by key.
 pub(crate) static REVERSE_IMPORT_MAPPING: &[(&str, &str)] = &[
     ("_bz2", "bz2"),
     ("_dbm", "dbm"),

@@ -128,8 +128,9 @@ enum Task<'a> {
     },
     /// A global (memoized by identity and by name).
     Global(GlobalRef<'a>, Option<ValueId>),
-    /// The module or name string of a `STACK_GLOBAL` (memoized by content).
-    NameStr(PyString),
+    /// The module (`true`) or qualified name (`false`) string of a `STACK_GLOBAL`, memoized by
+    /// content: CPython shares a class's `__module__` string between the classes of one module.
+    NameStr(PyString, bool),
     /// The memo entry of a global whose opcodes were just written.
     GlobalDone(Option<ValueId>, (PyString, PyString)),
     /// Start / end of a tuple the writer introduced.
@@ -158,7 +159,7 @@ struct Writer<'a, 'e, 'w> {
     memo: Vec<u32>,
     memo_len: u32,
     global_memo: HashMap<(PyString, PyString), u32>,
-    name_memo: HashMap<PyString, u32>,
+    name_memo: HashMap<(PyString, bool), u32>,
     lit_memo: HashMap<&'static str, u32>,
     shared: HashSet<ValueId>,
     in_progress: HashMap<ValueId, u32>,
@@ -373,14 +374,15 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                 }
             },
             Task::Global(g, ident) => self.global(g, ident)?,
-            Task::NameStr(s) => {
+            Task::NameStr(s, is_module) => {
                 self.enc.opcode_boundary()?;
-                if let Some(&idx) = self.name_memo.get(&s) {
+                let key = (s, is_module);
+                if let Some(&idx) = self.name_memo.get(&key) {
                     self.enc.get(idx as u64)?;
                 } else {
-                    self.enc.str(&s)?;
+                    self.enc.str(&key.0)?;
                     let idx = self.next_memo()?;
-                    self.name_memo.insert(s, idx);
+                    self.name_memo.insert(key, idx);
                 }
             }
             Task::GlobalDone(ident, key) => {
@@ -867,9 +869,11 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                         "INST/OBJ arguments that are not a tuple cannot be written",
                     ));
                 };
+                // INST and OBJ both call `instantiate(cls, args)`; OBJ stays OBJ where it exists.
                 let inst = match (obj.kind, self.value(obj.callable)?) {
-                    (CallKind::Inst, Value::Global(g))
-                        if proto >= 4 || !g.name.as_bytes().contains(&b'.') =>
+                    (kind, Value::Global(g))
+                        if (kind == CallKind::Inst || proto == 0)
+                            && (proto >= 4 || !g.name.as_bytes().contains(&b'.')) =>
                     {
                         Some(&**g)
                     }
@@ -945,7 +949,11 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             return self.enc.get(idx as u64);
         }
         let key = self.resolve(&g)?;
-        if let Some(&idx) = self.global_memo.get(&key) {
+        // Globals the writer introduces are one object per name in CPython (`set`, `getattr`);
+        // globals of the arena are memoized by identity only: CPython writes the same name twice
+        // when two different objects have it.
+        let introduced = !matches!(g, GlobalRef::Arena(_));
+        if let Some(&idx) = self.global_memo.get(&key).filter(|_| introduced) {
             if let Some(slot) = ident.and_then(|id| self.memo.get_mut(id.index())) {
                 *slot = idx;
             }
@@ -955,8 +963,8 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         if self.proto >= 4 {
             self.tasks.push(Task::GlobalDone(ident, key));
             self.tasks.push(Task::Op(Opcode::STACK_GLOBAL));
-            self.tasks.push(Task::NameStr(name));
-            self.tasks.push(Task::NameStr(module));
+            self.tasks.push(Task::NameStr(name, false));
+            self.tasks.push(Task::NameStr(module, true));
             return Ok(());
         }
         let dotted = name
