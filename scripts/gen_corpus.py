@@ -348,9 +348,7 @@ def stdlib_cases() -> Iterator[Case]:
     yield Case("datetime", lambda: datetime.datetime(2024, 1, 2, 3, 4, 5, 678901))
     yield Case("date", lambda: datetime.date(1999, 12, 31))
     yield Case("time", lambda: datetime.time(12, 30, 15, 500))
-    yield Case(
-        "timedelta", lambda: datetime.timedelta(days=-1, seconds=2, microseconds=3)
-    )
+    yield Case("timedelta", lambda: datetime.timedelta(days=-1, seconds=2, microseconds=3))
     yield Case(
         "datetime_utc",
         lambda: datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC),
@@ -366,9 +364,7 @@ def stdlib_cases() -> Iterator[Case]:
             tzinfo=datetime.timezone(datetime.timedelta(hours=-5), "EST"),
         ),
     )
-    yield Case(
-        "datetime_paris", lambda: datetime.datetime(2024, 7, 14, 22, 30, tzinfo=paris)
-    )
+    yield Case("datetime_paris", lambda: datetime.datetime(2024, 7, 14, 22, 30, tzinfo=paris))
     yield Case(
         "decimal",
         lambda: [
@@ -388,9 +384,7 @@ def stdlib_cases() -> Iterator[Case]:
     yield Case("partial_builtin", lambda: functools.partial(int, base=2))
     yield Case("module_function", lambda: cc.module_function)
     yield Case("module_class", lambda: cc.Plain)
-    yield Case(
-        "builtins_as_values", lambda: [len, int, type(None), Ellipsis, NotImplemented]
-    )
+    yield Case("builtins_as_values", lambda: [len, int, type(None), Ellipsis, NotImplemented])
 
 
 def oob_cases() -> Iterator[Case]:
@@ -419,9 +413,7 @@ def oob_cases() -> Iterator[Case]:
         lambda: pickle.PickleBuffer(bytearray(b"in-band")),
         five,
     )
-    yield Case(
-        "inband_picklebuffer_readonly", lambda: pickle.PickleBuffer(b"in-band ro"), five
-    )
+    yield Case("inband_picklebuffer_readonly", lambda: pickle.PickleBuffer(b"in-band ro"), five)
 
 
 def numpy_cases() -> Iterator[Case]:
@@ -447,9 +439,7 @@ def numpy_cases() -> Iterator[Case]:
     yield Case("np_complex128", lambda: np.array([1 + 2j, -3.5j], dtype=np.complex128))
     yield Case(
         "np_datetime64_ns",
-        lambda: np.array(
-            ["2020-01-01T00:00:00.123456789", "NaT"], dtype="datetime64[ns]"
-        ),
+        lambda: np.array(["2020-01-01T00:00:00.123456789", "NaT"], dtype="datetime64[ns]"),
     )
     yield Case("np_timedelta64", lambda: np.array([1, -2, 3], dtype="timedelta64[s]"))
     yield Case("np_unicode_u10", lambda: np.array(["a", "héllo", "中文"], dtype="U10"))
@@ -484,9 +474,7 @@ def pandas_cases() -> Iterator[Case]:
                 "i": [1, 2, 3],
                 "s": ["a", "b", None],
                 "c": pd.Categorical(["x", "y", "x"]),
-                "t": pd.date_range(
-                    "2024-03-30", periods=3, freq="D", tz="Europe/Paris"
-                ),
+                "t": pd.date_range("2024-03-30", periods=3, freq="D", tz="Europe/Paris"),
                 "b": [True, False, True],
             }
         )
@@ -496,9 +484,7 @@ def pandas_cases() -> Iterator[Case]:
         return pd.DataFrame({"v": [1.0, 2.0, 3.0, 4.0]}, index=idx)
 
     yield Case("pd_dataframe", frame)
-    yield Case(
-        "pd_series", lambda: pd.Series([1, 2, 3], index=["a", "b", "c"], name="s")
-    )
+    yield Case("pd_series", lambda: pd.Series([1, 2, 3], index=["a", "b", "c"], name="s"))
     yield Case("pd_multiindex", multi)
     yield Case("pd_rangeindex", lambda: pd.RangeIndex(0, 10, 2))
     yield Case("pd_timestamp", lambda: pd.Timestamp("2024-01-02 03:04:05.123456789"))
@@ -506,9 +492,7 @@ def pandas_cases() -> Iterator[Case]:
     yield Case("pd_period", lambda: pd.Period("2024-03", freq="M"))
     yield Case(
         "pd_categorical",
-        lambda: pd.Categorical(
-            ["lo", "hi", "lo"], categories=["lo", "hi"], ordered=True
-        ),
+        lambda: pd.Categorical(["lo", "hi", "lo"], categories=["lo", "hi"], ordered=True),
     )
     yield Case("pd_interval", lambda: pd.Interval(0.5, 1.5, closed="left"))
 
@@ -521,18 +505,16 @@ def sklearn_cases() -> Iterator[Case]:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x, y = make_classification(
-        n_samples=60, n_features=4, n_informative=3, n_redundant=0, random_state=0
-    )
+    x, y = make_classification(n_samples=60, n_features=4, n_informative=3, n_redundant=0, random_state=0)
     fitted = {
         "sk_logreg": lambda: LogisticRegression().fit(x, y),
-        "sk_random_forest": lambda: RandomForestClassifier(
-            n_estimators=5, max_depth=4, random_state=0
-        ).fit(x, y),
+        "sk_random_forest": lambda: RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(
+            x, y
+        ),
         "sk_scaler": lambda: StandardScaler().fit(x),
-        "sk_pipeline": lambda: Pipeline(
-            [("scale", StandardScaler()), ("clf", LogisticRegression())]
-        ).fit(x, y),
+        "sk_pipeline": lambda: Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(
+            x, y
+        ),
         "sk_kmeans": lambda: KMeans(n_clusters=2, n_init=1, random_state=0).fit(x),
     }
     for name, make in fitted.items():
@@ -708,11 +690,7 @@ def main(argv: list[str]) -> int:
     outdir = pathlib.Path(argv[1])
     outdir.mkdir(parents=True, exist_ok=True)
     for old in outdir.iterdir():
-        if (
-            old.is_file()
-            and old.suffix in {".pkl", ".dis", ".json"}
-            or ".buf" in old.suffixes
-        ):
+        if old.is_file() and old.suffix in {".pkl", ".dis", ".json"} or ".buf" in old.suffixes:
             old.unlink()
 
     manifest: list[dict] = []
@@ -720,9 +698,7 @@ def main(argv: list[str]) -> int:
     total = 0
     dis_missing = 0
 
-    def write(
-        case: str, proto: int, data: bytes, buffers: list[bytes], hand: bool, how: str
-    ) -> None:
+    def write(case: str, proto: int, data: bytes, buffers: list[bytes], hand: bool, how: str) -> None:
         nonlocal total, dis_missing
         stem = f"{case}.p{proto}"
         (outdir / f"{stem}.pkl").write_bytes(data)
@@ -759,9 +735,7 @@ def main(argv: list[str]) -> int:
         for proto in case.protocols:
             try:
                 if case.deep:
-                    data, buffers = in_big_stack(
-                        lambda c=case, o=obj, p=proto: dump(c, o, p)
-                    )  # type: ignore[misc]
+                    data, buffers = in_big_stack(lambda c=case, o=obj, p=proto: dump(c, o, p))  # type: ignore[misc]
                 else:
                     data, buffers = dump(case, obj, proto)
             except Exception as e:  # noqa: BLE001 - CPython refuses some pairs
@@ -787,9 +761,7 @@ def main(argv: list[str]) -> int:
     for hand in HAND:
         text, err = dis_text(hand.data)
         if text is None:
-            raise SystemExit(
-                f"hand-written pickle {hand.name} does not disassemble: {err}"
-            )
+            raise SystemExit(f"hand-written pickle {hand.name} does not disassemble: {err}")
         load(hand.data, hand.load)
         write(
             f"hand_{hand.name}",
@@ -801,12 +773,8 @@ def main(argv: list[str]) -> int:
         )
 
     manifest.sort(key=lambda e: e["file"])
-    (outdir / "manifest.json").write_text(
-        json.dumps(manifest, indent=1) + "\n", encoding="utf-8"
-    )
-    (outdir / "skipped.json").write_text(
-        json.dumps(skipped, indent=1) + "\n", encoding="utf-8"
-    )
+    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    (outdir / "skipped.json").write_text(json.dumps(skipped, indent=1) + "\n", encoding="utf-8")
 
     elapsed = time.perf_counter() - start
     print(
