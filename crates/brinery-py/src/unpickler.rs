@@ -1,8 +1,532 @@
-//! The Unpickler (being written).
+//! `Unpickler`, `load` and `loads`: a drop-in for CPython 3.11's `_pickle.Unpickler`.
+//!
+//! The core's [`brinery::decode::Decoder`] splits the stream ([`input`] serves it from memory or
+//! from a file object exactly as `_pickle.c` reads files), and [`machine`] turns each operation
+//! into Python objects with `_pickle.c`'s semantics and error messages.
 
+mod input;
+mod machine;
+mod memo;
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyTuple};
+use pyo3::PyTraverseError;
+
+use crate::errors::unpickling_error;
+use input::{FileInput, MemoryInput};
+use machine::{Config, Input};
+use memo::Memo;
 
 /// Add this module's classes and functions to `brinery._native`.
-pub(crate) fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Unpickler>()?;
+    m.add_class::<UnpicklerMemoProxy>()?;
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(loads, m)?)?;
     Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The options shared by the three entry points.
+struct Options {
+    fix_imports: bool,
+    encoding: CString,
+    errors: CString,
+    /// An iterator over `buffers`, or `None` if the argument was not given (or was None).
+    buffers: Option<Py<PyAny>>,
+}
+
+fn c_string(what: &str, s: &str) -> PyResult<CString> {
+    let _ = what;
+    CString::new(s).map_err(|_| PyValueError::new_err("embedded null character"))
+}
+
+impl Options {
+    fn new(
+        fix_imports: &Bound<'_, PyAny>,
+        encoding: &str,
+        errors: &str,
+        buffers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Options> {
+        let encoding = c_string("encoding", encoding)?;
+        let errors = c_string("errors", errors)?;
+        let buffers = match buffers {
+            Some(b) if !b.is_none() => Some(PyIterator::from_object(b)?.into_any().unbind()),
+            _ => None,
+        };
+        Ok(Options {
+            fix_imports: fix_imports.is_truthy()?,
+            encoding,
+            errors,
+            buffers,
+        })
+    }
+
+    fn config<'py, 'm>(
+        &self,
+        py: Python<'py>,
+        memo: &'m Mutex<Memo>,
+    ) -> PyResult<Config<'py, 'm>> {
+        Ok(Config {
+            unpickler: None,
+            find_class_via_python: false,
+            fix_imports: self.fix_imports,
+            encoding: self.encoding.clone(),
+            errors: self.errors.clone(),
+            pers_func: None,
+            buffers: match &self.buffers {
+                Some(b) => Some(b.bind(py).clone().cast_into::<PyIterator>()?),
+                None => None,
+            },
+            memo,
+            proto_cell: None,
+        })
+    }
+}
+
+/// Hold the bytes of `data` for a load: bytes and read-only buffers are used in place; writable
+/// buffers are copied, so Python code run by the pickle cannot change them under the decoder.
+enum Data<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    ReadOnly(pyo3::buffer::PyBuffer<u8>),
+    Copied(Vec<u8>),
+}
+
+impl<'py> Data<'py> {
+    fn new(data: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
+        if let Ok(b) = data.cast::<PyBytes>() {
+            return Ok(Data::Bytes(b.clone()));
+        }
+        let buf = pyo3::buffer::PyBuffer::<u8>::get(data).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "a bytes-like object is required, not '{}'",
+                data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        if buf.readonly() && buf.is_c_contiguous() {
+            Ok(Data::ReadOnly(buf))
+        } else {
+            Ok(Data::Copied(buf.to_vec(data.py())?))
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Data::Bytes(b) => b.as_bytes(),
+            Data::ReadOnly(buf) => {
+                // SAFETY: the buffer is a read-only, C-contiguous export of `len_bytes` bytes,
+                // held (and so kept alive and unmovable) by `buf` for as long as `self` lives.
+                unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) }
+            }
+            Data::Copied(v) => v,
+        }
+    }
+}
+
+/// `loads(data, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
+///
+/// Read and return an object from the given pickle data.
+#[pyfunction]
+#[pyo3(
+    signature = (data, /, *, fix_imports = None, encoding = "ASCII", errors = "strict", buffers = None),
+    text_signature = "(data, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
+)]
+fn loads<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    fix_imports: Option<&Bound<'py, PyAny>>,
+    encoding: &str,
+    errors: &str,
+    buffers: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let data = Data::new(data)?;
+    let true_ = pyo3::types::PyBool::new(py, true).to_owned().into_any();
+    let opts = Options::new(fix_imports.unwrap_or(&true_), encoding, errors, buffers)?;
+    let memo = Mutex::new(Memo::default());
+    let cfg = opts.config(py, &memo)?;
+    let mut input = Input::Memory(MemoryInput::new(data.as_slice()));
+    let result = machine::load(py, &cfg, &mut input);
+    drop(cfg);
+    // The memo's objects are released after the lock (dropping may run Python code).
+    let entries = lock(&memo).take();
+    drop(entries);
+    result
+}
+
+/// `load(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
+///
+/// Read and return an object from the pickle data stored in a file.
+#[pyfunction]
+#[pyo3(
+    signature = (file, *, fix_imports = None, encoding = "ASCII", errors = "strict", buffers = None),
+    text_signature = "(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
+)]
+fn load<'py>(
+    py: Python<'py>,
+    file: &Bound<'py, PyAny>,
+    fix_imports: Option<&Bound<'py, PyAny>>,
+    encoding: &str,
+    errors: &str,
+    buffers: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut file_input = FileInput::new(file)?;
+    let true_ = pyo3::types::PyBool::new(py, true).to_owned().into_any();
+    let opts = Options::new(fix_imports.unwrap_or(&true_), encoding, errors, buffers)?;
+    let memo = Mutex::new(Memo::default());
+    let cfg = opts.config(py, &memo)?;
+    let mut input = Input::File(&mut file_input);
+    let result = machine::load(py, &cfg, &mut input);
+    drop(cfg);
+    let entries = lock(&memo).take();
+    drop(entries);
+    result
+}
+
+/// What `Unpickler.__init__` sets up.
+struct Setup {
+    opts: Options,
+    /// `persistent_load` as found at `__init__` (or set later), and whether it is the function
+    /// of a method bound to this unpickler (stored unbound to avoid a reference cycle).
+    pers_func: Option<(Py<PyAny>, bool)>,
+}
+
+/// Unpickler(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())
+/// --
+///
+/// This takes a binary file for reading a pickle data stream.
+///
+/// The protocol version of the pickle is detected automatically, so no protocol argument is
+/// needed. Bytes past the pickled object's representation are ignored.
+#[pyclass(subclass, frozen, module = "brinery._native", name = "Unpickler")]
+pub(crate) struct Unpickler {
+    setup: Mutex<Option<Setup>>,
+    /// The file, with C's input buffer state, kept between loads. Taken out during a load.
+    input: Mutex<Option<FileInput>>,
+    memo: Mutex<Memo>,
+    proto: AtomicU8,
+}
+
+#[pymethods]
+impl Unpickler {
+    #[new]
+    #[pyo3(
+        signature = (*_args, **_kwargs),
+        text_signature = "(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
+    )]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Unpickler {
+            setup: Mutex::new(None),
+            input: Mutex::new(None),
+            memo: Mutex::new(Memo::default()),
+            proto: AtomicU8::new(0),
+        }
+    }
+
+    #[pyo3(signature = (file, *, fix_imports = None, encoding = "ASCII", errors = "strict", buffers = None))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        file: &Bound<'_, PyAny>,
+        fix_imports: Option<&Bound<'_, PyAny>>,
+        encoding: &str,
+        errors: &str,
+        buffers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        // In case of multiple __init__() calls, clear previous content.
+        let old = (lock(&this.setup).take(), lock(&this.input).take(), lock(&this.memo).take());
+        drop(old);
+        let file_input = FileInput::new(file)?;
+        let true_ = pyo3::types::PyBool::new(py, true).to_owned().into_any();
+        let opts = Options::new(fix_imports.unwrap_or(&true_), encoding, errors, buffers)?;
+        // C's init_method_ref: a method bound to this very object is stored as its function.
+        let pers_func = match slf.as_any().getattr_opt(pyo3::intern!(py, "persistent_load")) {
+            Ok(Some(f)) => {
+                let bound_self = f
+                    .getattr_opt(pyo3::intern!(py, "__self__"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.is(slf))
+                    && f.is_instance(&py.import("types")?.getattr("MethodType")?)?;
+                if bound_self {
+                    Some((f.getattr(pyo3::intern!(py, "__func__"))?.unbind(), true))
+                } else {
+                    Some((f.unbind(), false))
+                }
+            }
+            Ok(None) => None,
+            Err(e) => return Err(e),
+        };
+        *lock(&this.input) = Some(file_input);
+        *lock(&this.setup) = Some(Setup { opts, pers_func });
+        this.proto.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Load a pickle.
+    ///
+    /// Read a pickled object representation from the open file object given in the
+    /// constructor, and return the reconstituted object hierarchy specified therein.
+    fn load<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let not_initialized = || {
+            unpickling_error(
+                py,
+                format!(
+                    "Unpickler.__init__() was not called by {}.__init__()",
+                    slf.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ),
+            )
+        };
+        let (opts_cfg, pers_func) = {
+            let setup = lock(&this.setup);
+            let Some(setup) = setup.as_ref() else {
+                return Err(not_initialized());
+            };
+            (
+                (
+                    setup.opts.fix_imports,
+                    setup.opts.encoding.clone(),
+                    setup.opts.errors.clone(),
+                    setup.opts.buffers.as_ref().map(|b| b.clone_ref(py)),
+                ),
+                setup.pers_func.as_ref().map(|(f, b)| (f.clone_ref(py), *b)),
+            )
+        };
+        let Some(mut file_input) = lock(&this.input).take() else {
+            return Err(not_initialized());
+        };
+        let is_subclass = !slf.get_type().is(py.get_type::<Unpickler>());
+        let (fix_imports, encoding, errors, buffers) = opts_cfg;
+        let buffers = match buffers {
+            Some(b) => Some(b.into_bound(py).cast_into::<PyIterator>()?),
+            None => None,
+        };
+        let cfg = Config {
+            unpickler: Some(slf.clone().into_any()),
+            find_class_via_python: is_subclass,
+            fix_imports,
+            encoding,
+            errors,
+            pers_func: pers_func.map(|(f, b)| (f.into_bound(py), b)),
+            buffers,
+            memo: &this.memo,
+            proto_cell: Some(&this.proto),
+        };
+        let mut input = Input::File(&mut file_input);
+        let result = machine::load(py, &cfg, &mut input);
+        drop(cfg);
+        let mut slot = lock(&this.input);
+        if slot.is_none() {
+            *slot = Some(file_input);
+        }
+        result
+    }
+
+    /// Return an object from a specified module.
+    ///
+    /// If necessary, the module will be imported. Subclasses may override this method (e.g. to
+    /// restrict unpickling of arbitrary classes and functions).
+    ///
+    /// This method is called whenever a class or a function object is needed. Both arguments
+    /// passed are str objects.
+    #[pyo3(signature = (module_name, global_name, /))]
+    fn find_class<'py>(
+        slf: &Bound<'py, Self>,
+        module_name: &Bound<'py, PyAny>,
+        global_name: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let fix_imports = lock(&this.setup).as_ref().map_or(false, |s| s.opts.fix_imports);
+        machine::find_class_impl(
+            slf.py(),
+            module_name,
+            global_name,
+            this.proto.load(Ordering::Relaxed),
+            fix_imports,
+        )
+    }
+
+    /// Returns size in memory, in bytes.
+    fn __sizeof__(&self) -> usize {
+        std::mem::size_of::<Self>() + 16
+    }
+
+    #[getter]
+    fn get_memo(slf: &Bound<'_, Self>) -> UnpicklerMemoProxy {
+        UnpicklerMemoProxy {
+            unpickler: slf.clone().unbind(),
+        }
+    }
+
+    #[setter]
+    fn set_memo(&self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(value) = value else {
+            return Err(PyTypeError::new_err("attribute deletion is not supported"));
+        };
+        let py = value.py();
+        let new_memo = if let Ok(proxy) = value.cast_exact::<UnpicklerMemoProxy>() {
+            let other = proxy.get().unpickler.bind(py).get();
+            let copy = lock(&other.memo).clone_ref(py);
+            copy
+        } else if let Ok(dict) = value.cast::<PyDict>() {
+            let mut memo = Memo::default();
+            for (key, value) in dict.iter() {
+                if !key.is_instance_of::<PyInt>() {
+                    return Err(PyTypeError::new_err("memo key must be integers"));
+                }
+                let idx: isize = key.extract()?;
+                if idx < 0 {
+                    return Err(PyValueError::new_err("memo key must be positive integers."));
+                }
+                let _ = memo.put(idx as usize, value.unbind());
+            }
+            memo
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "'memo' attribute must be an UnpicklerMemoProxy object or dict, not {}",
+                value.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            )));
+        };
+        let old = std::mem::replace(&mut *lock(&self.memo), new_memo);
+        drop(old);
+        Ok(())
+    }
+
+    #[getter]
+    fn get_persistent_load(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let func = lock(&slf.get().setup)
+            .as_ref()
+            .and_then(|s| s.pers_func.as_ref().map(|(f, b)| (f.clone_ref(py), *b)));
+        match func {
+            None => Err(pyo3::exceptions::PyAttributeError::new_err("persistent_load")),
+            Some((f, false)) => Ok(f),
+            Some((f, true)) => {
+                let method = py.import("types")?.getattr("MethodType")?;
+                Ok(method.call1((f, slf))?.unbind())
+            }
+        }
+    }
+
+    #[setter]
+    fn set_persistent_load(&self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(value) = value else {
+            return Err(PyTypeError::new_err("attribute deletion is not supported"));
+        };
+        if !value.is_callable() {
+            return Err(PyTypeError::new_err(
+                "persistent_load must be a callable taking one argument",
+            ));
+        }
+        let mut setup = lock(&self.setup);
+        match setup.as_mut() {
+            Some(s) => {
+                let old = s.pers_func.replace((value.clone().unbind(), false));
+                drop(setup);
+                drop(old);
+            }
+            None => {
+                // Not initialized yet: remember it anyway, with default options.
+                *setup = Some(Setup {
+                    opts: Options {
+                        fix_imports: true,
+                        encoding: c"ASCII".to_owned(),
+                        errors: c"strict".to_owned(),
+                        buffers: None,
+                    },
+                    pers_func: Some((value.clone().unbind(), false)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(setup) = self.setup.try_lock() {
+            if let Some(s) = setup.as_ref() {
+                if let Some((f, _)) = &s.pers_func {
+                    visit.call(f)?;
+                }
+                if let Some(b) = &s.opts.buffers {
+                    visit.call(b)?;
+                }
+            }
+        }
+        if let Ok(input) = self.input.try_lock() {
+            if let Some(f) = input.as_ref() {
+                for o in f.objects() {
+                    visit.call(o)?;
+                }
+            }
+        }
+        if let Ok(memo) = self.memo.try_lock() {
+            for (_, o) in memo.iter() {
+                visit.call(o)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let setup = self.setup.try_lock().ok().and_then(|mut s| s.take());
+        let input = self.input.try_lock().ok().and_then(|mut s| s.take());
+        let memo = self.memo.try_lock().ok().map(|mut m| m.take());
+        drop((setup, input, memo));
+    }
+}
+
+/// A view of an Unpickler's memo (`unpickler.memo`): `copy()`, `clear()`, and it can be assigned
+/// to another Unpickler's `memo`.
+#[pyclass(frozen, module = "brinery._native", name = "UnpicklerMemoProxy")]
+pub(crate) struct UnpicklerMemoProxy {
+    unpickler: Py<Unpickler>,
+}
+
+#[pymethods]
+impl UnpicklerMemoProxy {
+    /// Copy the memo to a new object.
+    fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let entries: Vec<(usize, Py<PyAny>)> = {
+            let memo = lock(&self.unpickler.get().memo);
+            memo.iter().map(|(i, o)| (i, o.clone_ref(py))).collect()
+        };
+        let dict = PyDict::new(py);
+        for (i, o) in entries {
+            dict.set_item(i, o)?;
+        }
+        Ok(dict)
+    }
+
+    /// Remove all items from memo.
+    fn clear(&self) {
+        let old = lock(&self.unpickler.get().memo).take();
+        drop(old);
+    }
+
+    /// Implement pickle support.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let contents = self.copy(py)?;
+        PyTuple::new(
+            py,
+            [
+                py.get_type::<PyDict>().into_any(),
+                PyTuple::new(py, [contents])?.into_any(),
+            ],
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.unpickler)
+    }
 }

@@ -1,0 +1,1077 @@
+//! The PyObject machine: runs decoded operations and builds real Python objects, with the
+//! semantics of CPython 3.11's `Modules/_pickle.c` (`load_*` functions): a value stack split
+//! from a mark stack, opcodes consuming only values above the topmost mark (the fence), `POP`
+//! popping a mark when the fence is empty, `MEMOIZE` storing at the number of memo entries, the
+//! same checks in the same order and the same exception types and messages.
+//!
+//! The machine is iterative: nesting costs heap (the stack vectors), never native stack. Native
+//! recursion only happens inside Python code the pickle calls (`find_class`, `__setstate__`, ...).
+
+use std::ffi::{c_char, c_int, c_long, CString};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use brinery::decode::{Arg, Op};
+use brinery::opcode::Opcode;
+use pyo3::exceptions::{PyAttributeError, PyEOFError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyIterator, PyList,
+    PyMemoryView, PySet, PyString, PyTuple, PyType,
+};
+
+use super::input::{Fetched, FileInput, InputError, MemoryInput};
+use super::memo::Memo;
+use crate::errors::unpickling_error;
+
+extern "C" {
+    /// C's `strtol`, which `load_int` uses before falling back to `PyLong_FromString`.
+    fn strtol(s: *const c_char, end: *mut *mut c_char, base: c_int) -> c_long;
+}
+
+/// Everything a load needs besides the input.
+pub(crate) struct Config<'py, 'm> {
+    /// The `Unpickler` object, when loading through one (`find_class` and `persistent_load` may
+    /// be overridden); `None` for the module-level `load`/`loads`.
+    pub(crate) unpickler: Option<Bound<'py, PyAny>>,
+    /// Call `find_class` through Python (the object is a subclass instance).
+    pub(crate) find_class_via_python: bool,
+    pub(crate) fix_imports: bool,
+    pub(crate) encoding: CString,
+    pub(crate) errors: CString,
+    /// `persistent_load`, and whether it is a function to call with the unpickler first.
+    pub(crate) pers_func: Option<(Bound<'py, PyAny>, bool)>,
+    /// The iterator over out-of-band buffers, if `buffers` was given.
+    pub(crate) buffers: Option<Bound<'py, PyIterator>>,
+    pub(crate) memo: &'m Mutex<Memo>,
+    /// Where the Unpickler object keeps the protocol of the current load (read by its
+    /// `find_class`).
+    pub(crate) proto_cell: Option<&'m AtomicU8>,
+}
+
+/// The input of one load.
+pub(crate) enum Input<'a, 'f> {
+    Memory(MemoryInput<'a>),
+    File(&'f mut FileInput),
+}
+
+struct Machine<'py, 'c, 'm> {
+    py: Python<'py>,
+    cfg: &'c Config<'py, 'm>,
+    stack: Vec<Bound<'py, PyAny>>,
+    marks: Vec<usize>,
+    proto: u8,
+}
+
+/// Lock the memo; a poisoned lock (a panic elsewhere) still holds a usable memo.
+fn lock(memo: &Mutex<Memo>) -> std::sync::MutexGuard<'_, Memo> {
+    memo.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run one pickle from `input` and return the object at STOP.
+pub(crate) fn load<'py>(
+    py: Python<'py>,
+    cfg: &Config<'py, '_>,
+    input: &mut Input<'_, '_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut m = Machine {
+        py,
+        cfg,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        proto: 0,
+    };
+    m.set_proto(0);
+    loop {
+        let fetched = match &mut *input {
+            Input::Memory(mem) => mem.next(py),
+            Input::File(file) => file.next(py),
+        };
+        let fetched = match fetched {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err(PyEOFError::new_err("Ran out of input")),
+            Err(InputError::Py(e)) => return Err(e),
+            Err(InputError::Truncated(op)) => return Err(m.truncated(op)),
+        };
+        let done = match fetched {
+            Fetched::Op(op) => {
+                if op.opcode == Opcode::STOP {
+                    true
+                } else {
+                    m.step(&op)?;
+                    false
+                }
+            }
+            Fetched::Built(obj) => {
+                m.stack.push(obj);
+                false
+            }
+        };
+        if done {
+            break;
+        }
+    }
+    if let Input::File(file) = &mut *input {
+        file.skip_consumed(py)?;
+    }
+    m.pop()
+}
+
+fn cstr_line(line: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(line.len() + 2);
+    v.extend_from_slice(line);
+    v.extend_from_slice(b"\n\0");
+    v
+}
+
+impl<'py> Machine<'py, '_, '_> {
+    fn set_proto(&mut self, proto: u8) {
+        self.proto = proto;
+        if let Some(cell) = self.cfg.proto_cell {
+            cell.store(proto, Ordering::Relaxed);
+        }
+    }
+
+    /// The error C raises when the input ends inside `opcode`'s argument. A few opcodes check
+    /// state before reading their argument.
+    #[cold]
+    fn truncated(&self, opcode: Opcode) -> PyErr {
+        match opcode {
+            Opcode::INST if self.marks.is_empty() => unpickling_error(self.py, "could not find MARK"),
+            Opcode::PERSID if self.cfg.pers_func.is_none() => no_persistent_load(self.py),
+            _ => unpickling_error(self.py, "pickle data was truncated"),
+        }
+    }
+
+    #[inline]
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    #[cold]
+    fn underflow(&self) -> PyErr {
+        if self.marks.is_empty() {
+            unpickling_error(self.py, "unpickling stack underflow")
+        } else {
+            unpickling_error(self.py, "unexpected MARK found")
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self) -> PyResult<Bound<'py, PyAny>> {
+        if self.stack.len() <= self.fence() {
+            return Err(self.underflow());
+        }
+        self.stack.pop().ok_or_else(|| self.underflow())
+    }
+
+    #[inline]
+    fn top(&self) -> PyResult<&Bound<'py, PyAny>> {
+        if self.stack.len() <= self.fence() {
+            return Err(self.underflow());
+        }
+        self.stack.last().ok_or_else(|| self.underflow())
+    }
+
+    /// C's `marker()`: pop the topmost mark.
+    #[inline]
+    fn marker(&mut self) -> PyResult<usize> {
+        self.marks
+            .pop()
+            .ok_or_else(|| unpickling_error(self.py, "could not find MARK"))
+    }
+
+    /// C's `Pdata_poptuple(start)`.
+    fn pop_tuple(&mut self, start: usize) -> PyResult<Bound<'py, PyTuple>> {
+        if start < self.fence() || start > self.stack.len() {
+            return Err(self.underflow());
+        }
+        let items = self.stack.split_off(start);
+        PyTuple::new(self.py, items)
+    }
+
+    fn memo_get(&mut self, idx: usize) -> PyResult<()> {
+        let value = lock(self.cfg.memo).get(self.py, idx);
+        match value {
+            Some(v) => {
+                self.stack.push(v);
+                Ok(())
+            }
+            None => Err(unpickling_error(
+                self.py,
+                format!("Memo value not found at index {}", idx as isize),
+            )),
+        }
+    }
+
+    fn memo_put(&mut self, idx: usize, value: Py<PyAny>) {
+        let old = lock(self.cfg.memo).put(idx, value);
+        drop(old);
+    }
+
+    fn top_for_put(&self) -> PyResult<Py<PyAny>> {
+        Ok(self.top()?.clone().unbind())
+    }
+
+    fn find_class(&self, module: &Bound<'py, PyAny>, name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        match (&self.cfg.unpickler, self.cfg.find_class_via_python) {
+            (Some(obj), true) => obj.call_method1(intern!(self.py, "find_class"), (module, name)),
+            _ => find_class_impl(self.py, module, name, self.proto, self.cfg.fix_imports),
+        }
+    }
+
+    fn persistent_load(&self, pid: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.cfg.pers_func {
+            Some((func, true)) => match &self.cfg.unpickler {
+                Some(obj) => func.call1((obj, pid)),
+                None => func.call1((pid,)),
+            },
+            Some((func, false)) => func.call1((pid,)),
+            None => Err(no_persistent_load(self.py)),
+        }
+    }
+
+    /// Decode bytes of a Python 2 `str` with the configured encoding.
+    fn py2_str(&self, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        if self.cfg.encoding.as_bytes() == b"bytes" {
+            return Ok(PyBytes::new(self.py, data).into_any());
+        }
+        // SAFETY: `data` is a valid slice for the call; encoding and errors are NUL-terminated;
+        // the result is a new reference or NULL with an exception set.
+        unsafe {
+            Bound::from_owned_ptr_or_err(
+                self.py,
+                ffi::PyUnicode_Decode(
+                    data.as_ptr().cast(),
+                    data.len() as ffi::Py_ssize_t,
+                    self.cfg.encoding.as_ptr(),
+                    self.cfg.errors.as_ptr(),
+                ),
+            )
+        }
+    }
+
+    fn step(&mut self, op: &Op<'_>) -> PyResult<()> {
+        use Opcode::*;
+        let py = self.py;
+        match op.opcode {
+            NONE => self.stack.push(py.None().into_bound(py)),
+            NEWTRUE => self.stack.push(PyBool::new(py, true).to_owned().into_any()),
+            NEWFALSE => self.stack.push(PyBool::new(py, false).to_owned().into_any()),
+            BININT | BININT1 | BININT2 => {
+                self.stack.push(op.int().into_pyobject(py)?.into_any());
+            }
+            INT => {
+                let line = line_arg(op);
+                if line.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let s = cstr_line(line);
+                let mut end: *mut c_char = std::ptr::null_mut();
+                // SAFETY: `s` is NUL-terminated; strtol reads up to the NUL and sets `end` into it.
+                let x = unsafe { strtol(s.as_ptr().cast(), &mut end, 0) };
+                // SAFETY: `end` points into `s` (at worst at its NUL).
+                let stop = unsafe { *end } as u8;
+                let value = if x == c_long::MAX || x == c_long::MIN || (stop != b'\n' && stop != 0) {
+                    // Maybe something long (or an overflow: same value either way).
+                    // SAFETY: `s` is NUL-terminated; returns a new reference or NULL.
+                    let v = unsafe {
+                        Bound::from_owned_ptr_or_err(
+                            py,
+                            ffi::PyLong_FromString(s.as_ptr().cast(), std::ptr::null_mut(), 0),
+                        )
+                    };
+                    v.map_err(|_| PyValueError::new_err("could not convert string to int"))?
+                } else if line.len() == 2 && (x == 0 || x == 1) {
+                    PyBool::new(py, x == 1).to_owned().into_any()
+                } else {
+                    (x as i64).into_pyobject(py)?.into_any()
+                };
+                self.stack.push(value);
+            }
+            LONG => {
+                let line = line_arg(op);
+                if line.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let mut s = cstr_line(line);
+                if line.last() == Some(&b'L') {
+                    s[line.len() - 1] = 0;
+                }
+                // SAFETY: `s` is NUL-terminated; returns a new reference or NULL.
+                let v = unsafe {
+                    Bound::from_owned_ptr_or_err(
+                        py,
+                        ffi::PyLong_FromString(s.as_ptr().cast(), std::ptr::null_mut(), 0),
+                    )
+                }?;
+                self.stack.push(v);
+            }
+            LONG1 | LONG4 => {
+                let Arg::Long(bytes) = op.arg else { return Ok(()) };
+                self.stack.push(long_from_le(py, bytes)?);
+            }
+            FLOAT => {
+                let line = line_arg(op);
+                if line.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let s = cstr_line(line);
+                let mut end: *mut c_char = std::ptr::null_mut();
+                // SAFETY: `s` is NUL-terminated; the overflow exception type is a valid object.
+                let d = unsafe {
+                    ffi::PyOS_string_to_double(s.as_ptr().cast(), &mut end, ffi::PyExc_OverflowError)
+                };
+                if d == -1.0 {
+                    if let Some(err) = PyErr::take(py) {
+                        return Err(err);
+                    }
+                }
+                // SAFETY: `end` points into `s`.
+                let stop = unsafe { *end } as u8;
+                if stop != b'\n' && stop != 0 {
+                    return Err(PyValueError::new_err("could not convert string to float"));
+                }
+                self.stack.push(PyFloat::new(py, d).into_any());
+            }
+            BINFLOAT => {
+                let Arg::Float(f) = op.arg else { return Ok(()) };
+                self.stack.push(PyFloat::new(py, f).into_any());
+            }
+            STRING => {
+                let line = line_arg(op);
+                let n = line.len();
+                if !(n >= 2 && line[0] == line[n - 1] && (line[0] == b'\'' || line[0] == b'"')) {
+                    return Err(unpickling_error(py, "the STRING opcode argument must be quoted"));
+                }
+                let inner = &line[1..n - 1];
+                // SAFETY: `inner` is valid for its length; a new reference or NULL is returned.
+                let bytes = unsafe {
+                    Bound::from_owned_ptr_or_err(
+                        py,
+                        ffi::PyBytes_DecodeEscape(
+                            inner.as_ptr().cast(),
+                            inner.len() as ffi::Py_ssize_t,
+                            std::ptr::null(),
+                            0,
+                            std::ptr::null(),
+                        ),
+                    )
+                }?;
+                let obj = if self.cfg.encoding.as_bytes() == b"bytes" {
+                    bytes
+                } else {
+                    // SAFETY: `bytes` is a live bytes object; C strings are NUL-terminated.
+                    unsafe {
+                        Bound::from_owned_ptr_or_err(
+                            py,
+                            ffi::PyUnicode_FromEncodedObject(
+                                bytes.as_ptr(),
+                                self.cfg.encoding.as_ptr(),
+                                self.cfg.errors.as_ptr(),
+                            ),
+                        )
+                    }?
+                };
+                self.stack.push(obj);
+            }
+            BINSTRING | SHORT_BINSTRING => {
+                let data = bytes_arg(op);
+                let obj = self.py2_str(data)?;
+                self.stack.push(obj);
+            }
+            BINBYTES | SHORT_BINBYTES | BINBYTES8 => {
+                self.stack.push(PyBytes::new(py, bytes_arg(op)).into_any());
+            }
+            BYTEARRAY8 => {
+                self.stack.push(PyByteArray::new(py, bytes_arg(op)).into_any());
+            }
+            UNICODE => {
+                let line = line_arg(op);
+                // SAFETY: `line` is valid for its length; a new reference or NULL is returned.
+                let s = unsafe {
+                    Bound::from_owned_ptr_or_err(
+                        py,
+                        ffi::PyUnicode_DecodeRawUnicodeEscape(
+                            line.as_ptr().cast(),
+                            line.len() as ffi::Py_ssize_t,
+                            std::ptr::null(),
+                        ),
+                    )
+                }?;
+                self.stack.push(s);
+            }
+            BINUNICODE | SHORT_BINUNICODE | BINUNICODE8 => {
+                self.stack.push(decode_utf8(py, bytes_arg(op), c"surrogatepass")?);
+            }
+
+            // --- tuples, lists, dicts, sets ---
+            EMPTY_TUPLE => self.stack.push(PyTuple::empty(py).into_any()),
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let n = match op.opcode {
+                    TUPLE1 => 1,
+                    TUPLE2 => 2,
+                    _ => 3,
+                };
+                if self.stack.len() < n {
+                    return Err(self.underflow());
+                }
+                let t = self.pop_tuple(self.stack.len() - n)?;
+                self.stack.push(t.into_any());
+            }
+            TUPLE => {
+                let i = self.marker()?;
+                let t = self.pop_tuple(i)?;
+                self.stack.push(t.into_any());
+            }
+            EMPTY_LIST => self.stack.push(PyList::empty(py).into_any()),
+            EMPTY_DICT => self.stack.push(PyDict::new(py).into_any()),
+            EMPTY_SET => self.stack.push(PySet::empty(py)?.into_any()),
+            LIST => {
+                let i = self.marker()?;
+                let items = self.stack.split_off(i.min(self.stack.len()));
+                self.stack.push(PyList::new(py, items)?.into_any());
+            }
+            DICT => {
+                let i = self.marker()?.min(self.stack.len());
+                let dict = PyDict::new(py);
+                if (self.stack.len() - i) % 2 != 0 {
+                    return Err(unpickling_error(py, "odd number of items for DICT"));
+                }
+                for kv in self.stack[i..].chunks_exact(2) {
+                    dict.set_item(&kv[0], &kv[1])?;
+                }
+                self.stack.truncate(i);
+                self.stack.push(dict.into_any());
+            }
+            FROZENSET => {
+                let i = self.marker()?;
+                let items = self.pop_tuple(i)?;
+                self.stack.push(PyFrozenSet::new(py, items.iter())?.into_any());
+            }
+            APPEND => {
+                if self.stack.len() as isize - 1 <= self.fence() as isize {
+                    return Err(self.underflow());
+                }
+                self.do_append(self.stack.len() - 1)?;
+            }
+            APPENDS => {
+                let i = self.marker()?;
+                self.do_append(i)?;
+            }
+            SETITEM => {
+                let x = self.stack.len() as isize - 2;
+                self.do_setitems(x)?;
+            }
+            SETITEMS => {
+                let i = self.marker()?;
+                self.do_setitems(i as isize)?;
+            }
+            ADDITEMS => {
+                let mark = self.marker()?;
+                let len = self.stack.len();
+                if mark > len || mark <= self.fence() {
+                    return Err(self.underflow());
+                }
+                if len == mark {
+                    return Ok(());
+                }
+                let target = self.stack[mark - 1].clone();
+                if let Ok(set) = target.cast::<PySet>() {
+                    let items = self.stack.split_off(mark);
+                    for item in items {
+                        set.add(item)?;
+                    }
+                } else {
+                    let add = target.getattr(intern!(py, "add"))?;
+                    let items = self.stack.split_off(mark);
+                    for item in items {
+                        add.call1((item,))?;
+                    }
+                }
+            }
+
+            // --- stack and memo ---
+            POP => {
+                let len = self.stack.len();
+                if self.marks.last() == Some(&len) {
+                    self.marks.pop();
+                } else if len <= self.fence() {
+                    return Err(self.underflow());
+                } else {
+                    self.stack.pop();
+                }
+            }
+            POP_MARK => {
+                let i = self.marker()?;
+                self.stack.truncate(i);
+            }
+            DUP => {
+                let top = self.top()?.clone();
+                self.stack.push(top);
+            }
+            MARK => self.marks.push(self.stack.len()),
+            GET => {
+                let line = line_arg(op);
+                if line.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let idx = parse_index(py, line)?;
+                self.memo_get(idx as usize)?;
+            }
+            BINGET | LONG_BINGET => self.memo_get(op.int() as usize)?,
+            PUT => {
+                let line = line_arg(op);
+                if line.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let value = self.top_for_put()?;
+                let idx = parse_index(py, line)?;
+                if idx < 0 {
+                    return Err(PyValueError::new_err("negative PUT argument"));
+                }
+                self.memo_put(idx as usize, value);
+            }
+            BINPUT | LONG_BINPUT => {
+                let value = self.top_for_put()?;
+                self.memo_put(op.int() as usize, value);
+            }
+            MEMOIZE => {
+                let value = self.top_for_put()?;
+                let idx = lock(self.cfg.memo).len();
+                self.memo_put(idx, value);
+            }
+
+            // --- globals, calls, state ---
+            GLOBAL => {
+                let Arg::TwoLines(module, name) = op.arg else { return Ok(()) };
+                if module.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let module = decode_utf8(py, module, c"strict")?;
+                if name.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let name = decode_utf8(py, name, c"strict")?;
+                let global = self.find_class(&module, &name)?;
+                self.stack.push(global);
+            }
+            STACK_GLOBAL => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                if !module.is_exact_instance_of::<PyString>() || !name.is_exact_instance_of::<PyString>() {
+                    return Err(unpickling_error(py, "STACK_GLOBAL requires str"));
+                }
+                let global = self.find_class(&module, &name)?;
+                self.stack.push(global);
+            }
+            INST => {
+                let i = self.marker()?;
+                let Arg::TwoLines(module, name) = op.arg else { return Ok(()) };
+                if module.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let module = decode_ascii(py, module)?;
+                if name.is_empty() {
+                    return Err(unpickling_error(py, "pickle data was truncated"));
+                }
+                let name = decode_ascii(py, name)?;
+                let cls = self.find_class(&module, &name)?;
+                let args = self.pop_tuple(i)?;
+                let obj = instantiate(py, &cls, &args)?;
+                self.stack.push(obj);
+            }
+            OBJ => {
+                let i = self.marker()?;
+                if self.stack.len() < i + 1 {
+                    return Err(self.underflow());
+                }
+                let args = self.pop_tuple(i + 1)?;
+                let cls = self.pop()?;
+                let obj = instantiate(py, &cls, &args)?;
+                self.stack.push(obj);
+            }
+            REDUCE => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                // SAFETY: both are live objects; PyObject_CallObject raises TypeError for a
+                // non-tuple argument list and returns a new reference or NULL.
+                let obj = unsafe {
+                    Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallObject(callable.as_ptr(), args.as_ptr()))
+                }?;
+                self.stack.push(obj);
+            }
+            NEWOBJ | NEWOBJ_EX => {
+                let ex = op.opcode == NEWOBJ_EX;
+                let kwargs = if ex { Some(self.pop()?) } else { None };
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let obj = newobj(py, ex, &cls, &args, kwargs.as_ref())?;
+                self.stack.push(obj);
+            }
+            BUILD => {
+                if (self.stack.len() as isize) - 2 < self.fence() as isize {
+                    return Err(self.underflow());
+                }
+                let state = self.pop()?;
+                let inst = self.top()?.clone();
+                build(py, &inst, state)?;
+            }
+            EXT1 | EXT2 | EXT4 => {
+                let code = op.int();
+                if code <= 0 {
+                    return Err(unpickling_error(py, "EXT specifies code <= 0"));
+                }
+                let obj = self.extension(code)?;
+                self.stack.push(obj);
+            }
+            PERSID => {
+                if self.cfg.pers_func.is_none() {
+                    return Err(no_persistent_load(py));
+                }
+                let line = line_arg(op);
+                let pid = match decode_ascii(py, line) {
+                    Ok(pid) => pid,
+                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyUnicodeDecodeError>(py) => {
+                        return Err(unpickling_error(
+                            py,
+                            "persistent IDs in protocol 0 must be ASCII strings",
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                };
+                let obj = self.persistent_load(pid)?;
+                self.stack.push(obj);
+            }
+            BINPERSID => {
+                if self.cfg.pers_func.is_none() {
+                    return Err(no_persistent_load(py));
+                }
+                let pid = self.pop()?;
+                let obj = self.persistent_load(pid)?;
+                self.stack.push(obj);
+            }
+            NEXT_BUFFER => {
+                let Some(buffers) = &self.cfg.buffers else {
+                    return Err(unpickling_error(
+                        py,
+                        "pickle stream refers to out-of-band data but no *buffers* argument was given",
+                    ));
+                };
+                let mut it = buffers.clone();
+                match it.next() {
+                    Some(buf) => self.stack.push(buf?),
+                    None => return Err(unpickling_error(py, "not enough out-of-band buffers")),
+                }
+            }
+            READONLY_BUFFER => {
+                let obj = self.top()?.clone();
+                let view = PyMemoryView::from(&obj)?;
+                let readonly: bool = view.getattr(intern!(py, "readonly"))?.is_truthy()?;
+                if !readonly {
+                    let ro = view.call_method0(intern!(py, "toreadonly"))?;
+                    if let Some(last) = self.stack.last_mut() {
+                        *last = ro;
+                    }
+                }
+            }
+
+            // --- control ---
+            PROTO => {
+                let proto = op.int();
+                if proto > brinery::HIGHEST_PROTOCOL as i64 {
+                    return Err(PyValueError::new_err(format!("unsupported pickle protocol: {proto}")));
+                }
+                self.set_proto(proto as u8);
+            }
+            FRAME | STOP => {}
+        }
+        Ok(())
+    }
+
+    /// C's `do_append(x)`: extend the list below position `x` with the items from `x` up.
+    fn do_append(&mut self, x: usize) -> PyResult<()> {
+        let py = self.py;
+        let len = self.stack.len();
+        if x > len || x <= self.fence() {
+            return Err(self.underflow());
+        }
+        if len == x {
+            return Ok(());
+        }
+        let target = self.stack[x - 1].clone();
+        if let Ok(list) = target.cast_exact::<PyList>() {
+            let items = self.stack.split_off(x);
+            if items.len() == 1 {
+                list.append(&items[0])?;
+            } else {
+                let slice = PyList::new(py, items)?;
+                let n = list.len();
+                list.set_slice(n, n, &slice)?;
+            }
+            return Ok(());
+        }
+        match target.getattr_opt(intern!(py, "extend"))? {
+            Some(extend) => {
+                let slice = PyList::new(py, self.stack.split_off(x))?;
+                extend.call1((slice,))?;
+            }
+            None => {
+                let append = target.getattr(intern!(py, "append"))?;
+                let items = self.stack.split_off(x);
+                for item in items {
+                    append.call1((item,))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// C's `do_setitems(x)`.
+    fn do_setitems(&mut self, x: isize) -> PyResult<()> {
+        let len = self.stack.len() as isize;
+        if x > len || x <= self.fence() as isize {
+            return Err(self.underflow());
+        }
+        if len == x {
+            return Ok(());
+        }
+        if (len - x) % 2 != 0 {
+            return Err(unpickling_error(self.py, "odd number of items for SETITEMS"));
+        }
+        let x = x as usize;
+        let target = self.stack[x - 1].clone();
+        let items = self.stack.split_off(x);
+        if let Ok(dict) = target.cast_exact::<PyDict>() {
+            for kv in items.chunks_exact(2) {
+                dict.set_item(&kv[0], &kv[1])?;
+            }
+        } else {
+            for kv in items.chunks_exact(2) {
+                target.set_item(&kv[0], &kv[1])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// C's `load_extension` after the code is read.
+    fn extension(&self, code: i64) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        let copyreg = py.import(intern!(py, "copyreg"))?;
+        let cache = copyreg.getattr(intern!(py, "_extension_cache"))?;
+        let key = code.into_pyobject(py)?;
+        let cache = cache.cast_into::<PyDict>()?;
+        if let Some(obj) = cache.get_item(&key)? {
+            return Ok(obj);
+        }
+        let registry = copyreg.getattr(intern!(py, "_inverted_registry"))?.cast_into::<PyDict>()?;
+        let Some(pair) = registry.get_item(&key)? else {
+            return Err(PyValueError::new_err(format!("unregistered extension code {code}")));
+        };
+        let bad = || PyValueError::new_err(format!("_inverted_registry[{code}] isn't a 2-tuple of strings"));
+        let pair = pair.cast_into::<PyTuple>().map_err(|_| bad())?;
+        if pair.len() != 2 {
+            return Err(bad());
+        }
+        let module = pair.get_item(0)?;
+        let name = pair.get_item(1)?;
+        if !module.is_instance_of::<PyString>() || !name.is_instance_of::<PyString>() {
+            return Err(bad());
+        }
+        let obj = self.find_class(&module, &name)?;
+        cache.set_item(&key, &obj)?;
+        Ok(obj)
+    }
+}
+
+fn line_arg<'a>(op: &Op<'a>) -> &'a [u8] {
+    match op.arg {
+        Arg::Line(l) => l,
+        _ => &[],
+    }
+}
+
+fn bytes_arg<'a>(op: &Op<'a>) -> &'a [u8] {
+    match op.arg {
+        Arg::Bytes(b) => b,
+        _ => &[],
+    }
+}
+
+#[cold]
+fn no_persistent_load(py: Python<'_>) -> PyErr {
+    unpickling_error(
+        py,
+        "A load persistent id instruction was encountered,\nbut no persistent_load function was specified.",
+    )
+}
+
+/// `PyLong_FromString(line, NULL, 10)` then `PyLong_AsSsize_t`, as `load_get`/`load_put` do.
+fn parse_index(py: Python<'_>, line: &[u8]) -> PyResult<isize> {
+    let s = cstr_line(line);
+    // SAFETY: `s` is NUL-terminated; returns a new reference or NULL.
+    let key = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyLong_FromString(s.as_ptr().cast(), std::ptr::null_mut(), 10))
+    }?;
+    key.extract::<isize>()
+}
+
+fn decode_utf8<'py>(py: Python<'py>, data: &[u8], errors: &std::ffi::CStr) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `data` is valid for its length, `errors` is NUL-terminated; returns a new
+    // reference or NULL with an exception set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyUnicode_DecodeUTF8(data.as_ptr().cast(), data.len() as ffi::Py_ssize_t, errors.as_ptr()),
+        )
+    }
+}
+
+fn decode_ascii<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: as `decode_utf8`.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyUnicode_DecodeASCII(data.as_ptr().cast(), data.len() as ffi::Py_ssize_t, c"strict".as_ptr()),
+        )
+    }
+}
+
+/// Two's-complement little-endian bytes to an int (`_PyLong_FromByteArray(.., 1, 1)`).
+fn long_from_le<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    if bytes.len() <= 8 {
+        if bytes.is_empty() {
+            return Ok(0i64.into_pyobject(py)?.into_any());
+        }
+        let mut buf = if bytes[bytes.len() - 1] & 0x80 != 0 { [0xFF; 8] } else { [0; 8] };
+        buf[..bytes.len()].copy_from_slice(bytes);
+        return Ok(i64::from_le_bytes(buf).into_pyobject(py)?.into_any());
+    }
+    // SAFETY: `bytes` is valid for its length; returns a new reference or NULL.
+    unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::_PyLong_FromByteArray(bytes.as_ptr(), bytes.len(), 1, 1))
+    }
+}
+
+/// C's `instantiate` for OBJ and INST.
+fn instantiate<'py>(
+    py: Python<'py>,
+    cls: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if args.is_empty() && cls.is_instance_of::<PyType>() {
+        if cls.getattr_opt(intern!(py, "__getinitargs__"))?.is_none() {
+            return cls.call_method1(intern!(py, "__new__"), (cls,));
+        }
+    }
+    // SAFETY: both are live objects; returns a new reference or NULL.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallObject(cls.as_ptr(), args.as_ptr())) }
+}
+
+/// C's `load_newobj` after popping.
+fn newobj<'py>(
+    py: Python<'py>,
+    ex: bool,
+    cls: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyAny>,
+    kwargs: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let name = if ex { "NEWOBJ_EX" } else { "NEWOBJ" };
+    let type_name = |o: &Bound<'py, PyAny>| -> String {
+        o.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+    };
+    let Ok(ty) = cls.cast::<PyType>() else {
+        return Err(unpickling_error(
+            py,
+            format!("{name} class argument must be a type, not {}", type_name(cls)),
+        ));
+    };
+    // SAFETY: `ty` is a live type object; reading its `tp_new` slot is a plain field read.
+    let tp_new = unsafe { (*ty.as_type_ptr()).tp_new };
+    let Some(tp_new) = tp_new else {
+        return Err(unpickling_error(
+            py,
+            format!("{name} class argument '{}' doesn't have __new__", type_name(cls)),
+        ));
+    };
+    if !args.is_instance_of::<PyTuple>() {
+        return Err(unpickling_error(
+            py,
+            format!("{name} args argument must be a tuple, not {}", type_name(args)),
+        ));
+    }
+    if let Some(kw) = kwargs {
+        if !kw.is_instance_of::<PyDict>() {
+            return Err(unpickling_error(
+                py,
+                format!("{name} kwargs argument must be a dict, not {}", type_name(kw)),
+            ));
+        }
+    }
+    let kw_ptr = kwargs.map_or(std::ptr::null_mut(), |k| k.as_ptr());
+    // SAFETY: `tp_new` is the type's own slot, called with the type, a tuple and a dict (or
+    // NULL), as CPython does; it returns a new reference or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, tp_new(ty.as_type_ptr(), args.as_ptr(), kw_ptr)) }
+}
+
+/// C's `load_build` after the stack checks.
+fn build<'py>(py: Python<'py>, inst: &Bound<'py, PyAny>, state: Bound<'py, PyAny>) -> PyResult<()> {
+    if let Some(setstate) = inst.getattr_opt(intern!(py, "__setstate__"))? {
+        setstate.call1((state,))?;
+        return Ok(());
+    }
+    let (state, slotstate) = match state.cast::<PyTuple>() {
+        Ok(t) if t.len() == 2 => (t.get_item(0)?, Some(t.get_item(1)?)),
+        _ => (state, None),
+    };
+    if !state.is_none() {
+        let Ok(state) = state.cast::<PyDict>() else {
+            return Err(unpickling_error(py, "state is not a dictionary"));
+        };
+        let dict = inst.getattr(intern!(py, "__dict__"))?;
+        for (key, value) in state.iter() {
+            let key = if key.is_exact_instance_of::<PyString>() {
+                let mut ptr = key.into_ptr();
+                // SAFETY: `ptr` is an owned reference to an exact str; InternInPlace may replace
+                // it with the interned string, transferring ownership back to `ptr`.
+                unsafe {
+                    ffi::PyUnicode_InternInPlace(&mut ptr);
+                    Bound::from_owned_ptr(py, ptr)
+                }
+            } else {
+                key
+            };
+            dict.set_item(key, value)?;
+        }
+    }
+    if let Some(slotstate) = slotstate {
+        let Ok(slotstate) = slotstate.cast::<PyDict>() else {
+            return Err(unpickling_error(py, "slot state is not a dictionary"));
+        };
+        for (key, value) in slotstate.iter() {
+            // SAFETY: both are live objects; PyObject_SetAttr returns -1 with an exception set
+            // on failure (any key type: a non-str key raises TypeError, as in C).
+            let rc = unsafe { ffi::PyObject_SetAttr(inst.as_ptr(), key.as_ptr(), value.as_ptr()) };
+            if rc < 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+    }
+    Ok(())
+}
+
+static AUDIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static NAME_MAPPING: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+static IMPORT_MAPPING: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+fn compat_dict<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyDict>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = cell.get_or_try_init(py, || -> PyResult<Py<PyDict>> {
+        Ok(py.import("_compat_pickle")?.getattr(name)?.cast_into::<PyDict>()?.unbind())
+    })?;
+    Ok(d.bind(py).clone())
+}
+
+/// `Unpickler.find_class` of `_pickle.c`: audit, Python 2 name mapping, import, attribute
+/// look-up (dotted at protocol 4 and up).
+pub(crate) fn find_class_impl<'py>(
+    py: Python<'py>,
+    module_name: &Bound<'py, PyAny>,
+    global_name: &Bound<'py, PyAny>,
+    proto: u8,
+    fix_imports: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let audit = AUDIT.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py.import("sys")?.getattr("audit")?.unbind())
+    })?;
+    audit
+        .bind(py)
+        .call1((intern!(py, "pickle.find_class"), module_name, global_name))?;
+    let mut module_name = module_name.clone();
+    let mut global_name = global_name.clone();
+    if proto < 3 && fix_imports {
+        let key = PyTuple::new(py, [&module_name, &global_name])?;
+        if let Some(item) = compat_dict(py, &NAME_MAPPING, "NAME_MAPPING")?.get_item(&key)? {
+            let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2).ok_or_else(|| {
+                pyo3::exceptions::PyRuntimeError::new_err(format!(
+                    "_compat_pickle.NAME_MAPPING values should be 2-tuples, not {}",
+                    item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })?;
+            module_name = pair.get_item(0)?;
+            global_name = pair.get_item(1)?;
+            if !module_name.is_instance_of::<PyString>() || !global_name.is_instance_of::<PyString>() {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "_compat_pickle.NAME_MAPPING values should be pairs of str",
+                ));
+            }
+        } else if let Some(item) = compat_dict(py, &IMPORT_MAPPING, "IMPORT_MAPPING")?.get_item(&module_name)? {
+            if !item.is_instance_of::<PyString>() {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                    "_compat_pickle.IMPORT_MAPPING values should be strings, not {}",
+                    item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                )));
+            }
+            module_name = item;
+        }
+    }
+    // SAFETY: `module_name` is a live object; PyImport_Import returns a new reference or NULL.
+    let module = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyImport_Import(module_name.as_ptr())) }?;
+    getattribute(py, &module, &global_name, proto >= 4)
+}
+
+/// C's `getattribute(module, name, allow_qualname)`.
+fn getattribute<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+    allow_qualname: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let attr = if allow_qualname {
+        let parts = name.call_method1(intern!(py, "split"), (".",))?.cast_into::<PyList>()?;
+        for part in parts.iter() {
+            if part.eq("<locals>")? {
+                return Err(PyAttributeError::new_err(format!(
+                    "Can't pickle local attribute {} on {}",
+                    name.repr()?,
+                    obj.repr()?
+                )));
+            }
+        }
+        let mut cur = obj.clone();
+        let mut found = true;
+        for part in parts.iter() {
+            let part = part.cast_into::<PyString>()?;
+            match cur.getattr_opt(&part)? {
+                Some(next) => cur = next,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        found.then_some(cur)
+    } else {
+        let name = name.cast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "attribute name must be string, not '{}'",
+                name.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        obj.getattr_opt(name)?
+    };
+    attr.ok_or_else(|| {
+        let msg = match (name.repr(), obj.repr()) {
+            (Ok(n), Ok(o)) => format!("Can't get attribute {n} on {o}"),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        PyAttributeError::new_err(msg)
+    })
+}
+
