@@ -1,8 +1,532 @@
-//! The Pickler (being written).
+//! `brinery.Pickler`, `brinery.dump` and `brinery.dumps`: a drop-in for CPython 3.11's
+//! `_pickle.Pickler` whose output is byte-identical to `pickle.dumps`.
+//!
+//! The object walk (`save()` and friends) lives in [`save`]; it writes through the core crate's
+//! [`brinery::encode::Encoder`], which owns opcode spelling, framing and memo opcodes. This file
+//! holds the Python-facing classes: the `Pickler` (subclassable, with `persistent_id`,
+//! `reducer_override`, `dispatch_table`, `memo`, `fast`, `bin`), its memo proxy and the
+//! module-level functions.
+//!
+//! The pickler's memo is taken out of the object for the duration of a `dump()` and put back
+//! afterwards, so that Python callbacks run during pickling never meet a borrowed pickler.
 
+mod memo;
+mod save;
+mod stack;
+
+use brinery::encode::Encoder;
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
+
+use crate::errors::pickling_error;
+use memo::Memo;
+use save::{FastState, Hooks, Options, PyWriter, Saver};
+
+/// An argument converted with `PyObject_IsTrue`, like Argument Clinic's `bool`.
+pub(crate) struct Truthy(pub(crate) bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Truthy {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Truthy(obj.is_truthy()?))
+    }
+}
+
+/// `_Pickler_SetProtocol`: `None` → `DEFAULT_PROTOCOL`, negative → `HIGHEST_PROTOCOL`.
+fn parse_protocol(protocol: Option<&Bound<'_, PyAny>>) -> PyResult<u8> {
+    let Some(p) = protocol.filter(|p| !p.is_none()) else {
+        return Ok(brinery::DEFAULT_PROTOCOL);
+    };
+    let p: std::os::raw::c_long = p.extract()?;
+    if p < 0 {
+        Ok(brinery::HIGHEST_PROTOCOL)
+    } else if p > brinery::HIGHEST_PROTOCOL.into() {
+        Err(PyValueError::new_err(format!(
+            "pickle protocol must be <= {}",
+            brinery::HIGHEST_PROTOCOL
+        )))
+    } else {
+        Ok(p as u8)
+    }
+}
+
+/// `_Pickler_SetBufferCallback`.
+fn parse_buffer_callback<'py>(
+    cb: Option<&Bound<'py, PyAny>>,
+    proto: u8,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let cb = cb.filter(|c| !c.is_none()).cloned();
+    if cb.is_some() && proto < 5 {
+        return Err(PyValueError::new_err("buffer_callback needs protocol >= 5"));
+    }
+    Ok(cb)
+}
+
+/// `_Pickler_SetOutputStream`.
+fn file_write<'py>(file: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = file.py();
+    file.getattr_opt(intern!(py, "write"))?
+        .ok_or_else(|| PyTypeError::new_err("file must have a 'write' attribute"))
+}
+
+/// Pickle `obj` with `write` as the output (`None`: in memory) and return what is left buffered.
+#[allow(clippy::too_many_arguments)]
+fn run<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    opts: &Options,
+    write: Option<Bound<'py, PyAny>>,
+    memo: &mut Memo,
+    fast_state: &mut FastState,
+    hooks: Hooks<'py>,
+) -> PyResult<Vec<u8>> {
+    let to_err = |e: brinery::Error| pickling_error(py, e.to_string());
+    match write {
+        Some(write) => {
+            let mut sink = PyWriter {
+                write: write.clone(),
+            };
+            let enc = Encoder::with_sink(opts.proto, &mut sink).map_err(to_err)?;
+            Saver::new(py, enc, opts, memo, fast_state, hooks, Some(write))?.run(obj)
+        }
+        None => {
+            let enc = Encoder::new(opts.proto).map_err(to_err)?;
+            Saver::new(py, enc, opts, memo, fast_state, hooks, None)?.run(obj)
+        }
+    }
+}
+
+/// This takes a binary file for writing a pickle data stream.
+///
+/// Same constructor, attributes and behaviour as the standard library's `pickle.Pickler`;
+/// the bytes written are identical to CPython's.
+#[pyclass(subclass, module = "brinery", name = "Pickler")]
+pub struct Pickler {
+    write: Option<Py<PyAny>>,
+    proto: u8,
+    bin: i32,
+    fast: i32,
+    fix_imports: bool,
+    buffer_callback: Option<Py<PyAny>>,
+    /// `persistent_id`: the function, and whether to pass the pickler as `self`
+    /// (a bound method of the pickler is stored apart so as not to create a cycle).
+    pers_func: Option<Py<PyAny>>,
+    pers_func_is_method: bool,
+    dispatch_table: Option<Py<PyAny>>,
+    memo: Memo,
+    fast_state: FastState,
+}
+
+impl Pickler {
+    /// `Pickler_clear`.
+    fn clear_all(&mut self) {
+        self.write = None;
+        self.pers_func = None;
+        self.pers_func_is_method = false;
+        self.dispatch_table = None;
+        self.fast_state = FastState::default();
+        self.buffer_callback = None;
+        self.memo.clear();
+    }
+}
+
+#[pymethods]
+impl Pickler {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Pickler {
+            write: None,
+            proto: 0,
+            bin: 0,
+            fast: 0,
+            fix_imports: false,
+            buffer_callback: None,
+            pers_func: None,
+            pers_func_is_method: false,
+            dispatch_table: None,
+            memo: Memo::default(),
+            fast_state: FastState::default(),
+        }
+    }
+
+    #[pyo3(signature = (file, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        file: &Bound<'_, PyAny>,
+        protocol: Option<&Bound<'_, PyAny>>,
+        fix_imports: Truthy,
+        buffer_callback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let proto = {
+            let mut me = slf.borrow_mut();
+            if me.write.is_some() {
+                me.clear_all();
+            }
+            let proto = parse_protocol(protocol)?;
+            me.proto = proto;
+            me.bin = i32::from(proto > 0);
+            me.fix_imports = fix_imports.0 && proto < 3;
+            proto
+        };
+        let write = file_write(file)?;
+        slf.borrow_mut().write = Some(write.unbind());
+        let cb = parse_buffer_callback(buffer_callback, proto)?;
+        {
+            let mut me = slf.borrow_mut();
+            me.buffer_callback = cb.map(Bound::unbind);
+            me.fast = 0;
+            me.fast_state = FastState::default();
+        }
+
+        // init_method_ref(self, "persistent_id"): a bound method of this very pickler is
+        // stored as its function, with `self` passed at call time.
+        let pers = slf.as_any().getattr_opt(intern!(py, "persistent_id"))?;
+        let (func, is_method) = match pers {
+            None => (None, false),
+            Some(f) => {
+                let method_type = save::globals(py)?.method_type.bind(py);
+                if f.is_instance(method_type)?
+                    && f.getattr(intern!(py, "__self__"))?.is(slf.as_any())
+                {
+                    (Some(f.getattr(intern!(py, "__func__"))?), true)
+                } else {
+                    (Some(f), false)
+                }
+            }
+        };
+        {
+            let mut me = slf.borrow_mut();
+            me.pers_func = func.map(Bound::unbind);
+            me.pers_func_is_method = is_method;
+            if me.dispatch_table.is_some() {
+                return Ok(());
+            }
+        }
+        let dt = slf.as_any().getattr_opt(intern!(py, "dispatch_table"))?;
+        slf.borrow_mut().dispatch_table = dt.map(Bound::unbind);
+        Ok(())
+    }
+
+    /// Write a pickled representation of the given object to the open file.
+    fn dump(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let (write, opts, cb, pers_func, pers_is_method, dt, mut memo, mut fast_state) = {
+            let mut me = slf.borrow_mut();
+            let Some(write) = me.write.as_ref().map(|w| w.clone_ref(py)) else {
+                let name = slf.get_type().name()?;
+                return Err(pickling_error(
+                    py,
+                    format!("Pickler.__init__() was not called by {name}.__init__()"),
+                ));
+            };
+            let opts = Options {
+                proto: me.proto,
+                fast: me.fast != 0,
+                fix_imports: me.fix_imports,
+            };
+            (
+                write,
+                opts,
+                me.buffer_callback.as_ref().map(|c| c.clone_ref(py)),
+                me.pers_func.as_ref().map(|c| c.clone_ref(py)),
+                me.pers_func_is_method,
+                me.dispatch_table.as_ref().map(|c| c.clone_ref(py)),
+                std::mem::take(&mut me.memo),
+                std::mem::take(&mut me.fast_state),
+            )
+        };
+        let result = (|| {
+            // Looked up at each dump and dropped after it: a bound method of the pickler would
+            // otherwise keep the pickler (and its memo) alive in a cycle.
+            let reducer_override = slf.as_any().getattr_opt(intern!(py, "reducer_override"))?;
+            let hooks = Hooks {
+                pers_self: if pers_is_method && pers_func.is_some() {
+                    Some(slf.as_any().clone())
+                } else {
+                    None
+                },
+                pers_func: pers_func.map(|f| f.into_bound(py)),
+                dispatch_table: dt.map(|d| d.into_bound(py)),
+                reducer_override,
+                buffer_callback: cb.map(|c| c.into_bound(py)),
+            };
+            run(
+                py,
+                obj,
+                &opts,
+                Some(write.into_bound(py)),
+                &mut memo,
+                &mut fast_state,
+                hooks,
+            )
+        })();
+        {
+            let mut me = slf.borrow_mut();
+            me.memo = memo;
+            me.fast_state = fast_state;
+        }
+        result.map(|_| ())
+    }
+
+    /// Clears the pickler's "memo".
+    fn clear_memo(&mut self) {
+        self.memo.clear();
+    }
+
+    /// Returns size in memory, in bytes.
+    fn __sizeof__(&self) -> usize {
+        std::mem::size_of::<Self>() + self.memo.len() * 3 * std::mem::size_of::<usize>()
+    }
+
+    #[getter]
+    fn get_memo(slf: &Bound<'_, Self>) -> PicklerMemoProxy {
+        PicklerMemoProxy {
+            pickler: slf.clone().unbind(),
+        }
+    }
+
+    #[setter]
+    fn set_memo(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(value) = value else {
+            return Err(PyTypeError::new_err("attribute deletion is not supported"));
+        };
+        let py = value.py();
+        let new_memo = if let Ok(proxy) = value.cast_exact::<PicklerMemoProxy>() {
+            let other = proxy.borrow().pickler.clone_ref(py);
+            match other.bind(py).try_borrow() {
+                Ok(o) => o.memo.clone_ref(py),
+                // Only this pickler can be borrowed right now: `p.memo = p.memo` is a no-op.
+                Err(_) => return Ok(()),
+            }
+        } else if let Ok(d) = value.cast::<PyDict>() {
+            Memo::from_dict(d)?
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "'memo' attribute must be a PicklerMemoProxy object or dict, not {}",
+                save::type_name(value)
+            )));
+        };
+        self.memo = new_memo;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_persistent_id(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let me = slf.borrow();
+        let Some(func) = me.pers_func.as_ref() else {
+            return Err(PyAttributeError::new_err("persistent_id"));
+        };
+        if me.pers_func_is_method {
+            let method_type = save::globals(py)?.method_type.bind(py);
+            Ok(method_type.call1((func, slf))?.unbind())
+        } else {
+            Ok(func.clone_ref(py))
+        }
+    }
+
+    #[setter]
+    fn set_persistent_id(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(value) = value else {
+            return Err(PyTypeError::new_err("attribute deletion is not supported"));
+        };
+        if !value.is_callable() {
+            return Err(PyTypeError::new_err(
+                "persistent_id must be a callable taking one argument",
+            ));
+        }
+        self.pers_func = Some(value.clone().unbind());
+        self.pers_func_is_method = false;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_dispatch_table(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        match slf.borrow().dispatch_table.as_ref() {
+            Some(d) => Ok(d.clone_ref(py)),
+            None => Err(PyAttributeError::new_err(format!(
+                "'{}' object has no attribute 'dispatch_table'",
+                save::type_name(slf.as_any())
+            ))),
+        }
+    }
+
+    #[setter]
+    fn set_dispatch_table(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        match value {
+            Some(v) => self.dispatch_table = Some(v.clone().unbind()),
+            None => {
+                if self.dispatch_table.take().is_none() {
+                    return Err(PyAttributeError::new_err("dispatch_table"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn get_bin(&self) -> i32 {
+        self.bin
+    }
+
+    #[setter]
+    fn set_bin(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.bin = int_member(value)?;
+        Ok(())
+    }
+
+    #[getter]
+    fn get_fast(&self) -> i32 {
+        self.fast
+    }
+
+    #[setter]
+    fn set_fast(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.fast = int_member(value)?;
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for o in [
+            &self.write,
+            &self.pers_func,
+            &self.dispatch_table,
+            &self.buffer_callback,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            visit.call(o)?;
+        }
+        self.memo.traverse(&visit)
+    }
+
+    fn __clear__(&mut self) {
+        self.clear_all();
+    }
+}
+
+/// A `T_INT` member's setter.
+fn int_member(value: Option<&Bound<'_, PyAny>>) -> PyResult<i32> {
+    match value {
+        None => Err(PyTypeError::new_err("can't delete numeric/char attribute")),
+        Some(v) => v.extract(),
+    }
+}
+
+/// The object behind `Pickler.memo`: `clear()`, `copy()` (a `{id: (index, obj)}` dict) and
+/// assignment to another pickler's `memo`.
+#[pyclass(module = "brinery", name = "PicklerMemoProxy")]
+pub struct PicklerMemoProxy {
+    pickler: Py<Pickler>,
+}
+
+#[pymethods]
+impl PicklerMemoProxy {
+    /// Remove all items from memo.
+    fn clear(&self, py: Python<'_>) {
+        self.pickler.bind(py).borrow_mut().memo.clear();
+    }
+
+    /// Copy the memo to a new object.
+    fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.pickler.bind(py).borrow().memo.to_dict(py)
+    }
+
+    /// Implement pickle support.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let contents = self.copy(py)?;
+        PyTuple::new(
+            py,
+            [
+                py.get_type::<PyDict>().into_any(),
+                PyTuple::new(py, [contents])?.into_any(),
+            ],
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.pickler)
+    }
+}
+
+/// Write a pickled representation of obj to the open file object file.
+#[pyfunction]
+#[pyo3(signature = (obj, file, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None))]
+fn dump(
+    obj: &Bound<'_, PyAny>,
+    file: &Bound<'_, PyAny>,
+    protocol: Option<&Bound<'_, PyAny>>,
+    fix_imports: Truthy,
+    buffer_callback: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = obj.py();
+    let proto = parse_protocol(protocol)?;
+    let write = file_write(file)?;
+    let hooks = Hooks {
+        buffer_callback: parse_buffer_callback(buffer_callback, proto)?,
+        ..Hooks::default()
+    };
+    let opts = Options {
+        proto,
+        fast: false,
+        fix_imports: fix_imports.0 && proto < 3,
+    };
+    run(
+        py,
+        obj,
+        &opts,
+        Some(write),
+        &mut Memo::default(),
+        &mut FastState::default(),
+        hooks,
+    )?;
+    Ok(())
+}
+
+/// Return the pickled representation of the object as a bytes object.
+#[pyfunction]
+#[pyo3(signature = (obj, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None))]
+fn dumps<'py>(
+    obj: &Bound<'py, PyAny>,
+    protocol: Option<&Bound<'py, PyAny>>,
+    fix_imports: Truthy,
+    buffer_callback: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let py = obj.py();
+    let proto = parse_protocol(protocol)?;
+    let hooks = Hooks {
+        buffer_callback: parse_buffer_callback(buffer_callback, proto)?,
+        ..Hooks::default()
+    };
+    let opts = Options {
+        proto,
+        fast: false,
+        fix_imports: fix_imports.0 && proto < 3,
+    };
+    let out = run(
+        py,
+        obj,
+        &opts,
+        None,
+        &mut Memo::default(),
+        &mut FastState::default(),
+        hooks,
+    )?;
+    Ok(PyBytes::new(py, &out))
+}
 
 /// Add this module's classes and functions to `brinery._native`.
-pub(crate) fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Pickler>()?;
+    m.add_class::<PicklerMemoProxy>()?;
+    m.add_function(wrap_pyfunction!(dump, m)?)?;
+    m.add_function(wrap_pyfunction!(dumps, m)?)?;
     Ok(())
 }

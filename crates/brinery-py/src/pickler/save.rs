@@ -1,0 +1,1662 @@
+//! The `save()` dispatch of `_pickle.c`, writing through [`brinery::encode::Encoder`].
+//!
+//! Every function here mirrors its namesake in CPython 3.11's `Modules/_pickle.c` (same checks,
+//! same order of side effects, same error types and messages) so that the bytes, the memo
+//! indices and the Python callbacks are exactly those of `pickle.dumps`.
+
+use std::collections::HashSet;
+use std::ffi::CStr;
+use std::io;
+
+use brinery::encode::{Encoder, BATCH_SIZE, FRAME_SIZE_TARGET};
+use brinery::Opcode;
+use pyo3::exceptions::{
+    PyAttributeError, PyKeyError, PyOverflowError, PyRecursionError, PyRuntimeError, PyTypeError,
+    PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyFunction, PyInt, PyIterator,
+    PyList, PySet, PyString, PyTuple, PyType,
+};
+use pyo3::{ffi, intern, PyTypeInfo};
+
+use super::memo::Memo;
+use super::stack;
+use crate::errors::pickling_error;
+
+/// `FAST_NESTING_LIMIT`: in fast mode, start checking for cycles at this nesting depth.
+const FAST_NESTING_LIMIT: i64 = 50;
+
+/// Module-level objects `_pickle.c` keeps in its module state.
+pub(crate) struct Globals {
+    /// `copyreg.dispatch_table` (the dict object; its contents are read live).
+    dispatch_table: Py<PyDict>,
+    /// `copyreg._extension_registry`.
+    extension_registry: Py<PyDict>,
+    /// `codecs.encode`, for bytes below protocol 3.
+    codecs_encode: Py<PyAny>,
+    /// `functools.partial`, for `__newobj_ex__` below protocol 4.
+    partial: Py<PyAny>,
+    /// `builtins.getattr`, for nested names below protocol 4.
+    getattr: Py<PyAny>,
+    /// `pickle.PickleBuffer`.
+    pickle_buffer: Py<PyType>,
+    /// `types.MethodType`.
+    pub(crate) method_type: Py<PyType>,
+}
+
+static GLOBALS: PyOnceLock<Globals> = PyOnceLock::new();
+
+/// The cached module-level objects (imported on first use).
+pub(crate) fn globals(py: Python<'_>) -> PyResult<&'static Globals> {
+    GLOBALS.get_or_try_init(py, || {
+        let copyreg = py.import("copyreg")?;
+        let dict = |name: &str| -> PyResult<Py<PyDict>> {
+            let obj = copyreg.getattr(name)?;
+            match obj.cast_exact::<PyDict>() {
+                Ok(d) => Ok(d.clone().unbind()),
+                Err(_) => Err(PyRuntimeError::new_err(format!(
+                    "copyreg.{name} should be a dict, not {}",
+                    type_name(&obj)
+                ))),
+            }
+        };
+        Ok(Globals {
+            dispatch_table: dict("dispatch_table")?,
+            extension_registry: dict("_extension_registry")?,
+            codecs_encode: py.import("codecs")?.getattr("encode")?.unbind(),
+            partial: py.import("functools")?.getattr("partial")?.unbind(),
+            getattr: py.import("builtins")?.getattr("getattr")?.unbind(),
+            pickle_buffer: py
+                .import("pickle")?
+                .getattr("PickleBuffer")?
+                .cast_into::<PyType>()?
+                .unbind(),
+            method_type: py
+                .import("types")?
+                .getattr("MethodType")?
+                .cast_into::<PyType>()?
+                .unbind(),
+        })
+    })
+}
+
+/// `Py_TYPE(obj)->tp_name`, cut at 200 characters like `%.200s`.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    let tp = obj.get_type_ptr();
+    // SAFETY: `obj` is alive, so its type object is alive, and `tp_name` of every type object
+    // is a NUL-terminated C string owned by the type.
+    let name = unsafe { CStr::from_ptr((*tp).tp_name) };
+    name.to_string_lossy().chars().take(200).collect()
+}
+
+/// The exact-type pointers `save()` dispatches on.
+struct Types {
+    bool_: *mut ffi::PyTypeObject,
+    int: *mut ffi::PyTypeObject,
+    float: *mut ffi::PyTypeObject,
+    bytes: *mut ffi::PyTypeObject,
+    str_: *mut ffi::PyTypeObject,
+    dict: *mut ffi::PyTypeObject,
+    set: *mut ffi::PyTypeObject,
+    frozenset: *mut ffi::PyTypeObject,
+    list: *mut ffi::PyTypeObject,
+    tuple: *mut ffi::PyTypeObject,
+    bytearray: *mut ffi::PyTypeObject,
+    picklebuffer: *mut ffi::PyTypeObject,
+    type_: *mut ffi::PyTypeObject,
+    function: *mut ffi::PyTypeObject,
+}
+
+impl Types {
+    fn new(py: Python<'_>, g: &Globals) -> Types {
+        Types {
+            bool_: PyBool::type_object_raw(py),
+            int: PyInt::type_object_raw(py),
+            float: PyFloat::type_object_raw(py),
+            bytes: PyBytes::type_object_raw(py),
+            str_: PyString::type_object_raw(py),
+            dict: PyDict::type_object_raw(py),
+            set: PySet::type_object_raw(py),
+            frozenset: PyFrozenSet::type_object_raw(py),
+            list: PyList::type_object_raw(py),
+            tuple: PyTuple::type_object_raw(py),
+            bytearray: PyByteArray::type_object_raw(py),
+            picklebuffer: g.pickle_buffer.as_ptr().cast(),
+            type_: PyType::type_object_raw(py),
+            function: PyFunction::type_object_raw(py),
+        }
+    }
+}
+
+/// Fast-mode cycle detection state (`fast_nesting`, `fast_memo`), kept on the Pickler between
+/// dumps like C does.
+#[derive(Default)]
+pub(crate) struct FastState {
+    pub(crate) nesting: i64,
+    pub(crate) memo: Option<HashSet<usize>>,
+}
+
+/// The hooks a `Pickler` object provides (none for the module-level `dump`/`dumps`).
+#[derive(Default)]
+pub(crate) struct Hooks<'py> {
+    /// `persistent_id`: the function, and the pickler to pass as `self` when it was a bound
+    /// method of the pickler (stored apart to avoid a reference cycle, as C does).
+    pub(crate) pers_func: Option<Bound<'py, PyAny>>,
+    pub(crate) pers_self: Option<Bound<'py, PyAny>>,
+    pub(crate) dispatch_table: Option<Bound<'py, PyAny>>,
+    pub(crate) reducer_override: Option<Bound<'py, PyAny>>,
+    pub(crate) buffer_callback: Option<Bound<'py, PyAny>>,
+}
+
+/// Options of one dump.
+pub(crate) struct Options {
+    pub(crate) proto: u8,
+    pub(crate) fast: bool,
+    pub(crate) fix_imports: bool,
+}
+
+/// `file.write` as an `io::Write` sink for the encoder. A Python exception raised by `write` is
+/// left set in the interpreter and reported to the encoder as an `io::Error`; [`enc_err`]
+/// fetches it back.
+pub(crate) struct PyWriter<'py> {
+    pub(crate) write: Bound<'py, PyAny>,
+}
+
+impl io::Write for PyWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let py = self.write.py();
+        match self.write.call1((PyBytes::new(py, buf),)) {
+            Ok(_) => Ok(buf.len()),
+            Err(e) => {
+                e.restore(py);
+                Err(io::Error::other("file.write() raised"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An encoder error as a Python exception: the one `file.write` raised, if any.
+fn enc_err(py: Python<'_>, e: brinery::Error) -> PyErr {
+    PyErr::take(py).unwrap_or_else(|| pickling_error(py, e.to_string()))
+}
+
+/// `Py_EnterRecursiveCall(" while pickling an object")`, left on drop.
+struct RecursionGuard<'py>(Python<'py>);
+
+impl<'py> RecursionGuard<'py> {
+    #[inline]
+    fn enter(py: Python<'py>) -> PyResult<Self> {
+        // SAFETY: the GIL is held (we have a `Python` token) and the argument is a static
+        // NUL-terminated string.
+        let r = unsafe { ffi::Py_EnterRecursiveCall(c" while pickling an object".as_ptr()) };
+        if r != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(RecursionGuard(py))
+    }
+}
+
+impl Drop for RecursionGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let _py = self.0;
+        // SAFETY: paired with the successful `Py_EnterRecursiveCall` in `enter`; the GIL is
+        // still held since the guard carries the `Python` token's lifetime.
+        unsafe { ffi::Py_LeaveRecursiveCall() };
+    }
+}
+
+/// A `Py_buffer` of a `PickleBuffer`, released on drop. Boxed: exporters may point `shape`
+/// into the struct itself.
+struct BufferView {
+    view: Box<ffi::Py_buffer>,
+}
+
+impl BufferView {
+    fn get(obj: &Bound<'_, PyAny>) -> PyResult<BufferView> {
+        // SAFETY: `Py_buffer` is a plain C struct for which all-zero is a valid "empty" value.
+        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: GIL held; `obj` is a live object and `view` points to writable, boxed memory
+        // that stays put until `PyBuffer_Release` in `drop`.
+        let r = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_FULL_RO) };
+        if r != 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(BufferView { view })
+    }
+
+    fn readonly(&self) -> bool {
+        self.view.readonly != 0
+    }
+
+    fn len(&self) -> usize {
+        self.view.len as usize
+    }
+
+    fn is_contiguous(&self) -> bool {
+        // SAFETY: `view` was filled by a successful `PyObject_GetBuffer` and not released.
+        self.view.suboffsets.is_null()
+            && unsafe { ffi::PyBuffer_IsContiguous(&*self.view, b'A' as std::os::raw::c_char) }
+                != 0
+    }
+
+    fn data(&self) -> &[u8] {
+        if self.view.len <= 0 || self.view.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: a contiguous buffer (checked by the caller) of `len` bytes at `buf`, kept
+        // alive and unresizable by the export we hold until `drop`.
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
+    }
+}
+
+impl Drop for BufferView {
+    fn drop(&mut self) {
+        // SAFETY: releases the export obtained in `get`, exactly once; the GIL is held wherever
+        // a `BufferView` lives (only inside `save_picklebuffer`).
+        unsafe { ffi::PyBuffer_Release(&mut *self.view) };
+    }
+}
+
+/// One pickling run: the encoder plus the pickler's state.
+pub(crate) struct Saver<'py, 'a, 'w> {
+    py: Python<'py>,
+    enc: Encoder<'w>,
+    proto: u8,
+    fast: bool,
+    fix_imports: bool,
+    memo: &'a mut Memo,
+    fast_state: &'a mut FastState,
+    hooks: Hooks<'py>,
+    /// `file.write` when dumping to a file (large payloads are written to it directly).
+    file: Option<Bound<'py, PyAny>>,
+    g: &'static Globals,
+    types: Types,
+    stack_limit: usize,
+}
+
+impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        py: Python<'py>,
+        enc: Encoder<'w>,
+        opts: &Options,
+        memo: &'a mut Memo,
+        fast_state: &'a mut FastState,
+        hooks: Hooks<'py>,
+        file: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        let g = globals(py)?;
+        Ok(Saver {
+            py,
+            enc,
+            proto: opts.proto,
+            fast: opts.fast,
+            fix_imports: opts.fix_imports,
+            memo,
+            fast_state,
+            hooks,
+            file,
+            g,
+            types: Types::new(py, g),
+            stack_limit: stack::limit(),
+        })
+    }
+
+    /// C's `dump()`: header, the object, `STOP`, last frame; returns what is left buffered
+    /// (everything for `dumps`, nothing when writing to a file).
+    pub(crate) fn run(mut self, obj: &Bound<'py, PyAny>) -> PyResult<Vec<u8>> {
+        self.enc.start();
+        self.save(obj, false)?;
+        let py = self.py;
+        self.enc.finish().map_err(|e| enc_err(py, e))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // save()
+    // -----------------------------------------------------------------------------------
+
+    fn save(&mut self, obj: &Bound<'py, PyAny>, pers_save: bool) -> PyResult<()> {
+        let py = self.py;
+        self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+
+        if !pers_save && self.hooks.pers_func.is_some() && self.save_pers(obj)? {
+            return Ok(());
+        }
+
+        let tp = obj.get_type_ptr();
+        if obj.is_none() {
+            self.enc.none();
+            return Ok(());
+        }
+        if tp == self.types.bool_ {
+            // SAFETY: exact type checked just above.
+            let b = unsafe { obj.cast_unchecked::<PyBool>() };
+            self.enc.bool(b.is_true());
+            return Ok(());
+        }
+        if tp == self.types.int {
+            return self.save_long(obj);
+        }
+        if tp == self.types.float {
+            // SAFETY: exact type checked just above.
+            let f = unsafe { obj.cast_unchecked::<PyFloat>() };
+            self.enc.float(f.value());
+            return Ok(());
+        }
+
+        if let Some(idx) = self.memo.get(obj) {
+            return self.write_get(idx);
+        }
+
+        if tp == self.types.bytes {
+            return self.save_bytes(obj);
+        }
+        if tp == self.types.str_ {
+            return self.save_unicode(obj);
+        }
+        self.save_nonatomic(obj, tp)
+    }
+
+    #[inline(never)]
+    fn save_nonatomic(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        tp: *mut ffi::PyTypeObject,
+    ) -> PyResult<()> {
+        if stack::exhausted(self.stack_limit) {
+            return Err(PyRecursionError::new_err(
+                "maximum recursion depth exceeded while pickling an object",
+            ));
+        }
+        let _guard = RecursionGuard::enter(self.py)?;
+        let t = &self.types;
+        if tp == t.dict {
+            // SAFETY: exact type checked.
+            self.save_dict(unsafe { obj.cast_unchecked::<PyDict>() })
+        } else if tp == t.set {
+            self.save_set(obj)
+        } else if tp == t.frozenset {
+            self.save_frozenset(obj)
+        } else if tp == t.list {
+            // SAFETY: exact type checked.
+            self.save_list(unsafe { obj.cast_unchecked::<PyList>() })
+        } else if tp == t.tuple {
+            // SAFETY: exact type checked.
+            self.save_tuple(unsafe { obj.cast_unchecked::<PyTuple>() })
+        } else if tp == t.bytearray {
+            self.save_bytearray(obj)
+        } else if tp == t.picklebuffer {
+            self.save_picklebuffer(obj)
+        } else {
+            self.save_other(obj, tp)
+        }
+    }
+
+    /// The end of `save()`: `reducer_override`, types and functions, `dispatch_table`,
+    /// `copyreg.dispatch_table`, `__reduce_ex__`, `__reduce__`.
+    #[inline(never)]
+    fn save_other(&mut self, obj: &Bound<'py, PyAny>, tp: *mut ffi::PyTypeObject) -> PyResult<()> {
+        let py = self.py;
+        if let Some(ro) = &self.hooks.reducer_override {
+            let rv = ro.call1((obj,))?;
+            if !rv.is(py.NotImplemented().bind(py)) {
+                return self.save_reduce_value(obj, &rv);
+            }
+        }
+        if tp == self.types.type_ {
+            return self.save_type(obj);
+        }
+        if tp == self.types.function {
+            return self.save_global(obj, None);
+        }
+
+        let ty = obj.get_type();
+        let reduce_func = match &self.hooks.dispatch_table {
+            None => self.g.dispatch_table.bind(py).get_item(&ty)?,
+            Some(dt) => match dt.get_item(&ty) {
+                Ok(f) => Some(f),
+                Err(e) if e.is_instance_of::<PyKeyError>(py) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        let rv = if let Some(f) = reduce_func {
+            f.call1((obj,))?
+        } else if obj.is_instance_of::<PyType>() {
+            return self.save_global(obj, None);
+        } else if let Some(f) = obj.getattr_opt(intern!(py, "__reduce_ex__"))? {
+            f.call1((self.proto,))?
+        } else if let Some(f) = obj.getattr_opt(intern!(py, "__reduce__"))? {
+            f.call0()?
+        } else {
+            return Err(pickling_error(
+                py,
+                format!("can't pickle '{}' object: {}", type_name(obj), obj.repr()?),
+            ));
+        };
+        self.save_reduce_value(obj, &rv)
+    }
+
+    /// `reduce:` in `save()`: a string names a global, a tuple is a reduction.
+    fn save_reduce_value(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        rv: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        if rv.is_instance_of::<PyString>() {
+            return self.save_global(obj, Some(rv));
+        }
+        match rv.cast::<PyTuple>() {
+            Ok(t) => self.save_reduce(t, Some(obj)),
+            Err(_) => Err(pickling_error(
+                self.py,
+                "__reduce__ must return a string or tuple",
+            )),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Memo
+    // -----------------------------------------------------------------------------------
+
+    /// `memo_put`.
+    fn memo_put(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        if self.fast {
+            return Ok(());
+        }
+        let idx = self.memo.len();
+        self.memo.set(obj, idx as isize);
+        let py = self.py;
+        self.enc.put(idx as u64).map_err(|e| enc_err(py, e))
+    }
+
+    /// `memo_get` for an object known to be memoized at `idx`.
+    fn write_get(&mut self, idx: isize) -> PyResult<()> {
+        if idx >= 0 {
+            let py = self.py;
+            return self.enc.get(idx as u64).map_err(|e| enc_err(py, e));
+        }
+        // A negative index can only come from a primed memo; write what C writes.
+        if self.proto == 0 {
+            self.enc.write_raw(format!("g{idx}\n").as_bytes());
+        } else {
+            self.enc.write_raw(&[Opcode::BINGET.byte(), (idx & 0xff) as u8]);
+        }
+        Ok(())
+    }
+
+    /// `memo_get` (raises `KeyError` if `obj` is not memoized).
+    fn memo_get(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        match self.memo.get(obj) {
+            Some(idx) => self.write_get(idx),
+            None => Err(PyKeyError::new_err(obj.clone().unbind())),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Fast mode
+    // -----------------------------------------------------------------------------------
+
+    fn fast_save_enter(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        self.fast_state.nesting += 1;
+        if self.fast_state.nesting >= FAST_NESTING_LIMIT {
+            let key = obj.as_ptr() as usize;
+            let set = self.fast_state.memo.get_or_insert_with(HashSet::new);
+            if !set.insert(key) {
+                self.fast_state.nesting = -1;
+                return Err(PyValueError::new_err(format!(
+                    "fast mode: can't pickle cyclic objects including object type {} at {:#x}",
+                    type_name(obj),
+                    key
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn fast_save_leave(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let was = self.fast_state.nesting;
+        self.fast_state.nesting -= 1;
+        if was >= FAST_NESTING_LIMIT {
+            let key = obj.as_ptr() as usize;
+            let removed = self
+                .fast_state
+                .memo
+                .as_mut()
+                .is_some_and(|set| set.remove(&key));
+            if !removed {
+                return Err(PyKeyError::new_err(key));
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Scalars
+    // -----------------------------------------------------------------------------------
+
+    fn save_long(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let mut overflow: std::os::raw::c_int = 0;
+        // SAFETY: GIL held; `obj` is an exact int, for which `PyLong_AsLongLongAndOverflow`
+        // cannot fail other than by reporting overflow.
+        let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+        if overflow == 0 {
+            if v == -1 {
+                if let Some(e) = PyErr::take(self.py) {
+                    return Err(e);
+                }
+            }
+            self.enc.int(v);
+            return Ok(());
+        }
+        self.save_big_long(obj)
+    }
+
+    #[inline(never)]
+    fn save_big_long(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        if self.proto >= 2 {
+            let nbits: u64 = obj.call_method0(intern!(py, "bit_length"))?.extract()?;
+            let mut nbytes = (nbits >> 3) + 1;
+            if nbytes > 0x7fff_ffff {
+                return Err(PyOverflowError::new_err("int too large to pickle"));
+            }
+            let negative = obj.lt(0)?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item(intern!(py, "signed"), true)?;
+            let raw = obj.call_method(
+                intern!(py, "to_bytes"),
+                (nbytes, intern!(py, "little")),
+                Some(&kwargs),
+            )?;
+            let raw = raw.cast::<PyBytes>()?.as_bytes();
+            let n = nbytes as usize;
+            if negative && n > 1 && raw[n - 1] == 0xff && raw[n - 2] & 0x80 != 0 {
+                nbytes -= 1;
+            }
+            let n = nbytes as usize;
+            if n < 256 {
+                self.enc.write_raw(&[Opcode::LONG1.byte(), n as u8]);
+            } else {
+                let mut h = [Opcode::LONG4.byte(), 0, 0, 0, 0];
+                h[1..].copy_from_slice(&(n as u32).to_le_bytes());
+                self.enc.write_raw(&h);
+            }
+            self.enc.write_raw(&raw[..n]);
+        } else {
+            let repr = obj.repr()?;
+            self.enc.write_raw(b"L");
+            self.enc.write_raw(repr.to_str()?.as_bytes());
+            self.enc.write_raw(b"L\n");
+        }
+        Ok(())
+    }
+
+    /// Whether a payload of `len` bytes is written straight to the file (`_Pickler_write_bytes`
+    /// with `bypass_buffer` and a file).
+    #[inline]
+    fn bypass(&self, len: usize) -> bool {
+        len >= FRAME_SIZE_TARGET && self.file.is_some()
+    }
+
+    /// Header in the buffer (outside any frame), buffer flushed, then `file.write(payload)`.
+    fn write_direct(&mut self, header: &[u8], payload: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        self.enc.write_large_header(header);
+        self.enc.flush().map_err(|e| enc_err(py, e))?;
+        if let Some(write) = &self.file {
+            write.call1((payload,))?;
+        }
+        Ok(())
+    }
+
+    fn bytes_header(&self, size: usize, header: &mut [u8; 9]) -> PyResult<usize> {
+        if size <= 0xff {
+            header[0] = Opcode::SHORT_BINBYTES.byte();
+            header[1] = size as u8;
+            Ok(2)
+        } else if let Ok(n) = u32::try_from(size) {
+            header[0] = Opcode::BINBYTES.byte();
+            header[1..5].copy_from_slice(&n.to_le_bytes());
+            Ok(5)
+        } else if self.proto >= 4 {
+            header[0] = Opcode::BINBYTES8.byte();
+            header[1..9].copy_from_slice(&(size as u64).to_le_bytes());
+            Ok(9)
+        } else {
+            Err(PyOverflowError::new_err(
+                "serializing a bytes object larger than 4 GiB requires pickle protocol 4 or higher",
+            ))
+        }
+    }
+
+    fn save_bytes(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        // SAFETY: only called for exact `bytes`.
+        let b = unsafe { obj.cast_unchecked::<PyBytes>() };
+        if self.proto < 3 {
+            let data = b.as_bytes();
+            let rv = if data.is_empty() {
+                PyTuple::new(
+                    py,
+                    [PyBytes::type_object(py).into_any(), PyTuple::empty(py).into_any()],
+                )?
+            } else {
+                let text: String = data.iter().map(|&c| char::from(c)).collect();
+                let args = PyTuple::new(
+                    py,
+                    [PyString::new(py, &text).into_any(), intern!(py, "latin1").clone().into_any()],
+                )?;
+                PyTuple::new(py, [self.g.codecs_encode.bind(py).clone(), args.into_any()])?
+            };
+            return self.save_reduce(&rv, Some(obj));
+        }
+        let data = b.as_bytes();
+        let mut header = [0u8; 9];
+        let hlen = self.bytes_header(data.len(), &mut header)?;
+        self.write_payload(&header[..hlen], data, obj)?;
+        self.memo_put(obj)
+    }
+
+    /// Write an immutable payload (`bytes`, `str`'s UTF-8, a read-only export held open).
+    fn write_payload(
+        &mut self,
+        header: &[u8],
+        data: &[u8],
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        if self.bypass(data.len()) {
+            return self.write_direct(header, obj);
+        }
+        let py = self.py;
+        self.enc.write_bytes(header, data).map_err(|e| enc_err(py, e))
+    }
+
+    fn save_bytearray(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        // SAFETY: only called for exact `bytearray`.
+        let ba = unsafe { obj.cast_unchecked::<PyByteArray>() };
+        if self.proto < 5 {
+            let ty = PyByteArray::type_object(py).into_any();
+            let rv = if ba.len() == 0 {
+                PyTuple::new(py, [ty, PyTuple::empty(py).into_any()])?
+            } else {
+                let bytes = PyBytes::new(py, &ba.to_vec());
+                PyTuple::new(py, [ty, PyTuple::new(py, [bytes])?.into_any()])?
+            };
+            return self.save_reduce(&rv, Some(obj));
+        }
+        let len = ba.len();
+        let mut header = [0u8; 9];
+        header[0] = Opcode::BYTEARRAY8.byte();
+        header[1..].copy_from_slice(&(len as u64).to_le_bytes());
+        if self.bypass(len) {
+            self.write_direct(&header, obj)?;
+        } else {
+            // SAFETY: no Python code runs while the slice is alive (`write_bytes` only calls
+            // into the sink for payloads that `bypass` routes to `write_direct` instead), so
+            // the bytearray cannot be resized or freed under it.
+            let data = unsafe { ba.as_bytes() };
+            self.enc.write_bytes(&header, data).map_err(|e| enc_err(py, e))?;
+        }
+        self.memo_put(obj)
+    }
+
+    fn save_picklebuffer(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        if self.proto < 5 {
+            return Err(pickling_error(
+                py,
+                "PickleBuffer can only pickled with protocol >= 5",
+            ));
+        }
+        let view = BufferView::get(obj)?;
+        if !view.is_contiguous() {
+            return Err(pickling_error(
+                py,
+                "PickleBuffer can not be pickled when pointing to a non-contiguous buffer",
+            ));
+        }
+        let in_band = match &self.hooks.buffer_callback {
+            Some(cb) => cb.call1((obj,))?.is_truthy()?,
+            None => true,
+        };
+        if in_band {
+            let mut header = [0u8; 9];
+            let hlen = if view.readonly() {
+                self.bytes_header(view.len(), &mut header)?
+            } else {
+                header[0] = Opcode::BYTEARRAY8.byte();
+                header[1..].copy_from_slice(&(view.len() as u64).to_le_bytes());
+                9
+            };
+            self.write_payload(&header[..hlen], view.data(), obj)?;
+            drop(view);
+            self.memo_put(obj)
+        } else {
+            self.enc.opcode(Opcode::NEXT_BUFFER);
+            if view.readonly() {
+                self.enc.opcode(Opcode::READONLY_BUFFER);
+            }
+            Ok(())
+        }
+    }
+
+    fn save_unicode(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        // SAFETY: only called for exact `str`.
+        let s = unsafe { obj.cast_unchecked::<PyString>() };
+        if self.proto == 0 {
+            let encoded = utf8_surrogatepass(s)?;
+            let text = brinery::PyString::from_utf8_surrogatepass(encoded.as_bytes())
+                .map_err(|e| PyValueError::new_err(e))?;
+            self.enc.str(&text).map_err(|e| enc_err(py, e))?;
+        } else {
+            match s.to_str() {
+                Ok(text) => self.write_unicode_binary(text.as_bytes())?,
+                Err(_) => {
+                    let encoded = utf8_surrogatepass(s)?;
+                    self.write_unicode_binary(encoded.as_bytes())?;
+                }
+            }
+        }
+        self.memo_put(obj)
+    }
+
+    fn write_unicode_binary(&mut self, data: &[u8]) -> PyResult<()> {
+        let py = self.py;
+        let size = data.len();
+        let mut header = [0u8; 9];
+        let hlen = if size <= 0xff && self.proto >= 4 {
+            header[0] = Opcode::SHORT_BINUNICODE.byte();
+            header[1] = size as u8;
+            2
+        } else if let Ok(n) = u32::try_from(size) {
+            header[0] = Opcode::BINUNICODE.byte();
+            header[1..5].copy_from_slice(&n.to_le_bytes());
+            5
+        } else if self.proto >= 4 {
+            header[0] = Opcode::BINUNICODE8.byte();
+            header[1..9].copy_from_slice(&(size as u64).to_le_bytes());
+            9
+        } else {
+            return Err(PyOverflowError::new_err(
+                "serializing a string larger than 4 GiB requires pickle protocol 4 or higher",
+            ));
+        };
+        // The data lives in an immutable str (or bytes) that we hold: writing it through the
+        // sink, which runs Python code, cannot invalidate it.
+        self.enc.write_bytes(&header[..hlen], data).map_err(|e| enc_err(py, e))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Containers
+    // -----------------------------------------------------------------------------------
+
+    fn save_tuple(&mut self, t: &Bound<'py, PyTuple>) -> PyResult<()> {
+        let len = t.len();
+        if len == 0 {
+            self.enc.empty_tuple();
+            return Ok(());
+        }
+        self.enc.tuple_start(len);
+        for item in t.iter_borrowed() {
+            self.save(&item, false)?;
+        }
+        let obj = t.as_any();
+        if self.memo.contains(obj) {
+            self.enc.tuple_pop_recursive(len);
+            return self.memo_get(obj);
+        }
+        self.enc.tuple_end(len);
+        self.memo_put(obj)
+    }
+
+    fn save_list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        let obj = list.as_any();
+        let mut status = if self.fast {
+            self.fast_save_enter(obj)
+        } else {
+            Ok(())
+        };
+        if status.is_ok() {
+            status = self.save_list_body(list);
+        }
+        if self.fast {
+            let left = self.fast_save_leave(obj);
+            status = status.and(left);
+        }
+        status
+    }
+
+    fn save_list_body(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        self.enc.empty_list();
+        let len = list.len();
+        self.memo_put(list.as_any())?;
+        if len != 0 {
+            if self.proto > 0 {
+                let _guard = RecursionGuard::enter(self.py)?;
+                self.batch_list_exact(list)?;
+            } else {
+                let iter = list.try_iter()?;
+                let _guard = RecursionGuard::enter(self.py)?;
+                self.batch_list(&iter)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn batch_list_exact(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        if list.len() == 1 {
+            let item = list.get_item(0)?;
+            self.save(&item, false)?;
+            self.enc.opcode(Opcode::APPEND);
+            return Ok(());
+        }
+        let mut total = 0;
+        loop {
+            let mut this_batch = 0;
+            self.enc.mark();
+            while total < list.len() {
+                let item = list.get_item(total)?;
+                self.save(&item, false)?;
+                total += 1;
+                this_batch += 1;
+                if this_batch == BATCH_SIZE {
+                    break;
+                }
+            }
+            self.enc.opcode(Opcode::APPENDS);
+            if total >= list.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// `batch_list` over an iterator.
+    fn batch_list(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
+        let mut iter = iter.clone();
+        if self.proto == 0 {
+            while let Some(item) = iter.next() {
+                self.save(&item?, false)?;
+                self.enc.opcode(Opcode::APPEND);
+            }
+            return Ok(());
+        }
+        loop {
+            let Some(first) = iter.next().transpose()? else {
+                return Ok(());
+            };
+            let Some(mut obj) = iter.next().transpose()? else {
+                self.save(&first, false)?;
+                self.enc.opcode(Opcode::APPEND);
+                return Ok(());
+            };
+            self.enc.mark();
+            self.save(&first, false)?;
+            drop(first);
+            let mut n = 1;
+            loop {
+                self.save(&obj, false)?;
+                n += 1;
+                if n == BATCH_SIZE {
+                    break;
+                }
+                match iter.next().transpose()? {
+                    Some(o) => obj = o,
+                    None => break,
+                }
+            }
+            self.enc.opcode(Opcode::APPENDS);
+            if n != BATCH_SIZE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn save_dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
+        let obj = dict.as_any();
+        let mut status = if self.fast {
+            self.fast_save_enter(obj)
+        } else {
+            Ok(())
+        };
+        if status.is_ok() {
+            status = self.save_dict_body(dict);
+        }
+        if self.fast {
+            let left = self.fast_save_leave(obj);
+            status = status.and(left);
+        }
+        status
+    }
+
+    fn save_dict_body(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
+        let py = self.py;
+        self.enc.empty_dict();
+        self.memo_put(dict.as_any())?;
+        if dict.len() != 0 {
+            if self.proto > 0 {
+                let _guard = RecursionGuard::enter(py)?;
+                self.batch_dict_exact(dict)?;
+            } else {
+                let items = dict.call_method0(intern!(py, "items"))?;
+                let iter = items.try_iter()?;
+                let _guard = RecursionGuard::enter(py)?;
+                self.batch_dict(&iter)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn batch_dict_exact(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
+        let size = dict.len();
+        let mut pos: ffi::Py_ssize_t = 0;
+        if size == 1 {
+            if let Some((k, v)) = dict_next(dict, &mut pos) {
+                self.save(&k, false)?;
+                self.save(&v, false)?;
+            }
+            self.enc.opcode(Opcode::SETITEM);
+            return Ok(());
+        }
+        loop {
+            let mut i = 0;
+            self.enc.mark();
+            while let Some((k, v)) = dict_next(dict, &mut pos) {
+                self.save(&k, false)?;
+                self.save(&v, false)?;
+                i += 1;
+                if i == BATCH_SIZE {
+                    break;
+                }
+            }
+            self.enc.opcode(Opcode::SETITEMS);
+            if dict.len() != size {
+                return Err(PyRuntimeError::new_err(
+                    "dictionary changed size during iteration",
+                ));
+            }
+            if i != BATCH_SIZE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A `(key, value)` item of `batch_dict`.
+    fn dict_item(item: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        match item.cast::<PyTuple>() {
+            Ok(t) if t.len() == 2 => Ok((t.get_item(0)?, t.get_item(1)?)),
+            _ => Err(PyTypeError::new_err(
+                "dict items iterator must return 2-tuples",
+            )),
+        }
+    }
+
+    /// `batch_dict` over an iterator of pairs.
+    fn batch_dict(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
+        let mut iter = iter.clone();
+        if self.proto == 0 {
+            while let Some(item) = iter.next() {
+                let (k, v) = Self::dict_item(&item?)?;
+                self.save(&k, false)?;
+                self.save(&v, false)?;
+                self.enc.opcode(Opcode::SETITEM);
+            }
+            return Ok(());
+        }
+        loop {
+            let Some(first) = iter.next().transpose()? else {
+                return Ok(());
+            };
+            let (k0, v0) = Self::dict_item(&first)?;
+            let Some(mut obj) = iter.next().transpose()? else {
+                self.save(&k0, false)?;
+                self.save(&v0, false)?;
+                self.enc.opcode(Opcode::SETITEM);
+                return Ok(());
+            };
+            self.enc.mark();
+            self.save(&k0, false)?;
+            self.save(&v0, false)?;
+            let mut n = 1;
+            loop {
+                let (k, v) = Self::dict_item(&obj)?;
+                self.save(&k, false)?;
+                self.save(&v, false)?;
+                n += 1;
+                if n == BATCH_SIZE {
+                    break;
+                }
+                match iter.next().transpose()? {
+                    Some(o) => obj = o,
+                    None => break,
+                }
+            }
+            self.enc.opcode(Opcode::SETITEMS);
+            if n != BATCH_SIZE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// `(set_or_frozenset_type, (list(obj),))` for protocols below 4.
+    fn reduce_as_list(&mut self, ty: Bound<'py, PyAny>, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        let items = PyList::type_object(py).call1((obj,))?;
+        let rv = PyTuple::new(py, [ty, PyTuple::new(py, [items])?.into_any()])?;
+        self.save_reduce(&rv, Some(obj))
+    }
+
+    fn save_set(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        if self.proto < 4 {
+            return self.reduce_as_list(PySet::type_object(py).into_any(), obj);
+        }
+        self.enc.opcode(Opcode::EMPTY_SET);
+        self.memo_put(obj)?;
+        // SAFETY: only called for exact `set`.
+        let set = unsafe { obj.cast_unchecked::<PySet>() };
+        let size = set.len();
+        if size == 0 {
+            return Ok(());
+        }
+        let mut iter = obj.try_iter()?;
+        loop {
+            let mut i = 0;
+            self.enc.mark();
+            while let Some(item) = iter.next() {
+                self.save(&item?, false)?;
+                i += 1;
+                if i == BATCH_SIZE {
+                    break;
+                }
+            }
+            self.enc.opcode(Opcode::ADDITEMS);
+            if set.len() != size {
+                return Err(PyRuntimeError::new_err("set changed size during iteration"));
+            }
+            if i != BATCH_SIZE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn save_frozenset(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        // C enters fast mode's nesting here and never leaves it (CPython 3.11 behaviour).
+        if self.fast {
+            self.fast_save_enter(obj)?;
+        }
+        if self.proto < 4 {
+            return self.reduce_as_list(PyFrozenSet::type_object(py).into_any(), obj);
+        }
+        self.enc.mark();
+        for item in obj.try_iter()? {
+            self.save(&item?, false)?;
+        }
+        if self.memo.contains(obj) {
+            self.enc.opcode(Opcode::POP_MARK);
+            return self.memo_get(obj);
+        }
+        self.enc.opcode(Opcode::FROZENSET);
+        self.memo_put(obj)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Globals
+    // -----------------------------------------------------------------------------------
+
+    fn save_type(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        let none = py.None().into_bound(py);
+        let ellipsis = py.Ellipsis().into_bound(py);
+        let not_impl = py.NotImplemented().into_bound(py);
+        for singleton in [none, ellipsis, not_impl] {
+            if obj.is(singleton.get_type().as_any()) {
+                let rv = PyTuple::new(
+                    py,
+                    [PyType::type_object(py).into_any(), PyTuple::new(py, [singleton])?.into_any()],
+                )?;
+                return self.save_reduce(&rv, Some(obj));
+            }
+        }
+        self.save_global(obj, None)
+    }
+
+    fn save_global(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        name: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<()> {
+        let py = self.py;
+        let mut global_name = match name {
+            Some(n) => n.clone(),
+            None => match obj.getattr_opt(intern!(py, "__qualname__"))? {
+                Some(n) => n,
+                None => obj.getattr(intern!(py, "__name__"))?,
+            },
+        };
+
+        let dotted_path = get_dotted_path(&global_name)?;
+        let module_name = whichmodule(obj, &dotted_path)?;
+
+        let module = match module_name.cast::<PyString>() {
+            Ok(m) => PyModule::import(py, m).ok(),
+            Err(_) => None,
+        };
+        let Some(module) = module else {
+            return Err(pickling_error(
+                py,
+                format!(
+                    "Can't pickle {}: import of module {} failed",
+                    obj.repr()?,
+                    module_name.repr()?
+                ),
+            ));
+        };
+        let module = module.into_any();
+        let lastname = dotted_path.get_item(dotted_path.len() - 1)?;
+        // C discards any lookup error here in favour of the PicklingError below.
+        let found = get_deep_attribute(&module, &dotted_path).ok().flatten();
+        let Some((cls, parent)) = found else {
+            return Err(pickling_error(
+                py,
+                format!(
+                    "Can't pickle {}: attribute lookup {} on {} failed",
+                    obj.repr()?,
+                    global_name.str()?,
+                    module_name.str()?
+                ),
+            ));
+        };
+        if !cls.is(obj) {
+            return Err(pickling_error(
+                py,
+                format!(
+                    "Can't pickle {}: it's not the same object as {}.{}",
+                    obj.repr()?,
+                    module_name.str()?,
+                    global_name.str()?
+                ),
+            ));
+        }
+        drop(cls);
+
+        if self.proto >= 2 {
+            let key = PyTuple::new(py, [module_name.clone(), global_name.clone()])?;
+            if let Some(code_obj) = self.g.extension_registry.bind(py).get_item(&key)? {
+                if !code_obj.is_instance_of::<PyInt>() {
+                    return Err(pickling_error(
+                        py,
+                        format!(
+                            "Can't pickle {}: extension code {} isn't an integer",
+                            obj.repr()?,
+                            code_obj.repr()?
+                        ),
+                    ));
+                }
+                let code: i64 = code_obj.extract()?;
+                if code <= 0 || code > 0x7fff_ffff {
+                    return Err(pickling_error(
+                        py,
+                        format!(
+                            "Can't pickle {}: extension code {} is out of range",
+                            obj.repr()?,
+                            code
+                        ),
+                    ));
+                }
+                return self.enc.ext(code as u32).map_err(|e| enc_err(py, e));
+            }
+        }
+
+        let parent_is_module = parent.is(&module);
+        if parent_is_module {
+            global_name = lastname.clone();
+        }
+        if self.proto >= 4 {
+            self.save(&module_name, false)?;
+            self.save(&global_name, false)?;
+            self.enc.opcode(Opcode::STACK_GLOBAL);
+        } else if !parent_is_module {
+            let rv = PyTuple::new(
+                py,
+                [
+                    self.g.getattr.bind(py).clone(),
+                    PyTuple::new(py, [parent, lastname])?.into_any(),
+                ],
+            )?;
+            self.save_reduce(&rv, None)?;
+        } else {
+            self.write_global_opcode(module_name, global_name)?;
+        }
+        self.memo_put(obj)
+    }
+
+    /// `GLOBAL module\nname\n`, with the Python 2 names at protocols below 3 (`fix_imports`).
+    fn write_global_opcode(
+        &mut self,
+        module_name: Bound<'py, PyAny>,
+        global_name: Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        let py = self.py;
+        let mut module_name = module_name.cast_into::<PyString>()?;
+        let mut global_name = global_name.cast_into::<PyString>()?;
+        if self.proto < 3 && self.fix_imports {
+            if let (Ok(m), Ok(n)) = (module_name.to_str(), global_name.to_str()) {
+                if let Some((m2, n2)) = brinery::encode::python2_name(m, n) {
+                    let new_module = PyString::new(py, m2);
+                    if let Some(n2) = n2 {
+                        global_name = PyString::new(py, n2);
+                    }
+                    module_name = new_module;
+                }
+            }
+        }
+        let encode = |s: &Bound<'py, PyString>, what: &str, proto: u8| -> PyResult<Vec<u8>> {
+            let encoded = if proto == 3 {
+                s.to_str().map(|t| t.as_bytes().to_vec()).ok()
+            } else {
+                s.to_str()
+                    .ok()
+                    .filter(|t| t.is_ascii())
+                    .map(|t| t.as_bytes().to_vec())
+            };
+            encoded.ok_or_else(|| {
+                pickling_error(
+                    py,
+                    format!("can't pickle {what} identifier '{s}' using pickle protocol {proto}"),
+                )
+            })
+        };
+        let m = encode(&module_name, "module", self.proto)?;
+        let n = encode(&global_name, "global", self.proto)?;
+        let mut line = Vec::with_capacity(m.len() + n.len() + 3);
+        line.push(Opcode::GLOBAL.byte());
+        line.extend_from_slice(&m);
+        line.push(b'\n');
+        line.extend_from_slice(&n);
+        line.push(b'\n');
+        self.enc.write_raw(&line);
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Persistent ids
+    // -----------------------------------------------------------------------------------
+
+    /// `save_pers`: whether a persistent id was written.
+    fn save_pers(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<bool> {
+        let py = self.py;
+        let Some(func) = &self.hooks.pers_func else {
+            return Ok(false);
+        };
+        let pid = match &self.hooks.pers_self {
+            Some(me) => func.call1((me, obj))?,
+            None => func.call1((obj,))?,
+        };
+        if pid.is_none() {
+            return Ok(false);
+        }
+        if self.proto > 0 {
+            self.save(&pid, true)?;
+            self.enc.opcode(Opcode::BINPERSID);
+        } else {
+            let s = pid.str()?;
+            let text = s.to_str().ok().filter(|t| t.is_ascii()).ok_or_else(|| {
+                pickling_error(py, "persistent IDs in protocol 0 must be ASCII strings")
+            })?;
+            let mut line = Vec::with_capacity(text.len() + 2);
+            line.push(Opcode::PERSID.byte());
+            line.extend_from_slice(text.as_bytes());
+            line.push(b'\n');
+            self.enc.write_raw(&line);
+        }
+        Ok(true)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Reductions
+    // -----------------------------------------------------------------------------------
+
+    fn save_reduce(
+        &mut self,
+        args: &Bound<'py, PyTuple>,
+        obj: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<()> {
+        let py = self.py;
+        let size = args.len();
+        if !(2..=6).contains(&size) {
+            return Err(pickling_error(
+                py,
+                "tuple returned by __reduce__ must contain 2 through 6 elements",
+            ));
+        }
+        let item = |i: usize| -> PyResult<Option<Bound<'py, PyAny>>> {
+            if i < size {
+                Ok(Some(args.get_item(i)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let callable = args.get_item(0)?;
+        let argtup = args.get_item(1)?;
+        let not_none = |o: Option<Bound<'py, PyAny>>| o.filter(|o| !o.is_none());
+        let state = not_none(item(2)?);
+        let listitems = not_none(item(3)?);
+        let dictitems = not_none(item(4)?);
+        let state_setter = not_none(item(5)?);
+
+        if !callable.is_callable() {
+            return Err(pickling_error(
+                py,
+                "first item of the tuple returned by __reduce__ must be callable",
+            ));
+        }
+        let Ok(argtup) = argtup.cast_into::<PyTuple>() else {
+            return Err(pickling_error(
+                py,
+                "second item of the tuple returned by __reduce__ must be a tuple",
+            ));
+        };
+        let as_iter = |o: Option<Bound<'py, PyAny>>, which: &str| -> PyResult<Option<Bound<'py, PyIterator>>> {
+            match o {
+                None => Ok(None),
+                Some(o) => match o.cast::<PyIterator>() {
+                    Ok(it) => Ok(Some(it.clone())),
+                    Err(_) => Err(pickling_error(
+                        py,
+                        format!(
+                            "{which} element of the tuple returned by __reduce__ must be an iterator, not {}",
+                            type_name(&o)
+                        ),
+                    )),
+                },
+            }
+        };
+        let listitems = as_iter(listitems, "fourth")?;
+        let dictitems = as_iter(dictitems, "fifth")?;
+        if let Some(s) = &state_setter {
+            if !s.is_callable() {
+                return Err(pickling_error(
+                    py,
+                    format!(
+                        "sixth element of the tuple returned by __reduce__ must be a function, not {}",
+                        type_name(s)
+                    ),
+                ));
+            }
+        }
+
+        let (mut use_newobj, mut use_newobj_ex) = (false, false);
+        if self.proto >= 2 {
+            if let Some(name) = callable.getattr_opt(intern!(py, "__name__"))? {
+                if let Ok(name) = name.cast::<PyString>() {
+                    use_newobj_ex = name.to_str().is_ok_and(|n| n == "__newobj_ex__");
+                    if !use_newobj_ex {
+                        use_newobj = name.to_str().is_ok_and(|n| n == "__newobj__");
+                    }
+                }
+            }
+        }
+
+        if use_newobj_ex {
+            self.save_newobj_ex(&argtup)?;
+        } else if use_newobj {
+            if argtup.is_empty() {
+                return Err(pickling_error(py, "__newobj__ arglist is empty"));
+            }
+            let cls = argtup.get_item(0)?;
+            if !cls.is_instance_of::<PyType>() {
+                return Err(pickling_error(
+                    py,
+                    "args[0] from __newobj__ args is not a type",
+                ));
+            }
+            if let Some(obj) = obj {
+                let obj_class = match obj.getattr_opt(intern!(py, "__class__"))? {
+                    Some(c) => c,
+                    None => obj.get_type().into_any(),
+                };
+                if !obj_class.is(&cls) {
+                    return Err(pickling_error(
+                        py,
+                        "args[0] from __newobj__ args has the wrong class",
+                    ));
+                }
+            }
+            self.save(&cls, false)?;
+            let newargtup = argtup.get_slice(1, argtup.len());
+            self.save(newargtup.as_any(), false)?;
+            self.enc.opcode(Opcode::NEWOBJ);
+        } else {
+            self.save(&callable, false)?;
+            self.save(argtup.as_any(), false)?;
+            self.enc.opcode(Opcode::REDUCE);
+        }
+
+        if let Some(obj) = obj {
+            if self.memo.contains(obj) {
+                self.enc.opcode(Opcode::POP);
+                return self.memo_get(obj);
+            }
+            self.memo_put(obj)?;
+        }
+
+        if let Some(it) = &listitems {
+            self.batch_list(it)?;
+        }
+        if let Some(it) = &dictitems {
+            self.batch_dict(it)?;
+        }
+        if let Some(state) = state {
+            match state_setter {
+                None => {
+                    self.save(&state, false)?;
+                    self.enc.opcode(Opcode::BUILD);
+                }
+                Some(setter) => {
+                    self.save(&setter, false)?;
+                    // `obj` is NULL only for save_global's getattr reduction, which has no state.
+                    let obj = obj.cloned().unwrap_or_else(|| py.None().into_bound(py));
+                    self.save(&obj, false)?;
+                    self.save(&state, false)?;
+                    self.enc.opcode(Opcode::TUPLE2);
+                    self.enc.opcode(Opcode::REDUCE);
+                    self.enc.opcode(Opcode::POP);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn save_newobj_ex(&mut self, argtup: &Bound<'py, PyTuple>) -> PyResult<()> {
+        let py = self.py;
+        if argtup.len() != 3 {
+            return Err(pickling_error(
+                py,
+                format!(
+                    "length of the NEWOBJ_EX argument tuple must be exactly 3, not {}",
+                    argtup.len()
+                ),
+            ));
+        }
+        let cls = argtup.get_item(0)?;
+        if !cls.is_instance_of::<PyType>() {
+            return Err(pickling_error(
+                py,
+                format!(
+                    "first item from NEWOBJ_EX argument tuple must be a class, not {}",
+                    type_name(&cls)
+                ),
+            ));
+        }
+        let args = argtup.get_item(1)?;
+        let Ok(args) = args.cast_into::<PyTuple>() else {
+            return Err(pickling_error(
+                py,
+                format!(
+                    "second item from NEWOBJ_EX argument tuple must be a tuple, not {}",
+                    type_name(&argtup.get_item(1)?)
+                ),
+            ));
+        };
+        let kwargs = argtup.get_item(2)?;
+        let Ok(kwargs) = kwargs.cast_into::<PyDict>() else {
+            return Err(pickling_error(
+                py,
+                format!(
+                    "third item from NEWOBJ_EX argument tuple must be a dict, not {}",
+                    type_name(&argtup.get_item(2)?)
+                ),
+            ));
+        };
+        if self.proto >= 4 {
+            self.save(&cls, false)?;
+            self.save(args.as_any(), false)?;
+            self.save(kwargs.as_any(), false)?;
+            self.enc.opcode(Opcode::NEWOBJ_EX);
+        } else {
+            let cls_new = cls.getattr(intern!(py, "__new__"))?;
+            let mut newargs = Vec::with_capacity(args.len() + 2);
+            newargs.push(cls_new);
+            newargs.push(cls.clone());
+            newargs.extend(args.iter());
+            let newargs = PyTuple::new(py, newargs)?;
+            let callable = self.g.partial.bind(py).call(newargs, Some(&kwargs))?;
+            self.save(&callable, false)?;
+            self.save(PyTuple::empty(py).as_any(), false)?;
+            self.enc.opcode(Opcode::REDUCE);
+        }
+        Ok(())
+    }
+}
+
+/// `PyDict_Next` with new references.
+fn dict_next<'py>(
+    dict: &Bound<'py, PyDict>,
+    pos: &mut ffi::Py_ssize_t,
+) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let mut key = std::ptr::null_mut();
+    let mut value = std::ptr::null_mut();
+    // SAFETY: GIL held; `dict` is a live dict; `PyDict_Next` only reads it and returns
+    // borrowed references, which we turn into owned ones before any Python code runs.
+    unsafe {
+        if ffi::PyDict_Next(dict.as_ptr(), pos, &mut key, &mut value) == 0 {
+            return None;
+        }
+        Some((
+            Bound::from_borrowed_ptr(dict.py(), key),
+            Bound::from_borrowed_ptr(dict.py(), value),
+        ))
+    }
+}
+
+/// `str.encode('utf-8', 'surrogatepass')`.
+fn utf8_surrogatepass<'py>(s: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyBytes>> {
+    let py = s.py();
+    Ok(s
+        .call_method1(intern!(py, "encode"), (intern!(py, "utf-8"), intern!(py, "surrogatepass")))?
+        .cast_into::<PyBytes>()?)
+}
+
+/// `get_dotted_path(NULL, name)`: `name.split('.')`, refusing `<locals>`.
+fn get_dotted_path<'py>(name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    let py = name.py();
+    let Ok(s) = name.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "must be str, not {}",
+            type_name(name)
+        )));
+    };
+    let parts = s
+        .call_method1(intern!(py, "split"), (intern!(py, "."),))?
+        .cast_into::<PyList>()?;
+    for part in parts.iter() {
+        if part.cast::<PyString>().is_ok_and(|p| p.to_str().is_ok_and(|p| p == "<locals>")) {
+            return Err(PyAttributeError::new_err(format!(
+                "Can't pickle local object {}",
+                name.repr()?
+            )));
+        }
+    }
+    Ok(parts)
+}
+
+/// `get_deep_attribute`: follow `names` from `obj`; `None` if an attribute is missing.
+/// Returns the attribute and its parent.
+#[allow(clippy::type_complexity)]
+fn get_deep_attribute<'py>(
+    obj: &Bound<'py, PyAny>,
+    names: &Bound<'py, PyList>,
+) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    let mut cur = obj.clone();
+    let mut parent = obj.clone();
+    for name in names.iter() {
+        let name = name.cast_into::<PyString>()?;
+        match cur.getattr_opt(&name)? {
+            Some(next) => {
+                parent = cur;
+                cur = next;
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((cur, parent)))
+}
+
+/// `whichmodule`: `obj.__module__`, or the first module in `sys.modules` holding `obj` under
+/// its dotted path, or `'__main__'`.
+fn whichmodule<'py>(
+    obj: &Bound<'py, PyAny>,
+    dotted_path: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    if let Some(m) = obj.getattr_opt(intern!(py, "__module__"))? {
+        if !m.is_none() {
+            return Ok(m);
+        }
+    }
+    let modules = py
+        .import("sys")?
+        .getattr(intern!(py, "modules"))
+        .map_err(|_| PyRuntimeError::new_err("unable to get sys.modules"))?;
+    let check = |name: &Bound<'py, PyAny>, module: &Bound<'py, PyAny>| -> PyResult<bool> {
+        if module.is_none() {
+            return Ok(false);
+        }
+        if name
+            .cast::<PyString>()
+            .is_ok_and(|n| n.to_str().is_ok_and(|n| n == "__main__"))
+        {
+            return Ok(false);
+        }
+        Ok(matches!(get_deep_attribute(module, dotted_path)?, Some((c, _)) if c.is(obj)))
+    };
+    if let Ok(d) = modules.cast_exact::<PyDict>() {
+        let mut pos: ffi::Py_ssize_t = 0;
+        while let Some((name, module)) = dict_next(d, &mut pos) {
+            if check(&name, &module)? {
+                return Ok(name);
+            }
+        }
+    } else {
+        for name in modules.try_iter()? {
+            let name = name?;
+            let module = modules.get_item(&name)?;
+            if check(&name, &module)? {
+                return Ok(name);
+            }
+        }
+    }
+    Ok(intern!(py, "__main__").clone().into_any())
+}

@@ -1,0 +1,102 @@
+//! How much native stack is left, so that pickling a deeply nested object raises
+//! `RecursionError` instead of overflowing the thread's stack when the interpreter's recursion
+//! limit was raised far above what the stack can hold.
+
+use std::cell::Cell;
+
+/// Raise `RecursionError` once fewer than this many bytes of stack remain.
+const RED_ZONE: usize = 256 * 1024;
+
+/// Without a way to ask the OS, assume this much stack is usable below the first call.
+const FALLBACK_STACK: usize = 1024 * 1024;
+
+thread_local! {
+    /// The lowest usable stack address of this thread plus the red zone (0: not computed yet).
+    static LIMIT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The approximate current stack pointer.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// The address below which the stack is considered exhausted, for this thread.
+pub(crate) fn limit() -> usize {
+    LIMIT.with(|cell| {
+        let mut v = cell.get();
+        if v == 0 {
+            v = match stack_low() {
+                Some(low) => low.saturating_add(RED_ZONE),
+                None => stack_pointer().saturating_sub(FALLBACK_STACK),
+            };
+            cell.set(v);
+        }
+        v
+    })
+}
+
+/// Whether the stack is nearly exhausted (`limit` from [`limit`]).
+#[inline(always)]
+pub(crate) fn exhausted(limit: usize) -> bool {
+    stack_pointer() < limit
+}
+
+#[cfg(target_os = "linux")]
+fn stack_low() -> Option<usize> {
+    use std::os::raw::{c_int, c_void};
+
+    /// Room for glibc's and musl's `pthread_attr_t` (56 and 36-64 bytes).
+    #[repr(C, align(16))]
+    struct Attr([u8; 256]);
+
+    extern "C" {
+        fn pthread_self() -> usize;
+        fn pthread_getattr_np(thread: usize, attr: *mut Attr) -> c_int;
+        fn pthread_attr_getstack(
+            attr: *const Attr,
+            stackaddr: *mut *mut c_void,
+            stacksize: *mut usize,
+        ) -> c_int;
+        fn pthread_attr_destroy(attr: *mut Attr) -> c_int;
+    }
+
+    let mut attr = Attr([0; 256]);
+    let mut addr: *mut c_void = std::ptr::null_mut();
+    let mut size = 0usize;
+    // SAFETY: `pthread_t` is `unsigned long` on Linux (glibc and musl), which is `usize`;
+    // `attr` is a zeroed, suitably aligned buffer larger than `pthread_attr_t`, initialised by
+    // `pthread_getattr_np` before `pthread_attr_getstack` reads it and destroyed exactly once
+    // after; the out-pointers point to live locals.
+    let ok = unsafe {
+        if pthread_getattr_np(pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let r = pthread_attr_getstack(&attr, &mut addr, &mut size);
+        pthread_attr_destroy(&mut attr);
+        r == 0
+    };
+    (ok && !addr.is_null() && size > RED_ZONE).then_some(addr as usize)
+}
+
+#[cfg(target_os = "macos")]
+fn stack_low() -> Option<usize> {
+    use std::os::raw::c_void;
+    extern "C" {
+        fn pthread_self() -> *mut c_void;
+        fn pthread_get_stackaddr_np(thread: *mut c_void) -> *mut c_void;
+        fn pthread_get_stacksize_np(thread: *mut c_void) -> usize;
+    }
+    // SAFETY: both functions only read the calling thread's own descriptor.
+    let (top, size) = unsafe {
+        let t = pthread_self();
+        (pthread_get_stackaddr_np(t) as usize, pthread_get_stacksize_np(t))
+    };
+    (top != 0 && size > RED_ZONE).then(|| top - size)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn stack_low() -> Option<usize> {
+    None
+}
