@@ -88,7 +88,10 @@ impl Memo {
     pub(crate) fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (k, (i, o)) in &self.map {
-            d.set_item(*k, PyTuple::new(py, [i.into_pyobject(py)?.into_any(), o.bind(py).clone()])?)?;
+            d.set_item(
+                *k,
+                PyTuple::new(py, [i.into_pyobject(py)?.into_any(), o.bind(py).clone()])?,
+            )?;
         }
         Ok(d)
     }

@@ -243,8 +243,7 @@ impl BufferView {
     fn is_contiguous(&self) -> bool {
         // SAFETY: `view` was filled by a successful `PyObject_GetBuffer` and not released.
         self.view.suboffsets.is_null()
-            && unsafe { ffi::PyBuffer_IsContiguous(&*self.view, b'A' as std::os::raw::c_char) }
-                != 0
+            && unsafe { ffi::PyBuffer_IsContiguous(&*self.view, b'A' as std::os::raw::c_char) } != 0
     }
 
     fn data(&self) -> &[u8] {
@@ -487,7 +486,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         if self.proto == 0 {
             self.enc.write_raw(format!("g{idx}\n").as_bytes());
         } else {
-            self.enc.write_raw(&[Opcode::BINGET.byte(), (idx & 0xff) as u8]);
+            self.enc
+                .write_raw(&[Opcode::BINGET.byte(), (idx & 0xff) as u8]);
         }
         Ok(())
     }
@@ -646,13 +646,19 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             let rv = if data.is_empty() {
                 PyTuple::new(
                     py,
-                    [PyBytes::type_object(py).into_any(), PyTuple::empty(py).into_any()],
+                    [
+                        PyBytes::type_object(py).into_any(),
+                        PyTuple::empty(py).into_any(),
+                    ],
                 )?
             } else {
                 let text: String = data.iter().map(|&c| char::from(c)).collect();
                 let args = PyTuple::new(
                     py,
-                    [PyString::new(py, &text).into_any(), intern!(py, "latin1").clone().into_any()],
+                    [
+                        PyString::new(py, &text).into_any(),
+                        intern!(py, "latin1").clone().into_any(),
+                    ],
                 )?;
                 PyTuple::new(py, [self.g.codecs_encode.bind(py).clone(), args.into_any()])?
             };
@@ -676,7 +682,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             return self.write_direct(header, obj);
         }
         let py = self.py;
-        self.enc.write_bytes(header, data).map_err(|e| enc_err(py, e))
+        self.enc
+            .write_bytes(header, data)
+            .map_err(|e| enc_err(py, e))
     }
 
     fn save_bytearray(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -704,7 +712,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             // into the sink for payloads that `bypass` routes to `write_direct` instead), so
             // the bytearray cannot be resized or freed under it.
             let data = unsafe { ba.as_bytes() };
-            self.enc.write_bytes(&header, data).map_err(|e| enc_err(py, e))?;
+            self.enc
+                .write_bytes(&header, data)
+                .map_err(|e| enc_err(py, e))?;
         }
         self.memo_put(obj)
     }
@@ -756,7 +766,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         if self.proto == 0 {
             let encoded = utf8_surrogatepass(s)?;
             let text = brinery::PyString::from_utf8_surrogatepass(encoded.as_bytes())
-                .map_err(|e| PyValueError::new_err(e))?;
+                .map_err(PyValueError::new_err)?;
             self.enc.str(&text).map_err(|e| enc_err(py, e))?;
         } else {
             match s.to_str() {
@@ -793,7 +803,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         };
         // The data lives in an immutable str (or bytes) that we hold: writing it through the
         // sink, which runs Python code, cannot invalidate it.
-        self.enc.write_bytes(&header[..hlen], data).map_err(|e| enc_err(py, e))
+        self.enc
+            .write_bytes(&header[..hlen], data)
+            .map_err(|e| enc_err(py, e))
     }
 
     // -----------------------------------------------------------------------------------
@@ -884,7 +896,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     fn batch_list(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
         let mut iter = iter.clone();
         if self.proto == 0 {
-            while let Some(item) = iter.next() {
+            for item in iter.by_ref() {
                 self.save(&item?, false)?;
                 self.enc.opcode(Opcode::APPEND);
             }
@@ -1004,7 +1016,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     fn batch_dict(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
         let mut iter = iter.clone();
         if self.proto == 0 {
-            while let Some(item) = iter.next() {
+            for item in iter.by_ref() {
                 let (k, v) = Self::dict_item(&item?)?;
                 self.save(&k, false)?;
                 self.save(&v, false)?;
@@ -1072,7 +1084,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         loop {
             let mut i = 0;
             self.enc.mark();
-            while let Some(item) = iter.next() {
+            for item in iter.by_ref() {
                 self.save(&item?, false)?;
                 i += 1;
                 if i == BATCH_SIZE {
@@ -1123,7 +1135,10 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             if obj.is(singleton.get_type().as_any()) {
                 let rv = PyTuple::new(
                     py,
-                    [PyType::type_object(py).into_any(), PyTuple::new(py, [singleton])?.into_any()],
+                    [
+                        PyType::type_object(py).into_any(),
+                        PyTuple::new(py, [singleton])?.into_any(),
+                    ],
                 )?;
                 return self.save_reduce(&rv, Some(obj));
             }
@@ -1367,7 +1382,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 "second item of the tuple returned by __reduce__ must be a tuple",
             ));
         };
-        let as_iter = |o: Option<Bound<'py, PyAny>>, which: &str| -> PyResult<Option<Bound<'py, PyIterator>>> {
+        let as_iter = |o: Option<Bound<'py, PyAny>>,
+                       which: &str|
+         -> PyResult<Option<Bound<'py, PyIterator>>> {
             match o {
                 None => Ok(None),
                 Some(o) => match o.cast::<PyIterator>() {
@@ -1564,9 +1581,11 @@ fn dict_next<'py>(
 /// `str.encode('utf-8', 'surrogatepass')`.
 fn utf8_surrogatepass<'py>(s: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyBytes>> {
     let py = s.py();
-    Ok(s
-        .call_method1(intern!(py, "encode"), (intern!(py, "utf-8"), intern!(py, "surrogatepass")))?
-        .cast_into::<PyBytes>()?)
+    Ok(s.call_method1(
+        intern!(py, "encode"),
+        (intern!(py, "utf-8"), intern!(py, "surrogatepass")),
+    )?
+    .cast_into::<PyBytes>()?)
 }
 
 /// `get_dotted_path(NULL, name)`: `name.split('.')`, refusing `<locals>`.
@@ -1582,7 +1601,10 @@ fn get_dotted_path<'py>(name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>
         .call_method1(intern!(py, "split"), (intern!(py, "."),))?
         .cast_into::<PyList>()?;
     for part in parts.iter() {
-        if part.cast::<PyString>().is_ok_and(|p| p.to_str().is_ok_and(|p| p == "<locals>")) {
+        if part
+            .cast::<PyString>()
+            .is_ok_and(|p| p.to_str().is_ok_and(|p| p == "<locals>"))
+        {
             return Err(PyAttributeError::new_err(format!(
                 "Can't pickle local object {}",
                 name.repr()?

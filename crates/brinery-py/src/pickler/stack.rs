@@ -91,7 +91,10 @@ fn stack_low() -> Option<usize> {
     // SAFETY: both functions only read the calling thread's own descriptor.
     let (top, size) = unsafe {
         let t = pthread_self();
-        (pthread_get_stackaddr_np(t) as usize, pthread_get_stacksize_np(t))
+        (
+            pthread_get_stackaddr_np(t) as usize,
+            pthread_get_stacksize_np(t),
+        )
     };
     (top != 0 && size > RED_ZONE).then(|| top - size)
 }
