@@ -291,10 +291,7 @@ impl Pickler {
     }
 
     #[setter]
-    fn set_memo(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let Some(value) = value else {
-            return Err(PyTypeError::new_err("attribute deletion is not supported"));
-        };
+    fn set_memo(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = value.py();
         let new_memo = if let Ok(proxy) = value.cast_exact::<PicklerMemoProxy>() {
             let other = proxy.borrow().pickler.clone_ref(py);
@@ -331,10 +328,7 @@ impl Pickler {
     }
 
     #[setter]
-    fn set_persistent_id(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let Some(value) = value else {
-            return Err(PyTypeError::new_err("attribute deletion is not supported"));
-        };
+    fn set_persistent_id(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         if !value.is_callable() {
             return Err(PyTypeError::new_err(
                 "persistent_id must be a callable taking one argument",
@@ -358,16 +352,36 @@ impl Pickler {
     }
 
     #[setter]
-    fn set_dispatch_table(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        match value {
-            Some(v) => self.dispatch_table = Some(v.clone().unbind()),
-            None => {
-                if self.dispatch_table.take().is_none() {
-                    return Err(PyAttributeError::new_err("dispatch_table"));
-                }
-            }
+    fn set_dispatch_table(&mut self, value: &Bound<'_, PyAny>) {
+        self.dispatch_table = Some(value.clone().unbind());
+    }
+
+    #[deleter]
+    fn delete_dispatch_table(&mut self) -> PyResult<()> {
+        match self.dispatch_table.take() {
+            Some(_) => Ok(()),
+            None => Err(PyAttributeError::new_err("dispatch_table")),
         }
-        Ok(())
+    }
+
+    #[deleter]
+    fn delete_memo(&mut self) -> PyResult<()> {
+        Err(PyTypeError::new_err("attribute deletion is not supported"))
+    }
+
+    #[deleter]
+    fn delete_persistent_id(&mut self) -> PyResult<()> {
+        Err(PyTypeError::new_err("attribute deletion is not supported"))
+    }
+
+    #[deleter]
+    fn delete_bin(&mut self) -> PyResult<()> {
+        Err(PyTypeError::new_err("can't delete numeric/char attribute"))
+    }
+
+    #[deleter]
+    fn delete_fast(&mut self) -> PyResult<()> {
+        Err(PyTypeError::new_err("can't delete numeric/char attribute"))
     }
 
     #[getter]
@@ -376,9 +390,8 @@ impl Pickler {
     }
 
     #[setter]
-    fn set_bin(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        self.bin = int_member(value)?;
-        Ok(())
+    fn set_bin(&mut self, value: i32) {
+        self.bin = value;
     }
 
     #[getter]
@@ -387,9 +400,8 @@ impl Pickler {
     }
 
     #[setter]
-    fn set_fast(&mut self, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        self.fast = int_member(value)?;
-        Ok(())
+    fn set_fast(&mut self, value: i32) {
+        self.fast = value;
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -409,14 +421,6 @@ impl Pickler {
 
     fn __clear__(&mut self) {
         self.clear_all();
-    }
-}
-
-/// A `T_INT` member's setter.
-fn int_member(value: Option<&Bound<'_, PyAny>>) -> PyResult<i32> {
-    match value {
-        None => Err(PyTypeError::new_err("can't delete numeric/char attribute")),
-        Some(v) => v.extract(),
     }
 }
 
