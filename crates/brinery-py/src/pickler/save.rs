@@ -652,11 +652,23 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                     ],
                 )?
             } else {
-                let text: String = data.iter().map(|&c| char::from(c)).collect();
+                // SAFETY: GIL held; `data` is the live bytes object's buffer, only read by
+                // `PyUnicode_DecodeLatin1`, which returns a new reference or NULL with an
+                // exception set.
+                let text = unsafe {
+                    Bound::from_owned_ptr_or_err(
+                        py,
+                        ffi::PyUnicode_DecodeLatin1(
+                            data.as_ptr().cast(),
+                            data.len() as ffi::Py_ssize_t,
+                            c"strict".as_ptr(),
+                        ),
+                    )?
+                };
                 let args = PyTuple::new(
                     py,
                     [
-                        PyString::new(py, &text).into_any(),
+                        text,
                         intern!(py, "latin1").clone().into_any(),
                     ],
                 )?;
