@@ -665,13 +665,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                         ),
                     )?
                 };
-                let args = PyTuple::new(
-                    py,
-                    [
-                        text,
-                        intern!(py, "latin1").clone().into_any(),
-                    ],
-                )?;
+                let args = PyTuple::new(py, [text, intern!(py, "latin1").clone().into_any()])?;
                 PyTuple::new(py, [self.g.codecs_encode.bind(py).clone(), args.into_any()])?
             };
             return self.save_reduce(&rv, Some(obj));
