@@ -404,3 +404,25 @@ def test_deep_dict_raises_recursion_error_instead_of_overflowing(high_recursion_
 def test_deep_objects_within_the_stack_still_pickle(high_recursion_limit):
     obj = _nested(3000)
     assert brinery.dumps(obj, 4) == pickle.dumps(obj, 4)
+
+
+def test_deep_object_in_a_thread_with_a_small_stack(high_recursion_limit):
+    import threading
+
+    result = []
+
+    def work():
+        try:
+            brinery.dumps(_nested(200_000), 4)
+            result.append("pickled")
+        except RecursionError:
+            result.append("RecursionError")
+
+    old = threading.stack_size(2 * 1024 * 1024)
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old)
+    assert result == ["RecursionError"]

@@ -278,7 +278,7 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     file: Option<Bound<'py, PyAny>>,
     g: &'static Globals,
     types: Types,
-    stack_limit: usize,
+    stack_limit: stack::Limit,
 }
 
 impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {

@@ -10,9 +10,16 @@ const RED_ZONE: usize = 256 * 1024;
 /// Without a way to ask the OS, assume this much stack is usable below the first call.
 const FALLBACK_STACK: usize = 1024 * 1024;
 
+/// The usable stack of the current thread: `(lowest address + red zone, highest address)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limit {
+    low: usize,
+    high: usize,
+}
+
 thread_local! {
-    /// The lowest usable stack address of this thread plus the red zone (0: not computed yet).
-    static LIMIT: Cell<usize> = const { Cell::new(0) };
+    /// This thread's [`Limit`] (`None`: not computed yet).
+    static LIMIT: Cell<Option<Limit>> = const { Cell::new(None) };
 }
 
 /// The approximate current stack pointer.
@@ -22,29 +29,41 @@ fn stack_pointer() -> usize {
     std::hint::black_box(&marker) as *const u8 as usize
 }
 
-/// The address below which the stack is considered exhausted, for this thread.
-pub(crate) fn limit() -> usize {
+/// The bounds of this thread's stack, computed once per thread.
+pub(crate) fn limit() -> Limit {
     LIMIT.with(|cell| {
-        let mut v = cell.get();
-        if v == 0 {
-            v = match stack_low() {
-                Some(low) => low.saturating_add(RED_ZONE),
-                None => stack_pointer().saturating_sub(FALLBACK_STACK),
-            };
-            cell.set(v);
+        if let Some(v) = cell.get() {
+            return v;
         }
+        let v = match stack_bounds() {
+            Some((low, high)) => Limit {
+                low: low.saturating_add(RED_ZONE),
+                high,
+            },
+            None => {
+                let sp = stack_pointer();
+                Limit {
+                    low: sp.saturating_sub(FALLBACK_STACK),
+                    high: usize::MAX,
+                }
+            }
+        };
+        cell.set(Some(v));
         v
     })
 }
 
-/// Whether the stack is nearly exhausted (`limit` from [`limit`]).
+/// Whether the stack is nearly exhausted: the stack pointer is in the red zone at the bottom of
+/// this thread's stack. A stack pointer outside the thread's stack (code running on a stack of
+/// its own, e.g. a coroutine library's) is not checked.
 #[inline(always)]
-pub(crate) fn exhausted(limit: usize) -> bool {
-    stack_pointer() < limit
+pub(crate) fn exhausted(limit: Limit) -> bool {
+    let sp = stack_pointer();
+    sp < limit.low && sp >= limit.low - RED_ZONE.min(limit.low) && sp <= limit.high
 }
 
 #[cfg(target_os = "linux")]
-fn stack_low() -> Option<usize> {
+fn stack_bounds() -> Option<(usize, usize)> {
     use std::os::raw::{c_int, c_void};
 
     /// Room for glibc's and musl's `pthread_attr_t` (56 and 36-64 bytes).
@@ -77,11 +96,11 @@ fn stack_low() -> Option<usize> {
         pthread_attr_destroy(&mut attr);
         r == 0
     };
-    (ok && !addr.is_null() && size > RED_ZONE).then_some(addr as usize)
+    (ok && !addr.is_null() && size > RED_ZONE).then(|| (addr as usize, addr as usize + size))
 }
 
 #[cfg(target_os = "macos")]
-fn stack_low() -> Option<usize> {
+fn stack_bounds() -> Option<(usize, usize)> {
     use std::os::raw::c_void;
     extern "C" {
         fn pthread_self() -> *mut c_void;
@@ -96,10 +115,10 @@ fn stack_low() -> Option<usize> {
             pthread_get_stacksize_np(t),
         )
     };
-    (top != 0 && size > RED_ZONE).then(|| top - size)
+    (top != 0 && size > RED_ZONE).then(|| (top - size, top))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-fn stack_low() -> Option<usize> {
+fn stack_bounds() -> Option<(usize, usize)> {
     None
 }
