@@ -70,6 +70,9 @@ pub struct Encoder<'w> {
     framing: bool,
     frame_start: Option<usize>,
     sink: Option<&'w mut dyn Write>,
+    /// `opcode_boundary` has work to do only once `buf.len()` reaches this (see
+    /// `refresh_boundary`): one comparison on the hot path instead of C's three.
+    boundary_at: usize,
 }
 
 impl std::fmt::Debug for Encoder<'_> {
@@ -103,13 +106,27 @@ impl<'w> Encoder<'w> {
         if protocol > crate::HIGHEST_PROTOCOL {
             return Err(Error::new(ErrorKind::UnsupportedProtocol(protocol)));
         }
-        Ok(Encoder {
+        let mut encoder = Encoder {
             buf: Vec::with_capacity(4096),
             proto: protocol,
             framing: false,
             frame_start: None,
             sink,
-        })
+            boundary_at: usize::MAX,
+        };
+        encoder.refresh_boundary();
+        Ok(encoder)
+    }
+
+    /// Recompute `boundary_at` after `framing`, `frame_start` or `sink` changed: the buffer
+    /// length from which [`opcode_boundary`](Self::opcode_boundary) must look closer.
+    #[inline]
+    fn refresh_boundary(&mut self) {
+        self.boundary_at = match self.frame_start {
+            Some(start) if self.framing => start + FRAME_HEADER_SIZE + FRAME_SIZE_TARGET,
+            None if !self.framing && self.sink.is_some() => UNFRAMED_FLUSH,
+            _ => usize::MAX,
+        };
     }
 
     /// The protocol being written.
@@ -143,6 +160,7 @@ impl<'w> Encoder<'w> {
                 self.framing = true;
             }
         }
+        self.refresh_boundary();
     }
 
     /// Write `STOP`, commit the last frame, flush to the sink if there is one, and return what
@@ -151,6 +169,7 @@ impl<'w> Encoder<'w> {
         self.write_raw(&[Opcode::STOP.byte()]);
         self.commit_frame();
         self.framing = false;
+        self.refresh_boundary();
         if self.sink.is_some() {
             self.flush()?;
         }
@@ -159,13 +178,19 @@ impl<'w> Encoder<'w> {
 
     /// Append raw bytes, opening a frame first if framing is on and none is open
     /// (`_Pickler_Write`).
-    #[inline]
+    #[inline(always)]
     pub fn write_raw(&mut self, data: &[u8]) {
         if self.framing && self.frame_start.is_none() {
-            self.frame_start = Some(self.buf.len());
-            self.buf.extend_from_slice(&[0xFE; FRAME_HEADER_SIZE]);
+            self.open_frame();
         }
         self.buf.extend_from_slice(data);
+    }
+
+    #[cold]
+    fn open_frame(&mut self) {
+        self.frame_start = Some(self.buf.len());
+        self.buf.extend_from_slice(&[0xFE; FRAME_HEADER_SIZE]);
+        self.refresh_boundary();
     }
 
     /// Close the open frame, if any: fill in its header, or remove the header if the frame is
@@ -174,6 +199,7 @@ impl<'w> Encoder<'w> {
         let Some(start) = self.frame_start.take() else {
             return;
         };
+        self.refresh_boundary();
         let frame_len = self.buf.len() - start - FRAME_HEADER_SIZE;
         if frame_len >= FRAME_SIZE_MIN {
             self.buf[start] = Opcode::FRAME.byte();
@@ -186,8 +212,16 @@ impl<'w> Encoder<'w> {
 
     /// Call where C's `save()` begins: commits the frame if it reached [`FRAME_SIZE_TARGET`]
     /// and, with a sink, flushes it (`_Pickler_OpcodeBoundary`).
-    #[inline]
+    #[inline(always)]
     pub fn opcode_boundary(&mut self) -> Result<()> {
+        if self.buf.len() < self.boundary_at {
+            return Ok(());
+        }
+        self.opcode_boundary_slow()
+    }
+
+    #[inline(never)]
+    fn opcode_boundary_slow(&mut self) -> Result<()> {
         match self.frame_start {
             Some(start)
                 if self.framing
@@ -273,13 +307,22 @@ impl<'w> Encoder<'w> {
     /// Store the top of the stack at memo index `idx` (`memo_put`): `MEMOIZE` at protocol 4+
     /// (which stores at the number of entries so far: `idx` must be that number), `BINPUT` /
     /// `LONG_BINPUT` at 1–3, `PUT idx\n` at 0.
+    #[inline(always)]
     pub fn put(&mut self, idx: u64) -> Result<()> {
         if self.proto >= 4 {
             self.opcode(Opcode::MEMOIZE);
-        } else if self.proto == 0 {
-            self.write_raw(format!("p{idx}\n").as_bytes());
-        } else if idx < 256 {
+        } else if idx < 256 && self.proto > 0 {
             self.write_raw(&[Opcode::BINPUT.byte(), idx as u8]);
+        } else {
+            return self.put_slow(idx);
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn put_slow(&mut self, idx: u64) -> Result<()> {
+        if self.proto == 0 {
+            self.write_raw(format!("p{idx}\n").as_bytes());
         } else if let Ok(i) = u32::try_from(idx) {
             let mut b = [Opcode::LONG_BINPUT.byte(), 0, 0, 0, 0];
             b[1..].copy_from_slice(&i.to_le_bytes());
@@ -291,11 +334,20 @@ impl<'w> Encoder<'w> {
     }
 
     /// Push memo entry `idx` (`memo_get`): `BINGET` / `LONG_BINGET`, or `GET idx\n` at 0.
+    #[inline(always)]
     pub fn get(&mut self, idx: u64) -> Result<()> {
+        if idx < 256 && self.proto > 0 {
+            self.write_raw(&[Opcode::BINGET.byte(), idx as u8]);
+            Ok(())
+        } else {
+            self.get_slow(idx)
+        }
+    }
+
+    #[cold]
+    fn get_slow(&mut self, idx: u64) -> Result<()> {
         if self.proto == 0 {
             self.write_raw(format!("g{idx}\n").as_bytes());
-        } else if idx < 256 {
-            self.write_raw(&[Opcode::BINGET.byte(), idx as u8]);
         } else if let Ok(i) = u32::try_from(idx) {
             let mut b = [Opcode::LONG_BINGET.byte(), 0, 0, 0, 0];
             b[1..].copy_from_slice(&i.to_le_bytes());
@@ -328,6 +380,7 @@ impl<'w> Encoder<'w> {
 
     /// An int (`save_long`): `BININT1`/`BININT2`/`BININT` for 32-bit values at protocol 1+,
     /// `I<n>\n` at 0; larger values as `LONG1` at 2+ and as `L<n>L\n` below.
+    #[inline(always)]
     pub fn int(&mut self, v: i64) {
         if let Ok(v32) = i32::try_from(v) {
             if self.proto > 0 {
@@ -340,15 +393,29 @@ impl<'w> Encoder<'w> {
                     self.write_raw(&[Opcode::BININT1.byte(), b[0]]);
                 }
             } else {
-                self.write_raw(format!("I{v}\n").as_bytes());
+                self.int_text(v);
             }
-        } else if self.proto >= 2 {
+        } else {
+            self.int_beyond_32_bits(v);
+        }
+    }
+
+    /// `LONG1` with the minimal two's complement at protocol 2+, `L<n>L\n` below.
+    #[cold]
+    fn int_beyond_32_bits(&mut self, v: i64) {
+        if self.proto >= 2 {
             let bytes = encode_long_i64(v);
             self.write_raw(&[Opcode::LONG1.byte(), bytes.len() as u8]);
             self.write_raw(&bytes);
         } else {
             self.write_raw(format!("L{v}L\n").as_bytes());
         }
+    }
+
+    /// `INT` as decimal text (protocol 0).
+    #[cold]
+    fn int_text(&mut self, v: i64) {
+        self.write_raw(format!("I{v}\n").as_bytes());
     }
 
     /// An int of any size: as [`int`](Self::int) when it fits in 64 bits, else `LONG1`/`LONG4`
@@ -379,23 +446,49 @@ impl<'w> Encoder<'w> {
     }
 
     /// A float: `BINFLOAT` at protocol 1+, `F<repr>\n` at 0 (`save_float`).
+    #[inline(always)]
     pub fn float(&mut self, v: f64) {
         if self.proto > 0 {
             let mut b = [Opcode::BINFLOAT.byte(), 0, 0, 0, 0, 0, 0, 0, 0];
             b[1..].copy_from_slice(&v.to_be_bytes());
             self.write_raw(&b);
         } else {
-            self.write_raw(b"F");
-            self.write_raw(crate::pyrepr::float_repr(v).as_bytes());
-            self.write_raw(b"\n");
+            self.float_text(v);
         }
+    }
+
+    /// `FLOAT` with Python's `repr` of the value (protocol 0).
+    #[cold]
+    fn float_text(&mut self, v: f64) {
+        self.write_raw(b"F");
+        self.write_raw(crate::pyrepr::float_repr(v).as_bytes());
+        self.write_raw(b"\n");
     }
 
     /// A `str` (`save_unicode` without the memo): `SHORT_BINUNICODE` (protocol 4+, up to 255
     /// bytes), `BINUNICODE`, `BINUNICODE8` (protocol 4+, over 4 GiB) of its UTF-8 bytes
     /// (surrogates passed through), or at protocol 0 `UNICODE` in CPython's raw-unicode-escape
     /// variant that also escapes `\`, NUL, `\n`, `\r` and `\x1a`.
+    #[inline]
     pub fn str(&mut self, s: &PyString) -> Result<()> {
+        let data = s.as_bytes();
+        let n = data.len();
+        if n <= 0xff && self.proto >= 4 {
+            self.write_raw(&[Opcode::SHORT_BINUNICODE.byte(), n as u8]);
+            self.write_raw(data);
+            return Ok(());
+        }
+        if n < FRAME_SIZE_TARGET && self.proto >= 1 {
+            let len = (n as u32).to_le_bytes();
+            self.write_raw(&[Opcode::BINUNICODE.byte(), len[0], len[1], len[2], len[3]]);
+            self.write_raw(data);
+            return Ok(());
+        }
+        self.str_slow(s)
+    }
+
+    #[inline(never)]
+    fn str_slow(&mut self, s: &PyString) -> Result<()> {
         if self.proto == 0 {
             let mut line = Vec::with_capacity(s.as_bytes().len() + 2);
             line.push(Opcode::UNICODE.byte());

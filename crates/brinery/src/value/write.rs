@@ -29,9 +29,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::rc::Rc;
 
 use super::{CallKind, Global, Mutation, Pickle, Value, ValueId};
-use crate::encode::{batches, python2_name, python3_name, BatchRule, Encoder};
+use crate::encode::{batches, python2_name, python3_name, BatchRule, Batches, Encoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::opcode::Opcode;
 use crate::pystr::PyString;
@@ -79,6 +80,40 @@ enum GlobalRef<'a> {
     Final(PyString, PyString),
 }
 
+/// A run of items to save: borrowed from the arena, or collected from a run of mutations.
+#[derive(Clone)]
+enum Items<'a> {
+    Arena(&'a [ValueId]),
+    Owned(Rc<[ValueId]>),
+}
+
+impl Items<'_> {
+    #[inline]
+    fn as_slice(&self) -> &[ValueId] {
+        match self {
+            Items::Arena(items) => items,
+            Items::Owned(items) => items,
+        }
+    }
+}
+
+/// A run of key/value pairs to save, borrowed or collected like [`Items`].
+#[derive(Clone)]
+enum Pairs<'a> {
+    Arena(&'a [(ValueId, ValueId)]),
+    Owned(Rc<[(ValueId, ValueId)]>),
+}
+
+impl Pairs<'_> {
+    #[inline]
+    fn as_slice(&self) -> &[(ValueId, ValueId)] {
+        match self {
+            Pairs::Arena(pairs) => pairs,
+            Pairs::Owned(pairs) => pairs,
+        }
+    }
+}
+
 /// One step of the walk. "Save-like" steps correspond to a `save()` call in `_pickle.c` and start
 /// with an opcode boundary.
 enum Task<'a> {
@@ -89,6 +124,32 @@ enum Task<'a> {
     },
     /// Write one opcode.
     Op(Opcode),
+    /// Save `items[pos..end]` in order. Sequences are expanded one item at a time, so the work
+    /// stack grows with the nesting depth, never with the length of a list.
+    Items {
+        items: Items<'a>,
+        pos: usize,
+        end: usize,
+    },
+    /// Save `items` in batches, each closed by `single` (unmarked) or `multi` (marked); one batch
+    /// is expanded at a time.
+    Batched {
+        items: Items<'a>,
+        batches: Batches,
+        single: Opcode,
+        multi: Opcode,
+    },
+    /// Save key/value pairs in `SETITEM`/`SETITEMS` batches, one batch at a time.
+    PairsBatched {
+        pairs: Pairs<'a>,
+        batches: Batches,
+    },
+    /// Save keys and values `pos..end` of `pairs`, counting two positions per pair.
+    PairItems {
+        pairs: Pairs<'a>,
+        pos: usize,
+        end: usize,
+    },
     /// Memoize `ident` unless it already is.
     Memoize(ValueId),
     /// Memoize `ident` if it is a rarely-memoized kind that is referenced more than once.
@@ -161,7 +222,8 @@ struct Writer<'a, 'e, 'w> {
     global_memo: HashMap<(PyString, PyString), u32>,
     name_memo: HashMap<(PyString, bool), u32>,
     lit_memo: HashMap<&'static str, u32>,
-    shared: HashSet<ValueId>,
+    /// Rarely-memoized values referenced more than once; computed on first need.
+    shared: Option<HashSet<ValueId>>,
     in_progress: HashMap<ValueId, u32>,
     applied: HashSet<ValueId>,
     buffers: u32,
@@ -180,7 +242,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             global_memo: HashMap::new(),
             name_memo: HashMap::new(),
             lit_memo: HashMap::new(),
-            shared: shared_rare_values(p),
+            shared: None,
             in_progress: HashMap::new(),
             applied: HashSet::new(),
             buffers: 0,
@@ -248,43 +310,31 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         Ok(())
     }
 
-    fn push_items(&mut self, items: &[ValueId]) {
-        self.tasks.extend(items.iter().rev().map(|&id| Task::Save {
-            value: id,
-            ident: id,
-        }));
+    fn push_items(&mut self, items: &'a [ValueId]) {
+        if !items.is_empty() {
+            self.tasks.push(Task::Items {
+                items: Items::Arena(items),
+                pos: 0,
+                end: items.len(),
+            });
+        }
     }
 
     /// Push `items` in batches (`batch_list`/`save_set` style) closing each with `multi`, or
     /// `single` for an unmarked batch.
-    fn push_batched(&mut self, items: &[ValueId], rule: BatchRule, single: Opcode, multi: Opcode) {
-        let plan: Vec<_> = batches(items.len(), rule).collect();
-        for b in plan.iter().rev() {
-            self.tasks
-                .push(Task::Op(if b.marked { multi } else { single }));
-            self.push_items(&items[b.start..b.start + b.len]);
-            if b.marked {
-                self.tasks.push(Task::Op(Opcode::MARK));
-            }
-        }
+    fn push_batched(&mut self, items: Items<'a>, rule: BatchRule, single: Opcode, multi: Opcode) {
+        let batches = batches(items.as_slice().len(), rule);
+        self.tasks.push(Task::Batched {
+            items,
+            batches,
+            single,
+            multi,
+        });
     }
 
-    fn push_pairs_batched(&mut self, pairs: &[(ValueId, ValueId)], rule: BatchRule) {
-        let plan: Vec<_> = batches(pairs.len(), rule).collect();
-        for b in plan.iter().rev() {
-            self.tasks.push(Task::Op(if b.marked {
-                Opcode::SETITEMS
-            } else {
-                Opcode::SETITEM
-            }));
-            for &(k, v) in pairs[b.start..b.start + b.len].iter().rev() {
-                self.tasks.push(Task::Save { value: v, ident: v });
-                self.tasks.push(Task::Save { value: k, ident: k });
-            }
-            if b.marked {
-                self.tasks.push(Task::Op(Opcode::MARK));
-            }
-        }
+    fn push_pairs_batched(&mut self, pairs: Pairs<'a>, rule: BatchRule) {
+        let batches = batches(pairs.as_slice().len(), rule);
+        self.tasks.push(Task::PairsBatched { pairs, batches });
     }
 
     /// Push `REDUCE(global, (items...))` ending in `CallEnd` for `ident` (tasks in execution
@@ -316,9 +366,117 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         match task {
             Task::Save { value, ident } => self.save(value, ident)?,
             Task::Op(op) => self.enc.opcode(op),
+            Task::Items {
+                items,
+                mut pos,
+                end,
+            } => {
+                // Save items inline while they schedule no work of their own (scalars, strings,
+                // memo hits); when one does, its tasks run first and the rest of the items are
+                // resumed after them.
+                while pos < end {
+                    pos = self.save_scalar_run(items.as_slice(), pos, end)?;
+                    if pos >= end {
+                        break;
+                    }
+                    let Some(&id) = items.as_slice().get(pos) else {
+                        break;
+                    };
+                    pos += 1;
+                    let before = self.tasks.len();
+                    self.save(id, id)?;
+                    if self.tasks.len() != before {
+                        if pos < end {
+                            self.tasks.insert(before, Task::Items { items, pos, end });
+                        }
+                        break;
+                    }
+                }
+            }
+            Task::Batched {
+                items,
+                mut batches,
+                single,
+                multi,
+            } => {
+                if let Some(b) = batches.next() {
+                    // In execution order: MARK (if marked), the batch, its closing opcode, then
+                    // the rest of the batches.
+                    self.tasks.push(Task::Batched {
+                        items: items.clone(),
+                        batches,
+                        single,
+                        multi,
+                    });
+                    self.tasks
+                        .push(Task::Op(if b.marked { multi } else { single }));
+                    if b.len > 0 {
+                        self.tasks.push(Task::Items {
+                            items,
+                            pos: b.start,
+                            end: b.start + b.len,
+                        });
+                    }
+                    if b.marked {
+                        self.enc.opcode(Opcode::MARK);
+                    }
+                }
+            }
+            Task::PairsBatched { pairs, mut batches } => {
+                if let Some(b) = batches.next() {
+                    self.tasks.push(Task::PairsBatched {
+                        pairs: pairs.clone(),
+                        batches,
+                    });
+                    self.tasks.push(Task::Op(if b.marked {
+                        Opcode::SETITEMS
+                    } else {
+                        Opcode::SETITEM
+                    }));
+                    if b.len > 0 {
+                        self.tasks.push(Task::PairItems {
+                            pairs,
+                            pos: 2 * b.start,
+                            end: 2 * (b.start + b.len),
+                        });
+                    }
+                    if b.marked {
+                        self.enc.opcode(Opcode::MARK);
+                    }
+                }
+            }
+            Task::PairItems {
+                pairs,
+                mut pos,
+                end,
+            } => {
+                // Like `Items`, over keys and values interleaved: position `2i` is the key of
+                // pair `i`, `2i + 1` its value.
+                while pos < end {
+                    let Some(&(k, v)) = pairs.as_slice().get(pos / 2) else {
+                        break;
+                    };
+                    let id = if pos % 2 == 0 { k } else { v };
+                    pos += 1;
+                    let before = self.tasks.len();
+                    self.save(id, id)?;
+                    if self.tasks.len() != before {
+                        if pos < end {
+                            self.tasks
+                                .insert(before, Task::PairItems { pairs, pos, end });
+                        }
+                        break;
+                    }
+                }
+            }
             Task::Memoize(ident) => self.memoize(ident)?,
             Task::MaybeMemo(ident) => {
-                if self.shared.contains(&ident) {
+                let p = self.p;
+                if self
+                    .shared
+                    .get_or_insert_with(|| shared_rare_values(p))
+                    .contains(&ident)
+                {
                     self.memoize(ident)?;
                 }
             }
@@ -407,7 +565,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                 self.enc.empty_list();
                 self.next_memo()?;
                 self.push_batched(
-                    items,
+                    Items::Arena(items),
                     BatchRule::list(self.proto),
                     Opcode::APPEND,
                     Opcode::APPENDS,
@@ -498,27 +656,27 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         for run in runs.into_iter().rev() {
             match run.first() {
                 Some(Mutation::Append(_)) => {
-                    let items: Vec<ValueId> = run
+                    let items: Rc<[ValueId]> = run
                         .iter()
                         .filter_map(|m| match m {
                             Mutation::Append(v) => Some(*v),
                             _ => None,
                         })
                         .collect();
-                    self.push_owned_batched(&items, BatchRule::iter(self.proto), false);
+                    self.push_owned_batched(items, BatchRule::iter(self.proto), false);
                 }
                 Some(Mutation::SetItem(..)) => {
-                    let pairs: Vec<(ValueId, ValueId)> = run
+                    let pairs: Rc<[(ValueId, ValueId)]> = run
                         .iter()
                         .filter_map(|m| match m {
                             Mutation::SetItem(k, v) => Some((*k, *v)),
                             _ => None,
                         })
                         .collect();
-                    self.push_pairs_batched(&pairs, BatchRule::iter(self.proto));
+                    self.push_pairs_batched(Pairs::Owned(pairs), BatchRule::iter(self.proto));
                 }
                 Some(Mutation::Add(_)) => {
-                    let items: Vec<ValueId> = run
+                    let items: Rc<[ValueId]> = run
                         .iter()
                         .filter_map(|m| match m {
                             Mutation::Add(v) => Some(*v),
@@ -526,7 +684,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                         })
                         .collect();
                     if self.proto >= 4 {
-                        self.push_owned_batched(&items, BatchRule::SetExact, true);
+                        self.push_owned_batched(items, BatchRule::SetExact, true);
                     } else {
                         // getattr(obj, 'add')(item), result discarded.
                         for &item in items.iter().rev() {
@@ -563,17 +721,77 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         }
     }
 
-    fn push_owned_batched(&mut self, items: &[ValueId], rule: BatchRule, add: bool) {
+    fn push_owned_batched(&mut self, items: Rc<[ValueId]>, rule: BatchRule, add: bool) {
         let (single, multi) = if add {
             (Opcode::ADDITEMS, Opcode::ADDITEMS)
         } else {
             (Opcode::APPEND, Opcode::APPENDS)
         };
-        self.push_batched(items, rule, single, multi);
+        self.push_batched(Items::Owned(items), rule, single, multi);
     }
 
+    /// Save the scalars (`None`, bools, ints, floats) of `items[pos..end]` up to the first value
+    /// that is not one, in a tight loop; returns the position of that value. Big lists of
+    /// numbers are the common case this serves.
+    #[inline(always)]
+    fn save_scalar_run(&mut self, items: &[ValueId], mut pos: usize, end: usize) -> Result<usize> {
+        let values = self.p.values();
+        let end = end.min(items.len());
+        while pos < end {
+            let Some(value) = values.get(items[pos].index()) else {
+                break;
+            };
+            match value {
+                Value::Float(f) => {
+                    self.enc.opcode_boundary()?;
+                    self.enc.float(*f);
+                }
+                Value::Int(i) => {
+                    self.enc.opcode_boundary()?;
+                    self.enc.int(*i);
+                }
+                Value::None => {
+                    self.enc.opcode_boundary()?;
+                    self.enc.none();
+                }
+                Value::Bool(b) => {
+                    self.enc.opcode_boundary()?;
+                    self.enc.bool(*b);
+                }
+                _ => break,
+            }
+            pos += 1;
+        }
+        Ok(pos)
+    }
+
+    /// `save()`: scalars inline (the bulk of big lists), everything else out of line.
+    #[inline(always)]
     fn save(&mut self, value_id: ValueId, ident: ValueId) -> Result<()> {
         self.enc.opcode_boundary()?;
+        match self.p.values().get(value_id.index()) {
+            Some(Value::Float(f)) => {
+                self.enc.float(*f);
+                Ok(())
+            }
+            Some(Value::Int(i)) => {
+                self.enc.int(*i);
+                Ok(())
+            }
+            Some(Value::None) => {
+                self.enc.none();
+                Ok(())
+            }
+            Some(Value::Bool(b)) => {
+                self.enc.bool(*b);
+                Ok(())
+            }
+            _ => self.save_slow(value_id, ident),
+        }
+    }
+
+    #[inline(never)]
+    fn save_slow(&mut self, value_id: ValueId, ident: ValueId) -> Result<()> {
         let value = self.value(value_id)?;
         match value {
             Value::None => {
@@ -646,7 +864,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                 self.enc.empty_list();
                 self.memoize(ident)?;
                 self.push_batched(
-                    items,
+                    Items::Arena(items),
                     BatchRule::list(proto),
                     Opcode::APPEND,
                     Opcode::APPENDS,
@@ -655,7 +873,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             Value::Dict(pairs) => {
                 self.enc.empty_dict();
                 self.memoize(ident)?;
-                self.push_pairs_batched(pairs, BatchRule::dict(proto));
+                self.push_pairs_batched(Pairs::Arena(pairs), BatchRule::dict(proto));
             }
             Value::Tuple(items) => {
                 if items.is_empty() {
@@ -675,7 +893,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                     self.enc.opcode(Opcode::EMPTY_SET);
                     self.memoize(ident)?;
                     self.push_batched(
-                        items,
+                        Items::Arena(items),
                         BatchRule::SetExact,
                         Opcode::ADDITEMS,
                         Opcode::ADDITEMS,
