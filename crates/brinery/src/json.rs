@@ -306,6 +306,8 @@ enum MutMode {
 struct Emitter<'p, 'w> {
     values: &'p [Value],
     root: ValueId,
+    /// Values built and thrown away before the root (`Pickle::discarded`).
+    discarded: &'p [ValueId],
     /// Incoming references per value, saturated at 2.
     counts: Vec<u8>,
     /// Ids of the shared values written so far.
@@ -322,7 +324,8 @@ impl<'p, 'w> Emitter<'p, 'w> {
         Emitter {
             values,
             root: p.root(),
-            counts: count_references(values, p.root()),
+            discarded: p.discarded(),
+            counts: count_references(values, p.discarded(), p.root()),
             ids: HashMap::new(),
             next_id: 0,
             out: Out {
@@ -349,7 +352,19 @@ impl<'p, 'w> Emitter<'p, 'w> {
     }
 
     fn run(&mut self) -> Result<()> {
-        self.value(self.root);
+        if self.discarded.is_empty() {
+            self.value(self.root);
+        } else {
+            // {"$discarded": [...], "$value": root}: what loading builds and throws away first.
+            self.out.tag_open(None, "$discarded");
+            self.stack.push(Frame::Close('}'));
+            self.stack.push(Frame::Field("$value", self.root));
+            self.out.open('[');
+            self.stack.push(Frame::Elems {
+                items: self.discarded,
+                pos: 0,
+            });
+        }
         while let Some(frame) = self.stack.last_mut() {
             if self.sink.is_some() && self.out.buf.len() >= FLUSH_AT {
                 self.flush()?;
@@ -478,6 +493,7 @@ impl<'p, 'w> Emitter<'p, 'w> {
                     Mutation::SetItem(..) => "\"setitem\"",
                     Mutation::Add(_) => "\"add\"",
                     Mutation::Build(_) => "\"build\"",
+                    Mutation::Discard(_) => "\"discard\"",
                 };
                 self.out.buf.push_str(name);
                 self.stack.push(Frame::Close(']'));
@@ -486,9 +502,10 @@ impl<'p, 'w> Emitter<'p, 'w> {
                         self.stack.push(Frame::Elem(v));
                         self.stack.push(Frame::Elem(k));
                     }
-                    Mutation::Append(v) | Mutation::Add(v) | Mutation::Build(v) => {
-                        self.stack.push(Frame::Elem(v))
-                    }
+                    Mutation::Append(v)
+                    | Mutation::Add(v)
+                    | Mutation::Build(v)
+                    | Mutation::Discard(v) => self.stack.push(Frame::Elem(v)),
                 }
             }
         }
@@ -785,7 +802,10 @@ impl<'p, 'w> Emitter<'p, 'w> {
             let items = &muts[appends..appends + setitems];
             let keys = items.iter().map(|m| match *m {
                 Mutation::SetItem(k, _) => k,
-                Mutation::Append(v) | Mutation::Add(v) | Mutation::Build(v) => v,
+                Mutation::Append(v)
+                | Mutation::Add(v)
+                | Mutation::Build(v)
+                | Mutation::Discard(v) => v,
             });
             let mode = if self.plain_keys(keys) {
                 MutMode::DictMembers
@@ -828,12 +848,18 @@ fn repeatable(value: &Value) -> bool {
 
 /// Incoming references of every value reachable from `root`, saturated at 2 (the root counts
 /// one for being the root). Iterative; every reachable value is visited once.
-fn count_references(values: &[Value], root: ValueId) -> Vec<u8> {
+fn count_references(values: &[Value], discarded: &[ValueId], root: ValueId) -> Vec<u8> {
     let mut counts = vec![0u8; values.len()];
     let mut stack = Vec::new();
-    if let Some(c) = counts.get_mut(root.index()) {
-        *c = 1;
-        stack.push(root);
+    for &top in discarded.iter().chain([&root]) {
+        if let Some(c) = counts.get_mut(top.index()) {
+            if *c == 0 {
+                *c = 1;
+                stack.push(top);
+            } else {
+                *c = 2;
+            }
+        }
     }
     while let Some(id) = stack.pop() {
         let Some(value) = values.get(id.index()) else {
@@ -1038,6 +1064,23 @@ fn write_split_pystr(buf: &mut String, s: &PyString, pretty: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_thrown_away_are_shown() {
+        // os.system('echo hi'); POP; None: what loading builds before the root.
+        let p = Pickle::from_slice(b"cos\nsystem\n(S'echo hi'\ntR0N.").unwrap();
+        assert_eq!(
+            to_json(&p),
+            r#"{"$discarded":[{"$object":"reduce","callable":{"$global":["os","system"]},"args":[{"$str2":"echo hi"}]}],"$value":null}"#
+        );
+        // A state setter's call, kept on the object it was thrown away after.
+        let data = b"\x80\x02cm\nK\nX\x01\x00\x00\x00x\x85Rq\x00cm\nsetter\nh\x00}\x86R0.";
+        let p = Pickle::from_slice(data).unwrap();
+        assert_eq!(
+            to_json(&p),
+            r#"{"$id":0,"$object":"reduce","callable":{"$global":["m","K"]},"args":["x"],"mutations":[["discard",{"$object":"reduce","callable":{"$global":["m","setter"]},"args":[{"$ref":0},{}]}]]}"#
+        );
+    }
     use crate::Global;
 
     fn read(data: &[u8]) -> Pickle {

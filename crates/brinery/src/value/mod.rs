@@ -244,13 +244,19 @@ pub enum Mutation {
     Add(ValueId),
     /// `BUILD`: `obj.__setstate__(state)` or an update of `obj.__dict__`.
     Build(ValueId),
+    /// A value built while this object was on top of the stack and then thrown away by `POP`
+    /// or `POP_MARK`, e.g. the `state_setter(obj, state)` call of a 6-item `__reduce__`. Building
+    /// it may have effects (it can be a call), so the model keeps it, in stream order.
+    Discard(ValueId),
 }
 
 impl Mutation {
     /// Calls `f` with each value the operation refers to.
     pub fn for_each_child(&self, mut f: impl FnMut(ValueId)) {
         match *self {
-            Mutation::Append(v) | Mutation::Add(v) | Mutation::Build(v) => f(v),
+            Mutation::Append(v) | Mutation::Add(v) | Mutation::Build(v) | Mutation::Discard(v) => {
+                f(v)
+            }
             Mutation::SetItem(k, v) => {
                 f(k);
                 f(v)
@@ -265,6 +271,7 @@ pub struct Pickle {
     values: Vec<Value>,
     root: ValueId,
     protocol: u8,
+    discarded: Vec<ValueId>,
 }
 
 impl Pickle {
@@ -275,6 +282,7 @@ impl Pickle {
             values: vec![Value::None],
             root: ValueId(0),
             protocol: 0,
+            discarded: Vec::new(),
         }
     }
 
@@ -326,6 +334,23 @@ impl Pickle {
         self.protocol
     }
 
+    /// Values built and then thrown away with nothing below them on the stack (a `POP` of the
+    /// only value), or left below the root at `STOP`, in stream order. `pickle.loads` builds them
+    /// (which may have effects: they can be calls) before it returns the root. Values thrown away
+    /// while another value was on the stack are [`Mutation::Discard`]s of that value instead.
+    pub fn discarded(&self) -> &[ValueId] {
+        &self.discarded
+    }
+
+    /// Record a value to be built and thrown away before the root (see [`Pickle::discarded`]).
+    pub fn push_discarded(&mut self, id: ValueId) {
+        assert!(
+            id.index() < self.values.len(),
+            "ValueId from another Pickle"
+        );
+        self.discarded.push(id);
+    }
+
     /// Add a value to the arena and return its id.
     ///
     /// # Panics
@@ -358,11 +383,17 @@ impl Pickle {
         self.values.is_empty()
     }
 
-    pub(crate) fn from_parts(values: Vec<Value>, root: ValueId, protocol: u8) -> Self {
+    pub(crate) fn from_parts(
+        values: Vec<Value>,
+        root: ValueId,
+        protocol: u8,
+        discarded: Vec<ValueId>,
+    ) -> Self {
         Pickle {
             values,
             root,
             protocol,
+            discarded,
         }
     }
 }

@@ -128,6 +128,8 @@ impl<'a, 'l> Reader<'a, 'l> {
             next_buffer: 0,
             alloc: 0,
             limits: self.limits,
+            any_discard: false,
+            discarded: Vec::new(),
         };
         loop {
             let op = match self.decoder.next_op()? {
@@ -143,7 +145,21 @@ impl<'a, 'l> Reader<'a, 'l> {
             match machine.step(&op, &self.decoder) {
                 Ok(Step::Continue) => {}
                 Ok(Step::Stop(root)) => {
-                    return Ok(Pickle::from_parts(machine.values, root, machine.protocol));
+                    // `_pickle.c` returns the top value and drops whatever is below it; those
+                    // values were built all the same.
+                    for id in std::mem::take(&mut machine.stack) {
+                        machine.discard_below(id);
+                    }
+                    if machine.any_discard {
+                        machine.prune_discards(root);
+                    }
+                    let discarded = machine.discarded;
+                    return Ok(Pickle::from_parts(
+                        machine.values,
+                        root,
+                        machine.protocol,
+                        discarded,
+                    ));
                 }
                 Err(e) => return Err(e.with_position(op.offset as u64, Some(op.opcode))),
             }
@@ -165,6 +181,10 @@ struct Machine<'l> {
     next_buffer: u32,
     alloc: u64,
     limits: &'l Limits,
+    /// Whether any value was recorded as discarded (then `prune_discards` runs at STOP).
+    any_discard: bool,
+    /// Values thrown away with nothing below them (see [`Pickle::discarded`]).
+    discarded: Vec<ValueId>,
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -291,6 +311,103 @@ impl Machine<'_> {
                 self.push_new(Value::BigInt(Box::new(b)), size)
             }
         }
+    }
+
+    /// Whether throwing `id` away may lose something: it is not a plain scalar (building it may
+    /// have been a call). Whether the rest of the graph reaches it anyway is settled at `STOP`.
+    fn worth_keeping(&self, id: ValueId) -> bool {
+        !matches!(
+            self.values[id.index()],
+            Value::None
+                | Value::Bool(_)
+                | Value::Int(_)
+                | Value::BigInt(_)
+                | Value::Float(_)
+                | Value::Str(_)
+                | Value::Bytes(_)
+                | Value::ByteArray(_)
+                | Value::LegacyStr(_)
+                | Value::Buffer { .. }
+        )
+    }
+
+    /// `POP`/`POP_MARK` threw `id` away: keep it on the value now on top of the stack (so it is
+    /// rewritten at the same point), or on the pickle if the stack is empty.
+    fn discard(&mut self, id: ValueId) -> Result<()> {
+        if !self.worth_keeping(id) {
+            return Ok(());
+        }
+        self.any_discard = true;
+        match self.stack.last() {
+            Some(&anchor) => self.mutate(anchor, Mutation::Discard(id)),
+            None => {
+                self.discarded.push(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// A value left below the root at `STOP`.
+    fn discard_below(&mut self, id: ValueId) {
+        if self.worth_keeping(id) && !self.discarded.contains(&id) {
+            self.any_discard = true;
+            self.discarded.push(id);
+        }
+    }
+
+    /// Forget discarded values that the root reaches anyway (CPython's recursive tuples are
+    /// written as items, `POP`s, then a memo `GET` of the finished tuple): only values nothing
+    /// else builds stay recorded. A `Mutated` wrapper left with no mutations is unwrapped.
+    fn prune_discards(&mut self, root: ValueId) {
+        let values = &self.values;
+        let mut reached = vec![false; values.len()];
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            let Some(seen) = reached.get_mut(id.index()) else {
+                continue;
+            };
+            if std::mem::replace(seen, true) {
+                continue;
+            }
+            let mut visit = |child: ValueId| stack.push(child);
+            match &values[id.index()] {
+                Value::Object(obj) => {
+                    visit(obj.callable);
+                    visit(obj.args);
+                    obj.kwargs.into_iter().for_each(&mut visit);
+                    obj.mutations
+                        .iter()
+                        .filter(|m| !matches!(m, Mutation::Discard(_)))
+                        .for_each(|m| m.for_each_child(&mut visit));
+                }
+                Value::Mutated(m) => {
+                    visit(m.base);
+                    m.mutations
+                        .iter()
+                        .filter(|m| !matches!(m, Mutation::Discard(_)))
+                        .for_each(|m| m.for_each_child(&mut visit));
+                }
+                other => other.for_each_child(visit),
+            }
+        }
+        let kept = |m: &Mutation| !matches!(*m, Mutation::Discard(v) if reached[v.index()]);
+        let mut unwrap = Vec::new();
+        for (i, value) in self.values.iter_mut().enumerate() {
+            match value {
+                Value::Object(obj) => obj.mutations.retain(kept),
+                Value::Mutated(m) => {
+                    m.mutations.retain(kept);
+                    if m.mutations.is_empty() {
+                        unwrap.push((i, m.base));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (wrapper, base) in unwrap {
+            self.values[wrapper] = std::mem::replace(&mut self.values[base.index()], Value::None);
+        }
+        self.discarded.retain(|id| !reached[id.index()]);
     }
 
     fn memo_put(&mut self, idx: u64) -> Result<()> {
@@ -551,7 +668,9 @@ impl Machine<'_> {
             // --- stack and memo ---
             POP => {
                 if self.stack.len() > self.fence() {
-                    self.stack.pop();
+                    if let Some(id) = self.stack.pop() {
+                        self.discard(id)?;
+                    }
                 } else if self.marks.pop().is_none() {
                     return Err(self.underflow(1));
                 }
@@ -570,7 +689,9 @@ impl Machine<'_> {
                 self.marks.push(self.stack.len());
             }
             POP_MARK => {
-                self.pop_mark()?;
+                for id in self.pop_mark()? {
+                    self.discard(id)?;
+                }
             }
             GET => {
                 let Arg::Line(line) = op.arg else {
@@ -916,6 +1037,54 @@ mod tests {
             err(b"\x82\x00."),
             "EXT specifies code <= 0 at byte 0 (EXT1)"
         );
+    }
+
+    #[test]
+    fn a_call_thrown_away_by_pop_is_kept_on_the_object_below() {
+        // obj = Reduce6('x'); setter(obj, {}) ; POP  (a 6-item __reduce__ with a state setter)
+        let p = read(b"\x80\x02cm\nK\nX\x01\x00\x00\x00x\x85Rq\x00cm\nsetter\nh\x00}\x86R0.");
+        let Value::Object(obj) = &p[p.root()] else {
+            panic!("{:?}", p[p.root()])
+        };
+        let [Mutation::Discard(call)] = obj.mutations[..] else {
+            panic!("{:?}", obj.mutations)
+        };
+        let Value::Object(setter) = &p[call] else {
+            panic!()
+        };
+        assert!(
+            matches!(&p[setter.callable], Value::Global(g) if g.name.as_str() == Some("setter"))
+        );
+        assert!(p.discarded().is_empty());
+    }
+
+    #[test]
+    fn calls_thrown_away_before_the_root_are_kept_on_the_pickle() {
+        // os.system('echo hi'); POP; then the harmless-looking root None.
+        let p = read(b"cos\nsystem\n(S'echo hi'\ntR0N.");
+        assert_eq!(p[p.root()], Value::None);
+        let [call] = p.discarded()[..] else {
+            panic!("{:?}", p.discarded())
+        };
+        assert!(matches!(&p[call], Value::Object(o) if o.kind == CallKind::Reduce));
+        // Left below the root at STOP: built all the same.
+        let p = read(b"cbuiltins\nprint\n)RK\x02.");
+        assert_eq!(p[p.root()], Value::Int(2));
+        assert_eq!(p.discarded().len(), 1);
+    }
+
+    #[test]
+    fn memoized_or_plain_values_popped_are_not_recorded() {
+        // CPython's recursive tuple: t = ([],); t[0].append(t) -> items popped, then GET.
+        let p = read(b"\x80\x02]q\x00h\x00\x85q\x01a0h\x01.");
+        assert!(p.discarded().is_empty());
+        let Value::Tuple(items) = &p[p.root()] else {
+            panic!()
+        };
+        assert!(matches!(&p[items[0]], Value::List(l) if l == &[p.root()]));
+        // A popped int is just gone.
+        let p = read(b"]K\x010.");
+        assert_eq!(p[p.root()], Value::List(vec![]));
     }
 
     #[test]

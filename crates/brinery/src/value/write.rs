@@ -256,6 +256,14 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             value: root,
             ident: root,
         });
+        // Values the original built and threw away before the root: build them, then POP.
+        for &id in self.p.discarded().iter().rev() {
+            self.tasks.push(Task::Op(Opcode::POP));
+            self.tasks.push(Task::Save {
+                value: id,
+                ident: id,
+            });
+        }
         while let Some(task) = self.tasks.pop() {
             self.step(task)?;
         }
@@ -706,6 +714,14 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                             self.tasks.push(Task::SynthTupleStart(2));
                             self.tasks
                                 .push(Task::Global(GlobalRef::Py3("builtins", "getattr"), None));
+                        }
+                    }
+                }
+                Some(Mutation::Discard(_)) => {
+                    for m in run.iter().rev() {
+                        if let Mutation::Discard(v) = *m {
+                            self.tasks.push(Task::Op(Opcode::POP));
+                            self.tasks.push(Task::Save { value: v, ident: v });
                         }
                     }
                 }
@@ -1253,6 +1269,27 @@ mod tests {
 
     fn roundtrip(data: &[u8], proto: u8) -> Vec<u8> {
         Pickle::from_slice(data).unwrap().to_vec(proto).unwrap()
+    }
+
+    #[test]
+    fn discarded_calls_are_written_where_they_were() {
+        // os.system('echo hi'); POP; None -- the call survives a rewrite at every protocol.
+        let evil = Pickle::from_slice(b"cos\nsystem\n(S'echo hi'\ntR0N.").unwrap();
+        for proto in 0..=5 {
+            let again = Pickle::from_slice(&evil.to_vec(proto).unwrap()).unwrap();
+            assert_eq!(again.discarded().len(), 1, "protocol {proto}");
+            assert_eq!(again[again.root()], Value::None);
+        }
+        // The state setter of a 6-item __reduce__ stays after its object.
+        let data = b"\x80\x02cm\nK\nX\x01\x00\x00\x00x\x85Rq\x00cm\nsetter\nh\x00}\x86R0.";
+        let p = Pickle::from_slice(data).unwrap();
+        let out = p.to_vec(2).unwrap();
+        let again = Pickle::from_slice(&out).unwrap();
+        let Value::Object(obj) = &again[again.root()] else {
+            panic!()
+        };
+        assert!(matches!(obj.mutations[..], [Mutation::Discard(_)]));
+        assert!(out.ends_with(b"0."), "the call is popped just before STOP: {out:?}");
     }
 
     #[test]
