@@ -1,0 +1,129 @@
+# Type stubs for brinery's Rust extension module (crates/brinery-py).
+#
+# The signatures follow typeshed's stubs of the standard library's `_pickle`/`pickle`, which
+# brinery mirrors name for name: `import brinery as pickle` type-checks like the stdlib.
+# `python -m mypy.stubtest brinery` checks this file against the built module (tests/test_typing.py).
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pickle import PickleBuffer
+from typing import Any, Final, Protocol, TypeAlias, final, type_check_only
+
+from _typeshed import ReadableBuffer, SupportsWrite
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "HIGHEST_PROTOCOL",
+    "DEFAULT_PROTOCOL",
+    "Pickler",
+    "PicklerMemoProxy",
+    "dump",
+    "dumps",
+    "Unpickler",
+    "UnpicklerMemoProxy",
+    "load",
+    "loads",
+]
+
+@type_check_only
+class _ReadableFileobj(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+    def readline(self) -> bytes: ...
+
+_BufferCallback: TypeAlias = Callable[[PickleBuffer], Any] | None
+
+_ReducedType: TypeAlias = (
+    str
+    | tuple[Callable[..., Any], tuple[Any, ...]]
+    | tuple[Callable[..., Any], tuple[Any, ...], Any]
+    | tuple[Callable[..., Any], tuple[Any, ...], Any, Iterator[Any] | None]
+    | tuple[Callable[..., Any], tuple[Any, ...], Any, Iterator[Any] | None, Iterator[Any] | None]
+)
+
+HIGHEST_PROTOCOL: Final[int]
+DEFAULT_PROTOCOL: Final[int]
+
+def dump(
+    obj: Any,
+    file: SupportsWrite[bytes],
+    protocol: int | None = None,
+    *,
+    fix_imports: bool = True,
+    buffer_callback: _BufferCallback = None,
+) -> None: ...
+def dumps(
+    obj: Any,
+    protocol: int | None = None,
+    *,
+    fix_imports: bool = True,
+    buffer_callback: _BufferCallback = None,
+) -> bytes: ...
+def load(
+    file: _ReadableFileobj,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = (),
+) -> Any: ...
+def loads(
+    data: ReadableBuffer,
+    /,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = (),
+) -> Any: ...
+@final
+class PicklerMemoProxy:
+    def clear(self) -> None: ...
+    def copy(self) -> dict[int, tuple[int, Any]]: ...
+
+@disjoint_base
+class Pickler:
+    fast: bool
+    dispatch_table: Mapping[type, Callable[[Any], _ReducedType]]
+    bin: bool
+    def __init__(
+        self,
+        file: SupportsWrite[bytes],
+        protocol: int | None = None,
+        fix_imports: bool = True,
+        buffer_callback: _BufferCallback = None,
+    ) -> None: ...
+    @property
+    def memo(self) -> PicklerMemoProxy: ...
+    @memo.setter
+    def memo(self, value: PicklerMemoProxy | dict[int, tuple[int, Any]]) -> None: ...
+    def dump(self, obj: Any, /) -> None: ...
+    def clear_memo(self) -> None: ...
+    # A hook, as in CPython's `_pickle`: unset by default (reading it raises AttributeError); set
+    # it on an instance or define a method of that name in a subclass. Declared as an attribute
+    # (it is a data descriptor at runtime) so that both type-check. `reducer_override(self, obj)`
+    # is the same kind of hook but has no descriptor: a subclass may define it.
+    persistent_id: Callable[[Any], Any]
+
+@final
+class UnpicklerMemoProxy:
+    def clear(self) -> None: ...
+    def copy(self) -> dict[int, tuple[int, Any]]: ...
+
+@disjoint_base
+class Unpickler:
+    def __init__(
+        self,
+        file: _ReadableFileobj,
+        *,
+        fix_imports: bool = True,
+        encoding: str = "ASCII",
+        errors: str = "strict",
+        buffers: Iterable[Any] | None = (),
+    ) -> None: ...
+    @property
+    def memo(self) -> UnpicklerMemoProxy: ...
+    @memo.setter
+    def memo(self, value: UnpicklerMemoProxy | dict[int, tuple[int, Any]]) -> None: ...
+    def load(self) -> Any: ...
+    def find_class(self, module_name: str, global_name: str, /) -> Any: ...
+    # A hook like `Pickler.persistent_id`: unset by default, set per instance or by a subclass.
+    persistent_load: Callable[[Any], Any]
