@@ -16,6 +16,7 @@ import struct
 import sys
 
 import brinery
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
