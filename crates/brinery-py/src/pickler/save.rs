@@ -702,7 +702,14 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             let rv = if ba.len() == 0 {
                 PyTuple::new(py, [ty, PyTuple::empty(py).into_any()])?
             } else {
-                let bytes = PyBytes::new(py, &ba.to_vec());
+                // A fresh bytes object, as C's PyBytes_FromObject makes: `PyBytes::new` would
+                // return CPython's cached one-byte singleton, which the memo would then share
+                // with an equal `bytes` elsewhere in the data (a GET where C writes the bytes).
+                let data = ba.to_vec();
+                let bytes = PyBytes::new_with(py, data.len(), |buf| {
+                    buf.copy_from_slice(&data);
+                    Ok(())
+                })?;
                 PyTuple::new(py, [ty, PyTuple::new(py, [bytes])?.into_any()])?
             };
             return self.save_reduce(&rv, Some(obj));
