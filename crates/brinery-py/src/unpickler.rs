@@ -109,7 +109,7 @@ impl<'py> Data<'py> {
         let buf = pyo3::buffer::PyBuffer::<u8>::get(data).map_err(|_| {
             PyTypeError::new_err(format!(
                 "a bytes-like object is required, not '{}'",
-                data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                machine::tp_name(data)
             ))
         })?;
         if buf.readonly() && buf.is_c_contiguous() {
@@ -284,7 +284,7 @@ impl Unpickler {
                 py,
                 format!(
                     "Unpickler.__init__() was not called by {}.__init__()",
-                    slf.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    machine::tp_name(slf.as_any())
                 ),
             )
         };
@@ -395,7 +395,7 @@ impl Unpickler {
         } else {
             return Err(PyTypeError::new_err(format!(
                 "'memo' attribute must be an UnpicklerMemoProxy object or dict, not {}",
-                value.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                machine::tp_name(value)
             )));
         };
         let old = std::mem::replace(&mut *lock(&self.memo), new_memo);

@@ -33,6 +33,9 @@ pub(crate) enum InputError {
     /// The input ended inside the operation whose opcode is given (C's "pickle data was
     /// truncated"; the machine decides on the exact error, as C checks some state first).
     Truncated(Opcode),
+    /// The input ended in the second line of `GLOBAL`/`INST`; C decodes the first line (the
+    /// module name, given here) before reading the second.
+    TruncatedAfterLine(Opcode, Vec<u8>),
     /// Any other error, ready to raise.
     Py(PyErr),
 }
@@ -83,7 +86,16 @@ fn decode_error(py: Python<'_>, data: &[u8], err: &brinery::Error) -> InputError
         }
         // Truncation, lying lengths, and BINSTRING's "negative" size (C reads it unsigned and
         // then runs out of input).
-        _ => InputError::Truncated(opcode.unwrap_or(Opcode::STOP)),
+        _ => {
+            let opcode = opcode.unwrap_or(Opcode::STOP);
+            if matches!(opcode, Opcode::GLOBAL | Opcode::INST) {
+                let rest = data.get(offset + 1..).unwrap_or_default();
+                if let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                    return InputError::TruncatedAfterLine(opcode, rest[..end].to_vec());
+                }
+            }
+            InputError::Truncated(opcode)
+        }
     }
 }
 
@@ -114,6 +126,11 @@ impl<'a> MemoryInput<'a> {
             match dec.next_op() {
                 Ok(Some(op)) => {
                     self.pos = dec.offset();
+                    if self.pos == self.data.len() && is_empty_payload(&op) {
+                        // C's `_Unpickler_ReadInto` of zero bytes at the very end of the input
+                        // reports truncation.
+                        return Err(InputError::Truncated(op.opcode));
+                    }
                     if op.opcode == Opcode::FRAME {
                         let Arg::U64(len) = op.arg else { continue };
                         if len > SSIZE_MAX {
@@ -305,6 +322,7 @@ impl FileInput {
     ) -> Step<Bound<'py, PyAny>> {
         let array = PyByteArray::new_with(py, n, |_| Ok(()))?;
         let mut filled = 0usize;
+        let in_buffer = self.chunk.as_slice(py).len() - self.next;
         {
             let chunk = self.chunk.as_slice(py);
             let in_buffer = chunk.len() - self.next;
@@ -317,7 +335,8 @@ impl FileInput {
                 filled = take;
             }
         }
-        if filled < n {
+        // C goes to the file even for an empty payload when the chunk is exhausted.
+        if filled < n || in_buffer == 0 {
             self.skip_consumed(py)?;
             let rest = n - filled;
             match self.readinto.as_ref().map(|r| r.clone_ref(py)) {
@@ -487,7 +506,13 @@ impl FileInput {
                 ArgKind::Line => self.read_line(py, opcode)?,
                 ArgKind::TwoLines => {
                     self.read_line(py, opcode)?;
-                    self.read_line(py, opcode)?;
+                    match self.read_line(py, opcode) {
+                        Err(InputError::Truncated(_)) => {
+                            let first = self.staging[1..self.staging.len() - 1].to_vec();
+                            return Err(InputError::TruncatedAfterLine(opcode, first));
+                        }
+                        other => other?,
+                    }
                 }
                 _ => {}
             }
@@ -536,4 +561,8 @@ fn is_payload(opcode: Opcode) -> bool {
         opcode,
         Opcode::SHORT_BINBYTES | Opcode::BINBYTES | Opcode::BINBYTES8 | Opcode::BYTEARRAY8
     )
+}
+
+fn is_empty_payload(op: &Op<'_>) -> bool {
+    is_payload(op.opcode) && matches!(op.arg, Arg::Bytes(b) if b.is_empty())
 }

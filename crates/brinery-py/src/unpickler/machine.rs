@@ -95,6 +95,7 @@ pub(crate) fn load<'py>(
             Ok(None) => return Err(PyEOFError::new_err("Ran out of input")),
             Err(InputError::Py(e)) => return Err(e),
             Err(InputError::Truncated(op)) => return Err(m.truncated(op)),
+            Err(InputError::TruncatedAfterLine(op, first)) => return Err(m.truncated_after_line(op, &first)),
         };
         let done = match fetched {
             Fetched::Op(op) => {
@@ -144,6 +145,26 @@ impl<'py> Machine<'py, '_, '_> {
             Opcode::PERSID if self.cfg.pers_func.is_none() => no_persistent_load(self.py),
             _ => unpickling_error(self.py, "pickle data was truncated"),
         }
+    }
+
+    /// `GLOBAL`/`INST` whose second line is missing: C has already checked the mark (INST) and
+    /// decoded the first line.
+    #[cold]
+    fn truncated_after_line(&self, opcode: Opcode, first: &[u8]) -> PyErr {
+        if opcode == Opcode::INST && self.marks.is_empty() {
+            return unpickling_error(self.py, "could not find MARK");
+        }
+        if !first.is_empty() {
+            let decoded = if opcode == Opcode::INST {
+                decode_ascii(self.py, first)
+            } else {
+                decode_utf8(self.py, first, c"strict")
+            };
+            if let Err(e) = decoded {
+                return e;
+            }
+        }
+        unpickling_error(self.py, "pickle data was truncated")
     }
 
     #[inline]
@@ -880,9 +901,7 @@ fn newobj<'py>(
     kwargs: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let name = if ex { "NEWOBJ_EX" } else { "NEWOBJ" };
-    let type_name = |o: &Bound<'py, PyAny>| -> String {
-        o.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-    };
+    let type_name = |o: &Bound<'py, PyAny>| -> String { tp_name(o) };
     let Ok(ty) = cls.cast::<PyType>() else {
         return Err(unpickling_error(
             py,
@@ -1001,7 +1020,7 @@ pub(crate) fn find_class_impl<'py>(
             let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2).ok_or_else(|| {
                 pyo3::exceptions::PyRuntimeError::new_err(format!(
                     "_compat_pickle.NAME_MAPPING values should be 2-tuples, not {}",
-                    item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    tp_name(&item)
                 ))
             })?;
             module_name = pair.get_item(0)?;
@@ -1015,7 +1034,7 @@ pub(crate) fn find_class_impl<'py>(
             if !item.is_instance_of::<PyString>() {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
                     "_compat_pickle.IMPORT_MAPPING values should be strings, not {}",
-                    item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                    tp_name(&item)
                 )));
             }
             module_name = item;
@@ -1061,7 +1080,7 @@ fn getattribute<'py>(
         let name = name.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "attribute name must be string, not '{}'",
-                name.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                tp_name(name)
             ))
         })?;
         obj.getattr_opt(name)?
@@ -1075,3 +1094,19 @@ fn getattribute<'py>(
     })
 }
 
+
+/// `Py_TYPE(obj)->tp_name`, as C error messages print it (`decimal.Decimal`, `NoneType`).
+pub(crate) fn tp_name(obj: &Bound<'_, PyAny>) -> String {
+    // SAFETY: every live object has a type whose `tp_name` is a NUL-terminated string that
+    // lives as long as the type, which `obj` keeps alive during this call.
+    unsafe {
+        let ty = ffi::Py_TYPE(obj.as_ptr());
+        let name = (*ty).tp_name;
+        if name.is_null() {
+            return String::new();
+        }
+        let mut out: String = std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned();
+        out.truncate(200);
+        out
+    }
+}
