@@ -11,9 +11,10 @@ brinery=target/release/brinery
 py=.venv/bin/python
 work=target/demo
 rm -rf "$work" && mkdir -p "$work"
-"$py" scripts/demo_pickles.py "$work"
-
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "0. import brinery as pickle: a notebook saves a config, a DataFrame and a fitted model"
+"$py" scripts/demo_pickles.py "$work"
 
 step "1. brinery dis: the opcodes of a notebook's config dict (first 30 lines)"
 "$brinery" dis "$work/config.pkl" | head -n 30
