@@ -71,11 +71,7 @@ impl Options {
         })
     }
 
-    fn config<'py, 'm>(
-        &self,
-        py: Python<'py>,
-        memo: &'m Mutex<Memo>,
-    ) -> PyResult<Config<'py, 'm>> {
+    fn config<'py, 'm>(&self, py: Python<'py>, memo: &'m Mutex<Memo>) -> PyResult<Config<'py, 'm>> {
         Ok(Config {
             unpickler: None,
             find_class_via_python: false,
@@ -243,13 +239,20 @@ impl Unpickler {
         let py = slf.py();
         let this = slf.get();
         // In case of multiple __init__() calls, clear previous content.
-        let old = (lock(&this.setup).take(), lock(&this.input).take(), lock(&this.memo).take());
+        let old = (
+            lock(&this.setup).take(),
+            lock(&this.input).take(),
+            lock(&this.memo).take(),
+        );
         drop(old);
         let file_input = FileInput::new(file)?;
         let true_ = pyo3::types::PyBool::new(py, true).to_owned().into_any();
         let opts = Options::new(fix_imports.unwrap_or(&true_), encoding, errors, buffers)?;
         // C's init_method_ref: a method bound to this very object is stored as its function.
-        let pers_func = match slf.as_any().getattr_opt(pyo3::intern!(py, "persistent_load")) {
+        let pers_func = match slf
+            .as_any()
+            .getattr_opt(pyo3::intern!(py, "persistent_load"))
+        {
             Ok(Some(f)) => {
                 let bound_self = f
                     .getattr_opt(pyo3::intern!(py, "__self__"))
@@ -347,7 +350,9 @@ impl Unpickler {
         global_name: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
-        let fix_imports = lock(&this.setup).as_ref().map_or(false, |s| s.opts.fix_imports);
+        let fix_imports = lock(&this.setup)
+            .as_ref()
+            .is_some_and(|s| s.opts.fix_imports);
         machine::find_class_impl(
             slf.py(),
             module_name,
@@ -403,6 +408,16 @@ impl Unpickler {
         Ok(())
     }
 
+    #[deleter]
+    fn delete_memo(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("attribute deletion is not supported"))
+    }
+
+    #[deleter]
+    fn delete_persistent_load(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("attribute deletion is not supported"))
+    }
+
     #[getter]
     fn get_persistent_load(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
@@ -410,7 +425,9 @@ impl Unpickler {
             .as_ref()
             .and_then(|s| s.pers_func.as_ref().map(|(f, b)| (f.clone_ref(py), *b)));
         match func {
-            None => Err(pyo3::exceptions::PyAttributeError::new_err("persistent_load")),
+            None => Err(pyo3::exceptions::PyAttributeError::new_err(
+                "persistent_load",
+            )),
             Some((f, false)) => Ok(f),
             Some((f, true)) => {
                 let method = py.import("types")?.getattr("MethodType")?;

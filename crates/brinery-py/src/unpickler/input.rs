@@ -63,16 +63,24 @@ fn overflow_message(opcode: Opcode) -> Option<String> {
         Opcode::BINBYTES8 => "BINBYTES",
         Opcode::BYTEARRAY8 => "BYTEARRAY8",
         Opcode::BINUNICODE8 => "BINUNICODE",
-        Opcode::FRAME => return Some(format!("FRAME length exceeds system's maximum of {SSIZE_MAX} bytes")),
+        Opcode::FRAME => {
+            return Some(format!(
+                "FRAME length exceeds system's maximum of {SSIZE_MAX} bytes"
+            ))
+        }
         _ => return None,
     };
-    Some(format!("{what} exceeds system's maximum size of {SSIZE_MAX} bytes"))
+    Some(format!(
+        "{what} exceeds system's maximum size of {SSIZE_MAX} bytes"
+    ))
 }
 
 /// Map a decoder error to what `_pickle.c` raises for the same bytes.
 fn decode_error(py: Python<'_>, data: &[u8], err: &brinery::Error) -> InputError {
     let offset = err.offset().unwrap_or(0) as usize;
-    let opcode = err.opcode().or_else(|| data.get(offset).and_then(|&b| Opcode::from_byte(b)));
+    let opcode = err
+        .opcode()
+        .or_else(|| data.get(offset).and_then(|&b| Opcode::from_byte(b)));
     match err.kind() {
         ErrorKind::UnknownOpcode(b) => InputError::Py(invalid_load_key(py, *b)),
         ErrorKind::LengthBeyondInput { claimed, .. } if *claimed > SSIZE_MAX => {
@@ -120,7 +128,10 @@ impl<'a> MemoryInput<'a> {
     }
 
     #[inline]
-    pub(crate) fn next<'py>(&mut self, py: Python<'py>) -> Result<Option<Fetched<'a, 'py>>, InputError> {
+    pub(crate) fn next<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> Result<Option<Fetched<'a, 'py>>, InputError> {
         loop {
             let mut dec = Decoder::at(self.data, self.pos);
             match dec.next_op() {
@@ -211,9 +222,14 @@ impl FileInput {
 
     /// The Python objects held, for the garbage collector.
     pub(crate) fn objects(&self) -> impl Iterator<Item = &Py<PyAny>> {
-        [Some(&self.read), Some(&self.readline), self.readinto.as_ref(), self.peek.as_ref()]
-            .into_iter()
-            .flatten()
+        [
+            Some(&self.read),
+            Some(&self.readline),
+            self.readinto.as_ref(),
+            self.peek.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     fn chunk_len(&self, py: Python<'_>) -> usize {
@@ -330,7 +346,10 @@ impl FileInput {
             if take > 0 {
                 // SAFETY: `array` was just created, is not shared with any Python code yet, and
                 // holds `n >= take` bytes; no Python code runs while the slice is alive.
-                unsafe { array.as_bytes_mut()[..take].copy_from_slice(&chunk[self.next..self.next + take]) };
+                unsafe {
+                    array.as_bytes_mut()[..take]
+                        .copy_from_slice(&chunk[self.next..self.next + take])
+                };
                 self.next += take;
                 filled = take;
             }
@@ -361,12 +380,19 @@ impl FileInput {
                         array.clone().into_any()
                     } else {
                         let view = pyo3::types::PyMemoryView::from(array.as_any())?;
-                        view.get_item(pyo3::types::PySlice::new(py, filled as isize, n as isize, 1))?
+                        view.get_item(pyo3::types::PySlice::new(
+                            py,
+                            filled as isize,
+                            n as isize,
+                            1,
+                        ))?
                     };
                     let got = readinto.bind(py).call1((target,))?;
                     let got: isize = got.extract()?;
                     if got < 0 {
-                        return Err(PyValueError::new_err("readinto() returned negative size").into());
+                        return Err(
+                            PyValueError::new_err("readinto() returned negative size").into()
+                        );
                     }
                     if (got as usize) < rest {
                         return Err(InputError::Truncated(opcode));
@@ -392,7 +418,10 @@ impl FileInput {
             // FRAME changes the chunk, so it is handled before anything borrows it.
             let frame_len = {
                 let chunk = self.chunk.as_slice(py);
-                match (chunk.get(self.next), chunk.get(self.next + 1..self.next + 9)) {
+                match (
+                    chunk.get(self.next),
+                    chunk.get(self.next + 1..self.next + 9),
+                ) {
                     (Some(&b), Some(len)) if b == Opcode::FRAME.byte() => {
                         let mut raw = [0u8; 8];
                         raw.copy_from_slice(len);

@@ -19,8 +19,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyIterator, PyList,
-    PyMemoryView, PySet, PyString, PyTuple, PyType,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyIterator, PyList, PyMemoryView,
+    PySet, PyString, PyTuple, PyType,
 };
 
 use super::input::{Fetched, FileInput, InputError, MemoryInput};
@@ -95,7 +95,9 @@ pub(crate) fn load<'py>(
             Ok(None) => return Err(PyEOFError::new_err("Ran out of input")),
             Err(InputError::Py(e)) => return Err(e),
             Err(InputError::Truncated(op)) => return Err(m.truncated(op)),
-            Err(InputError::TruncatedAfterLine(op, first)) => return Err(m.truncated_after_line(op, &first)),
+            Err(InputError::TruncatedAfterLine(op, first)) => {
+                return Err(m.truncated_after_line(op, &first))
+            }
         };
         let done = match fetched {
             Fetched::Op(op) => {
@@ -141,7 +143,9 @@ impl<'py> Machine<'py, '_, '_> {
     #[cold]
     fn truncated(&self, opcode: Opcode) -> PyErr {
         match opcode {
-            Opcode::INST if self.marks.is_empty() => unpickling_error(self.py, "could not find MARK"),
+            Opcode::INST if self.marks.is_empty() => {
+                unpickling_error(self.py, "could not find MARK")
+            }
             Opcode::PERSID if self.cfg.pers_func.is_none() => no_persistent_load(self.py),
             _ => unpickling_error(self.py, "pickle data was truncated"),
         }
@@ -237,7 +241,11 @@ impl<'py> Machine<'py, '_, '_> {
         Ok(self.top()?.clone().unbind())
     }
 
-    fn find_class(&self, module: &Bound<'py, PyAny>, name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn find_class(
+        &self,
+        module: &Bound<'py, PyAny>,
+        name: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         match (&self.cfg.unpickler, self.cfg.find_class_via_python) {
             (Some(obj), true) => obj.call_method1(intern!(self.py, "find_class"), (module, name)),
             _ => find_class_impl(self.py, module, name, self.proto, self.cfg.fix_imports),
@@ -281,7 +289,9 @@ impl<'py> Machine<'py, '_, '_> {
         match op.opcode {
             NONE => self.stack.push(py.None().into_bound(py)),
             NEWTRUE => self.stack.push(PyBool::new(py, true).to_owned().into_any()),
-            NEWFALSE => self.stack.push(PyBool::new(py, false).to_owned().into_any()),
+            NEWFALSE => self
+                .stack
+                .push(PyBool::new(py, false).to_owned().into_any()),
             BININT | BININT1 | BININT2 => {
                 self.stack.push(op.int().into_pyobject(py)?.into_any());
             }
@@ -296,7 +306,8 @@ impl<'py> Machine<'py, '_, '_> {
                 let x = unsafe { strtol(s.as_ptr().cast(), &mut end, 0) };
                 // SAFETY: `end` points into `s` (at worst at its NUL).
                 let stop = unsafe { *end } as u8;
-                let value = if x == c_long::MAX || x == c_long::MIN || (stop != b'\n' && stop != 0) {
+                let value = if x == c_long::MAX || x == c_long::MIN || (stop != b'\n' && stop != 0)
+                {
                     // Maybe something long (or an overflow: same value either way).
                     // SAFETY: `s` is NUL-terminated; returns a new reference or NULL.
                     let v = unsafe {
@@ -332,7 +343,9 @@ impl<'py> Machine<'py, '_, '_> {
                 self.stack.push(v);
             }
             LONG1 | LONG4 => {
-                let Arg::Long(bytes) = op.arg else { return Ok(()) };
+                let Arg::Long(bytes) = op.arg else {
+                    return Ok(());
+                };
                 self.stack.push(long_from_le(py, bytes)?);
             }
             FLOAT => {
@@ -344,7 +357,11 @@ impl<'py> Machine<'py, '_, '_> {
                 let mut end: *mut c_char = std::ptr::null_mut();
                 // SAFETY: `s` is NUL-terminated; the overflow exception type is a valid object.
                 let d = unsafe {
-                    ffi::PyOS_string_to_double(s.as_ptr().cast(), &mut end, ffi::PyExc_OverflowError)
+                    ffi::PyOS_string_to_double(
+                        s.as_ptr().cast(),
+                        &mut end,
+                        ffi::PyExc_OverflowError,
+                    )
                 };
                 if d == -1.0 {
                     if let Some(err) = PyErr::take(py) {
@@ -366,7 +383,10 @@ impl<'py> Machine<'py, '_, '_> {
                 let line = line_arg(op);
                 let n = line.len();
                 if !(n >= 2 && line[0] == line[n - 1] && (line[0] == b'\'' || line[0] == b'"')) {
-                    return Err(unpickling_error(py, "the STRING opcode argument must be quoted"));
+                    return Err(unpickling_error(
+                        py,
+                        "the STRING opcode argument must be quoted",
+                    ));
                 }
                 let inner = &line[1..n - 1];
                 // SAFETY: `inner` is valid for its length; a new reference or NULL is returned.
@@ -408,7 +428,8 @@ impl<'py> Machine<'py, '_, '_> {
                 self.stack.push(PyBytes::new(py, bytes_arg(op)).into_any());
             }
             BYTEARRAY8 => {
-                self.stack.push(PyByteArray::new(py, bytes_arg(op)).into_any());
+                self.stack
+                    .push(PyByteArray::new(py, bytes_arg(op)).into_any());
             }
             UNICODE => {
                 let line = line_arg(op);
@@ -426,7 +447,8 @@ impl<'py> Machine<'py, '_, '_> {
                 self.stack.push(s);
             }
             BINUNICODE | SHORT_BINUNICODE | BINUNICODE8 => {
-                self.stack.push(decode_utf8(py, bytes_arg(op), c"surrogatepass")?);
+                self.stack
+                    .push(decode_utf8(py, bytes_arg(op), c"surrogatepass")?);
             }
 
             // --- tuples, lists, dicts, sets ---
@@ -471,7 +493,8 @@ impl<'py> Machine<'py, '_, '_> {
             FROZENSET => {
                 let i = self.marker()?;
                 let items = self.pop_tuple(i)?;
-                self.stack.push(PyFrozenSet::new(py, items.iter())?.into_any());
+                self.stack
+                    .push(PyFrozenSet::new(py, items.iter())?.into_any());
             }
             APPEND => {
                 if self.stack.len() as isize - 1 <= self.fence() as isize {
@@ -568,7 +591,9 @@ impl<'py> Machine<'py, '_, '_> {
 
             // --- globals, calls, state ---
             GLOBAL => {
-                let Arg::TwoLines(module, name) = op.arg else { return Ok(()) };
+                let Arg::TwoLines(module, name) = op.arg else {
+                    return Ok(());
+                };
                 if module.is_empty() {
                     return Err(unpickling_error(py, "pickle data was truncated"));
                 }
@@ -583,7 +608,9 @@ impl<'py> Machine<'py, '_, '_> {
             STACK_GLOBAL => {
                 let name = self.pop()?;
                 let module = self.pop()?;
-                if !module.is_exact_instance_of::<PyString>() || !name.is_exact_instance_of::<PyString>() {
+                if !module.is_exact_instance_of::<PyString>()
+                    || !name.is_exact_instance_of::<PyString>()
+                {
                     return Err(unpickling_error(py, "STACK_GLOBAL requires str"));
                 }
                 let global = self.find_class(&module, &name)?;
@@ -591,7 +618,9 @@ impl<'py> Machine<'py, '_, '_> {
             }
             INST => {
                 let i = self.marker()?;
-                let Arg::TwoLines(module, name) = op.arg else { return Ok(()) };
+                let Arg::TwoLines(module, name) = op.arg else {
+                    return Ok(());
+                };
                 if module.is_empty() {
                     return Err(unpickling_error(py, "pickle data was truncated"));
                 }
@@ -621,7 +650,10 @@ impl<'py> Machine<'py, '_, '_> {
                 // SAFETY: both are live objects; PyObject_CallObject raises TypeError for a
                 // non-tuple argument list and returns a new reference or NULL.
                 let obj = unsafe {
-                    Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallObject(callable.as_ptr(), args.as_ptr()))
+                    Bound::from_owned_ptr_or_err(
+                        py,
+                        ffi::PyObject_CallObject(callable.as_ptr(), args.as_ptr()),
+                    )
                 }?;
                 self.stack.push(obj);
             }
@@ -704,7 +736,9 @@ impl<'py> Machine<'py, '_, '_> {
             PROTO => {
                 let proto = op.int();
                 if proto > brinery::HIGHEST_PROTOCOL as i64 {
-                    return Err(PyValueError::new_err(format!("unsupported pickle protocol: {proto}")));
+                    return Err(PyValueError::new_err(format!(
+                        "unsupported pickle protocol: {proto}"
+                    )));
                 }
                 self.set_proto(proto as u8);
             }
@@ -761,7 +795,10 @@ impl<'py> Machine<'py, '_, '_> {
             return Ok(());
         }
         if (len - x) % 2 != 0 {
-            return Err(unpickling_error(self.py, "odd number of items for SETITEMS"));
+            return Err(unpickling_error(
+                self.py,
+                "odd number of items for SETITEMS",
+            ));
         }
         let x = x as usize;
         let target = self.stack[x - 1].clone();
@@ -788,11 +825,19 @@ impl<'py> Machine<'py, '_, '_> {
         if let Some(obj) = cache.get_item(&key)? {
             return Ok(obj);
         }
-        let registry = copyreg.getattr(intern!(py, "_inverted_registry"))?.cast_into::<PyDict>()?;
+        let registry = copyreg
+            .getattr(intern!(py, "_inverted_registry"))?
+            .cast_into::<PyDict>()?;
         let Some(pair) = registry.get_item(&key)? else {
-            return Err(PyValueError::new_err(format!("unregistered extension code {code}")));
+            return Err(PyValueError::new_err(format!(
+                "unregistered extension code {code}"
+            )));
         };
-        let bad = || PyValueError::new_err(format!("_inverted_registry[{code}] isn't a 2-tuple of strings"));
+        let bad = || {
+            PyValueError::new_err(format!(
+                "_inverted_registry[{code}] isn't a 2-tuple of strings"
+            ))
+        };
         let pair = pair.cast_into::<PyTuple>().map_err(|_| bad())?;
         if pair.len() != 2 {
             return Err(bad());
@@ -835,18 +880,29 @@ fn parse_index(py: Python<'_>, line: &[u8]) -> PyResult<isize> {
     let s = cstr_line(line);
     // SAFETY: `s` is NUL-terminated; returns a new reference or NULL.
     let key = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyLong_FromString(s.as_ptr().cast(), std::ptr::null_mut(), 10))
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyLong_FromString(s.as_ptr().cast(), std::ptr::null_mut(), 10),
+        )
     }?;
     key.extract::<isize>()
 }
 
-fn decode_utf8<'py>(py: Python<'py>, data: &[u8], errors: &std::ffi::CStr) -> PyResult<Bound<'py, PyAny>> {
+fn decode_utf8<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    errors: &std::ffi::CStr,
+) -> PyResult<Bound<'py, PyAny>> {
     // SAFETY: `data` is valid for its length, `errors` is NUL-terminated; returns a new
     // reference or NULL with an exception set.
     unsafe {
         Bound::from_owned_ptr_or_err(
             py,
-            ffi::PyUnicode_DecodeUTF8(data.as_ptr().cast(), data.len() as ffi::Py_ssize_t, errors.as_ptr()),
+            ffi::PyUnicode_DecodeUTF8(
+                data.as_ptr().cast(),
+                data.len() as ffi::Py_ssize_t,
+                errors.as_ptr(),
+            ),
         )
     }
 }
@@ -856,7 +912,11 @@ fn decode_ascii<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>
     unsafe {
         Bound::from_owned_ptr_or_err(
             py,
-            ffi::PyUnicode_DecodeASCII(data.as_ptr().cast(), data.len() as ffi::Py_ssize_t, c"strict".as_ptr()),
+            ffi::PyUnicode_DecodeASCII(
+                data.as_ptr().cast(),
+                data.len() as ffi::Py_ssize_t,
+                c"strict".as_ptr(),
+            ),
         )
     }
 }
@@ -867,13 +927,20 @@ fn long_from_le<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny
         if bytes.is_empty() {
             return Ok(0i64.into_pyobject(py)?.into_any());
         }
-        let mut buf = if bytes[bytes.len() - 1] & 0x80 != 0 { [0xFF; 8] } else { [0; 8] };
+        let mut buf = if bytes[bytes.len() - 1] & 0x80 != 0 {
+            [0xFF; 8]
+        } else {
+            [0; 8]
+        };
         buf[..bytes.len()].copy_from_slice(bytes);
         return Ok(i64::from_le_bytes(buf).into_pyobject(py)?.into_any());
     }
     // SAFETY: `bytes` is valid for its length; returns a new reference or NULL.
     unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::_PyLong_FromByteArray(bytes.as_ptr(), bytes.len(), 1, 1))
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::_PyLong_FromByteArray(bytes.as_ptr(), bytes.len(), 1, 1),
+        )
     }
 }
 
@@ -883,13 +950,16 @@ fn instantiate<'py>(
     cls: &Bound<'py, PyAny>,
     args: &Bound<'py, PyTuple>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if args.is_empty() && cls.is_instance_of::<PyType>() {
-        if cls.getattr_opt(intern!(py, "__getinitargs__"))?.is_none() {
-            return cls.call_method1(intern!(py, "__new__"), (cls,));
-        }
+    if args.is_empty()
+        && cls.is_instance_of::<PyType>()
+        && cls.getattr_opt(intern!(py, "__getinitargs__"))?.is_none()
+    {
+        return cls.call_method1(intern!(py, "__new__"), (cls,));
     }
     // SAFETY: both are live objects; returns a new reference or NULL.
-    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallObject(cls.as_ptr(), args.as_ptr())) }
+    unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallObject(cls.as_ptr(), args.as_ptr()))
+    }
 }
 
 /// C's `load_newobj` after popping.
@@ -905,7 +975,10 @@ fn newobj<'py>(
     let Ok(ty) = cls.cast::<PyType>() else {
         return Err(unpickling_error(
             py,
-            format!("{name} class argument must be a type, not {}", type_name(cls)),
+            format!(
+                "{name} class argument must be a type, not {}",
+                type_name(cls)
+            ),
         ));
     };
     // SAFETY: `ty` is a live type object; reading its `tp_new` slot is a plain field read.
@@ -913,20 +986,29 @@ fn newobj<'py>(
     let Some(tp_new) = tp_new else {
         return Err(unpickling_error(
             py,
-            format!("{name} class argument '{}' doesn't have __new__", type_name(cls)),
+            format!(
+                "{name} class argument '{}' doesn't have __new__",
+                type_name(cls)
+            ),
         ));
     };
     if !args.is_instance_of::<PyTuple>() {
         return Err(unpickling_error(
             py,
-            format!("{name} args argument must be a tuple, not {}", type_name(args)),
+            format!(
+                "{name} args argument must be a tuple, not {}",
+                type_name(args)
+            ),
         ));
     }
     if let Some(kw) = kwargs {
         if !kw.is_instance_of::<PyDict>() {
             return Err(unpickling_error(
                 py,
-                format!("{name} kwargs argument must be a dict, not {}", type_name(kw)),
+                format!(
+                    "{name} kwargs argument must be a dict, not {}",
+                    type_name(kw)
+                ),
             ));
         }
     }
@@ -992,7 +1074,11 @@ fn compat_dict<'py>(
     name: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let d = cell.get_or_try_init(py, || -> PyResult<Py<PyDict>> {
-        Ok(py.import("_compat_pickle")?.getattr(name)?.cast_into::<PyDict>()?.unbind())
+        Ok(py
+            .import("_compat_pickle")?
+            .getattr(name)?
+            .cast_into::<PyDict>()?
+            .unbind())
     })?;
     Ok(d.bind(py).clone())
 }
@@ -1017,20 +1103,28 @@ pub(crate) fn find_class_impl<'py>(
     if proto < 3 && fix_imports {
         let key = PyTuple::new(py, [&module_name, &global_name])?;
         if let Some(item) = compat_dict(py, &NAME_MAPPING, "NAME_MAPPING")?.get_item(&key)? {
-            let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2).ok_or_else(|| {
-                pyo3::exceptions::PyRuntimeError::new_err(format!(
-                    "_compat_pickle.NAME_MAPPING values should be 2-tuples, not {}",
-                    tp_name(&item)
-                ))
-            })?;
+            let pair = item
+                .cast::<PyTuple>()
+                .ok()
+                .filter(|t| t.len() == 2)
+                .ok_or_else(|| {
+                    pyo3::exceptions::PyRuntimeError::new_err(format!(
+                        "_compat_pickle.NAME_MAPPING values should be 2-tuples, not {}",
+                        tp_name(&item)
+                    ))
+                })?;
             module_name = pair.get_item(0)?;
             global_name = pair.get_item(1)?;
-            if !module_name.is_instance_of::<PyString>() || !global_name.is_instance_of::<PyString>() {
+            if !module_name.is_instance_of::<PyString>()
+                || !global_name.is_instance_of::<PyString>()
+            {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(
                     "_compat_pickle.NAME_MAPPING values should be pairs of str",
                 ));
             }
-        } else if let Some(item) = compat_dict(py, &IMPORT_MAPPING, "IMPORT_MAPPING")?.get_item(&module_name)? {
+        } else if let Some(item) =
+            compat_dict(py, &IMPORT_MAPPING, "IMPORT_MAPPING")?.get_item(&module_name)?
+        {
             if !item.is_instance_of::<PyString>() {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
                     "_compat_pickle.IMPORT_MAPPING values should be strings, not {}",
@@ -1041,7 +1135,8 @@ pub(crate) fn find_class_impl<'py>(
         }
     }
     // SAFETY: `module_name` is a live object; PyImport_Import returns a new reference or NULL.
-    let module = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyImport_Import(module_name.as_ptr())) }?;
+    let module =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyImport_Import(module_name.as_ptr())) }?;
     getattribute(py, &module, &global_name, proto >= 4)
 }
 
@@ -1053,7 +1148,9 @@ fn getattribute<'py>(
     allow_qualname: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let attr = if allow_qualname {
-        let parts = name.call_method1(intern!(py, "split"), (".",))?.cast_into::<PyList>()?;
+        let parts = name
+            .call_method1(intern!(py, "split"), (".",))?
+            .cast_into::<PyList>()?;
         for part in parts.iter() {
             if part.eq("<locals>")? {
                 return Err(PyAttributeError::new_err(format!(
@@ -1094,7 +1191,6 @@ fn getattribute<'py>(
     })
 }
 
-
 /// `Py_TYPE(obj)->tp_name`, as C error messages print it (`decimal.Decimal`, `NoneType`).
 pub(crate) fn tp_name(obj: &Bound<'_, PyAny>) -> String {
     // SAFETY: every live object has a type whose `tp_name` is a NUL-terminated string that
@@ -1105,7 +1201,9 @@ pub(crate) fn tp_name(obj: &Bound<'_, PyAny>) -> String {
         if name.is_null() {
             return String::new();
         }
-        let mut out: String = std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned();
+        let mut out: String = std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned();
         out.truncate(200);
         out
     }

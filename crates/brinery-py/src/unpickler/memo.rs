@@ -73,8 +73,16 @@ impl Memo {
     /// A copy sharing the objects.
     pub(crate) fn clone_ref(&self, py: Python<'_>) -> Memo {
         Memo {
-            dense: self.dense.iter().map(|v| v.as_ref().map(|o| o.clone_ref(py))).collect(),
-            sparse: self.sparse.iter().map(|(i, o)| (*i, o.clone_ref(py))).collect(),
+            dense: self
+                .dense
+                .iter()
+                .map(|v| v.as_ref().map(|o| o.clone_ref(py)))
+                .collect(),
+            sparse: self
+                .sparse
+                .iter()
+                .map(|(i, o)| (*i, o.clone_ref(py)))
+                .collect(),
             len: self.len,
         }
     }
