@@ -585,8 +585,12 @@ impl<'py> Machine<'py, '_, '_> {
             }
             MEMOIZE => {
                 let value = self.top_for_put()?;
-                let idx = lock(self.cfg.memo).len();
-                self.memo_put(idx, value);
+                let old = {
+                    let mut memo = lock(self.cfg.memo);
+                    let idx = memo.len();
+                    memo.put(idx, value)
+                };
+                drop(old);
             }
 
             // --- globals, calls, state ---
