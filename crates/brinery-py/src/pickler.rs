@@ -136,7 +136,10 @@ impl Pickler {
 #[pymethods]
 impl Pickler {
     #[new]
-    #[pyo3(signature = (*_args, **_kwargs))]
+    #[pyo3(
+        signature = (*_args, **_kwargs),
+        text_signature = "(file, protocol=None, fix_imports=True, buffer_callback=None)"
+    )]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Pickler {
             write: None,
@@ -153,7 +156,8 @@ impl Pickler {
         }
     }
 
-    #[pyo3(signature = (file, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None))]
+    // As `_pickle.Pickler`: `fix_imports` and `buffer_callback` may be passed by position.
+    #[pyo3(signature = (file, protocol=None, fix_imports=Truthy(true), buffer_callback=None))]
     fn __init__(
         slf: &Bound<'_, Self>,
         file: &Bound<'_, PyAny>,
@@ -213,6 +217,7 @@ impl Pickler {
     }
 
     /// Write a pickled representation of the given object to the open file.
+    #[pyo3(signature = (obj, /), text_signature = "($self, obj, /)")]
     fn dump(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let (write, opts, cb, pers_func, pers_is_method, dt, mut memo, mut fast_state) = {
@@ -462,7 +467,10 @@ impl PicklerMemoProxy {
 
 /// Write a pickled representation of obj to the open file object file.
 #[pyfunction]
-#[pyo3(signature = (obj, file, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None))]
+#[pyo3(
+    signature = (obj, file, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None),
+    text_signature = "(obj, file, protocol=None, *, fix_imports=True, buffer_callback=None)"
+)]
 fn dump(
     obj: &Bound<'_, PyAny>,
     file: &Bound<'_, PyAny>,
@@ -496,7 +504,10 @@ fn dump(
 
 /// Return the pickled representation of the object as a bytes object.
 #[pyfunction]
-#[pyo3(signature = (obj, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None))]
+#[pyo3(
+    signature = (obj, protocol=None, *, fix_imports=Truthy(true), buffer_callback=None),
+    text_signature = "(obj, protocol=None, *, fix_imports=True, buffer_callback=None)"
+)]
 fn dumps<'py>(
     obj: &Bound<'py, PyAny>,
     protocol: Option<&Bound<'py, PyAny>>,

@@ -4,8 +4,15 @@
 
 use std::cell::Cell;
 
-/// Raise `RecursionError` once fewer than this many bytes of stack remain.
+/// Raise `RecursionError` once fewer than this many bytes of stack remain (or a quarter of the
+/// stack, for threads with small stacks: one nesting level plus a Python `__reduce__` call must
+/// fit in the red zone, and the rest must stay usable).
 const RED_ZONE: usize = 256 * 1024;
+
+/// The red zone of a stack of `size` bytes.
+fn red_zone(size: usize) -> usize {
+    (size / 4).min(RED_ZONE)
+}
 
 /// Without a way to ask the OS, assume this much stack is usable below the first call.
 const FALLBACK_STACK: usize = 1024 * 1024;
@@ -15,6 +22,7 @@ const FALLBACK_STACK: usize = 1024 * 1024;
 pub(crate) struct Limit {
     low: usize,
     high: usize,
+    red: usize,
 }
 
 thread_local! {
@@ -36,15 +44,20 @@ pub(crate) fn limit() -> Limit {
             return v;
         }
         let v = match stack_bounds() {
-            Some((low, high)) => Limit {
-                low: low.saturating_add(RED_ZONE),
-                high,
-            },
+            Some((low, high)) => {
+                let red = red_zone(high - low);
+                Limit {
+                    low: low.saturating_add(red),
+                    high,
+                    red,
+                }
+            }
             None => {
                 let sp = stack_pointer();
                 Limit {
                     low: sp.saturating_sub(FALLBACK_STACK),
                     high: usize::MAX,
+                    red: RED_ZONE,
                 }
             }
         };
@@ -59,7 +72,7 @@ pub(crate) fn limit() -> Limit {
 #[inline(always)]
 pub(crate) fn exhausted(limit: Limit) -> bool {
     let sp = stack_pointer();
-    sp < limit.low && sp >= limit.low - RED_ZONE.min(limit.low) && sp <= limit.high
+    sp < limit.low && sp >= limit.low - limit.red.min(limit.low) && sp <= limit.high
 }
 
 #[cfg(target_os = "linux")]
@@ -96,7 +109,7 @@ fn stack_bounds() -> Option<(usize, usize)> {
         pthread_attr_destroy(&mut attr);
         r == 0
     };
-    (ok && !addr.is_null() && size > RED_ZONE).then(|| (addr as usize, addr as usize + size))
+    (ok && !addr.is_null() && size > 0).then(|| (addr as usize, addr as usize + size))
 }
 
 #[cfg(target_os = "macos")]
@@ -115,7 +128,7 @@ fn stack_bounds() -> Option<(usize, usize)> {
             pthread_get_stacksize_np(t),
         )
     };
-    (top != 0 && size > RED_ZONE).then(|| (top - size, top))
+    (top != 0 && size > 0 && size <= top).then(|| (top - size, top))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
