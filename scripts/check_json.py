@@ -141,10 +141,11 @@ def same(a, b, pairs=None):
     if isinstance(a, float):
         return struct.pack("<d", a) == struct.pack("<d", b) or (math.isnan(a) and math.isnan(b))
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y, pairs) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y, pairs) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return len(a) == len(b) and all(
-            same(ka, kb, pairs) and same(va, vb, pairs) for (ka, va), (kb, vb) in zip(a.items(), b.items())
+            same(ka, kb, pairs) and same(va, vb, pairs)
+            for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
         )
     if isinstance(a, (set, frozenset)):
         rest = list(b)
@@ -186,7 +187,9 @@ def cases():
         "cycle": cyc,
         "dict_cycle": dcyc,
         "shared_long_str": [long_str, long_str, {"k": long_str}],
-        "records": {"records": [{"id": i, "name": f"n{i}", "score": i / 3, "tags": ("t", i)} for i in range(50)]},
+        "records": {
+            "records": [{"id": i, "name": f"n{i}", "score": i / 3, "tags": ("t", i)} for i in range(50)]
+        },
     }
 
 
