@@ -5,7 +5,10 @@
 //! bytes into their own value model, and write their value model back at protocol 3, which both
 //! support; throughput is reported in bytes of pickle per second.
 
-#![expect(missing_docs, reason = "criterion's macros generate undocumented functions")]
+#![expect(
+    missing_docs,
+    reason = "criterion's macros generate undocumented functions"
+)]
 
 use std::path::PathBuf;
 
@@ -16,13 +19,18 @@ const INPUTS: &[&str] = &["records", "floats", "int_columns", "strings", "blob"]
 fn inputs_dir() -> PathBuf {
     std::env::var_os("BRINERY_BENCH_INPUTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-inputs"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-inputs")
+        })
 }
 
 fn load(name: &str) -> Vec<u8> {
     let path = inputs_dir().join(format!("{name}.pkl"));
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run bench/run-rust.sh (it generates the inputs)", path.display())
+        panic!(
+            "{}: {e}; run bench/run-rust.sh (it generates the inputs)",
+            path.display()
+        )
     })
 }
 
@@ -58,7 +66,10 @@ fn write(c: &mut Criterion) {
             b.iter(|| p.to_vec(3).expect("brinery writes"))
         });
         group.bench_with_input(BenchmarkId::new("serde-pickle", name), &theirs, |b, v| {
-            b.iter(|| serde_pickle::value_to_vec(v, serde_pickle::SerOptions::new()).expect("serde-pickle writes"))
+            b.iter(|| {
+                serde_pickle::value_to_vec(v, serde_pickle::SerOptions::new())
+                    .expect("serde-pickle writes")
+            })
         });
     }
     group.finish();

@@ -10,9 +10,17 @@ use pyo3::types::PyType;
 static PICKLING_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static UNPICKLING_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn stdlib_exception(py: Python<'_>, cell: &'static PyOnceLock<Py<PyType>>, name: &str) -> Py<PyType> {
+fn stdlib_exception(
+    py: Python<'_>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> Py<PyType> {
     cell.get_or_try_init(py, || -> PyResult<Py<PyType>> {
-        Ok(py.import("pickle")?.getattr(name)?.cast_into::<PyType>()?.unbind())
+        Ok(py
+            .import("pickle")?
+            .getattr(name)?
+            .cast_into::<PyType>()?
+            .unbind())
     })
     .map(|t| t.clone_ref(py))
     // `pickle` is part of the standard library; if it cannot be imported, fall back to Exception.
@@ -21,12 +29,18 @@ fn stdlib_exception(py: Python<'_>, cell: &'static PyOnceLock<Py<PyType>>, name:
 
 /// `pickle.PicklingError(msg)`.
 pub(crate) fn pickling_error(py: Python<'_>, msg: impl Into<String>) -> PyErr {
-    PyErr::from_type(stdlib_exception(py, &PICKLING_ERROR, "PicklingError").into_bound(py), msg.into())
+    PyErr::from_type(
+        stdlib_exception(py, &PICKLING_ERROR, "PicklingError").into_bound(py),
+        msg.into(),
+    )
 }
 
 /// `pickle.UnpicklingError(msg)`.
 pub(crate) fn unpickling_error(py: Python<'_>, msg: impl Into<String>) -> PyErr {
-    PyErr::from_type(stdlib_exception(py, &UNPICKLING_ERROR, "UnpicklingError").into_bound(py), msg.into())
+    PyErr::from_type(
+        stdlib_exception(py, &UNPICKLING_ERROR, "UnpicklingError").into_bound(py),
+        msg.into(),
+    )
 }
 
 /// A core-crate error (which names what and where) as `pickle.UnpicklingError`.
