@@ -73,6 +73,9 @@ pub struct Encoder<'w> {
     /// `opcode_boundary` has work to do only once `buf.len()` reaches this (see
     /// `refresh_boundary`): one comparison on the hot path instead of C's three.
     boundary_at: usize,
+    /// `framing && frame_start.is_none()`: the next write opens a frame (kept by
+    /// `refresh_boundary`, so [`write_raw`](Self::write_raw) tests one flag).
+    needs_frame: bool,
 }
 
 impl std::fmt::Debug for Encoder<'_> {
@@ -113,6 +116,7 @@ impl<'w> Encoder<'w> {
             frame_start: None,
             sink,
             boundary_at: usize::MAX,
+            needs_frame: false,
         };
         encoder.refresh_boundary();
         Ok(encoder)
@@ -127,6 +131,7 @@ impl<'w> Encoder<'w> {
             None if !self.framing && self.sink.is_some() => UNFRAMED_FLUSH,
             _ => usize::MAX,
         };
+        self.needs_frame = self.framing && self.frame_start.is_none();
     }
 
     /// The protocol being written.
@@ -180,10 +185,57 @@ impl<'w> Encoder<'w> {
     /// (`_Pickler_Write`).
     #[inline(always)]
     pub fn write_raw(&mut self, data: &[u8]) {
-        if self.framing && self.frame_start.is_none() {
+        if self.needs_frame {
             self.open_frame();
         }
         self.buf.extend_from_slice(data);
+    }
+
+    /// `write_raw(head)` then `write_raw(data)` with one capacity check.
+    #[inline(always)]
+    fn write_head_data<const H: usize>(&mut self, head: &[u8; H], data: &[u8]) {
+        if self.needs_frame {
+            self.open_frame();
+        }
+        self.buf.reserve(H + data.len());
+        self.buf.extend_from_slice(head);
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Write a run of scalars without an opcode boundary check per scalar: `fill` receives
+    /// scratch space for `k` scalars of at most [`SCALAR_MAX`] bytes each, where `k <= max` is
+    /// chosen so that none of the boundaries the run passes could commit a frame or flush, and
+    /// returns how many scalars it wrote and their length in bytes. Returns that count (0 when
+    /// a boundary is due: the caller then writes the next scalar the ordinary way).
+    ///
+    /// The bytes are those of [`opcode_boundary`](Self::opcode_boundary) followed by the
+    /// scalar's own writer, for each scalar in turn, as long as `fill` spells each scalar as that
+    /// writer does (it must use [`binfloat_bytes`] and [`binint_bytes`]).
+    #[inline(always)]
+    pub(crate) fn scalar_run(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8], usize) -> (usize, usize),
+    ) -> usize {
+        if self.needs_frame {
+            // The first scalar's boundary check happens before its frame opens, when there is
+            // nothing to commit; opening the frame first writes the same bytes.
+            self.open_frame();
+        }
+        let start = self.buf.len();
+        let Some(room) = self.boundary_at.checked_sub(start) else {
+            return 0;
+        };
+        // Scalar `i` starts at most `SCALAR_MAX * i` bytes after `start`: its boundary check is a
+        // no-op while that is below `boundary_at`.
+        let k = max.min(room.div_ceil(SCALAR_MAX));
+        if k == 0 {
+            return 0;
+        }
+        self.buf.resize(start + k * SCALAR_MAX, 0);
+        let (n, bytes) = fill(&mut self.buf[start..], k);
+        self.buf.truncate(start + bytes);
+        n
     }
 
     #[cold]
@@ -293,13 +345,13 @@ impl<'w> Encoder<'w> {
     // ---------------------------------------------------------------------------------------
 
     /// Write one opcode that takes no argument (`MARK`, `APPENDS`, `REDUCE`, `BUILD`, ...).
-    #[inline]
+    #[inline(always)]
     pub fn opcode(&mut self, op: Opcode) {
         self.write_raw(&[op.byte()]);
     }
 
     /// `MARK`.
-    #[inline]
+    #[inline(always)]
     pub fn mark(&mut self) {
         self.opcode(Opcode::MARK);
     }
@@ -313,6 +365,9 @@ impl<'w> Encoder<'w> {
             self.opcode(Opcode::MEMOIZE);
         } else if idx < 256 && self.proto > 0 {
             self.write_raw(&[Opcode::BINPUT.byte(), idx as u8]);
+        } else if idx <= u32::MAX as u64 && self.proto > 0 {
+            let b = (idx as u32).to_le_bytes();
+            self.write_raw(&[Opcode::LONG_BINPUT.byte(), b[0], b[1], b[2], b[3]]);
         } else {
             return self.put_slow(idx);
         }
@@ -339,6 +394,10 @@ impl<'w> Encoder<'w> {
         if idx < 256 && self.proto > 0 {
             self.write_raw(&[Opcode::BINGET.byte(), idx as u8]);
             Ok(())
+        } else if idx <= u32::MAX as u64 && self.proto > 0 {
+            let b = (idx as u32).to_le_bytes();
+            self.write_raw(&[Opcode::LONG_BINGET.byte(), b[0], b[1], b[2], b[3]]);
+            Ok(())
         } else {
             self.get_slow(idx)
         }
@@ -363,13 +422,13 @@ impl<'w> Encoder<'w> {
     // ---------------------------------------------------------------------------------------
 
     /// `None`.
-    #[inline]
+    #[inline(always)]
     pub fn none(&mut self) {
         self.opcode(Opcode::NONE);
     }
 
     /// A bool: `NEWTRUE`/`NEWFALSE` at protocol 2+, `I01\n`/`I00\n` below (`save_bool`).
-    #[inline]
+    #[inline(always)]
     pub fn bool(&mut self, v: bool) {
         if self.proto >= 2 {
             self.opcode(if v { Opcode::NEWTRUE } else { Opcode::NEWFALSE });
@@ -384,14 +443,8 @@ impl<'w> Encoder<'w> {
     pub fn int(&mut self, v: i64) {
         if let Ok(v32) = i32::try_from(v) {
             if self.proto > 0 {
-                let b = v32.to_le_bytes();
-                if b[2] != 0 || b[3] != 0 {
-                    self.write_raw(&[Opcode::BININT.byte(), b[0], b[1], b[2], b[3]]);
-                } else if b[1] != 0 {
-                    self.write_raw(&[Opcode::BININT2.byte(), b[0], b[1]]);
-                } else {
-                    self.write_raw(&[Opcode::BININT1.byte(), b[0]]);
-                }
+                let (b, n) = binint_bytes(v32);
+                self.write_raw(&b[..n]);
             } else {
                 self.int_text(v);
             }
@@ -449,9 +502,7 @@ impl<'w> Encoder<'w> {
     #[inline(always)]
     pub fn float(&mut self, v: f64) {
         if self.proto > 0 {
-            let mut b = [Opcode::BINFLOAT.byte(), 0, 0, 0, 0, 0, 0, 0, 0];
-            b[1..].copy_from_slice(&v.to_be_bytes());
-            self.write_raw(&b);
+            self.write_raw(&binfloat_bytes(v));
         } else {
             self.float_text(v);
         }
@@ -474,14 +525,13 @@ impl<'w> Encoder<'w> {
         let data = s.as_bytes();
         let n = data.len();
         if n <= 0xff && self.proto >= 4 {
-            self.write_raw(&[Opcode::SHORT_BINUNICODE.byte(), n as u8]);
-            self.write_raw(data);
+            self.write_head_data(&[Opcode::SHORT_BINUNICODE.byte(), n as u8], data);
             return Ok(());
         }
         if n < FRAME_SIZE_TARGET && self.proto >= 1 {
             let len = (n as u32).to_le_bytes();
-            self.write_raw(&[Opcode::BINUNICODE.byte(), len[0], len[1], len[2], len[3]]);
-            self.write_raw(data);
+            let head = [Opcode::BINUNICODE.byte(), len[0], len[1], len[2], len[3]];
+            self.write_head_data(&head, data);
             return Ok(());
         }
         self.str_slow(s)
@@ -604,6 +654,7 @@ impl<'w> Encoder<'w> {
     }
 
     /// An empty list: `EMPTY_LIST`, or `MARK LIST` at protocol 0.
+    #[inline(always)]
     pub fn empty_list(&mut self) {
         if self.proto > 0 {
             self.opcode(Opcode::EMPTY_LIST);
@@ -613,6 +664,7 @@ impl<'w> Encoder<'w> {
     }
 
     /// An empty dict: `EMPTY_DICT`, or `MARK DICT` at protocol 0.
+    #[inline(always)]
     pub fn empty_dict(&mut self) {
         if self.proto > 0 {
             self.opcode(Opcode::EMPTY_DICT);
@@ -882,6 +934,43 @@ impl Iterator for Batches {
         self.pos += batch.len;
         Some(batch)
     }
+}
+
+// -------------------------------------------------------------------------------------------
+// Scalar spellings shared by `Encoder` and fast paths that write runs of scalars
+// -------------------------------------------------------------------------------------------
+
+/// The most bytes a scalar written through [`Encoder::scalar_run`] may take.
+pub(crate) const SCALAR_MAX: usize = 9;
+
+/// `BININT1` / `BININT2` / `BININT` for `v` (protocol 1+), padded: the first `n` bytes count.
+#[inline(always)]
+pub(crate) fn binint_bytes(v: i32) -> ([u8; 5], usize) {
+    let b = v.to_le_bytes();
+    if b[2] != 0 || b[3] != 0 {
+        ([Opcode::BININT.byte(), b[0], b[1], b[2], b[3]], 5)
+    } else if b[1] != 0 {
+        ([Opcode::BININT2.byte(), b[0], b[1], 0, 0], 3)
+    } else {
+        ([Opcode::BININT1.byte(), b[0], 0, 0, 0], 2)
+    }
+}
+
+/// `BINFLOAT` for `v` (protocol 1+).
+#[inline(always)]
+pub(crate) fn binfloat_bytes(v: f64) -> [u8; 9] {
+    let f = v.to_be_bytes();
+    [
+        Opcode::BINFLOAT.byte(),
+        f[0],
+        f[1],
+        f[2],
+        f[3],
+        f[4],
+        f[5],
+        f[6],
+        f[7],
+    ]
 }
 
 // -------------------------------------------------------------------------------------------

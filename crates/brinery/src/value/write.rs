@@ -32,7 +32,10 @@ use std::io::Write;
 use std::rc::Rc;
 
 use super::{CallKind, Global, Mutation, Pickle, Value, ValueId};
-use crate::encode::{batches, python2_name, python3_name, BatchRule, Batches, Encoder};
+use crate::encode::{
+    batches, binfloat_bytes, binint_bytes, python2_name, python3_name, BatchRule, Batches, Encoder,
+    SCALAR_MAX,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::opcode::Opcode;
 use crate::pystr::PyString;
@@ -66,7 +69,52 @@ impl Pickle {
     }
 }
 
-const NO_MEMO: u32 = u32::MAX;
+/// How many container levels the writer handles by native recursion before it falls back to its
+/// explicit work stack (so any depth is fine, and plain trees run without task bookkeeping).
+const INLINE_DEPTH: u32 = 24;
+
+/// Memo slots per page of [`MemoTable`].
+const MEMO_PAGE: usize = 1024;
+
+/// The memo index of each value, by value id, in pages of [`MEMO_PAGE`] slots allocated on first
+/// use: a big list of floats memoizes one value and must not pay for a slot per float. A slot
+/// holds the index plus one; 0 means "not memoized".
+struct MemoTable {
+    pages: Vec<Option<Box<[u32; MEMO_PAGE]>>>,
+}
+
+impl MemoTable {
+    fn new(values: usize) -> Self {
+        let mut pages = Vec::new();
+        pages.resize_with(values.div_ceil(MEMO_PAGE), || None);
+        MemoTable { pages }
+    }
+
+    #[inline(always)]
+    fn get(&self, id: ValueId) -> Option<u32> {
+        let i = id.index();
+        let page = self.pages.get(i / MEMO_PAGE)?.as_deref()?;
+        page[i % MEMO_PAGE].checked_sub(1)
+    }
+
+    /// Record `idx` for `id` (ids outside the arena are ignored).
+    #[inline(always)]
+    fn set(&mut self, id: ValueId, idx: u32) {
+        let i = id.index();
+        if let Some(slot) = self.pages.get_mut(i / MEMO_PAGE) {
+            let page = match slot {
+                Some(page) => page,
+                None => slot.insert(Self::new_page()),
+            };
+            page[i % MEMO_PAGE] = idx.wrapping_add(1);
+        }
+    }
+
+    #[cold]
+    fn new_page() -> Box<[u32; MEMO_PAGE]> {
+        Box::new([0; MEMO_PAGE])
+    }
+}
 
 fn unsupported(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Unsupported(msg.into()))
@@ -217,7 +265,7 @@ struct Writer<'a, 'e, 'w> {
     p: &'a Pickle,
     enc: &'e mut Encoder<'w>,
     proto: u8,
-    memo: Vec<u32>,
+    memo: MemoTable,
     memo_len: u32,
     global_memo: HashMap<(PyString, PyString), u32>,
     name_memo: HashMap<(PyString, bool), u32>,
@@ -237,7 +285,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             p,
             enc,
             proto,
-            memo: vec![NO_MEMO; p.len()],
+            memo: MemoTable::new(p.len()),
             memo_len: 0,
             global_memo: HashMap::new(),
             name_memo: HashMap::new(),
@@ -276,17 +324,15 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             .ok_or_else(|| unsupported(format!("value id {} is out of range", id.index())))
     }
 
-    #[inline]
+    #[inline(always)]
     fn memo_of(&self, id: ValueId) -> Option<u32> {
-        match self.memo.get(id.index()) {
-            Some(&i) if i != NO_MEMO => Some(i),
-            _ => None,
-        }
+        self.memo.get(id)
     }
 
+    #[inline(always)]
     fn next_memo(&mut self) -> Result<u32> {
         let idx = self.memo_len;
-        if idx == NO_MEMO {
+        if idx == u32::MAX {
             return Err(unsupported("too many memo entries"));
         }
         self.enc.put(idx as u64)?;
@@ -296,11 +342,16 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
 
     fn memoize(&mut self, ident: ValueId) -> Result<()> {
         if self.memo_of(ident).is_none() {
-            let idx = self.next_memo()?;
-            if let Some(slot) = self.memo.get_mut(ident.index()) {
-                *slot = idx;
-            }
+            self.memoize_new(ident)?;
         }
+        Ok(())
+    }
+
+    /// Memoize `ident`, which the caller knows is not memoized yet.
+    #[inline(always)]
+    fn memoize_new(&mut self, ident: ValueId) -> Result<()> {
+        let idx = self.next_memo()?;
+        self.memo.set(ident, idx);
         Ok(())
     }
 
@@ -374,32 +425,8 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         match task {
             Task::Save { value, ident } => self.save(value, ident)?,
             Task::Op(op) => self.enc.opcode(op),
-            Task::Items {
-                items,
-                mut pos,
-                end,
-            } => {
-                // Save items inline while they schedule no work of their own (scalars, strings,
-                // memo hits); when one does, its tasks run first and the rest of the items are
-                // resumed after them.
-                while pos < end {
-                    pos = self.save_scalar_run(items.as_slice(), pos, end)?;
-                    if pos >= end {
-                        break;
-                    }
-                    let Some(&id) = items.as_slice().get(pos) else {
-                        break;
-                    };
-                    pos += 1;
-                    let before = self.tasks.len();
-                    self.save(id, id)?;
-                    if self.tasks.len() != before {
-                        if pos < end {
-                            self.tasks.insert(before, Task::Items { items, pos, end });
-                        }
-                        break;
-                    }
-                }
+            Task::Items { items, pos, end } => {
+                self.resume_items(items, pos, end, 0)?;
             }
             Task::Batched {
                 items,
@@ -453,29 +480,8 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                     }
                 }
             }
-            Task::PairItems {
-                pairs,
-                mut pos,
-                end,
-            } => {
-                // Like `Items`, over keys and values interleaved: position `2i` is the key of
-                // pair `i`, `2i + 1` its value.
-                while pos < end {
-                    let Some(&(k, v)) = pairs.as_slice().get(pos / 2) else {
-                        break;
-                    };
-                    let id = if pos % 2 == 0 { k } else { v };
-                    pos += 1;
-                    let before = self.tasks.len();
-                    self.save(id, id)?;
-                    if self.tasks.len() != before {
-                        if pos < end {
-                            self.tasks
-                                .insert(before, Task::PairItems { pairs, pos, end });
-                        }
-                        break;
-                    }
-                }
+            Task::PairItems { pairs, pos, end } => {
+                self.resume_pairs(pairs, pos, end, 0)?;
             }
             Task::Memoize(ident) => self.memoize(ident)?,
             Task::MaybeMemo(ident) => {
@@ -554,9 +560,7 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             Task::GlobalDone(ident, key) => {
                 let idx = self.next_memo()?;
                 if let Some(id) = ident {
-                    if let Some(slot) = self.memo.get_mut(id.index()) {
-                        *slot = idx;
-                    }
+                    self.memo.set(id, idx);
                 }
                 self.global_memo.insert(key, idx);
             }
@@ -746,39 +750,282 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         self.push_batched(Items::Owned(items), rule, single, multi);
     }
 
-    /// Save the scalars (`None`, bools, ints, floats) of `items[pos..end]` up to the first value
-    /// that is not one, in a tight loop; returns the position of that value. Big lists of
-    /// numbers are the common case this serves.
+    /// Save `items[pos..end]` in order (the items of one batch, or of a tuple). Scalars and
+    /// strings are written inline and containers by native recursion up to [`INLINE_DEPTH`]; when
+    /// an item schedules tasks of its own (a tuple, an object, a container too deep), the rest is
+    /// put back on the work stack below those tasks. Returns whether all items were written.
+    #[inline(always)]
+    fn resume_items(
+        &mut self,
+        items: Items<'a>,
+        mut pos: usize,
+        end: usize,
+        depth: u32,
+    ) -> Result<bool> {
+        while pos < end {
+            pos = self.save_scalar_run(items.as_slice(), pos, end)?;
+            if pos >= end {
+                break;
+            }
+            let Some(&id) = items.as_slice().get(pos) else {
+                break;
+            };
+            pos += 1;
+            let before = self.tasks.len();
+            self.enc.opcode_boundary()?;
+            self.save_compound(id, depth)?;
+            if self.tasks.len() != before {
+                if pos < end {
+                    self.tasks.insert(before, Task::Items { items, pos, end });
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Like [`resume_items`](Self::resume_items) over keys and values interleaved: position `2i`
+    /// is the key of pair `i`, `2i + 1` its value.
+    #[inline(always)]
+    fn resume_pairs(
+        &mut self,
+        pairs: Pairs<'a>,
+        mut pos: usize,
+        end: usize,
+        depth: u32,
+    ) -> Result<bool> {
+        while pos < end {
+            let Some(&(k, v)) = pairs.as_slice().get(pos / 2) else {
+                break;
+            };
+            let id = if pos % 2 == 0 { k } else { v };
+            pos += 1;
+            let before = self.tasks.len();
+            self.save_item(id, depth)?;
+            if self.tasks.len() != before {
+                if pos < end {
+                    self.tasks
+                        .insert(before, Task::PairItems { pairs, pos, end });
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// `save()` of an item of a container (its own identity), at recursion depth `depth`.
+    #[inline(always)]
+    fn save_item(&mut self, id: ValueId, depth: u32) -> Result<()> {
+        if self.save_simple(id)? {
+            return Ok(());
+        }
+        self.enc.opcode_boundary()?;
+        self.save_compound(id, depth)
+    }
+
+    /// The rest of `save()` (after the opcode boundary) for a value saved under its own identity:
+    /// memo hits, strings, `bytes`, and lists, dicts and sets written by native recursion while
+    /// `depth` allows; everything else goes to [`save_slow`](Self::save_slow), which may schedule
+    /// tasks.
+    fn save_compound(&mut self, id: ValueId, depth: u32) -> Result<()> {
+        let Some(value) = self.p.values().get(id.index()) else {
+            return self.save_slow(id, id);
+        };
+        let proto = self.proto;
+        match value {
+            Value::Str(s) => {
+                if let Some(idx) = self.memo_of(id) {
+                    return self.enc.get(idx as u64);
+                }
+                self.enc.str(s)?;
+                self.memoize_new(id)
+            }
+            Value::Bytes(b) if proto >= 3 => {
+                if let Some(idx) = self.memo_of(id) {
+                    return self.enc.get(idx as u64);
+                }
+                self.enc.bytes(b)?;
+                self.memoize_new(id)
+            }
+            Value::List(items) if depth < INLINE_DEPTH => {
+                if let Some(idx) = self.memo_of(id) {
+                    return self.enc.get(idx as u64);
+                }
+                self.enc.empty_list();
+                self.memoize_new(id)?;
+                self.inline_batched(
+                    items,
+                    batches(items.len(), BatchRule::list(proto)),
+                    Opcode::APPEND,
+                    Opcode::APPENDS,
+                    depth + 1,
+                )
+            }
+            Value::Dict(pairs) if depth < INLINE_DEPTH => {
+                if let Some(idx) = self.memo_of(id) {
+                    return self.enc.get(idx as u64);
+                }
+                self.enc.empty_dict();
+                self.memoize_new(id)?;
+                self.inline_pairs_batched(
+                    pairs,
+                    batches(pairs.len(), BatchRule::dict(proto)),
+                    depth + 1,
+                )
+            }
+            Value::Set(items) if proto >= 4 && depth < INLINE_DEPTH => {
+                if let Some(idx) = self.memo_of(id) {
+                    return self.enc.get(idx as u64);
+                }
+                self.enc.opcode(Opcode::EMPTY_SET);
+                self.memoize_new(id)?;
+                self.inline_batched(
+                    items,
+                    batches(items.len(), BatchRule::SetExact),
+                    Opcode::ADDITEMS,
+                    Opcode::ADDITEMS,
+                    depth + 1,
+                )
+            }
+            _ => self.save_slow(id, id),
+        }
+    }
+
+    /// What `Task::Batched` does, by native recursion: each batch is `MARK`, the items, then
+    /// `multi` (or the item, then `single`). If an item schedules tasks, the rest of this batch,
+    /// its closing opcode and the remaining batches are put back on the work stack below them.
+    fn inline_batched(
+        &mut self,
+        items: &'a [ValueId],
+        mut batches: Batches,
+        single: Opcode,
+        multi: Opcode,
+        depth: u32,
+    ) -> Result<()> {
+        while let Some(b) = batches.next() {
+            if b.marked {
+                self.enc.opcode(Opcode::MARK);
+            }
+            let close = if b.marked { multi } else { single };
+            let before = self.tasks.len();
+            if !self.resume_items(Items::Arena(items), b.start, b.start + b.len, depth)? {
+                self.tasks.insert(before, Task::Op(close));
+                self.tasks.insert(
+                    before,
+                    Task::Batched {
+                        items: Items::Arena(items),
+                        batches,
+                        single,
+                        multi,
+                    },
+                );
+                return Ok(());
+            }
+            self.enc.opcode(close);
+        }
+        Ok(())
+    }
+
+    /// What `Task::PairsBatched` does, by native recursion (see
+    /// [`inline_batched`](Self::inline_batched)).
+    fn inline_pairs_batched(
+        &mut self,
+        pairs: &'a [(ValueId, ValueId)],
+        mut batches: Batches,
+        depth: u32,
+    ) -> Result<()> {
+        while let Some(b) = batches.next() {
+            if b.marked {
+                self.enc.opcode(Opcode::MARK);
+            }
+            let close = if b.marked {
+                Opcode::SETITEMS
+            } else {
+                Opcode::SETITEM
+            };
+            let before = self.tasks.len();
+            let (pos, end) = (2 * b.start, 2 * (b.start + b.len));
+            if !self.resume_pairs(Pairs::Arena(pairs), pos, end, depth)? {
+                self.tasks.insert(before, Task::Op(close));
+                self.tasks.insert(
+                    before,
+                    Task::PairsBatched {
+                        pairs: Pairs::Arena(pairs),
+                        batches,
+                    },
+                );
+                return Ok(());
+            }
+            self.enc.opcode(close);
+        }
+        Ok(())
+    }
+
+    /// Save the scalars (`None`, bools, ints, floats) and strings of `items[pos..end]` up to the
+    /// first value that is neither, in a tight loop; returns the position of that value. Big
+    /// lists of numbers or strings are the common case this serves.
     #[inline(always)]
     fn save_scalar_run(&mut self, items: &[ValueId], mut pos: usize, end: usize) -> Result<usize> {
         let values = self.p.values();
+        let proto = self.proto;
         let end = end.min(items.len());
         while pos < end {
-            let Some(value) = values.get(items[pos].index()) else {
+            let id = items[pos];
+            if proto > 0 && values.get(id.index()).is_some_and(|v| run_scalar(v, proto)) {
+                let run = &items[pos..end.min(pos + SCALAR_RUN)];
+                let n = self.enc.scalar_run(run.len(), |out, k| {
+                    fill_scalars(values, &run[..k], proto, out)
+                });
+                if n > 0 {
+                    pos += n;
+                    continue;
+                }
+            }
+            if !self.save_simple(id)? {
                 break;
-            };
-            match value {
-                Value::Float(f) => {
-                    self.enc.opcode_boundary()?;
-                    self.enc.float(*f);
-                }
-                Value::Int(i) => {
-                    self.enc.opcode_boundary()?;
-                    self.enc.int(*i);
-                }
-                Value::None => {
-                    self.enc.opcode_boundary()?;
-                    self.enc.none();
-                }
-                Value::Bool(b) => {
-                    self.enc.opcode_boundary()?;
-                    self.enc.bool(*b);
-                }
-                _ => break,
             }
             pos += 1;
         }
         Ok(pos)
+    }
+
+    /// `save()` of `id` under its own identity if it is a scalar or a `str` (opcode boundary
+    /// included); returns false, having written nothing, for anything else.
+    #[inline(always)]
+    fn save_simple(&mut self, id: ValueId) -> Result<bool> {
+        let Some(value) = self.p.values().get(id.index()) else {
+            return Ok(false);
+        };
+        match value {
+            Value::Float(f) => {
+                self.enc.opcode_boundary()?;
+                self.enc.float(*f);
+            }
+            Value::Int(i) => {
+                self.enc.opcode_boundary()?;
+                self.enc.int(*i);
+            }
+            Value::None => {
+                self.enc.opcode_boundary()?;
+                self.enc.none();
+            }
+            Value::Bool(b) => {
+                self.enc.opcode_boundary()?;
+                self.enc.bool(*b);
+            }
+            Value::Str(s) => {
+                self.enc.opcode_boundary()?;
+                match self.memo_of(id) {
+                    Some(idx) => self.enc.get(idx as u64)?,
+                    None => {
+                        self.enc.str(s)?;
+                        self.memoize_new(id)?;
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// `save()`: scalars inline (the bulk of big lists), everything else out of line.
@@ -1188,8 +1435,8 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         // when two different objects have it.
         let introduced = !matches!(g, GlobalRef::Arena(_));
         if let Some(&idx) = self.global_memo.get(&key).filter(|_| introduced) {
-            if let Some(slot) = ident.and_then(|id| self.memo.get_mut(id.index())) {
-                *slot = idx;
+            if let Some(id) = ident {
+                self.memo.set(id, idx);
             }
             return self.enc.get(idx as u64);
         }
@@ -1224,6 +1471,61 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         self.enc.global(module.as_bytes(), name.as_bytes())?;
         self.step(Task::GlobalDone(ident, key))
     }
+}
+
+/// How many scalars [`Writer::save_scalar_run`] hands to [`Encoder::scalar_run`] at once.
+const SCALAR_RUN: usize = 256;
+
+/// Whether [`fill_scalars`] writes `v` at `proto` (1+).
+#[inline(always)]
+fn run_scalar(v: &Value, proto: u8) -> bool {
+    match v {
+        Value::Float(_) | Value::None => true,
+        Value::Int(i) => i32::try_from(*i).is_ok(),
+        Value::Bool(_) => proto >= 2,
+        _ => false,
+    }
+}
+
+/// Spell the scalars `ids` at `proto` (1+) into `out` as [`Encoder`] would, up to the first
+/// value [`run_scalar`] rejects; returns how many were written and their length in bytes.
+#[inline(always)]
+fn fill_scalars(values: &[Value], ids: &[ValueId], proto: u8, out: &mut [u8]) -> (usize, usize) {
+    let mut o = 0;
+    for (n, &id) in ids.iter().enumerate() {
+        let Some(dst) = out.get_mut(o..o + SCALAR_MAX) else {
+            return (n, o);
+        };
+        match values.get(id.index()) {
+            Some(Value::Float(f)) => {
+                dst.copy_from_slice(&binfloat_bytes(*f));
+                o += SCALAR_MAX;
+            }
+            Some(Value::Int(i)) => {
+                let Ok(v) = i32::try_from(*i) else {
+                    return (n, o);
+                };
+                let (b, len) = binint_bytes(v);
+                dst[..5].copy_from_slice(&b);
+                o += len;
+            }
+            Some(Value::None) => {
+                dst[0] = Opcode::NONE.byte();
+                o += 1;
+            }
+            Some(Value::Bool(b)) if proto >= 2 => {
+                dst[0] = if *b {
+                    Opcode::NEWTRUE
+                } else {
+                    Opcode::NEWFALSE
+                }
+                .byte();
+                o += 1;
+            }
+            _ => return (n, o),
+        }
+    }
+    (ids.len(), o)
 }
 
 /// `bytes.decode('latin1')`.
@@ -1289,7 +1591,10 @@ mod tests {
             panic!()
         };
         assert!(matches!(obj.mutations[..], [Mutation::Discard(_)]));
-        assert!(out.ends_with(b"0."), "the call is popped just before STOP: {out:?}");
+        assert!(
+            out.ends_with(b"0."),
+            "the call is popped just before STOP: {out:?}"
+        );
     }
 
     #[test]
