@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -118,7 +118,7 @@ fn json(args: &JsonArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_input(path: &PathBuf) -> Result<Vec<u8>> {
+fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut data = Vec::new();
         io::stdin()
@@ -131,7 +131,7 @@ fn read_input(path: &PathBuf) -> Result<Vec<u8>> {
     }
 }
 
-fn display_name(path: &PathBuf) -> String {
+fn display_name(path: &Path) -> String {
     if path.as_os_str() == "-" {
         "standard input".to_owned()
     } else {
