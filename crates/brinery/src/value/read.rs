@@ -119,8 +119,15 @@ impl<'a, 'l> Reader<'a, 'l> {
                 None,
             ));
         }
+        // Size the arena once, for the values the stream can create (within the allocation
+        // limit): no reallocation while reading, and no memory beyond what the pickle needs.
+        let capacity = self
+            .decoder
+            .count_new_values()
+            .saturating_add(1)
+            .min(usize::try_from(self.limits.max_alloc() / VALUE_COST).unwrap_or(usize::MAX));
         let mut machine = Machine {
-            values: Vec::new(),
+            values: Vec::with_capacity(capacity),
             stack: Vec::new(),
             marks: Vec::new(),
             memo: Memo::default(),
