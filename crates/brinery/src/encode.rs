@@ -59,6 +59,31 @@ pub const BATCH_SIZE: usize = 1000;
 /// Without a sink, flush the unframed buffer (protocols 0-3) once it is this large.
 const UNFRAMED_FLUSH: usize = 1 << 20;
 
+/// The opcode header of a `str` of `size` UTF-8 bytes at binary protocol `proto` (`save_unicode`):
+/// `SHORT_BINUNICODE` (protocol 4+, up to 255 bytes), `BINUNICODE`, or `BINUNICODE8` (protocol
+/// 4+, over 4 GiB). Returns the header buffer and how many of its bytes are used, or `None` when
+/// no opcode of `proto` can carry that size. Shared by [`Encoder::str`] and the Python `Pickler`,
+/// which writes the payload from the `str` object itself.
+pub fn unicode_header(proto: u8, size: usize) -> Option<([u8; 9], usize)> {
+    let mut header = [0u8; 9];
+    let len = if size <= 0xff && proto >= 4 {
+        header[0] = Opcode::SHORT_BINUNICODE.byte();
+        header[1] = size as u8;
+        2
+    } else if let Ok(n) = u32::try_from(size) {
+        header[0] = Opcode::BINUNICODE.byte();
+        header[1..5].copy_from_slice(&n.to_le_bytes());
+        5
+    } else if proto >= 4 {
+        header[0] = Opcode::BINUNICODE8.byte();
+        header[1..9].copy_from_slice(&(size as u64).to_le_bytes());
+        9
+    } else {
+        return None;
+    };
+    Some((header, len))
+}
+
 fn unsupported(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Unsupported(msg.into()))
 }
@@ -548,21 +573,7 @@ impl<'w> Encoder<'w> {
             return Ok(());
         }
         let data = s.as_bytes();
-        let size = data.len();
-        let mut header = [0u8; 9];
-        let hlen = if size <= 0xff && self.proto >= 4 {
-            header[0] = Opcode::SHORT_BINUNICODE.byte();
-            header[1] = size as u8;
-            2
-        } else if let Ok(n) = u32::try_from(size) {
-            header[0] = Opcode::BINUNICODE.byte();
-            header[1..5].copy_from_slice(&n.to_le_bytes());
-            5
-        } else if self.proto >= 4 {
-            header[0] = Opcode::BINUNICODE8.byte();
-            header[1..9].copy_from_slice(&(size as u64).to_le_bytes());
-            9
-        } else {
+        let Some((header, hlen)) = unicode_header(self.proto, data.len()) else {
             return Err(unsupported(
                 "serializing a string larger than 4 GiB requires pickle protocol 4 or higher",
             ));

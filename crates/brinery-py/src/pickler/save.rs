@@ -795,21 +795,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
 
     fn write_unicode_binary(&mut self, data: &[u8]) -> PyResult<()> {
         let py = self.py;
-        let size = data.len();
-        let mut header = [0u8; 9];
-        let hlen = if size <= 0xff && self.proto >= 4 {
-            header[0] = Opcode::SHORT_BINUNICODE.byte();
-            header[1] = size as u8;
-            2
-        } else if let Ok(n) = u32::try_from(size) {
-            header[0] = Opcode::BINUNICODE.byte();
-            header[1..5].copy_from_slice(&n.to_le_bytes());
-            5
-        } else if self.proto >= 4 {
-            header[0] = Opcode::BINUNICODE8.byte();
-            header[1..9].copy_from_slice(&(size as u64).to_le_bytes());
-            9
-        } else {
+        let Some((header, hlen)) = brinery::encode::unicode_header(self.proto, data.len()) else {
             return Err(PyOverflowError::new_err(
                 "serializing a string larger than 4 GiB requires pickle protocol 4 or higher",
             ));
