@@ -668,3 +668,20 @@ def test_mutated_pickles_raise_only_python_exceptions(run_python, corpus_dir, se
     proc = run_python(FUZZ, str(corpus_dir), str(seed), "3000", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "done 3000 mismatches 0" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_fix_imports_none_means_false_like_c():
+    """`fix_imports` is converted with PyObject_IsTrue, as Argument Clinic's `bool` does in
+    `_pickle`: an explicit None turns the Python 2 name mapping off (it used to mean True)."""
+    data = b"c__builtin__\nset\n)R."  # protocol 0: __builtin__.set only exists through the mapping
+    assert brinery.loads(data) == pickle.loads(data) == set()
+    for load in (
+        lambda m: m.loads(data, fix_imports=None),
+        lambda m: m.load(io.BytesIO(data), fix_imports=None),
+        lambda m: m.Unpickler(io.BytesIO(data), fix_imports=None).load(),
+    ):
+        with pytest.raises(ModuleNotFoundError) as ours:
+            load(brinery)
+        with pytest.raises(ModuleNotFoundError) as theirs:
+            load(pickle)
+        assert str(ours.value) == str(theirs.value)

@@ -8,6 +8,7 @@
 //! `Unpickler` reads through `brinery::decode::Decoder`; this crate owns only what is specific to
 //! Python objects.
 
+mod args;
 mod errors;
 mod pickler;
 mod unpickler;

@@ -24,16 +24,7 @@ use crate::errors::pickling_error;
 use memo::Memo;
 use save::{FastState, Hooks, Options, PyWriter, Saver};
 
-/// An argument converted with `PyObject_IsTrue`, like Argument Clinic's `bool`.
-pub(crate) struct Truthy(pub(crate) bool);
-
-impl<'a, 'py> FromPyObject<'a, 'py> for Truthy {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        Ok(Truthy(obj.is_truthy()?))
-    }
-}
+use crate::args::Truthy;
 
 /// `_Pickler_SetProtocol`: `None` → `DEFAULT_PROTOCOL`, negative → `HIGHEST_PROTOCOL`.
 fn parse_protocol(protocol: Option<&Bound<'_, PyAny>>) -> PyResult<u8> {

@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyTuple};
 use pyo3::PyTraverseError;
 
+use crate::args::Truthy;
 use crate::errors::unpickling_error;
 use input::{FileInput, MemoryInput};
 use machine::{Config, Input};
@@ -52,7 +53,7 @@ fn c_string(what: &str, s: &str) -> PyResult<CString> {
 
 impl Options {
     fn new(
-        fix_imports: &Bound<'_, PyAny>,
+        fix_imports: bool,
         encoding: &str,
         errors: &str,
         buffers: Option<&Bound<'_, PyAny>>,
@@ -64,7 +65,7 @@ impl Options {
             _ => None,
         };
         Ok(Options {
-            fix_imports: fix_imports.is_truthy()?,
+            fix_imports,
             encoding,
             errors,
             buffers,
@@ -133,20 +134,19 @@ impl<'py> Data<'py> {
 /// Read and return an object from the given pickle data.
 #[pyfunction]
 #[pyo3(
-    signature = (data, /, *, fix_imports = None, encoding = "ASCII", errors = "strict", buffers = None),
+    signature = (data, /, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None),
     text_signature = "(data, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
 )]
 fn loads<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
-    fix_imports: Option<&Bound<'py, PyAny>>,
+    fix_imports: Truthy,
     encoding: &str,
     errors: &str,
     buffers: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let data = Data::new(data)?;
-    let true_ = pyo3::types::PyBool::new(py, true).to_owned().into_any();
-    let opts = Options::new(fix_imports.unwrap_or(&true_), encoding, errors, buffers)?;
+    let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
     let memo = Mutex::new(Memo::default());
     let cfg = opts.config(py, &memo)?;
     let mut input = Input::Memory(MemoryInput::new(data.as_slice()));
@@ -163,20 +163,19 @@ fn loads<'py>(
 /// Read and return an object from the pickle data stored in a file.
 #[pyfunction]
 #[pyo3(
-    signature = (file, *, fix_imports = None, encoding = "ASCII", errors = "strict", buffers = None),
+    signature = (file, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None),
     text_signature = "(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
 )]
 fn load<'py>(
     py: Python<'py>,
     file: &Bound<'py, PyAny>,
-    fix_imports: Option<&Bound<'py, PyAny>>,
+    fix_imports: Truthy,
     encoding: &str,
     errors: &str,
     buffers: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file_input = FileInput::new(file)?;
-    let true_ = pyo3::types::PyBool::new(py, true).to_owned().into_any();
-    let opts = Options::new(fix_imports.unwrap_or(&true_), encoding, errors, buffers)?;
+    let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
     let memo = Mutex::new(Memo::default());
     let cfg = opts.config(py, &memo)?;
     let mut input = Input::File(&mut file_input);
@@ -227,11 +226,11 @@ impl Unpickler {
         }
     }
 
-    #[pyo3(signature = (file, *, fix_imports = None, encoding = "ASCII", errors = "strict", buffers = None))]
+    #[pyo3(signature = (file, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None))]
     fn __init__(
         slf: &Bound<'_, Self>,
         file: &Bound<'_, PyAny>,
-        fix_imports: Option<&Bound<'_, PyAny>>,
+        fix_imports: Truthy,
         encoding: &str,
         errors: &str,
         buffers: Option<&Bound<'_, PyAny>>,
@@ -246,8 +245,7 @@ impl Unpickler {
         );
         drop(old);
         let file_input = FileInput::new(file)?;
-        let true_ = pyo3::types::PyBool::new(py, true).to_owned().into_any();
-        let opts = Options::new(fix_imports.unwrap_or(&true_), encoding, errors, buffers)?;
+        let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
         // C's init_method_ref: a method bound to this very object is stored as its function.
         let pers_func = match slf
             .as_any()
