@@ -32,29 +32,7 @@ import sys
 import threading
 import traceback
 
-try:
-    import corpus_classes as cc
-except ImportError:  # the checker also works on corpora without custom classes
-    cc = None
-
-
-def load(data: bytes, how: str, buffers: list[bytes] | None) -> object:
-    if how == "persistent":
-        if cc is None:
-            raise RuntimeError("persistent pickles need corpus_classes on PYTHONPATH")
-        return cc.PersistentUnpickler(io.BytesIO(data)).load()
-    if how == "latin1":
-        return pickle.loads(data, encoding="latin1")
-    if how == "buffers":
-        return pickle.loads(data, buffers=buffers)
-    if how == "int_max_str_digits=0":
-        old = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-        try:
-            return pickle.loads(data)
-        finally:
-            sys.set_int_max_str_digits(old)
-    return pickle.loads(data)
+import corpus_classes as cc  # beside this script, so always on sys.path
 
 
 def ops(data: bytes):
@@ -164,7 +142,7 @@ def run(job: list[dict]) -> tuple[int, list[str]]:
         try:
             with open(original, "rb") as f:
                 original_data = f.read()
-            want = load(original_data, how, buffers)
+            want = cc.load_pickle(original_data, how, buffers)
         except Exception as e:  # noqa: BLE001
             failures.append(f"{original}: the original does not load: {e!r}")
             checked += len(entry["rewritten"])
@@ -177,11 +155,11 @@ def run(job: list[dict]) -> tuple[int, list[str]]:
                     data = f.read()
                 bad = check_opcodes(data, protocol)
                 if bad is None:
-                    got = load(data, how, buffers if protocol >= 5 else None)
+                    got = cc.load_pickle(data, how, buffers if protocol >= 5 else None)
                     bad = same(
                         want,
                         got,
-                        functools.partial(load, original_data, how, buffers),
+                        functools.partial(cc.load_pickle, original_data, how, buffers),
                     )
             except Exception as e:  # noqa: BLE001
                 bad = "".join(traceback.format_exception_only(type(e), e)).strip()

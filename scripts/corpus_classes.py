@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copyreg
 import enum
+import io
 import pickle
+import sys
 from collections import namedtuple
 from typing import Self
 
@@ -266,3 +268,23 @@ class PersistentUnpickler(pickle.Unpickler):
         if isinstance(pid, str) and pid.startswith("ext:"):
             return External(pid[4:])
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def load_pickle(data: bytes, how: str, buffers: list[bytes] | None = None) -> object:
+    """Load a corpus pickle the way its manifest entry says CPython must (``load``): with the
+    persistent-id unpickler, ``encoding="latin1"``, out-of-band ``buffers``, the int-digits limit
+    lifted, or plain ``pickle.loads``. Shared by gen_corpus.py and check_roundtrip.py."""
+    if how == "persistent":
+        return PersistentUnpickler(io.BytesIO(data)).load()
+    if how == "latin1":
+        return pickle.loads(data, encoding="latin1")
+    if how == "buffers":
+        return pickle.loads(data, buffers=buffers)
+    if how == "int_max_str_digits=0":
+        old = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)
+        try:
+            return pickle.loads(data)
+        finally:
+            sys.set_int_max_str_digits(old)
+    return pickle.loads(data)

@@ -624,23 +624,6 @@ def max_opcode_proto(data: bytes) -> int:
     return max(op.proto for op, _arg, _pos in pickletools.genops(data))
 
 
-def load(data: bytes, how: str, buffers: list[bytes] | None = None) -> object:
-    if how == "persistent":
-        return cc.PersistentUnpickler(io.BytesIO(data)).load()
-    if how == "latin1":
-        return pickle.loads(data, encoding="latin1")
-    if how == "buffers":
-        return pickle.loads(data, buffers=buffers)
-    if how == "int_max_str_digits=0":
-        old = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-        try:
-            return pickle.loads(data)
-        finally:
-            sys.set_int_max_str_digits(old)
-    return pickle.loads(data)
-
-
 def dump(case: Case, obj: object, proto: int) -> tuple[bytes, list[bytes]]:
     buffers: list[pickle.PickleBuffer] = []
     f = io.BytesIO()
@@ -755,14 +738,14 @@ def main(argv: list[str]) -> int:
                 how = "int_max_str_digits=0"
             else:
                 how = "loads"
-            load(data, how, buffers)  # every pickle must load with CPython
+            cc.load_pickle(data, how, buffers)  # every pickle must load with CPython
             write(case.name, proto, data, buffers, False, how)
 
     for hand in HAND:
         text, err = dis_text(hand.data)
         if text is None:
             raise SystemExit(f"hand-written pickle {hand.name} does not disassemble: {err}")
-        load(hand.data, hand.load)
+        cc.load_pickle(hand.data, hand.load)
         write(
             f"hand_{hand.name}",
             max_opcode_proto(hand.data),

@@ -147,9 +147,17 @@ fn loads<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let data = Data::new(data)?;
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
+    load_with_fresh_memo(py, &opts, Input::Memory(MemoryInput::new(data.as_slice())))
+}
+
+/// One load of the module-level `load`/`loads`, with a memo of its own.
+fn load_with_fresh_memo<'py>(
+    py: Python<'py>,
+    opts: &Options,
+    mut input: Input<'_, '_>,
+) -> PyResult<Bound<'py, PyAny>> {
     let memo = Mutex::new(Memo::default());
     let cfg = opts.config(py, &memo)?;
-    let mut input = Input::Memory(MemoryInput::new(data.as_slice()));
     let result = machine::load(py, &cfg, &mut input);
     drop(cfg);
     // The memo's objects are released after the lock (dropping may run Python code).
@@ -176,14 +184,7 @@ fn load<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file_input = FileInput::new(file)?;
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
-    let memo = Mutex::new(Memo::default());
-    let cfg = opts.config(py, &memo)?;
-    let mut input = Input::File(&mut file_input);
-    let result = machine::load(py, &cfg, &mut input);
-    drop(cfg);
-    let entries = lock(&memo).take();
-    drop(entries);
-    result
+    load_with_fresh_memo(py, &opts, Input::File(&mut file_input))
 }
 
 /// What `Unpickler.__init__` sets up.

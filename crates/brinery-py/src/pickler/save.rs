@@ -830,21 +830,23 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         self.memo_put(obj)
     }
 
+    /// Run `body` between C's `fast_save_enter`/`fast_save_leave` when in fast mode (cycle
+    /// detection without a memo); the leave runs even if `body` failed.
+    fn with_fast_guard(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        body: impl FnOnce(&mut Self) -> PyResult<()>,
+    ) -> PyResult<()> {
+        if !self.fast {
+            return body(self);
+        }
+        let status = self.fast_save_enter(obj).and_then(|()| body(self));
+        let left = self.fast_save_leave(obj);
+        status.and(left)
+    }
+
     fn save_list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
-        let obj = list.as_any();
-        let mut status = if self.fast {
-            self.fast_save_enter(obj)
-        } else {
-            Ok(())
-        };
-        if status.is_ok() {
-            status = self.save_list_body(list);
-        }
-        if self.fast {
-            let left = self.fast_save_leave(obj);
-            status = status.and(left);
-        }
-        status
+        self.with_fast_guard(list.as_any(), |s| s.save_list_body(list))
     }
 
     fn save_list_body(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
@@ -933,20 +935,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     }
 
     fn save_dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
-        let obj = dict.as_any();
-        let mut status = if self.fast {
-            self.fast_save_enter(obj)
-        } else {
-            Ok(())
-        };
-        if status.is_ok() {
-            status = self.save_dict_body(dict);
-        }
-        if self.fast {
-            let left = self.fast_save_leave(obj);
-            status = status.and(left);
-        }
-        status
+        self.with_fast_guard(dict.as_any(), |s| s.save_dict_body(dict))
     }
 
     fn save_dict_body(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
