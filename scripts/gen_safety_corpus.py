@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate brinery's safety corpus: malicious pickles (every evasion class) and benign real objects.
 
-Usage: .venv/bin/python scripts/gen_safety_corpus.py OUTDIR   (default target/safety-corpus)
+Usage: .venv/bin/python scripts/gen_safety_corpus.py [OUTDIR] [--malicious-only]
+(OUTDIR defaults to target/safety-corpus)
 
 Writes
 - ``OUTDIR/malicious/<name>.<ext>``: hand-assembled pickles and containers, one evasion per file.
@@ -1200,13 +1201,15 @@ def gen_benign(root: Path) -> list[dict[str, object]]:
 
 
 def main() -> None:
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "target" / "safety-corpus"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    malicious_only = "--malicious-only" in sys.argv[1:]
+    root = Path(args[0]) if args else REPO / "target" / "safety-corpus"
     root = root.resolve()
     import warnings
 
     warnings.simplefilter("ignore")  # convergence warnings of the tiny fits
     malicious = gen_malicious(root)
-    benign = gen_benign(root)
+    benign = [] if malicious_only else gen_benign(root)
     manifest = {"marker_dir": str(root / "markers"), "malicious": malicious, "benign": benign}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     kinds = len({e["kind"] for e in benign})
