@@ -289,6 +289,10 @@ def gen_numpy() -> Profile:
         ma_core.mvoid,
     ]
     ref += sorted(set(np.sctypeDict.values()), key=lambda t: t.__name__)
+    # the abstract scalar types too (`make_column_selector(dtype_include=np.number)`)
+    ref += [
+        v for v in vars(np).values() if isinstance(v, type) and issubclass(v, np.generic) and v not in ref
+    ]
     ref += [v for v in vars(np).values() if isinstance(v, np.ufunc)]
     everything = call + ref
     found = locations(everything, mods, NUMPY_PRIVATE_HOMES)
