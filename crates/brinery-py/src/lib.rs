@@ -11,6 +11,7 @@
 mod args;
 mod errors;
 mod pickler;
+mod scan;
 mod unpickler;
 
 use pyo3::prelude::*;
@@ -22,5 +23,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_PROTOCOL", brinery::DEFAULT_PROTOCOL)?;
     pickler::register(m)?;
     unpickler::register(m)?;
+    scan::register(m)?;
     Ok(())
 }
