@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod scan;
+
 /// Fast, safe pickling: inspect Python pickles without running them.
 #[derive(Debug, Parser)]
 #[command(name = "brinery", version, about, propagate_version = true)]
@@ -27,6 +29,9 @@ enum Command {
     Dis(DisArgs),
     /// Convert a pickle to JSON (see docs/json-mapping.md), without running anything.
     Json(JsonArgs),
+    /// Check whether pickles (or zip/gzip/bz2/xz/zlib/npy/joblib files of them) can run code;
+    /// exit 0 when all are clean, 1 on findings, 2 on errors.
+    Scan(scan::ScanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,7 +63,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|_| Err(Failure::Panicked));
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Done::Ok) => ExitCode::SUCCESS,
+        Ok(Done::Findings) => ExitCode::from(1),
+        Ok(Done::Errors) => ExitCode::from(2),
         Err(Failure::Error(err)) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(Failure::Error(err)) => {
             report(&err);
@@ -66,6 +73,12 @@ fn main() -> ExitCode {
         }
         Err(Failure::Panicked) => ExitCode::from(2),
     }
+}
+
+enum Done {
+    Ok,
+    Findings,
+    Errors,
 }
 
 enum Failure {
@@ -79,12 +92,19 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<Done, Failure> {
     match cli.command {
         Command::Dis(args) => dis(&args)?,
         Command::Json(args) => json(&args)?,
+        Command::Scan(args) => {
+            return Ok(match scan::run(&args)? {
+                scan::Outcome::Clean => Done::Ok,
+                scan::Outcome::Findings => Done::Findings,
+                scan::Outcome::Errors => Done::Errors,
+            })
+        }
     }
-    Ok(())
+    Ok(Done::Ok)
 }
 
 fn dis(args: &DisArgs) -> Result<()> {

@@ -16,7 +16,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Finding>()?;
     m.add_class::<ScanReport>()?;
     m.add_function(wrap_pyfunction!(scan_bytes, m)?)?;
-    m.add_function(wrap_pyfunction!(_set_unsafe_error, m)?)?;
+    m.add_function(wrap_pyfunction!(set_error_class, m)?)?;
     let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
     m.add("SCAN_PROFILES", PyTuple::new(m.py(), names)?)?;
     Ok(())
@@ -26,8 +26,8 @@ static UNSAFE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// `_set_unsafe_error(cls)`: the exception class policy enforcement raises (set once by
 /// `brinery/__init__.py`; until then `pickle.UnpicklingError`).
-#[pyfunction]
-fn _set_unsafe_error(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
+#[pyfunction(name = "_set_unsafe_error")]
+fn set_error_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
     let _ = UNSAFE_ERROR.set(py, cls.unbind());
     Ok(())
 }
