@@ -72,7 +72,7 @@ impl Options {
         })
     }
 
-    fn config<'py, 'm>(&self, py: Python<'py>, memo: &'m Mutex<Memo>) -> PyResult<Config<'py, 'm>> {
+    fn config<'py, 'm>(&self, py: Python<'py>) -> PyResult<Config<'py, 'm>> {
         Ok(Config {
             unpickler: None,
             find_class_via_python: false,
@@ -84,7 +84,7 @@ impl Options {
                 Some(b) => Some(b.bind(py).clone().cast_into::<PyIterator>()?),
                 None => None,
             },
-            memo,
+            memo: None,
             proto_cell: None,
         })
     }
@@ -156,14 +156,8 @@ fn load_with_fresh_memo<'py>(
     opts: &Options,
     mut input: Input<'_, '_>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let memo = Mutex::new(Memo::default());
-    let cfg = opts.config(py, &memo)?;
-    let result = machine::load(py, &cfg, &mut input);
-    drop(cfg);
-    // The memo's objects are released after the lock (dropping may run Python code).
-    let entries = lock(&memo).take();
-    drop(entries);
-    result
+    let cfg = opts.config(py)?;
+    machine::load(py, &cfg, &mut input)
 }
 
 /// `load(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
@@ -322,7 +316,7 @@ impl Unpickler {
             errors,
             pers_func: pers_func.map(|(f, b)| (f.into_bound(py), b)),
             buffers,
-            memo: &this.memo,
+            memo: Some(&this.memo),
             proto_cell: Some(&this.proto),
         };
         let mut input = Input::File(&mut file_input);

@@ -127,6 +127,12 @@ impl<'a> MemoryInput<'a> {
         MemoryInput { data, pos: 0 }
     }
 
+    /// The whole input and the position of the next operation, for the fast loop.
+    #[inline]
+    pub(crate) fn parts(&mut self) -> (&'a [u8], &mut usize) {
+        (self.data, &mut self.pos)
+    }
+
     #[inline]
     pub(crate) fn next<'py>(
         &mut self,
@@ -230,6 +236,12 @@ impl FileInput {
         ]
         .into_iter()
         .flatten()
+    }
+
+    /// The current chunk and the position of the next operation in it, for the fast loop.
+    #[inline]
+    pub(crate) fn parts<'s>(&'s mut self, py: Python<'_>) -> (&'s [u8], &'s mut usize) {
+        (self.chunk.as_slice(py), &mut self.next)
     }
 
     fn chunk_len(&self, py: Python<'_>) -> usize {

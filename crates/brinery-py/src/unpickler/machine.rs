@@ -25,6 +25,8 @@ use pyo3::types::{
 
 use super::input::{Fetched, FileInput, InputError, MemoryInput};
 use super::memo::Memo;
+
+mod fast;
 use crate::errors::unpickling_error;
 
 extern "C" {
@@ -46,7 +48,10 @@ pub(crate) struct Config<'py, 'm> {
     pub(crate) pers_func: Option<(Bound<'py, PyAny>, bool)>,
     /// The iterator over out-of-band buffers, if `buffers` was given.
     pub(crate) buffers: Option<Bound<'py, PyIterator>>,
-    pub(crate) memo: &'m Mutex<Memo>,
+    /// The Unpickler object's memo, shared with Python code (`unpickler.memo`) and locked per
+    /// access; `None` for the module-level `load`/`loads`, whose memo is private to the load
+    /// and owned by the machine (no locking).
+    pub(crate) memo: Option<&'m Mutex<Memo>>,
     /// Where the Unpickler object keeps the protocol of the current load (read by its
     /// `find_class`).
     pub(crate) proto_cell: Option<&'m AtomicU8>,
@@ -64,6 +69,40 @@ struct Machine<'py, 'c, 'm> {
     stack: Vec<Bound<'py, PyAny>>,
     marks: Vec<usize>,
     proto: u8,
+    /// The memo of a module-level load (see [`Config::memo`]).
+    own_memo: Memo,
+}
+
+/// Pauses the cyclic garbage collector for one load and restores it exactly as found, also on
+/// errors and in nested loads (a load started by `find_class`, `persistent_load` or
+/// `__setstate__` finds it paused and leaves it paused). Millions of new containers would
+/// otherwise trigger full collections during the load; what the load postponed is one
+/// generation-0 collection over the new objects.
+struct GcPause {
+    was_enabled: bool,
+}
+
+impl GcPause {
+    fn new(_py: Python<'_>) -> GcPause {
+        // SAFETY: the GIL is held (`_py`); PyGC_Disable only flips the collector's flag and
+        // returns its previous value.
+        let was_enabled = unsafe { ffi::PyGC_Disable() } != 0;
+        GcPause { was_enabled }
+    }
+}
+
+impl Drop for GcPause {
+    fn drop(&mut self) {
+        // SAFETY: dropped on the thread that created it, inside the same `load` call, so the
+        // GIL is still held; these only set the collector's flag.
+        unsafe {
+            if self.was_enabled {
+                ffi::PyGC_Enable();
+            } else {
+                ffi::PyGC_Disable();
+            }
+        }
+    }
 }
 
 /// Lock the memo; a poisoned lock (a panic elsewhere) still holds a usable memo.
@@ -77,15 +116,33 @@ pub(crate) fn load<'py>(
     cfg: &Config<'py, '_>,
     input: &mut Input<'_, '_>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let _gc = GcPause::new(py);
     let mut m = Machine {
         py,
         cfg,
-        stack: Vec::new(),
+        stack: Vec::with_capacity(32),
         marks: Vec::new(),
         proto: 0,
+        own_memo: Memo::default(),
     };
     m.set_proto(0);
     loop {
+        // The common operations run in the fast loop, straight from the bytes at hand; it
+        // stops before anything else (and before anything incomplete), which then goes through
+        // the general path below.
+        let stop = match &mut *input {
+            Input::Memory(mem) => {
+                let (data, pos) = mem.parts();
+                m.run_fast(data, pos)?
+            }
+            Input::File(file) => {
+                let (data, pos) = file.parts(py);
+                m.run_fast(data, pos)?
+            }
+        };
+        if stop {
+            break;
+        }
         let fetched = match &mut *input {
             Input::Memory(mem) => mem.next(py),
             Input::File(file) => file.next(py),
@@ -218,8 +275,35 @@ impl<'py> Machine<'py, '_, '_> {
         PyTuple::new(self.py, items)
     }
 
+    /// The memo entry at `idx`.
+    #[inline]
+    fn memo_lookup(&self, idx: usize) -> Option<Bound<'py, PyAny>> {
+        match self.cfg.memo {
+            None => self.own_memo.get(self.py, idx),
+            Some(shared) => lock(shared).get(self.py, idx),
+        }
+    }
+
+    /// Store `value` at `idx` (`None`: at the number of entries, as `MEMOIZE` does).
+    #[inline]
+    fn memo_store(&mut self, idx: Option<usize>, value: Py<PyAny>) {
+        let old = match self.cfg.memo {
+            None => {
+                let idx = idx.unwrap_or(self.own_memo.len());
+                self.own_memo.put(idx, value)
+            }
+            Some(shared) => {
+                let mut memo = lock(shared);
+                let idx = idx.unwrap_or(memo.len());
+                memo.put(idx, value)
+            }
+        };
+        // Dropped after the lock is released: dropping may run Python code.
+        drop(old);
+    }
+
     fn memo_get(&mut self, idx: usize) -> PyResult<()> {
-        let value = lock(self.cfg.memo).get(self.py, idx);
+        let value = self.memo_lookup(idx);
         match value {
             Some(v) => {
                 self.stack.push(v);
@@ -233,8 +317,7 @@ impl<'py> Machine<'py, '_, '_> {
     }
 
     fn memo_put(&mut self, idx: usize, value: Py<PyAny>) {
-        let old = lock(self.cfg.memo).put(idx, value);
-        drop(old);
+        self.memo_store(Some(idx), value);
     }
 
     fn top_for_put(&self) -> PyResult<Py<PyAny>> {
@@ -447,8 +530,7 @@ impl<'py> Machine<'py, '_, '_> {
                 self.stack.push(s);
             }
             BINUNICODE | SHORT_BINUNICODE | BINUNICODE8 => {
-                self.stack
-                    .push(decode_utf8(py, bytes_arg(op), c"surrogatepass")?);
+                self.stack.push(fast::unicode_from_utf8(py, bytes_arg(op))?);
             }
 
             // --- tuples, lists, dicts, sets ---
@@ -585,12 +667,7 @@ impl<'py> Machine<'py, '_, '_> {
             }
             MEMOIZE => {
                 let value = self.top_for_put()?;
-                let old = {
-                    let mut memo = lock(self.cfg.memo);
-                    let idx = memo.len();
-                    memo.put(idx, value)
-                };
-                drop(old);
+                self.memo_store(None, value);
             }
 
             // --- globals, calls, state ---
