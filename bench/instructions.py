@@ -100,8 +100,17 @@ def totals(path):
 def measure(exe, env, calls_scale):
     with tempfile.TemporaryDirectory(prefix="brinery-cg-") as tmp:
         out = Path(tmp) / "cg.out"
-        cmd = ["valgrind", "--tool=callgrind", "--dump-before=getpgrp", f"--callgrind-out-file={out}",
-               exe, "-s", str(Path(__file__).resolve()), "--child", str(calls_scale)]
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-before=getpgrp",
+            f"--callgrind-out-file={out}",
+            exe,
+            "-s",
+            str(Path(__file__).resolve()),
+            "--child",
+            str(calls_scale),
+        ]
         env = dict(env, PYTHONHASHSEED="0")
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:
@@ -132,6 +141,7 @@ def main(argv=None):
     p.add_argument("--python", default="venv", choices=["venv", "debian", "both"])
     p.add_argument("--scale", type=int, default=1, help="multiply the number of calls (default 1)")
     p.add_argument("--json", help="also write the counts to this JSON file")
+    p.add_argument("--brinery-path", help="import brinery from this directory first (e.g. a commit's build)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
@@ -140,12 +150,14 @@ def main(argv=None):
     if not shutil.which("valgrind"):
         print("instruction counts: skipped (valgrind is not installed)")
         return 0
+    first = [str(Path(args.brinery_path).resolve())] if args.brinery_path else []
     interpreters = []
     if args.python in ("venv", "both"):
         exe = VENV_PY if VENV_PY.exists() else Path(sys.executable)
-        interpreters.append(("venv", str(exe), dict(os.environ)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(first)) if first else dict(os.environ)
+        interpreters.append(("venv", str(exe), env))
     if args.python in ("debian", "both"):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(venv_import_paths()))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(first + venv_import_paths()))
         interpreters.append(("debian", str(DEBIAN_PY), env))
     results = {}
     for label, exe, env in interpreters:
@@ -155,11 +167,14 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 - report, never fail the caller
             print(f"instruction counts ({label}, {exe}): not measured: {e}")
             continue
-        version = subprocess.run([exe, "-c", "import sys; print(sys.version.split()[0])"],
-                                 capture_output=True, text=True).stdout.strip()
+        version = subprocess.run(
+            [exe, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True
+        ).stdout.strip()
         results[label] = {"executable": exe, "version": version, "workloads": res}
-        print(f"\ninstructions per call, brinery vs the C pickle ({label}: Python {version}, {exe}; "
-              f"callgrind, {time.time() - t0:.0f} s)")
+        print(
+            f"\ninstructions per call, brinery vs the C pickle ({label}: Python {version}, {exe}; "
+            f"callgrind, {time.time() - t0:.0f} s)"
+        )
         print(f"{'workload':18s} {'_pickle':>12s} {'brinery':>12s} {'_pickle/brinery':>16s}")
         ratios, worse = [], []
         for name, c in res.items():
@@ -174,8 +189,10 @@ def main(argv=None):
             print(f"{'pyperformance geomean':18s} {'':>12s} {'':>12s} {g:15.2f}x")
             results[label]["pyperformance_geomean"] = g
         if worse:
-            print("REGRESSION WARNING: brinery executes more instructions than the C pickle on: "
-                  + ", ".join(worse))
+            print(
+                "REGRESSION WARNING: brinery executes more instructions than the C pickle on: "
+                + ", ".join(worse)
+            )
         results[label]["more_instructions_than_pickle"] = worse
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -43,6 +43,7 @@ import math
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,12 +60,15 @@ DEBIAN_PY = Path("/usr/bin/python3.11")
 MICRO_NAMES = ["pickle", "pickle_dict", "pickle_list", "unpickle", "unpickle_list"]
 DATA_NAMES = ["records", "dataframe", "array", "forest"]
 OPS = ["dumps", "loads", "dump", "load"]
+MAIN = ("brinery", "pickle", "disk (raw)")
 OP_LABEL = {"dumps": "dumps", "loads": "loads+gc0", "dump": "dump+fsync", "load": "load(file)+gc0"}
 
 FULL = {
     "repeats": 5,
-    "micro_repeats": 15,
-    "micro_sample": 0.2,
+    "array_repeats": 3,
+    "array_other_repeats": 1,
+    "micro_repeats": 41,
+    "micro_sample": 0.05,
     "records": 1_000_000,
     "rows": 1_000_000,
     "array_gb": 1.0,
@@ -74,8 +78,10 @@ FULL = {
 }
 QUICK = {
     "repeats": 3,
-    "micro_repeats": 5,
-    "micro_sample": 0.03,
+    "array_repeats": 3,
+    "array_other_repeats": 3,
+    "micro_repeats": 15,
+    "micro_sample": 0.01,
     "records": 50_000,
     "rows": 50_000,
     "array_gb": 1 / 16,
@@ -122,6 +128,12 @@ def main(argv=None):
         help="which interpreter(s): the .venv Python, Debian's /usr/bin/python3.11, or both",
     )
     p.add_argument("--repeats", type=int, help="repeats of each data-science sample (median reported)")
+    p.add_argument("--array-repeats", type=int, help="repeats of each array sample (default 3)")
+    p.add_argument(
+        "--array-other-repeats",
+        type=int,
+        help="repeats of the array samples of contenders other than brinery and pickle (default 1)",
+    )
     p.add_argument("--micro-repeats", type=int, help="repeats of each pyperformance sample")
     p.add_argument("--records", type=int, help="number of records (default 1,000,000)")
     p.add_argument("--rows", type=int, help="DataFrame rows (default 1,000,000)")
@@ -142,6 +154,11 @@ def main(argv=None):
     p.add_argument(
         "--tmpdir", help="where the files are written (default target/bench-tmp: the project disk)"
     )
+    p.add_argument(
+        "--commit",
+        help="measure brinery built from this git revision (e.g. HEAD) apart from the work tree, "
+        "instead of the build installed in .venv",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -156,6 +173,8 @@ def main(argv=None):
     cfg = dict(QUICK if args.quick else FULL)
     for key in (
         "repeats",
+        "array_repeats",
+        "array_other_repeats",
         "micro_repeats",
         "records",
         "rows",
@@ -183,16 +202,32 @@ def main(argv=None):
     started = time.time()
     machine = describe_machine(tmpdir)
     machine["loadavg_start"] = read_loadavg()
+    first = []
+    commit = None
+    if args.commit:
+        commit, site = build_commit(args.commit)
+        first = [str(site)]
+        cfg["brinery_commit"] = commit
     interpreters = []
+    pyenv_env = os.environ.copy()
+    if first:
+        pyenv_env["PYTHONPATH"] = os.pathsep.join(first)
     if args.python in ("both", "pyenv"):
-        interpreters.append(("pyenv", str(VENV_PY), os.environ.copy()))
+        interpreters.append(("pyenv", str(VENV_PY), pyenv_env))
     if args.python in ("both", "debian"):
         env = os.environ.copy()
-        env["PYTHONPATH"] = os.pathsep.join(venv_import_paths())
+        env["PYTHONPATH"] = os.pathsep.join(first + venv_import_paths())
         interpreters.append(("debian", str(DEBIAN_PY), env))
+    brinery_info = describe_brinery(pyenv_env, commit)
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     runs = []
     for label, exe, env in interpreters:
+        if runs and runs[-1].get("interrupted"):
+            runs.append(
+                {"label": label, "executable": exe, "errors": ["not run: the benchmark was interrupted"]}
+            )
+            continue
         print(f"\n==> {label}: {exe}", flush=True)
         runs.append(run_interpreter(label, exe, env, cfg, tmpdir))
 
@@ -203,7 +238,7 @@ def main(argv=None):
         "duration_s": round(time.time() - started, 1),
         "config": cfg,
         "machine": machine,
-        "brinery": describe_brinery(),
+        "brinery": brinery_info,
         "targets": TARGETS,
         "runs": runs,
     }
@@ -322,9 +357,18 @@ def run_interpreter(label, exe, env, cfg, tmpdir):
     cfg_path = tmpdir / f"worker-{label}.cfg.json"
     cfg_path.write_text(json.dumps(wcfg))
     Path(wcfg["out"]).unlink(missing_ok=True)
-    r = subprocess.run([exe, "-s", str(Path(__file__).resolve()), "--worker", str(cfg_path)], env=env)
-    if r.returncode != 0 or not Path(wcfg["out"]).exists():
-        run["errors"].append(f"the {label} worker failed (exit {r.returncode})")
+    proc = subprocess.Popen([exe, "-s", str(Path(__file__).resolve()), "--worker", str(cfg_path)], env=env)
+    try:
+        returncode = proc.wait()
+    except KeyboardInterrupt:
+        # Interrupted (Ctrl-C or SIGTERM): keep what the worker measured so far and report it.
+        proc.terminate()
+        proc.wait()
+        run["errors"].append(f"the {label} run was interrupted: its remaining workloads were not measured")
+        run["interrupted"] = True
+        returncode = None
+    if returncode not in (0, None) or not Path(wcfg["out"]).exists():
+        run["errors"].append(f"the {label} worker failed (exit {returncode})")
         print(f"    {run['errors'][-1]}")
         if not Path(wcfg["out"]).exists():
             return run
@@ -370,21 +414,90 @@ def describe_machine(tmpdir):
     }
 
 
-def describe_brinery():
-    so = next((ROOT / "python" / "brinery").glob("_native*.so"), None)
-    info = {
-        "git_head": sh(f"git -C {ROOT} log -1 --format='%h %cI %s'"),
-        "git_branch": sh(f"git -C {ROOT} rev-parse --abbrev-ref HEAD"),
-        "uncommitted_source_changes": sh(
-            f"git -C {ROOT} status --porcelain -- crates python Cargo.toml Cargo.lock"
-        ),
-    }
-    if so:
-        st = so.stat()
-        info["native_module"] = str(so.relative_to(ROOT))
+def describe_brinery(env, commit=None):
+    """Which brinery is measured: the built module's path, hash and time, and its source revision."""
+    so = sh_env([str(VENV_PY), "-c", "import brinery._native as n; print(n.__file__)"], env)
+    if commit:
+        info = {
+            "source": f"commit {commit}, built apart from the work tree (maturin build --release)",
+            "git_head": sh(f"git -C {ROOT} log -1 --format='%h %cI %s' {commit}"),
+        }
+    else:
+        info = {
+            "source": "the brinery installed in .venv (the work tree's build)",
+            "git_head": sh(f"git -C {ROOT} log -1 --format='%h %cI %s'"),
+            "uncommitted_source_changes": sh(
+                f"git -C {ROOT} status --porcelain -- crates python Cargo.toml Cargo.lock"
+            ),
+        }
+    info["git_branch"] = sh(f"git -C {ROOT} rev-parse --abbrev-ref HEAD")
+    if so and Path(so).exists():
+        st = Path(so).stat()
+        info["native_module"] = so
         info["native_module_mtime_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(st.st_mtime))
-        info["native_module_sha256"] = hashlib.sha256(so.read_bytes()).hexdigest()[:16]
+        info["native_module_sha256"] = hashlib.sha256(Path(so).read_bytes()).hexdigest()[:16]
     return info
+
+
+def sh_env(cmd, env):
+    try:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def build_commit(rev):
+    """Build brinery at git revision `rev` apart from the work tree; returns the directory to import it from.
+
+    The work tree's module may be rebuilt by someone else while a long run is going, or hold
+    uncommitted changes; a build of a named commit makes the results attributable.
+    """
+    sha = sh(f"git -C {ROOT} rev-parse --short {rev}")
+    if not sha:
+        sys.exit(f"error: unknown git revision {rev!r}")
+    base = ROOT / "target" / "bench-build"
+    site = base / f"site-{sha}"
+    if (site / "brinery").is_dir():
+        return sha, site
+    src = base / "src"
+    subprocess.run(["rm", "-rf", str(src)], check=True)
+    src.mkdir(parents=True)
+    subprocess.run(f"git -C {ROOT} archive {sha} | tar -x -C {src}", shell=True, check=True)
+    print(f"==> building brinery at {sha} (maturin build --release; target/bench-build)", flush=True)
+    env = dict(os.environ, CARGO_TARGET_DIR=str(base / "target"), PATH=f"{VENV / 'bin'}:{os.environ['PATH']}")
+    wheels = base / f"wheels-{sha}"
+    subprocess.run(
+        [
+            str(VENV / "bin" / "maturin"),
+            "build",
+            "--release",
+            "--quiet",
+            "-i",
+            str(VENV_PY),
+            "-o",
+            str(wheels),
+        ],
+        cwd=src,
+        env=env,
+        check=True,
+    )
+    wheel = next(wheels.glob("brinery-*.whl"))
+    subprocess.run(
+        [
+            str(VENV_PY),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+    )
+    return sha, site
 
 
 def describe_python():
@@ -479,7 +592,7 @@ def worker(cfg):
         log(f"pyperformance bm_pickle: {', '.join(micro)}")
         out["micro"] = run_micro(W, micro, cfg)
         save(cfg, out)
-    for kind in DATA_NAMES:
+    for kind in ["records", "dataframe", "forest", "array"]:  # the longest last
         if kind not in selected:
             continue
         try:
@@ -500,6 +613,9 @@ def save(cfg, out):
     tmp = cfg["out"] + ".tmp"
     Path(tmp).write_text(json.dumps(out, default=str))
     os.replace(tmp, cfg["out"])
+
+
+CHUNKS = 8
 
 
 def run_micro(W, names, cfg):
@@ -525,19 +641,26 @@ def run_micro(W, names, cfg):
                     break
                 n *= 2
             loops[c] = max(1, int(n * cfg["micro_sample"] / max(t, 1e-9)))
+        # Each sample is CHUNKS slices of its loops, the contenders' slices alternating, so that
+        # bursts of other work on a shared machine hit every contender alike.
+        chunk = {c: max(1, loops[c] // CHUNKS) for c in names_c}
         samples = {c: [] for c in names_c}
         for r in range(cfg["micro_repeats"]):
-            for c in rotate(names_c, r):
-                t = fn(loops[c], funcs[c], W.PROTOCOL)
-                if kind == "loads":
-                    t0 = clock()
-                    gc.collect(0)
-                    t += clock() - t0
-                samples[c].append(t / (loops[c] * inner))
+            total = dict.fromkeys(names_c, 0.0)
+            for _ in range(CHUNKS):
+                for c in rotate(names_c, r):
+                    t = fn(chunk[c], funcs[c], W.PROTOCOL)
+                    if kind == "loads":
+                        t0 = clock()
+                        gc.collect(0)
+                        t += clock() - t0
+                    total[c] += t
+            for c in names_c:
+                samples[c].append(total[c] / (chunk[c] * CHUNKS * inner))
         res[name] = {
             "op": kind,
             "inner_loops": inner,
-            "loops": loops,
+            "loops_per_sample": {c: chunk[c] * CHUNKS for c in names_c},
             "byte_identical": identical,
             "contenders": {c: {"median": statistics.median(s), "samples": s} for c, s in samples.items()},
         }
@@ -616,6 +739,7 @@ def run_data(W, kind, cfg):
     paths = {}
     warm_peak = {}
     inner = {}
+    slow = {}
     active = []
     digests = {}
     for i, c in enumerate(contenders):
@@ -656,6 +780,10 @@ def run_data(W, kind, cfg):
             warm_peak[c.name] = {"dumps": p_dumps, "loads": p_loads}
             # Calls of a few milliseconds are repeated within a sample (about 50 ms of calls).
             inner[c.name] = {"dumps": calls_for(t_dumps), "loads": calls_for(t_loads)}
+            if t_dumps + t_loads > cfg["budget"]:
+                # Far slower than the rest (joblib's pure-Python pickler on records): the warm-up
+                # calls are its single samples, and its file round trip is skipped.
+                slow[c.name] = {"dumps": t_dumps, "loads": t_loads}
             active.append(c)
         except Exception as e:  # noqa: BLE001 - a contender that cannot handle the object is reported
             entry["error"] = f"{type(e).__name__}: {e}"
@@ -667,9 +795,25 @@ def run_data(W, kind, cfg):
     for op in ops:
         runnable = [c for c in active if not (isinstance(c, RawDisk) and op in ("dumps", "loads"))]
         spent = {c.name: 0.0 for c in runnable}
-        for r in range(cfg["repeats"]):
+        for r in range(cfg["array_repeats"] if kind == "array" else cfg["repeats"]):
             for c in rotate(runnable, r):
                 if spent[c.name] > cfg["budget"] and r >= 1:
+                    continue
+                if kind == "array" and c.name not in MAIN and r >= cfg["array_other_repeats"]:
+                    continue  # a 1 GB sample costs seconds: the alternatives get fewer repeats
+                if c.name in slow:
+                    if r == 0:
+                        d = res["contenders"][c.name]["ops"].setdefault(op, {})
+                        if op in slow[c.name]:
+                            d.update(
+                                samples=[slow[c.name][op]],
+                                median=slow[c.name][op],
+                                calls_per_sample=1,
+                                note="one call (the warm-up): over the time budget",
+                                peak=warm_peak[c.name][op],
+                            )
+                        else:
+                            d["skipped"] = "over the time budget"
                     continue
                 try:
                     k = inner[c.name]["loads" if op in ("loads", "load") else "dumps"]
@@ -912,15 +1056,23 @@ def render_report(result):
         )
     b = result["brinery"]
     lines.append(
-        f"brinery: {b.get('git_branch')} @ {b.get('git_head')}; native module built "
-        f"{b.get('native_module_mtime_utc', '?')} UTC (sha256 {b.get('native_module_sha256', '?')})"
-        + ("; **uncommitted source changes present**" if b.get("uncommitted_source_changes") else "")
+        f"brinery measured: {b.get('source')}; branch {b.get('git_branch')} at {b.get('git_head')}; "
+        f"native module built {b.get('native_module_mtime_utc', '?')} UTC "
+        f"(sha256 {b.get('native_module_sha256', '?')})"
+        + (
+            "; **the work tree had uncommitted source changes, built into this module**"
+            if b.get("uncommitted_source_changes")
+            else ""
+        )
         + "."
     )
     lines.append(
         "Ratios are stdlib-pickle time / contender time (higher is faster than the stdlib). "
         "Medians over interleaved repeats; loads include a `gc.collect(0)` right after."
     )
+    summary = render_summary(result)
+    if summary:
+        lines += ["", "## Targets, both interpreters", "", summary]
     for run in result["runs"]:
         lines += ["", f"## {interp_title(run)}", ""]
         for err in run.get("errors", []):
@@ -984,7 +1136,9 @@ def render_report(result):
                 for op in ops:
                     o = c["ops"].get(op, {})
                     if "median" not in o:
-                        cells.append(o.get("error", "-")[:40] if o else "-")
+                        cells.append(
+                            o.get("error", "skipped (slow)" if "skipped" in o else "-")[:40] if o else "-"
+                        )
                         continue
                     base = median_of(run, kind, "pickle", op)
                     if name == RawDisk.name:
@@ -1026,6 +1180,38 @@ def render_report(result):
             lines.append(
                 "Regression check: brinery is at least as fast as the stdlib pickle on every workload."
             )
+    return "\n".join(lines)
+
+
+def render_summary(result):
+    """One table of every target across the interpreters (the README's table)."""
+    runs = [r for r in result["runs"] if r.get("targets")]
+    if not runs:
+        return ""
+    head = (
+        "| target (stdlib time / brinery time) | goal | "
+        + " | ".join(interp_title(r).split(" (")[0] for r in runs)
+        + " |"
+    )
+    lines = [head, "|---|---:|" + "---:|" * len(runs)]
+    names = []
+    for r in runs:
+        for t in r["targets"]:
+            if t["target"] not in names:
+                names.append(t["target"])
+    for name in names:
+        cells, goal = [], ""
+        for r in runs:
+            t = next((t for t in r["targets"] if t["target"] == name), None)
+            if not t or t["value"] is None:
+                cells.append("-")
+                continue
+            goal = ("≤ " if "peak" in name else "≥ ") + f"{t['goal']:g}x"
+            mark = "" if t["pass"] else " ✗"
+            cells.append(f"{t['value']:.2f}x{mark}")
+        lines.append(f"| {name} | {goal} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("✗: target not met.")
     return "\n".join(lines)
 
 
@@ -1090,6 +1276,12 @@ def make_chart(result, path):
             ax.plot([goal[label]] * 2, [j - 0.1, j + 0.8 - 0.1], color="black", lw=1.5)
     ax.axvline(1.0, color="grey", lw=1, ls="--")
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = [0.05, 0.1, 0.2, 0.5, 1, 1.5, 2, 3, 5, 10, 20]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
     ax.set_yticks([j + 0.4 - height / 2 for j in range(len(rows))])
     ax.set_yticklabels([r[0] for r in rows], fontsize=8)
     ax.invert_yaxis()
