@@ -261,6 +261,8 @@ impl Pickler {
                 hooks,
             )
         })();
+        // The memo outlives the dump: entries kept out of the table go into it.
+        memo.flush_pending();
         {
             let mut me = slf.borrow_mut();
             me.memo = memo;

@@ -41,10 +41,13 @@ pub(crate) struct Globals {
     partial: Py<PyAny>,
     /// `builtins.getattr`, for nested names below protocol 4.
     getattr: Py<PyAny>,
-    /// `pickle.PickleBuffer`.
+    /// `pickle.PickleBuffer` (held so that `Types::picklebuffer` stays valid).
+    #[expect(dead_code, reason = "only keeps the type object alive")]
     pickle_buffer: Py<PyType>,
     /// `types.MethodType`.
     pub(crate) method_type: Py<PyType>,
+    /// The exact-type pointers `save()` dispatches on.
+    types: Types,
 }
 
 static GLOBALS: PyOnceLock<Globals> = PyOnceLock::new();
@@ -53,6 +56,11 @@ static GLOBALS: PyOnceLock<Globals> = PyOnceLock::new();
 pub(crate) fn globals(py: Python<'_>) -> PyResult<&'static Globals> {
     GLOBALS.get_or_try_init(py, || {
         let copyreg = py.import("copyreg")?;
+        let pickle_buffer = py
+            .import("pickle")?
+            .getattr("PickleBuffer")?
+            .cast_into::<PyType>()?
+            .unbind();
         let dict = |name: &str| -> PyResult<Py<PyDict>> {
             let obj = copyreg.getattr(name)?;
             match obj.cast_exact::<PyDict>() {
@@ -69,11 +77,8 @@ pub(crate) fn globals(py: Python<'_>) -> PyResult<&'static Globals> {
             codecs_encode: py.import("codecs")?.getattr("encode")?.unbind(),
             partial: py.import("functools")?.getattr("partial")?.unbind(),
             getattr: py.import("builtins")?.getattr("getattr")?.unbind(),
-            pickle_buffer: py
-                .import("pickle")?
-                .getattr("PickleBuffer")?
-                .cast_into::<PyType>()?
-                .unbind(),
+            types: Types::new(py, pickle_buffer.as_ptr().cast()),
+            pickle_buffer,
             method_type: py
                 .import("types")?
                 .getattr("MethodType")?
@@ -110,8 +115,15 @@ struct Types {
     function: *mut ffi::PyTypeObject,
 }
 
+// SAFETY: the pointers are to type objects that live as long as the interpreter (the builtin
+// types are static; `PickleBuffer` is kept alive by `Globals::pickle_buffer`); they are only
+// compared, never dereferenced, so sharing them between threads is sound.
+unsafe impl Send for Types {}
+// SAFETY: as for `Send`: immutable after construction and only compared.
+unsafe impl Sync for Types {}
+
 impl Types {
-    fn new(py: Python<'_>, g: &Globals) -> Types {
+    fn new(py: Python<'_>, picklebuffer: *mut ffi::PyTypeObject) -> Types {
         Types {
             bool_: PyBool::type_object_raw(py),
             int: PyInt::type_object_raw(py),
@@ -124,7 +136,7 @@ impl Types {
             list: PyList::type_object_raw(py),
             tuple: PyTuple::type_object_raw(py),
             bytearray: PyByteArray::type_object_raw(py),
-            picklebuffer: g.pickle_buffer.as_ptr().cast(),
+            picklebuffer,
             type_: PyType::type_object_raw(py),
             function: PyFunction::type_object_raw(py),
         }
@@ -277,8 +289,12 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     /// `file.write` when dumping to a file (large payloads are written to it directly).
     file: Option<Bound<'py, PyAny>>,
     g: &'static Globals,
-    types: Types,
+    types: &'static Types,
     stack_limit: stack::Limit,
+    /// Whether objects proven to be met only once may be memoized without a table entry (see
+    /// [`Saver::save_obj`]): no `persistent_id` or `reducer_override` hook, not fast mode, no
+    /// file, and not inside a step that can run Python code (see [`Saver::generic`]).
+    unique_ok: bool,
 }
 
 impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
@@ -293,6 +309,10 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         file: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let g = globals(py)?;
+        let unique_ok = !opts.fast
+            && file.is_none()
+            && hooks.pers_func.is_none()
+            && hooks.reducer_override.is_none();
         Ok(Saver {
             py,
             enc,
@@ -304,8 +324,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             hooks,
             file,
             g,
-            types: Types::new(py, g),
+            types: &g.types,
             stack_limit: stack::limit(),
+            unique_ok,
         })
     }
 
@@ -322,11 +343,40 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     // save()
     // -----------------------------------------------------------------------------------
 
+    #[inline]
     fn save(&mut self, obj: &Bound<'py, PyAny>, pers_save: bool) -> PyResult<()> {
+        self.save_obj(obj, pers_save, false)
+    }
+
+    /// Run `body`, a step that may run Python code (a reduction, a hook, an import, a buffer
+    /// export): pending memo entries move to the table first, since Python code could make
+    /// them reachable again, and objects met inside are memoized in the table (temporaries
+    /// made by the step die with it, so their addresses must not be remembered unreferenced).
+    #[inline]
+    fn generic<R>(&mut self, body: impl FnOnce(&mut Self) -> R) -> R {
+        if !self.unique_ok {
+            return body(self);
+        }
+        self.memo.flush_pending();
+        self.unique_ok = false;
+        let r = body(self);
+        self.unique_ok = true;
+        r
+    }
+
+    /// `save()`. `unique` says that `obj` can be met only once in this dump: its reference
+    /// count was 1, the one reference being the slot of the container being walked (read
+    /// before any reference of ours), that container is walked only once (a list or dict, which
+    /// is memoized before its items, or a tuple that is itself unique), and no Python code can
+    /// run before the pending entries move to the table ([`generic`](Self::generic)). Such an
+    /// object skips the memo lookup and gets a pending entry instead of a table entry; its
+    /// `PUT`/`MEMOIZE` is written as usual, so the bytes do not change.
+    #[inline]
+    fn save_obj(&mut self, obj: &Bound<'py, PyAny>, pers_save: bool, unique: bool) -> PyResult<()> {
         let py = self.py;
         self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
 
-        if !pers_save && self.hooks.pers_func.is_some() && self.save_pers(obj)? {
+        if !pers_save && self.hooks.pers_func.is_some() && self.generic(|s| s.save_pers(obj))? {
             return Ok(());
         }
 
@@ -351,17 +401,19 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             return Ok(());
         }
 
-        if let Some(idx) = self.memo.get(obj) {
-            return self.write_get(idx);
+        if !unique {
+            if let Some(idx) = self.memo.get(obj) {
+                return self.write_get(idx);
+            }
         }
 
         if tp == self.types.bytes {
-            return self.save_bytes(obj);
+            return self.save_bytes(obj, unique);
         }
         if tp == self.types.str_ {
-            return self.save_unicode(obj);
+            return self.save_unicode(obj, unique);
         }
-        self.save_nonatomic(obj, tp)
+        self.save_nonatomic(obj, tp, unique)
     }
 
     #[inline(never)]
@@ -369,6 +421,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         &mut self,
         obj: &Bound<'py, PyAny>,
         tp: *mut ffi::PyTypeObject,
+        unique: bool,
     ) -> PyResult<()> {
         if stack::exhausted(self.stack_limit) {
             return Err(PyRecursionError::new_err(
@@ -379,23 +432,23 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         let t = &self.types;
         if tp == t.dict {
             // SAFETY: exact type checked.
-            self.save_dict(unsafe { obj.cast_unchecked::<PyDict>() })
-        } else if tp == t.set {
-            self.save_set(obj)
-        } else if tp == t.frozenset {
-            self.save_frozenset(obj)
+            self.save_dict(unsafe { obj.cast_unchecked::<PyDict>() }, unique)
         } else if tp == t.list {
             // SAFETY: exact type checked.
-            self.save_list(unsafe { obj.cast_unchecked::<PyList>() })
+            self.save_list(unsafe { obj.cast_unchecked::<PyList>() }, unique)
         } else if tp == t.tuple {
             // SAFETY: exact type checked.
-            self.save_tuple(unsafe { obj.cast_unchecked::<PyTuple>() })
+            self.save_tuple(unsafe { obj.cast_unchecked::<PyTuple>() }, unique)
+        } else if tp == t.set {
+            self.generic(|s| s.save_set(obj))
+        } else if tp == t.frozenset {
+            self.generic(|s| s.save_frozenset(obj))
         } else if tp == t.bytearray {
-            self.save_bytearray(obj)
+            self.generic(|s| s.save_bytearray(obj))
         } else if tp == t.picklebuffer {
-            self.save_picklebuffer(obj)
+            self.generic(|s| s.save_picklebuffer(obj))
         } else {
-            self.save_other(obj, tp)
+            self.generic(|s| s.save_other(obj, tp))
         }
     }
 
@@ -466,12 +519,24 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     // -----------------------------------------------------------------------------------
 
     /// `memo_put`.
+    #[inline]
     fn memo_put(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        self.memo_put_unique(obj, false)
+    }
+
+    /// `memo_put`, with a pending entry instead of a table entry for a unique object (see
+    /// [`save_obj`](Self::save_obj)).
+    #[inline]
+    fn memo_put_unique(&mut self, obj: &Bound<'py, PyAny>, unique: bool) -> PyResult<()> {
         if self.fast {
             return Ok(());
         }
         let idx = self.memo.len();
-        self.memo.set(obj, idx as isize);
+        if unique {
+            self.memo.push_pending(obj.as_ptr(), idx as isize);
+        } else {
+            self.memo.set(obj, idx as isize);
+        }
         let py = self.py;
         self.enc.put(idx as u64).map_err(|e| enc_err(py, e))
     }
@@ -556,7 +621,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             self.enc.int(v);
             return Ok(());
         }
-        self.save_big_long(obj)
+        self.generic(|s| s.save_big_long(obj))
     }
 
     #[inline(never)]
@@ -637,11 +702,26 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
     }
 
-    fn save_bytes(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+    fn save_bytes(&mut self, obj: &Bound<'py, PyAny>, unique: bool) -> PyResult<()> {
+        if self.proto < 3 {
+            return self.generic(|s| s.save_bytes_reduce(obj));
+        }
+        // SAFETY: only called for exact `bytes`.
+        let b = unsafe { obj.cast_unchecked::<PyBytes>() };
+        let data = b.as_bytes();
+        let mut header = [0u8; 9];
+        let hlen = self.bytes_header(data.len(), &mut header)?;
+        self.write_payload(&header[..hlen], data, obj)?;
+        self.memo_put_unique(obj, unique)
+    }
+
+    /// `bytes` below protocol 3: `_codecs.encode(text, 'latin1')` or `bytes()`.
+    #[inline(never)]
+    fn save_bytes_reduce(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
         let py = self.py;
         // SAFETY: only called for exact `bytes`.
         let b = unsafe { obj.cast_unchecked::<PyBytes>() };
-        if self.proto < 3 {
+        {
             let data = b.as_bytes();
             let rv = if data.is_empty() {
                 PyTuple::new(
@@ -668,13 +748,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 let args = PyTuple::new(py, [text, intern!(py, "latin1").clone().into_any()])?;
                 PyTuple::new(py, [self.g.codecs_encode.bind(py).clone(), args.into_any()])?
             };
-            return self.save_reduce(&rv, Some(obj));
+            self.save_reduce(&rv, Some(obj))
         }
-        let data = b.as_bytes();
-        let mut header = [0u8; 9];
-        let hlen = self.bytes_header(data.len(), &mut header)?;
-        self.write_payload(&header[..hlen], data, obj)?;
-        self.memo_put(obj)
     }
 
     /// Write an immutable payload (`bytes`, `str`'s UTF-8, a read-only export held open).
@@ -772,7 +847,50 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
     }
 
-    fn save_unicode(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+    fn save_unicode(&mut self, obj: &Bound<'py, PyAny>, unique: bool) -> PyResult<()> {
+        if self.proto == 0 {
+            return self.generic(|s| s.save_unicode_slow(obj));
+        }
+        let p = obj.as_ptr();
+        // SAFETY: `obj` is an exact, live `str` (checked by the caller), so reading its
+        // header is sound; a compact ASCII string's characters are its UTF-8 bytes, stored
+        // inline after the header, `GET_LENGTH` of them, alive as long as `obj` (immutable).
+        let data = unsafe {
+            if ffi::PyUnicode_IS_COMPACT_ASCII(p) != 0 {
+                Some(std::slice::from_raw_parts(
+                    ffi::PyUnicode_DATA(p) as *const u8,
+                    ffi::PyUnicode_GET_LENGTH(p) as usize,
+                ))
+            } else {
+                let mut size: ffi::Py_ssize_t = 0;
+                let u = ffi::PyUnicode_AsUTF8AndSize(p, &mut size);
+                if u.is_null() {
+                    // Lone surrogates: encoded with `surrogatepass` below.
+                    ffi::PyErr_Clear();
+                    None
+                } else {
+                    // The UTF-8 form is cached in the string object and lives as long as it.
+                    Some(std::slice::from_raw_parts(u as *const u8, size as usize))
+                }
+            }
+        };
+        match data {
+            Some(data) => {
+                let py = self.py;
+                if data.len() < FRAME_SIZE_TARGET {
+                    self.enc.unicode_utf8(data).map_err(|e| enc_err(py, e))?;
+                } else {
+                    self.write_unicode_binary(data)?;
+                }
+                self.memo_put_unique(obj, unique)
+            }
+            None => self.generic(|s| s.save_unicode_slow(obj)),
+        }
+    }
+
+    /// `str` at protocol 0, or with lone surrogates.
+    #[inline(never)]
+    fn save_unicode_slow(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
         let py = self.py;
         // SAFETY: only called for exact `str`.
         let s = unsafe { obj.cast_unchecked::<PyString>() };
@@ -811,23 +929,28 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     // Containers
     // -----------------------------------------------------------------------------------
 
-    fn save_tuple(&mut self, t: &Bound<'py, PyTuple>) -> PyResult<()> {
+    fn save_tuple(&mut self, t: &Bound<'py, PyTuple>, unique: bool) -> PyResult<()> {
         let len = t.len();
         if len == 0 {
             self.enc.empty_tuple();
             return Ok(());
         }
         self.enc.tuple_start(len);
+        // A tuple's items are saved before the tuple is memoized, so a tuple inside a cycle is
+        // walked twice: only a unique tuple's items may be unique.
         for item in t.iter_borrowed() {
-            self.save(&item, false)?;
+            // SAFETY: `item` is a live object (the tuple holds it and tuples are immutable).
+            let item_unique =
+                unique && self.unique_ok && unsafe { ffi::Py_REFCNT(item.as_ptr()) } == 1;
+            self.save_obj(&item, false, item_unique)?;
         }
         let obj = t.as_any();
-        if self.memo.contains(obj) {
+        if !unique && self.memo.contains(obj) {
             self.enc.tuple_pop_recursive(len);
             return self.memo_get(obj);
         }
         self.enc.tuple_end(len);
-        self.memo_put(obj)
+        self.memo_put_unique(obj, unique && self.unique_ok)
     }
 
     /// Run `body` between C's `fast_save_enter`/`fast_save_leave` when in fast mode (cycle
@@ -845,14 +968,14 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         status.and(left)
     }
 
-    fn save_list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
-        self.with_fast_guard(list.as_any(), |s| s.save_list_body(list))
+    fn save_list(&mut self, list: &Bound<'py, PyList>, unique: bool) -> PyResult<()> {
+        self.with_fast_guard(list.as_any(), |s| s.save_list_body(list, unique))
     }
 
-    fn save_list_body(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+    fn save_list_body(&mut self, list: &Bound<'py, PyList>, unique: bool) -> PyResult<()> {
         self.enc.empty_list();
         let len = list.len();
-        self.memo_put(list.as_any())?;
+        self.memo_put_unique(list.as_any(), unique)?;
         if len != 0 {
             if self.proto > 0 {
                 let _guard = RecursionGuard::enter(self.py)?;
@@ -866,10 +989,24 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         Ok(())
     }
 
+    /// Item `i` of `list` (which must be in range) as a new reference, and whether it is
+    /// unique (see [`save_obj`](Self::save_obj); the list is memoized before its items).
+    #[inline(always)]
+    fn list_item(&self, list: &Bound<'py, PyList>, i: usize) -> (Bound<'py, PyAny>, bool) {
+        // SAFETY: `i` is below the list's current size (checked by the caller just before,
+        // with no Python code run in between), so the slot holds a live object; we take a new
+        // reference, as C does, before anything can run.
+        unsafe {
+            let p = ffi::PyList_GET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t);
+            let unique = self.unique_ok && ffi::Py_REFCNT(p) == 1;
+            (Bound::from_borrowed_ptr(self.py, p), unique)
+        }
+    }
+
     fn batch_list_exact(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
         if list.len() == 1 {
-            let item = list.get_item(0)?;
-            self.save(&item, false)?;
+            let (item, unique) = self.list_item(list, 0);
+            self.save_obj(&item, false, unique)?;
             self.enc.opcode(Opcode::APPEND);
             return Ok(());
         }
@@ -878,8 +1015,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             let mut this_batch = 0;
             self.enc.mark();
             while total < list.len() {
-                let item = list.get_item(total)?;
-                self.save(&item, false)?;
+                let (item, unique) = self.list_item(list, total);
+                self.save_obj(&item, false, unique)?;
                 total += 1;
                 this_batch += 1;
                 if this_batch == BATCH_SIZE {
@@ -934,14 +1071,14 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
     }
 
-    fn save_dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
-        self.with_fast_guard(dict.as_any(), |s| s.save_dict_body(dict))
+    fn save_dict(&mut self, dict: &Bound<'py, PyDict>, unique: bool) -> PyResult<()> {
+        self.with_fast_guard(dict.as_any(), |s| s.save_dict_body(dict, unique))
     }
 
-    fn save_dict_body(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
+    fn save_dict_body(&mut self, dict: &Bound<'py, PyDict>, unique: bool) -> PyResult<()> {
         let py = self.py;
         self.enc.empty_dict();
-        self.memo_put(dict.as_any())?;
+        self.memo_put_unique(dict.as_any(), unique)?;
         if dict.len() != 0 {
             if self.proto > 0 {
                 let _guard = RecursionGuard::enter(py)?;
@@ -960,9 +1097,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         let size = dict.len();
         let mut pos: ffi::Py_ssize_t = 0;
         if size == 1 {
-            if let Some((k, v)) = dict_next(dict, &mut pos) {
-                self.save(&k, false)?;
-                self.save(&v, false)?;
+            if let Some(((k, ku), (v, vu))) = dict_next_unique(dict, &mut pos, self.unique_ok) {
+                self.save_obj(&k, false, ku)?;
+                self.save_obj(&v, false, vu)?;
             }
             self.enc.opcode(Opcode::SETITEM);
             return Ok(());
@@ -970,9 +1107,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         loop {
             let mut i = 0;
             self.enc.mark();
-            while let Some((k, v)) = dict_next(dict, &mut pos) {
-                self.save(&k, false)?;
-                self.save(&v, false)?;
+            while let Some(((k, ku), (v, vu))) = dict_next_unique(dict, &mut pos, self.unique_ok) {
+                self.save_obj(&k, false, ku)?;
+                self.save_obj(&v, false, vu)?;
                 i += 1;
                 if i == BATCH_SIZE {
                     break;
@@ -1562,6 +1699,33 @@ fn dict_next<'py>(
         Some((
             Bound::from_borrowed_ptr(dict.py(), key),
             Bound::from_borrowed_ptr(dict.py(), value),
+        ))
+    }
+}
+
+/// An item of `PyDict_Next` as new references, each with whether it is unique (see
+/// `Saver::save_obj`; the dict is memoized before its items) when `unique_ok`.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn dict_next_unique<'py>(
+    dict: &Bound<'py, PyDict>,
+    pos: &mut ffi::Py_ssize_t,
+    unique_ok: bool,
+) -> Option<((Bound<'py, PyAny>, bool), (Bound<'py, PyAny>, bool))> {
+    let mut key = std::ptr::null_mut();
+    let mut value = std::ptr::null_mut();
+    // SAFETY: GIL held; `dict` is a live dict; `PyDict_Next` only reads it and returns
+    // borrowed references, whose counts we read and which we turn into owned ones before any
+    // Python code runs.
+    unsafe {
+        if ffi::PyDict_Next(dict.as_ptr(), pos, &mut key, &mut value) == 0 {
+            return None;
+        }
+        let ku = unique_ok && ffi::Py_REFCNT(key) == 1;
+        let vu = unique_ok && ffi::Py_REFCNT(value) == 1;
+        Some((
+            (Bound::from_borrowed_ptr(dict.py(), key), ku),
+            (Bound::from_borrowed_ptr(dict.py(), value), vu),
         ))
     }
 }
