@@ -102,3 +102,23 @@ def test_pickler_memo_keeps_unique_objects_across_dumps(proto):
         p.dump(outer[1]["d"])
         streams.append((f.getvalue(), len(p.memo.copy())))
     assert streams[0] == streams[1]
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_large_payloads_between_small_opcodes(proto):
+    """``dumps`` copies payloads of 1 MiB and more into the result at the end."""
+    import numpy as np
+
+    big = bytes(range(256)) * 8192
+    obj = [
+        "head",
+        big,
+        bytearray(big[: (1 << 20) + 3]),
+        {"x": np.arange(300_000, dtype=np.float64), "y": [1.5] * 10},
+        big,
+        "tail" * 5000,
+    ]
+    if proto >= 5:
+        obj.append(pickle.PickleBuffer(bytearray(b"z" * (3 << 20))))
+        obj.append(pickle.PickleBuffer(b"r" * (2 << 20)))
+    _same(obj, proto)

@@ -130,12 +130,23 @@ impl<'w> Encoder<'w> {
         Encoder::build(protocol, Some(sink))
     }
 
+    /// [`Encoder::new`] writing into `buf` (cleared first), e.g. a buffer kept from an earlier
+    /// encoder's [`finish`](Self::finish) to save its allocation.
+    pub fn with_buffer(protocol: u8, mut buf: Vec<u8>) -> Result<Self> {
+        buf.clear();
+        Encoder::build_with(protocol, None, buf)
+    }
+
     fn build(protocol: u8, sink: Option<&'w mut dyn Write>) -> Result<Self> {
+        Encoder::build_with(protocol, sink, Vec::with_capacity(4096))
+    }
+
+    fn build_with(protocol: u8, sink: Option<&'w mut dyn Write>, buf: Vec<u8>) -> Result<Self> {
         if protocol > crate::HIGHEST_PROTOCOL {
             return Err(Error::new(ErrorKind::UnsupportedProtocol(protocol)));
         }
         let mut encoder = Encoder {
-            buf: Vec::with_capacity(4096),
+            buf,
             proto: protocol,
             framing: false,
             frame_start: None,

@@ -276,6 +276,51 @@ impl Drop for BufferView {
     }
 }
 
+/// `dumps` copies payloads at least this large into the result once, at the end, instead of
+/// into the encoder's buffer and then into the result.
+const DEFER_MIN: usize = 1 << 20;
+
+/// A result at least this large is advised to use transparent huge pages.
+const HUGE_MIN: usize = 4 << 20;
+
+/// A large payload of a `dumps`, copied into the result after the encoder's bytes up to `at`.
+struct Segment<'py> {
+    at: usize,
+    data: *const u8,
+    len: usize,
+    /// Keeps `data` alive: the immutable `bytes` it belongs to, or the object whose buffer
+    /// export `view` holds (an export also keeps the exporter from resizing).
+    _owner: Bound<'py, PyAny>,
+    _view: Option<BufferView>,
+}
+
+/// Ask the kernel to back `len` bytes at `ptr` (fresh, untouched memory) with huge pages, so
+/// that filling them faults once per 2 MiB instead of once per 4 KiB. Advisory: failures are
+/// ignored.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    extern "C" {
+        fn madvise(
+            addr: *mut std::os::raw::c_void,
+            len: usize,
+            advice: std::os::raw::c_int,
+        ) -> std::os::raw::c_int;
+    }
+    const MADV_HUGEPAGE: std::os::raw::c_int = 14;
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: `[start, end)` lies inside the caller's allocation and is page aligned;
+        // `madvise(MADV_HUGEPAGE)` only changes how the kernel backs those pages, never their
+        // contents or validity.
+        unsafe { madvise(start as *mut _, end - start, MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *mut u8, _len: usize) {}
+
 /// One pickling run: the encoder plus the pickler's state.
 pub(crate) struct Saver<'py, 'a, 'w> {
     py: Python<'py>,
@@ -288,6 +333,8 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     hooks: Hooks<'py>,
     /// `file.write` when dumping to a file (large payloads are written to it directly).
     file: Option<Bound<'py, PyAny>>,
+    /// `dumps`' large payloads, copied into the result at the end.
+    segments: Vec<Segment<'py>>,
     g: &'static Globals,
     types: &'static Types,
     stack_limit: stack::Limit,
@@ -323,6 +370,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             fast_state,
             hooks,
             file,
+            segments: Vec::new(),
             g,
             types: &g.types,
             stack_limit: stack::limit(),
@@ -337,6 +385,81 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         self.save(obj, false)?;
         let py = self.py;
         self.enc.finish().map_err(|e| enc_err(py, e))
+    }
+
+    /// `dumps`: the whole pickle as a `bytes` object, allocated once at its final size (huge
+    /// pages advised when large) and filled with one copy of every byte. Also returns the
+    /// encoder's buffer for reuse.
+    pub(crate) fn run_to_bytes(
+        mut self,
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Vec<u8>)> {
+        debug_assert!(self.file.is_none());
+        self.enc.start();
+        self.save(obj, false)?;
+        let py = self.py;
+        let buf = self.enc.finish().map_err(|e| enc_err(py, e))?;
+        let total = buf.len() + self.segments.iter().map(|s| s.len).sum::<usize>();
+        let Ok(size) = ffi::Py_ssize_t::try_from(total) else {
+            return Err(PyOverflowError::new_err("pickle too large"));
+        };
+        // SAFETY: GIL held; a NULL source asks CPython for an uninitialised bytes object of
+        // `size` bytes (a new reference, or NULL with MemoryError set).
+        let bytes = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyBytes_FromStringAndSize(std::ptr::null(), size),
+            )?
+        };
+        // SAFETY: `bytes` is a fresh bytes object of `total` bytes that nothing else has seen
+        // yet, so writing its contents is allowed; the pieces copied are `buf` and the
+        // segments' payloads, each kept alive by its owner (held in `self.segments`), and
+        // they add up to exactly `total` bytes, written in order without overlap.
+        unsafe {
+            let dst = ffi::PyBytes_AS_STRING(bytes.as_ptr()) as *mut u8;
+            if total >= HUGE_MIN {
+                advise_huge_pages(dst, total);
+            }
+            let mut out = 0usize;
+            let mut from = 0usize;
+            for seg in &self.segments {
+                let head = &buf[from..seg.at];
+                std::ptr::copy_nonoverlapping(head.as_ptr(), dst.add(out), head.len());
+                out += head.len();
+                std::ptr::copy_nonoverlapping(seg.data, dst.add(out), seg.len);
+                out += seg.len;
+                from = seg.at;
+            }
+            let tail = &buf[from..];
+            std::ptr::copy_nonoverlapping(tail.as_ptr(), dst.add(out), tail.len());
+            debug_assert_eq!(out + tail.len(), total);
+        }
+        // SAFETY: made by `PyBytes_FromStringAndSize` just above.
+        Ok((unsafe { bytes.cast_into_unchecked::<PyBytes>() }, buf))
+    }
+
+    /// Write `header` now and the payload `data` (kept alive by `owner`, or by `view`, an
+    /// export of `owner`) at the end of a `dumps`; `false` when the payload is too small to be
+    /// worth it or this is not a `dumps` (the caller writes it then).
+    fn defer_payload(
+        &mut self,
+        header: &[u8],
+        data: &[u8],
+        owner: &Bound<'py, PyAny>,
+        view: &mut Option<BufferView>,
+    ) -> bool {
+        if self.file.is_some() || data.len() < DEFER_MIN {
+            return false;
+        }
+        self.enc.write_large_header(header);
+        self.segments.push(Segment {
+            at: self.enc.buffered().len(),
+            data: data.as_ptr(),
+            len: data.len(),
+            _owner: owner.clone(),
+            _view: view.take(),
+        });
+        true
     }
 
     // -----------------------------------------------------------------------------------
@@ -759,8 +882,23 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         data: &[u8],
         obj: &Bound<'py, PyAny>,
     ) -> PyResult<()> {
+        self.write_payload_view(header, data, obj, &mut None)
+    }
+
+    /// [`write_payload`](Self::write_payload) where `data` belongs to the export `view` of
+    /// `obj` (moved into a deferred segment if the payload is deferred).
+    fn write_payload_view(
+        &mut self,
+        header: &[u8],
+        data: &[u8],
+        obj: &Bound<'py, PyAny>,
+        view: &mut Option<BufferView>,
+    ) -> PyResult<()> {
         if self.bypass(data.len()) {
             return self.write_direct(header, obj);
+        }
+        if self.defer_payload(header, data, obj, view) {
+            return Ok(());
         }
         let py = self.py;
         self.enc
@@ -795,6 +933,15 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         header[1..].copy_from_slice(&(len as u64).to_le_bytes());
         if self.bypass(len) {
             self.write_direct(&header, obj)?;
+        } else if len >= DEFER_MIN && self.file.is_none() {
+            // Held exported until the end, so it cannot be resized under the deferred copy.
+            let view = BufferView::get(obj)?;
+            let data = view.data();
+            // SAFETY: as in `save_picklebuffer`: the slice borrows the export's memory, which
+            // the segment keeps alive.
+            let data = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+            let mut view = Some(view);
+            self.defer_payload(&header, data, obj, &mut view);
         } else {
             // SAFETY: no Python code runs while the slice is alive (`write_bytes` only calls
             // into the sink for payloads that `bypass` routes to `write_direct` instead), so
@@ -835,7 +982,13 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 header[1..].copy_from_slice(&(view.len() as u64).to_le_bytes());
                 9
             };
-            self.write_payload(&header[..hlen], view.data(), obj)?;
+            let data = view.data();
+            // SAFETY: the slice borrows the export's memory, not `view` itself: it stays valid
+            // while the export is held, by `view` here or, once moved, by the deferred segment
+            // (which outlives the encoder's use of it).
+            let data = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+            let mut view = Some(view);
+            self.write_payload_view(&header[..hlen], data, obj, &mut view)?;
             drop(view);
             self.memo_put(obj)
         } else {
