@@ -7,6 +7,7 @@
 mod input;
 mod machine;
 mod memo;
+mod strcache;
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -21,7 +22,7 @@ use pyo3::PyTraverseError;
 use crate::args::Truthy;
 use crate::errors::unpickling_error;
 use input::{FileInput, MemoryInput};
-use machine::{Config, Input};
+use machine::{CText, Config, Input};
 use memo::Memo;
 
 /// Add this module's classes and functions to `brinery._native`.
@@ -40,15 +41,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The options shared by the three entry points.
 struct Options {
     fix_imports: bool,
-    encoding: CString,
-    errors: CString,
+    encoding: CText,
+    errors: CText,
     /// An iterator over `buffers`, or `None` if the argument was not given (or was None).
     buffers: Option<Py<PyAny>>,
 }
 
-fn c_string(what: &str, s: &str) -> PyResult<CString> {
-    let _ = what;
-    CString::new(s).map_err(|_| PyValueError::new_err("embedded null character"))
+fn c_string(s: &str) -> PyResult<CText> {
+    Ok(match s {
+        "ASCII" => CText::Borrowed(c"ASCII"),
+        "strict" => CText::Borrowed(c"strict"),
+        _ => CText::Owned(
+            CString::new(s).map_err(|_| PyValueError::new_err("embedded null character"))?,
+        ),
+    })
 }
 
 impl Options {
@@ -58,8 +64,8 @@ impl Options {
         errors: &str,
         buffers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Options> {
-        let encoding = c_string("encoding", encoding)?;
-        let errors = c_string("errors", errors)?;
+        let encoding = c_string(encoding)?;
+        let errors = c_string(errors)?;
         let buffers = match buffers {
             Some(b) if !b.is_none() => Some(PyIterator::from_object(b)?.into_any().unbind()),
             _ => None,
@@ -451,8 +457,8 @@ impl Unpickler {
                 *setup = Some(Setup {
                     opts: Options {
                         fix_imports: true,
-                        encoding: c"ASCII".to_owned(),
-                        errors: c"strict".to_owned(),
+                        encoding: CText::Borrowed(c"ASCII"),
+                        errors: CText::Borrowed(c"strict"),
                         buffers: None,
                     },
                     pers_func: Some((value.clone().unbind(), false)),

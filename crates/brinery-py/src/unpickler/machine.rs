@@ -7,7 +7,7 @@
 //! The machine is iterative: nesting costs heap (the stack vectors), never native stack. Native
 //! recursion only happens inside Python code the pickle calls (`find_class`, `__setstate__`, ...).
 
-use std::ffi::{c_char, c_int, c_long, CString};
+use std::ffi::{c_char, c_int, c_long};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
@@ -42,8 +42,8 @@ pub(crate) struct Config<'py, 'm> {
     /// Call `find_class` through Python (the object is a subclass instance).
     pub(crate) find_class_via_python: bool,
     pub(crate) fix_imports: bool,
-    pub(crate) encoding: CString,
-    pub(crate) errors: CString,
+    pub(crate) encoding: CText,
+    pub(crate) errors: CText,
     /// `persistent_load`, and whether it is a function to call with the unpickler first.
     pub(crate) pers_func: Option<(Bound<'py, PyAny>, bool)>,
     /// The iterator over out-of-band buffers, if `buffers` was given.
@@ -56,6 +56,10 @@ pub(crate) struct Config<'py, 'm> {
     /// `find_class`).
     pub(crate) proto_cell: Option<&'m AtomicU8>,
 }
+
+/// A C string option (`encoding`, `errors`): the defaults are static, so a load with default
+/// options allocates nothing for them.
+pub(crate) type CText = std::borrow::Cow<'static, std::ffi::CStr>;
 
 /// The input of one load.
 pub(crate) enum Input<'a, 'f> {
@@ -348,7 +352,7 @@ impl<'py> Machine<'py, '_, '_> {
 
     /// Decode bytes of a Python 2 `str` with the configured encoding.
     fn py2_str(&self, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        if self.cfg.encoding.as_bytes() == b"bytes" {
+        if self.cfg.encoding.to_bytes() == b"bytes" {
             return Ok(PyBytes::new(self.py, data).into_any());
         }
         // SAFETY: `data` is a valid slice for the call; encoding and errors are NUL-terminated;
@@ -485,7 +489,7 @@ impl<'py> Machine<'py, '_, '_> {
                         ),
                     )
                 }?;
-                let obj = if self.cfg.encoding.as_bytes() == b"bytes" {
+                let obj = if self.cfg.encoding.to_bytes() == b"bytes" {
                     bytes
                 } else {
                     // SAFETY: `bytes` is a live bytes object; C strings are NUL-terminated.

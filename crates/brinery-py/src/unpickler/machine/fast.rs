@@ -16,6 +16,7 @@ use brinery::opcode::Opcode;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use super::super::strcache;
 use super::{long_from_le, Machine};
 
 // The stack is moved into tuples and lists as raw object pointers.
@@ -424,11 +425,15 @@ impl<'py> Machine<'py, '_, '_> {
     }
 }
 
-/// A `str` from UTF-8 bytes, as `PyUnicode_DecodeUTF8(data, "surrogatepass")` returns it: ASCII
-/// text (the common case) is copied straight into a new compact string.
+/// A `str` from UTF-8 bytes, equal to what `PyUnicode_DecodeUTF8(data, "surrogatepass")`
+/// returns: short ASCII text comes from the [`strcache`], longer ASCII text is copied straight
+/// into a new compact string.
 #[inline]
 pub(super) fn unicode_from_utf8<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     if data.len() > 1 && data.is_ascii() {
+        if data.len() <= strcache::MAX_LEN {
+            return strcache::get_or_create(py, data);
+        }
         // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters
         // (with its NUL terminator written) or NULL; its data area holds `n` bytes, which are
         // filled from `data` (ASCII, so the string is valid) before anyone can see it.
