@@ -113,6 +113,9 @@ struct Types {
     picklebuffer: *mut ffi::PyTypeObject,
     type_: *mut ffi::PyTypeObject,
     function: *mut ffi::PyTypeObject,
+    /// Whether ints can be read from their digits in place (CPython 3.11's layout with
+    /// 30-bit digits: a signed digit count in `ob_size`, then the digits).
+    long_digits: bool,
 }
 
 // SAFETY: the pointers are to type objects that live as long as the interpreter (the builtin
@@ -139,6 +142,15 @@ impl Types {
             picklebuffer,
             type_: PyType::type_object_raw(py),
             function: PyFunction::type_object_raw(py),
+            long_digits: {
+                let v = py.version_info();
+                (v.major, v.minor) == (3, 11)
+                    && py
+                        .import("sys")
+                        .and_then(|sys| sys.getattr("int_info")?.getattr("bits_per_digit"))
+                        .and_then(|b| b.extract::<u32>())
+                        .is_ok_and(|b| b == 30)
+            },
         }
     }
 }
@@ -338,6 +350,9 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     g: &'static Globals,
     types: &'static Types,
     stack_limit: stack::Limit,
+    /// Container items that are `None`, bools, ints or floats are written inline (protocol 1+,
+    /// no `persistent_id`).
+    scalars_inline: bool,
     /// Whether objects proven to be met only once may be memoized without a table entry (see
     /// [`Saver::save_obj`]): no `persistent_id` or `reducer_override` hook, not fast mode, no
     /// file, and not inside a step that can run Python code (see [`Saver::generic`]).
@@ -356,6 +371,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         file: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let g = globals(py)?;
+        let hooks_pers_none = hooks.pers_func.is_none();
         let unique_ok = !opts.fast
             && file.is_none()
             && hooks.pers_func.is_none()
@@ -375,6 +391,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             types: &g.types,
             stack_limit: stack::limit(),
             unique_ok,
+            scalars_inline: opts.proto >= 1 && hooks_pers_none,
         })
     }
 
@@ -1092,10 +1109,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         // A tuple's items are saved before the tuple is memoized, so a tuple inside a cycle is
         // walked twice: only a unique tuple's items may be unique.
         for item in t.iter_borrowed() {
-            // SAFETY: `item` is a live object (the tuple holds it and tuples are immutable).
-            let item_unique =
-                unique && self.unique_ok && unsafe { ffi::Py_REFCNT(item.as_ptr()) } == 1;
-            self.save_obj(&item, false, item_unique)?;
+            // `item` is live: the tuple holds it, and tuples are immutable.
+            self.save_item(item.as_ptr(), unique, 0)?;
         }
         let obj = t.as_any();
         if !unique && self.memo.contains(obj) {
@@ -1142,24 +1157,89 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         Ok(())
     }
 
-    /// Item `i` of `list` (which must be in range) as a new reference, and whether it is
-    /// unique (see [`save_obj`](Self::save_obj); the list is memoized before its items).
+    /// Save a container's item, given as a borrowed pointer `p` that is valid now (read from
+    /// the container with no Python code run since). `None`, bools, ints and floats are
+    /// written inline, their value read before the opcode boundary (which may call
+    /// `file.write`); anything else gets a new reference first, as C does. The item is unique
+    /// (see [`save_obj`](Self::save_obj)) if `allow_unique` and its reference count is
+    /// `1 + extra_refs` (`extra_refs`: references the caller holds).
     #[inline(always)]
-    fn list_item(&self, list: &Bound<'py, PyList>, i: usize) -> (Bound<'py, PyAny>, bool) {
-        // SAFETY: `i` is below the list's current size (checked by the caller just before,
-        // with no Python code run in between), so the slot holds a live object; we take a new
-        // reference, as C does, before anything can run.
+    fn save_item(
+        &mut self,
+        p: *mut ffi::PyObject,
+        allow_unique: bool,
+        extra_refs: ffi::Py_ssize_t,
+    ) -> PyResult<()> {
+        let py = self.py;
+        // SAFETY: `p` is a live object (the caller's contract); its type and value are read
+        // before anything can run; past the boundary only the copied value is used.
         unsafe {
-            let p = ffi::PyList_GET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t);
-            let unique = self.unique_ok && ffi::Py_REFCNT(p) == 1;
-            (Bound::from_borrowed_ptr(self.py, p), unique)
+            if self.scalars_inline {
+                let tp = ffi::Py_TYPE(p);
+                if tp == self.types.int {
+                    if let Some(v) = self.small_int(p) {
+                        self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                        self.enc.int(v);
+                        return Ok(());
+                    }
+                } else if tp == self.types.float {
+                    let v = ffi::PyFloat_AS_DOUBLE(p);
+                    self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                    self.enc.float(v);
+                    return Ok(());
+                } else if p == ffi::Py_None() {
+                    self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                    self.enc.none();
+                    return Ok(());
+                } else if tp == self.types.bool_ {
+                    let v = p == ffi::Py_True();
+                    self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                    self.enc.bool(v);
+                    return Ok(());
+                }
+            }
+            let unique = allow_unique && self.unique_ok && ffi::Py_REFCNT(p) == 1 + extra_refs;
+            let item = Bound::from_borrowed_ptr(py, p);
+            self.save_obj(&item, false, unique)
+        }
+    }
+
+    /// The value of an exact int of at most two digits, read in place; `None` for larger ones
+    /// or when the layout is not known.
+    ///
+    /// # Safety
+    /// `p` must be a live object of exact type `int`.
+    #[inline(always)]
+    unsafe fn small_int(&self, p: *mut ffi::PyObject) -> Option<i64> {
+        if !self.types.long_digits {
+            return None;
+        }
+        // SAFETY: CPython 3.11 with 30-bit digits (checked at start-up): an int is a
+        // `PyVarObject` whose `ob_size` is its signed digit count, followed by that many
+        // `u32` digits; we read at most `|ob_size|` of them.
+        unsafe {
+            let size = (*(p as *mut ffi::PyVarObject)).ob_size;
+            let digits =
+                (p as *const u8).add(std::mem::size_of::<ffi::PyVarObject>()) as *const u32;
+            match size {
+                0 => Some(0),
+                1 => Some(i64::from(*digits)),
+                -1 => Some(-i64::from(*digits)),
+                2 | -2 => {
+                    let v = i64::from(*digits) | (i64::from(*digits.add(1)) << 30);
+                    Some(if size < 0 { -v } else { v })
+                }
+                _ => None,
+            }
         }
     }
 
     fn batch_list_exact(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        let lp = list.as_ptr();
         if list.len() == 1 {
-            let (item, unique) = self.list_item(list, 0);
-            self.save_obj(&item, false, unique)?;
+            // SAFETY: index 0 of a list of length 1; nothing has run since the length check.
+            let p = unsafe { ffi::PyList_GET_ITEM(lp, 0) };
+            self.save_item(p, true, 0)?;
             self.enc.opcode(Opcode::APPEND);
             return Ok(());
         }
@@ -1168,8 +1248,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             let mut this_batch = 0;
             self.enc.mark();
             while total < list.len() {
-                let (item, unique) = self.list_item(list, total);
-                self.save_obj(&item, false, unique)?;
+                // SAFETY: `total` is below the current length, just checked.
+                let p = unsafe { ffi::PyList_GET_ITEM(lp, total as ffi::Py_ssize_t) };
+                self.save_item(p, true, 0)?;
                 total += 1;
                 this_batch += 1;
                 if this_batch == BATCH_SIZE {
@@ -1250,9 +1331,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         let size = dict.len();
         let mut pos: ffi::Py_ssize_t = 0;
         if size == 1 {
-            if let Some(((k, ku), (v, vu))) = dict_next_unique(dict, &mut pos, self.unique_ok) {
-                self.save_obj(&k, false, ku)?;
-                self.save_obj(&v, false, vu)?;
+            if let Some((k, v)) = dict_next(dict, &mut pos) {
+                self.save_dict_item(k, v)?;
             }
             self.enc.opcode(Opcode::SETITEM);
             return Ok(());
@@ -1260,9 +1340,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         loop {
             let mut i = 0;
             self.enc.mark();
-            while let Some(((k, ku), (v, vu))) = dict_next_unique(dict, &mut pos, self.unique_ok) {
-                self.save_obj(&k, false, ku)?;
-                self.save_obj(&v, false, vu)?;
+            while let Some((k, v)) = dict_next(dict, &mut pos) {
+                self.save_dict_item(k, v)?;
                 i += 1;
                 if i == BATCH_SIZE {
                     break;
@@ -1278,6 +1357,15 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 return Ok(());
             }
         }
+    }
+
+    /// A key and value as `dict_next` returned them, each holding a reference taken before
+    /// anything ran, as C does (saving the key may run Python code that changes the dict).
+    #[inline(always)]
+    fn save_dict_item(&mut self, k: Bound<'py, PyAny>, v: Bound<'py, PyAny>) -> PyResult<()> {
+        self.save_item(k.as_ptr(), true, 1)?;
+        drop(k);
+        self.save_item(v.as_ptr(), true, 1)
     }
 
     /// A `(key, value)` item of `batch_dict`.
@@ -1852,33 +1940,6 @@ fn dict_next<'py>(
         Some((
             Bound::from_borrowed_ptr(dict.py(), key),
             Bound::from_borrowed_ptr(dict.py(), value),
-        ))
-    }
-}
-
-/// An item of `PyDict_Next` as new references, each with whether it is unique (see
-/// `Saver::save_obj`; the dict is memoized before its items) when `unique_ok`.
-#[inline(always)]
-#[allow(clippy::type_complexity)]
-fn dict_next_unique<'py>(
-    dict: &Bound<'py, PyDict>,
-    pos: &mut ffi::Py_ssize_t,
-    unique_ok: bool,
-) -> Option<((Bound<'py, PyAny>, bool), (Bound<'py, PyAny>, bool))> {
-    let mut key = std::ptr::null_mut();
-    let mut value = std::ptr::null_mut();
-    // SAFETY: GIL held; `dict` is a live dict; `PyDict_Next` only reads it and returns
-    // borrowed references, whose counts we read and which we turn into owned ones before any
-    // Python code runs.
-    unsafe {
-        if ffi::PyDict_Next(dict.as_ptr(), pos, &mut key, &mut value) == 0 {
-            return None;
-        }
-        let ku = unique_ok && ffi::Py_REFCNT(key) == 1;
-        let vu = unique_ok && ffi::Py_REFCNT(value) == 1;
-        Some((
-            (Bound::from_borrowed_ptr(dict.py(), key), ku),
-            (Bound::from_borrowed_ptr(dict.py(), value), vu),
         ))
     }
 }
