@@ -166,11 +166,20 @@ def main(argv=None):
         help="measure brinery built from this git revision (e.g. HEAD) apart from the work tree, "
         "instead of the build installed in .venv",
     )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="no measuring: merge the results of several runs (e.g. one per interpreter) into one "
+        "report, JSON and chart in --out",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.worker:
         return worker(json.loads(Path(args.worker).read_text()))
+    if args.merge:
+        return write_results(merge(args.merge), Path(args.out) if args.out else HERE / "results")
 
     if Path(sys.prefix).resolve() != VENV.resolve():
         ensure_venv()
@@ -252,6 +261,43 @@ def main(argv=None):
     }
     for run in runs:
         run["targets"] = evaluate_targets(run, cfg)
+    return write_results(result, out_dir)
+
+
+def merge(paths):
+    """One result from several runs' python.json (e.g. one run per interpreter): the runs that
+    measured something, one per interpreter, in the order given."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    result = dict(parts[0])
+    runs = {}
+    for part in parts:
+        for run in part["runs"]:
+            if run.get("micro") or run.get("data") or run["label"] not in runs:
+                runs[run["label"]] = run
+    result["runs"] = [runs[k] for k in ("pyenv", "debian") if k in runs] + [
+        v for k, v in runs.items() if k not in ("pyenv", "debian")
+    ]
+    starts = [time.mktime(time.strptime(p["started_utc"], "%Y-%m-%d %H:%M:%S")) for p in parts]
+    ends = [t + p["duration_s"] for t, p in zip(starts, parts, strict=True)]
+    result["started_utc"] = min(p["started_utc"] for p in parts)
+    result["duration_s"] = round(max(ends) - min(starts), 1)
+    result["command"] = " ; ".join(p["command"] for p in parts)
+    result["merged_from"] = [f"{p['command']} (started {p['started_utc']} UTC)" for p in parts]
+    clocks = {p["config"].get("clock", "wall") for p in parts}
+    if len(clocks) > 1:
+        result["brinery"]["warning"] = "the merged runs used different clocks"
+    shas = {p["brinery"].get("native_module_sha256") for p in parts}
+    if len(shas) > 1:
+        result["brinery"]["warning"] = f"the merged runs measured different builds: {sorted(shas)}"
+    la = [p["machine"].get("loadavg_start") for p in parts] + [p["machine"].get("loadavg_end") for p in parts]
+    la = [x for x in la if x]
+    result["machine"]["loadavg_start"] = parts[0]["machine"].get("loadavg_start")
+    result["machine"]["loadavg_end"] = max(la, key=lambda x: float(x[0])) if la else None
+    return result
+
+
+def write_results(result, out_dir):
+    out_dir.mkdir(parents=True, exist_ok=True)
     report = render_report(result)
     print("\n" + report)
     (out_dir / "python.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
@@ -1062,6 +1108,14 @@ def render_report(result):
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, "
         f"kernel {m['kernel']}, virtualization: {m['virtualization']}; files on {m['disk']}."
     )
+    if result.get("merged_from"):
+        lines.append(
+            "Merged from separate runs (`--merge`): "
+            + "; ".join(f"`{x}`" for x in result["merged_from"])
+            + "."
+        )
+    if result["brinery"].get("warning"):
+        lines.append(f"**{result['brinery']['warning']}**")
     la0, la1 = m.get("loadavg_start"), m.get("loadavg_end")
     if la0 and la1:
         loaded = max(float(la0[0]), float(la1[0])) > 1.5 * (m["cores"] or 1) / 2
