@@ -7,6 +7,7 @@
 mod input;
 mod machine;
 mod memo;
+mod payload;
 mod strcache;
 
 use std::ffi::CString;

@@ -19,8 +19,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyIterator, PyList, PyMemoryView,
-    PySet, PyString, PyTuple, PyType,
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyIterator, PyList, PyMemoryView, PySet,
+    PyString, PyTuple, PyType,
 };
 
 use super::input::{Fetched, FileInput, InputError, MemoryInput};
@@ -512,11 +512,12 @@ impl<'py> Machine<'py, '_, '_> {
                 self.stack.push(obj);
             }
             BINBYTES | SHORT_BINBYTES | BINBYTES8 => {
-                self.stack.push(PyBytes::new(py, bytes_arg(op)).into_any());
+                self.stack
+                    .push(super::payload::copy_of(py, bytes_arg(op), false)?);
             }
             BYTEARRAY8 => {
                 self.stack
-                    .push(PyByteArray::new(py, bytes_arg(op)).into_any());
+                    .push(super::payload::copy_of(py, bytes_arg(op), true)?);
             }
             UNICODE => {
                 let line = line_arg(op);
