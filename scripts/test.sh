@@ -30,6 +30,9 @@ echo "==> pytest"
 # `import brinery` is the installed package: the source tree keeps it under python/.
 python -m pytest -q -p no:cacheprovider --junit-xml=target/pytest.xml tests
 
+echo "==> instruction counts, brinery vs the C pickle (callgrind; a report, never a failure)"
+python bench/instructions.py || echo "(instruction counts not measured)"
+
 # One closing line for the whole run: every cargo test binary plus pytest.
 python - <<'PY'
 import re

@@ -261,6 +261,8 @@ impl Pickler {
                 hooks,
             )
         })();
+        // The memo outlives the dump: entries kept out of the table go into it.
+        memo.flush_pending();
         {
             let mut me = slf.borrow_mut();
             me.memo = memo;
@@ -516,16 +518,27 @@ fn dumps<'py>(
         fast: false,
         fix_imports: fix_imports.0 && proto < 3,
     };
-    let out = run(
-        py,
-        obj,
-        &opts,
-        None,
-        &mut Memo::default(),
-        &mut FastState::default(),
-        hooks,
-    )?;
-    Ok(PyBytes::new(py, &out))
+    let to_err = |e: brinery::Error| pickling_error(py, e.to_string());
+    // The encoder's buffer is kept per thread between calls (a nested `dumps`, from a
+    // `__reduce__`, finds it taken and uses a fresh one).
+    let buf = DUMPS_BUFFER.take();
+    let enc = Encoder::with_buffer(opts.proto, buf).map_err(to_err)?;
+    let mut memo = Memo::default();
+    let mut fast_state = FastState::default();
+    let (bytes, buf) =
+        Saver::new(py, enc, &opts, &mut memo, &mut fast_state, hooks, None)?.run_to_bytes(obj)?;
+    if buf.capacity() <= KEEP_BUFFER {
+        DUMPS_BUFFER.set(buf);
+    }
+    Ok(bytes)
+}
+
+/// `dumps` keeps its encoder buffer for the next call on the same thread if it is no larger
+/// than this.
+const KEEP_BUFFER: usize = 1 << 20;
+
+thread_local! {
+    static DUMPS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Add this module's classes and functions to `brinery._native`.

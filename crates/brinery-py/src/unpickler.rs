@@ -7,7 +7,9 @@
 mod input;
 mod machine;
 mod memo;
+mod payload;
 mod policy;
+mod strcache;
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,7 +24,7 @@ use pyo3::PyTraverseError;
 use crate::args::Truthy;
 use crate::errors::unpickling_error;
 use input::{FileInput, MemoryInput};
-use machine::{Config, Input};
+use machine::{CText, Config, Input};
 use memo::Memo;
 
 /// Add this module's classes and functions to `brinery._native`.
@@ -41,15 +43,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The options shared by the three entry points.
 struct Options {
     fix_imports: bool,
-    encoding: CString,
-    errors: CString,
+    encoding: CText,
+    errors: CText,
     /// An iterator over `buffers`, or `None` if the argument was not given (or was None).
     buffers: Option<Py<PyAny>>,
 }
 
-fn c_string(what: &str, s: &str) -> PyResult<CString> {
-    let _ = what;
-    CString::new(s).map_err(|_| PyValueError::new_err("embedded null character"))
+fn c_string(s: &str) -> PyResult<CText> {
+    Ok(match s {
+        "ASCII" => CText::Borrowed(c"ASCII"),
+        "strict" => CText::Borrowed(c"strict"),
+        _ => CText::Owned(
+            CString::new(s).map_err(|_| PyValueError::new_err("embedded null character"))?,
+        ),
+    })
 }
 
 impl Options {
@@ -59,8 +66,8 @@ impl Options {
         errors: &str,
         buffers: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Options> {
-        let encoding = c_string("encoding", encoding)?;
-        let errors = c_string("errors", errors)?;
+        let encoding = c_string(encoding)?;
+        let errors = c_string(errors)?;
         let buffers = match buffers {
             Some(b) if !b.is_none() => Some(PyIterator::from_object(b)?.into_any().unbind()),
             _ => None,
@@ -73,7 +80,7 @@ impl Options {
         })
     }
 
-    fn config<'py, 'm>(&self, py: Python<'py>, memo: &'m Mutex<Memo>) -> PyResult<Config<'py, 'm>> {
+    fn config<'py, 'm>(&self, py: Python<'py>) -> PyResult<Config<'py, 'm>> {
         Ok(Config {
             unpickler: None,
             find_class_via_python: false,
@@ -85,7 +92,7 @@ impl Options {
                 Some(b) => Some(b.bind(py).clone().cast_into::<PyIterator>()?),
                 None => None,
             },
-            memo,
+            memo: None,
             proto_cell: None,
             guard: None,
         })
@@ -158,14 +165,8 @@ fn load_with_fresh_memo<'py>(
     opts: &Options,
     mut input: Input<'_, '_>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let memo = Mutex::new(Memo::default());
-    let cfg = opts.config(py, &memo)?;
-    let result = machine::load(py, &cfg, &mut input);
-    drop(cfg);
-    // The memo's objects are released after the lock (dropping may run Python code).
-    let entries = lock(&memo).take();
-    drop(entries);
-    result
+    let cfg = opts.config(py)?;
+    machine::load(py, &cfg, &mut input)
 }
 
 /// `load(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
@@ -334,7 +335,7 @@ impl Unpickler {
             errors,
             pers_func: pers_func.map(|(f, b)| (f.into_bound(py), b)),
             buffers,
-            memo: &this.memo,
+            memo: Some(&this.memo),
             proto_cell: Some(&this.proto),
             guard: guard.as_ref(),
         };
@@ -470,8 +471,8 @@ impl Unpickler {
                 *setup = Some(Setup {
                     opts: Options {
                         fix_imports: true,
-                        encoding: c"ASCII".to_owned(),
-                        errors: c"strict".to_owned(),
+                        encoding: CText::Borrowed(c"ASCII"),
+                        errors: CText::Borrowed(c"strict"),
                         buffers: None,
                     },
                     pers_func: Some((value.clone().unbind(), false)),

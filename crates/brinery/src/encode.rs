@@ -130,12 +130,23 @@ impl<'w> Encoder<'w> {
         Encoder::build(protocol, Some(sink))
     }
 
+    /// [`Encoder::new`] writing into `buf` (cleared first), e.g. a buffer kept from an earlier
+    /// encoder's [`finish`](Self::finish) to save its allocation.
+    pub fn with_buffer(protocol: u8, mut buf: Vec<u8>) -> Result<Self> {
+        buf.clear();
+        Encoder::build_with(protocol, None, buf)
+    }
+
     fn build(protocol: u8, sink: Option<&'w mut dyn Write>) -> Result<Self> {
+        Encoder::build_with(protocol, sink, Vec::with_capacity(4096))
+    }
+
+    fn build_with(protocol: u8, sink: Option<&'w mut dyn Write>, buf: Vec<u8>) -> Result<Self> {
         if protocol > crate::HIGHEST_PROTOCOL {
             return Err(Error::new(ErrorKind::UnsupportedProtocol(protocol)));
         }
         let mut encoder = Encoder {
-            buf: Vec::with_capacity(4096),
+            buf,
             proto: protocol,
             framing: false,
             frame_start: None,
@@ -560,6 +571,40 @@ impl<'w> Encoder<'w> {
             return Ok(());
         }
         self.str_slow(s)
+    }
+
+    /// A `str` given as its UTF-8 bytes (lone surrogates encoded as `surrogatepass` does) at a
+    /// binary protocol: the bytes [`str`](Self::str) writes for it. Protocol 0 spells strings
+    /// as text, which needs the [`PyString`]: this returns an error there.
+    #[inline]
+    pub fn unicode_utf8(&mut self, data: &[u8]) -> Result<()> {
+        let n = data.len();
+        if n <= 0xff && self.proto >= 4 {
+            self.write_head_data(&[Opcode::SHORT_BINUNICODE.byte(), n as u8], data);
+            return Ok(());
+        }
+        if n < FRAME_SIZE_TARGET && self.proto >= 1 {
+            let len = (n as u32).to_le_bytes();
+            let head = [Opcode::BINUNICODE.byte(), len[0], len[1], len[2], len[3]];
+            self.write_head_data(&head, data);
+            return Ok(());
+        }
+        self.unicode_utf8_slow(data)
+    }
+
+    #[inline(never)]
+    fn unicode_utf8_slow(&mut self, data: &[u8]) -> Result<()> {
+        if self.proto == 0 {
+            return Err(unsupported(
+                "a string given as UTF-8 needs a binary protocol (1+)",
+            ));
+        }
+        let Some((header, hlen)) = unicode_header(self.proto, data.len()) else {
+            return Err(unsupported(
+                "serializing a string larger than 4 GiB requires pickle protocol 4 or higher",
+            ));
+        };
+        self.write_bytes(&header[..hlen], data)
     }
 
     #[inline(never)]

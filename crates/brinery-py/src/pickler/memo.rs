@@ -1,61 +1,86 @@
 //! The pickler's memo: object identity → memo index, holding a strong reference to every key
 //! (as `_pickle.c`'s `PyMemoTable` does) so that an id cannot be reused while it is memoized.
+//!
+//! Two parts:
+//! - the table: open addressing with linear probing over object addresses (a multiply-shift
+//!   hash, power-of-two capacity, at most half full), each key a strong reference;
+//! - the *pending* entries: objects the pickler proved can be met only once in the graph being
+//!   pickled (see `Saver::save_obj`), recorded in a plain vector instead of the table. Their
+//!   `PUT`/`MEMOIZE` is written all the same, so the output does not change; they only move into
+//!   the table ([`Memo::flush_pending`]) when Python code is about to run (which could make them
+//!   reachable again) or when the memo outlives the dump (`Pickler.memo`). Pending entries hold
+//!   no reference: the pickler guarantees they stay alive until they are flushed or discarded.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-/// A hasher for object addresses: they are unique, so a multiply-shift mix is enough.
-#[derive(Default)]
-pub(crate) struct PtrHasher(u64);
-
-impl Hasher for PtrHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        // Addresses are 16-byte aligned: drop the low bits, then spread the rest.
-        self.0 = ((n as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
+/// One slot of the table; `key == 0` marks an empty slot.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: usize,
+    idx: isize,
 }
 
-type PtrMap<V> = HashMap<usize, V, BuildHasherDefault<PtrHasher>>;
+/// The smallest table allocated.
+const MIN_CAPACITY: usize = 64;
+/// A table at least this large is freed (not kept for reuse) when the memo is cleared.
+const KEEP_CAPACITY: usize = 1 << 14;
 
-/// `id(obj)` → (memo index, obj).
+/// `id(obj)` → memo index, plus the pending entries.
 #[derive(Default)]
 pub(crate) struct Memo {
-    map: PtrMap<(isize, Py<PyAny>)>,
+    slots: Vec<Slot>,
+    /// Entries in `slots`.
+    used: usize,
+    /// Unique objects memoized without a table entry: (address, index).
+    pending: Vec<(usize, isize)>,
+}
+
+#[inline(always)]
+fn hash(key: usize, mask: usize) -> usize {
+    // Addresses are 16-byte aligned: drop the low bits, then take the high bits of a
+    // multiplicative (Fibonacci) hash, folded to the table size.
+    let h = ((key as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) as usize ^ (h as usize)) & mask
 }
 
 impl Memo {
-    /// Number of entries (the index the next `memo_put` assigns).
+    /// Number of entries, pending ones included (the index the next `memo_put` assigns).
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.used + self.pending.len()
     }
 
-    /// The index stored for `obj`, if it is memoized.
+    /// The index stored in the table for `obj` (pending entries are never looked up: they are
+    /// met only once).
     #[inline]
     pub(crate) fn get(&self, obj: &Bound<'_, PyAny>) -> Option<isize> {
-        if self.map.is_empty() {
+        if self.used == 0 {
             return None;
         }
-        self.map.get(&(obj.as_ptr() as usize)).map(|e| e.0)
+        self.get_ptr(obj.as_ptr() as usize)
     }
 
-    /// Whether `obj` is memoized.
+    #[inline]
+    fn get_ptr(&self, key: usize) -> Option<isize> {
+        let mask = self.slots.len() - 1;
+        let mut i = hash(key, mask);
+        loop {
+            // The table is at most half full, so the probe ends at an empty slot.
+            let s = self.slots[i];
+            if s.key == key {
+                return Some(s.idx);
+            }
+            if s.key == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Whether `obj` is memoized in the table.
     #[inline]
     pub(crate) fn contains(&self, obj: &Bound<'_, PyAny>) -> bool {
         self.get(obj).is_some()
@@ -63,35 +88,131 @@ impl Memo {
 
     /// Store `obj` at `idx` (`PyMemoTable_Set`: an existing entry only gets its index updated).
     pub(crate) fn set(&mut self, obj: &Bound<'_, PyAny>, idx: isize) {
-        self.map
-            .entry(obj.as_ptr() as usize)
-            .and_modify(|e| e.0 = idx)
-            .or_insert_with(|| (idx, obj.clone().unbind()));
+        self.set_ptr(obj.as_ptr(), idx);
     }
 
-    /// Drop every entry.
+    /// [`set`](Self::set) for a live object pointer; takes a new reference when inserting.
+    fn set_ptr(&mut self, obj: *mut ffi::PyObject, idx: isize) {
+        if (self.used + 1) * 2 > self.slots.len() {
+            self.grow(self.used + 1);
+        }
+        let key = obj as usize;
+        let mask = self.slots.len() - 1;
+        let mut i = hash(key, mask);
+        loop {
+            let s = &mut self.slots[i];
+            if s.key == key {
+                s.idx = idx;
+                return;
+            }
+            if s.key == 0 {
+                // SAFETY: the caller guarantees `obj` is a live object and the GIL is held
+                // (every `Memo` method runs under it); the table owns this new reference
+                // until `clear`.
+                unsafe { ffi::Py_INCREF(obj) };
+                *s = Slot { key, idx };
+                self.used += 1;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Make room for `n` entries at most half full.
+    #[cold]
+    fn grow(&mut self, n: usize) {
+        let cap = (n * 2).next_power_of_two().max(MIN_CAPACITY);
+        if cap <= self.slots.len() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); cap]);
+        let mask = cap - 1;
+        for s in old.into_iter().filter(|s| s.key != 0) {
+            let mut i = hash(s.key, mask);
+            while self.slots[i].key != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+    }
+
+    /// Record a unique object memoized at `idx` without a table entry. The caller guarantees
+    /// the object stays alive until [`flush_pending`](Self::flush_pending) or the memo is
+    /// cleared.
+    #[inline(always)]
+    pub(crate) fn push_pending(&mut self, obj: *mut ffi::PyObject, idx: isize) {
+        self.pending.push((obj as usize, idx));
+    }
+
+    /// Move the pending entries into the table (each takes a reference).
+    pub(crate) fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.grow(self.used + pending.len());
+        for &(key, idx) in &pending {
+            self.set_ptr(key as *mut ffi::PyObject, idx);
+        }
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// Drop every entry (releasing the table's references). Pending entries are forgotten.
     pub(crate) fn clear(&mut self) {
-        self.map.clear();
+        self.pending.clear();
+        if self.used == 0 {
+            if self.slots.len() >= KEEP_CAPACITY {
+                self.slots = Vec::new();
+            }
+            return;
+        }
+        let slots = std::mem::take(&mut self.slots);
+        self.used = 0;
+        // Release the references only after the table is empty: a `__del__` run by a release
+        // may come back to this memo.
+        let keys: Vec<usize> = slots.iter().filter(|s| s.key != 0).map(|s| s.key).collect();
+        if slots.len() < KEEP_CAPACITY {
+            let mut slots = slots;
+            slots.fill(Slot::default());
+            self.slots = slots;
+        }
+        if !keys.is_empty() {
+            Python::attach(|_py| {
+                for key in keys {
+                    // SAFETY: the GIL is held; each key is a reference the table took in
+                    // `set_ptr` and released exactly once here.
+                    unsafe { ffi::Py_DECREF(key as *mut ffi::PyObject) };
+                }
+            });
+        }
+    }
+
+    /// The table's entries as (address, index).
+    fn entries(&self) -> impl Iterator<Item = (usize, isize)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.key != 0)
+            .map(|s| (s.key, s.idx))
     }
 
     /// A copy holding new references to the same objects.
-    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Memo {
-        let map = self
-            .map
-            .iter()
-            .map(|(k, (i, o))| (*k, (*i, o.clone_ref(py))))
-            .collect();
-        Memo { map }
+    pub(crate) fn clone_ref(&self, _py: Python<'_>) -> Memo {
+        let mut m = Memo::default();
+        m.grow(self.used);
+        for (k, i) in self.entries() {
+            m.set_ptr(k as *mut ffi::PyObject, i);
+        }
+        m
     }
 
     /// `PicklerMemoProxy.copy()`: `{id(obj): (index, obj)}`.
     pub(crate) fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (k, (i, o)) in &self.map {
-            d.set_item(
-                *k,
-                PyTuple::new(py, [i.into_pyobject(py)?.into_any(), o.bind(py).clone()])?,
-            )?;
+        for (k, i) in self.entries() {
+            // SAFETY: the table holds a reference to `k`, so it is a live object.
+            let o = unsafe { Bound::from_borrowed_ptr(py, k as *mut ffi::PyObject) };
+            d.set_item(k, PyTuple::new(py, [i.into_pyobject(py)?.into_any(), o])?)?;
         }
         Ok(d)
     }
@@ -116,9 +237,23 @@ impl Memo {
 
     /// Visit every memoized object (GC support).
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for (_, o) in self.map.values() {
-            visit.call(o)?;
+        for (k, _) in self.entries() {
+            // SAFETY: the table holds a reference to `k`, so it is a live object. The `Py` is
+            // built without taking a reference and never dropped (`ManuallyDrop`), so the
+            // reference counts are untouched, as `tp_traverse` requires; the GC calls
+            // `tp_traverse` with the GIL held.
+            let o = std::mem::ManuallyDrop::new(unsafe {
+                Bound::<PyAny>::from_owned_ptr(Python::assume_attached(), k as *mut ffi::PyObject)
+                    .unbind()
+            });
+            visit.call(&*o)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Memo {
+    fn drop(&mut self) {
+        self.clear();
     }
 }

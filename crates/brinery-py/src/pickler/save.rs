@@ -41,10 +41,13 @@ pub(crate) struct Globals {
     partial: Py<PyAny>,
     /// `builtins.getattr`, for nested names below protocol 4.
     getattr: Py<PyAny>,
-    /// `pickle.PickleBuffer`.
+    /// `pickle.PickleBuffer` (held so that `Types::picklebuffer` stays valid).
+    #[expect(dead_code, reason = "only keeps the type object alive")]
     pickle_buffer: Py<PyType>,
     /// `types.MethodType`.
     pub(crate) method_type: Py<PyType>,
+    /// The exact-type pointers `save()` dispatches on.
+    types: Types,
 }
 
 static GLOBALS: PyOnceLock<Globals> = PyOnceLock::new();
@@ -53,6 +56,11 @@ static GLOBALS: PyOnceLock<Globals> = PyOnceLock::new();
 pub(crate) fn globals(py: Python<'_>) -> PyResult<&'static Globals> {
     GLOBALS.get_or_try_init(py, || {
         let copyreg = py.import("copyreg")?;
+        let pickle_buffer = py
+            .import("pickle")?
+            .getattr("PickleBuffer")?
+            .cast_into::<PyType>()?
+            .unbind();
         let dict = |name: &str| -> PyResult<Py<PyDict>> {
             let obj = copyreg.getattr(name)?;
             match obj.cast_exact::<PyDict>() {
@@ -69,11 +77,8 @@ pub(crate) fn globals(py: Python<'_>) -> PyResult<&'static Globals> {
             codecs_encode: py.import("codecs")?.getattr("encode")?.unbind(),
             partial: py.import("functools")?.getattr("partial")?.unbind(),
             getattr: py.import("builtins")?.getattr("getattr")?.unbind(),
-            pickle_buffer: py
-                .import("pickle")?
-                .getattr("PickleBuffer")?
-                .cast_into::<PyType>()?
-                .unbind(),
+            types: Types::new(py, pickle_buffer.as_ptr().cast()),
+            pickle_buffer,
             method_type: py
                 .import("types")?
                 .getattr("MethodType")?
@@ -108,10 +113,20 @@ struct Types {
     picklebuffer: *mut ffi::PyTypeObject,
     type_: *mut ffi::PyTypeObject,
     function: *mut ffi::PyTypeObject,
+    /// Whether ints can be read from their digits in place (CPython 3.11's layout with
+    /// 30-bit digits: a signed digit count in `ob_size`, then the digits).
+    long_digits: bool,
 }
 
+// SAFETY: the pointers are to type objects that live as long as the interpreter (the builtin
+// types are static; `PickleBuffer` is kept alive by `Globals::pickle_buffer`); they are only
+// compared, never dereferenced, so sharing them between threads is sound.
+unsafe impl Send for Types {}
+// SAFETY: as for `Send`: immutable after construction and only compared.
+unsafe impl Sync for Types {}
+
 impl Types {
-    fn new(py: Python<'_>, g: &Globals) -> Types {
+    fn new(py: Python<'_>, picklebuffer: *mut ffi::PyTypeObject) -> Types {
         Types {
             bool_: PyBool::type_object_raw(py),
             int: PyInt::type_object_raw(py),
@@ -124,9 +139,18 @@ impl Types {
             list: PyList::type_object_raw(py),
             tuple: PyTuple::type_object_raw(py),
             bytearray: PyByteArray::type_object_raw(py),
-            picklebuffer: g.pickle_buffer.as_ptr().cast(),
+            picklebuffer,
             type_: PyType::type_object_raw(py),
             function: PyFunction::type_object_raw(py),
+            long_digits: {
+                let v = py.version_info();
+                (v.major, v.minor) == (3, 11)
+                    && py
+                        .import("sys")
+                        .and_then(|sys| sys.getattr("int_info")?.getattr("bits_per_digit"))
+                        .and_then(|b| b.extract::<u32>())
+                        .is_ok_and(|b| b == 30)
+            },
         }
     }
 }
@@ -264,6 +288,51 @@ impl Drop for BufferView {
     }
 }
 
+/// `dumps` copies payloads at least this large into the result once, at the end, instead of
+/// into the encoder's buffer and then into the result.
+const DEFER_MIN: usize = 1 << 20;
+
+/// A result at least this large is advised to use transparent huge pages.
+const HUGE_MIN: usize = 4 << 20;
+
+/// A large payload of a `dumps`, copied into the result after the encoder's bytes up to `at`.
+struct Segment<'py> {
+    at: usize,
+    data: *const u8,
+    len: usize,
+    /// Keeps `data` alive: the immutable `bytes` it belongs to, or the object whose buffer
+    /// export `view` holds (an export also keeps the exporter from resizing).
+    _owner: Bound<'py, PyAny>,
+    _view: Option<BufferView>,
+}
+
+/// Ask the kernel to back `len` bytes at `ptr` (fresh, untouched memory) with huge pages, so
+/// that filling them faults once per 2 MiB instead of once per 4 KiB. Advisory: failures are
+/// ignored.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    extern "C" {
+        fn madvise(
+            addr: *mut std::os::raw::c_void,
+            len: usize,
+            advice: std::os::raw::c_int,
+        ) -> std::os::raw::c_int;
+    }
+    const MADV_HUGEPAGE: std::os::raw::c_int = 14;
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: `[start, end)` lies inside the caller's allocation and is page aligned;
+        // `madvise(MADV_HUGEPAGE)` only changes how the kernel backs those pages, never their
+        // contents or validity.
+        unsafe { madvise(start as *mut _, end - start, MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *mut u8, _len: usize) {}
+
 /// One pickling run: the encoder plus the pickler's state.
 pub(crate) struct Saver<'py, 'a, 'w> {
     py: Python<'py>,
@@ -276,9 +345,18 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     hooks: Hooks<'py>,
     /// `file.write` when dumping to a file (large payloads are written to it directly).
     file: Option<Bound<'py, PyAny>>,
+    /// `dumps`' large payloads, copied into the result at the end.
+    segments: Vec<Segment<'py>>,
     g: &'static Globals,
-    types: Types,
+    types: &'static Types,
     stack_limit: stack::Limit,
+    /// Container items that are `None`, bools, ints or floats are written inline (protocol 1+,
+    /// no `persistent_id`).
+    scalars_inline: bool,
+    /// Whether objects proven to be met only once may be memoized without a table entry (see
+    /// [`Saver::save_obj`]): no `persistent_id` or `reducer_override` hook, not fast mode, no
+    /// file, and not inside a step that can run Python code (see [`Saver::generic`]).
+    unique_ok: bool,
 }
 
 impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
@@ -293,6 +371,11 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         file: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let g = globals(py)?;
+        let hooks_pers_none = hooks.pers_func.is_none();
+        let unique_ok = !opts.fast
+            && file.is_none()
+            && hooks.pers_func.is_none()
+            && hooks.reducer_override.is_none();
         Ok(Saver {
             py,
             enc,
@@ -303,9 +386,12 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             fast_state,
             hooks,
             file,
+            segments: Vec::new(),
             g,
-            types: Types::new(py, g),
+            types: &g.types,
             stack_limit: stack::limit(),
+            unique_ok,
+            scalars_inline: opts.proto >= 1 && hooks_pers_none,
         })
     }
 
@@ -318,15 +404,119 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         self.enc.finish().map_err(|e| enc_err(py, e))
     }
 
+    /// `dumps`: the whole pickle as a `bytes` object, allocated once at its final size (huge
+    /// pages advised when large) and filled with one copy of every byte. Also returns the
+    /// encoder's buffer for reuse.
+    pub(crate) fn run_to_bytes(
+        mut self,
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Vec<u8>)> {
+        debug_assert!(self.file.is_none());
+        self.enc.start();
+        self.save(obj, false)?;
+        let py = self.py;
+        let buf = self.enc.finish().map_err(|e| enc_err(py, e))?;
+        let total = buf.len() + self.segments.iter().map(|s| s.len).sum::<usize>();
+        let Ok(size) = ffi::Py_ssize_t::try_from(total) else {
+            return Err(PyOverflowError::new_err("pickle too large"));
+        };
+        // SAFETY: GIL held; a NULL source asks CPython for an uninitialised bytes object of
+        // `size` bytes (a new reference, or NULL with MemoryError set).
+        let bytes = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyBytes_FromStringAndSize(std::ptr::null(), size),
+            )?
+        };
+        // SAFETY: `bytes` is a fresh bytes object of `total` bytes that nothing else has seen
+        // yet, so writing its contents is allowed; the pieces copied are `buf` and the
+        // segments' payloads, each kept alive by its owner (held in `self.segments`), and
+        // they add up to exactly `total` bytes, written in order without overlap.
+        unsafe {
+            let dst = ffi::PyBytes_AS_STRING(bytes.as_ptr()) as *mut u8;
+            if total >= HUGE_MIN {
+                advise_huge_pages(dst, total);
+            }
+            let mut out = 0usize;
+            let mut from = 0usize;
+            for seg in &self.segments {
+                let head = &buf[from..seg.at];
+                std::ptr::copy_nonoverlapping(head.as_ptr(), dst.add(out), head.len());
+                out += head.len();
+                std::ptr::copy_nonoverlapping(seg.data, dst.add(out), seg.len);
+                out += seg.len;
+                from = seg.at;
+            }
+            let tail = &buf[from..];
+            std::ptr::copy_nonoverlapping(tail.as_ptr(), dst.add(out), tail.len());
+            debug_assert_eq!(out + tail.len(), total);
+        }
+        // SAFETY: made by `PyBytes_FromStringAndSize` just above.
+        Ok((unsafe { bytes.cast_into_unchecked::<PyBytes>() }, buf))
+    }
+
+    /// Write `header` now and the payload `data` (kept alive by `owner`, or by `view`, an
+    /// export of `owner`) at the end of a `dumps`; `false` when the payload is too small to be
+    /// worth it or this is not a `dumps` (the caller writes it then).
+    fn defer_payload(
+        &mut self,
+        header: &[u8],
+        data: &[u8],
+        owner: &Bound<'py, PyAny>,
+        view: &mut Option<BufferView>,
+    ) -> bool {
+        if self.file.is_some() || data.len() < DEFER_MIN {
+            return false;
+        }
+        self.enc.write_large_header(header);
+        self.segments.push(Segment {
+            at: self.enc.buffered().len(),
+            data: data.as_ptr(),
+            len: data.len(),
+            _owner: owner.clone(),
+            _view: view.take(),
+        });
+        true
+    }
+
     // -----------------------------------------------------------------------------------
     // save()
     // -----------------------------------------------------------------------------------
 
+    #[inline]
     fn save(&mut self, obj: &Bound<'py, PyAny>, pers_save: bool) -> PyResult<()> {
+        self.save_obj(obj, pers_save, false)
+    }
+
+    /// Run `body`, a step that may run Python code (a reduction, a hook, an import, a buffer
+    /// export): pending memo entries move to the table first, since Python code could make
+    /// them reachable again, and objects met inside are memoized in the table (temporaries
+    /// made by the step die with it, so their addresses must not be remembered unreferenced).
+    #[inline]
+    fn generic<R>(&mut self, body: impl FnOnce(&mut Self) -> R) -> R {
+        if !self.unique_ok {
+            return body(self);
+        }
+        self.memo.flush_pending();
+        self.unique_ok = false;
+        let r = body(self);
+        self.unique_ok = true;
+        r
+    }
+
+    /// `save()`. `unique` says that `obj` can be met only once in this dump: its reference
+    /// count was 1, the one reference being the slot of the container being walked (read
+    /// before any reference of ours), that container is walked only once (a list or dict, which
+    /// is memoized before its items, or a tuple that is itself unique), and no Python code can
+    /// run before the pending entries move to the table ([`generic`](Self::generic)). Such an
+    /// object skips the memo lookup and gets a pending entry instead of a table entry; its
+    /// `PUT`/`MEMOIZE` is written as usual, so the bytes do not change.
+    #[inline]
+    fn save_obj(&mut self, obj: &Bound<'py, PyAny>, pers_save: bool, unique: bool) -> PyResult<()> {
         let py = self.py;
         self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
 
-        if !pers_save && self.hooks.pers_func.is_some() && self.save_pers(obj)? {
+        if !pers_save && self.hooks.pers_func.is_some() && self.generic(|s| s.save_pers(obj))? {
             return Ok(());
         }
 
@@ -351,17 +541,19 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             return Ok(());
         }
 
-        if let Some(idx) = self.memo.get(obj) {
-            return self.write_get(idx);
+        if !unique {
+            if let Some(idx) = self.memo.get(obj) {
+                return self.write_get(idx);
+            }
         }
 
         if tp == self.types.bytes {
-            return self.save_bytes(obj);
+            return self.save_bytes(obj, unique);
         }
         if tp == self.types.str_ {
-            return self.save_unicode(obj);
+            return self.save_unicode(obj, unique);
         }
-        self.save_nonatomic(obj, tp)
+        self.save_nonatomic(obj, tp, unique)
     }
 
     #[inline(never)]
@@ -369,6 +561,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         &mut self,
         obj: &Bound<'py, PyAny>,
         tp: *mut ffi::PyTypeObject,
+        unique: bool,
     ) -> PyResult<()> {
         if stack::exhausted(self.stack_limit) {
             return Err(PyRecursionError::new_err(
@@ -379,23 +572,23 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         let t = &self.types;
         if tp == t.dict {
             // SAFETY: exact type checked.
-            self.save_dict(unsafe { obj.cast_unchecked::<PyDict>() })
-        } else if tp == t.set {
-            self.save_set(obj)
-        } else if tp == t.frozenset {
-            self.save_frozenset(obj)
+            self.save_dict(unsafe { obj.cast_unchecked::<PyDict>() }, unique)
         } else if tp == t.list {
             // SAFETY: exact type checked.
-            self.save_list(unsafe { obj.cast_unchecked::<PyList>() })
+            self.save_list(unsafe { obj.cast_unchecked::<PyList>() }, unique)
         } else if tp == t.tuple {
             // SAFETY: exact type checked.
-            self.save_tuple(unsafe { obj.cast_unchecked::<PyTuple>() })
+            self.save_tuple(unsafe { obj.cast_unchecked::<PyTuple>() }, unique)
+        } else if tp == t.set {
+            self.generic(|s| s.save_set(obj))
+        } else if tp == t.frozenset {
+            self.generic(|s| s.save_frozenset(obj))
         } else if tp == t.bytearray {
-            self.save_bytearray(obj)
+            self.generic(|s| s.save_bytearray(obj))
         } else if tp == t.picklebuffer {
-            self.save_picklebuffer(obj)
+            self.generic(|s| s.save_picklebuffer(obj))
         } else {
-            self.save_other(obj, tp)
+            self.generic(|s| s.save_other(obj, tp))
         }
     }
 
@@ -466,12 +659,24 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     // -----------------------------------------------------------------------------------
 
     /// `memo_put`.
+    #[inline]
     fn memo_put(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        self.memo_put_unique(obj, false)
+    }
+
+    /// `memo_put`, with a pending entry instead of a table entry for a unique object (see
+    /// [`save_obj`](Self::save_obj)).
+    #[inline]
+    fn memo_put_unique(&mut self, obj: &Bound<'py, PyAny>, unique: bool) -> PyResult<()> {
         if self.fast {
             return Ok(());
         }
         let idx = self.memo.len();
-        self.memo.set(obj, idx as isize);
+        if unique {
+            self.memo.push_pending(obj.as_ptr(), idx as isize);
+        } else {
+            self.memo.set(obj, idx as isize);
+        }
         let py = self.py;
         self.enc.put(idx as u64).map_err(|e| enc_err(py, e))
     }
@@ -556,7 +761,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             self.enc.int(v);
             return Ok(());
         }
-        self.save_big_long(obj)
+        self.generic(|s| s.save_big_long(obj))
     }
 
     #[inline(never)]
@@ -637,11 +842,26 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
     }
 
-    fn save_bytes(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+    fn save_bytes(&mut self, obj: &Bound<'py, PyAny>, unique: bool) -> PyResult<()> {
+        if self.proto < 3 {
+            return self.generic(|s| s.save_bytes_reduce(obj));
+        }
+        // SAFETY: only called for exact `bytes`.
+        let b = unsafe { obj.cast_unchecked::<PyBytes>() };
+        let data = b.as_bytes();
+        let mut header = [0u8; 9];
+        let hlen = self.bytes_header(data.len(), &mut header)?;
+        self.write_payload(&header[..hlen], data, obj)?;
+        self.memo_put_unique(obj, unique)
+    }
+
+    /// `bytes` below protocol 3: `_codecs.encode(text, 'latin1')` or `bytes()`.
+    #[inline(never)]
+    fn save_bytes_reduce(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
         let py = self.py;
         // SAFETY: only called for exact `bytes`.
         let b = unsafe { obj.cast_unchecked::<PyBytes>() };
-        if self.proto < 3 {
+        {
             let data = b.as_bytes();
             let rv = if data.is_empty() {
                 PyTuple::new(
@@ -668,13 +888,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 let args = PyTuple::new(py, [text, intern!(py, "latin1").clone().into_any()])?;
                 PyTuple::new(py, [self.g.codecs_encode.bind(py).clone(), args.into_any()])?
             };
-            return self.save_reduce(&rv, Some(obj));
+            self.save_reduce(&rv, Some(obj))
         }
-        let data = b.as_bytes();
-        let mut header = [0u8; 9];
-        let hlen = self.bytes_header(data.len(), &mut header)?;
-        self.write_payload(&header[..hlen], data, obj)?;
-        self.memo_put(obj)
     }
 
     /// Write an immutable payload (`bytes`, `str`'s UTF-8, a read-only export held open).
@@ -684,8 +899,23 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         data: &[u8],
         obj: &Bound<'py, PyAny>,
     ) -> PyResult<()> {
+        self.write_payload_view(header, data, obj, &mut None)
+    }
+
+    /// [`write_payload`](Self::write_payload) where `data` belongs to the export `view` of
+    /// `obj` (moved into a deferred segment if the payload is deferred).
+    fn write_payload_view(
+        &mut self,
+        header: &[u8],
+        data: &[u8],
+        obj: &Bound<'py, PyAny>,
+        view: &mut Option<BufferView>,
+    ) -> PyResult<()> {
         if self.bypass(data.len()) {
             return self.write_direct(header, obj);
+        }
+        if self.defer_payload(header, data, obj, view) {
+            return Ok(());
         }
         let py = self.py;
         self.enc
@@ -720,6 +950,15 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         header[1..].copy_from_slice(&(len as u64).to_le_bytes());
         if self.bypass(len) {
             self.write_direct(&header, obj)?;
+        } else if len >= DEFER_MIN && self.file.is_none() {
+            // Held exported until the end, so it cannot be resized under the deferred copy.
+            let view = BufferView::get(obj)?;
+            let data = view.data();
+            // SAFETY: as in `save_picklebuffer`: the slice borrows the export's memory, which
+            // the segment keeps alive.
+            let data = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+            let mut view = Some(view);
+            self.defer_payload(&header, data, obj, &mut view);
         } else {
             // SAFETY: no Python code runs while the slice is alive (`write_bytes` only calls
             // into the sink for payloads that `bypass` routes to `write_direct` instead), so
@@ -760,7 +999,13 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 header[1..].copy_from_slice(&(view.len() as u64).to_le_bytes());
                 9
             };
-            self.write_payload(&header[..hlen], view.data(), obj)?;
+            let data = view.data();
+            // SAFETY: the slice borrows the export's memory, not `view` itself: it stays valid
+            // while the export is held, by `view` here or, once moved, by the deferred segment
+            // (which outlives the encoder's use of it).
+            let data = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+            let mut view = Some(view);
+            self.write_payload_view(&header[..hlen], data, obj, &mut view)?;
             drop(view);
             self.memo_put(obj)
         } else {
@@ -772,7 +1017,50 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
     }
 
-    fn save_unicode(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+    fn save_unicode(&mut self, obj: &Bound<'py, PyAny>, unique: bool) -> PyResult<()> {
+        if self.proto == 0 {
+            return self.generic(|s| s.save_unicode_slow(obj));
+        }
+        let p = obj.as_ptr();
+        // SAFETY: `obj` is an exact, live `str` (checked by the caller), so reading its
+        // header is sound; a compact ASCII string's characters are its UTF-8 bytes, stored
+        // inline after the header, `GET_LENGTH` of them, alive as long as `obj` (immutable).
+        let data = unsafe {
+            if ffi::PyUnicode_IS_COMPACT_ASCII(p) != 0 {
+                Some(std::slice::from_raw_parts(
+                    ffi::PyUnicode_DATA(p) as *const u8,
+                    ffi::PyUnicode_GET_LENGTH(p) as usize,
+                ))
+            } else {
+                let mut size: ffi::Py_ssize_t = 0;
+                let u = ffi::PyUnicode_AsUTF8AndSize(p, &mut size);
+                if u.is_null() {
+                    // Lone surrogates: encoded with `surrogatepass` below.
+                    ffi::PyErr_Clear();
+                    None
+                } else {
+                    // The UTF-8 form is cached in the string object and lives as long as it.
+                    Some(std::slice::from_raw_parts(u as *const u8, size as usize))
+                }
+            }
+        };
+        match data {
+            Some(data) => {
+                let py = self.py;
+                if data.len() < FRAME_SIZE_TARGET {
+                    self.enc.unicode_utf8(data).map_err(|e| enc_err(py, e))?;
+                } else {
+                    self.write_unicode_binary(data)?;
+                }
+                self.memo_put_unique(obj, unique)
+            }
+            None => self.generic(|s| s.save_unicode_slow(obj)),
+        }
+    }
+
+    /// `str` at protocol 0, or with lone surrogates.
+    #[inline(never)]
+    fn save_unicode_slow(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
         let py = self.py;
         // SAFETY: only called for exact `str`.
         let s = unsafe { obj.cast_unchecked::<PyString>() };
@@ -811,23 +1099,26 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     // Containers
     // -----------------------------------------------------------------------------------
 
-    fn save_tuple(&mut self, t: &Bound<'py, PyTuple>) -> PyResult<()> {
+    fn save_tuple(&mut self, t: &Bound<'py, PyTuple>, unique: bool) -> PyResult<()> {
         let len = t.len();
         if len == 0 {
             self.enc.empty_tuple();
             return Ok(());
         }
         self.enc.tuple_start(len);
+        // A tuple's items are saved before the tuple is memoized, so a tuple inside a cycle is
+        // walked twice: only a unique tuple's items may be unique.
         for item in t.iter_borrowed() {
-            self.save(&item, false)?;
+            // `item` is live: the tuple holds it, and tuples are immutable.
+            self.save_item(item.as_ptr(), unique, 0)?;
         }
         let obj = t.as_any();
-        if self.memo.contains(obj) {
+        if !unique && self.memo.contains(obj) {
             self.enc.tuple_pop_recursive(len);
             return self.memo_get(obj);
         }
         self.enc.tuple_end(len);
-        self.memo_put(obj)
+        self.memo_put_unique(obj, unique && self.unique_ok)
     }
 
     /// Run `body` between C's `fast_save_enter`/`fast_save_leave` when in fast mode (cycle
@@ -845,14 +1136,14 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         status.and(left)
     }
 
-    fn save_list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
-        self.with_fast_guard(list.as_any(), |s| s.save_list_body(list))
+    fn save_list(&mut self, list: &Bound<'py, PyList>, unique: bool) -> PyResult<()> {
+        self.with_fast_guard(list.as_any(), |s| s.save_list_body(list, unique))
     }
 
-    fn save_list_body(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+    fn save_list_body(&mut self, list: &Bound<'py, PyList>, unique: bool) -> PyResult<()> {
         self.enc.empty_list();
         let len = list.len();
-        self.memo_put(list.as_any())?;
+        self.memo_put_unique(list.as_any(), unique)?;
         if len != 0 {
             if self.proto > 0 {
                 let _guard = RecursionGuard::enter(self.py)?;
@@ -866,10 +1157,89 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         Ok(())
     }
 
+    /// Save a container's item, given as a borrowed pointer `p` that is valid now (read from
+    /// the container with no Python code run since). `None`, bools, ints and floats are
+    /// written inline, their value read before the opcode boundary (which may call
+    /// `file.write`); anything else gets a new reference first, as C does. The item is unique
+    /// (see [`save_obj`](Self::save_obj)) if `allow_unique` and its reference count is
+    /// `1 + extra_refs` (`extra_refs`: references the caller holds).
+    #[inline(always)]
+    fn save_item(
+        &mut self,
+        p: *mut ffi::PyObject,
+        allow_unique: bool,
+        extra_refs: ffi::Py_ssize_t,
+    ) -> PyResult<()> {
+        let py = self.py;
+        // SAFETY: `p` is a live object (the caller's contract); its type and value are read
+        // before anything can run; past the boundary only the copied value is used.
+        unsafe {
+            if self.scalars_inline {
+                let tp = ffi::Py_TYPE(p);
+                if tp == self.types.int {
+                    if let Some(v) = self.small_int(p) {
+                        self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                        self.enc.int(v);
+                        return Ok(());
+                    }
+                } else if tp == self.types.float {
+                    let v = ffi::PyFloat_AS_DOUBLE(p);
+                    self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                    self.enc.float(v);
+                    return Ok(());
+                } else if p == ffi::Py_None() {
+                    self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                    self.enc.none();
+                    return Ok(());
+                } else if tp == self.types.bool_ {
+                    let v = p == ffi::Py_True();
+                    self.enc.opcode_boundary().map_err(|e| enc_err(py, e))?;
+                    self.enc.bool(v);
+                    return Ok(());
+                }
+            }
+            let unique = allow_unique && self.unique_ok && ffi::Py_REFCNT(p) == 1 + extra_refs;
+            let item = Bound::from_borrowed_ptr(py, p);
+            self.save_obj(&item, false, unique)
+        }
+    }
+
+    /// The value of an exact int of at most two digits, read in place; `None` for larger ones
+    /// or when the layout is not known.
+    ///
+    /// # Safety
+    /// `p` must be a live object of exact type `int`.
+    #[inline(always)]
+    unsafe fn small_int(&self, p: *mut ffi::PyObject) -> Option<i64> {
+        if !self.types.long_digits {
+            return None;
+        }
+        // SAFETY: CPython 3.11 with 30-bit digits (checked at start-up): an int is a
+        // `PyVarObject` whose `ob_size` is its signed digit count, followed by that many
+        // `u32` digits; we read at most `|ob_size|` of them.
+        unsafe {
+            let size = (*(p as *mut ffi::PyVarObject)).ob_size;
+            let digits =
+                (p as *const u8).add(std::mem::size_of::<ffi::PyVarObject>()) as *const u32;
+            match size {
+                0 => Some(0),
+                1 => Some(i64::from(*digits)),
+                -1 => Some(-i64::from(*digits)),
+                2 | -2 => {
+                    let v = i64::from(*digits) | (i64::from(*digits.add(1)) << 30);
+                    Some(if size < 0 { -v } else { v })
+                }
+                _ => None,
+            }
+        }
+    }
+
     fn batch_list_exact(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        let lp = list.as_ptr();
         if list.len() == 1 {
-            let item = list.get_item(0)?;
-            self.save(&item, false)?;
+            // SAFETY: index 0 of a list of length 1; nothing has run since the length check.
+            let p = unsafe { ffi::PyList_GET_ITEM(lp, 0) };
+            self.save_item(p, true, 0)?;
             self.enc.opcode(Opcode::APPEND);
             return Ok(());
         }
@@ -878,8 +1248,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             let mut this_batch = 0;
             self.enc.mark();
             while total < list.len() {
-                let item = list.get_item(total)?;
-                self.save(&item, false)?;
+                // SAFETY: `total` is below the current length, just checked.
+                let p = unsafe { ffi::PyList_GET_ITEM(lp, total as ffi::Py_ssize_t) };
+                self.save_item(p, true, 0)?;
                 total += 1;
                 this_batch += 1;
                 if this_batch == BATCH_SIZE {
@@ -934,14 +1305,14 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
     }
 
-    fn save_dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
-        self.with_fast_guard(dict.as_any(), |s| s.save_dict_body(dict))
+    fn save_dict(&mut self, dict: &Bound<'py, PyDict>, unique: bool) -> PyResult<()> {
+        self.with_fast_guard(dict.as_any(), |s| s.save_dict_body(dict, unique))
     }
 
-    fn save_dict_body(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
+    fn save_dict_body(&mut self, dict: &Bound<'py, PyDict>, unique: bool) -> PyResult<()> {
         let py = self.py;
         self.enc.empty_dict();
-        self.memo_put(dict.as_any())?;
+        self.memo_put_unique(dict.as_any(), unique)?;
         if dict.len() != 0 {
             if self.proto > 0 {
                 let _guard = RecursionGuard::enter(py)?;
@@ -961,8 +1332,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         let mut pos: ffi::Py_ssize_t = 0;
         if size == 1 {
             if let Some((k, v)) = dict_next(dict, &mut pos) {
-                self.save(&k, false)?;
-                self.save(&v, false)?;
+                self.save_dict_item(k, v)?;
             }
             self.enc.opcode(Opcode::SETITEM);
             return Ok(());
@@ -971,8 +1341,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             let mut i = 0;
             self.enc.mark();
             while let Some((k, v)) = dict_next(dict, &mut pos) {
-                self.save(&k, false)?;
-                self.save(&v, false)?;
+                self.save_dict_item(k, v)?;
                 i += 1;
                 if i == BATCH_SIZE {
                     break;
@@ -988,6 +1357,15 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 return Ok(());
             }
         }
+    }
+
+    /// A key and value as `dict_next` returned them, each holding a reference taken before
+    /// anything ran, as C does (saving the key may run Python code that changes the dict).
+    #[inline(always)]
+    fn save_dict_item(&mut self, k: Bound<'py, PyAny>, v: Bound<'py, PyAny>) -> PyResult<()> {
+        self.save_item(k.as_ptr(), true, 1)?;
+        drop(k);
+        self.save_item(v.as_ptr(), true, 1)
     }
 
     /// A `(key, value)` item of `batch_dict`.

@@ -20,8 +20,9 @@ use brinery::decode::{Arg, Decoder, Op};
 use brinery::opcode::{ArgKind, Opcode};
 use brinery::ErrorKind;
 use pyo3::exceptions::{PyNotImplementedError, PyOverflowError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::PyBytes;
 
 use crate::errors::unpickling_error;
 
@@ -125,6 +126,12 @@ pub(crate) struct MemoryInput<'a> {
 impl<'a> MemoryInput<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
         MemoryInput { data, pos: 0 }
+    }
+
+    /// The whole input and the position of the next operation, for the fast loop.
+    #[inline]
+    pub(crate) fn parts(&mut self) -> (&'a [u8], &mut usize) {
+        (self.data, &mut self.pos)
     }
 
     #[inline]
@@ -232,6 +239,12 @@ impl FileInput {
         .flatten()
     }
 
+    /// The current chunk and the position of the next operation in it, for the fast loop.
+    #[inline]
+    pub(crate) fn parts<'s>(&'s mut self, py: Python<'_>) -> (&'s [u8], &'s mut usize) {
+        (self.chunk.as_slice(py), &mut self.next)
+    }
+
     fn chunk_len(&self, py: Python<'_>) -> usize {
         self.chunk.as_slice(py).len()
     }
@@ -329,30 +342,27 @@ impl FileInput {
     }
 
     /// C's `_Unpickler_ReadInto` for a `bytes`/`bytearray` payload of `n` bytes, built straight
-    /// into its final object.
+    /// into its final object: what the chunk holds is copied, the rest is read with `readinto`
+    /// into a writable memoryview of the object's own memory (or with `read` and copied when the
+    /// file has no `readinto`), exactly the calls C makes. No intermediate copy, so a payload
+    /// costs its own size in memory once.
     fn read_payload<'py>(
         &mut self,
         py: Python<'py>,
         n: usize,
         opcode: Opcode,
     ) -> Step<Bound<'py, PyAny>> {
-        let array = PyByteArray::new_with(py, n, |_| Ok(()))?;
-        let mut filled = 0usize;
+        let (obj, dst) = super::payload::new_uninit(py, n, opcode == Opcode::BYTEARRAY8)?;
         let in_buffer = self.chunk.as_slice(py).len() - self.next;
-        {
+        let filled = in_buffer.min(n);
+        if filled > 0 {
             let chunk = self.chunk.as_slice(py);
-            let in_buffer = chunk.len() - self.next;
-            let take = in_buffer.min(n);
-            if take > 0 {
-                // SAFETY: `array` was just created, is not shared with any Python code yet, and
-                // holds `n >= take` bytes; no Python code runs while the slice is alive.
-                unsafe {
-                    array.as_bytes_mut()[..take]
-                        .copy_from_slice(&chunk[self.next..self.next + take])
-                };
-                self.next += take;
-                filled = take;
+            // SAFETY: `dst` is the data area of the fresh object (`n >= filled` bytes), not
+            // shared with any Python code yet; the chunk slice holds `filled` bytes from `next`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(chunk[self.next..].as_ptr(), dst, filled);
             }
+            self.next += filled;
         }
         // C goes to the file even for an empty payload when the chunk is exhausted.
         if filled < n || in_buffer == 0 {
@@ -372,23 +382,30 @@ impl FileInput {
                     if b.len() < rest {
                         return Err(InputError::Truncated(opcode));
                     }
-                    // SAFETY: as above; `array` is still private to this function.
-                    unsafe { array.as_bytes_mut()[filled..].copy_from_slice(&b[..rest]) };
+                    // SAFETY: as above; the object is still private to this function and has
+                    // `rest` bytes left from `filled`.
+                    unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst.add(filled), rest) };
                 }
                 Some(readinto) => {
-                    let target: Bound<'py, PyAny> = if filled == 0 {
-                        array.clone().into_any()
-                    } else {
-                        let view = pyo3::types::PyMemoryView::from(array.as_any())?;
-                        view.get_item(pyo3::types::PySlice::new(
+                    // SAFETY: `dst + filled` is valid for `rest` writable bytes for as long as
+                    // `obj` lives; the view is released below (or `obj` is kept alive forever
+                    // if the file kept an export of it).
+                    let view = unsafe {
+                        Bound::from_owned_ptr_or_err(
                             py,
-                            filled as isize,
-                            n as isize,
-                            1,
-                        ))?
-                    };
-                    let got = readinto.bind(py).call1((target,))?;
-                    let got: isize = got.extract()?;
+                            ffi::PyMemoryView_FromMemory(
+                                dst.add(filled).cast(),
+                                rest as ffi::Py_ssize_t,
+                                ffi::PyBUF_WRITE,
+                            ),
+                        )
+                    }?;
+                    let got = readinto.bind(py).call1((&view,));
+                    if view.call_method0(pyo3::intern!(py, "release")).is_err() {
+                        // The file kept an export of the view: the memory must outlive it.
+                        std::mem::forget(obj.clone());
+                    }
+                    let got: isize = got?.extract()?;
                     if got < 0 {
                         return Err(
                             PyValueError::new_err("readinto() returned negative size").into()
@@ -400,13 +417,7 @@ impl FileInput {
                 }
             }
         }
-        if opcode == Opcode::BYTEARRAY8 {
-            Ok(array.into_any())
-        } else {
-            // SAFETY: no Python code runs while the borrowed bytes are copied.
-            let bytes = unsafe { PyBytes::new(py, array.as_bytes()) };
-            Ok(bytes.into_any())
-        }
+        Ok(obj)
     }
 
     /// Fetch the next operation (`Ok(None)`: the file had no byte for the opcode).

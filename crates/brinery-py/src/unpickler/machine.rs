@@ -7,7 +7,7 @@
 //! The machine is iterative: nesting costs heap (the stack vectors), never native stack. Native
 //! recursion only happens inside Python code the pickle calls (`find_class`, `__setstate__`, ...).
 
-use std::ffi::{c_char, c_int, c_long, CString};
+use std::ffi::{c_char, c_int, c_long};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
@@ -19,12 +19,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyIterator, PyList, PyMemoryView,
-    PySet, PyString, PyTuple, PyType,
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyIterator, PyList, PyMemoryView, PySet,
+    PyString, PyTuple, PyType,
 };
 
 use super::input::{Fetched, FileInput, InputError, MemoryInput};
 use super::memo::Memo;
+
+mod fast;
 use crate::errors::unpickling_error;
 
 extern "C" {
@@ -40,19 +42,26 @@ pub(crate) struct Config<'py, 'm> {
     /// Call `find_class` through Python (the object is a subclass instance).
     pub(crate) find_class_via_python: bool,
     pub(crate) fix_imports: bool,
-    pub(crate) encoding: CString,
-    pub(crate) errors: CString,
+    pub(crate) encoding: CText,
+    pub(crate) errors: CText,
     /// `persistent_load`, and whether it is a function to call with the unpickler first.
     pub(crate) pers_func: Option<(Bound<'py, PyAny>, bool)>,
     /// The iterator over out-of-band buffers, if `buffers` was given.
     pub(crate) buffers: Option<Bound<'py, PyIterator>>,
-    pub(crate) memo: &'m Mutex<Memo>,
+    /// The Unpickler object's memo, shared with Python code (`unpickler.memo`) and locked per
+    /// access; `None` for the module-level `load`/`loads`, whose memo is private to the load
+    /// and owned by the machine (no locking).
+    pub(crate) memo: Option<&'m Mutex<Memo>>,
     /// Where the Unpickler object keeps the protocol of the current load (read by its
     /// `find_class`).
     pub(crate) proto_cell: Option<&'m AtomicU8>,
     /// `Unpickler(..., policy=...)`: the safe-load rules, checked around every opcode.
     pub(crate) guard: Option<&'m super::policy::Guard>,
 }
+
+/// A C string option (`encoding`, `errors`): the defaults are static, so a load with default
+/// options allocates nothing for them.
+pub(crate) type CText = std::borrow::Cow<'static, std::ffi::CStr>;
 
 /// The input of one load.
 pub(crate) enum Input<'a, 'f> {
@@ -66,6 +75,40 @@ struct Machine<'py, 'c, 'm> {
     stack: Vec<Bound<'py, PyAny>>,
     marks: Vec<usize>,
     proto: u8,
+    /// The memo of a module-level load (see [`Config::memo`]).
+    own_memo: Memo,
+}
+
+/// Pauses the cyclic garbage collector for one load and restores it exactly as found, also on
+/// errors and in nested loads (a load started by `find_class`, `persistent_load` or
+/// `__setstate__` finds it paused and leaves it paused). Millions of new containers would
+/// otherwise trigger full collections during the load; what the load postponed is one
+/// generation-0 collection over the new objects.
+struct GcPause {
+    was_enabled: bool,
+}
+
+impl GcPause {
+    fn new(_py: Python<'_>) -> GcPause {
+        // SAFETY: the GIL is held (`_py`); PyGC_Disable only flips the collector's flag and
+        // returns its previous value.
+        let was_enabled = unsafe { ffi::PyGC_Disable() } != 0;
+        GcPause { was_enabled }
+    }
+}
+
+impl Drop for GcPause {
+    fn drop(&mut self) {
+        // SAFETY: dropped on the thread that created it, inside the same `load` call, so the
+        // GIL is still held; these only set the collector's flag.
+        unsafe {
+            if self.was_enabled {
+                ffi::PyGC_Enable();
+            } else {
+                ffi::PyGC_Disable();
+            }
+        }
+    }
 }
 
 /// Lock the memo; a poisoned lock (a panic elsewhere) still holds a usable memo.
@@ -79,15 +122,34 @@ pub(crate) fn load<'py>(
     cfg: &Config<'py, '_>,
     input: &mut Input<'_, '_>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let _gc = GcPause::new(py);
     let mut m = Machine {
         py,
         cfg,
-        stack: Vec::new(),
+        stack: Vec::with_capacity(32),
         marks: Vec::new(),
         proto: 0,
+        own_memo: Memo::default(),
     };
     m.set_proto(0);
     loop {
+        // The common operations run in the fast loop, straight from the bytes at hand; it
+        // stops before anything else (and before anything incomplete), which then goes through
+        // the general path below. A policy load skips it: its guard sees every opcode.
+        let stop = match (&mut *input, cfg.guard) {
+            (_, Some(_)) => false,
+            (Input::Memory(mem), None) => {
+                let (data, pos) = mem.parts();
+                m.run_fast(data, pos)?
+            }
+            (Input::File(file), None) => {
+                let (data, pos) = file.parts(py);
+                m.run_fast(data, pos)?
+            }
+        };
+        if stop {
+            break;
+        }
         let fetched = match &mut *input {
             Input::Memory(mem) => mem.next(py),
             Input::File(file) => file.next(py),
@@ -225,8 +287,35 @@ impl<'py> Machine<'py, '_, '_> {
         PyTuple::new(self.py, items)
     }
 
+    /// The memo entry at `idx`.
+    #[inline]
+    fn memo_lookup(&self, idx: usize) -> Option<Bound<'py, PyAny>> {
+        match self.cfg.memo {
+            None => self.own_memo.get(self.py, idx),
+            Some(shared) => lock(shared).get(self.py, idx),
+        }
+    }
+
+    /// Store `value` at `idx` (`None`: at the number of entries, as `MEMOIZE` does).
+    #[inline]
+    fn memo_store(&mut self, idx: Option<usize>, value: Py<PyAny>) {
+        let old = match self.cfg.memo {
+            None => {
+                let idx = idx.unwrap_or(self.own_memo.len());
+                self.own_memo.put(idx, value)
+            }
+            Some(shared) => {
+                let mut memo = lock(shared);
+                let idx = idx.unwrap_or(memo.len());
+                memo.put(idx, value)
+            }
+        };
+        // Dropped after the lock is released: dropping may run Python code.
+        drop(old);
+    }
+
     fn memo_get(&mut self, idx: usize) -> PyResult<()> {
-        let value = lock(self.cfg.memo).get(self.py, idx);
+        let value = self.memo_lookup(idx);
         match value {
             Some(v) => {
                 self.stack.push(v);
@@ -240,8 +329,7 @@ impl<'py> Machine<'py, '_, '_> {
     }
 
     fn memo_put(&mut self, idx: usize, value: Py<PyAny>) {
-        let old = lock(self.cfg.memo).put(idx, value);
-        drop(old);
+        self.memo_store(Some(idx), value);
     }
 
     fn top_for_put(&self) -> PyResult<Py<PyAny>> {
@@ -272,7 +360,7 @@ impl<'py> Machine<'py, '_, '_> {
 
     /// Decode bytes of a Python 2 `str` with the configured encoding.
     fn py2_str(&self, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        if self.cfg.encoding.as_bytes() == b"bytes" {
+        if self.cfg.encoding.to_bytes() == b"bytes" {
             return Ok(PyBytes::new(self.py, data).into_any());
         }
         // SAFETY: `data` is a valid slice for the call; encoding and errors are NUL-terminated;
@@ -409,7 +497,7 @@ impl<'py> Machine<'py, '_, '_> {
                         ),
                     )
                 }?;
-                let obj = if self.cfg.encoding.as_bytes() == b"bytes" {
+                let obj = if self.cfg.encoding.to_bytes() == b"bytes" {
                     bytes
                 } else {
                     // SAFETY: `bytes` is a live bytes object; C strings are NUL-terminated.
@@ -432,11 +520,12 @@ impl<'py> Machine<'py, '_, '_> {
                 self.stack.push(obj);
             }
             BINBYTES | SHORT_BINBYTES | BINBYTES8 => {
-                self.stack.push(PyBytes::new(py, bytes_arg(op)).into_any());
+                self.stack
+                    .push(super::payload::copy_of(py, bytes_arg(op), false)?);
             }
             BYTEARRAY8 => {
                 self.stack
-                    .push(PyByteArray::new(py, bytes_arg(op)).into_any());
+                    .push(super::payload::copy_of(py, bytes_arg(op), true)?);
             }
             UNICODE => {
                 let line = line_arg(op);
@@ -454,8 +543,7 @@ impl<'py> Machine<'py, '_, '_> {
                 self.stack.push(s);
             }
             BINUNICODE | SHORT_BINUNICODE | BINUNICODE8 => {
-                self.stack
-                    .push(decode_utf8(py, bytes_arg(op), c"surrogatepass")?);
+                self.stack.push(fast::unicode_from_utf8(py, bytes_arg(op))?);
             }
 
             // --- tuples, lists, dicts, sets ---
@@ -592,12 +680,7 @@ impl<'py> Machine<'py, '_, '_> {
             }
             MEMOIZE => {
                 let value = self.top_for_put()?;
-                let old = {
-                    let mut memo = lock(self.cfg.memo);
-                    let idx = memo.len();
-                    memo.put(idx, value)
-                };
-                drop(old);
+                self.memo_store(None, value);
             }
 
             // --- globals, calls, state ---

@@ -35,16 +35,30 @@ impl Memo {
     /// after releasing any lock on the memo (dropping may run Python code).
     #[inline]
     pub(crate) fn put(&mut self, idx: usize, value: Py<PyAny>) -> Option<Py<PyAny>> {
-        let old = if idx < self.dense.len() {
-            self.dense[idx].replace(value)
-        } else if idx <= 2 * self.len + 1024 {
-            let new_len = (idx + 1).max(self.dense.len() * 2);
+        if let Some(slot) = self.dense.get_mut(idx) {
+            let old = slot.replace(value);
+            if old.is_none() {
+                self.len += 1;
+            }
+            return old;
+        }
+        self.put_outside(idx, value)
+    }
+
+    /// `put` beyond the dense range: grow it (geometrically, from a first block big enough for
+    /// small pickles) or, for a far-away index, store it in the sparse map.
+    #[inline(never)]
+    fn put_outside(&mut self, idx: usize, value: Py<PyAny>) -> Option<Py<PyAny>> {
+        let old = if idx <= 2 * self.len + 1024 {
+            let new_len = (idx + 1).max(self.dense.len() * 2).max(64);
             self.dense.resize_with(new_len, || None);
             // Move sparse entries that now fall inside the dense range.
-            let rest = self.sparse.split_off(&new_len);
-            let inside = std::mem::replace(&mut self.sparse, rest);
-            for (i, v) in inside {
-                self.dense[i] = Some(v);
+            if !self.sparse.is_empty() {
+                let rest = self.sparse.split_off(&new_len);
+                let inside = std::mem::replace(&mut self.sparse, rest);
+                for (i, v) in inside {
+                    self.dense[i] = Some(v);
+                }
             }
             self.dense[idx].replace(value)
         } else {

@@ -1,0 +1,454 @@
+//! The fast loop: the operations that make up nearly every pickle (scalars, strings, containers,
+//! the memo, marks, frames), run straight from the input bytes without building an [`Op`].
+//!
+//! It is an optimisation of the general path and nothing else: every operation it runs has the
+//! same effect as [`Machine::step`] would have, and it hands over (returns without consuming the
+//! operation) whenever anything is unusual: an opcode it does not know, an argument not complete
+//! in the bytes at hand, a missing mark or memo entry, a container that is not an exact
+//! `list`/`dict`. The general path then decodes the operation again and raises exactly what
+//! `_pickle.c` raises.
+//!
+//! [`Op`]: brinery::decode::Op
+
+use std::ptr;
+
+use brinery::opcode::Opcode;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use super::super::strcache;
+use super::{long_from_le, Machine};
+
+// The stack is moved into tuples and lists as raw object pointers.
+const _: () = assert!(
+    std::mem::size_of::<Bound<'static, PyAny>>() == std::mem::size_of::<*mut ffi::PyObject>()
+);
+
+const MARK: u8 = Opcode::MARK.byte();
+const STOP: u8 = Opcode::STOP.byte();
+const NONE: u8 = Opcode::NONE.byte();
+const NEWTRUE: u8 = Opcode::NEWTRUE.byte();
+const NEWFALSE: u8 = Opcode::NEWFALSE.byte();
+const BININT: u8 = Opcode::BININT.byte();
+const BININT1: u8 = Opcode::BININT1.byte();
+const BININT2: u8 = Opcode::BININT2.byte();
+const LONG1: u8 = Opcode::LONG1.byte();
+const BINFLOAT: u8 = Opcode::BINFLOAT.byte();
+const SHORT_BINUNICODE: u8 = Opcode::SHORT_BINUNICODE.byte();
+const BINUNICODE: u8 = Opcode::BINUNICODE.byte();
+const SHORT_BINBYTES: u8 = Opcode::SHORT_BINBYTES.byte();
+const BINBYTES: u8 = Opcode::BINBYTES.byte();
+const EMPTY_TUPLE: u8 = Opcode::EMPTY_TUPLE.byte();
+const EMPTY_LIST: u8 = Opcode::EMPTY_LIST.byte();
+const EMPTY_DICT: u8 = Opcode::EMPTY_DICT.byte();
+const TUPLE: u8 = Opcode::TUPLE.byte();
+const TUPLE1: u8 = Opcode::TUPLE1.byte();
+const TUPLE2: u8 = Opcode::TUPLE2.byte();
+const TUPLE3: u8 = Opcode::TUPLE3.byte();
+const APPEND: u8 = Opcode::APPEND.byte();
+const APPENDS: u8 = Opcode::APPENDS.byte();
+const SETITEM: u8 = Opcode::SETITEM.byte();
+const SETITEMS: u8 = Opcode::SETITEMS.byte();
+const MEMOIZE: u8 = Opcode::MEMOIZE.byte();
+const BINPUT: u8 = Opcode::BINPUT.byte();
+const LONG_BINPUT: u8 = Opcode::LONG_BINPUT.byte();
+const BINGET: u8 = Opcode::BINGET.byte();
+const LONG_BINGET: u8 = Opcode::LONG_BINGET.byte();
+const FRAME: u8 = Opcode::FRAME.byte();
+const PROTO: u8 = Opcode::PROTO.byte();
+
+#[inline(always)]
+fn u32_at(data: &[u8], at: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(&data[at..at + 4]);
+    u32::from_le_bytes(raw)
+}
+
+impl<'py> Machine<'py, '_, '_> {
+    /// Push a new reference returned by the C API (NULL: raise its exception).
+    #[inline(always)]
+    fn push_new(&mut self, obj: *mut ffi::PyObject) -> PyResult<()> {
+        // SAFETY: `obj` is a new reference or NULL with an exception set, as returned by the C
+        // API function the caller just called with the GIL held.
+        let obj = unsafe { Bound::from_owned_ptr_or_err(self.py, obj) }?;
+        self.stack.push(obj);
+        Ok(())
+    }
+
+    /// Push a borrowed reference to an immortal-for-our-purposes singleton.
+    #[inline(always)]
+    fn push_borrowed(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: `obj` is a live object (None, True, False); a new strong reference is taken.
+        self.stack
+            .push(unsafe { Bound::from_borrowed_ptr(self.py, obj) });
+    }
+
+    /// The fence after popping the topmost mark (C's fence once `marker()` has run).
+    #[inline(always)]
+    fn fence_below_top_mark(&self) -> usize {
+        let n = self.marks.len();
+        if n >= 2 {
+            self.marks[n - 2]
+        } else {
+            0
+        }
+    }
+
+    /// Move `stack[start..]` into a new tuple.
+    #[inline]
+    fn tuple_from_tail(&mut self, start: usize) -> PyResult<()> {
+        let n = self.stack.len() - start;
+        // SAFETY: PyTuple_New returns a new tuple of `n` NULL slots or NULL with an exception.
+        let tuple = unsafe { ffi::PyTuple_New(n as ffi::Py_ssize_t) };
+        if tuple.is_null() {
+            return Err(PyErr::fetch(self.py));
+        }
+        // SAFETY: the stack holds `n` owned references from `start`; each is moved into the
+        // fresh tuple (PyTuple_SET_ITEM steals), and the stack forgets them with `set_len`, so
+        // every reference keeps exactly one owner. `Bound` has the layout of an object pointer
+        // (asserted above). No Python code runs in between.
+        unsafe {
+            let src = self.stack.as_ptr().add(start) as *const *mut ffi::PyObject;
+            for k in 0..n {
+                ffi::PyTuple_SET_ITEM(tuple, k as ffi::Py_ssize_t, *src.add(k));
+            }
+            self.stack.set_len(start);
+        }
+        self.push_new(tuple)
+    }
+
+    /// Move `stack[start..]` to the end of the exact list at `stack[start - 1]`.
+    #[inline]
+    fn extend_list_from_tail(&mut self, start: usize) -> PyResult<()> {
+        let k = self.stack.len() - start;
+        let list = self.stack[start - 1].as_ptr();
+        // SAFETY: `list` is an exact `list` (checked by the caller), so its layout is
+        // PyListObject and its item array is managed with PyMem_Realloc/PyMem_Free, exactly as
+        // list_resize does. The array grows (with list_resize's over-allocation rule) before the
+        // `k` owned references of the stack tail are moved into it; the stack then forgets them
+        // (`set_len`). No Python code runs and no object is allocated in between, so nothing can
+        // observe the list in an intermediate state.
+        unsafe {
+            let l = list as *mut ffi::PyListObject;
+            let n = (*l).ob_base.ob_size as usize;
+            let size = n + k;
+            if size > (*l).allocated as usize {
+                let mut alloc = (size + (size >> 3) + 6) & !3;
+                if k > alloc - size {
+                    alloc = (size + 3) & !3;
+                }
+                let Some(bytes) = alloc
+                    .checked_mul(std::mem::size_of::<*mut ffi::PyObject>())
+                    .filter(|&b| b <= isize::MAX as usize)
+                else {
+                    return Err(pyo3::exceptions::PyMemoryError::new_err(()));
+                };
+                let items = ffi::PyMem_Realloc((*l).ob_item.cast(), bytes);
+                if items.is_null() {
+                    return Err(pyo3::exceptions::PyMemoryError::new_err(()));
+                }
+                (*l).ob_item = items.cast();
+                (*l).allocated = alloc as ffi::Py_ssize_t;
+            }
+            let src = self.stack.as_ptr().add(start) as *const *mut ffi::PyObject;
+            ptr::copy_nonoverlapping(src, (*l).ob_item.add(n), k);
+            (*l).ob_base.ob_size = size as ffi::Py_ssize_t;
+            self.stack.set_len(start);
+        }
+        Ok(())
+    }
+
+    /// Set `stack[start..]` (key, value pairs) into the exact dict at `stack[start - 1]`.
+    #[inline]
+    fn set_dict_items_from_tail(&mut self, start: usize) -> PyResult<()> {
+        let dict = self.stack[start - 1].as_ptr();
+        let mut i = start;
+        let len = self.stack.len();
+        while i < len {
+            // SAFETY: `dict` is an exact dict kept alive by the stack; key and value are live
+            // objects owned by the stack; PyDict_SetItem takes its own references.
+            let rc = unsafe {
+                ffi::PyDict_SetItem(dict, self.stack[i].as_ptr(), self.stack[i + 1].as_ptr())
+            };
+            if rc < 0 {
+                return Err(PyErr::fetch(self.py));
+            }
+            i += 2;
+        }
+        self.stack.truncate(start);
+        Ok(())
+    }
+
+    /// Run operations from `data[*pos..]` until one needs the general path (`Ok(false)`) or
+    /// `STOP` is consumed (`Ok(true)`). `*pos` always points after the last consumed operation;
+    /// an operation that fails has been consumed, as in C.
+    pub(super) fn run_fast(&mut self, data: &[u8], pos: &mut usize) -> PyResult<bool> {
+        let end = data.len();
+        loop {
+            let p = *pos;
+            let Some(&byte) = data.get(p) else {
+                return Ok(false);
+            };
+            // Fixed argument sizes: handed over unless the whole operation is here.
+            let fixed = match byte {
+                BININT1 | BINPUT | BINGET | SHORT_BINUNICODE | SHORT_BINBYTES | LONG1 | PROTO => 1,
+                BININT2 => 2,
+                BININT | LONG_BINPUT | LONG_BINGET | BINUNICODE | BINBYTES => 4,
+                BINFLOAT | FRAME => 8,
+                _ => 0,
+            };
+            if p + 1 + fixed > end {
+                return Ok(false);
+            }
+            let a = p + 1;
+            match byte {
+                BININT1 => {
+                    *pos = a + 1;
+                    // SAFETY: plain constructor; new reference or NULL.
+                    self.push_new(unsafe { ffi::PyLong_FromLong(data[a] as _) })?;
+                }
+                BININT2 => {
+                    *pos = a + 2;
+                    let v = u16::from_le_bytes([data[a], data[a + 1]]);
+                    // SAFETY: as above.
+                    self.push_new(unsafe { ffi::PyLong_FromLong(v as _) })?;
+                }
+                BININT => {
+                    *pos = a + 4;
+                    let v = u32_at(data, a) as i32;
+                    // SAFETY: as above.
+                    self.push_new(unsafe { ffi::PyLong_FromLong(v as _) })?;
+                }
+                BINFLOAT => {
+                    *pos = a + 8;
+                    let mut raw = [0u8; 8];
+                    raw.copy_from_slice(&data[a..a + 8]);
+                    // SAFETY: as above.
+                    self.push_new(unsafe { ffi::PyFloat_FromDouble(f64::from_be_bytes(raw)) })?;
+                }
+                LONG1 => {
+                    let n = data[a] as usize;
+                    let start = a + 1;
+                    if start + n > end {
+                        return Ok(false);
+                    }
+                    *pos = start + n;
+                    let v = long_from_le(self.py, &data[start..start + n])?;
+                    self.stack.push(v);
+                }
+                SHORT_BINUNICODE | BINUNICODE => {
+                    let (n, start) = if byte == SHORT_BINUNICODE {
+                        (data[a] as usize, a + 1)
+                    } else {
+                        (u32_at(data, a) as usize, a + 4)
+                    };
+                    if n > end - start {
+                        return Ok(false);
+                    }
+                    *pos = start + n;
+                    let s = unicode_from_utf8(self.py, &data[start..start + n])?;
+                    self.stack.push(s);
+                }
+                SHORT_BINBYTES | BINBYTES => {
+                    let (n, start) = if byte == SHORT_BINBYTES {
+                        (data[a] as usize, a + 1)
+                    } else {
+                        (u32_at(data, a) as usize, a + 4)
+                    };
+                    // Strictly inside: an empty payload at the very end is C's truncation.
+                    if n >= end - start {
+                        return Ok(false);
+                    }
+                    *pos = start + n;
+                    // SAFETY: the slice is valid for `n` bytes; new reference or NULL.
+                    self.push_new(unsafe {
+                        ffi::PyBytes_FromStringAndSize(data[start..].as_ptr().cast(), n as _)
+                    })?;
+                }
+                NONE => {
+                    *pos = a;
+                    // SAFETY: Py_None is a live singleton.
+                    self.push_borrowed(unsafe { ffi::Py_None() });
+                }
+                NEWTRUE => {
+                    *pos = a;
+                    // SAFETY: Py_True is a live singleton.
+                    self.push_borrowed(unsafe { ffi::Py_True() });
+                }
+                NEWFALSE => {
+                    *pos = a;
+                    // SAFETY: Py_False is a live singleton.
+                    self.push_borrowed(unsafe { ffi::Py_False() });
+                }
+                EMPTY_LIST => {
+                    *pos = a;
+                    // SAFETY: plain constructor; new reference or NULL.
+                    self.push_new(unsafe { ffi::PyList_New(0) })?;
+                }
+                EMPTY_DICT => {
+                    *pos = a;
+                    // SAFETY: plain constructor; new reference or NULL.
+                    self.push_new(unsafe { ffi::PyDict_New() })?;
+                }
+                EMPTY_TUPLE => {
+                    *pos = a;
+                    // SAFETY: plain constructor (the empty tuple singleton); new reference.
+                    self.push_new(unsafe { ffi::PyTuple_New(0) })?;
+                }
+                MARK => {
+                    *pos = a;
+                    self.marks.push(self.stack.len());
+                }
+                TUPLE1 | TUPLE2 | TUPLE3 => {
+                    let n = (byte - TUPLE1 + 1) as usize;
+                    let len = self.stack.len();
+                    if len < n || len - n < self.fence() {
+                        return Ok(false);
+                    }
+                    *pos = a;
+                    self.tuple_from_tail(len - n)?;
+                }
+                TUPLE => {
+                    let Some(&i) = self.marks.last() else {
+                        return Ok(false);
+                    };
+                    if i > self.stack.len() || i < self.fence_below_top_mark() {
+                        return Ok(false);
+                    }
+                    *pos = a;
+                    self.marks.pop();
+                    self.tuple_from_tail(i)?;
+                }
+                APPEND | APPENDS | SETITEM | SETITEMS => {
+                    let len = self.stack.len();
+                    let (x, fence) = match byte {
+                        APPEND | SETITEM => {
+                            let n = if byte == APPEND { 1 } else { 2 };
+                            if len < n {
+                                return Ok(false);
+                            }
+                            (len - n, self.fence())
+                        }
+                        _ => match self.marks.last() {
+                            Some(&i) => (i, self.fence_below_top_mark()),
+                            None => return Ok(false),
+                        },
+                    };
+                    if x > len || x <= fence {
+                        return Ok(false);
+                    }
+                    let target = self.stack[x - 1].as_ptr();
+                    let is_list = byte == APPEND || byte == APPENDS;
+                    // SAFETY: `target` is a live object on the stack; these read its type.
+                    let exact = unsafe {
+                        if is_list {
+                            ffi::PyList_CheckExact(target)
+                        } else {
+                            ffi::PyDict_CheckExact(target)
+                        }
+                    } != 0;
+                    if !exact || (!is_list && (len - x) % 2 != 0) {
+                        return Ok(false);
+                    }
+                    *pos = a;
+                    if byte == APPENDS || byte == SETITEMS {
+                        self.marks.pop();
+                    }
+                    if len > x {
+                        if is_list {
+                            self.extend_list_from_tail(x)?;
+                        } else {
+                            self.set_dict_items_from_tail(x)?;
+                        }
+                    }
+                }
+                MEMOIZE | BINPUT | LONG_BINPUT => {
+                    let Some(top) = self.stack.last() else {
+                        return Ok(false);
+                    };
+                    if self.stack.len() <= self.fence() {
+                        return Ok(false);
+                    }
+                    let value = top.clone().unbind();
+                    let idx = match byte {
+                        MEMOIZE => {
+                            *pos = a;
+                            None
+                        }
+                        BINPUT => {
+                            *pos = a + 1;
+                            Some(data[a] as usize)
+                        }
+                        _ => {
+                            *pos = a + 4;
+                            Some(u32_at(data, a) as usize)
+                        }
+                    };
+                    self.memo_store(idx, value);
+                }
+                BINGET | LONG_BINGET => {
+                    let (idx, next) = if byte == BINGET {
+                        (data[a] as usize, a + 1)
+                    } else {
+                        (u32_at(data, a) as usize, a + 4)
+                    };
+                    let Some(value) = self.memo_lookup(idx) else {
+                        return Ok(false);
+                    };
+                    *pos = next;
+                    self.stack.push(value);
+                }
+                FRAME => {
+                    let mut raw = [0u8; 8];
+                    raw.copy_from_slice(&data[a..a + 8]);
+                    let len = u64::from_le_bytes(raw);
+                    if len > (end - (a + 8)) as u64 {
+                        return Ok(false);
+                    }
+                    *pos = a + 8;
+                }
+                PROTO => {
+                    let proto = data[a];
+                    if proto as i64 > brinery::HIGHEST_PROTOCOL as i64 {
+                        return Ok(false);
+                    }
+                    *pos = a + 1;
+                    self.set_proto(proto);
+                }
+                STOP => {
+                    *pos = a;
+                    return Ok(true);
+                }
+                _ => return Ok(false),
+            }
+        }
+    }
+}
+
+/// A `str` from UTF-8 bytes, equal to what `PyUnicode_DecodeUTF8(data, "surrogatepass")`
+/// returns: short ASCII text comes from the [`strcache`], longer ASCII text is copied straight
+/// into a new compact string.
+#[inline]
+pub(super) fn unicode_from_utf8<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    if data.len() > 1 && data.is_ascii() {
+        if data.len() <= strcache::MAX_LEN {
+            return strcache::get_or_create(py, data);
+        }
+        // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters
+        // (with its NUL terminator written) or NULL; its data area holds `n` bytes, which are
+        // filled from `data` (ASCII, so the string is valid) before anyone can see it.
+        unsafe {
+            let s = ffi::PyUnicode_New(data.len() as ffi::Py_ssize_t, 127);
+            if s.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                ffi::PyUnicode_DATA(s).cast::<u8>(),
+                data.len(),
+            );
+            return Ok(Bound::from_owned_ptr(py, s));
+        }
+    }
+    super::decode_utf8(py, data, c"surrogatepass")
+}

@@ -1,0 +1,106 @@
+//! `bytes` and `bytearray` payloads, created once at their final size and filled in place.
+//!
+//! Large payloads (a NumPy array pickled in-band at protocol 5 is one `BYTEARRAY8`) are the one
+//! place where a load moves gigabytes: the object's memory is fresh, so the copy into it runs at
+//! the page-fault rate, not at memory speed. Their pages are populated in one system call
+//! (`MADV_POPULATE_WRITE`, Linux 5.14+; elsewhere nothing happens) before the first byte is
+//! written: one kernel walk instead of a fault per 4 KiB page. Measured on this project's VM with
+//! 256 MiB arrays: 0.47-0.56 GB/s without, 0.72-0.95 GB/s with it; transparent huge pages
+//! (`MADV_HUGEPAGE`) were erratic there (0.14-0.99 GB/s: synchronous compaction), so they are not
+//! asked for. The advice changes no content and no ownership; the memory is still the one
+//! CPython's allocator gave the object.
+
+use std::ffi::c_void;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Payloads from this size up are populated up front.
+const POPULATE_MIN: usize = 8 << 20;
+const PAGE: usize = 4096;
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn madvise(addr: *mut c_void, len: usize, advice: i32) -> i32;
+}
+
+#[cfg(target_os = "linux")]
+const MADV_POPULATE_WRITE: i32 = 23;
+
+/// Populate the whole pages inside `[ptr, ptr + len)`; failures are ignored (advice only: an
+/// older kernel answers EINVAL and the pages fault in one by one as before).
+fn populate(ptr: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        if len < POPULATE_MIN {
+            return;
+        }
+        let start = (ptr as usize).div_ceil(PAGE) * PAGE;
+        let end = (ptr as usize + len) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: `[start, end)` lies inside the allocation of `len` bytes at `ptr`, which
+            // the caller owns; MADV_POPULATE_WRITE only faults those pages in (as writing them
+            // would), it changes neither their contents nor their ownership.
+            unsafe {
+                madvise(start as *mut c_void, end - start, MADV_POPULATE_WRITE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
+}
+
+/// A new `bytes` (or `bytearray`) of `n` bytes whose content the caller must write, through
+/// the returned pointer, before the object is shared with any Python code.
+pub(crate) fn new_uninit<'py>(
+    py: Python<'py>,
+    n: usize,
+    bytearray: bool,
+) -> PyResult<(Bound<'py, PyAny>, *mut u8)> {
+    // SAFETY: both constructors accept NULL for "uninitialized", return a new reference or NULL
+    // with an exception set; the data pointer of the new object is valid for `n` bytes.
+    unsafe {
+        let (obj, data) = if bytearray {
+            let o = ffi::PyByteArray_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
+            if o.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            (o, ffi::PyByteArray_AS_STRING(o).cast::<u8>())
+        } else {
+            let o = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
+            if o.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            (o, ffi::PyBytes_AS_STRING(o).cast::<u8>().cast_mut())
+        };
+        populate(data, n);
+        Ok((Bound::from_owned_ptr(py, obj), data))
+    }
+}
+
+/// A new `bytes` (or `bytearray`) holding a copy of `data`.
+#[inline]
+pub(crate) fn copy_of<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    bytearray: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if data.len() < POPULATE_MIN {
+        // SAFETY: `data` is valid for its length; new reference or NULL with an exception.
+        return unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                if bytearray {
+                    ffi::PyByteArray_FromStringAndSize(data.as_ptr().cast(), data.len() as _)
+                } else {
+                    ffi::PyBytes_FromStringAndSize(data.as_ptr().cast(), data.len() as _)
+                },
+            )
+        };
+    }
+    let (obj, dst) = new_uninit(py, data.len(), bytearray)?;
+    // SAFETY: `dst` is the fresh object's data area of `data.len()` bytes, not shared yet and
+    // not overlapping `data`.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+    Ok(obj)
+}

@@ -1,0 +1,124 @@
+"""The pickler memoizes objects that are referenced only once without a memo table entry.
+
+Such an object still gets its ``PUT``/``MEMOIZE``; it must go into the table before any Python
+code runs, since that code could make it reachable again. Each case compares with the stdlib
+at every protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import brinery
+import pytest
+
+PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
+
+HOLDER: list = []
+
+
+def _rebuild(x):
+    return x
+
+
+class ReExposes:
+    """Its reduction returns the first item of ``HOLDER``: an object met before, whose only
+    reference was the slot of ``HOLDER``."""
+
+    def __reduce__(self):
+        return (_rebuild, (HOLDER[0],))
+
+
+class MovesItem:
+    """Its reduction removes the first item of ``HOLDER`` (dropping the last reference to it)
+    and returns a fresh list: the removed object must stay memoized and alive."""
+
+    def __reduce__(self):
+        item = HOLDER.pop(0)
+        HOLDER.append(item)
+        return (_rebuild, ([1, 2, 3],))
+
+
+def _same(obj, proto):
+    expected = pickle.dumps(obj, proto)
+    assert brinery.dumps(obj, proto) == expected
+    f = io.BytesIO()
+    brinery.dump(obj, f, proto)
+    assert f.getvalue() == expected
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_reduce_re_exposes_a_unique_object(proto):
+    HOLDER[:] = [[1, "only-here", {"k": [2.5]}], ReExposes()]
+    _same(HOLDER, proto)
+    out = brinery.loads(brinery.dumps(HOLDER, proto))
+    assert out[1] is out[0]
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_reduce_drops_a_unique_object(proto):
+    HOLDER[:] = [["gone" + str(i) for i in range(5)], MovesItem(), [0.5] * 3]
+    expected = pickle.dumps(HOLDER, proto)
+    HOLDER[:] = [["gone" + str(i) for i in range(5)], MovesItem(), [0.5] * 3]
+    assert brinery.dumps(HOLDER, proto) == expected
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_unique_containers_and_strings(proto):
+    obj = [
+        {"name": "n" + str(i), "vals": [i, str(i) * 2, (i, "t" + str(i), [i])]}
+        for i in range(300)
+    ]
+    _same(obj, proto)
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_recursive_tuple_through_a_unique_list(proto):
+    inner: list = []
+    t = (inner, "x" + str(proto))
+    inner.append(t)
+    del inner
+    _same(t, proto)
+    _same([t, t], proto)
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_shared_object_inside_unique_containers(proto):
+    shared = ["shared" + str(proto)]
+    obj = [[{"a": shared}], ([shared],), {"b": (shared,)}]
+    _same(obj, proto)
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_pickler_memo_keeps_unique_objects_across_dumps(proto):
+    outer = [["inner" + str(proto)], {"d": ["v"]}]
+    streams = []
+    for cls in (pickle.Pickler, brinery.Pickler):
+        f = io.BytesIO()
+        p = cls(f, proto)
+        p.dump(outer)
+        p.dump(outer[0])
+        p.dump(outer[1]["d"])
+        streams.append((f.getvalue(), len(p.memo.copy())))
+    assert streams[0] == streams[1]
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_large_payloads_between_small_opcodes(proto):
+    """``dumps`` copies payloads of 1 MiB and more into the result at the end."""
+    import numpy as np
+
+    big = bytes(range(256)) * 8192
+    obj = [
+        "head",
+        big,
+        bytearray(big[: (1 << 20) + 3]),
+        {"x": np.arange(300_000, dtype=np.float64), "y": [1.5] * 10},
+        big,
+        "tail" * 5000,
+    ]
+    if proto >= 5:
+        obj.append(pickle.PickleBuffer(bytearray(b"z" * (3 << 20))))
+        obj.append(pickle.PickleBuffer(b"r" * (2 << 20)))
+    _same(obj, proto)
