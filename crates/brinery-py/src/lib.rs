@@ -10,6 +10,7 @@
 
 mod args;
 mod errors;
+mod jar;
 mod pickler;
 mod unpickler;
 
@@ -22,5 +23,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_PROTOCOL", brinery::DEFAULT_PROTOCOL)?;
     pickler::register(m)?;
     unpickler::register(m)?;
+    jar::register(m)?;
     Ok(())
 }
