@@ -35,4 +35,26 @@ __all__ = [
     "dumps",
     "load",
     "loads",
+    "Jar",
+    "load_ipython_extension",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The jar loads lazily: `brinery.Jar`, and `from brinery import jar` (the project's default jar).
+    if name == "Jar":
+        from brinery._jar import Jar
+
+        return Jar
+    if name == "jar":
+        from brinery._jar import default_jar
+
+        return default_jar()
+    raise AttributeError(f"module 'brinery' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext brinery``: the ``%jar`` magic (save, load, ls, log, branch, switch)."""
+    from brinery.ipython import load_ipython_extension as load
+
+    load(ipython)
