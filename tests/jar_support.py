@@ -28,19 +28,6 @@ def jar_env_vars(root: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def jar_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An isolated jar environment; returns the tmp folder (the current directory is ``tmp/work``)."""
-    for key in ("BRINERY_JAR", "BRINERY_BRANCH", "BRINERY_KEY_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("BRINERY_PROGRESS", "off")
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return tmp_path
-
-
 def cli() -> Path:
     """The release ``brinery`` command (scripts/setup.sh builds it); fails loudly when missing."""
     path = REPO / "target" / "release" / "brinery"

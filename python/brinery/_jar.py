@@ -327,7 +327,7 @@ def _progress_mode() -> str:
     shell = _ipython_shell()
     if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
         try:
-            import tqdm.auto  # noqa: F401
+            import tqdm  # noqa: F401
         except ImportError:
             return "none"
         return "notebook"
@@ -335,6 +335,16 @@ def _progress_mode() -> str:
     if stream is not None and hasattr(stream, "isatty") and stream.isatty():
         return "terminal"
     return "none"
+
+
+def _notebook_bar(total: int, label: str) -> Any:
+    """A tqdm bar for Jupyter: the widget when ipywidgets is installed, else tqdm's text bar."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.notebook import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm(total=total or None, desc=label, unit="B", unit_scale=True)
 
 
 class Progress:
@@ -386,18 +396,20 @@ class Progress:
         if self._stop.wait(delay):
             return
         self._shown = True
-        while True:
-            self._draw()
+        try:
+            while True:
+                self._draw()
+                self.drawn.set()
+                if self._stop.wait(0.1):
+                    break
+        except Exception:  # a progress bar never breaks a save or a load
+            self._shown = False
             self.drawn.set()
-            if self._stop.wait(0.1):
-                break
 
     def _draw(self, final: bool = False) -> None:
         if self.mode == "notebook":
             if self._bar is None:
-                from tqdm.auto import tqdm
-
-                self._bar = tqdm(total=self.total or None, desc=self.label, unit="B", unit_scale=True)
+                self._bar = _notebook_bar(self.total, self.label)
             self._bar.n = self.total if final and self.total else self.done
             self._bar.set_postfix_str(self.text, refresh=False)
             self._bar.refresh()
@@ -423,9 +435,12 @@ class Progress:
         if self._thread is not None:
             self._thread.join()
         if self._shown:
-            self._draw(final=True)
-            if self._bar is not None:
-                self._bar.close()
+            try:
+                self._draw(final=True)
+                if self._bar is not None:
+                    self._bar.close()
+            except Exception:  # a progress bar never breaks a save or a load
+                pass
 
     def __enter__(self) -> Progress:
         return self
@@ -611,7 +626,8 @@ class Jar:
         self._explicit: Path | None = (
             Path(path).resolve() if path is not None else (Path(env).resolve() if env else None)
         )
-        self.branch: str = branch or os.environ.get("BRINERY_BRANCH") or DEFAULT_BRANCH
+        self.current_branch: str = branch or os.environ.get("BRINERY_BRANCH") or DEFAULT_BRANCH
+        """This object's branch: saves and loads go there (``branch()`` and ``switch()`` change it)."""
         self._store: Any = None
         self._path: Path | None = self._explicit
 
@@ -667,13 +683,13 @@ class Jar:
         buffers: list[pickle.PickleBuffer] = []
         with Progress(f"saving {name}", 0) as bar:
             bar.phase("pickling")
-            data = brinery.dumps(obj, protocol=5, buffer_callback=buffers.append)
+            data = brinery.dumps(_consolidated(obj), protocol=5, buffer_callback=buffers.append)
             raws = [b.raw() for b in buffers]
             meta = build_meta(obj, data, raws, note)
             bar.update(0, meta["size"])
             bar.phase("storing")
             try:
-                info = store.save(self.branch, name, data, raws, meta, note)
+                info = store.save(self.current_branch, name, data, raws, meta, note)
             finally:
                 for raw in raws:
                     raw.release()
@@ -709,9 +725,9 @@ class Jar:
             raise KeyError(self._missing(name))
         with Progress(f"loading {name}", 0) as bar:
             bar.phase("reading")
-            if not store.contains(self.branch, name):
+            if version is None and not store.contains(self.current_branch, name):
                 raise KeyError(self._missing(name))
-            data, buffers, manifest = store.load(self.branch, name, version, copy=copy)
+            data, buffers, manifest = store.load(self.current_branch, name, version, copy=copy)
             meta = manifest.get("meta") or {}
             bar.update(0, int(meta.get("size") or 0))
             for message in version_warnings(meta):
@@ -735,7 +751,7 @@ class Jar:
 
     def __contains__(self, name: object) -> bool:
         store = self._reader()
-        return isinstance(name, str) and store is not None and bool(store.contains(self.branch, name))
+        return isinstance(name, str) and store is not None and bool(store.contains(self.current_branch, name))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -744,7 +760,7 @@ class Jar:
         return len(self.names())
 
     def _missing(self, name: str, version: int | str | None = None) -> str:
-        where = f"on branch {self.branch!r} of the jar at {self.path}"
+        where = f"on branch {self.current_branch!r} of the jar at {self.path}"
         if version is None:
             return f"no object named {name!r} {where}"
         return f"no version {version!r} of {name!r} {where}"
@@ -754,36 +770,36 @@ class Jar:
     def names(self) -> list[str]:
         """The names on the current branch, sorted."""
         store = self._reader()
-        return [] if store is None else sorted(store.names(self.branch))
+        return [] if store is None else sorted(store.names(self.current_branch))
 
     def log(self, name: str) -> Log:
         """The versions of ``name`` on the current branch, oldest first."""
         store = self._reader()
         if store is None:
             raise KeyError(self._missing(name))
-        entries = store.log(self.branch, name)
+        entries = store.log(self.current_branch, name)
         if not entries:
             raise KeyError(self._missing(name))
-        return Log(name, self.branch, [_info(name, e) for e in entries])
+        return Log(name, self.current_branch, [_info(name, e) for e in entries])
 
     def info(self, name: str, version: int | str | None = None) -> VersionInfo:
         """What the manifest says about one version (default: the latest), without loading it."""
         store = self._reader()
-        if store is None or not store.contains(self.branch, name):
+        if store is None or not store.contains(self.current_branch, name):
             raise KeyError(self._missing(name))
-        return _info(name, store.info(self.branch, name, version))
+        return _info(name, store.info(self.current_branch, name, version))
 
     def tag(self, name: str, version: int | str, tag: str) -> None:
         """Give ``version`` of ``name`` the name ``tag`` (usable as ``jar.load(name, tag)``)."""
         _check_name(tag, what="tag")
-        self._writer().tag(self.branch, name, version, tag)
+        self._writer().tag(self.current_branch, name, version, tag)
 
     def delete(self, name: str) -> None:
         """Remove ``name`` from the current branch; its history is kept until ``gc()``."""
         store = self._reader()
-        if store is None or not store.contains(self.branch, name):
+        if store is None or not store.contains(self.current_branch, name):
             raise KeyError(self._missing(name))
-        store.delete(self.branch, name)
+        store.delete(self.current_branch, name)
 
     def __delitem__(self, name: str) -> None:
         self.delete(name)
@@ -794,7 +810,7 @@ class Jar:
         """Every branch of the jar (``main`` always)."""
         store = self._reader()
         names = set() if store is None else set(store.branches())
-        return sorted(names | {DEFAULT_BRANCH, self.branch})
+        return sorted(names | {DEFAULT_BRANCH, self.current_branch})
 
     def branch(self, name: str) -> None:
         """Make branch ``name`` from the current branch's state and switch this ``Jar`` to it."""
@@ -804,8 +820,8 @@ class Jar:
             raise JarError(
                 f"branch {name!r} already exists in the jar at {self.path} (use jar.switch({name!r}))"
             )
-        store.create_branch(name, self.branch)
-        self.branch = name
+        store.create_branch(name, self.current_branch)
+        self.current_branch = name
 
     def switch(self, name: str) -> None:
         """Make ``name`` this ``Jar``'s current branch (other ``Jar`` objects are not affected)."""
@@ -813,7 +829,7 @@ class Jar:
             raise JarError(
                 f"no branch {name!r} in the jar at {self.path}; branches: {', '.join(self.branches())}"
             )
-        self.branch = name
+        self.current_branch = name
 
     # -- maintenance
 
@@ -840,7 +856,7 @@ class Jar:
 
     def __repr__(self) -> str:
         state = "" if self.exists else ", not created yet"
-        return f"Jar({str(self.path)!r}, branch={self.branch!r}{state})"
+        return f"Jar({str(self.path)!r}, branch={self.current_branch!r}{state})"
 
     def _rows(self) -> list[list[str]]:
         rows = []
@@ -855,13 +871,46 @@ class Jar:
     def summary(self) -> str:
         """A text table of the names on the current branch and their latest versions."""
         rows = self._rows()
-        head = f"jar {self.path} (branch {self.branch}): {len(rows)} name{'s' if len(rows) != 1 else ''}"
+        head = (
+            f"jar {self.path} (branch {self.current_branch}): {len(rows)} name{'s' if len(rows) != 1 else ''}"
+        )
         return head + ("\n" + _text_table(self._HEADER, rows) if rows else "")
 
     def _repr_html_(self) -> str:
         rows = self._rows()
-        caption = f"jar {self.path} (branch {self.branch}): {len(rows)} name{'s' if len(rows) != 1 else ''}"
+        caption = (
+            f"jar {self.path} (branch {self.current_branch}): {len(rows)} name{'s' if len(rows) != 1 else ''}"
+        )
         return _html_table(caption, self._HEADER, rows)
+
+
+def _consolidated(obj: Any) -> Any:
+    """``obj`` with its DataFrames' blocks consolidated (at the top level and one level down).
+
+    Replacing a column (``df["x"] = ...``) splits a pandas block into pieces that start at new
+    offsets, so the store's fixed-size zero-copy chunks of the pieces would not match the
+    previous version's. A consolidated frame has the same layout as before except the changed
+    column, so only the chunks around it are new. Consolidating copies the frame, so it happens
+    only for frames that are not consolidated already; the caller's object is never changed.
+    """
+
+    def fix(value: Any) -> Any:
+        mgr = getattr(value, "_mgr", None)
+        check = getattr(mgr, "is_consolidated", None)
+        if type(value).__module__.split(".", 1)[0] == "pandas" and callable(check) and not check():
+            return value.copy()
+        return value
+
+    top = fix(obj)
+    if top is not obj:
+        return top
+    if type(obj) is dict:
+        fixed = {k: fix(v) for k, v in obj.items()}
+        return fixed if any(fixed[k] is not v for k, v in obj.items()) else obj
+    if type(obj) in (list, tuple):
+        items = [fix(v) for v in obj]
+        return type(obj)(items) if any(a is not b for a, b in zip(items, obj, strict=True)) else obj
+    return obj
 
 
 def _check_name(name: Any, what: str = "name") -> None:

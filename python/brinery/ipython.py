@@ -71,7 +71,9 @@ def run_jar_command(line: str, user_ns: dict[str, Any], jar: Jar | None = None) 
         for name in rest:
             version = jar.save(name, user_ns[name], note=note)
             info = jar.info(name, version)
-            lines.append(f"saved {name} v{version} ({info.description}, {_human(info.size)}) on {jar.branch}")
+            lines.append(
+                f"saved {name} v{version} ({info.description}, {_human(info.size)}) on {jar.current_branch}"
+            )
         return _Text("\n".join(lines))
     if command == "load":
         if not rest:
@@ -82,7 +84,7 @@ def run_jar_command(line: str, user_ns: dict[str, Any], jar: Jar | None = None) 
             obj = jar.load(name, version)
             user_ns[name] = obj
             info = jar.info(name, version)
-            lines.append(f"loaded {name} v{info.version} ({info.description}) from {jar.branch}")
+            lines.append(f"loaded {name} v{info.version} ({info.description}) from {jar.current_branch}")
         return _Text("\n".join(lines))
     if command == "ls" and not rest:
         return jar
@@ -90,19 +92,19 @@ def run_jar_command(line: str, user_ns: dict[str, Any], jar: Jar | None = None) 
         return jar.log(rest[0])
     if command == "branch" and len(rest) == 1:
         jar.branch(rest[0])
-        return _Text(f"on new branch {jar.branch}")
+        return _Text(f"on new branch {jar.current_branch}")
     if command == "switch" and len(rest) == 1:
         jar.switch(rest[0])
-        return _Text(f"on branch {jar.branch}")
+        return _Text(f"on branch {jar.current_branch}")
     if command == "branches" and not rest:
-        return _Text("\n".join(("* " if b == jar.branch else "  ") + b for b in jar.branches()))
+        return _Text("\n".join(("* " if b == jar.current_branch else "  ") + b for b in jar.branches()))
     if command == "tag" and len(rest) == 3:
         name, version, tag = rest
         jar.tag(name, _split_version(f"{name}@{version}")[1], tag)
         return _Text(f"tagged {name}@{version} as {tag}")
     if command == "rm" and len(rest) == 1:
         jar.delete(rest[0])
-        return _Text(f"deleted {rest[0]} on {jar.branch} (history kept until %jar gc)")
+        return _Text(f"deleted {rest[0]} on {jar.current_branch} (history kept until %jar gc)")
     if command == "gc" and not rest:
         return _Text(f"gc: {jar.gc()}")
     if command == "verify" and not rest:
