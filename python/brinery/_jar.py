@@ -459,6 +459,7 @@ class VersionInfo:
 
     name: str
     version: int
+    """The version number on the branch (1 is the first save; 0 for a deletion entry)."""
     time: _dt.datetime | None
     size: int
     type: str
@@ -488,7 +489,7 @@ class VersionInfo:
     def _row(self) -> list[str]:
         when = self.time.astimezone().strftime("%Y-%m-%d %H:%M:%S") if self.time else ""
         return [
-            str(self.version),
+            str(self.version) if not self.deleted else "-",
             ", ".join(self.tags),
             when,
             _human(self.size),
@@ -582,7 +583,7 @@ def _info(name: str, entry: dict[str, Any]) -> VersionInfo:
     source = meta.get("source") or {}
     return VersionInfo(
         name=name,
-        version=int(entry["version"]),
+        version=int(entry.get("version") or 0),  # a deletion has no version number
         time=_parse_time(entry.get("time") or meta.get("time")),
         size=int(entry.get("size") or meta.get("size") or 0),
         type=str(meta.get("type", "?")),
