@@ -77,6 +77,7 @@ def loads(
     errors: str = "strict",
     buffers: Iterable[Any] | None = (),
 ) -> Any: ...
+
 @final
 class PicklerMemoProxy:
     def clear(self) -> None: ...
@@ -136,7 +137,8 @@ class Unpickler:
 # --------------------------------------------------------------------------------------------
 
 class JarError(Exception):
-    """A jar operation failed: corrupt or unreadable jar, unknown name/version/tag, bad name."""
+    """A jar operation failed: corrupt or unreadable jar, bad name, bad pickle. (An unknown
+    name, version, tag or branch raises ``KeyError`` instead.)"""
 
 _Version: TypeAlias = int | str | None
 """None = newest; int = 1-based version number (negative counts from the end); str = a tag."""
@@ -157,7 +159,7 @@ class JarStore:
     ``deleted`` = True (other entries False).
     """
 
-    def __init__(self, path: str | PathLike[str], *, create: bool = True) -> None:
+    def __new__(cls, path: str | PathLike[str], *, create: bool = True) -> JarStore:
         """Open the jar whose root folder is ``path``; create it if missing and ``create``."""
     @property
     def path(self) -> str: ...
@@ -170,7 +172,8 @@ class JarStore:
         meta: Mapping[str, Any] | None = None,
         note: str | None = None,
     ) -> dict[str, Any]:
-        """Store a protocol-5 pickle and its out-of-band buffers as a new version; returns its info."""
+        """Store a protocol-5 pickle and its out-of-band buffers as a new version; returns its info.
+        ``meta`` is stored as JSON (values JSON cannot hold are stored as their ``repr``)."""
     def load(
         self, branch: str, name: str, version: _Version = None, *, copy: bool = False
     ) -> tuple[bytes, list[memoryview], dict[str, Any]]:
@@ -198,9 +201,7 @@ class JarStore:
         """Re-hash every chunk and check every file: ``{"ok": bool, "chunks": n, "manifests": n,
         "problems": [{"path": str, "problem": str, "versions": [str, ...]}]}`` where versions are
         ``"branch:name@N"``."""
-    def export_pickle(
-        self, branch: str, name: str, version: _Version, path: str | PathLike[str]
-    ) -> int:
+    def export_pickle(self, branch: str, name: str, version: _Version, path: str | PathLike[str]) -> int:
         """Write a plain pickle file (buffers in-band) that stock ``pickle.load`` reads; returns its size."""
     def import_pickle(
         self, branch: str, name: str, path: str | PathLike[str], note: str | None = None

@@ -41,3 +41,8 @@ pub use store::{
     default_jar_dir, find_jar, Buffer, GcReport, Jar, LoadOptions, Loaded, MappedBuffer, Piece,
     PieceSource, Problem, SaveInput, VerifyReport, VersionInfo, VersionSpec,
 };
+
+/// BLAKE3 of `data` as lowercase hex: the name of a raw chunk file holding `data`.
+pub fn hash_hex(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
