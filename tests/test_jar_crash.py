@@ -27,11 +27,11 @@ MAKE = '''
 import numpy as np
 import pandas as pd
 
-def make(seed, rows=200_000):
+def make(seed, rows=100_000):
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({f"c{i}": rng.random(rows) for i in range(8)})
     frame["label"] = np.repeat(np.arange(rows // 1000), 1000).astype("int64") + seed
-    return {"seed": seed, "frame": frame, "weights": rng.random(1_000_000)}
+    return {"seed": seed, "frame": frame, "weights": rng.random(400_000)}
 
 def check(obj):
     """The object is exactly what make(obj["seed"]) built (raises AssertionError if not)."""
@@ -77,7 +77,7 @@ def test_sigkill_during_saves_never_damages_earlier_versions(jar_env: Path) -> N
     rng = random.Random(int(os.environ.get("BRINERY_TEST_SEED", "6")))
     save_seconds = 0.5  # replaced by the measured length of a save after the first round
     landed = {0}
-    rounds = 14
+    rounds = 10
     killed_mid_save = 0
     for round_ in range(rounds):
         first = 1000 * (round_ + 1)
