@@ -417,15 +417,17 @@ class Progress:
         stream = self.stream if self.stream is not None else sys.stderr
         elapsed = time.monotonic() - self._start
         done = self.total if final else self.done
-        if self.total:
+        if self.total and (done or final):
             frac = min(done / self.total, 1.0)
             filled = int(frac * 30)
             bar = "#" * filled + "-" * (30 - filled)
             line = f"\r{self.label} [{bar}] {frac:4.0%} {_human(done)}/{_human(self.total)} {elapsed:.1f}s"
-        else:
-            line = f"\r{self.label} {self.text} {elapsed:.1f}s"
-        if self.text and self.total:
-            line += f" {self.text}"
+        else:  # no byte count from this step: a block moving back and forth, the size and the step
+            pos = int(elapsed * 10) % 50
+            pos = pos if pos < 25 else 49 - pos
+            bar = " " * pos + "=====" + " " * (25 - pos)
+            size = f" {_human(self.total)}" if self.total else ""
+            line = f"\r{self.label}{size} [{bar}] {elapsed:.1f}s {self.text}"
         stream.write(line.ljust(79) + ("\n" if final else ""))
         stream.flush()
 
