@@ -19,8 +19,14 @@ from pickle import (
     PicklingError,
     UnpicklingError,
 )
+from typing import TYPE_CHECKING
 
 from brinery._native import Pickler, Unpickler, dump, dumps, load, loads
+
+if TYPE_CHECKING:  # the jar loads lazily (module __getattr__ below)
+    from brinery._jar import Jar
+
+    jar: Jar
 
 __all__ = [
     "DEFAULT_PROTOCOL",

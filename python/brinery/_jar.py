@@ -232,7 +232,7 @@ def referenced_libraries(data: bytes | memoryview) -> list[str]:
 
 
 def _top_modules(globals_: Sequence[str]) -> list[str]:
-    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     tops = dict.fromkeys(name.split(".", 1)[0] for name in globals_)
     return [t for t in tops if t and t not in stdlib and t not in ("builtins", "__main__", "copyreg")]
 
@@ -327,7 +327,7 @@ def _progress_mode() -> str:
     shell = _ipython_shell()
     if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
         try:
-            import tqdm  # noqa: F401
+            import tqdm  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
         except ImportError:
             return "none"
         return "notebook"
@@ -340,10 +340,10 @@ def _progress_mode() -> str:
 def _notebook_bar(total: int, label: str) -> Any:
     """A tqdm bar for Jupyter: the widget when ipywidgets is installed, else tqdm's text bar."""
     try:
-        import ipywidgets  # noqa: F401
-        from tqdm.notebook import tqdm
+        import ipywidgets  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+        from tqdm.notebook import tqdm  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
-        from tqdm.std import tqdm
+        from tqdm.std import tqdm  # type: ignore[import-untyped, unused-ignore]
     return tqdm(total=total or None, desc=label, unit="B", unit_scale=True)
 
 
@@ -581,7 +581,8 @@ def _parse_time(value: Any) -> _dt.datetime | None:
 
 def _info(name: str, entry: dict[str, Any]) -> VersionInfo:
     """A ``VersionInfo`` from the store's version info dict (see ``_native.pyi``)."""
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    raw_meta = entry.get("meta")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     source = meta.get("source") or {}
     return VersionInfo(
         name=name,

@@ -80,10 +80,9 @@ def run_jar_command(line: str, user_ns: dict[str, Any], jar: Jar | None = None) 
             raise JarMagicError("%jar load: name the objects to load")
         lines = []
         for arg in rest:
-            name, version = _split_version(arg)
-            obj = jar.load(name, version)
-            user_ns[name] = obj
-            info = jar.info(name, version)
+            name, spec = _split_version(arg)
+            user_ns[name] = jar.load(name, spec)
+            info = jar.info(name, spec)
             lines.append(f"loaded {name} v{info.version} ({info.description}) from {jar.current_branch}")
         return _Text("\n".join(lines))
     if command == "ls" and not rest:
@@ -99,9 +98,10 @@ def run_jar_command(line: str, user_ns: dict[str, Any], jar: Jar | None = None) 
     if command == "branches" and not rest:
         return _Text("\n".join(("* " if b == jar.current_branch else "  ") + b for b in jar.branches()))
     if command == "tag" and len(rest) == 3:
-        name, version, tag = rest
-        jar.tag(name, _split_version(f"{name}@{version}")[1], tag)
-        return _Text(f"tagged {name}@{version} as {tag}")
+        name, which, tag = rest
+        spec = _split_version(f"{name}@{which}")[1]
+        jar.tag(name, which if spec is None else spec, tag)
+        return _Text(f"tagged {name}@{which} as {tag}")
     if command == "rm" and len(rest) == 1:
         jar.delete(rest[0])
         return _Text(f"deleted {rest[0]} on {jar.current_branch} (history kept until %jar gc)")
