@@ -410,6 +410,8 @@ class Progress:
         if self.mode == "notebook":
             if self._bar is None:
                 self._bar = _notebook_bar(self.total, self.label)
+            if self.total and self._bar.total != self.total:
+                self._bar.total = self.total
             self._bar.n = self.total if final and self.total else self.done
             self._bar.set_postfix_str(self.text, refresh=False)
             self._bar.refresh()
