@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod jar;
+
 /// Fast, safe pickling: inspect Python pickles without running them.
 #[derive(Debug, Parser)]
 #[command(name = "brinery", version, about, propagate_version = true)]
@@ -27,6 +29,8 @@ enum Command {
     Dis(DisArgs),
     /// Convert a pickle to JSON (see docs/json-mapping.md), without running anything.
     Json(JsonArgs),
+    /// The jar: objects saved by name, with history, branches and tags (docs/jar-format.md).
+    Jar(jar::JarArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +87,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Dis(args) => dis(&args)?,
         Command::Json(args) => json(&args)?,
+        Command::Jar(args) => jar::run(&args)?,
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Content-addressed chunks: splitting streams, deciding on compression, storing, reading back.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,15 @@ pub(crate) struct Put {
     pub(crate) chunk: ChunkRef,
     /// Bytes written to disk (0 when the chunk already existed).
     pub(crate) written: u64,
+    /// A written but not yet durable chunk: finish it with [`ChunkStore::commit`].
+    pub(crate) pending: Option<Pending>,
+}
+
+/// A chunk written to a temporary file, neither fsynced nor linked into place yet. Writing all
+/// chunks first and syncing them afterwards lets the kernel write back in large batches.
+pub(crate) struct Pending {
+    tmp: PathBuf,
+    dest: PathBuf,
 }
 
 /// zstd-compress `data` if that pays: at least `min_saving_pct` percent smaller.
@@ -131,6 +140,7 @@ impl ChunkStore {
                     return Ok(Put {
                         chunk: ChunkRef { hash, size, zstd },
                         written: 0,
+                        pending: None,
                     });
                 }
                 Ok(_) => {
@@ -155,11 +165,45 @@ impl ChunkStore {
         let p = self.path(&hash, zstd);
         let shard = p.parent().map(Path::to_path_buf).unwrap_or_default();
         fsio::ensure_dir(&shard)?;
-        let created = fsio::write_new(&self.tmp, &p, &[bytes], false)?;
+        let tmp = fsio::tmp_path(&self.tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .ctx("create temporary file", &tmp)?;
+        // One write for the whole chunk.
+        if let Err(e) = f.write_all(bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", &tmp, e));
+        }
         Ok(Put {
             chunk: ChunkRef { hash, size, zstd },
-            written: if created { bytes.len() as u64 } else { 0 },
+            written: bytes.len() as u64,
+            pending: Some(Pending { tmp, dest: p }),
         })
+    }
+
+    /// Make a pending chunk durable and visible: fsync its temporary file, then hard-link it to
+    /// its final name (create-only; a concurrent saver may have linked the same content first).
+    /// Returns whether this call created the chunk file.
+    pub(crate) fn commit(p: &Pending) -> Result<bool> {
+        let result = (|| {
+            fs::File::open(&p.tmp)
+                .and_then(|f| f.sync_all())
+                .ctx("fsync", &p.tmp)?;
+            match fs::hard_link(&p.tmp, &p.dest) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(Error::io("link", &p.dest, e)),
+            }
+        })();
+        let _ = fs::remove_file(&p.tmp);
+        result
+    }
+
+    /// Remove a pending chunk's temporary file (after an error elsewhere).
+    pub(crate) fn abandon(p: &Pending) {
+        let _ = fs::remove_file(&p.tmp);
     }
 
     /// Read and check one chunk: decompressed, re-hashed, size-checked.

@@ -10,15 +10,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system error while touching a file or folder.
-    #[error("{op} failed: {source} at {}", path.display())]
+    #[error("{op} failed: {error} at {}", path.display())]
     Io {
         /// What was being done (`read`, `create`, `link`, ...).
         op: &'static str,
         /// The file or folder.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (part of the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// The folder is not a jar (no valid `jar.json`).
     #[error("not a jar (no valid jar.json) at {}", .0.display())]
@@ -104,11 +103,10 @@ pub enum Error {
         path: PathBuf,
     },
     /// The pickle stream could not be decoded or rewritten.
-    #[error("bad pickle: {source} in {context}")]
+    #[error("bad pickle: {error} in {context}")]
     Pickle {
-        /// The core crate's error (names the byte offset and opcode).
-        #[source]
-        source: brinery::Error,
+        /// The core crate's error (names the byte offset and opcode; part of the message).
+        error: brinery::Error,
         /// Which pickle (a version label or a file).
         context: String,
     },
@@ -131,7 +129,7 @@ impl Error {
         Error::Io {
             op,
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 fn pickle_err(source: brinery::Error, context: &str) -> Error {
     Error::Pickle {
-        source,
+        error: source,
         context: context.to_string(),
     }
 }

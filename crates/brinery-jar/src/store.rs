@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,31 @@ pub struct VersionInfo {
 }
 
 impl VersionInfo {
+    /// The info as a JSON object (the shape the CLI's `--json` and the Python binding use):
+    /// `name, branch, version, seq, id, time, deleted, note, size, stored, meta, globals,
+    /// buffers` (sizes), `tags, signature, key_id`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = self.manifest.as_ref();
+        json!({
+            "name": self.name,
+            "branch": self.branch,
+            "version": self.version,
+            "seq": self.seq,
+            "id": self.id,
+            "time": self.time,
+            "deleted": self.deleted,
+            "note": m.and_then(|m| m.note.clone()),
+            "size": m.map(|m| m.size),
+            "stored": m.map(|m| m.stored),
+            "meta": m.map(|m| m.meta.clone()).unwrap_or(serde_json::Value::Null),
+            "globals": m.map(|m| m.globals.clone()).unwrap_or_default(),
+            "buffers": m.map(|m| m.buffers.iter().map(|b| b.size).collect::<Vec<_>>()).unwrap_or_default(),
+            "tags": self.tags,
+            "signature": self.signature.as_str(),
+            "key_id": self.key_id,
+        })
+    }
+
     /// `branch:name@N` (the asked branch is not known here: the entry's branch is used).
     pub fn label(&self) -> String {
         match self.version {
@@ -874,10 +899,53 @@ impl Jar {
                 }
             });
         }
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            for (_, put) in &results {
+                if let Some(p) = &put.pending {
+                    ChunkStore::abandon(p);
+                }
+            }
             return Err(e);
         }
-        let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Second pass: fsync and link every new chunk (in parallel).
+        let pendings: Vec<&crate::chunks::Pending> =
+            results.iter().filter_map(|(_, p)| p.pending.as_ref()).collect();
+        let next = AtomicUsize::new(0);
+        let first_err: Mutex<Option<Error>> = Mutex::new(None);
+        let created = AtomicU64::new(0);
+        let commit = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(p) = pendings.get(i) else { break };
+            match ChunkStore::commit(p) {
+                Ok(true) => {
+                    created.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    first_err
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                }
+            }
+        };
+        if threads == 1 || pendings.len() < 2 {
+            commit();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(commit);
+                }
+            });
+        }
+        if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            for p in &pendings[next.load(Ordering::Relaxed).min(pendings.len())..] {
+                ChunkStore::abandon(p);
+            }
+            return Err(e);
+        }
+        let mut results = results;
         results.sort_by_key(|(i, _)| *i);
         let mut out: Vec<Stream> = streams
             .iter()

@@ -251,25 +251,7 @@ fn from_json<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py,
 }
 
 fn info_json(v: &VersionInfo) -> serde_json::Value {
-    let m = v.manifest.as_ref();
-    serde_json::json!({
-        "name": v.name,
-        "branch": v.branch,
-        "version": v.version,
-        "seq": v.seq,
-        "id": v.id,
-        "time": v.time,
-        "deleted": v.deleted,
-        "note": m.and_then(|m| m.note.clone()),
-        "size": m.map(|m| m.size),
-        "stored": m.map(|m| m.stored),
-        "meta": m.map(|m| m.meta.clone()).unwrap_or(serde_json::Value::Null),
-        "globals": m.map(|m| m.globals.clone()).unwrap_or_default(),
-        "buffers": m.map(|m| m.buffers.iter().map(|b| b.size).collect::<Vec<_>>()).unwrap_or_default(),
-        "tags": v.tags,
-        "signature": v.signature.as_str(),
-        "key_id": v.key_id,
-    })
+    v.to_json()
 }
 
 fn info_dict<'py>(py: Python<'py>, v: &VersionInfo) -> PyResult<Bound<'py, PyAny>> {
@@ -555,7 +537,7 @@ fn fill(dest: &mut [u8], m: &brinery_jar::MappedBuffer) -> brinery_jar::Result<(
                     .map_err(|e| brinery_jar::Error::Io {
                         op: "read chunk",
                         path: path.clone(),
-                        source: e,
+                        error: e,
                     })?;
                 // The file is named by the BLAKE3 of its content: check it.
                 let name = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
