@@ -909,8 +909,10 @@ impl Jar {
             return Err(e);
         }
         // Second pass: fsync and link every new chunk (in parallel).
-        let pendings: Vec<&crate::chunks::Pending> =
-            results.iter().filter_map(|(_, p)| p.pending.as_ref()).collect();
+        let pendings: Vec<&crate::chunks::Pending> = results
+            .iter()
+            .filter_map(|(_, p)| p.pending.as_ref())
+            .collect();
         let next = AtomicUsize::new(0);
         let first_err: Mutex<Option<Error>> = Mutex::new(None);
         let created = AtomicU64::new(0);
@@ -1469,6 +1471,29 @@ impl Jar {
                         path: self.branch_path(&b).display().to_string(),
                         problem: e.to_string(),
                         versions: vec![format!("branch {b}")],
+                    });
+                }
+            }
+        }
+        // Tag records.
+        for name in &names {
+            let dir = self.root.join("tags").join(encode_name(name));
+            for f in fsio::list_dir(&dir)? {
+                let p = dir.join(&f);
+                let Some(bytes) = fsio::read_opt(&p)? else {
+                    continue;
+                };
+                let problem = match fsio::open_record(&bytes) {
+                    Ok(v) => serde_json::from_value::<TagRec>(v)
+                        .err()
+                        .map(|e| e.to_string()),
+                    Err(why) => Some(why.to_string()),
+                };
+                if let Some(problem) = problem {
+                    problems.push(Problem {
+                        path: p.display().to_string(),
+                        problem: format!("tag record ignored: {problem}"),
+                        versions: vec![format!("{name}#{}", f.trim_end_matches(".json"))],
                     });
                 }
             }
