@@ -33,16 +33,16 @@ run_nb notebooks/01_clean.ipynb
 step "2. notebooks/02_model.ipynb: %jar load df, fit a model, jar.save(\"model\", ...)"
 run_nb notebooks/02_model.ipynb
 
-step "3. 03_compare.ipynb: jar.branch(\"scaled\"), save a second model there, compare the branches"
+step "3. 03_compare.ipynb: jar.branch(\"forest\"), save a random forest there, compare the branches"
 run_nb 03_compare.ipynb
 
 step "4. the project's jar from the command line: brinery jar ls, log, and the branch"
 "$brinery" jar ls
 "$brinery" jar log model
-"$brinery" jar --branch scaled log model
+"$brinery" jar --branch forest log model
 
 step "5. a wrong turn: notebook 1 again, keeping only spend below the median"
-DEMO_KEEP_QUANTILE=0.5 run_nb notebooks/01_clean.ipynb | grep -E 'saved|shape|^  Out │ \(' || true
+DEMO_KEEP_QUANTILE=0.5 run_nb notebooks/01_clean.ipynb | grep -E 'saved df|^  Out │ \(' || true
 "$brinery" jar log df
 
 step "6. restore version 1 of df (a new version, so the history keeps the wrong turn)"

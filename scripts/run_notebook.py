@@ -37,7 +37,11 @@ def run(project: Path, path: Path) -> bool:
     book = nbformat.read(path, as_version=4)
     rel = path.resolve().relative_to(project.resolve()).as_posix()
     client = NotebookClient(
-        book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        book,
+        timeout=600,
+        kernel_name="python3",
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no start-up chatter
+        resources={"metadata": {"path": str(path.parent)}},
     )
     ok = True
     try:

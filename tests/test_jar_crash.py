@@ -124,6 +124,7 @@ def test_sigkill_during_saves_never_damages_earlier_versions(jar_env: Path) -> N
         assert version == round_ + 1
         again = jar.load("after")
         assert again["round"] == round_ and list(again["values"]) == list(range(round_ + 3))
+    print(f"{killed_mid_save} of {rounds} kills landed inside a save")
     assert killed_mid_save >= rounds // 3  # the kills really landed inside saves
     for v in jar.log("big"):  # the whole history, once more, at the end
         check(jar.load("big", v.version))

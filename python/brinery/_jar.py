@@ -132,12 +132,28 @@ def summarize(obj: Any, max_columns: int = 50) -> dict[str, Any]:
         elif hasattr(obj, "get_params") and hasattr(obj, "fit"):
             params = obj.get_params(deep=False)
             out["params"] = {k: _short_repr(v) for k, v in list(params.items())[:max_columns]}
-            out["fitted"] = any(k.endswith("_") and not k.startswith("_") for k in vars(obj))
+            out["fitted"] = _is_fitted(obj)
         elif isinstance(obj, (str, bytes, bytearray, list, tuple, dict, set, frozenset)):
             out["len"] = len(obj)
     except Exception as exc:  # a summary never stops a save
         out["summary_error"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def _is_fitted(estimator: Any) -> bool:
+    """Whether a scikit-learn style estimator has been fitted (sklearn's own check when it applies)."""
+    if type(estimator).__module__.split(".", 1)[0] == "sklearn":
+        try:
+            from sklearn.exceptions import NotFittedError
+            from sklearn.utils.validation import check_is_fitted
+
+            check_is_fitted(estimator)
+            return True
+        except NotFittedError:
+            return False
+        except Exception:
+            pass
+    return any(k.endswith("_") and not k.startswith("_") for k in vars(estimator))
 
 
 def _short_repr(value: Any, limit: int = 60) -> str:
@@ -262,6 +278,7 @@ def library_version(top: str) -> str | None:
 def build_meta(obj: Any, data: bytes, buffers: Sequence[memoryview], note: str | None) -> dict[str, Any]:
     """The Python side's part of a version's manifest (stored by the jar as its ``meta``)."""
     libraries = {top: v for top in referenced_libraries(data) if (v := library_version(top)) is not None}
+    source = detect_source()
     try:
         user = getpass.getuser()
     except Exception:
@@ -273,7 +290,8 @@ def build_meta(obj: Any, data: bytes, buffers: Sequence[memoryview], note: str |
         "pickle_size": len(data),
         "buffers": len(buffers),
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "source": detect_source(),
+        "source": source,
+        "saved_by": source["path"],
         "user": f"{user}@{socket.gethostname()}",
         "python": platform.python_version(),
         "libraries": libraries,
