@@ -329,3 +329,143 @@ fn export_rewrites_out_of_band_buffers_so_stock_pickle_loads_it() {
         text(&out.stderr)
     );
 }
+
+fn pickle_of(payload: &[u8]) -> Vec<u8> {
+    let mut e = brinery::encode::Encoder::new(4).unwrap();
+    e.start();
+    e.bytes(payload).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn processes_saving_one_name_at_once_all_land() {
+    let env = Env::new();
+    env.jar();
+    let files: Vec<PathBuf> = (0..6)
+        .map(|i| {
+            env.file(
+                &format!("p{i}.pkl"),
+                &pickle_of(format!("process {i}").as_bytes()),
+            )
+        })
+        .collect();
+    for _round in 0..3 {
+        let children: Vec<_> = files
+            .iter()
+            .map(|f| {
+                Command::new(env!("CARGO_BIN_EXE_brinery"))
+                    .args(["jar", "import", "shared"])
+                    .arg(f)
+                    .current_dir(env.dir.path())
+                    .env("BRINERY_KEY_FILE", env.key_path())
+                    .env_remove("BRINERY_JAR")
+                    .output_async()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().expect("wait");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+    }
+    let log: serde_json::Value =
+        serde_json::from_str(&env.ok(&["log", "shared", "--json"])).expect("json");
+    assert_eq!(log.as_array().unwrap().len(), 18, "no lost update");
+    assert!(env.ok(&["verify"]).starts_with("ok: "));
+}
+
+trait SpawnPiped {
+    fn output_async(&mut self) -> std::process::Child;
+}
+
+impl SpawnPiped for Command {
+    fn output_async(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_during_saves_never_damages_the_jar() {
+    let env = Env::new();
+    env.jar();
+    let noise: Vec<u8> = (0..(2u32 << 20))
+        .flat_map(|i| {
+            i.wrapping_mul(2_654_435_761)
+                .rotate_left(i % 31)
+                .to_le_bytes()
+        })
+        .collect();
+    let rounds = 12u64;
+    let mut inputs = Vec::new();
+    let mut landed = 0;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    // One uninterrupted save first, to spread the kills over a whole save on this machine.
+    let first = pickle_of(&noise);
+    let file = env.file("r.pkl", &first);
+    let started = std::time::Instant::now();
+    env.ok(&["import", "big", file.to_str().unwrap()]);
+    let span = (started.elapsed().as_millis() as u64).max(10);
+    inputs.push(first);
+    landed += 1;
+    for round in 0..rounds {
+        let mut payload = format!("round {round} ").into_bytes();
+        payload.extend_from_slice(&noise);
+        let data = pickle_of(&payload);
+        let file = env.file(&format!("r{round}.pkl"), &data);
+        inputs.push(data);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
+            .args(["jar", "import", "big"])
+            .arg(&file)
+            .current_dir(env.dir.path())
+            .env("BRINERY_KEY_FILE", env.key_path())
+            .env_remove("BRINERY_JAR")
+            .output_async();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // From "killed at once" to "probably finished".
+        std::thread::sleep(std::time::Duration::from_millis(seed % span));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().expect("wait");
+        if status.success() {
+            landed += 1;
+        }
+    }
+    let out = env.run(&["log", "big", "--json"]);
+    let versions = if out.status.success() {
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .expect("json")
+            .as_array()
+            .unwrap()
+            .len()
+    } else {
+        0
+    };
+    eprintln!("{rounds} saves killed at random moments: {landed} finished, {versions} versions in the log");
+    assert!(
+        versions >= landed,
+        "{versions} versions, {landed} saves finished"
+    );
+    for v in 1..=versions {
+        let target = env.dir.path().join(format!("v{v}.pkl"));
+        env.ok(&["export", &format!("big@{v}"), target.to_str().unwrap()]);
+        let got = std::fs::read(&target).unwrap();
+        assert!(
+            inputs.contains(&got),
+            "version {v} is one of the saved inputs"
+        );
+    }
+    let verify = env.ok(&["verify"]);
+    assert!(verify.starts_with("ok: "), "{verify}");
+    env.ok(&["gc"]);
+    assert!(env.ok(&["verify"]).starts_with("ok: "));
+    assert_eq!(
+        std::fs::read_dir(env.jar_path().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "gc removes the torn temporary files"
+    );
+}

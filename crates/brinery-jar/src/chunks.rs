@@ -15,11 +15,11 @@ pub const LARGE_BUFFER: usize = 1 << 20;
 /// The chunk size of the zero-copy layout (a multiple of every common page size).
 pub const FIXED_CHUNK: usize = 1 << 20;
 /// FastCDC minimum chunk size for the pickle stream and small buffers.
-pub const CDC_MIN: u32 = 16 * 1024;
+pub const CDC_MIN: u32 = 64 * 1024;
 /// FastCDC average chunk size.
-pub const CDC_AVG: u32 = 64 * 1024;
+pub const CDC_AVG: u32 = 256 * 1024;
 /// FastCDC maximum chunk size.
-pub const CDC_MAX: u32 = 256 * 1024;
+pub const CDC_MAX: u32 = 1024 * 1024;
 
 /// zstd level for chunks.
 const ZSTD_LEVEL: i32 = 3;

@@ -478,7 +478,7 @@ fn concurrent_savers_of_one_name_all_land() {
 fn corruption_of_a_small_chunk_is_detected_on_load() {
     let dir = tempfile::tempdir().unwrap();
     let jar = jar_in(dir.path());
-    let payload = noise(300_000, 21);
+    let payload = noise(1_500_000, 21);
     save(&jar, "main", "p", &oob_pickle(0, &payload), &[]);
     let m = jar
         .info("main", "p", &VersionSpec::Latest)
