@@ -200,7 +200,7 @@ def detect_source() -> dict[str, str]:
     script = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else "")
     if script and script not in ("-c", "-m"):
         return {"kind": "script", "path": _nice_path(script)}
-    return {"kind": "interactive", "path": "python"}
+    return {"kind": "interactive", "path": "python -c" if sys.argv[:1] == ["-c"] else "python"}
 
 
 def _ipython_shell() -> Any:
