@@ -25,6 +25,11 @@ __all__ = [
     "loads",
     "JarStore",
     "JarError",
+    "Policy",
+    "ScanReport",
+    "Finding",
+    "scan_bytes",
+    "SCAN_PROFILES",
 ]
 
 @type_check_only
@@ -122,6 +127,7 @@ class Unpickler:
         encoding: str = "ASCII",
         errors: str = "strict",
         buffers: Iterable[Any] | None = (),
+        policy: Policy | None = None,
     ) -> None: ...
     @property
     def memo(self) -> UnpicklerMemoProxy: ...
@@ -215,3 +221,63 @@ class JarStore:
     def key_id() -> str:
         """The id of the current user's signing key (``$BRINERY_KEY_FILE`` or
         ``$XDG_CONFIG_HOME/brinery/key``), created on first use."""
+# --- static scanning and the safe-load policy (crates/brinery-py/src/scan.rs) ---
+
+# The names of the built-in profiles, in order: "stdlib-data", "numpy", "pandas", "sklearn".
+SCAN_PROFILES: Final[tuple[str, ...]]
+
+@final
+class Policy:
+    # `profiles=None` means all built-in profiles, `[]` none. `allow` takes dotted names that may be
+    # called (classes and functions, e.g. "mypkg.models.Model"); `allow_refs` dotted names that may
+    # only be referenced as values. Raises ValueError for an unknown profile or a malformed name.
+    def __init__(
+        self,
+        profiles: Iterable[str] | None = None,
+        allow: Iterable[str] | None = None,
+        allow_refs: Iterable[str] | None = None,
+    ) -> None: ...
+    @property
+    def profiles(self) -> list[str]: ...
+    # Whether `module.qualname` may be referenced (call=False) or called (call=True) under this
+    # policy, after the built-in deny-list.
+    def allows(self, module: str, qualname: str, /, call: bool = True) -> bool: ...
+
+@final
+class Finding:
+    @property
+    def rule(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def opcode(self) -> str | None: ...
+    @property
+    def global_name(self) -> str | None: ...
+    @property
+    def member(self) -> str | None: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class ScanReport:
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def findings(self) -> list[Finding]: ...
+    @property
+    def globals(self) -> list[str]: ...
+    @property
+    def opcodes(self) -> int: ...
+    @property
+    def members(self) -> list[str]: ...
+    def __bool__(self) -> bool: ...
+
+# Scan a pickle, or a container holding pickles (zip incl. PyTorch, gzip, bz2, xz, zlib, joblib,
+# .npy/.npz), without running or importing anything. `policy=None` uses all built-in profiles.
+def scan_bytes(data: ReadableBuffer, policy: Policy | None = None) -> ScanReport: ...
+
+# Called once by `brinery/__init__.py`: the exception class (a subclass of
+# pickle.UnpicklingError with a `.findings` attribute) that policy enforcement raises.
+def _set_unsafe_error(cls: type[Exception], /) -> None: ...

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod jar;
+mod scan;
 
 /// Fast, safe pickling: inspect Python pickles without running them.
 #[derive(Debug, Parser)]
@@ -31,6 +32,9 @@ enum Command {
     Json(JsonArgs),
     /// The jar: objects saved by name, with history, branches and tags (docs/jar-format.md).
     Jar(jar::JarArgs),
+    /// Check whether pickles (or zip/gzip/bz2/xz/zlib/npy/joblib files of them) can run code;
+    /// exit 0 when all are clean, 1 on findings, 2 on errors.
+    Scan(scan::ScanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +66,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|_| Err(Failure::Panicked));
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Done::Ok) => ExitCode::SUCCESS,
+        Ok(Done::Findings) => ExitCode::from(1),
+        Ok(Done::Errors) => ExitCode::from(2),
         Err(Failure::Error(err)) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(Failure::Error(err)) => {
             report(&err);
@@ -70,6 +76,12 @@ fn main() -> ExitCode {
         }
         Err(Failure::Panicked) => ExitCode::from(2),
     }
+}
+
+enum Done {
+    Ok,
+    Findings,
+    Errors,
 }
 
 enum Failure {
@@ -83,13 +95,20 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+fn run(cli: Cli) -> Result<Done, Failure> {
     match cli.command {
         Command::Dis(args) => dis(&args)?,
         Command::Json(args) => json(&args)?,
         Command::Jar(args) => jar::run(&args)?,
+        Command::Scan(args) => {
+            return Ok(match scan::run(&args)? {
+                scan::Outcome::Clean => Done::Ok,
+                scan::Outcome::Findings => Done::Findings,
+                scan::Outcome::Errors => Done::Errors,
+            })
+        }
     }
-    Ok(())
+    Ok(Done::Ok)
 }
 
 fn dis(args: &DisArgs) -> Result<()> {

@@ -12,6 +12,7 @@ mod args;
 mod errors;
 mod jar;
 mod pickler;
+mod scan;
 mod unpickler;
 
 use pyo3::prelude::*;
@@ -24,5 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pickler::register(m)?;
     unpickler::register(m)?;
     jar::register(m)?;
+    scan::register(m)?;
     Ok(())
 }

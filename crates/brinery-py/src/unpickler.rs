@@ -7,6 +7,7 @@
 mod input;
 mod machine;
 mod memo;
+mod policy;
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -86,6 +87,7 @@ impl Options {
             },
             memo,
             proto_cell: None,
+            guard: None,
         })
     }
 }
@@ -193,6 +195,8 @@ struct Setup {
     /// `persistent_load` as found at `__init__` (or set later), and whether it is the function
     /// of a method bound to this unpickler (stored unbound to avoid a reference cycle).
     pers_func: Option<(Py<PyAny>, bool)>,
+    /// `policy=`: enforce a `brinery._native.Policy` during every load.
+    policy: Option<std::sync::Arc<brinery::scan::Policy>>,
 }
 
 /// Unpickler(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())
@@ -216,7 +220,7 @@ impl Unpickler {
     #[new]
     #[pyo3(
         signature = (*_args, **_kwargs),
-        text_signature = "(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
+        text_signature = "(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=(), policy=None)"
     )]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         Unpickler {
@@ -227,7 +231,7 @@ impl Unpickler {
         }
     }
 
-    #[pyo3(signature = (file, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None))]
+    #[pyo3(signature = (file, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None, policy = None))]
     fn __init__(
         slf: &Bound<'_, Self>,
         file: &Bound<'_, PyAny>,
@@ -235,6 +239,7 @@ impl Unpickler {
         encoding: &str,
         errors: &str,
         buffers: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, crate::scan::Policy>>,
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -269,7 +274,12 @@ impl Unpickler {
             Err(e) => return Err(e),
         };
         *lock(&this.input) = Some(file_input);
-        *lock(&this.setup) = Some(Setup { opts, pers_func });
+        let policy = policy.map(|p| p.get().inner.clone());
+        *lock(&this.setup) = Some(Setup {
+            opts,
+            pers_func,
+            policy,
+        });
         this.proto.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -290,7 +300,7 @@ impl Unpickler {
                 ),
             )
         };
-        let (opts_cfg, pers_func) = {
+        let (opts_cfg, pers_func, policy) = {
             let setup = lock(&this.setup);
             let Some(setup) = setup.as_ref() else {
                 return Err(not_initialized());
@@ -303,8 +313,10 @@ impl Unpickler {
                     setup.opts.buffers.as_ref().map(|b| b.clone_ref(py)),
                 ),
                 setup.pers_func.as_ref().map(|(f, b)| (f.clone_ref(py), *b)),
+                setup.policy.clone(),
             )
         };
+        let guard = policy.map(policy::Guard::new);
         let Some(mut file_input) = lock(&this.input).take() else {
             return Err(not_initialized());
         };
@@ -324,6 +336,7 @@ impl Unpickler {
             buffers,
             memo: &this.memo,
             proto_cell: Some(&this.proto),
+            guard: guard.as_ref(),
         };
         let mut input = Input::File(&mut file_input);
         let result = machine::load(py, &cfg, &mut input);
@@ -462,6 +475,7 @@ impl Unpickler {
                         buffers: None,
                     },
                     pers_func: Some((value.clone().unbind(), false)),
+                    policy: None,
                 });
             }
         }

@@ -20,6 +20,8 @@
 //! - [`value`]: the value model ([`Pickle`], [`Value`]) and the machine that builds it.
 //! - [`Limits`]: bounds for untrusted input.
 //! - [`Error`]: what went wrong and where.
+//! - [`scan`]: static safety analysis of a pickle (or a container of pickles) against a
+//!   [`Policy`](scan::Policy), without running anything.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -32,6 +34,7 @@ mod limits;
 pub mod opcode;
 mod pyrepr;
 mod pystr;
+pub mod scan;
 pub mod serde;
 pub mod text;
 mod unicode_printable;

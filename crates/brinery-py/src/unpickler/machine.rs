@@ -50,6 +50,8 @@ pub(crate) struct Config<'py, 'm> {
     /// Where the Unpickler object keeps the protocol of the current load (read by its
     /// `find_class`).
     pub(crate) proto_cell: Option<&'m AtomicU8>,
+    /// `Unpickler(..., policy=...)`: the safe-load rules, checked around every opcode.
+    pub(crate) guard: Option<&'m super::policy::Guard>,
 }
 
 /// The input of one load.
@@ -103,6 +105,11 @@ pub(crate) fn load<'py>(
             Fetched::Op(op) => {
                 if op.opcode == Opcode::STOP {
                     true
+                } else if let Some(guard) = cfg.guard {
+                    guard.before(py, &op, &m.stack, &m.marks, m.proto, cfg.fix_imports)?;
+                    m.step(&op)?;
+                    guard.after(&m.stack);
+                    false
                 } else {
                     m.step(&op)?;
                     false

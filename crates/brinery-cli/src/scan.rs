@@ -1,0 +1,192 @@
+//! `brinery scan PATH...`: is it safe to load these pickles? Exit 0 when every file is clean,
+//! 1 when any has findings, 2 on errors (an unreadable file).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use brinery::scan::{scan_file_bytes, Policy, Report};
+use clap::Args;
+
+/// Arguments of `brinery scan`.
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Files or directories (scanned recursively), or `-` for standard input.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Write one JSON object per file instead of the readable report.
+    #[arg(long)]
+    json: bool,
+    /// Built-in profiles to allow, comma-separated or repeated: stdlib-data, numpy, pandas,
+    /// sklearn, or `none` (default: all four).
+    #[arg(long, value_name = "PROFILES", value_delimiter = ',')]
+    policy: Vec<String>,
+    /// Also allow this global to be called, e.g. `mypkg.models.Model` or `mypkg:Outer.Inner`.
+    #[arg(long, value_name = "NAME")]
+    allow: Vec<String>,
+    /// Print only files with findings.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// What the scan of all paths came to.
+pub(crate) enum Outcome {
+    Clean,
+    Findings,
+    Errors,
+}
+
+fn policy(args: &ScanArgs) -> Result<Policy> {
+    let mut b = Policy::builder();
+    if args.policy.is_empty() {
+        b = b.all_profiles();
+    }
+    for name in &args.policy {
+        if name != "none" {
+            b = b.profile_name(name)?;
+        }
+    }
+    for name in &args.allow {
+        b = b.allow_dotted(name)?;
+    }
+    Ok(b.build())
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<_>>()?;
+        entries.sort();
+        for e in entries {
+            collect(&e, out)?;
+        }
+    } else {
+        out.push(path.to_owned());
+    }
+    Ok(())
+}
+
+pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
+    let policy = policy(args)?;
+    let limits = brinery::Limits::default();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let (mut findings, mut errors) = (false, false);
+    for root in &args.paths {
+        let mut files = Vec::new();
+        if root.as_os_str() == "-" {
+            files.push(root.clone());
+        } else if let Err(e) = collect(root, &mut files) {
+            errors = true;
+            eprintln!("error: cannot read {}\n  cause: {e}", root.display());
+            continue;
+        }
+        for file in files {
+            let data = match crate::read_input(&file) {
+                Ok(d) => d,
+                Err(e) => {
+                    errors = true;
+                    eprintln!("error: {e:#}");
+                    continue;
+                }
+            };
+            let report = scan_file_bytes(&data, &policy, &limits);
+            findings |= !report.is_ok();
+            let name = crate::display_name(&file);
+            if args.json {
+                serde_json::to_writer(&mut out, &json(&name, &report))?;
+                writeln!(out)?;
+            } else if !(args.quiet && report.is_ok()) {
+                text(&mut out, &name, &report)?;
+            }
+        }
+    }
+    out.flush().context("cannot write to standard output")?;
+    Ok(if errors {
+        Outcome::Errors
+    } else if findings {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
+fn text(out: &mut impl Write, name: &str, report: &Report) -> Result<()> {
+    if report.is_ok() {
+        writeln!(
+            out,
+            "{name}: ok ({} global(s), {} opcode(s))",
+            report.global_names().len(),
+            report.opcodes
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "{name}: {} finding(s)", report.findings.len())?;
+    for f in &report.findings {
+        let member = f
+            .member
+            .as_deref()
+            .map(|m| format!("[{m}] "))
+            .unwrap_or_default();
+        let global = f.global_name().map(|g| format!(" {g}")).unwrap_or_default();
+        let opcode = f.opcode.map(|o| format!(" {o}")).unwrap_or_default();
+        writeln!(
+            out,
+            "  {member}byte {}{opcode}{global}: {} {}: {}",
+            f.offset,
+            f.rule.code(),
+            f.rule.name(),
+            f.message
+        )?;
+    }
+    let fixable: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.rule,
+                brinery::scan::Rule::DisallowedGlobal | brinery::scan::Rule::RefOnlyCalled
+            )
+        })
+        .filter_map(|f| f.global_name())
+        .collect();
+    if !fixable.is_empty() {
+        let mut names = fixable;
+        names.sort();
+        names.dedup();
+        let allows: Vec<String> = names.iter().map(|n| format!("--allow {n}")).collect();
+        writeln!(
+            out,
+            "  hint: if you trust this file, allow its globals with {}",
+            allows.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
+fn json(name: &str, report: &Report) -> serde_json::Value {
+    let findings: Vec<serde_json::Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "rule": f.rule.code(),
+                "name": f.rule.name(),
+                "offset": f.offset,
+                "opcode": f.opcode.map(|o| o.name()),
+                "global": f.global_name(),
+                "member": f.member,
+                "message": f.message,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "path": name,
+        "ok": report.is_ok(),
+        "findings": findings,
+        "globals": report.global_names(),
+        "members": report.members,
+        "opcodes": report.opcodes,
+    })
+}

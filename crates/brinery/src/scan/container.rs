@@ -1,0 +1,480 @@
+//! Containers, detected by content: zip (PyTorch archives and `.npz` included; CRCs are never
+//! checked, PyTorch writes some wrong), gzip, bz2, xz, zlib, `.npy` with object arrays, and
+//! joblib files (plain or compressed). Every embedded pickle is scanned and every finding names
+//! its member. Decompression is bounded by [`ContainerOptions::max_decompressed`] in total, so a
+//! decompression bomb costs at most that much memory and is a finding.
+
+use std::io::{self, Read, Write};
+
+use super::machine::{Machine, RunOptions};
+use super::policy::Policy;
+use super::report::{Finding, Report};
+use super::rule::Rule;
+use crate::Limits;
+
+/// Bounds on reading containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerOptions {
+    /// The most bytes all decompressed members of one input may add up to.
+    pub max_decompressed: u64,
+    /// How deeply containers may nest (a gzip inside a zip inside a zip...).
+    pub max_nesting: u32,
+}
+
+impl Default for ContainerOptions {
+    fn default() -> Self {
+        ContainerOptions {
+            max_decompressed: 1 << 30,
+            max_nesting: 8,
+        }
+    }
+}
+
+/// The kind of container a byte string is, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    /// A zip archive (PyTorch checkpoints, `.npz`).
+    Zip,
+    /// A gzip stream.
+    Gzip,
+    /// A bzip2 stream.
+    Bzip2,
+    /// An xz stream.
+    Xz,
+    /// A zlib stream (joblib's default compression).
+    Zlib,
+    /// A numpy `.npy` array file.
+    Npy,
+}
+
+impl ContainerKind {
+    /// A short name: `zip`, `gzip`, `bz2`, `xz`, `zlib`, `npy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerKind::Zip => "zip",
+            ContainerKind::Gzip => "gzip",
+            ContainerKind::Bzip2 => "bz2",
+            ContainerKind::Xz => "xz",
+            ContainerKind::Zlib => "zlib",
+            ContainerKind::Npy => "npy",
+        }
+    }
+
+    /// The container `data` is, or `None` for anything else (a bare pickle). None of these
+    /// magic numbers starts a valid pickle.
+    pub fn detect(data: &[u8]) -> Option<ContainerKind> {
+        if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+            Some(ContainerKind::Zip)
+        } else if data.starts_with(b"\x1f\x8b") {
+            Some(ContainerKind::Gzip)
+        } else if data.starts_with(b"BZh") && data.get(3).is_some_and(|b| (b'1'..=b'9').contains(b))
+        {
+            Some(ContainerKind::Bzip2)
+        } else if data.starts_with(b"\xfd7zXZ\x00") {
+            Some(ContainerKind::Xz)
+        } else if data.starts_with(b"\x93NUMPY") {
+            Some(ContainerKind::Npy)
+        } else if data.len() >= 2 && data[0] == 0x78 && matches!(data[1], 0x01 | 0x5e | 0x9c | 0xda)
+        {
+            // 0x78 ('x') is not a pickle opcode, so this never shadows a pickle (the other
+            // window sizes start with '(', 'X', 'h', ..., which are).
+            Some(ContainerKind::Zlib)
+        } else {
+            None
+        }
+    }
+}
+
+pub(crate) struct Walker<'p> {
+    pub policy: &'p Policy,
+    pub limits: &'p Limits,
+    pub options: ContainerOptions,
+    pub budget: u64,
+    pub report: Report,
+}
+
+impl Walker<'_> {
+    fn finding(&mut self, rule: Rule, member: Option<&str>, message: String) {
+        self.report.findings.push(Finding {
+            rule,
+            offset: 0,
+            opcode: None,
+            global: None,
+            member: member.map(str::to_owned),
+            message,
+        });
+    }
+
+    /// Scan `data`, named `member` (None for the top level), whatever it is.
+    pub(crate) fn walk(&mut self, data: &[u8], member: Option<&str>, depth: u32) {
+        let Some(kind) = ContainerKind::detect(data) else {
+            self.pickle(data, member);
+            return;
+        };
+        if depth >= self.options.max_nesting {
+            let msg = format!(
+                "containers nested more than {} deep: not scanned",
+                self.options.max_nesting
+            );
+            self.finding(Rule::LimitExceeded, member, msg);
+            return;
+        }
+        let label = |what: &str| match member {
+            Some(m) => format!("{m}/({what})"),
+            None => format!("({what})"),
+        };
+        match kind {
+            ContainerKind::Zip => self.zip(data, member, depth),
+            ContainerKind::Npy => self.npy(data, member),
+            ContainerKind::Gzip
+            | ContainerKind::Bzip2
+            | ContainerKind::Xz
+            | ContainerKind::Zlib => {
+                let name = label(kind.name());
+                if let Some(inner) = self.decompress(kind, data, &name) {
+                    self.walk(&inner, Some(&name), depth + 1);
+                }
+            }
+        }
+    }
+
+    fn pickle(&mut self, data: &[u8], member: Option<&str>) {
+        if let Some(m) = member {
+            self.report.members.push(m.to_owned());
+        }
+        let options = RunOptions {
+            joblib: true,
+            nesting: 0,
+        };
+        Machine::new(
+            data,
+            self.policy,
+            self.limits,
+            options,
+            member,
+            &mut self.report,
+        )
+        .run_all();
+    }
+
+    fn decompress(&mut self, kind: ContainerKind, data: &[u8], name: &str) -> Option<Vec<u8>> {
+        let budget = self.budget;
+        let mut out = LimitedWriter {
+            buf: Vec::new(),
+            left: budget,
+            over: false,
+        };
+        let result: io::Result<()> = match kind {
+            ContainerKind::Gzip => copy(flate2::read::MultiGzDecoder::new(data), &mut out),
+            ContainerKind::Zlib => copy(flate2::read::ZlibDecoder::new(data), &mut out),
+            ContainerKind::Bzip2 => copy(bzip2::read::MultiBzDecoder::new(data), &mut out),
+            ContainerKind::Xz => {
+                let mut input = io::BufReader::new(data);
+                lzma_rs::xz_decompress(&mut input, &mut out)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            }
+            ContainerKind::Zip | ContainerKind::Npy => Ok(()),
+        };
+        self.finish_decompress(out, result, kind.name(), name)
+    }
+
+    fn finish_decompress(
+        &mut self,
+        out: LimitedWriter,
+        result: io::Result<()>,
+        what: &str,
+        name: &str,
+    ) -> Option<Vec<u8>> {
+        if out.over {
+            let msg = format!(
+                "decompressed data exceeds the limit of {} bytes (a decompression bomb?): not scanned",
+                self.options.max_decompressed
+            );
+            self.finding(Rule::LimitExceeded, Some(name), msg);
+            self.budget = 0;
+            return None;
+        }
+        self.budget -= out.buf.len() as u64;
+        if let Err(e) = result {
+            let msg = format!("cannot decompress the {what} data: {e}");
+            self.finding(Rule::BadContainer, Some(name), msg);
+            return None;
+        }
+        Some(out.buf)
+    }
+
+    fn npy(&mut self, data: &[u8], member: Option<&str>) {
+        let name = member.map_or_else(|| "(npy)".to_owned(), str::to_owned);
+        let major = data.get(6).copied().unwrap_or(0);
+        let (len_at, header_at, width): (usize, usize, usize) = match major {
+            1 => (8, 10, 2),
+            2 | 3 => (8, 12, 4),
+            _ => {
+                let msg = format!("unsupported .npy format version {major}");
+                self.finding(Rule::BadContainer, Some(&name), msg);
+                return;
+            }
+        };
+        let header_len = data
+            .get(len_at..len_at + width)
+            .map(|b| b.iter().rev().fold(0usize, |acc, &x| acc << 8 | x as usize));
+        let header = header_len.and_then(|n| data.get(header_at..header_at.checked_add(n)?));
+        let Some(header) = header else {
+            self.finding(
+                Rule::BadContainer,
+                Some(&name),
+                "truncated .npy header".to_owned(),
+            );
+            return;
+        };
+        let text = String::from_utf8_lossy(header);
+        if !text.contains("descr") {
+            self.finding(
+                Rule::BadContainer,
+                Some(&name),
+                ".npy header has no descr".to_owned(),
+            );
+            return;
+        }
+        // Object arrays (`|O`, also as a field of a structured dtype) are stored as a pickle.
+        if text.contains("|O'") || text.contains("|O\"") || text.contains("'O'") {
+            let body = &data[header_at + header.len()..];
+            self.pickle(body, Some(&name));
+        } else {
+            self.report.members.push(name);
+        }
+    }
+
+    fn zip(&mut self, data: &[u8], member: Option<&str>, depth: u32) {
+        let prefix = member.map(|m| format!("{m}/")).unwrap_or_default();
+        let entries = match zip_entries(data) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let name = member.map_or_else(|| "(zip)".to_owned(), str::to_owned);
+                self.finding(
+                    Rule::BadContainer,
+                    Some(&name),
+                    format!("cannot read the zip archive: {e}"),
+                );
+                return;
+            }
+        };
+        for entry in entries {
+            let name = format!("{prefix}{}", entry.name);
+            if entry.name.ends_with('/') {
+                continue;
+            }
+            let Some(raw) =
+                data.get(entry.data_start..entry.data_start.saturating_add(entry.compressed))
+            else {
+                self.finding(
+                    Rule::BadContainer,
+                    Some(&name),
+                    "zip member data runs past the end of the archive".to_owned(),
+                );
+                continue;
+            };
+            let content: Vec<u8>;
+            let bytes: &[u8] = match entry.method {
+                0 => raw,
+                8 | 12 => {
+                    let mut out = LimitedWriter {
+                        buf: Vec::new(),
+                        left: self.budget,
+                        over: false,
+                    };
+                    let result = if entry.method == 8 {
+                        copy(flate2::read::DeflateDecoder::new(raw), &mut out)
+                    } else {
+                        copy(bzip2::read::BzDecoder::new(raw), &mut out)
+                    };
+                    match self.finish_decompress(out, result, "zip member", &name) {
+                        Some(v) => {
+                            content = v;
+                            &content
+                        }
+                        None => continue,
+                    }
+                }
+                other => {
+                    let msg =
+                        format!("zip compression method {other} is not supported: not scanned");
+                    self.finding(Rule::BadContainer, Some(&name), msg);
+                    continue;
+                }
+            };
+            // Scan what can hold a pickle: containers, anything that starts like a pickle with
+            // a PROTO, and members named like pickles (protocol 0/1 streams have no PROTO).
+            let pickle_name = [".pkl", ".pickle", ".p", ".joblib", ".npy"]
+                .iter()
+                .any(|ext| entry.name.ends_with(ext));
+            let starts_like_pickle = bytes.len() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5;
+            if ContainerKind::detect(bytes).is_some() {
+                self.walk(bytes, Some(&name), depth + 1);
+            } else if starts_like_pickle || pickle_name {
+                self.pickle(bytes, Some(&name));
+            }
+        }
+    }
+}
+
+fn copy(mut reader: impl Read, out: &mut LimitedWriter) -> io::Result<()> {
+    io::copy(&mut reader, out).map(|_| ())
+}
+
+/// A writer that refuses to grow past its budget.
+struct LimitedWriter {
+    buf: Vec<u8>,
+    left: u64,
+    over: bool,
+}
+
+impl Write for LimitedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.len() as u64 > self.left {
+            self.over = true;
+            return Err(io::Error::other("decompression limit reached"));
+        }
+        self.left -= data.len() as u64;
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct ZipEntry {
+    name: String,
+    method: u16,
+    compressed: usize,
+    data_start: usize,
+}
+
+fn le(data: &[u8], at: usize, n: usize) -> Option<u64> {
+    let b = data.get(at..at.checked_add(n)?)?;
+    Some(b.iter().rev().fold(0u64, |acc, &x| acc << 8 | x as u64))
+}
+
+/// The members of a zip archive, from its central directory (zip64 included), or from its local
+/// headers when there is none. CRCs are ignored.
+fn zip_entries(data: &[u8]) -> Result<Vec<ZipEntry>, String> {
+    let search_from = data.len().saturating_sub(65_557);
+    let eocd = (search_from..data.len().saturating_sub(21))
+        .rev()
+        .find(|&i| data[i..].starts_with(b"PK\x05\x06"));
+    let Some(eocd) = eocd else {
+        return local_entries(data);
+    };
+    let mut count = le(data, eocd + 10, 2).unwrap_or(0);
+    let mut cd_offset = le(data, eocd + 16, 4).unwrap_or(0);
+    if (count == 0xffff || cd_offset == 0xffff_ffff)
+        && eocd >= 20
+        && data[eocd - 20..].starts_with(b"PK\x06\x07")
+    {
+        let z64 = le(data, eocd - 12, 8).ok_or("truncated zip64 locator")? as usize;
+        if !data
+            .get(z64..)
+            .is_some_and(|d| d.starts_with(b"PK\x06\x06"))
+        {
+            return Err("zip64 end of central directory not found".into());
+        }
+        count = le(data, z64 + 32, 8).ok_or("truncated zip64 record")?;
+        cd_offset = le(data, z64 + 48, 8).ok_or("truncated zip64 record")?;
+    }
+    let mut pos =
+        usize::try_from(cd_offset).map_err(|_| "central directory offset out of range")?;
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        if !data
+            .get(pos..)
+            .is_some_and(|d| d.starts_with(b"PK\x01\x02"))
+        {
+            return Err(format!("bad central directory entry at byte {pos}"));
+        }
+        let field =
+            |off: usize, n: usize| le(data, pos + off, n).ok_or("truncated central directory");
+        let method = field(10, 2)? as u16;
+        let mut compressed = field(20, 4)?;
+        let mut uncompressed = field(24, 4)?;
+        let name_len = field(28, 2)? as usize;
+        let extra_len = field(30, 2)? as usize;
+        let comment_len = field(32, 2)? as usize;
+        let mut local = field(42, 4)?;
+        let name_bytes = data
+            .get(pos + 46..pos + 46 + name_len)
+            .ok_or("truncated central directory")?;
+        let extra = data
+            .get(pos + 46 + name_len..pos + 46 + name_len + extra_len)
+            .ok_or("truncated central directory")?;
+        // zip64 extended information: the 0xffffffff fields, in order.
+        let mut e = 0;
+        while e + 4 <= extra.len() {
+            let id = le(extra, e, 2).unwrap_or(0);
+            let size = le(extra, e + 2, 2).unwrap_or(0) as usize;
+            if id == 1 {
+                let mut at = e + 4;
+                for v in [&mut uncompressed, &mut compressed, &mut local] {
+                    if *v == 0xffff_ffff {
+                        *v = le(extra, at, 8).ok_or("truncated zip64 extra field")?;
+                        at += 8;
+                    }
+                }
+            }
+            e += 4 + size;
+        }
+        let _ = uncompressed;
+        let local = usize::try_from(local).map_err(|_| "local header offset out of range")?;
+        if !data
+            .get(local..)
+            .is_some_and(|d| d.starts_with(b"PK\x03\x04"))
+        {
+            return Err(format!("bad local header at byte {local}"));
+        }
+        let lname = le(data, local + 26, 2).ok_or("truncated local header")? as usize;
+        let lextra = le(data, local + 28, 2).ok_or("truncated local header")? as usize;
+        entries.push(ZipEntry {
+            name: String::from_utf8_lossy(name_bytes).into_owned(),
+            method,
+            compressed: usize::try_from(compressed).map_err(|_| "member size out of range")?,
+            data_start: local + 30 + lname + lextra,
+        });
+        pos += 46 + name_len + extra_len + comment_len;
+    }
+    Ok(entries)
+}
+
+fn local_entries(data: &[u8]) -> Result<Vec<ZipEntry>, String> {
+    let mut pos = 0;
+    let mut entries = Vec::new();
+    while data
+        .get(pos..)
+        .is_some_and(|d| d.starts_with(b"PK\x03\x04"))
+    {
+        let field = |off: usize, n: usize| le(data, pos + off, n).ok_or("truncated local header");
+        let flags = field(6, 2)?;
+        let method = field(8, 2)? as u16;
+        let compressed = field(18, 4)? as usize;
+        let name_len = field(26, 2)? as usize;
+        let extra_len = field(28, 2)? as usize;
+        if flags & 8 != 0 && compressed == 0 {
+            return Err("a member without sizes and no central directory".into());
+        }
+        let name = data
+            .get(pos + 30..pos + 30 + name_len)
+            .ok_or("truncated local header")?;
+        let start = pos + 30 + name_len + extra_len;
+        entries.push(ZipEntry {
+            name: String::from_utf8_lossy(name).into_owned(),
+            method,
+            compressed,
+            data_start: start,
+        });
+        pos = start.saturating_add(compressed);
+    }
+    if entries.is_empty() {
+        return Err("no end of central directory and no local headers".into());
+    }
+    Ok(entries)
+}

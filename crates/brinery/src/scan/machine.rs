@@ -1,0 +1,1302 @@
+//! The scan machine: runs the opcode stream over a symbolic stack and memo.
+//!
+//! Nothing is imported and nothing runs. Each stack slot holds a [`Sym`]: what the real
+//! unpickler would have there, as far as safety is concerned: inert data, a constant string
+//! pushed by a literal opcode, a global (with its policy verdict), the result of a call, a small
+//! tuple or dict whose items matter, or "unknown" after a structural error. Taint follows values
+//! through the memo, DUP and containers, so a call result stored with PUT and fetched with GET is
+//! still a call result.
+//!
+//! The rule families live next door: [`super::structure`] (the stream is well formed),
+//! [`super::globals`] (what a global may be) and [`super::calls`] (what a call may be).
+
+use std::collections::HashMap;
+
+use super::policy::{Access, Policy};
+use super::report::{CallSite, Finding, GlobalRef, Report};
+use super::rule::Rule;
+use crate::decode::{Arg, Decoder, Op};
+use crate::opcode::Opcode;
+use crate::Limits;
+
+/// Findings per stream beyond which the scan stops adding (the verdict is settled).
+const MAX_FINDINGS: usize = 1000;
+/// How deeply pickles nested in bytes constants are scanned.
+const MAX_NESTING: u32 = 4;
+/// Items recorded per tuple / entries per dict (larger ones are plain data).
+const SMALL_TUPLE: usize = 8;
+const SMALL_DICT: usize = 16;
+
+/// A symbolic stack value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sym<'a> {
+    /// Inert data: numbers, bytes, containers, None.
+    Data,
+    /// A small integer (kept for shapes and counts).
+    Int(i64),
+    /// A constant string pushed by a literal opcode; `ascii` when the loader decodes it as ASCII
+    /// (Python 2 strings) rather than UTF-8.
+    Str(&'a [u8], bool),
+    /// A constant string whose text the scan does not decode (an escaped UNICODE line, a quoted
+    /// STRING): data, but never a global's name.
+    Text,
+    /// A global: index into the machine's global table.
+    Global(u32),
+    /// The result of a call: index into the machine's call table.
+    Result(u32),
+    /// A small tuple: a span of the tuple arena.
+    Tuple(u32, u32),
+    /// A small dict with constant string keys: index into the dict table.
+    Dict(u32),
+    /// What the scan cannot know (after a structural error, an EXT or a persistent id).
+    Unknown,
+}
+
+/// What a global is, beyond its policy verdict: the few that the call rules treat specially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Special {
+    None,
+    /// `builtins.getattr`: only `getattr(<allowed global>, <constant str>)` is allowed.
+    Getattr,
+    /// `_codecs.encode`: how protocol 0–2 pickles write bytes; only with constant strings.
+    CodecsEncode,
+    /// Constructor helpers that call their first argument (`copyreg._reconstructor`,
+    /// `copyreg.__newobj__`, numpy's `_reconstruct`): it must be a callable global.
+    CallsFirstArgument,
+    /// `numpy.dtype`: its first argument names the item type (for joblib arrays).
+    NumpyDtype,
+    /// `joblib.numpy_pickle.NumpyArrayWrapper`: raw array bytes follow its BUILD in joblib files.
+    JoblibWrapper,
+}
+
+#[derive(Debug)]
+pub(crate) struct GlobalInfo {
+    module: String,
+    name: String,
+    access: Option<Access>,
+    /// A finding was already reported for this reference (do not report the call too).
+    flagged: bool,
+    special: Special,
+}
+
+#[derive(Debug)]
+struct CallInfo<'a> {
+    callee: Option<u32>,
+    /// The first argument, when it is a constant string (a dtype code).
+    first_str: Option<&'a [u8]>,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunOptions {
+    /// Read joblib's raw array data after each `NumpyArrayWrapper` BUILD, as `joblib.load` does.
+    pub joblib: bool,
+    /// Nesting level of pickles found inside bytes constants.
+    pub nesting: u32,
+}
+
+pub(crate) struct Machine<'a, 'r> {
+    data: &'a [u8],
+    policy: &'r Policy,
+    limits: &'r Limits,
+    options: RunOptions,
+    member: Option<&'r str>,
+    report: &'r mut Report,
+    stack: Vec<Sym<'a>>,
+    marks: Vec<usize>,
+    memo: Vec<Option<Sym<'a>>>,
+    memo_far: HashMap<u64, Sym<'a>>,
+    /// Entries in the memo (MEMOIZE stores at this index, as CPython's `len(memo)`).
+    memo_count: u64,
+    tuples: Vec<Sym<'a>>,
+    dicts: Vec<Vec<(&'a [u8], Sym<'a>)>>,
+    globals: Vec<GlobalInfo>,
+    calls: Vec<CallInfo<'a>>,
+    proto: u8,
+    seen_proto: bool,
+    pickle_start: usize,
+    frame_end: Option<usize>,
+    findings_here: usize,
+    stopped: bool,
+}
+
+/// How one run ended.
+pub(crate) enum End {
+    /// STOP was reached at this offset (the byte after STOP).
+    Stop(usize),
+    /// The input ended, or the scan had to stop (a finding says why).
+    Abort,
+}
+
+impl<'a, 'r> Machine<'a, 'r> {
+    pub(crate) fn new(
+        data: &'a [u8],
+        policy: &'r Policy,
+        limits: &'r Limits,
+        options: RunOptions,
+        member: Option<&'r str>,
+        report: &'r mut Report,
+    ) -> Self {
+        Machine {
+            data,
+            policy,
+            limits,
+            options,
+            member,
+            report,
+            stack: Vec::with_capacity(64),
+            marks: Vec::new(),
+            memo: Vec::new(),
+            memo_far: HashMap::new(),
+            memo_count: 0,
+            tuples: Vec::new(),
+            dicts: Vec::new(),
+            globals: Vec::new(),
+            calls: Vec::new(),
+            proto: 0,
+            seen_proto: false,
+            pickle_start: 0,
+            frame_end: None,
+            findings_here: 0,
+            stopped: false,
+        }
+    }
+
+    /// Scan the whole input: the first pickle, then anything after its STOP (a finding) as
+    /// further pickles.
+    pub(crate) fn run_all(mut self) {
+        if self.data.len() as u64 > self.limits.max_input() {
+            self.finding(
+                Rule::LimitExceeded,
+                0,
+                None,
+                None,
+                format!(
+                    "input of {} bytes exceeds the input size limit of {}",
+                    self.data.len(),
+                    self.limits.max_input()
+                ),
+            );
+            return;
+        }
+        if self.data.is_empty() {
+            self.finding(
+                Rule::Malformed,
+                0,
+                None,
+                None,
+                "empty input: no pickle".into(),
+            );
+            return;
+        }
+        let mut start = 0;
+        loop {
+            match self.run_one(start) {
+                End::Stop(end) if end < self.data.len() && !self.stopped => {
+                    let rest = self.data.len() - end;
+                    self.finding(
+                        Rule::TrailingData,
+                        end as u64,
+                        None,
+                        None,
+                        format!(
+                            "{rest} byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)"
+                        ),
+                    );
+                    start = end;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn reset(&mut self, start: usize) {
+        self.stack.clear();
+        self.marks.clear();
+        self.memo.clear();
+        self.memo_far.clear();
+        self.memo_count = 0;
+        self.tuples.clear();
+        self.dicts.clear();
+        self.globals.clear();
+        self.calls.clear();
+        self.proto = 0;
+        self.seen_proto = false;
+        self.pickle_start = start;
+        self.frame_end = None;
+    }
+
+    /// Scan one pickle starting at `start`, up to and including its STOP.
+    pub(crate) fn run_one(&mut self, start: usize) -> End {
+        self.reset(start);
+        let mut dec = Decoder::at(self.data, start);
+        loop {
+            if self.stopped {
+                return End::Abort;
+            }
+            let op = match dec.next_op() {
+                Ok(Some(op)) => op,
+                Ok(None) => {
+                    let at = self.data.len() as u64;
+                    self.finding(
+                        Rule::Malformed,
+                        at,
+                        None,
+                        None,
+                        "pickle data was truncated: no STOP opcode".into(),
+                    );
+                    return End::Abort;
+                }
+                Err(err) => {
+                    let at = err.offset().unwrap_or(dec.offset() as u64);
+                    self.finding(Rule::Malformed, at, err.opcode(), None, err.to_string());
+                    return End::Abort;
+                }
+            };
+            self.report.opcodes += 1;
+            let end = dec.offset();
+            if let Some(fe) = self.frame_end {
+                if op.offset >= fe {
+                    self.frame_end = None;
+                } else if end > fe && op.opcode != Opcode::FRAME {
+                    self.finding(
+                        Rule::FrameMismatch,
+                        op.offset as u64,
+                        Some(op.opcode),
+                        None,
+                        format!(
+                            "opcode runs past the end of its frame at byte {fe} (the FRAME length does not match the opcodes inside it) at byte {} ({})",
+                            op.offset, op.opcode
+                        ),
+                    );
+                    self.frame_end = None;
+                }
+            }
+            if op.opcode == Opcode::STOP {
+                self.stop(&op);
+                if let Some(fe) = self.frame_end {
+                    if fe > end {
+                        self.finding(
+                            Rule::FrameMismatch,
+                            op.offset as u64,
+                            Some(op.opcode),
+                            None,
+                            format!(
+                                "STOP inside a frame that ends at byte {fe} at byte {} (STOP)",
+                                op.offset
+                            ),
+                        );
+                    }
+                }
+                return End::Stop(end);
+            }
+            if let Some(skip_to) = self.step(&op, end) {
+                dec = Decoder::at(self.data, skip_to);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Findings
+    // ---------------------------------------------------------------------------------------
+
+    #[cold]
+    pub(crate) fn finding(
+        &mut self,
+        rule: Rule,
+        offset: u64,
+        opcode: Option<Opcode>,
+        global: Option<(String, String)>,
+        message: String,
+    ) {
+        if self.findings_here >= MAX_FINDINGS {
+            return;
+        }
+        self.findings_here += 1;
+        let (rule, message) = if self.findings_here == MAX_FINDINGS {
+            self.stopped = true;
+            (
+                Rule::LimitExceeded,
+                format!("{MAX_FINDINGS} findings: the rest of the stream was not scanned at byte {offset}"),
+            )
+        } else {
+            (rule, message)
+        };
+        self.report.findings.push(Finding {
+            rule,
+            offset,
+            opcode,
+            global,
+            member: self.member.map(str::to_owned),
+            message,
+        });
+    }
+
+    #[cold]
+    fn structural(&mut self, rule: Rule, op: &Op<'_>, what: &str) {
+        let msg = format!("{what} at byte {} ({})", op.offset, op.opcode);
+        self.finding(rule, op.offset as u64, Some(op.opcode), None, msg);
+    }
+
+    fn global_pair(&self, gid: u32) -> (String, String) {
+        let g = &self.globals[gid as usize];
+        (g.module.clone(), g.name.clone())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Stack
+    // ---------------------------------------------------------------------------------------
+
+    #[inline]
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn pop(&mut self, op: &Op<'_>) -> Sym<'a> {
+        if self.stack.len() > self.fence() {
+            // The length check above makes this pop succeed.
+            self.stack.pop().unwrap_or(Sym::Unknown)
+        } else {
+            self.underflow(op);
+            Sym::Unknown
+        }
+    }
+
+    #[inline]
+    fn top(&mut self, op: &Op<'_>) -> Sym<'a> {
+        if self.stack.len() > self.fence() {
+            self.stack.last().copied().unwrap_or(Sym::Unknown)
+        } else {
+            self.underflow(op);
+            Sym::Unknown
+        }
+    }
+
+    #[cold]
+    fn underflow(&mut self, op: &Op<'_>) {
+        let what = if !self.marks.is_empty() && self.stack.len() == self.fence() {
+            "stack underflow: a MARK where a value was expected"
+        } else {
+            "stack underflow: the stack is empty"
+        };
+        self.structural(Rule::StackError, op, what);
+    }
+
+    /// The start of the items above the topmost MARK, which is removed.
+    #[inline]
+    fn pop_mark(&mut self, op: &Op<'_>) -> usize {
+        match self.marks.pop() {
+            Some(start) => start,
+            None => {
+                self.structural(Rule::StackError, op, "no MARK on the stack");
+                self.stack.len()
+            }
+        }
+    }
+
+    /// A value used as data (an item, an argument, a state): a getattr that escapes this way
+    /// could be called later by code the scan cannot see.
+    #[inline]
+    fn consume(&mut self, sym: Sym<'a>, op: &Op<'_>) {
+        if let Sym::Global(gid) = sym {
+            let g = &self.globals[gid as usize];
+            if g.special == Special::Getattr && !g.flagged {
+                let pair = self.global_pair(gid);
+                let msg = format!(
+                    "{}.{} used as a value: getattr is allowed only as a direct call on an allowed global with a constant name at byte {} ({})",
+                    pair.0, pair.1, op.offset, op.opcode
+                );
+                self.finding(
+                    Rule::UnsafeGetattr,
+                    op.offset as u64,
+                    Some(op.opcode),
+                    Some(pair),
+                    msg,
+                );
+            }
+        }
+    }
+
+    fn consume_range(&mut self, start: usize, op: &Op<'_>) {
+        for i in start..self.stack.len() {
+            let s = self.stack[i];
+            if matches!(s, Sym::Global(_)) {
+                self.consume(s, op);
+            }
+        }
+    }
+
+    fn small_tuple(&mut self, start: usize) -> Sym<'a> {
+        let items = &self.stack[start..];
+        if items.is_empty()
+            || items.len() > SMALL_TUPLE
+            || self.tuples.len() > u32::MAX as usize / 2
+        {
+            return Sym::Data;
+        }
+        if !items.iter().any(|s| !matches!(s, Sym::Data)) {
+            return Sym::Data;
+        }
+        let at = self.tuples.len() as u32;
+        self.tuples.extend_from_slice(items);
+        Sym::Tuple(at, items.len() as u32)
+    }
+
+    fn tuple_items(&self, sym: Sym<'a>) -> Option<&[Sym<'a>]> {
+        match sym {
+            Sym::Tuple(at, len) => self.tuples.get(at as usize..(at + len) as usize),
+            _ => None,
+        }
+    }
+
+    /// A container opcode applied to `target`: mutating a global is a finding.
+    #[inline]
+    fn mutate(&mut self, target: Sym<'a>, op: &Op<'_>) {
+        if let Sym::Global(gid) = target {
+            let pair = self.global_pair(gid);
+            let msg = format!(
+                "{} applied to the global {}.{}: it would overwrite the state of a class, function or module at byte {} ({})",
+                op.opcode, pair.0, pair.1, op.offset, op.opcode
+            );
+            self.finding(
+                Rule::GlobalMutation,
+                op.offset as u64,
+                Some(op.opcode),
+                Some(pair),
+                msg,
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Memo
+    // ---------------------------------------------------------------------------------------
+
+    fn memo_put(&mut self, idx: u64, op: &Op<'_>) {
+        let value = self.top(op);
+        if self.memo_count >= self.limits.max_memo() {
+            let msg = format!(
+                "memo limit of {} exceeded at byte {} ({})",
+                self.limits.max_memo(),
+                op.offset,
+                op.opcode
+            );
+            self.finding(
+                Rule::LimitExceeded,
+                op.offset as u64,
+                Some(op.opcode),
+                None,
+                msg,
+            );
+            self.stopped = true;
+            return;
+        }
+        let len = self.memo.len() as u64;
+        let new = if idx < len {
+            self.memo[idx as usize].replace(value).is_none()
+        } else if idx < len + 4096 {
+            self.memo.resize(idx as usize + 1, None);
+            self.memo[idx as usize] = Some(value);
+            true
+        } else {
+            self.memo_far.insert(idx, value).is_none()
+        };
+        self.memo_count += new as u64;
+    }
+
+    fn memo_get(&mut self, idx: u64, op: &Op<'_>) {
+        let got = match self.memo.get(idx as usize) {
+            Some(Some(v)) => Some(*v),
+            _ => self.memo_far.get(&idx).copied(),
+        };
+        match got {
+            Some(v) => self.stack.push(v),
+            None => {
+                let msg = format!("memo index {idx} was never stored");
+                self.structural(Rule::MemoMissing, op, &msg);
+                self.stack.push(Sym::Unknown);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Opcodes
+    // ---------------------------------------------------------------------------------------
+
+    /// Apply one opcode. Returns where decoding continues when it is not right after `op`
+    /// (joblib array data, nested object-array pickles).
+    fn step(&mut self, op: &Op<'a>, end: usize) -> Option<usize> {
+        use Opcode::*;
+        match op.opcode {
+            BININT | BININT1 | BININT2 => self.stack.push(Sym::Int(op.int())),
+            INT | LONG => {
+                let v = match op.arg {
+                    Arg::Line(line) => std::str::from_utf8(line)
+                        .ok()
+                        .and_then(|s| s.trim_end_matches('L').parse::<i64>().ok()),
+                    _ => None,
+                };
+                self.stack.push(v.map_or(Sym::Data, Sym::Int));
+            }
+            LONG1 | LONG4 => self.stack.push(Sym::Data),
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+                if let Arg::Bytes(b) = op.arg {
+                    self.stack.push(Sym::Str(b, false));
+                }
+            }
+            BINSTRING | SHORT_BINSTRING => {
+                if let Arg::Bytes(b) = op.arg {
+                    self.stack.push(Sym::Str(b, true));
+                    self.maybe_nested(b, op);
+                }
+            }
+            UNICODE => {
+                let sym = match op.arg {
+                    // raw-unicode-escape: plain ASCII without backslashes is itself.
+                    Arg::Line(l) if l.iter().all(|&b| b < 0x80 && b != b'\\') => Sym::Str(l, false),
+                    _ => Sym::Text,
+                };
+                self.stack.push(sym);
+            }
+            STRING => self.stack.push(Sym::Text),
+            BINBYTES | SHORT_BINBYTES | BINBYTES8 | BYTEARRAY8 => {
+                if let Arg::Bytes(b) = op.arg {
+                    self.maybe_nested(b, op);
+                }
+                self.stack.push(Sym::Data);
+            }
+            NONE | NEWTRUE | NEWFALSE | FLOAT | BINFLOAT | EMPTY_LIST | EMPTY_TUPLE | EMPTY_SET
+            | NEXT_BUFFER => self.stack.push(Sym::Data),
+            READONLY_BUFFER => {
+                self.top(op);
+            }
+            EMPTY_DICT => {
+                if self.dicts.len() < (1 << 20) {
+                    self.dicts.push(Vec::new());
+                    self.stack.push(Sym::Dict(self.dicts.len() as u32 - 1));
+                } else {
+                    self.stack.push(Sym::Data);
+                }
+            }
+            APPEND => {
+                let v = self.pop(op);
+                self.consume(v, op);
+                let target = self.top(op);
+                self.mutate(target, op);
+            }
+            APPENDS | ADDITEMS => {
+                let start = self.pop_mark(op);
+                self.consume_range(start, op);
+                self.stack.truncate(start);
+                let target = self.top(op);
+                self.mutate(target, op);
+            }
+            LIST | FROZENSET => {
+                let start = self.pop_mark(op);
+                self.consume_range(start, op);
+                self.stack.truncate(start);
+                self.stack.push(Sym::Data);
+            }
+            TUPLE => {
+                let start = self.pop_mark(op);
+                self.consume_range(start, op);
+                let t = self.small_tuple(start);
+                self.stack.truncate(start);
+                self.stack.push(t);
+            }
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let n = match op.opcode {
+                    TUPLE1 => 1,
+                    TUPLE2 => 2,
+                    _ => 3,
+                };
+                let fence = self.fence();
+                if self.stack.len() < fence + n {
+                    self.underflow(op);
+                    while self.stack.len() < fence + n {
+                        self.stack.push(Sym::Unknown);
+                    }
+                }
+                let start = self.stack.len() - n;
+                self.consume_range(start, op);
+                let t = self.small_tuple(start);
+                self.stack.truncate(start);
+                self.stack.push(t);
+            }
+            DICT => {
+                let start = self.pop_mark(op);
+                self.consume_range(start, op);
+                if (self.stack.len() - start) % 2 == 1 {
+                    self.structural(Rule::StackError, op, "odd number of items for DICT");
+                }
+                let dict = self.record_pairs(None, start);
+                self.stack.truncate(start);
+                self.stack.push(dict);
+            }
+            SETITEM => {
+                let fence = self.fence();
+                if self.stack.len() < fence + 3 {
+                    self.underflow(op);
+                    self.stack.truncate(fence);
+                    return None;
+                }
+                let start = self.stack.len() - 2;
+                self.consume_range(start, op);
+                let target = self.stack[start - 1];
+                self.record_pairs(Some(target), start);
+                self.stack.truncate(start);
+                self.mutate(target, op);
+            }
+            SETITEMS => {
+                let start = self.pop_mark(op);
+                self.consume_range(start, op);
+                if (self.stack.len() - start) % 2 == 1 {
+                    self.structural(Rule::StackError, op, "odd number of items for SETITEMS");
+                }
+                let target = self.top(op);
+                self.record_pairs(Some(target), start);
+                self.stack.truncate(start);
+                self.mutate(target, op);
+            }
+            POP => {
+                if self.stack.len() > self.fence() {
+                    self.stack.pop();
+                } else if !self.marks.is_empty() && self.stack.len() == self.fence() {
+                    self.marks.pop();
+                } else {
+                    self.underflow(op);
+                }
+            }
+            DUP => {
+                let top = self.top(op);
+                self.stack.push(top);
+            }
+            MARK => {
+                if self.marks.len() >= self.limits.max_depth() {
+                    let msg = format!("depth limit of {} exceeded", self.limits.max_depth());
+                    self.structural(Rule::LimitExceeded, op, &msg);
+                    self.stopped = true;
+                }
+                self.marks.push(self.stack.len());
+            }
+            POP_MARK => {
+                let start = self.pop_mark(op);
+                self.stack.truncate(start);
+            }
+            GET | BINGET | LONG_BINGET => match self.index_arg(op, "GET") {
+                Some(idx) => self.memo_get(idx, op),
+                None => self.stack.push(Sym::Unknown),
+            },
+            PUT | BINPUT | LONG_BINPUT => {
+                if let Some(idx) = self.index_arg(op, "PUT") {
+                    self.memo_put(idx, op);
+                }
+            }
+            MEMOIZE => {
+                self.memo_put(self.memo_count, op);
+            }
+            PROTO => {
+                let v = op.int();
+                if self.seen_proto {
+                    self.structural(Rule::BadProtocol, op, "PROTO repeated");
+                } else if op.offset != self.pickle_start {
+                    self.structural(
+                        Rule::BadProtocol,
+                        op,
+                        "PROTO not at the start of the pickle",
+                    );
+                }
+                if v > crate::HIGHEST_PROTOCOL as i64 {
+                    let msg = format!("unsupported pickle protocol {v}");
+                    self.structural(Rule::BadProtocol, op, &msg);
+                }
+                self.seen_proto = true;
+                self.proto = v as u8;
+            }
+            FRAME => {
+                let len = match op.arg {
+                    Arg::U64(n) => n,
+                    _ => 0,
+                };
+                if let Some(fe) = self.frame_end {
+                    if op.offset < fe {
+                        let msg = format!("FRAME inside a frame that ends at byte {fe}");
+                        self.structural(Rule::FrameMismatch, op, &msg);
+                    }
+                }
+                let left = (self.data.len() - end) as u64;
+                if len > left {
+                    let msg = format!(
+                        "FRAME of {len} bytes runs past the end of the input ({left} bytes left)"
+                    );
+                    self.structural(Rule::FrameMismatch, op, &msg);
+                    self.frame_end = None;
+                } else {
+                    self.frame_end = Some(end + len as usize);
+                }
+            }
+            GLOBAL => {
+                let sym = match op.arg {
+                    Arg::TwoLines(m, n) => self.global_lines(op, m, n),
+                    _ => Sym::Unknown,
+                };
+                self.stack.push(sym);
+            }
+            STACK_GLOBAL => {
+                let name = self.pop(op);
+                let module = self.pop(op);
+                let sym = self.stack_global(op, module, name);
+                self.stack.push(sym);
+            }
+            INST => {
+                let cls = match op.arg {
+                    Arg::TwoLines(m, n) => self.global_lines(op, m, n),
+                    _ => Sym::Unknown,
+                };
+                let start = self.pop_mark(op);
+                self.consume_range(start, op);
+                let args = self.small_tuple(start);
+                self.stack.truncate(start);
+                let r = self.call(op, cls, args);
+                self.stack.push(r);
+            }
+            OBJ => {
+                let start = self.pop_mark(op);
+                if self.stack.len() == start {
+                    self.structural(Rule::StackError, op, "OBJ with no class above the MARK");
+                    self.stack.push(Sym::Unknown);
+                } else {
+                    let cls = self.stack[start];
+                    self.consume_range(start + 1, op);
+                    let args = self.small_tuple(start + 1);
+                    self.stack.truncate(start);
+                    let r = self.call(op, cls, args);
+                    self.stack.push(r);
+                }
+            }
+            REDUCE => {
+                let args = self.pop(op);
+                let callee = self.pop(op);
+                self.consume(args, op);
+                let r = self.call(op, callee, args);
+                self.stack.push(r);
+            }
+            NEWOBJ => {
+                let args = self.pop(op);
+                let cls = self.pop(op);
+                self.consume(args, op);
+                let r = self.call(op, cls, args);
+                self.stack.push(r);
+            }
+            NEWOBJ_EX => {
+                let kwargs = self.pop(op);
+                let args = self.pop(op);
+                let cls = self.pop(op);
+                self.consume(args, op);
+                self.consume(kwargs, op);
+                let r = self.call(op, cls, args);
+                self.stack.push(r);
+            }
+            BUILD => {
+                let state = self.pop(op);
+                self.consume(state, op);
+                let target = self.top(op);
+                return self.build(op, target, state, end);
+            }
+            EXT1 | EXT2 | EXT4 => {
+                let code = op.int();
+                let msg = format!(
+                    "extension code {code} names a global through the copyreg registry, which a scan cannot see"
+                );
+                self.structural(Rule::ExtensionCode, op, &msg);
+                self.stack.push(Sym::Unknown);
+            }
+            PERSID | BINPERSID => {
+                if op.opcode == BINPERSID {
+                    let pid = self.pop(op);
+                    self.consume(pid, op);
+                }
+                self.structural(
+                    Rule::PersistentId,
+                    op,
+                    "persistent id: the object comes from the loader's persistent_load, which a safe load does not have",
+                );
+                self.stack.push(Sym::Unknown);
+            }
+            STOP => {}
+        }
+        None
+    }
+
+    fn index_arg(&mut self, op: &Op<'_>, what: &str) -> Option<u64> {
+        match op.arg {
+            Arg::Int(v) if v >= 0 => Some(v as u64),
+            Arg::Line(l) => match std::str::from_utf8(l)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+            {
+                Some(v) if v >= 0 => Some(v as u64),
+                Some(_) => {
+                    let msg = format!("negative {what} argument");
+                    self.structural(Rule::Malformed, op, &msg);
+                    None
+                }
+                None => {
+                    let msg = format!("{what} argument is not an integer");
+                    self.structural(Rule::Malformed, op, &msg);
+                    None
+                }
+            },
+            _ => None,
+        }
+    }
+
+    /// Record constant-string-keyed pairs of `stack[start..]` into the dict `target` (or a new
+    /// one when `target` is `None`); returns the dict.
+    fn record_pairs(&mut self, target: Option<Sym<'a>>, start: usize) -> Sym<'a> {
+        let did = match target {
+            Some(Sym::Dict(d)) => d,
+            Some(_) => return Sym::Data,
+            None => {
+                if self.dicts.len() >= (1 << 20) {
+                    return Sym::Data;
+                }
+                self.dicts.push(Vec::new());
+                self.dicts.len() as u32 - 1
+            }
+        };
+        let mut i = start;
+        while i + 1 < self.stack.len() {
+            if let (Sym::Str(k, _), v) = (self.stack[i], self.stack[i + 1]) {
+                let d = &mut self.dicts[did as usize];
+                if d.len() < SMALL_DICT {
+                    d.push((k, v));
+                }
+            }
+            i += 2;
+        }
+        Sym::Dict(did)
+    }
+
+    fn stop(&mut self, op: &Op<'_>) {
+        if !self.marks.is_empty() {
+            self.structural(Rule::StackError, op, "STOP with a MARK still open");
+        }
+        if self.stack.len() != 1 {
+            let msg = format!(
+                "STOP with {} items on the stack (expected exactly 1)",
+                self.stack.len()
+            );
+            self.structural(Rule::StackError, op, &msg);
+        }
+    }
+
+    /// A pickle hidden in a bytes or string constant (passed to a call that may unpickle it):
+    /// scanned with the same policy; what it would reference is reported when it is a
+    /// well-formed pickle.
+    fn maybe_nested(&mut self, b: &'a [u8], op: &Op<'_>) {
+        let looks = b.len() >= 4
+            && b[0] == Opcode::PROTO.byte()
+            && (2..=5).contains(&b[1])
+            && b[b.len() - 1] == Opcode::STOP.byte();
+        if !looks || self.options.nesting >= MAX_NESTING {
+            return;
+        }
+        let mut inner = Report::default();
+        let member = format!(
+            "{}pickle in the constant at byte {}",
+            self.member.map(|m| format!("{m}: ")).unwrap_or_default(),
+            op.offset
+        );
+        let options = RunOptions {
+            joblib: false,
+            nesting: self.options.nesting + 1,
+        };
+        Machine::new(
+            b,
+            self.policy,
+            self.limits,
+            options,
+            Some(&member),
+            &mut inner,
+        )
+        .run_all();
+        if inner.findings.iter().any(|f| f.rule.is_structural()) {
+            return; // not a pickle after all: bytes that happen to look like one
+        }
+        self.report.opcodes += inner.opcodes;
+        for mut f in inner.findings {
+            if self.findings_here < MAX_FINDINGS {
+                f.message = format!("nested pickle: {}", f.message);
+                self.findings_here += 1;
+                self.report.findings.push(f);
+            }
+        }
+        self.report.globals.extend(inner.globals);
+        self.report.calls.extend(inner.calls);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Globals
+    // ---------------------------------------------------------------------------------------
+
+    fn global_lines(&mut self, op: &Op<'_>, m: &[u8], n: &[u8]) -> Sym<'a> {
+        match (std::str::from_utf8(m), std::str::from_utf8(n)) {
+            (Ok(m), Ok(n)) => self.global(op, m, n),
+            _ => {
+                self.structural(Rule::Malformed, op, "global name is not valid UTF-8");
+                Sym::Unknown
+            }
+        }
+    }
+
+    fn stack_global(&mut self, op: &Op<'_>, module: Sym<'a>, name: Sym<'a>) -> Sym<'a> {
+        let text = |s: Sym<'a>| match s {
+            Sym::Str(b, ascii) => std::str::from_utf8(b)
+                .ok()
+                .filter(|t| !ascii || t.is_ascii()),
+            _ => None,
+        };
+        match (text(module), text(name)) {
+            (Some(m), Some(n)) => self.global(op, m, n),
+            _ => {
+                let describe = |s: Sym<'a>| match s {
+                    Sym::Str(..) | Sym::Text => "a string the scan cannot read exactly",
+                    Sym::Result(_) => "the result of a call",
+                    Sym::Global(_) => "a global",
+                    Sym::Unknown => "an unknown value",
+                    _ => "a value that is not a string",
+                };
+                let bad = if text(module).is_none() { module } else { name };
+                let which = if text(module).is_none() {
+                    "module"
+                } else {
+                    "name"
+                };
+                let msg = format!(
+                    "STACK_GLOBAL {which} is {} rather than a constant string: the global it loads is computed at load time",
+                    describe(bad)
+                );
+                self.structural(Rule::ComputedGlobal, op, &msg);
+                Sym::Unknown
+            }
+        }
+    }
+
+    /// Resolve a global as the loader would (Python 2 names mapped below protocol 3), check it
+    /// against the deny-list and the policy, and record it.
+    fn global(&mut self, op: &Op<'_>, module: &str, name: &str) -> Sym<'a> {
+        let (module, name) = match (self.proto < 3)
+            .then(|| crate::encode::python3_name(module, name))
+            .flatten()
+        {
+            Some((m, n)) => (m.to_owned(), n.unwrap_or(name).to_owned()),
+            None => (module.to_owned(), name.to_owned()),
+        };
+        self.report.globals.push(GlobalRef {
+            offset: op.offset as u64,
+            opcode: op.opcode,
+            module: module.clone(),
+            name: name.clone(),
+            member: self.member.map(str::to_owned),
+        });
+        let special = super::calls::special(&module, &name);
+        let mut flagged = false;
+        let mut access = None;
+        if special == Special::Getattr {
+            // checked where it is used
+        } else if let Some(why) = super::deny::denied(&module, &name) {
+            let msg = format!(
+                "global {module}.{name} is never allowed: it {why} at byte {} ({})",
+                op.offset, op.opcode
+            );
+            self.finding(
+                Rule::DangerousGlobal,
+                op.offset as u64,
+                Some(op.opcode),
+                Some((module.clone(), name.clone())),
+                msg,
+            );
+            flagged = true;
+        } else {
+            access = self.policy.lookup(&module, &name);
+            if access.is_none() {
+                let msg = format!(
+                    "global {module}.{name} is not allowed by the policy at byte {} ({})",
+                    op.offset, op.opcode
+                );
+                self.finding(
+                    Rule::DisallowedGlobal,
+                    op.offset as u64,
+                    Some(op.opcode),
+                    Some((module.clone(), name.clone())),
+                    msg,
+                );
+                flagged = true;
+            }
+        }
+        self.push_global(module, name, access, flagged, special)
+    }
+
+    pub(crate) fn push_global(
+        &mut self,
+        module: String,
+        name: String,
+        access: Option<Access>,
+        flagged: bool,
+        special: Special,
+    ) -> Sym<'a> {
+        self.globals.push(GlobalInfo {
+            module,
+            name,
+            access,
+            flagged,
+            special,
+        });
+        Sym::Global(self.globals.len() as u32 - 1)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Calls
+    // ---------------------------------------------------------------------------------------
+
+    fn record_call(&mut self, op: &Op<'_>, callee: Option<u32>) {
+        let callee_pair = callee.map(|g| self.global_pair(g));
+        self.report.calls.push(CallSite {
+            offset: op.offset as u64,
+            opcode: op.opcode,
+            callee: callee_pair,
+            member: self.member.map(str::to_owned),
+        });
+    }
+
+    /// A call of `callee` with `args` (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ): returns its result.
+    fn call(&mut self, op: &Op<'_>, callee: Sym<'a>, args: Sym<'a>) -> Sym<'a> {
+        let Sym::Global(gid) = callee else {
+            self.record_call(op, None);
+            let what = match callee {
+                Sym::Result(_) => "the result of another call",
+                Sym::Unknown => "a value the scan could not resolve",
+                Sym::Str(..) => "a string",
+                _ => "a value that is not a global",
+            };
+            let msg = format!(
+                "{} calls {what}: only globals the policy allows may be called at byte {} ({})",
+                op.opcode, op.offset, op.opcode
+            );
+            self.finding(
+                Rule::CallOfComputed,
+                op.offset as u64,
+                Some(op.opcode),
+                None,
+                msg,
+            );
+            return Sym::Unknown;
+        };
+        self.record_call(op, Some(gid));
+        let g = &self.globals[gid as usize];
+        let (special, flagged, access) = (g.special, g.flagged, g.access);
+        if special == Special::Getattr {
+            return self.getattr(op, gid, args);
+        }
+        if !flagged && access != Some(Access::Call) {
+            let pair = self.global_pair(gid);
+            let msg = format!(
+                "global {}.{} is called but the policy allows it only as a reference at byte {} ({})",
+                pair.0, pair.1, op.offset, op.opcode
+            );
+            self.finding(
+                Rule::RefOnlyCalled,
+                op.offset as u64,
+                Some(op.opcode),
+                Some(pair),
+                msg,
+            );
+        }
+        if let Some(problem) = super::calls::check_arguments(self, special, args) {
+            let pair = self.global_pair(gid);
+            let msg = format!(
+                "{}.{} {problem} at byte {} ({})",
+                pair.0, pair.1, op.offset, op.opcode
+            );
+            self.finding(
+                Rule::UnsafeArguments,
+                op.offset as u64,
+                Some(op.opcode),
+                Some(pair),
+                msg,
+            );
+        }
+        let first_str = self
+            .tuple_items(args)
+            .and_then(|items| items.first().copied())
+            .and_then(|s| match s {
+                Sym::Str(b, _) => Some(b),
+                _ => None,
+            });
+        self.calls.push(CallInfo {
+            callee: Some(gid),
+            first_str,
+        });
+        Sym::Result(self.calls.len() as u32 - 1)
+    }
+
+    /// `getattr(obj, name)`: allowed only for an allowed global and a constant name; the result
+    /// is the global `module.qualname.name`, which may be referenced unless denied and called
+    /// only if the policy lists it.
+    fn getattr(&mut self, op: &Op<'_>, gid: u32, args: Sym<'a>) -> Sym<'a> {
+        let items = self.tuple_items(args).map(<[Sym<'a>]>::to_vec);
+        let target = match items.as_deref() {
+            Some([Sym::Global(obj), Sym::Str(attr, ascii)]) => {
+                let obj = &self.globals[*obj as usize];
+                let attr = std::str::from_utf8(attr)
+                    .ok()
+                    .filter(|a| !ascii || a.is_ascii());
+                match attr {
+                    Some(attr)
+                        if !obj.flagged
+                            && obj.access.is_some()
+                            && obj.special != Special::Getattr =>
+                    {
+                        Some((obj.module.clone(), format!("{}.{attr}", obj.name)))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some((module, name)) = target else {
+            let pair = self.global_pair(gid);
+            let msg = format!(
+                "getattr is called on something other than an allowed global and a constant name at byte {} ({})",
+                op.offset, op.opcode
+            );
+            self.finding(
+                Rule::UnsafeGetattr,
+                op.offset as u64,
+                Some(op.opcode),
+                Some(pair),
+                msg,
+            );
+            return Sym::Unknown;
+        };
+        self.report.globals.push(GlobalRef {
+            offset: op.offset as u64,
+            opcode: op.opcode,
+            module: module.clone(),
+            name: name.clone(),
+            member: self.member.map(str::to_owned),
+        });
+        if let Some(why) = super::deny::denied(&module, &name) {
+            let msg = format!(
+                "getattr reaches {module}.{name}, which is never allowed: it {why} at byte {} ({})",
+                op.offset, op.opcode
+            );
+            self.finding(
+                Rule::DangerousGlobal,
+                op.offset as u64,
+                Some(op.opcode),
+                Some((module.clone(), name.clone())),
+                msg,
+            );
+            return self.push_global(module, name, None, true, Special::None);
+        }
+        // An attribute of an allowed global may be used as a value (an enum member); calling it
+        // needs its own entry.
+        let access = self.policy.lookup(&module, &name).max(Some(Access::Ref));
+        let special = super::calls::special(&module, &name);
+        self.push_global(module, name, access, false, special)
+    }
+
+    pub(crate) fn items_of(&self, sym: Sym<'a>) -> Option<&[Sym<'a>]> {
+        self.tuple_items(sym)
+    }
+
+    pub(crate) fn global_info(&self, gid: u32) -> (Option<Access>, bool) {
+        let g = &self.globals[gid as usize];
+        (g.access, g.flagged)
+    }
+
+    /// BUILD: state applied to `target`.
+    fn build(&mut self, op: &Op<'a>, target: Sym<'a>, state: Sym<'a>, end: usize) -> Option<usize> {
+        match target {
+            Sym::Global(_) => {
+                self.mutate(target, op);
+                None
+            }
+            Sym::Result(cid) => {
+                let callee = self.calls[cid as usize].callee;
+                self.record_call(op, callee);
+                let wrapper = callee
+                    .is_some_and(|g| self.globals[g as usize].special == Special::JoblibWrapper);
+                if wrapper && self.options.joblib {
+                    return super::calls::joblib_array(self, op, state, end);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn dict_get(&self, dict: Sym<'a>, key: &str) -> Option<Sym<'a>> {
+        let Sym::Dict(did) = dict else { return None };
+        self.dicts[did as usize]
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key.as_bytes())
+            .map(|(_, v)| *v)
+    }
+
+    pub(crate) fn call_first_str(&self, sym: Sym<'a>, special: Special) -> Option<&'a [u8]> {
+        let Sym::Result(cid) = sym else { return None };
+        let c = &self.calls[cid as usize];
+        let g = c.callee?;
+        (self.globals[g as usize].special == special).then_some(c.first_str?)
+    }
+
+    pub(crate) fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Scan a pickle embedded at `start` (joblib object arrays) with fresh state, then restore
+    /// this pickle's state; returns the offset after its STOP.
+    pub(crate) fn embedded(&mut self, start: usize) -> Option<usize> {
+        let saved = (
+            std::mem::take(&mut self.stack),
+            std::mem::take(&mut self.marks),
+            std::mem::take(&mut self.memo),
+            std::mem::take(&mut self.memo_far),
+            std::mem::take(&mut self.tuples),
+            std::mem::take(&mut self.dicts),
+            std::mem::take(&mut self.globals),
+            std::mem::take(&mut self.calls),
+            self.memo_count,
+        );
+        let (proto, seen, pstart) = (self.proto, self.seen_proto, self.pickle_start);
+        let end = match self.run_one(start) {
+            End::Stop(end) => Some(end),
+            End::Abort => None,
+        };
+        (
+            self.stack,
+            self.marks,
+            self.memo,
+            self.memo_far,
+            self.tuples,
+            self.dicts,
+            self.globals,
+            self.calls,
+            self.memo_count,
+        ) = saved;
+        self.proto = proto;
+        self.seen_proto = seen;
+        self.pickle_start = pstart;
+        self.frame_end = None;
+        end
+    }
+
+    pub(crate) fn report_structural(&mut self, rule: Rule, op: &Op<'_>, what: &str) {
+        self.structural(rule, op, what);
+    }
+}

@@ -1,0 +1,85 @@
+//! Static safety analysis: what would loading this pickle reference and call?
+//!
+//! [`scan`] runs the opcode stream on a symbolic stack and memo (see `machine.rs`): nothing is
+//! imported and nothing runs. It reports every global referenced and every call made with its
+//! byte offset, opcode and resolved `module.name`, checks each against a [`Policy`] and a hard
+//! deny-list, and validates the whole stream (truncation, trailing or stacked pickles, FRAME
+//! lengths, memo GETs, stack underflow, duplicate PROTO) before any verdict: a malformed stream
+//! is a finding, never a crash. [`scan_file_bytes`] also opens containers by their content.
+//!
+//! ```
+//! use brinery::scan::{scan, Policy, Rule};
+//! use brinery::Limits;
+//! // pickle.dumps of something whose __reduce__ returns (os.system, ("echo hi",)), protocol 0
+//! let evil = b"cposix\nsystem\n(Vecho hi\ntR.";
+//! let report = scan(evil, &Policy::default(), &Limits::default());
+//! assert!(!report.is_ok());
+//! assert_eq!(report.findings[0].rule, Rule::DangerousGlobal);
+//! assert_eq!(report.findings[0].rule.code(), "BRS003");
+//! assert_eq!(
+//!     report.findings[0].message,
+//!     "global posix.system is never allowed: it runs commands and touches files at byte 0 (GLOBAL)"
+//! );
+//!
+//! // pickle.dumps({"a": [1, 2]}, protocol=4)
+//! let data = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94]\x94(K\x01K\x02es.";
+//! assert!(scan(data, &Policy::default(), &Limits::default()).is_ok());
+//! ```
+
+mod calls;
+mod container;
+pub(crate) mod deny;
+mod machine;
+mod policy;
+mod report;
+mod rule;
+
+pub use container::{ContainerKind, ContainerOptions};
+pub use deny::denied;
+pub use policy::{
+    parse_profile, split_global_name, Access, Policy, PolicyBuilder, PolicyError, Profile,
+    ProfileLineError,
+};
+pub use report::{CallSite, Finding, GlobalRef, Report};
+pub use rule::Rule;
+
+use crate::Limits;
+
+/// Scan one pickle stream (and anything after its STOP, which is itself a finding).
+pub fn scan(data: &[u8], policy: &Policy, limits: &Limits) -> Report {
+    let mut report = Report::default();
+    let options = machine::RunOptions {
+        joblib: false,
+        nesting: 0,
+    };
+    machine::Machine::new(data, policy, limits, options, None, &mut report).run_all();
+    report
+}
+
+/// Scan a file's bytes, whatever they hold: a pickle, a joblib file, or a container detected by
+/// content (zip incl. PyTorch and `.npz`, gzip, bz2, xz, zlib, `.npy`), with every embedded
+/// pickle scanned and named in [`Finding::member`]. Uses [`ContainerOptions::default`].
+///
+/// joblib files are read as `joblib.load` reads them: the raw array data that follows each
+/// `NumpyArrayWrapper` is skipped and object arrays are scanned as the nested pickles they are.
+pub fn scan_file_bytes(data: &[u8], policy: &Policy, limits: &Limits) -> Report {
+    scan_container(data, policy, limits, &ContainerOptions::default())
+}
+
+/// [`scan_file_bytes`] with explicit container bounds.
+pub fn scan_container(
+    data: &[u8],
+    policy: &Policy,
+    limits: &Limits,
+    options: &ContainerOptions,
+) -> Report {
+    let mut walker = container::Walker {
+        policy,
+        limits,
+        options: *options,
+        budget: options.max_decompressed,
+        report: Report::default(),
+    };
+    walker.walk(data, None, 0);
+    walker.report
+}

@@ -1,0 +1,439 @@
+//! What a pickle may reference and call: [`Policy`], built from [`Profile`]s and explicit names.
+//!
+//! A policy is a set of exact `(module, qualname)` pairs, each either callable or
+//! reference-only ([`Access`]). There are no wildcards. The built-in profiles are data files
+//! generated from the libraries' own inventories by `scripts/gen_profiles.py` and embedded in the
+//! crate; the hard deny-list of [`super::deny`] is applied before any policy, so no profile and
+//! no user entry can allow `os.system`, `numpy.load` or `builtins.eval`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+/// How a global may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    /// It may only appear as a value (passed as an argument, stored in a container).
+    Ref,
+    /// It may also be called: the target of REDUCE, NEWOBJ, NEWOBJ_EX, INST or OBJ, or the class
+    /// whose instance receives state by BUILD.
+    Call,
+}
+
+/// One of the built-in profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Profile {
+    /// Standard-library data types: containers, datetime (with zoneinfo and timezone), decimal,
+    /// fractions, uuid, collections, pure paths, ...
+    StdlibData,
+    /// numpy arrays, dtypes, scalars and random generators, with the `numpy.core` aliases.
+    Numpy,
+    /// pandas frames, series, indexes, extension arrays and their helpers, with old paths.
+    Pandas,
+    /// scikit-learn estimators and the helper types they hold.
+    Sklearn,
+}
+
+impl Profile {
+    /// The built-in profiles, in order; [`Policy::default`] uses all of them.
+    pub const ALL: [Profile; 4] = [
+        Profile::StdlibData,
+        Profile::Numpy,
+        Profile::Pandas,
+        Profile::Sklearn,
+    ];
+
+    /// The name used on the command line and in Python: `stdlib-data`, `numpy`, `pandas`,
+    /// `sklearn`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Profile::StdlibData => "stdlib-data",
+            Profile::Numpy => "numpy",
+            Profile::Pandas => "pandas",
+            Profile::Sklearn => "sklearn",
+        }
+    }
+
+    /// The profile with this name (`stdlib` and `stdlib_data` are accepted for `stdlib-data`).
+    pub fn from_name(name: &str) -> Option<Profile> {
+        match name {
+            "stdlib-data" | "stdlib_data" | "stdlib" => Some(Profile::StdlibData),
+            "numpy" => Some(Profile::Numpy),
+            "pandas" => Some(Profile::Pandas),
+            "sklearn" | "scikit-learn" => Some(Profile::Sklearn),
+            _ => None,
+        }
+    }
+
+    /// The embedded data file of the profile.
+    pub fn source(self) -> &'static str {
+        match self {
+            Profile::StdlibData => include_str!("profiles/stdlib-data.txt"),
+            Profile::Numpy => include_str!("profiles/numpy.txt"),
+            Profile::Pandas => include_str!("profiles/pandas.txt"),
+            Profile::Sklearn => include_str!("profiles/sklearn.txt"),
+        }
+    }
+
+    /// The entries of the profile, parsed once.
+    pub fn entries(self) -> &'static HashMap<(&'static str, &'static str), Access> {
+        static TABLES: [OnceLock<HashMap<(&'static str, &'static str), Access>>; 4] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
+        TABLES[self as usize].get_or_init(|| {
+            let mut map = HashMap::new();
+            // A line that does not parse is skipped here; `parse_profile` reports it, and a
+            // test asserts that every line of every embedded profile parses.
+            for (module, name, access) in parse_profile(self.source()).flatten() {
+                let slot = map.entry((module, name)).or_insert(access);
+                *slot = (*slot).max(access);
+            }
+            map
+        })
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A line of a profile file that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} on line {line}")]
+pub struct ProfileLineError {
+    /// The 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Parse a profile file: one `module<TAB>qualname<TAB>call|ref` entry per line, `#` comments and
+/// blank lines ignored. Yields one result per entry line.
+pub fn parse_profile(
+    text: &str,
+) -> impl Iterator<Item = Result<(&str, &str, Access), ProfileLineError>> {
+    text.lines().enumerate().filter_map(|(i, raw)| {
+        let line = raw.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let err = |message: String| {
+            Some(Err(ProfileLineError {
+                line: i + 1,
+                message,
+            }))
+        };
+        let mut fields = line.split('\t');
+        let (Some(module), Some(name), Some(access), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return err(format!(
+                "expected module<TAB>qualname<TAB>call|ref, found {line:?}"
+            ));
+        };
+        let access = match access {
+            "call" => Access::Call,
+            "ref" => Access::Ref,
+            other => return err(format!("access must be call or ref, found {other:?}")),
+        };
+        if let Err(message) = check_module(module).and_then(|()| check_qualname(name)) {
+            return err(message);
+        }
+        Some(Ok((module, name, access)))
+    })
+}
+
+fn is_identifier(part: &str) -> bool {
+    let mut chars = part.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+fn check_module(module: &str) -> Result<(), String> {
+    if module.split('.').all(is_identifier) {
+        Ok(())
+    } else {
+        Err(format!("module {module:?} is not a dotted identifier"))
+    }
+}
+
+fn check_qualname(name: &str) -> Result<(), String> {
+    if name.split('.').all(is_identifier) {
+        Ok(())
+    } else {
+        Err(format!("name {name:?} is not a dotted identifier"))
+    }
+}
+
+/// A name given to [`PolicyBuilder::allow_dotted`] that cannot be split into module and name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The name is not `module.name` or `module:qualname` made of identifiers.
+    #[error("{0:?} is not a global name: use module.name or module:qualified.name")]
+    BadName(String),
+    /// An unknown profile name.
+    #[error(
+        "unknown profile {0:?}: the built-in profiles are stdlib-data, numpy, pandas, sklearn"
+    )]
+    UnknownProfile(String),
+}
+
+/// Split a user-given global name into `(module, qualname)`.
+///
+/// `module:qualname` is split at the colon (as `pkgutil.resolve_name` does), so nested classes
+/// can be named exactly: `mypkg.models:Outer.Inner`. Without a colon the name is split at its
+/// last dot: `mypkg.models.Model` is `("mypkg.models", "Model")`, the longest module prefix,
+/// which is what a pickler writes for a top-level class or function. Entries are exact: the
+/// scan matches the pair, not a prefix.
+///
+/// ```
+/// use brinery::scan::split_global_name;
+/// assert_eq!(split_global_name("mypkg.models.Model").unwrap(), ("mypkg.models".into(), "Model".into()));
+/// assert_eq!(split_global_name("mypkg:Outer.Inner").unwrap(), ("mypkg".into(), "Outer.Inner".into()));
+/// assert!(split_global_name("Model").is_err());
+/// ```
+pub fn split_global_name(dotted: &str) -> Result<(String, String), PolicyError> {
+    let bad = || PolicyError::BadName(dotted.to_owned());
+    let (module, name) = match dotted.split_once(':') {
+        Some(pair) => pair,
+        None => dotted.rsplit_once('.').ok_or_else(bad)?,
+    };
+    check_module(module).map_err(|_| bad())?;
+    check_qualname(name).map_err(|_| bad())?;
+    Ok((module.to_owned(), name.to_owned()))
+}
+
+/// What a pickle may reference and call.
+///
+/// ```
+/// use brinery::scan::{Access, Policy, Profile};
+/// let policy = Policy::builder()
+///     .profile(Profile::StdlibData)
+///     .allow_call("mypkg.models", "Model")
+///     .allow_dotted("mypkg.models.Helper")
+///     .unwrap()
+///     .build();
+/// assert_eq!(policy.lookup("mypkg.models", "Model"), Some(Access::Call));
+/// assert_eq!(policy.lookup("mypkg.models", "Other"), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    profiles: Vec<Profile>,
+    extra: HashMap<(String, String), Access>,
+}
+
+impl Default for Policy {
+    /// All built-in profiles, nothing else.
+    fn default() -> Self {
+        Policy {
+            profiles: Profile::ALL.to_vec(),
+            extra: HashMap::new(),
+        }
+    }
+}
+
+impl Policy {
+    /// A builder starting from nothing: no profile, no entry.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder {
+            policy: Policy::empty(),
+        }
+    }
+
+    /// A policy that allows nothing (every global is a finding).
+    pub fn empty() -> Policy {
+        Policy {
+            profiles: Vec::new(),
+            extra: HashMap::new(),
+        }
+    }
+
+    /// The profiles the policy includes.
+    pub fn profiles(&self) -> &[Profile] {
+        &self.profiles
+    }
+
+    /// The entries added by name, beyond the profiles, sorted.
+    pub fn extra_entries(&self) -> Vec<(&str, &str, Access)> {
+        let mut out: Vec<_> = self
+            .extra
+            .iter()
+            .map(|((m, n), a)| (m.as_str(), n.as_str(), *a))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How `module.qualname` may be used under this policy, before the deny-list: `None` when
+    /// the policy does not list it.
+    pub fn lookup(&self, module: &str, qualname: &str) -> Option<Access> {
+        let mut best: Option<Access> = None;
+        for profile in &self.profiles {
+            let table: &HashMap<(&str, &str), Access> = profile.entries();
+            if let Some(&a) = table.get(&(module, qualname)) {
+                best = best.max(Some(a));
+            }
+        }
+        if !self.extra.is_empty() {
+            if let Some(&a) = self.extra.get(&(module.to_owned(), qualname.to_owned())) {
+                best = best.max(Some(a));
+            }
+        }
+        best
+    }
+
+    /// How `module.qualname` may be used, after the deny-list: `None` when it is denied or not
+    /// listed.
+    pub fn allows(&self, module: &str, qualname: &str) -> Option<Access> {
+        if super::deny::denied(module, qualname).is_some() {
+            return None;
+        }
+        self.lookup(module, qualname)
+    }
+}
+
+/// Builder for [`Policy`].
+#[derive(Debug, Clone)]
+pub struct PolicyBuilder {
+    policy: Policy,
+}
+
+impl PolicyBuilder {
+    /// Include a built-in profile.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        if !self.policy.profiles.contains(&profile) {
+            self.policy.profiles.push(profile);
+        }
+        self
+    }
+
+    /// Include every built-in profile.
+    pub fn all_profiles(mut self) -> Self {
+        for p in Profile::ALL {
+            self = self.profile(p);
+        }
+        self
+    }
+
+    /// Include a built-in profile by name.
+    pub fn profile_name(self, name: &str) -> Result<Self, PolicyError> {
+        let profile =
+            Profile::from_name(name).ok_or_else(|| PolicyError::UnknownProfile(name.to_owned()))?;
+        Ok(self.profile(profile))
+    }
+
+    /// Allow `module.qualname` to be called (and referenced).
+    pub fn allow_call(self, module: &str, qualname: &str) -> Self {
+        self.allow(module, qualname, Access::Call)
+    }
+
+    /// Allow `module.qualname` to be referenced as a value, not called.
+    pub fn allow_ref(self, module: &str, qualname: &str) -> Self {
+        self.allow(module, qualname, Access::Ref)
+    }
+
+    /// Allow `module.qualname` with the given access (the wider access wins when a name is
+    /// allowed twice).
+    pub fn allow(mut self, module: &str, qualname: &str, access: Access) -> Self {
+        let slot = self
+            .policy
+            .extra
+            .entry((module.to_owned(), qualname.to_owned()))
+            .or_insert(access);
+        *slot = (*slot).max(access);
+        self
+    }
+
+    /// Allow a dotted name to be called, split by [`split_global_name`].
+    pub fn allow_dotted(self, dotted: &str) -> Result<Self, PolicyError> {
+        let (module, name) = split_global_name(dotted)?;
+        Ok(self.allow(&module, &name, Access::Call))
+    }
+
+    /// Allow a dotted name to be referenced only, split by [`split_global_name`].
+    pub fn allow_dotted_ref(self, dotted: &str) -> Result<Self, PolicyError> {
+        let (module, name) = split_global_name(dotted)?;
+        Ok(self.allow(&module, &name, Access::Ref))
+    }
+
+    /// Finish.
+    pub fn build(self) -> Policy {
+        self.policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_of_every_embedded_profile_parses() {
+        for p in Profile::ALL {
+            for entry in parse_profile(p.source()) {
+                if let Err(e) = entry {
+                    panic!("profiles/{}.txt: {e}", p.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_profiles_contain_no_denied_name() {
+        let mut bad = Vec::new();
+        for p in Profile::ALL {
+            for (m, n, _) in parse_profile(p.source()).flatten() {
+                if let Some(why) = crate::scan::deny::denied(m, n) {
+                    bad.push(format!("{}: {m}.{n} ({why})", p.name()));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "profiles list denied names:\n{}",
+            bad.join("\n")
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_number() {
+        let errs: Vec<_> =
+            parse_profile("# c\n\nos\tsystem\tcall\nx\ty\tmaybe\nbad line\na b\tc\tref\n")
+                .filter_map(Result::err)
+                .map(|e| e.to_string())
+                .collect();
+        assert_eq!(
+            errs,
+            vec![
+                "access must be call or ref, found \"maybe\" on line 4",
+                "expected module<TAB>qualname<TAB>call|ref, found \"bad line\" on line 5",
+                "module \"a b\" is not a dotted identifier on line 6",
+            ]
+        );
+    }
+
+    #[test]
+    fn wider_access_wins_and_names_are_exact() {
+        let p = Policy::builder()
+            .allow_ref("m", "A")
+            .allow_call("m", "A")
+            .allow_ref("m", "B")
+            .build();
+        assert_eq!(p.lookup("m", "A"), Some(Access::Call));
+        assert_eq!(p.lookup("m", "B"), Some(Access::Ref));
+        assert_eq!(p.lookup("m", "B.x"), None);
+        assert_eq!(p.lookup("m.B", "x"), None);
+        assert!(Policy::builder().profile_name("nope").is_err());
+        assert_eq!(
+            split_global_name("a.b:C.D").unwrap(),
+            ("a.b".to_owned(), "C.D".to_owned())
+        );
+        assert!(split_global_name("a.b.").is_err());
+        assert!(split_global_name("a b.c").is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! The scanner's tables: every evasion class of issue 4 built as bytes (and the safety corpus
+//! when present), the structural-validation table with exact messages, containers, and no
+//! panic on mutated inputs.
+
+use brinery::scan::{scan, scan_file_bytes, Policy, Profile, Rule};
+use brinery::Limits;
+
+fn policy() -> Policy {
+    Policy::default()
+}
+
+fn rules(data: &[u8]) -> Vec<Rule> {
+    scan(data, &policy(), &Limits::default())
+        .findings
+        .iter()
+        .map(|f| f.rule)
+        .collect()
+}
+
+fn messages(data: &[u8]) -> Vec<String> {
+    scan(data, &policy(), &Limits::default())
+        .findings
+        .iter()
+        .map(|f| format!("{} {}", f.rule.code(), f.message))
+        .collect()
+}
+
+/// Protocol-4 frame around `body` (which ends with STOP).
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut v = b"\x80\x04\x95".to_vec();
+    v.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+fn su(s: &str) -> Vec<u8> {
+    let mut v = vec![0x8c, s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+fn stack_global(m: &str, n: &str) -> Vec<u8> {
+    let mut v = su(m);
+    v.extend(su(n));
+    v.push(0x93);
+    v
+}
+
+#[test]
+fn evasions_are_all_flagged() {
+    let mut cases: Vec<(&str, Vec<u8>, Rule)> = vec![
+        ("os.system", b"cos\nsystem\n(S'echo x'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("posix alias", b"cposix\nsystem\n(S'echo x'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("nt alias", b"cnt\nsystem\n(S'echo x'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("__builtin__ at protocol 2", b"\x80\x02c__builtin__\neval\nX\x01\x00\x00\x001\x85R.".to_vec(), Rule::DangerousGlobal),
+        ("_operator alias", b"c_operator\nattrgetter\n(S'x'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("_io alias", b"c_io\nopen\n(S'/etc/passwd'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("dotted name through attributes", framed(&[stack_global("pathlib", "os.system"), b"\x8c\x01x\x85R.".to_vec()].concat()), Rule::DangerousGlobal),
+        ("numpy.load in an allowed library", b"cnumpy\nload\n(S'x.npy'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("pandas.read_pickle", b"cpandas\nread_pickle\n(S'x.pkl'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("numpy.testing runner", b"cnumpy.testing._private.utils\nrunstring\n(S'1'\n}tR.".to_vec(), Rule::DangerousGlobal),
+        ("joblib.load", b"cjoblib\nload\n(S'x'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("importlib.import_module then call", b"cimportlib\nimport_module\n(S'os'\ntR(S'ls'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("functools.partial", b"cfunctools\npartial\n(cos\nsystem\nS'x'\ntR)R.".to_vec(), Rule::DangerousGlobal),
+        ("pkgutil.resolve_name", b"cpkgutil\nresolve_name\n(S'os:system'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("pydoc.locate", b"cpydoc\nlocate\n(S'os.system'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("this on import", b"cthis\ns\n.".to_vec(), Rule::DangerousGlobal),
+        ("antigravity on import", b"cantigravity\ngeohash\n.".to_vec(), Rule::DangerousGlobal),
+        ("methodcaller", b"coperator\nmethodcaller\n(S'system'\ntR.".to_vec(), Rule::DangerousGlobal),
+        ("nested pickle in an argument", [b"ccollections\nOrderedDict\n(C\x0e".to_vec(), b"\x80\x02cos\nsystem\n.".to_vec(), b"tR.".to_vec()].concat(), Rule::DangerousGlobal),
+        ("unknown module", b"cmypkg.models\nModel\n)R.".to_vec(), Rule::DisallowedGlobal),
+        // `_codecs.encode` result used as STACK_GLOBAL module name
+        ("computed global name", framed(&[b"c_codecs\nencode\n".to_vec(), su("os"), su("latin1"), b"\x86R".to_vec(), su("system"), b"\x93\x8c\x01x\x85R.".to_vec()].concat()), Rule::ComputedGlobal),
+        ("STACK_GLOBAL with a non-string", framed(&[b"K\x01".to_vec(), su("system"), b"\x93.".to_vec()].concat()), Rule::ComputedGlobal),
+        ("calling the result of a call", b"ccollections\nOrderedDict\n)R)R.".to_vec(), Rule::CallOfComputed),
+        ("calling a memoized call result", b"\x80\x02ccollections\nOrderedDict\n)Rq\x000h\x00)R.".to_vec(), Rule::CallOfComputed),
+        ("getattr on a call result", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x04\x00\x00\x00keys\x86R.".to_vec(), Rule::UnsafeGetattr),
+        ("getattr with a computed name", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nccollections\nOrderedDict\n)R\x86R.".to_vec(), Rule::UnsafeGetattr),
+        ("getattr reaching globals", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nX\x0b\x00\x00\x00__globals__\x86R.".to_vec(), Rule::DangerousGlobal),
+        ("getattr smuggled as a value", b"\x80\x02ccollections\nOrderedDict\ncbuiltins\ngetattr\n\x85R.".to_vec(), Rule::UnsafeGetattr),
+        ("BUILD on a global", b"\x80\x02ccollections\nOrderedDict\n}X\x01\x00\x00\x00xK\x01sb.".to_vec(), Rule::GlobalMutation),
+        ("SETITEM on a global", b"\x80\x02ccollections\nOrderedDict\nX\x01\x00\x00\x00xK\x01s.".to_vec(), Rule::GlobalMutation),
+        ("ref-only global called", b"\x80\x02cbuiltins\nobject\n)R.".to_vec(), Rule::RefOnlyCalled),
+        ("constructor helper given a ref-only class", b"\x80\x02ccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87R.".to_vec(), Rule::UnsafeArguments),
+        ("_codecs.encode with a computed argument", b"\x80\x02c_codecs\nencode\nccollections\nOrderedDict\n)R\x85R.".to_vec(), Rule::UnsafeArguments),
+        ("extension code", b"\x80\x02\x82\x01.".to_vec(), Rule::ExtensionCode),
+        ("persistent id", b"\x80\x02X\x01\x00\x00\x00xQ.".to_vec(), Rule::PersistentId),
+        ("payload then crash", b"cos\nsystem\n(S'x'\ntR\xff".to_vec(), Rule::DangerousGlobal),
+        ("memo trick: the payload stored then fetched", b"\x80\x02cposix\nsystem\nq\x000h\x00X\x01\x00\x00\x00x\x85R.".to_vec(), Rule::DangerousGlobal),
+        ("stacked pickle", b"\x80\x02N.cos\nsystem\n(S'x'\ntR.".to_vec(), Rule::TrailingData),
+    ];
+    // INST / OBJ / NEWOBJ forms
+    cases.push((
+        "INST",
+        b"(S'x'\nios\nsystem\n.".to_vec(),
+        Rule::DangerousGlobal,
+    ));
+    cases.push((
+        "OBJ on a call result",
+        b"\x80\x02(ccollections\nOrderedDict\n)Ro.".to_vec(),
+        Rule::CallOfComputed,
+    ));
+    let mut missed = Vec::new();
+    for (name, data, rule) in &cases {
+        let got = rules(data);
+        if !got.contains(rule) {
+            missed.push(format!(
+                "{name}: expected {rule}, got {got:?} ({:?})",
+                messages(data)
+            ));
+        }
+    }
+    assert!(missed.is_empty(), "missed evasions:\n{}", missed.join("\n"));
+}
+
+#[test]
+fn structural_validation_table() {
+    let table: &[(&[u8], &[&str])] = &[
+        (b"", &["BRS011 empty input: no pickle"]),
+        (b"\x80\x04K", &["BRS011 pickle data was truncated: argument runs past the end of the input at byte 2 (BININT1)"]),
+        (b"\x80\x04K\x01", &["BRS011 pickle data was truncated: no STOP opcode"]),
+        (b"N.N", &["BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)", "BRS011 pickle data was truncated: no STOP opcode"]),
+        (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01K\x02\x86.", &["BRS013 opcode runs past the end of its frame at byte 14 (the FRAME length does not match the opcodes inside it) at byte 13 (BININT1)"]),
+        (b"\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00N.", &["BRS013 FRAME of 255 bytes runs past the end of the input (2 bytes left) at byte 2 (FRAME)"]),
+        (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.N", &["BRS013 STOP inside a frame that ends at byte 14 at byte 12 (STOP)", "BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)", "BRS011 pickle data was truncated: no STOP opcode"]),
+        (b"\x80\x02h\x07.", &["BRS014 memo index 7 was never stored at byte 2 (BINGET)"]),
+        (b"\x80\x02t.", &["BRS015 no MARK on the stack at byte 2 (TUPLE)"]),
+        (b"\x80\x020.", &["BRS015 stack underflow: the stack is empty at byte 2 (POP)", "BRS015 STOP with 0 items on the stack (expected exactly 1) at byte 3 (STOP)"]),
+        (b"\x80\x02(\x85.", &["BRS015 stack underflow: a MARK where a value was expected at byte 3 (TUPLE1)", "BRS015 STOP with a MARK still open at byte 4 (STOP)"]),
+        (b"NN.", &["BRS015 STOP with 2 items on the stack (expected exactly 1) at byte 2 (STOP)"]),
+        (b"\x80\x02\x80\x04N.", &["BRS016 PROTO repeated at byte 2 (PROTO)"]),
+        (b"N\x80\x02.", &["BRS016 PROTO not at the start of the pickle at byte 1 (PROTO)"]),
+        (b"\x80\x09N.", &["BRS016 unsupported pickle protocol 9 at byte 0 (PROTO)"]),
+        (b"\xffN.", &["BRS011 invalid opcode byte 0xff at byte 0"]),
+    ];
+    let mut wrong = Vec::new();
+    for (data, expected) in table {
+        let got = messages(data);
+        if got != *expected {
+            wrong.push(format!(
+                "{data:?}:\n  expected {expected:?}\n  got      {got:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn benign_shapes_are_clean() {
+    let cases: &[&[u8]] = &[
+        // pickle.dumps({"a": [1, 2]}, protocol=4)
+        b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94]\x94(K\x01K\x02es.",
+        // bytes at protocol 2: _codecs.encode('\xe9', 'latin1')
+        b"\x80\x02c_codecs\nencode\nq\x00X\x02\x00\x00\x00\xc3\xa9q\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.",
+        // collections.OrderedDict at protocol 2, items set by SETITEMS on the instance
+        b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00aq\x02K\x01s.",
+        // an enum member by name: getattr(<allowed class>, 'NAME')
+        b"\x80\x02cbuiltins\ngetattr\ncdecimal\nDecimal\nX\x04\x00\x00\x00realq\x00\x86R.",
+    ];
+    for data in cases {
+        let r = scan(data, &policy(), &Limits::default());
+        assert!(r.is_ok(), "{data:?}: {:?}", r.findings);
+    }
+    // the scan reports the global and the call
+    let r = scan(cases[2], &policy(), &Limits::default());
+    assert_eq!(r.global_names(), vec!["collections.OrderedDict"]);
+    assert_eq!(r.calls.len(), 1);
+    assert_eq!(r.calls[0].offset, 30);
+    // and nothing is allowed under an empty policy
+    let r = scan(cases[2], &Policy::empty(), &Limits::default());
+    assert_eq!(r.findings[0].rule, Rule::DisallowedGlobal);
+    assert_eq!(
+        r.findings[0].message,
+        "global collections.OrderedDict is not allowed by the policy at byte 2 (GLOBAL)"
+    );
+    // a user entry allows it
+    let p = Policy::builder()
+        .profile(Profile::Numpy)
+        .allow_dotted("collections.OrderedDict")
+        .unwrap()
+        .build();
+    assert!(scan(cases[2], &p, &Limits::default()).is_ok());
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zip_stored(name: &str, data: &[u8], bad_crc: bool) -> Vec<u8> {
+    let crc: u32 = if bad_crc { 0xdeadbeef } else { 0 };
+    let mut out = Vec::new();
+    out.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(data);
+    let cd = out.len();
+    out.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(&[0; 12]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    let cd_len = out.len() - cd;
+    out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+    out.extend_from_slice(&(cd_len as u32).to_le_bytes());
+    out.extend_from_slice(&(cd as u32).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+#[test]
+fn containers_are_opened_by_content() {
+    let evil: &[u8] = b"\x80\x02cposix\nsystem\nX\x01\x00\x00\x00x\x85R.";
+    let limits = Limits::default();
+    let r = scan_file_bytes(&gzip(evil), &policy(), &limits);
+    assert_eq!(r.findings[0].rule, Rule::DangerousGlobal);
+    assert_eq!(r.findings[0].member.as_deref(), Some("(gzip)"));
+    let z = zip_stored("archive/data.pkl", evil, true);
+    let r = scan_file_bytes(&z, &policy(), &limits);
+    assert_eq!(r.findings[0].member.as_deref(), Some("archive/data.pkl"));
+    assert_eq!(r.findings[0].rule, Rule::DangerousGlobal);
+    // a gzip inside a zip
+    let r = scan_file_bytes(&zip_stored("x.gz", &gzip(evil), false), &policy(), &limits);
+    assert_eq!(r.findings[0].member.as_deref(), Some("x.gz/(gzip)"));
+    // .npy with an object array: the pickle after the header
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }          \n";
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header);
+    npy.extend_from_slice(evil);
+    let r = scan_file_bytes(&npy, &policy(), &limits);
+    assert_eq!(r.findings[0].rule, Rule::DangerousGlobal);
+    // a decompression bomb is a finding, not an allocation
+    let bomb = gzip(&vec![0u8; 4 << 20]);
+    let opts = brinery::scan::ContainerOptions {
+        max_decompressed: 1 << 20,
+        max_nesting: 4,
+    };
+    let r = brinery::scan::scan_container(&bomb, &policy(), &limits, &opts);
+    assert_eq!(r.findings[0].rule, Rule::LimitExceeded);
+}
+
+#[test]
+fn mutated_inputs_never_panic() {
+    let seeds: Vec<Vec<u8>> = vec![
+        b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94]\x94(K\x01K\x02es."
+            .to_vec(),
+        b"\x80\x02cbuiltins\ngetattr\ncdecimal\nDecimal\nX\x04\x00\x00\x00realq\x00\x86R.".to_vec(),
+        b"\x80\x02ccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87R.".to_vec(),
+        zip_stored("a.pkl", b"\x80\x02N.", false),
+        gzip(b"\x80\x02N."),
+    ];
+    let mut extra = Vec::new();
+    if let Ok(dir) = std::env::var("BRINERY_SAFETY_CORPUS") {
+        for sub in ["malicious", "benign"] {
+            if let Ok(rd) = std::fs::read_dir(std::path::Path::new(&dir).join(sub)) {
+                for e in rd.flatten().take(60) {
+                    extra.push(std::fs::read(e.path()).unwrap());
+                }
+            }
+        }
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for seed in seeds.iter().chain(&extra) {
+        for _ in 0..300 {
+            let mut d = seed.clone();
+            for _ in 0..(next() % 4 + 1) {
+                if d.is_empty() {
+                    break;
+                }
+                let i = (next() as usize) % d.len();
+                match next() % 3 {
+                    0 => d[i] = next() as u8,
+                    1 => d.truncate(i),
+                    _ => d.insert(i, next() as u8),
+                }
+            }
+            let _ = scan_file_bytes(&d, &policy(), &Limits::default());
+        }
+    }
+}
+
+#[test]
+fn safety_corpus_when_present() {
+    let Ok(dir) = std::env::var("BRINERY_SAFETY_CORPUS") else {
+        return; // the pytest suite generates and checks it; here it is an extra
+    };
+    let dir = std::path::Path::new(&dir);
+    let mut missed = Vec::new();
+    for e in std::fs::read_dir(dir.join("malicious")).unwrap().flatten() {
+        let data = std::fs::read(e.path()).unwrap();
+        if scan_file_bytes(&data, &policy(), &Limits::default()).is_ok() {
+            missed.push(e.path().display().to_string());
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "malicious files scanned clean: {missed:?}"
+    );
+}

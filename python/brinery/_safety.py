@@ -1,0 +1,313 @@
+"""Safe mode: scan a pickle before anything runs, then load it with the policy enforced.
+
+``scan`` reports what a pickle would import and call without running or importing anything;
+``safe_load``/``safe_loads`` refuse (``UnsafePickleError``) unless the scan is clean, then load
+with the native ``Unpickler(..., policy=...)``, which enforces the same policy a second time
+while loading (defence in depth). See docs/security.md for the threat model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import pickle
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+from brinery import _native
+from brinery._native import Finding, Policy, ScanReport
+
+__all__ = [
+    "ClassRule",
+    "UnsafePickleError",
+    "safe_load",
+    "safe_loads",
+    "scan",
+    "subclasses_of",
+]
+
+# rules whose global can be allowed by name (the others are structural or on the deny-list)
+_ALLOWABLE = {"BRS001", "BRS002"}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle was refused by safe mode.
+
+    ``findings`` is the list of :class:`brinery.Finding` (rule code, byte offset, opcode, global)
+    that made it unsafe. A subclass of :class:`pickle.UnpicklingError`, so existing
+    ``except pickle.UnpicklingError`` handlers keep working.
+    """
+
+    findings: list[Finding]
+
+    def __init__(self, message: str = "", findings: Iterable[Finding] | None = None) -> None:
+        super().__init__(message)
+        self.findings = list(findings) if findings is not None else []
+
+
+class ClassRule:
+    """Allow the classes under ``package`` that subclass ``base`` (see :func:`subclasses_of`)."""
+
+    __slots__ = ("base", "package")
+
+    def __init__(self, package: str, base: str) -> None:
+        if not package or not isinstance(package, str) or package.startswith(".") or package.endswith("."):
+            raise ValueError(f"package must be an absolute dotted module name, not {package!r}")
+        if not isinstance(base, str) or "." not in base:
+            raise ValueError(
+                f"base must be a dotted class name like 'sklearn.base.BaseEstimator', not {base!r}"
+            )
+        self.package = package
+        self.base = base
+
+    def __repr__(self) -> str:
+        return f"subclasses_of({self.package!r}, {self.base!r})"
+
+    def covers(self, dotted: str) -> bool:
+        """Whether ``dotted`` names something inside the rule's package."""
+        return dotted.startswith(self.package + ".")
+
+    def verify(self, dotted: str) -> bool:
+        """Import ``dotted`` (only under the rule's package) and check that it subclasses ``base``."""
+        if not self.covers(dotted):
+            return False
+        cls = _resolve(dotted, self.package)
+        base = _resolve(self.base, None)
+        return isinstance(cls, type) and isinstance(base, type) and issubclass(cls, base)
+
+
+def subclasses_of(package: str, base: str) -> ClassRule:
+    """A class rule for ``allow=``: classes under ``package`` that subclass ``base``.
+
+    ``brinery.safe_load(f, allow=[brinery.subclasses_of("mypkg", "sklearn.base.BaseEstimator")])``
+    lets the pickle call (construct) any class defined under ``mypkg`` that is a subclass of
+    ``sklearn.base.BaseEstimator``. The check runs in this process: the globals the pickle names
+    under ``mypkg`` are imported (nothing else is), and each is allowed only if it is a class and
+    a subclass of ``base``. Functions and other objects in ``mypkg`` stay refused.
+    """
+    return ClassRule(package, base)
+
+
+def _resolve(dotted: str, only_under: str | None) -> object | None:
+    """The object ``dotted`` names, importing the longest module prefix that imports.
+
+    With ``only_under``, only modules inside that package are imported. Returns None when
+    nothing resolves.
+    """
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
+        if only_under is not None and not (module == only_under or module.startswith(only_under + ".")):
+            continue
+        try:
+            obj: object = importlib.import_module(module)
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    return None
+
+
+AllowEntry = str | ClassRule
+PolicyArg = Policy | str | Sequence[str] | None
+
+
+def _split_allow(allow: Iterable[AllowEntry] | str | None) -> tuple[list[str], list[ClassRule]]:
+    if allow is None:
+        return [], []
+    if isinstance(allow, (str, ClassRule)):
+        allow = [allow]
+    names: list[str] = []
+    rules: list[ClassRule] = []
+    for entry in allow:
+        if isinstance(entry, ClassRule):
+            rules.append(entry)
+        elif isinstance(entry, str):
+            names.append(entry)
+        else:
+            raise TypeError(
+                f"allow entries must be dotted names or brinery.subclasses_of(...) rules, not {type(entry).__name__}"
+            )
+    return names, rules
+
+
+def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
+    if isinstance(policy, Policy):
+        if names:
+            raise ValueError(
+                "allow= cannot extend a brinery.Policy object: pass allow= to Policy(...) instead, "
+                "or pass the profile names as policy="
+            )
+        return policy
+    if isinstance(policy, str):
+        profiles: list[str] | None = [policy]
+    elif policy is None:
+        profiles = None
+    else:
+        profiles = list(policy)
+    return Policy(profiles, allow=names)
+
+
+def _read_bytes(source: Any) -> bytes | memoryview:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            return f.read()
+    read = getattr(source, "read", None)
+    if read is None:
+        raise TypeError(f"expected a path, a bytes-like object or a binary file, not {type(source).__name__}")
+    data = read()
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(
+            f"file.read() returned {type(data).__name__}, expected bytes (open the file in 'rb' mode)"
+        )
+    return data
+
+
+def _scan_with_rules(data: bytes | memoryview, policy: PolicyArg, allow: Any) -> tuple[ScanReport, Policy]:
+    names, rules = _split_allow(allow)
+    pol = _make_policy(policy, names)
+    report = _native.scan_bytes(data, pol)
+    if rules and not report.ok:
+        extra = []
+        for finding in report.findings:
+            dotted = finding.global_name
+            if (
+                finding.rule in _ALLOWABLE
+                and dotted
+                and any(r.covers(dotted) and r.verify(dotted) for r in rules)
+            ):
+                extra.append(dotted)
+        if extra:
+            pol = _make_policy(policy, names + sorted(set(extra)))
+            report = _native.scan_bytes(data, pol)
+    return report, pol
+
+
+def scan(
+    path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
+    *,
+    policy: PolicyArg = None,
+    allow: Iterable[AllowEntry] | str | None = None,
+) -> ScanReport:
+    """Scan a pickle (or a zip/gzip/bz2/xz/zlib/joblib/npy/npz container of pickles).
+
+    Nothing is run or imported (class rules in ``allow`` import only their own package). Returns
+    a :class:`brinery.ScanReport`: ``.ok``, ``.findings`` (rule code, byte offset, opcode, global,
+    message), ``.globals`` (every global referenced) and ``.opcodes``.
+
+    ``policy``: profile names (``"numpy"``, ``["stdlib-data", "pandas"]``; default: all of
+    ``brinery.SCAN_PROFILES``) or a :class:`brinery.Policy`. ``allow``: extra dotted names
+    (``"mypkg.models.Model"``) and class rules (:func:`subclasses_of`).
+    """
+    data = _read_bytes(path_or_bytes)
+    report, _ = _scan_with_rules(data, policy, allow)
+    return report
+
+
+def _describe(findings: list[Finding], limit: int = 8) -> str:
+    lines = []
+    for f in findings[:limit]:
+        where = f"byte {f.offset}" + (f" ({f.opcode})" if f.opcode else "")
+        if f.member:
+            where += f" in {f.member}"
+        lines.append(f"  {f.rule} {f.name}: {f.message}" if f.message else f"  {f.rule} {f.name} at {where}")
+    if len(findings) > limit:
+        lines.append(f"  ... and {len(findings) - limit} more (see .findings or `brinery scan FILE`)")
+    return "\n".join(lines)
+
+
+def _refusal(findings: list[Finding]) -> UnsafePickleError:
+    allowable = sorted({f.global_name for f in findings if f.rule in _ALLOWABLE and f.global_name})
+    denied = sorted({f.global_name for f in findings if f.rule not in _ALLOWABLE and f.global_name})
+    head = "refusing to load an unsafe pickle"
+    if allowable or denied:
+        head += ": it references " + ", ".join(allowable + [d for d in denied if d not in allowable])
+    msg = [head, _describe(findings)]
+    if allowable:
+        example = ", ".join(repr(n) for n in allowable[:3])
+        msg.append(
+            f"if you trust this file, allow them: brinery.safe_load(f, allow=[{example}]) "
+            "(or a class rule: brinery.subclasses_of('mypkg', 'sklearn.base.BaseEstimator'))"
+        )
+    if len(allowable) < len(findings):
+        msg.append(
+            "the other findings cannot be allowed by name: they are dangerous functions or "
+            "structural tricks; only plain pickle.load (which runs any code) would load this file"
+        )
+    msg.append("run `brinery scan FILE` (or brinery.scan(data)) to inspect it")
+    return UnsafePickleError("\n".join(msg), findings)
+
+
+def safe_loads(
+    data: bytes | bytearray | memoryview,
+    /,
+    *,
+    allow: Iterable[AllowEntry] | str | None = None,
+    policy: PolicyArg = None,
+    buffers: Iterable[Any] | None = None,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+) -> Any:
+    """Load a pickle from bytes only if it is safe under the policy; else raise UnsafePickleError.
+
+    The whole stream is scanned first: nothing is imported or run unless the scan is clean. The
+    load then runs with the native policy enforcement (every global resolved through the policy,
+    calls checked at REDUCE/NEWOBJ/NEWOBJ_EX/INST/OBJ/BUILD). ``allow`` and ``policy`` are as in
+    :func:`scan`; ``buffers`` are the out-of-band buffers of a protocol-5 pickle.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
+    report, pol = _scan_with_rules(data, policy, allow)
+    if not report.ok:
+        raise _refusal(report.findings)
+    if report.members:
+        raise UnsafePickleError(
+            "refusing to load a container (" + ", ".join(report.members[:4]) + "): safe_load reads one "
+            "pickle stream; extract the member and load it, or inspect it with `brinery scan FILE`",
+            [],
+        )
+    unpickler = _native.Unpickler(
+        io.BytesIO(data),
+        fix_imports=fix_imports,
+        encoding=encoding,
+        errors=errors,
+        buffers=buffers,
+        policy=pol,
+    )
+    return unpickler.load()
+
+
+def safe_load(
+    file: IO[bytes] | str | os.PathLike[str],
+    /,
+    *,
+    allow: Iterable[AllowEntry] | str | None = None,
+    policy: PolicyArg = None,
+    buffers: Iterable[Any] | None = None,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+) -> Any:
+    """Like :func:`safe_loads`, reading the rest of a binary file (or the file at a path).
+
+    The whole remaining content is one pickle: bytes after its STOP are a finding (stacked
+    pickles are refused), since safe mode cannot vouch for what it did not scan.
+    """
+    data = _read_bytes(file)
+    return safe_loads(
+        data,
+        allow=allow,
+        policy=policy,
+        buffers=buffers,
+        fix_imports=fix_imports,
+        encoding=encoding,
+        errors=errors,
+    )
