@@ -49,7 +49,22 @@ DEFAULT_BRANCH = "main"
 PROGRESS_DELAY = 1.0
 """Seconds a save or load runs before a progress bar appears."""
 
-_UnsafeBase: type[Exception] = getattr(brinery, "UnsafePickleError", pickle.UnpicklingError)
+
+
+def _safe_loader() -> tuple[Callable[..., Any] | None, type[Exception] | None]:
+    """``(safe_loads, UnsafePickleError)`` of the safe loader, or ``(None, None)`` without one."""
+    loads = getattr(brinery, "safe_loads", None)
+    error = getattr(brinery, "UnsafePickleError", None)
+    if loads is None or error is None:
+        try:
+            from brinery import _safety
+        except ImportError:
+            return None, None
+        loads, error = _safety.safe_loads, _safety.UnsafePickleError
+    return loads, error
+
+
+_UnsafeBase: type[Exception] = _safe_loader()[1] or pickle.UnpicklingError
 
 
 JarError: type[Exception] = getattr(brinery._native, "JarError", None) or type(
@@ -952,20 +967,22 @@ def _unpickle(
     trust: bool,
 ) -> Any:
     """Safe loader first; full semantics only for a trusted version; else a refusal that says why."""
-    safe_loads: Callable[..., Any] | None = getattr(brinery, "safe_loads", None)
-    unsafe_error: type[Exception] | None = getattr(brinery, "UnsafePickleError", None)
+    safe_loads, unsafe_error = _safe_loader()
     if safe_loads is not None and unsafe_error is not None:
         try:
             return safe_loads(data, allow=allow, buffers=buffers)
         except unsafe_error as exc:
             if not trust:
-                raise JarTrustError(_refusal(name, manifest, str(exc))) from exc
+                findings = list(getattr(exc, "findings", None) or [])
+                names = sorted({g for f in findings if (g := getattr(f, "global_name", None))})
+                why = f"it needs {', '.join(names)}" if names else str(exc).splitlines()[0]
+                raise JarTrustError(_refusal(name, manifest, why, findings)) from exc
     elif not trust:
         raise JarTrustError(_refusal(name, manifest, "this build of brinery has no safe loader"))
     return brinery.loads(data, buffers=buffers)
 
 
-def _refusal(name: str, manifest: dict[str, Any], why: str) -> str:
+def _refusal(name: str, manifest: dict[str, Any], why: str, findings: Sequence[Any] = ()) -> str:
     meta = manifest.get("meta") or {}
     version = manifest.get("version", "?")
     source = (meta.get("source") or {}).get("path", "an unknown notebook or script")
@@ -974,15 +991,22 @@ def _refusal(name: str, manifest: dict[str, Any], why: str) -> str:
     if signature == "invalid":
         signed = "its signature does not match its contents (changed or damaged after it was saved)"
     elif signature == "untrusted":
-        signed = f"it is signed by a key you do not use (key {manifest.get('key_id')})"
+        signed = f"it is signed by a key you do not hold (key {manifest.get('key_id')})"
     else:
         signed = "it is not signed"
+    names = sorted({g for f in findings if (g := getattr(f, "global_name", None))})
+    allowable = bool(names) and all(getattr(f, "rule", "") == "BRS001" for f in findings)
+    how = []
+    if allowable:
+        how.append(f"jar.load({name!r}, allow={names!r}) if you trust those classes")
+    how.append(f"jar.load({name!r}, trust=True) if you trust where it came from")
+    how.append(
+        "or share one key file with whoever saved it and point BRINERY_KEY_FILE at it "
+        "(see docs/jar-format.md)"
+    )
     return (
-        f"refusing to load {name!r} version {version} (saved by {who} from {source}) with full pickle "
-        f"semantics: {why}; and {signed}. To load it: allow the classes it needs if you trust them "
-        f"(jar.load({name!r}, allow=['package.module.Class'])), or, if you trust where it came from, "
-        f"jar.load({name!r}, trust=True); to trust everything a teammate saves, share one key file and "
-        f"point BRINERY_KEY_FILE at it on both machines (see docs/jar-format.md)"
+        f"refusing to load {name!r} version {version} (saved by {who} from {source}): {why}; "
+        f"the safe loader does not allow that, and {signed}. To load it: " + "; ".join(how)
     )
 
 
