@@ -199,8 +199,8 @@ fn table(out: &mut dyn Write, rows: &[Vec<String>]) -> Result<()> {
     Ok(())
 }
 
-/// Run `brinery jar ...`.
-pub(crate) fn run(args: &JarArgs) -> Result<()> {
+/// Run `brinery jar ...`; `Ok(false)` when `verify` found problems (exit 1).
+pub(crate) fn run(args: &JarArgs) -> Result<bool> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let b = branch(args);
@@ -405,11 +405,7 @@ pub(crate) fn run(args: &JarArgs) -> Result<()> {
         }
     };
     out.flush().context("cannot write to standard output")?;
-    drop(out);
-    if code != 0 {
-        std::process::exit(code);
-    }
-    Ok(())
+    Ok(code == 0)
 }
 
 fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {

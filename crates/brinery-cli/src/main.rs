@@ -99,7 +99,11 @@ fn run(cli: Cli) -> Result<Done, Failure> {
     match cli.command {
         Command::Dis(args) => dis(&args)?,
         Command::Json(args) => json(&args)?,
-        Command::Jar(args) => jar::run(&args)?,
+        Command::Jar(args) => {
+            if !jar::run(&args)? {
+                return Ok(Done::Findings);
+            }
+        }
         Command::Scan(args) => {
             return Ok(match scan::run(&args)? {
                 scan::Outcome::Clean => Done::Ok,
