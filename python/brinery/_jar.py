@@ -50,7 +50,6 @@ PROGRESS_DELAY = 1.0
 """Seconds a save or load runs before a progress bar appears."""
 
 
-
 def _safe_loader() -> tuple[Callable[..., Any] | None, type[Exception] | None]:
     """``(safe_loads, UnsafePickleError)`` of the safe loader, or ``(None, None)`` without one."""
     loads = getattr(brinery, "safe_loads", None)
