@@ -347,7 +347,9 @@ pub fn default_jar_dir(start: &Path) -> PathBuf {
 pub struct Jar {
     root: PathBuf,
     chunks: ChunkStore,
-    key: Option<Key>,
+    /// The signing key, looked up (and created) on first use: reading a jar's list of names
+    /// needs no key.
+    key: std::sync::OnceLock<Option<Key>>,
 }
 
 fn shard_of(id: &str) -> &str {
@@ -400,19 +402,20 @@ impl Jar {
                 tmp: root.join("tmp"),
             },
             root,
-            key: Key::user().ok(),
+            key: std::sync::OnceLock::new(),
         })
     }
 
     /// Use `key` (or no key) instead of the current user's.
     pub fn with_key(mut self, key: Option<Key>) -> Jar {
-        self.key = key;
+        self.key = std::sync::OnceLock::from(key);
         self
     }
 
-    /// The signing key in use.
+    /// The signing key in use (the current user's unless [`Jar::with_key`] chose one; created on
+    /// first use).
     pub fn key(&self) -> Option<&Key> {
-        self.key.as_ref()
+        self.key.get_or_init(|| Key::user().ok()).as_ref()
     }
 
     /// The jar's root folder.
@@ -679,7 +682,7 @@ impl Jar {
         let (manifest, signature, key_id) = match &e.rec.manifest {
             Some(id) if e.rec.op == Op::Save => {
                 let m = self.read_manifest(id)?;
-                let status = SignatureStatus::of(self.key.as_ref(), &m.body, m.signature.as_ref());
+                let status = SignatureStatus::of(self.key(), &m.body, m.signature.as_ref());
                 (Some(m.manifest), status, m.signature.map(|s| s.key_id))
             }
             _ => (None, SignatureStatus::Unsigned, None),
@@ -1045,7 +1048,7 @@ impl Jar {
         let draft = serde_json::to_vec(&m).unwrap_or_default();
         m.stored = chunk_bytes + draft.len() as u64 + 120;
         let body = serde_json::to_vec(&m).unwrap_or_default();
-        let sig = self.key.as_ref().map(|k| k.sign(&body));
+        let sig = self.key().map(|k| k.sign(&body));
         let bytes = manifest::encode(&body, sig.as_ref());
         let id = blake3::hash(&bytes).to_hex().to_string();
         let p = self.manifest_path(&id);
