@@ -1,45 +1,76 @@
 #!/usr/bin/env bash
-# The demo: set up (scripts/setup.sh), make the pickles a notebook typically saves (a config dict,
-# a tz-aware pandas DataFrame, a fitted scikit-learn pipeline), then look inside them with brinery
-# without running them: disassembly identical to pickletools, JSON export, and clear errors on a
-# damaged file.
+# The demo: set up (scripts/setup.sh), then run a small project of Jupyter notebooks (demo/, copied
+# to target/demo/churn and made a git repository) that share objects through the jar: notebook 1
+# cleans raw data and saves the DataFrame, notebook 2 loads it and saves a fitted model, notebook 3
+# tries another model on a branch and compares. Then the history from the command line, a wrong
+# turn and the restore of an earlier version, a verify; and last, a look inside a pickle exported
+# from the jar without running it (disassembly identical to pickletools, JSON, a damaged file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-brinery=target/release/brinery
-py=.venv/bin/python
-work=target/demo
+root=$PWD
+brinery=$root/target/release/brinery
+py=$root/.venv/bin/python
+work=$root/target/demo
+project=$work/churn
 rm -rf "$work" && mkdir -p "$work"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+export BRINERY_PROGRESS=off   # no progress bars in the transcript
+unset BRINERY_JAR BRINERY_BRANCH
 
-step "0. import brinery as pickle: a notebook saves a config, a DataFrame and a fitted model"
-"$py" scripts/demo_pickles.py "$work"
+step "0. a project of notebooks: a copy of demo/ in $project (a git repository), its raw data"
+cp -r demo "$project"
+rm -rf "$project/data" "$project/.brinery"
+git init -q "$project"
+"$py" "$project/make_raw_data.py"
+cd "$project"
+run_nb() { "$py" "$root/scripts/run_notebook.py" "$project" "$@"; }
 
-step "1. brinery dis: the opcodes of a notebook's config dict (first 30 lines)"
-"$brinery" dis "$work/config.pkl" | head -n 30
+step "1. notebooks/01_clean.ipynb: clean the raw data, %jar save df"
+run_nb notebooks/01_clean.ipynb
 
-step "2. identical to python -m pickletools, byte for byte, for all three pickles"
-for f in config frame model; do
-  "$py" -m pickletools "$work/$f.pkl" > "$work/$f.pickletools.txt"
-  "$brinery" dis "$work/$f.pkl" > "$work/$f.brinery.txt"
-  if cmp -s "$work/$f.pickletools.txt" "$work/$f.brinery.txt"; then
-    echo "  $f.pkl: identical ($(wc -l < "$work/$f.brinery.txt") lines)"
-  else
-    echo "  $f.pkl: DIFFERENT"; diff "$work/$f.pickletools.txt" "$work/$f.brinery.txt" | head; exit 1
-  fi
-done
+step "2. notebooks/02_model.ipynb: %jar load df, fit a model, jar.save(\"model\", ...)"
+run_nb notebooks/02_model.ipynb
 
-step "3. brinery json: the config as JSON (tagged objects for what JSON lacks)"
-"$brinery" json "$work/config.pkl"
+step "3. 03_compare.ipynb: jar.branch(\"forest\"), save a random forest there, compare the branches"
+run_nb 03_compare.ipynb
 
-step "4. brinery json: which globals does the model pickle reference? (from stdin)"
-"$brinery" json --compact - < "$work/model.pkl" | grep -o '"\$global":\["[^"]*","[^"]*"\]' | sort -u
+step "4. the project's jar from the command line: brinery jar ls, log, and the branch"
+"$brinery" jar ls
+"$brinery" jar log model
+"$brinery" jar --branch forest log model
 
-step "5. a damaged pickle gives a clear error and exit code 2, never a crash"
+step "5. a wrong turn: notebook 1 again, keeping only spend below the median"
+DEMO_KEEP_QUANTILE=0.5 run_nb notebooks/01_clean.ipynb | grep -E 'saved df|^  Out │ \(' || true
+"$brinery" jar log df
+
+step "6. restore version 1 of df (a new version, so the history keeps the wrong turn)"
+"$py" -c '
+from brinery import jar
+df = jar.load("df", 1)
+version = jar.save("df", df, note="restored version 1")
+print(f"restored df version 1 as version {version}: {df.shape[0]} rows")'
+"$brinery" jar log df
+"$brinery" jar show df@3
+
+step "7. brinery jar verify: every chunk re-hashed"
+"$brinery" jar verify
+
+step "8. a plain pickle out of the jar, and a look inside without running it"
+"$brinery" jar export model@1 "$work/model.pkl"
+"$brinery" dis "$work/model.pkl" | head -n 12
+"$py" -m pickletools "$work/model.pkl" > "$work/model.pickletools.txt"
+"$brinery" dis "$work/model.pkl" > "$work/model.brinery.txt"
+cmp -s "$work/model.pickletools.txt" "$work/model.brinery.txt" \
+  && echo "  identical to python -m pickletools ($(wc -l < "$work/model.brinery.txt") lines)" \
+  || { echo "  DIFFERENT from pickletools"; exit 1; }
+echo "  the globals the model references (brinery json, nothing runs):"
+"$brinery" json --compact "$work/model.pkl" | grep -o '"\$global":\["[^"]*","[^"]*"\]' | sort -u | sed 's/^/    /'
+head -c 600 "$work/model.pkl" > "$work/damaged.pkl"
 set +e
 "$brinery" json "$work/damaged.pkl"
-echo "  exit code: $?"
+echo "  a damaged pickle: exit code $?"
 set -e
 
-step "done: the pickles are in $work"
+step "done: the project is in $project (its jar in $project/.brinery)"

@@ -73,3 +73,20 @@ def describe(proc: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="session")
 def describe_proc() -> Callable[[subprocess.CompletedProcess[str]], str]:
     return describe
+
+
+@pytest.fixture
+def jar_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated jar environment for tests/test_jar_*.py; returns the tmp folder.
+
+    Own config dir (so a fresh signing key), no $BRINERY_JAR/$BRINERY_BRANCH, progress bars off,
+    and the current directory is ``tmp/work``.
+    """
+    for key in ("BRINERY_JAR", "BRINERY_BRANCH", "BRINERY_KEY_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("BRINERY_PROGRESS", "off")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return tmp_path

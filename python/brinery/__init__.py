@@ -19,8 +19,14 @@ from pickle import (
     PicklingError,
     UnpicklingError,
 )
+from typing import TYPE_CHECKING
 
 from brinery._native import Pickler, Unpickler, dump, dumps, load, loads
+
+if TYPE_CHECKING:  # the jar loads lazily (module __getattr__ below)
+    from brinery._jar import Jar
+
+    jar: Jar
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -35,4 +41,26 @@ __all__ = [
     "dumps",
     "load",
     "loads",
+    "Jar",
+    "load_ipython_extension",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The jar loads lazily: `brinery.Jar`, and `from brinery import jar` (the project's default jar).
+    if name == "Jar":
+        from brinery._jar import Jar
+
+        return Jar
+    if name == "jar":
+        from brinery._jar import default_jar
+
+        return default_jar()
+    raise AttributeError(f"module 'brinery' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext brinery``: the ``%jar`` magic (save, load, ls, log, branch, switch)."""
+    from brinery.ipython import load_ipython_extension as load
+
+    load(ipython)

@@ -4,7 +4,8 @@
 # brinery mirrors name for name: `import brinery as pickle` type-checks like the stdlib.
 # `python -m mypy.stubtest brinery` checks this file against the built module (tests/test_typing.py).
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from os import PathLike
 from pickle import PickleBuffer
 from typing import Any, Final, Protocol, TypeAlias, final, type_check_only
 
@@ -22,6 +23,8 @@ __all__ = [
     "UnpicklerMemoProxy",
     "load",
     "loads",
+    "JarStore",
+    "JarError",
     "Policy",
     "ScanReport",
     "Finding",
@@ -79,6 +82,7 @@ def loads(
     errors: str = "strict",
     buffers: Iterable[Any] | None = (),
 ) -> Any: ...
+
 @final
 class PicklerMemoProxy:
     def clear(self) -> None: ...
@@ -134,6 +138,89 @@ class Unpickler:
     # A hook like `Pickler.persistent_id`: unset by default, set per instance or by a subclass.
     persistent_load: Callable[[Any], Any]
 
+# --------------------------------------------------------------------------------------------
+# The jar (crates/brinery-jar, binding in crates/brinery-py/src/jar.rs, format in docs/jar-format.md)
+# --------------------------------------------------------------------------------------------
+
+class JarError(Exception):
+    """A jar operation failed: corrupt or unreadable jar, bad name, bad pickle. (An unknown
+    name, version, tag or branch raises ``KeyError`` instead.)"""
+
+_Version: TypeAlias = int | str | None
+"""None = newest; int = 1-based version number (negative counts from the end); str = a tag."""
+
+@final
+class JarStore:
+    """A jar folder on disk (usually ``.brinery``). Thread-safe; the GIL is released during I/O.
+
+    Version info dicts (returned by ``save``, ``info``, ``log``, ``tag``, ``import_pickle`` and
+    as the third item of ``load``) have the keys: ``name``, ``branch`` (the branch whose log holds
+    the entry), ``version`` (1-based int on the asked branch), ``id`` (manifest hash), ``time``
+    (RFC 3339 UTC string), ``note`` (str or None), ``size`` (logical bytes: pickle + buffers),
+    ``stored`` (bytes this save added to the jar), ``meta`` (the dict given to ``save``),
+    ``globals`` (list of ``"module.name"`` the pickle references), ``buffers`` (list of buffer
+    sizes), ``tags`` (list of str), ``signature`` (``"trusted"`` = signed with the current user's
+    key, ``"untrusted"`` = signed with another key, ``"invalid"`` = signed with the current key but
+    tampered, ``"unsigned"``) and ``key_id`` (str or None); ``log`` entries of deletions have
+    ``deleted`` = True (other entries False).
+    """
+
+    def __new__(cls, path: str | PathLike[str], *, create: bool = True) -> JarStore:
+        """Open the jar whose root folder is ``path``; create it if missing and ``create``."""
+    @property
+    def path(self) -> str: ...
+    def save(
+        self,
+        branch: str,
+        name: str,
+        pickle: ReadableBuffer,
+        buffers: Sequence[ReadableBuffer] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a protocol-5 pickle and its out-of-band buffers as a new version; returns its info.
+        ``meta`` is stored as JSON (values JSON cannot hold are stored as their ``repr``)."""
+    def load(
+        self, branch: str, name: str, version: _Version = None, *, copy: bool = False
+    ) -> tuple[bytes, list[memoryview], dict[str, Any]]:
+        """``(pickle, buffers, info)``. Large buffers are read-only memoryviews over memory-mapped
+        chunks (zero-copy) unless ``copy``; with ``copy`` every buffer is writable."""
+    def info(self, branch: str, name: str, version: _Version = None) -> dict[str, Any]:
+        """The version info, without reading the data."""
+    def log(self, branch: str, name: str) -> list[dict[str, Any]]:
+        """Every entry of the name's history on ``branch`` (oldest first), deletions included."""
+    def names(self, branch: str) -> list[str]:
+        """Names that currently exist (not deleted) on ``branch``, sorted."""
+    def contains(self, branch: str, name: str) -> bool: ...
+    def tag(self, branch: str, name: str, version: _Version, tag: str) -> dict[str, Any]:
+        """Give a version a name; tags are per object name and never move (create-only)."""
+    def delete(self, branch: str, name: str) -> None:
+        """Delete a name on ``branch`` (history is kept until ``gc``)."""
+    def branches(self) -> list[str]:
+        """All branches, ``"main"`` included, sorted."""
+    def create_branch(self, name: str, from_branch: str) -> None:
+        """A new branch whose state starts as ``from_branch``'s current state."""
+    def gc(self) -> dict[str, Any]:
+        """Remove what no branch, tag or undeleted history needs: ``{"chunks": n, "manifests": n,
+        "entries": n, "bytes": n}`` removed."""
+    def verify(self) -> dict[str, Any]:
+        """Re-hash every chunk and check every file: ``{"ok": bool, "chunks": n, "manifests": n,
+        "problems": [{"path": str, "problem": str, "versions": [str, ...]}]}`` where versions are
+        ``"branch:name@N"``."""
+    def export_pickle(self, branch: str, name: str, version: _Version, path: str | PathLike[str]) -> int:
+        """Write a plain pickle file (buffers in-band) that stock ``pickle.load`` reads; returns its size."""
+    def import_pickle(
+        self, branch: str, name: str, path: str | PathLike[str], note: str | None = None
+    ) -> dict[str, Any]:
+        """Store a pickle file as a new version of ``name``; returns its info."""
+    @staticmethod
+    def find(start: str | PathLike[str] | None = None) -> str | None:
+        """``$BRINERY_JAR``, else the nearest ``.brinery`` folder at or above ``start`` (default:
+        the current directory), else None."""
+    @staticmethod
+    def key_id() -> str:
+        """The id of the current user's signing key (``$BRINERY_KEY_FILE`` or
+        ``$XDG_CONFIG_HOME/brinery/key``), created on first use."""
 # --- static scanning and the safe-load policy (crates/brinery-py/src/scan.rs) ---
 
 # The names of the built-in profiles, in order: "stdlib-data", "numpy", "pandas", "sklearn".

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod jar;
 mod scan;
 
 /// Fast, safe pickling: inspect Python pickles without running them.
@@ -29,6 +30,8 @@ enum Command {
     Dis(DisArgs),
     /// Convert a pickle to JSON (see docs/json-mapping.md), without running anything.
     Json(JsonArgs),
+    /// The jar: objects saved by name, with history, branches and tags (docs/jar-format.md).
+    Jar(jar::JarArgs),
     /// Check whether pickles (or zip/gzip/bz2/xz/zlib/npy/joblib files of them) can run code;
     /// exit 0 when all are clean, 1 on findings, 2 on errors.
     Scan(scan::ScanArgs),
@@ -96,6 +99,11 @@ fn run(cli: Cli) -> Result<Done, Failure> {
     match cli.command {
         Command::Dis(args) => dis(&args)?,
         Command::Json(args) => json(&args)?,
+        Command::Jar(args) => {
+            if !jar::run(&args)? {
+                return Ok(Done::Findings);
+            }
+        }
         Command::Scan(args) => {
             return Ok(match scan::run(&args)? {
                 scan::Outcome::Clean => Done::Ok,

@@ -10,6 +10,7 @@
 
 mod args;
 mod errors;
+mod jar;
 mod pickler;
 mod scan;
 mod unpickler;
@@ -23,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_PROTOCOL", brinery::DEFAULT_PROTOCOL)?;
     pickler::register(m)?;
     unpickler::register(m)?;
+    jar::register(m)?;
     scan::register(m)?;
     Ok(())
 }

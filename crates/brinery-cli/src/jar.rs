@@ -1,0 +1,461 @@
+//! `brinery jar ...`: look at and manage a jar without Python (format: docs/jar-format.md).
+//!
+//! Exit codes as everywhere in the CLI: 0 ok, 1 problems found (`verify`), 2 error.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use brinery_jar::{Jar, VersionInfo, VersionSpec};
+use clap::{Args, Subcommand};
+
+/// Objects saved by name, with history, branches and tags.
+#[derive(Debug, Args)]
+pub(crate) struct JarArgs {
+    /// The jar folder (default: $BRINERY_JAR, else the nearest `.brinery` folder at or above the
+    /// current directory).
+    #[arg(long, global = true, value_name = "PATH")]
+    jar: Option<PathBuf>,
+    /// The branch (default: $BRINERY_BRANCH, else `main`).
+    #[arg(long, global = true, value_name = "B")]
+    branch: Option<String>,
+    #[command(subcommand)]
+    command: JarCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum JarCommand {
+    /// List the objects on the branch with their newest version.
+    Ls {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the history of an object (oldest first).
+    Log {
+        /// The object name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one version: type, size, saved by, library versions, globals, signature.
+    Show {
+        /// `NAME`, `NAME@N` (1-based; negative from the end) or `NAME@TAG`.
+        spec: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a version as a plain pickle file that `pickle.load` reads without brinery.
+    Export {
+        /// `NAME`, `NAME@N` or `NAME@TAG`.
+        spec: String,
+        /// The pickle file to write.
+        file: PathBuf,
+    },
+    /// Save a pickle file as a new version of NAME.
+    Import {
+        /// The object name.
+        name: String,
+        /// The pickle file to read.
+        file: PathBuf,
+        /// A note for the new version.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Tag a version (tags never move).
+    Tag {
+        /// The object name.
+        name: String,
+        /// The version: a number (1-based; negative from the end) or an existing tag.
+        #[arg(value_name = "VERSION")]
+        at: String,
+        /// The new tag.
+        tag: String,
+    },
+    /// Delete an object on the branch (its history is kept until gc).
+    Rm {
+        /// The object name.
+        name: String,
+    },
+    /// List the branches.
+    Branches,
+    /// Remove what no branch, tag or undeleted history needs.
+    Gc {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every chunk and check every file; exit 1 if anything is damaged.
+    Verify {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn locate(args: &JarArgs, create: bool) -> Result<Jar> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let path = match &args.jar {
+        Some(p) => p.clone(),
+        None if create => brinery_jar::default_jar_dir(&cwd),
+        None => brinery_jar::find_jar(&cwd).ok_or_else(|| {
+            anyhow!(
+                "no jar found (no .brinery folder at or above {}; pass --jar or set BRINERY_JAR)",
+                cwd.display()
+            )
+        })?,
+    };
+    let jar = if create {
+        Jar::init(&path)
+    } else {
+        if !path.exists() {
+            bail!("no jar at {}", path.display());
+        }
+        Jar::open(&path)
+    };
+    jar.with_context(|| format!("cannot open the jar at {}", path.display()))
+}
+
+fn branch(args: &JarArgs) -> String {
+    args.branch
+        .clone()
+        .or_else(|| {
+            std::env::var("BRINERY_BRANCH")
+                .ok()
+                .filter(|b| !b.is_empty())
+        })
+        .unwrap_or_else(|| "main".to_string())
+}
+
+fn split_spec(spec: &str) -> (&str, VersionSpec) {
+    match spec.rsplit_once('@') {
+        Some((name, v)) => (name, VersionSpec::parse(v)),
+        None => (spec, VersionSpec::Latest),
+    }
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn meta_str(v: &VersionInfo, key: &str) -> String {
+    v.manifest
+        .as_ref()
+        .and_then(|m| m.meta.get(key))
+        .map(|x| match x {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+fn short_time(t: &str) -> String {
+    // 2026-11-26T09:40:00.123Z -> 2026-11-26 09:40:00
+    t.get(..19).unwrap_or(t).replace('T', " ")
+}
+
+fn print_json(out: &mut dyn Write, v: &serde_json::Value) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v).context("cannot write JSON")?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Print rows as aligned columns.
+fn table(out: &mut dyn Write, rows: &[Vec<String>]) -> Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Run `brinery jar ...`; `Ok(false)` when `verify` found problems (exit 1).
+pub(crate) fn run(args: &JarArgs) -> Result<bool> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let b = branch(args);
+    let code = match &args.command {
+        JarCommand::Ls { json } => {
+            let jar = locate(args, false)?;
+            let mut infos = Vec::new();
+            for name in jar.names(&b)? {
+                let log = jar.log(&b, &name)?;
+                let versions = log.iter().filter(|v| !v.deleted).count();
+                let latest = jar.info(&b, &name, &VersionSpec::Latest)?;
+                infos.push((latest, versions));
+            }
+            if *json {
+                let list = infos
+                    .iter()
+                    .map(|(v, n)| {
+                        let mut j = v.to_json();
+                        j["versions"] = (*n).into();
+                        j
+                    })
+                    .collect();
+                print_json(&mut out, &serde_json::Value::Array(list))?;
+            } else if infos.is_empty() {
+                writeln!(out, "no objects on branch {b} in {}", jar.root().display())?;
+            } else {
+                let mut rows = vec![vec![
+                    "NAME".into(),
+                    "VERSION".into(),
+                    "SAVED".into(),
+                    "SIZE".into(),
+                    "TYPE".into(),
+                    "NOTE".into(),
+                ]];
+                for (v, n) in &infos {
+                    rows.push(vec![
+                        v.name.clone(),
+                        n.to_string(),
+                        short_time(&v.time),
+                        human(v.manifest.as_ref().map_or(0, |m| m.size)),
+                        meta_str(v, "type"),
+                        v.manifest
+                            .as_ref()
+                            .and_then(|m| m.note.clone())
+                            .unwrap_or_default(),
+                    ]);
+                }
+                table(&mut out, &rows)?;
+            }
+            0
+        }
+        JarCommand::Log { name, json } => {
+            let jar = locate(args, false)?;
+            let log = jar.log(&b, name)?;
+            if *json {
+                let list = log.iter().map(VersionInfo::to_json).collect();
+                print_json(&mut out, &serde_json::Value::Array(list))?;
+            } else {
+                let mut rows = vec![vec![
+                    "VERSION".into(),
+                    "SAVED".into(),
+                    "SIZE".into(),
+                    "STORED".into(),
+                    "TYPE".into(),
+                    "BY".into(),
+                    "TAGS".into(),
+                    "NOTE".into(),
+                ]];
+                for v in &log {
+                    if v.deleted {
+                        rows.push(vec![
+                            "-".into(),
+                            short_time(&v.time),
+                            String::new(),
+                            String::new(),
+                            "(deleted)".into(),
+                        ]);
+                        continue;
+                    }
+                    let m = v.manifest.as_ref();
+                    rows.push(vec![
+                        v.version.map_or(String::new(), |n| n.to_string()),
+                        short_time(&v.time),
+                        human(m.map_or(0, |m| m.size)),
+                        human(m.map_or(0, |m| m.stored)),
+                        meta_str(v, "type"),
+                        meta_str(v, "saved_by"),
+                        v.tags.join(","),
+                        m.and_then(|m| m.note.clone()).unwrap_or_default(),
+                    ]);
+                }
+                table(&mut out, &rows)?;
+            }
+            0
+        }
+        JarCommand::Show { spec, json } => {
+            let jar = locate(args, false)?;
+            let (name, vs) = split_spec(spec);
+            let v = jar.info(&b, name, &vs)?;
+            if *json {
+                print_json(&mut out, &v.to_json())?;
+            } else {
+                show(&mut out, &v)?;
+            }
+            0
+        }
+        JarCommand::Export { spec, file } => {
+            let jar = locate(args, false)?;
+            let (name, vs) = split_spec(spec);
+            let info = jar.info(&b, name, &vs)?;
+            let n = jar
+                .export_pickle(&b, name, &vs, file)
+                .with_context(|| format!("cannot export {spec} to {}", file.display()))?;
+            writeln!(
+                out,
+                "exported {name}@{} to {} ({})",
+                info.version.unwrap_or(0),
+                file.display(),
+                human(n)
+            )?;
+            0
+        }
+        JarCommand::Import { name, file, note } => {
+            let jar = locate(args, true)?;
+            let v = jar
+                .import_pickle(&b, name, file, note.clone())
+                .with_context(|| format!("cannot import {}", file.display()))?;
+            writeln!(
+                out,
+                "saved {name}@{} on branch {b} ({}, {} stored)",
+                v.version.unwrap_or(0),
+                human(v.manifest.as_ref().map_or(0, |m| m.size)),
+                human(v.manifest.as_ref().map_or(0, |m| m.stored))
+            )?;
+            0
+        }
+        JarCommand::Tag { name, at, tag } => {
+            let jar = locate(args, false)?;
+            let v = jar.tag(&b, name, &VersionSpec::parse(at), tag)?;
+            writeln!(out, "tagged {name}@{} as {tag}", v.version.unwrap_or(0))?;
+            0
+        }
+        JarCommand::Rm { name } => {
+            let jar = locate(args, false)?;
+            jar.delete(&b, name)?;
+            writeln!(
+                out,
+                "deleted {name} on branch {b} (history kept until `brinery jar gc`)"
+            )?;
+            0
+        }
+        JarCommand::Branches => {
+            let jar = locate(args, false)?;
+            for br in jar.branches()? {
+                let mark = if br == b { "* " } else { "  " };
+                writeln!(out, "{mark}{br}")?;
+            }
+            0
+        }
+        JarCommand::Gc { json } => {
+            let jar = locate(args, false)?;
+            let r = jar.gc()?;
+            if *json {
+                print_json(&mut out, &serde_json::to_value(&r)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "removed {} chunks, {} manifests, {} log entries, {} temporary files ({} freed)",
+                    r.chunks,
+                    r.manifests,
+                    r.entries,
+                    r.temporary,
+                    human(r.bytes)
+                )?;
+            }
+            0
+        }
+        JarCommand::Verify { json } => {
+            let jar = locate(args, false)?;
+            let r = jar.verify()?;
+            if *json {
+                print_json(&mut out, &serde_json::to_value(&r)?)?;
+            } else {
+                for p in &r.problems {
+                    writeln!(out, "{}: {}", p.path, p.problem)?;
+                    if !p.versions.is_empty() {
+                        writeln!(out, "  affects: {}", p.versions.join(", "))?;
+                    }
+                }
+                let status = if r.ok {
+                    "ok".to_string()
+                } else {
+                    format!("{} problems", r.problems.len())
+                };
+                writeln!(
+                    out,
+                    "{status}: {} chunks re-hashed, {} manifests, {} log entries checked",
+                    r.chunks, r.manifests, r.entries
+                )?;
+            }
+            i32::from(!r.ok)
+        }
+    };
+    out.flush().context("cannot write to standard output")?;
+    Ok(code == 0)
+}
+
+fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {
+    let Some(m) = &v.manifest else {
+        writeln!(out, "{} (deleted at {})", v.name, v.time)?;
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "{}@{}  (branch {}, id {})",
+        v.name,
+        v.version.unwrap_or(0),
+        v.branch,
+        v.id.as_deref().unwrap_or("?").get(..16).unwrap_or("?")
+    )?;
+    writeln!(out, "saved      {}", v.time)?;
+    if let Some(n) = &m.note {
+        writeln!(out, "note       {n}")?;
+    }
+    writeln!(
+        out,
+        "size       {} ({} pickle + {} buffers), {} stored by this version",
+        human(m.size),
+        human(m.pickle.size),
+        m.buffers.len(),
+        human(m.stored)
+    )?;
+    if !v.tags.is_empty() {
+        writeln!(out, "tags       {}", v.tags.join(", "))?;
+    }
+    writeln!(
+        out,
+        "signature  {}{}",
+        v.signature.as_str(),
+        v.key_id
+            .as_deref()
+            .map(|k| format!(" (key {k})"))
+            .unwrap_or_default()
+    )?;
+    if !m.globals.is_empty() {
+        writeln!(out, "globals    {}", m.globals.join(", "))?;
+    }
+    if let serde_json::Value::Object(map) = &m.meta {
+        for (k, val) in map {
+            let text = match val {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            writeln!(out, "{k:<10} {text}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,471 @@
+//! `brinery jar ...` as a user runs it: real process, real jar folder, real exit codes; export
+//! checked by loading the exported file with the stock `pickle` of a real CPython with numpy and
+//! pandas (`$BRINERY_PYTHON`, default `.venv/bin/python`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use brinery_jar::{Jar, Key, SaveInput};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("BRINERY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "no Python at {} (set BRINERY_PYTHON, or create the venv with scripts/setup.sh)",
+        python.display()
+    );
+    python
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn jar_path(&self) -> PathBuf {
+        self.dir.path().join(".brinery")
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.dir.path().join("key")
+    }
+
+    /// Run `brinery jar ARGS` in the temp dir (so the jar is found by walking up).
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_brinery"))
+            .arg("jar")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("BRINERY_KEY_FILE", self.key_path())
+            .env_remove("BRINERY_JAR")
+            .env_remove("BRINERY_BRANCH")
+            .output()
+            .expect("brinery runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "brinery jar {args:?}:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, data).expect("write");
+        p
+    }
+
+    fn jar(&self) -> Jar {
+        Jar::init(self.jar_path())
+            .expect("jar")
+            .with_key(Some(Key::load_or_create(&self.key_path()).expect("key")))
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+// pickle.dumps({'a': [1, 2.5, None]}, protocol=2)
+const SMALL: &[u8] =
+    b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00Nes.";
+// pickle.dumps([1, 2], protocol=4)
+const OTHER: &[u8] = b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.";
+
+#[test]
+fn history_tags_delete_and_gc_through_the_cli() {
+    let env = Env::new();
+    let a = env.file("a.pkl", SMALL);
+    let b = env.file("b.pkl", OTHER);
+    // import creates the jar where none exists yet (here: the current directory).
+    let out = env.ok(&["import", "cfg", a.to_str().unwrap(), "--note", "first"]);
+    assert!(out.starts_with("saved cfg@1 on branch main"), "{out}");
+    env.ok(&["import", "cfg", b.to_str().unwrap()]);
+    let ls = env.ok(&["ls"]);
+    assert!(ls.starts_with("NAME"), "{ls}");
+    assert!(ls.lines().nth(1).unwrap().starts_with("cfg   2 "), "{ls}");
+
+    let log = env.ok(&["log", "cfg"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(
+        lines[1].starts_with("1 ") && lines[1].ends_with("first"),
+        "{log}"
+    );
+
+    assert_eq!(
+        env.ok(&["tag", "cfg", "1", "good"]),
+        "tagged cfg@1 as good\n"
+    );
+    let show = env.ok(&["show", "cfg@good"]);
+    assert!(show.starts_with("cfg@1  (branch main"), "{show}");
+    assert!(show.contains("signature  trusted (key "), "{show}");
+    assert!(show.contains("tags       good"), "{show}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&env.ok(&["show", "cfg@-1", "--json"])).expect("json");
+    assert_eq!(shown["version"], 2);
+    assert_eq!(shown["meta"]["imported_from"], "b.pkl");
+
+    // Export of an in-band pickle is the same bytes.
+    let exported = env.dir.path().join("out.pkl");
+    env.ok(&["export", "cfg@1", exported.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&exported).unwrap(), SMALL);
+
+    // Branches: a save on an experiment branch leaves main alone.
+    env.jar().create_branch("exp", "main").expect("branch");
+    env.ok(&["--branch", "exp", "import", "cfg", a.to_str().unwrap()]);
+    assert!(env.ok(&["log", "cfg"]).lines().count() == 3);
+    assert!(env.ok(&["log", "cfg", "--branch", "exp"]).lines().count() == 4);
+    assert_eq!(env.ok(&["branches"]), "  exp\n* main\n");
+
+    assert!(env
+        .ok(&["rm", "cfg"])
+        .starts_with("deleted cfg on branch main"));
+    assert_eq!(
+        env.ok(&["ls"]),
+        format!(
+            "no objects on branch main in {}\n",
+            env.jar_path().display()
+        )
+    );
+    let log = env.ok(&["log", "cfg"]);
+    assert!(log.contains("(deleted)"), "{log}");
+    let gc: serde_json::Value = serde_json::from_str(&env.ok(&["gc", "--json"])).expect("json");
+    // The branch still sees main's history, so nothing of it may go.
+    assert_eq!(gc["manifests"], 0, "{gc}");
+    assert!(env
+        .ok(&["show", "cfg@1", "--branch", "exp", "--json"])
+        .contains("\"version\": 1"));
+    let verify = env.ok(&["verify"]);
+    assert!(verify.starts_with("ok: "), "{verify}");
+}
+
+#[test]
+fn errors_exit_2_with_a_message() {
+    let env = Env::new();
+    let out = env.run(&["ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("error: no jar found (no .brinery folder at or above "),
+        "{err}"
+    );
+
+    env.jar();
+    let out = env.run(&["show", "nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: no object named \"nothing\" on branch \"main\"\n"
+    );
+    let bad = env.file("bad.pkl", b"\x80\x04K");
+    let out = env.run(&["import", "x", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\n  cause: bad pickle: pickle data was truncated: argument runs past the end of the input at byte 2 (BININT1) in "),
+        "{err}"
+    );
+    assert_eq!(err.matches("cause:").count(), 1, "{err}");
+    let unfinished = env.file("unfinished.pkl", b"\x80\x04N");
+    let out = env.run(&["import", "x", unfinished.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cause: pickle ends without STOP at byte 3 in "),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_exits_1_and_names_the_damaged_versions() {
+    let env = Env::new();
+    let jar = env.jar();
+    let big: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| (i * 7919).to_le_bytes())
+        .collect();
+    let mut e = brinery::encode::Encoder::new(4).unwrap();
+    e.start();
+    e.bytes(&big).unwrap();
+    let pickle = e.finish().unwrap();
+    jar.save("main", "blob", &SaveInput::new(SMALL)).unwrap();
+    jar.save("main", "blob", &SaveInput::new(&pickle)).unwrap();
+    assert!(env.ok(&["verify"]).starts_with("ok: "));
+    // Damage one chunk that only version 2 has.
+    let m = jar
+        .info("main", "blob", &brinery_jar::VersionSpec::Number(2))
+        .unwrap()
+        .manifest
+        .unwrap();
+    let c = &m.pickle.chunks[1];
+    let path = env
+        .jar_path()
+        .join("chunks")
+        .join(&c.hash[..2])
+        .join(if c.zstd {
+            format!("{}.zst", c.hash)
+        } else {
+            c.hash.clone()
+        });
+    let mut data = std::fs::read(&path).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x55;
+    std::fs::write(&path, &data).unwrap();
+    let out = env.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(report.contains("corrupt chunk: "), "{report}");
+    assert!(report.contains("  affects: main:blob@2\n"), "{report}");
+    assert!(report.contains("1 problems: "), "{report}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.run(&["verify", "--json"]).stdout).expect("json");
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["problems"][0]["versions"][0], "main:blob@2");
+    // Version 1 still loads and exports.
+    let out = env.dir.path().join("v1.pkl");
+    env.ok(&["export", "blob@1", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), SMALL);
+}
+
+const MAKE: &str = r#"
+import pickle, sys, pathlib
+import numpy as np, pandas as pd
+d = pathlib.Path(sys.argv[1])
+rng = np.random.default_rng(0)
+objs = {
+    "arr": rng.random((700, 300)),                     # 1.6 MiB: zero-copy layout
+    "small": np.arange(1000, dtype=np.int32),          # CDC layout
+    "ro": np.frombuffer(bytes(range(256)) * 400, dtype=np.uint8),  # read-only buffer
+    "df": pd.DataFrame({"x": rng.random(50_000), "y": rng.integers(0, 9, 50_000),
+                        "s": ["a", "bb"] * 25_000}),
+}
+for name, obj in objs.items():
+    bufs = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    (d / f"{name}.oob").write_bytes(data)
+    for i, b in enumerate(bufs):
+        (d / f"{name}.{i}.buf").write_bytes(b.raw())
+    (d / f"{name}.expected").write_bytes(pickle.dumps(obj, protocol=5))
+"#;
+
+const CHECK: &str = r#"
+import pickle, sys, pathlib
+import numpy as np, pandas as pd
+d = pathlib.Path(sys.argv[1])
+for name in sys.argv[2:]:
+    expected = pickle.loads((d / f"{name}.expected").read_bytes())
+    with open(d / f"{name}.exported", "rb") as f:
+        got = pickle.load(f)
+    if isinstance(expected, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, expected)
+    else:
+        assert type(got) is type(expected) and np.array_equal(got, expected), name
+        assert got.flags.writeable == expected.flags.writeable, name
+    # Also through the pure-Python unpickler, which checks framing strictly.
+    with open(d / f"{name}.exported", "rb") as f:
+        pickle._Unpickler(f).load()
+print("ok")
+"#;
+
+#[test]
+fn export_rewrites_out_of_band_buffers_so_stock_pickle_loads_it() {
+    let env = Env::new();
+    let d = env.dir.path();
+    let out = Command::new(python())
+        .args(["-c", MAKE])
+        .arg(d)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jar = env.jar();
+    let names = ["arr", "small", "ro", "df"];
+    for name in names {
+        let pickle = std::fs::read(d.join(format!("{name}.oob"))).unwrap();
+        let mut bufs = Vec::new();
+        for i in 0.. {
+            match std::fs::read(d.join(format!("{name}.{i}.buf"))) {
+                Ok(b) => bufs.push(b),
+                Err(_) => break,
+            }
+        }
+        assert!(!bufs.is_empty(), "{name} has out-of-band buffers");
+        let mut input = SaveInput::new(&pickle);
+        input.buffers = bufs.iter().map(Vec::as_slice).collect();
+        jar.save("main", name, &input).unwrap();
+        let target = d.join(format!("{name}.exported"));
+        env.ok(&["export", name, target.to_str().unwrap()]);
+    }
+    let out = Command::new(python())
+        .args(["-c", CHECK])
+        .arg(d)
+        .args(names)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn pickle_of(payload: &[u8]) -> Vec<u8> {
+    let mut e = brinery::encode::Encoder::new(4).unwrap();
+    e.start();
+    e.bytes(payload).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn processes_saving_one_name_at_once_all_land() {
+    let env = Env::new();
+    env.jar();
+    let files: Vec<PathBuf> = (0..6)
+        .map(|i| {
+            env.file(
+                &format!("p{i}.pkl"),
+                &pickle_of(format!("process {i}").as_bytes()),
+            )
+        })
+        .collect();
+    for _round in 0..3 {
+        let children: Vec<_> = files
+            .iter()
+            .map(|f| {
+                Command::new(env!("CARGO_BIN_EXE_brinery"))
+                    .args(["jar", "import", "shared"])
+                    .arg(f)
+                    .current_dir(env.dir.path())
+                    .env("BRINERY_KEY_FILE", env.key_path())
+                    .env_remove("BRINERY_JAR")
+                    .output_async()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().expect("wait");
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+    }
+    let log: serde_json::Value =
+        serde_json::from_str(&env.ok(&["log", "shared", "--json"])).expect("json");
+    assert_eq!(log.as_array().unwrap().len(), 18, "no lost update");
+    assert!(env.ok(&["verify"]).starts_with("ok: "));
+}
+
+trait SpawnPiped {
+    fn output_async(&mut self) -> std::process::Child;
+}
+
+impl SpawnPiped for Command {
+    fn output_async(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_during_saves_never_damages_the_jar() {
+    let env = Env::new();
+    env.jar();
+    let noise: Vec<u8> = (0..(2u32 << 20))
+        .flat_map(|i| {
+            i.wrapping_mul(2_654_435_761)
+                .rotate_left(i % 31)
+                .to_le_bytes()
+        })
+        .collect();
+    let rounds = 12u64;
+    let mut inputs = Vec::new();
+    let mut landed = 0;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    // One uninterrupted save first, to spread the kills over a whole save on this machine.
+    let first = pickle_of(&noise);
+    let file = env.file("r.pkl", &first);
+    let started = std::time::Instant::now();
+    env.ok(&["import", "big", file.to_str().unwrap()]);
+    let span = (started.elapsed().as_millis() as u64).max(10);
+    inputs.push(first);
+    landed += 1;
+    for round in 0..rounds {
+        let mut payload = format!("round {round} ").into_bytes();
+        payload.extend_from_slice(&noise);
+        let data = pickle_of(&payload);
+        let file = env.file(&format!("r{round}.pkl"), &data);
+        inputs.push(data);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
+            .args(["jar", "import", "big"])
+            .arg(&file)
+            .current_dir(env.dir.path())
+            .env("BRINERY_KEY_FILE", env.key_path())
+            .env_remove("BRINERY_JAR")
+            .output_async();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // From "killed at once" to "probably finished".
+        std::thread::sleep(std::time::Duration::from_millis(seed % span));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().expect("wait");
+        if status.success() {
+            landed += 1;
+        }
+    }
+    let out = env.run(&["log", "big", "--json"]);
+    let versions = if out.status.success() {
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .expect("json")
+            .as_array()
+            .unwrap()
+            .len()
+    } else {
+        0
+    };
+    eprintln!("{rounds} saves killed at random moments: {landed} finished, {versions} versions in the log");
+    assert!(
+        versions >= landed,
+        "{versions} versions, {landed} saves finished"
+    );
+    for v in 1..=versions {
+        let target = env.dir.path().join(format!("v{v}.pkl"));
+        env.ok(&["export", &format!("big@{v}"), target.to_str().unwrap()]);
+        let got = std::fs::read(&target).unwrap();
+        assert!(
+            inputs.contains(&got),
+            "version {v} is one of the saved inputs"
+        );
+    }
+    let verify = env.ok(&["verify"]);
+    assert!(verify.starts_with("ok: "), "{verify}");
+    env.ok(&["gc"]);
+    assert!(env.ok(&["verify"]).starts_with("ok: "));
+    assert_eq!(
+        std::fs::read_dir(env.jar_path().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "gc removes the torn temporary files"
+    );
+}

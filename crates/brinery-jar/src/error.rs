@@ -1,0 +1,168 @@
+//! The jar's error type: what went wrong, and where (a path, a name, a version).
+
+use std::path::{Path, PathBuf};
+
+/// Result alias of the jar crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a jar operation. Messages are lowercase and end with where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system error while touching a file or folder.
+    #[error("{op} failed: {error} at {}", path.display())]
+    Io {
+        /// What was being done (`read`, `create`, `link`, ...).
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error (part of the message, so not repeated as a cause).
+        error: std::io::Error,
+    },
+    /// The folder is not a jar (no valid `jar.json`).
+    #[error("not a jar (no valid jar.json) at {}", .0.display())]
+    NotAJar(PathBuf),
+    /// The jar was written in a format this version cannot read.
+    #[error("jar format {found} is not supported (this brinery reads format {supported}) at {}", path.display())]
+    Format {
+        /// The format found in `jar.json`.
+        found: u64,
+        /// The format this crate reads and writes.
+        supported: u64,
+        /// The `jar.json` file.
+        path: PathBuf,
+    },
+    /// No object of that name exists on the branch (never saved).
+    #[error("no object named {name:?} on branch {branch:?}")]
+    NotFound {
+        /// The object name.
+        name: String,
+        /// The branch.
+        branch: String,
+    },
+    /// The object was deleted on the branch.
+    #[error("{name:?} was deleted on branch {branch:?} (its history is kept until gc; load an older version explicitly)")]
+    Deleted {
+        /// The object name.
+        name: String,
+        /// The branch.
+        branch: String,
+    },
+    /// The object exists but has no such version.
+    #[error("{name:?} has no version {version} on branch {branch:?} (it has {count})")]
+    NoVersion {
+        /// The object name.
+        name: String,
+        /// The branch.
+        branch: String,
+        /// The version asked for.
+        version: i64,
+        /// How many versions exist.
+        count: usize,
+    },
+    /// No tag of that name for the object.
+    #[error("{name:?} has no tag {tag:?}")]
+    NoTag {
+        /// The object name.
+        name: String,
+        /// The tag.
+        tag: String,
+    },
+    /// The tag already exists (tags never move).
+    #[error("tag {tag:?} already exists for {name:?} (tags never move; pick another tag)")]
+    TagExists {
+        /// The object name.
+        name: String,
+        /// The tag.
+        tag: String,
+    },
+    /// The branch does not exist.
+    #[error("branch {0:?} does not exist (create it first)")]
+    NoBranch(String),
+    /// The branch already exists.
+    #[error("branch {0:?} already exists")]
+    BranchExists(String),
+    /// A name, branch or tag that cannot be used.
+    #[error("invalid {what} {value:?}: {why}")]
+    InvalidName {
+        /// `name`, `branch` or `tag`.
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A file of the jar is damaged (bad checksum, bad hash, bad JSON, wrong size).
+    #[error("corrupt {what}: {detail} at {}", path.display())]
+    Corrupt {
+        /// Which kind of file (`chunk`, `manifest`, `log entry`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The pickle stream could not be decoded or rewritten.
+    #[error("bad pickle: {error} in {context}")]
+    Pickle {
+        /// The core crate's error (names the byte offset and opcode; part of the message).
+        error: brinery::Error,
+        /// Which pickle (a version label or a file).
+        context: String,
+    },
+    /// A structural problem with the pickle that the core decoder does not see.
+    #[error("{detail} in {context}")]
+    PickleShape {
+        /// What is wrong, with the byte offset.
+        detail: String,
+        /// Which pickle.
+        context: String,
+    },
+    /// gc refused to run because it could not read something it must keep.
+    #[error("gc refused: {0}")]
+    GcRefused(String),
+}
+
+impl Error {
+    /// An I/O error while doing `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            error: source,
+        }
+    }
+
+    /// A corrupt file.
+    pub(crate) fn corrupt(what: &'static str, detail: impl Into<String>, path: &Path) -> Self {
+        Error::Corrupt {
+            what,
+            detail: detail.into(),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Whether this error means "the asked object/version/tag/branch does not exist".
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound { .. }
+                | Error::Deleted { .. }
+                | Error::NoVersion { .. }
+                | Error::NoTag { .. }
+                | Error::NoBranch(_)
+        )
+    }
+}
+
+/// Attach a path and an operation to an I/O result.
+pub(crate) trait IoContext<T> {
+    /// `Err(e)` becomes `Error::Io { op, path, e }`.
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}

@@ -1,0 +1,1610 @@
+//! The [`Jar`]: saving, loading, history, branches, tags, gc and verify.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::chunks::{self, ChunkRef, ChunkStore, Layout, Put, Stream};
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::{self, encode_name};
+use crate::manifest::{self, Manifest, StoredManifest, FORMAT};
+use crate::pickle;
+use crate::sign::{Key, SignatureStatus};
+
+const JAR_FILE: &str = "jar.json";
+const LOCK_FILE: &str = "lock";
+const MAIN: &str = "main";
+const MAX_BRANCH_DEPTH: usize = 256;
+
+/// Which version to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSpec {
+    /// The newest version (an error if the name was deleted).
+    Latest,
+    /// A 1-based version number; negative counts from the end (-1 is the newest).
+    Number(i64),
+    /// A tag given with [`Jar::tag`].
+    Tag(String),
+}
+
+impl VersionSpec {
+    /// Parse what a user typed after `NAME@`: a number, else a tag; empty is the latest.
+    pub fn parse(s: &str) -> VersionSpec {
+        if s.is_empty() {
+            VersionSpec::Latest
+        } else if let Ok(n) = s.parse::<i64>() {
+            VersionSpec::Number(n)
+        } else {
+            VersionSpec::Tag(s.to_string())
+        }
+    }
+}
+
+/// What to save.
+#[derive(Debug, Clone)]
+pub struct SaveInput<'a> {
+    /// The pickle stream (protocol 5 when there are buffers).
+    pub pickle: &'a [u8],
+    /// The out-of-band buffers, in `buffer_callback` order.
+    pub buffers: Vec<&'a [u8]>,
+    /// What the saver records about the object (a JSON object; `null` for nothing).
+    pub meta: serde_json::Value,
+    /// A note.
+    pub note: Option<String>,
+}
+
+impl<'a> SaveInput<'a> {
+    /// A pickle without buffers, meta or note.
+    pub fn new(pickle: &'a [u8]) -> Self {
+        SaveInput {
+            pickle,
+            buffers: Vec::new(),
+            meta: serde_json::Value::Null,
+            note: None,
+        }
+    }
+}
+
+/// One entry of a name's history as seen from a branch.
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    /// The object name.
+    pub name: String,
+    /// The branch whose log holds the entry (an ancestor for inherited history).
+    pub branch: String,
+    /// The 1-based version number on the asked branch (`None` for a deletion).
+    pub version: Option<usize>,
+    /// The entry's sequence number in its branch's log.
+    pub seq: u64,
+    /// When the entry was made, RFC 3339 UTC.
+    pub time: String,
+    /// Whether this entry is a deletion.
+    pub deleted: bool,
+    /// The manifest id (`None` for a deletion).
+    pub id: Option<String>,
+    /// The manifest (`None` for a deletion).
+    pub manifest: Option<Manifest>,
+    /// The signature's status under the current key.
+    pub signature: SignatureStatus,
+    /// The id of the key that signed, if signed.
+    pub key_id: Option<String>,
+    /// Tags pointing at this version.
+    pub tags: Vec<String>,
+}
+
+impl VersionInfo {
+    /// The info as a JSON object (the shape the CLI's `--json` and the Python binding use):
+    /// `name, branch, version, seq, id, time, deleted, note, size, stored, meta, globals,
+    /// buffers` (sizes), `tags, signature, key_id`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = self.manifest.as_ref();
+        json!({
+            "name": self.name,
+            "branch": self.branch,
+            "version": self.version,
+            "seq": self.seq,
+            "id": self.id,
+            "time": self.time,
+            "deleted": self.deleted,
+            "note": m.and_then(|m| m.note.clone()),
+            "size": m.map(|m| m.size),
+            "stored": m.map(|m| m.stored),
+            "meta": m.map(|m| m.meta.clone()).unwrap_or(serde_json::Value::Null),
+            "globals": m.map(|m| m.globals.clone()).unwrap_or_default(),
+            "buffers": m.map(|m| m.buffers.iter().map(|b| b.size).collect::<Vec<_>>()).unwrap_or_default(),
+            "tags": self.tags,
+            "signature": self.signature.as_str(),
+            "key_id": self.key_id,
+        })
+    }
+
+    /// `branch:name@N` (the asked branch is not known here: the entry's branch is used).
+    pub fn label(&self) -> String {
+        match self.version {
+            Some(v) => format!("{}:{}@{}", self.branch, self.name, v),
+            None => format!("{}:{} (deletion #{})", self.branch, self.name, self.seq),
+        }
+    }
+}
+
+/// Options for [`Jar::load`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Describe raw chunks of large buffers as file pieces to map instead of reading them.
+    pub map: bool,
+}
+
+/// A loaded version.
+#[derive(Debug)]
+pub struct Loaded {
+    /// What was loaded.
+    pub info: VersionInfo,
+    /// The pickle stream.
+    pub pickle: Vec<u8>,
+    /// The out-of-band buffers.
+    pub buffers: Vec<Buffer>,
+}
+
+/// One out-of-band buffer of a loaded version.
+#[derive(Debug)]
+pub enum Buffer {
+    /// Read into memory.
+    Bytes(Vec<u8>),
+    /// To be assembled by mapping files (zero-copy layout, [`LoadOptions::map`]).
+    Mapped(MappedBuffer),
+}
+
+impl Buffer {
+    /// The buffer's length.
+    pub fn len(&self) -> u64 {
+        match self {
+            Buffer::Bytes(b) => b.len() as u64,
+            Buffer::Mapped(m) => m.len,
+        }
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, reading mapped pieces from their files.
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        match self {
+            Buffer::Bytes(b) => Ok(b.clone()),
+            Buffer::Mapped(m) => {
+                let mut out = Vec::with_capacity(m.len as usize);
+                for p in &m.pieces {
+                    match &p.source {
+                        PieceSource::Bytes(b) => out.extend_from_slice(b),
+                        PieceSource::File(path) => {
+                            out.extend_from_slice(&fs::read(path).ctx("read chunk", path)?)
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A large buffer as a list of pieces, each at a page-aligned offset.
+#[derive(Debug)]
+pub struct MappedBuffer {
+    /// Total length.
+    pub len: u64,
+    /// The pieces in order; they tile `0..len`.
+    pub pieces: Vec<Piece>,
+}
+
+/// One piece of a [`MappedBuffer`].
+#[derive(Debug)]
+pub struct Piece {
+    /// Offset in the buffer (a multiple of [`crate::FIXED_CHUNK`]).
+    pub offset: u64,
+    /// Length.
+    pub len: u64,
+    /// Where the bytes come from.
+    pub source: PieceSource,
+}
+
+/// Where a piece's bytes are.
+#[derive(Debug)]
+pub enum PieceSource {
+    /// The whole of this raw chunk file (its size was checked, its content is not re-hashed:
+    /// [`Jar::verify`] does that).
+    File(PathBuf),
+    /// Decompressed (and hash-checked) bytes of a compressed chunk.
+    Bytes(Vec<u8>),
+}
+
+/// What [`Jar::gc`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Chunk files removed.
+    pub chunks: u64,
+    /// Manifest files removed.
+    pub manifests: u64,
+    /// Log entries removed (history of deleted names, torn records).
+    pub entries: u64,
+    /// Temporary files of interrupted writes removed.
+    pub temporary: u64,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+/// One problem found by [`Jar::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The damaged or missing file.
+    pub path: String,
+    /// What is wrong.
+    pub problem: String,
+    /// The versions affected, as `branch:name@N` (and `name#tag`).
+    pub versions: Vec<String>,
+}
+
+/// The outcome of [`Jar::verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Whether nothing is wrong.
+    pub ok: bool,
+    /// Chunks re-hashed.
+    pub chunks: u64,
+    /// Manifests checked.
+    pub manifests: u64,
+    /// Log entries checked.
+    pub entries: u64,
+    /// What is wrong.
+    pub problems: Vec<Problem>,
+    /// Leftovers of interrupted writes (not problems; gc removes them).
+    pub temporary: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    Save,
+    Delete,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EntryRec {
+    format: u64,
+    branch: String,
+    name: String,
+    seq: u64,
+    op: Op,
+    manifest: Option<String>,
+    time: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BranchRec {
+    format: u64,
+    name: String,
+    parent: String,
+    /// For each name, the highest sequence number of the parent's own log at fork time.
+    fork: BTreeMap<String, u64>,
+    time: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TagRec {
+    format: u64,
+    name: String,
+    tag: String,
+    manifest: String,
+    branch: String,
+    seq: u64,
+    version: usize,
+    time: String,
+}
+
+/// A log entry with where it came from.
+#[derive(Debug, Clone)]
+struct Entry {
+    rec: EntryRec,
+}
+
+/// A file of the log that could not be read as a record.
+struct BadFile {
+    path: PathBuf,
+    problem: String,
+}
+
+/// `$BRINERY_JAR` if set, else the nearest `.brinery` folder at or above `start`.
+pub fn find_jar(start: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BRINERY_JAR").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    start
+        .ancestors()
+        .map(|a| a.join(".brinery"))
+        .find(|p| p.is_dir())
+}
+
+/// Where the jar for `start` is or would be created: [`find_jar`], else `.brinery` at the top of
+/// the enclosing git repository, else in `start`.
+pub fn default_jar_dir(start: &Path) -> PathBuf {
+    if let Some(p) = find_jar(start) {
+        return p;
+    }
+    let top = start
+        .ancestors()
+        .find(|a| a.join(".git").exists())
+        .unwrap_or(start);
+    top.join(".brinery")
+}
+
+/// A jar folder. Cheap to share between threads (`&Jar` is enough for every operation).
+#[derive(Debug)]
+pub struct Jar {
+    root: PathBuf,
+    chunks: ChunkStore,
+    /// The signing key, looked up (and created) on first use: reading a jar's list of names
+    /// needs no key.
+    key: std::sync::OnceLock<Option<Key>>,
+}
+
+fn shard_of(id: &str) -> &str {
+    id.get(..2).unwrap_or("00")
+}
+
+impl Jar {
+    /// Open the jar at `path`, creating it if it does not exist.
+    pub fn init(path: impl AsRef<Path>) -> Result<Jar> {
+        let root = path.as_ref().to_path_buf();
+        for d in ["chunks", "manifests", "log", "branches", "tags", "tmp"] {
+            fsio::ensure_dir(&root.join(d))?;
+        }
+        let jar_file = root.join(JAR_FILE);
+        if !jar_file.exists() {
+            let rec = fsio::seal_record(&json!({
+                "format": FORMAT,
+                "kind": "brinery-jar",
+                "created": fsio::now_rfc3339(),
+            }));
+            fsio::write_new(&root.join("tmp"), &jar_file, &[&rec], true)?;
+        }
+        let lock = root.join(LOCK_FILE);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&lock)
+            .ctx("create", &lock)?;
+        Jar::open(root)
+    }
+
+    /// Open an existing jar. The current user's key ([`Key::user`]) signs saves and decides
+    /// which versions are trusted; without a usable key, saves are unsigned.
+    pub fn open(path: impl AsRef<Path>) -> Result<Jar> {
+        let root = path.as_ref().to_path_buf();
+        let jar_file = root.join(JAR_FILE);
+        let bytes = fsio::read_opt(&jar_file)?.ok_or_else(|| Error::NotAJar(root.clone()))?;
+        let rec = fsio::open_record(&bytes).map_err(|_| Error::NotAJar(root.clone()))?;
+        let format = rec["format"].as_u64().unwrap_or(0);
+        if format != FORMAT {
+            return Err(Error::Format {
+                found: format,
+                supported: FORMAT,
+                path: jar_file,
+            });
+        }
+        Ok(Jar {
+            chunks: ChunkStore {
+                dir: root.join("chunks"),
+                tmp: root.join("tmp"),
+            },
+            root,
+            key: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Use `key` (or no key) instead of the current user's.
+    pub fn with_key(mut self, key: Option<Key>) -> Jar {
+        self.key = std::sync::OnceLock::from(key);
+        self
+    }
+
+    /// The signing key in use (the current user's unless [`Jar::with_key`] chose one; created on
+    /// first use).
+    pub fn key(&self) -> Option<&Key> {
+        self.key.get_or_init(|| Key::user().ok()).as_ref()
+    }
+
+    /// The jar's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<File> {
+        let p = self.root.join(LOCK_FILE);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .ctx("open lock", &p)?;
+        if exclusive {
+            f.lock().ctx("lock", &p)?;
+        } else {
+            f.lock_shared().ctx("lock", &p)?;
+        }
+        Ok(f)
+    }
+
+    fn log_dir(&self, branch: &str, name: &str) -> PathBuf {
+        self.root
+            .join("log")
+            .join(encode_name(branch))
+            .join(encode_name(name))
+    }
+
+    fn manifest_path(&self, id: &str) -> PathBuf {
+        self.root
+            .join("manifests")
+            .join(shard_of(id))
+            .join(format!("{id}.json"))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Branches
+    // -----------------------------------------------------------------------------------------
+
+    fn branch_path(&self, branch: &str) -> PathBuf {
+        self.root
+            .join("branches")
+            .join(format!("{}.json", encode_name(branch)))
+    }
+
+    fn branch_rec(&self, branch: &str) -> Result<Option<BranchRec>> {
+        if branch == MAIN {
+            return Ok(None);
+        }
+        let p = self.branch_path(branch);
+        let bytes = fsio::read_opt(&p)?.ok_or_else(|| Error::NoBranch(branch.to_string()))?;
+        let v =
+            fsio::open_record(&bytes).map_err(|why| Error::corrupt("branch record", why, &p))?;
+        let rec: BranchRec = serde_json::from_value(v)
+            .map_err(|e| Error::corrupt("branch record", e.to_string(), &p))?;
+        Ok(Some(rec))
+    }
+
+    /// The branch and its ancestors, nearest first.
+    fn ancestry(&self, branch: &str) -> Result<Vec<String>> {
+        let mut out = vec![branch.to_string()];
+        let mut cur = branch.to_string();
+        while let Some(rec) = self.branch_rec(&cur)? {
+            if out.len() > MAX_BRANCH_DEPTH || out.contains(&rec.parent) {
+                return Err(Error::corrupt(
+                    "branch record",
+                    "branch ancestry loops or is too deep",
+                    &self.branch_path(&cur),
+                ));
+            }
+            out.push(rec.parent.clone());
+            cur = rec.parent;
+        }
+        Ok(out)
+    }
+
+    /// Every branch, `main` included, sorted.
+    pub fn branches(&self) -> Result<Vec<String>> {
+        let mut out = vec![MAIN.to_string()];
+        for f in fsio::list_dir(&self.root.join("branches"))? {
+            if let Some(name) = f.strip_suffix(".json").and_then(fsio::decode_name) {
+                if self.branch_rec(&name).is_ok() && name != MAIN {
+                    out.push(name);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Create branch `new` starting from `from`'s current state.
+    pub fn create_branch(&self, new: &str, from: &str) -> Result<()> {
+        fsio::check_name("branch", new)?;
+        if new == MAIN || self.branch_path(new).exists() {
+            return Err(Error::BranchExists(new.to_string()));
+        }
+        self.ancestry(from)?;
+        let _lock = self.lock(false)?;
+        let mut fork = BTreeMap::new();
+        let from_dir = self.root.join("log").join(encode_name(from));
+        for f in fsio::list_dir(&from_dir)? {
+            if let Some(name) = fsio::decode_name(&f) {
+                let max = self.max_seq(&from_dir.join(&f))?;
+                if max > 0 {
+                    fork.insert(name, max);
+                }
+            }
+        }
+        let rec = BranchRec {
+            format: FORMAT,
+            name: new.to_string(),
+            parent: from.to_string(),
+            fork,
+            time: fsio::now_rfc3339(),
+        };
+        let bytes = fsio::seal_record(&serde_json::to_value(&rec).unwrap_or_default());
+        if !fsio::write_new(&self.tmp(), &self.branch_path(new), &[&bytes], true)? {
+            return Err(Error::BranchExists(new.to_string()));
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Logs
+    // -----------------------------------------------------------------------------------------
+
+    fn seq_of(file: &str) -> Option<u64> {
+        let digits = file.strip_suffix(".json")?;
+        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    }
+
+    /// The highest sequence number used in a log folder (valid or not).
+    fn max_seq(&self, dir: &Path) -> Result<u64> {
+        Ok(fsio::list_dir(dir)?
+            .iter()
+            .filter_map(|f| Jar::seq_of(f))
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// The valid entries of one branch's own log for `name`, by sequence, and the bad files.
+    fn own_entries(&self, branch: &str, name: &str) -> Result<(Vec<Entry>, Vec<BadFile>)> {
+        let dir = self.log_dir(branch, name);
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for f in fsio::list_dir(&dir)? {
+            let path = dir.join(&f);
+            let Some(seq) = Jar::seq_of(&f) else {
+                bad.push(BadFile {
+                    path,
+                    problem: "not a log entry file name".into(),
+                });
+                continue;
+            };
+            let Some(bytes) = fsio::read_opt(&path)? else {
+                continue;
+            };
+            let rec = fsio::open_record(&bytes)
+                .map_err(|why| why.to_string())
+                .and_then(|v| serde_json::from_value::<EntryRec>(v).map_err(|e| e.to_string()));
+            match rec {
+                Ok(r) if r.seq == seq && r.branch == branch && r.name == name => {
+                    good.push(Entry { rec: r })
+                }
+                Ok(_) => bad.push(BadFile {
+                    path,
+                    problem: "entry does not match its file name".into(),
+                }),
+                Err(problem) => bad.push(BadFile { path, problem }),
+            }
+        }
+        good.sort_by_key(|e| e.rec.seq);
+        Ok((good, bad))
+    }
+
+    /// The history of `name` as seen from `branch`: inherited entries (up to each fork point),
+    /// then the branch's own.
+    fn visible(&self, branch: &str, name: &str) -> Result<Vec<Entry>> {
+        let chain = self.ancestry(branch)?;
+        self.visible_in(&chain, name)
+    }
+
+    fn visible_in(&self, chain: &[String], name: &str) -> Result<Vec<Entry>> {
+        let Some((branch, parents)) = chain.split_first() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if let Some(rec) = self.branch_rec(branch)? {
+            let cutoff = rec.fork.get(name).copied().unwrap_or(0);
+            out = self
+                .visible_in(parents, name)?
+                .into_iter()
+                .filter(|e| e.rec.branch != rec.parent || e.rec.seq <= cutoff)
+                .collect();
+        }
+        out.extend(self.own_entries(branch, name)?.0);
+        Ok(out)
+    }
+
+    /// Append an entry to `branch`'s log of `name` at the next free sequence number. The
+    /// record is created with a create-only link: if another saver took the number first, the
+    /// link fails and we try the next one, so no update is lost.
+    fn append(&self, branch: &str, name: &str, op: Op, manifest: Option<&str>) -> Result<u64> {
+        let dir = self.log_dir(branch, name);
+        fsio::ensure_dir(&dir)?;
+        for _ in 0..100_000 {
+            let seq = self.max_seq(&dir)? + 1;
+            let rec = EntryRec {
+                format: FORMAT,
+                branch: branch.to_string(),
+                name: name.to_string(),
+                seq,
+                op,
+                manifest: manifest.map(str::to_string),
+                time: fsio::now_rfc3339(),
+            };
+            let bytes = fsio::seal_record(&serde_json::to_value(&rec).unwrap_or_default());
+            let path = dir.join(format!("{seq:020}.json"));
+            if fsio::write_new(&self.tmp(), &path, &[&bytes], true)? {
+                return Ok(seq);
+            }
+        }
+        Err(Error::io(
+            "append log entry",
+            &dir,
+            std::io::Error::other("too much contention"),
+        ))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Manifests and version info
+    // -----------------------------------------------------------------------------------------
+
+    /// Read and check a manifest by id.
+    pub fn read_manifest(&self, id: &str) -> Result<StoredManifest> {
+        let p = self.manifest_path(id);
+        let bytes = fs::read(&p).ctx("read manifest", &p)?;
+        manifest::decode(id, &bytes, &p)
+    }
+
+    fn tags_of(&self, name: &str) -> Result<Vec<TagRec>> {
+        let dir = self.root.join("tags").join(encode_name(name));
+        let mut out = Vec::new();
+        for f in fsio::list_dir(&dir)? {
+            if let Some(bytes) = fsio::read_opt(&dir.join(&f))? {
+                if let Ok(v) = fsio::open_record(&bytes) {
+                    if let Ok(t) = serde_json::from_value::<TagRec>(v) {
+                        out.push(t);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn info_of(&self, e: &Entry, version: Option<usize>, tags: &[TagRec]) -> Result<VersionInfo> {
+        let (manifest, signature, key_id) = match &e.rec.manifest {
+            Some(id) if e.rec.op == Op::Save => {
+                let m = self.read_manifest(id)?;
+                let status = SignatureStatus::of(self.key(), &m.body, m.signature.as_ref());
+                (Some(m.manifest), status, m.signature.map(|s| s.key_id))
+            }
+            _ => (None, SignatureStatus::Unsigned, None),
+        };
+        Ok(VersionInfo {
+            name: e.rec.name.clone(),
+            branch: e.rec.branch.clone(),
+            version,
+            seq: e.rec.seq,
+            time: e.rec.time.clone(),
+            deleted: e.rec.op == Op::Delete,
+            id: e.rec.manifest.clone(),
+            manifest,
+            signature,
+            key_id,
+            tags: tags
+                .iter()
+                .filter(|t| Some(&t.manifest) == e.rec.manifest.as_ref())
+                .map(|t| t.tag.clone())
+                .collect(),
+        })
+    }
+
+    /// The history of `name` on `branch`, oldest first (deletions included).
+    pub fn log(&self, branch: &str, name: &str) -> Result<Vec<VersionInfo>> {
+        let entries = self.visible(branch, name)?;
+        if entries.is_empty() {
+            return Err(Error::NotFound {
+                name: name.to_string(),
+                branch: branch.to_string(),
+            });
+        }
+        let tags = self.tags_of(name)?;
+        let mut n = 0;
+        entries
+            .iter()
+            .map(|e| {
+                let v = (e.rec.op == Op::Save).then(|| {
+                    n += 1;
+                    n
+                });
+                self.info_of(e, v, &tags)
+            })
+            .collect()
+    }
+
+    /// Find the entry for `spec`; returns it with its version number on `branch`.
+    fn resolve(&self, branch: &str, name: &str, spec: &VersionSpec) -> Result<VersionInfo> {
+        let tags = self.tags_of(name)?;
+        if let VersionSpec::Tag(tag) = spec {
+            let t = tags
+                .iter()
+                .find(|t| &t.tag == tag)
+                .ok_or_else(|| Error::NoTag {
+                    name: name.to_string(),
+                    tag: tag.clone(),
+                })?;
+            let entry = Entry {
+                rec: EntryRec {
+                    format: FORMAT,
+                    branch: t.branch.clone(),
+                    name: name.to_string(),
+                    seq: t.seq,
+                    op: Op::Save,
+                    manifest: Some(t.manifest.clone()),
+                    time: t.time.clone(),
+                },
+            };
+            // Its number on the asked branch when the branch sees it, else the tagged number.
+            let visible = self.visible(branch, name).unwrap_or_default();
+            let number = visible
+                .iter()
+                .filter(|e| e.rec.op == Op::Save)
+                .position(|e| e.rec.manifest.as_ref() == Some(&t.manifest))
+                .map(|i| i + 1)
+                .unwrap_or(t.version);
+            let mut info = self.info_of(&entry, Some(number), &tags)?;
+            if let Some(e) = visible
+                .iter()
+                .find(|e| e.rec.manifest.as_ref() == Some(&t.manifest))
+            {
+                info.time = e.rec.time.clone();
+            }
+            return Ok(info);
+        }
+        let entries = self.visible(branch, name)?;
+        let not_found = || Error::NotFound {
+            name: name.to_string(),
+            branch: branch.to_string(),
+        };
+        let last = entries.last().ok_or_else(not_found)?;
+        let saves: Vec<&Entry> = entries.iter().filter(|e| e.rec.op == Op::Save).collect();
+        let index = match spec {
+            VersionSpec::Latest => {
+                if last.rec.op == Op::Delete {
+                    return Err(Error::Deleted {
+                        name: name.to_string(),
+                        branch: branch.to_string(),
+                    });
+                }
+                saves.len() - 1
+            }
+            VersionSpec::Number(n) => {
+                let len = saves.len() as i64;
+                let i = if *n > 0 { n - 1 } else { len + n };
+                if *n == 0 || i < 0 || i >= len {
+                    return Err(Error::NoVersion {
+                        name: name.to_string(),
+                        branch: branch.to_string(),
+                        version: *n,
+                        count: saves.len(),
+                    });
+                }
+                i as usize
+            }
+            VersionSpec::Tag(_) => unreachable!("handled above"),
+        };
+        self.info_of(saves[index], Some(index + 1), &tags)
+    }
+
+    /// The info of one version, without reading its data.
+    pub fn info(&self, branch: &str, name: &str, spec: &VersionSpec) -> Result<VersionInfo> {
+        self.resolve(branch, name, spec)
+    }
+
+    /// Whether `name` exists (saved and not deleted) on `branch`.
+    pub fn contains(&self, branch: &str, name: &str) -> Result<bool> {
+        Ok(self
+            .visible(branch, name)?
+            .last()
+            .is_some_and(|e| e.rec.op == Op::Save))
+    }
+
+    /// The names that exist (not deleted) on `branch`, sorted.
+    pub fn names(&self, branch: &str) -> Result<Vec<String>> {
+        let chain = self.ancestry(branch)?;
+        let mut candidates = BTreeSet::new();
+        for b in &chain {
+            for f in fsio::list_dir(&self.root.join("log").join(encode_name(b)))? {
+                if let Some(n) = fsio::decode_name(&f) {
+                    candidates.insert(n);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for n in candidates {
+            if self
+                .visible_in(&chain, &n)?
+                .last()
+                .is_some_and(|e| e.rec.op == Op::Save)
+            {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Save
+    // -----------------------------------------------------------------------------------------
+
+    /// Store every stream's chunks, in parallel, and return the streams and bytes written.
+    fn store_streams(&self, streams: &[(&[u8], Layout)]) -> Result<(Vec<Stream>, u64)> {
+        struct Job<'a> {
+            stream: usize,
+            data: &'a [u8],
+            fixed: bool,
+        }
+        let mut jobs = Vec::new();
+        for (i, (data, layout)) in streams.iter().enumerate() {
+            for r in chunks::cut(data, *layout) {
+                jobs.push(Job {
+                    stream: i,
+                    data: &data[r],
+                    fixed: *layout == Layout::Fixed,
+                });
+            }
+        }
+        let total: usize = jobs.iter().map(|j| j.data.len()).sum();
+        let threads = if total < 4 << 20 {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 4)
+        };
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<Vec<(usize, Put)>> = Mutex::new(Vec::with_capacity(jobs.len()));
+        let first_err: Mutex<Option<Error>> = Mutex::new(None);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.chunks.put(jobs[i].data, jobs[i].fixed) {
+                Ok(p) => results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, p)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    first_err
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                }
+            }
+        };
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(work);
+                }
+            });
+        }
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            for (_, put) in &results {
+                if let Some(p) = &put.pending {
+                    ChunkStore::abandon(p);
+                }
+            }
+            return Err(e);
+        }
+        // Second pass: fsync and link every new chunk (in parallel).
+        let pendings: Vec<&crate::chunks::Pending> = results
+            .iter()
+            .filter_map(|(_, p)| p.pending.as_ref())
+            .collect();
+        let next = AtomicUsize::new(0);
+        let first_err: Mutex<Option<Error>> = Mutex::new(None);
+        let created = AtomicU64::new(0);
+        let commit = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(p) = pendings.get(i) else { break };
+            match ChunkStore::commit(p) {
+                Ok(true) => {
+                    created.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    first_err
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                }
+            }
+        };
+        if threads == 1 || pendings.len() < 2 {
+            commit();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(commit);
+                }
+            });
+        }
+        if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            for p in &pendings[next.load(Ordering::Relaxed).min(pendings.len())..] {
+                ChunkStore::abandon(p);
+            }
+            return Err(e);
+        }
+        let mut results = results;
+        results.sort_by_key(|(i, _)| *i);
+        let mut out: Vec<Stream> = streams
+            .iter()
+            .map(|(d, layout)| Stream {
+                size: d.len() as u64,
+                layout: *layout,
+                chunks: Vec::new(),
+            })
+            .collect();
+        let mut written = 0;
+        let mut dirs = BTreeSet::new();
+        for (i, put) in results {
+            written += put.written;
+            dirs.insert(
+                self.chunks
+                    .path(&put.chunk.hash, put.chunk.zstd)
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            );
+            out[jobs[i].stream].chunks.push(put.chunk);
+        }
+        // Make the new (and reused) chunks' directory entries durable before anything points
+        // at them.
+        for d in dirs {
+            fsio::sync_dir(&d)?;
+        }
+        Ok((out, written))
+    }
+
+    /// Save a new version of `name` on `branch`.
+    pub fn save(&self, branch: &str, name: &str, input: &SaveInput<'_>) -> Result<VersionInfo> {
+        fsio::check_name("name", name)?;
+        self.ancestry(branch)?;
+        let context = format!("{branch}:{name} (new version)");
+        let (nbuf, globals) = pickle::inspect(input.pickle, &context)?;
+        if nbuf != input.buffers.len() {
+            return Err(Error::PickleShape {
+                detail: format!(
+                    "the pickle has {nbuf} out-of-band buffers but {} were given",
+                    input.buffers.len()
+                ),
+                context,
+            });
+        }
+        let _lock = self.lock(false)?;
+        let mut streams: Vec<(&[u8], Layout)> = vec![(input.pickle, Layout::Cdc)];
+        for b in &input.buffers {
+            streams.push((b, chunks::layout_for_buffer(b.len())));
+        }
+        let (mut stored_streams, written) = self.store_streams(&streams)?;
+        let buffers = stored_streams.split_off(1);
+        let pickle_stream = stored_streams.pop().unwrap_or(Stream {
+            size: 0,
+            layout: Layout::Cdc,
+            chunks: Vec::new(),
+        });
+        let size =
+            input.pickle.len() as u64 + input.buffers.iter().map(|b| b.len() as u64).sum::<u64>();
+        let m = Manifest {
+            format: FORMAT,
+            name: name.to_string(),
+            branch: branch.to_string(),
+            time: fsio::now_rfc3339(),
+            note: input.note.clone(),
+            size,
+            stored: 0,
+            pickle: pickle_stream,
+            buffers,
+            globals,
+            meta: input.meta.clone(),
+        };
+        let id = self.write_manifest(m, written)?;
+        self.append(branch, name, Op::Save, Some(&id))?;
+        self.resolve(branch, name, &VersionSpec::Latest)
+            .and_then(|info| {
+                // A concurrent saver may have landed after us: return our own version.
+                if info.id.as_deref() == Some(id.as_str()) {
+                    Ok(info)
+                } else {
+                    let log = self.log(branch, name)?;
+                    log.into_iter()
+                        .rev()
+                        .find(|v| v.id.as_deref() == Some(id.as_str()))
+                        .ok_or_else(|| Error::NotFound {
+                            name: name.to_string(),
+                            branch: branch.to_string(),
+                        })
+                }
+            })
+    }
+
+    fn write_manifest(&self, mut m: Manifest, chunk_bytes: u64) -> Result<String> {
+        // `stored` counts the manifest too; its own size barely depends on the digits.
+        let draft = serde_json::to_vec(&m).unwrap_or_default();
+        m.stored = chunk_bytes + draft.len() as u64 + 120;
+        let body = serde_json::to_vec(&m).unwrap_or_default();
+        let sig = self.key().map(|k| k.sign(&body));
+        let bytes = manifest::encode(&body, sig.as_ref());
+        let id = blake3::hash(&bytes).to_hex().to_string();
+        let p = self.manifest_path(&id);
+        if let Some(parent) = p.parent() {
+            fsio::ensure_dir(parent)?;
+        }
+        fsio::write_new(&self.tmp(), &p, &[&bytes], true)?;
+        Ok(id)
+    }
+
+    /// Mark `name` deleted on `branch` (its history stays until [`Jar::gc`]).
+    pub fn delete(&self, branch: &str, name: &str) -> Result<()> {
+        let entries = self.visible(branch, name)?;
+        match entries.last() {
+            None => {
+                return Err(Error::NotFound {
+                    name: name.to_string(),
+                    branch: branch.to_string(),
+                })
+            }
+            Some(e) if e.rec.op == Op::Delete => {
+                return Err(Error::Deleted {
+                    name: name.to_string(),
+                    branch: branch.to_string(),
+                })
+            }
+            Some(_) => {}
+        }
+        let _lock = self.lock(false)?;
+        self.append(branch, name, Op::Delete, None)?;
+        Ok(())
+    }
+
+    /// Tag a version (tags are per object name, create-only: they never move).
+    pub fn tag(
+        &self,
+        branch: &str,
+        name: &str,
+        spec: &VersionSpec,
+        tag: &str,
+    ) -> Result<VersionInfo> {
+        fsio::check_name("tag", tag)?;
+        let info = self.resolve(branch, name, spec)?;
+        let id = info.id.clone().unwrap_or_default();
+        let rec = TagRec {
+            format: FORMAT,
+            name: name.to_string(),
+            tag: tag.to_string(),
+            manifest: id.clone(),
+            branch: info.branch.clone(),
+            seq: info.seq,
+            version: info.version.unwrap_or(0),
+            time: fsio::now_rfc3339(),
+        };
+        let dir = self.root.join("tags").join(encode_name(name));
+        fsio::ensure_dir(&dir)?;
+        let _lock = self.lock(false)?;
+        let bytes = fsio::seal_record(&serde_json::to_value(&rec).unwrap_or_default());
+        let path = dir.join(format!("{}.json", encode_name(tag)));
+        if !fsio::write_new(&self.tmp(), &path, &[&bytes], true)? {
+            let same = self
+                .tags_of(name)?
+                .iter()
+                .any(|t| t.tag == tag && t.manifest == id);
+            if !same {
+                return Err(Error::TagExists {
+                    name: name.to_string(),
+                    tag: tag.to_string(),
+                });
+            }
+        }
+        self.resolve(branch, name, &VersionSpec::Tag(tag.to_string()))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Load
+    // -----------------------------------------------------------------------------------------
+
+    fn read_stream(&self, s: &Stream) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(s.size as usize);
+        for c in &s.chunks {
+            out.extend_from_slice(&self.chunks.read(c)?);
+        }
+        Ok(out)
+    }
+
+    /// Load a version: the pickle and its buffers (large raw buffers as file pieces when
+    /// `opts.map`).
+    pub fn load(
+        &self,
+        branch: &str,
+        name: &str,
+        spec: &VersionSpec,
+        opts: LoadOptions,
+    ) -> Result<Loaded> {
+        let info = self.resolve(branch, name, spec)?;
+        let m = info.manifest.as_ref().ok_or_else(|| Error::Deleted {
+            name: name.to_string(),
+            branch: branch.to_string(),
+        })?;
+        let pickle = self.read_stream(&m.pickle)?;
+        let mut buffers = Vec::with_capacity(m.buffers.len());
+        for s in &m.buffers {
+            if opts.map && s.layout == Layout::Fixed {
+                let mut pieces = Vec::with_capacity(s.chunks.len());
+                let mut offset = 0u64;
+                for c in &s.chunks {
+                    let source = if c.zstd {
+                        PieceSource::Bytes(self.chunks.read(c)?)
+                    } else {
+                        PieceSource::File(self.chunks.check_size(c)?)
+                    };
+                    pieces.push(Piece {
+                        offset,
+                        len: c.size,
+                        source,
+                    });
+                    offset += c.size;
+                }
+                buffers.push(Buffer::Mapped(MappedBuffer {
+                    len: s.size,
+                    pieces,
+                }));
+            } else {
+                buffers.push(Buffer::Bytes(self.read_stream(s)?));
+            }
+        }
+        Ok(Loaded {
+            info,
+            pickle,
+            buffers,
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Export / import
+    // -----------------------------------------------------------------------------------------
+
+    /// Write a version as a plain pickle file that the stock `pickle.load` reads (out-of-band
+    /// buffers rewritten in-band). The file is written atomically. Returns its size.
+    pub fn export_pickle(
+        &self,
+        branch: &str,
+        name: &str,
+        spec: &VersionSpec,
+        out: &Path,
+    ) -> Result<u64> {
+        let loaded = self.load(branch, name, spec, LoadOptions { map: true })?;
+        let label = loaded.info.label();
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            out.file_name().and_then(|f| f.to_str()).unwrap_or("export"),
+            fsio::random_hex(4)
+        ));
+        let result = (|| {
+            let f = File::create(&tmp).ctx("create", &tmp)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let n = loaded.buffers.len();
+            let n_written = pickle::inline_buffers(
+                &loaded.pickle,
+                &mut |i| match loaded.buffers.get(i) {
+                    Some(b) => b.to_vec(),
+                    None => Err(Error::PickleShape {
+                        detail: format!(
+                            "the pickle asks for buffer {} but the version has {n}",
+                            i + 1
+                        ),
+                        context: label.clone(),
+                    }),
+                },
+                &mut w,
+                &label,
+            )?;
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
+            f.sync_all().ctx("fsync", &tmp)?;
+            fs::rename(&tmp, out).ctx("rename", out)?;
+            fsio::sync_dir(dir)?;
+            Ok(n_written)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Save a pickle file as a new version of `name` (buffers stay in-band).
+    pub fn import_pickle(
+        &self,
+        branch: &str,
+        name: &str,
+        file: &Path,
+        note: Option<String>,
+    ) -> Result<VersionInfo> {
+        let data = fs::read(file).ctx("read", file)?;
+        let context = file.display().to_string();
+        let (nbuf, _) = pickle::inspect(&data, &context)?;
+        if nbuf > 0 {
+            return Err(Error::PickleShape {
+                detail: format!("the pickle has {nbuf} out-of-band buffers (NEXT_BUFFER) that the file does not contain"),
+                context,
+            });
+        }
+        let meta =
+            json!({"imported_from": file.file_name().map(|f| f.to_string_lossy().into_owned())});
+        self.save(
+            branch,
+            name,
+            &SaveInput {
+                pickle: &data,
+                buffers: Vec::new(),
+                meta,
+                note,
+            },
+        )
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // gc and verify
+    // -----------------------------------------------------------------------------------------
+
+    /// Every (branch, name) log folder: (branch, name, path).
+    fn all_logs(&self) -> Result<Vec<(String, String, PathBuf)>> {
+        let mut out = Vec::new();
+        let log = self.root.join("log");
+        for b in fsio::list_dir(&log)? {
+            let Some(branch) = fsio::decode_name(&b) else {
+                continue;
+            };
+            for n in fsio::list_dir(&log.join(&b))? {
+                if let Some(name) = fsio::decode_name(&n) {
+                    out.push((branch.clone(), name, log.join(&b).join(&n)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// All names that appear in any log.
+    fn all_names(&self) -> Result<BTreeSet<String>> {
+        Ok(self.all_logs()?.into_iter().map(|(_, n, _)| n).collect())
+    }
+
+    /// Files under a two-level sharded folder: (path, file name).
+    fn sharded_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+        let mut out = Vec::new();
+        for shard in fsio::list_dir(dir)? {
+            let sd = dir.join(&shard);
+            if !sd.is_dir() {
+                continue;
+            }
+            for f in fsio::list_dir(&sd)? {
+                out.push((sd.join(&f), f));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove what nothing needs: the history of names deleted on every branch that sees it,
+    /// manifests no kept entry or tag references, chunks no kept manifest references, and the
+    /// temporary files of interrupted writes. Holds the jar's exclusive lock, so it waits for
+    /// running saves and saves wait for it.
+    pub fn gc(&self) -> Result<GcReport> {
+        let _lock = self.lock(true)?;
+        let mut report = GcReport::default();
+        let mut live_entries: HashSet<(String, String, u64)> = HashSet::new();
+        let mut live_manifests: HashSet<String> = HashSet::new();
+        let names = self.all_names()?;
+        for branch in self.branches()? {
+            let chain = self.ancestry(&branch)?;
+            for name in &names {
+                let vis = self.visible_in(&chain, name)?;
+                if vis.last().is_some_and(|e| e.rec.op == Op::Save) {
+                    for e in vis {
+                        live_entries.insert((e.rec.branch.clone(), name.clone(), e.rec.seq));
+                        if let Some(m) = e.rec.manifest {
+                            live_manifests.insert(m);
+                        }
+                    }
+                }
+            }
+        }
+        for name in &names {
+            for t in self.tags_of(name)? {
+                live_manifests.insert(t.manifest);
+            }
+        }
+        // Entries: drop the dead ones, but keep each log's highest sequence number so that
+        // numbering never goes back.
+        for (branch, name, dir) in self.all_logs()? {
+            let files = fsio::list_dir(&dir)?;
+            let max = files
+                .iter()
+                .filter_map(|f| Jar::seq_of(f))
+                .max()
+                .unwrap_or(0);
+            for f in files {
+                let Some(seq) = Jar::seq_of(&f) else { continue };
+                if seq == max {
+                    let (good, _) = self.own_entries(&branch, &name)?;
+                    if let Some(e) = good.iter().find(|e| e.rec.seq == seq) {
+                        if let Some(m) = &e.rec.manifest {
+                            live_manifests.insert(m.clone());
+                        }
+                    }
+                    continue;
+                }
+                if !live_entries.contains(&(branch.clone(), name.clone(), seq)) {
+                    let p = dir.join(&f);
+                    report.bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                    fs::remove_file(&p).ctx("remove", &p)?;
+                    report.entries += 1;
+                }
+            }
+        }
+        // Live chunks, from live manifests (refuse if one cannot be read).
+        let mut live_chunks: HashSet<String> = HashSet::new();
+        for id in &live_manifests {
+            let m = self.read_manifest(id).map_err(|e| {
+                Error::GcRefused(format!(
+                    "a kept version's manifest is unreadable ({e}); run verify"
+                ))
+            })?;
+            for c in m.manifest.chunks() {
+                live_chunks.insert(c.hash.clone());
+            }
+        }
+        for (p, f) in Jar::sharded_files(&self.root.join("manifests"))? {
+            let id = f.strip_suffix(".json").unwrap_or(&f);
+            if !live_manifests.contains(id) {
+                report.bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&p).ctx("remove", &p)?;
+                report.manifests += 1;
+            }
+        }
+        for (p, f) in Jar::sharded_files(&self.root.join("chunks"))? {
+            let hash = f.strip_suffix(".zst").unwrap_or(&f);
+            if !live_chunks.contains(hash) {
+                report.bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&p).ctx("remove", &p)?;
+                report.chunks += 1;
+            }
+        }
+        for f in fsio::list_dir(&self.tmp())? {
+            let p = self.tmp().join(f);
+            report.bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(&p).is_ok() {
+                report.temporary += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Check everything: re-hash every chunk, check every manifest, log entry, branch and tag
+    /// record, and that every version's chunks exist; name the versions each problem affects.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let mut problems: Vec<Problem> = Vec::new();
+        // Which versions use which manifest.
+        let mut versions_of: HashMap<String, Vec<String>> = HashMap::new();
+        let names = self.all_names()?;
+        for branch in self.branches()? {
+            let chain = match self.ancestry(&branch) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(Problem {
+                        path: self.branch_path(&branch).display().to_string(),
+                        problem: e.to_string(),
+                        versions: vec![],
+                    });
+                    continue;
+                }
+            };
+            for name in &names {
+                let mut n = 0;
+                for e in self.visible_in(&chain, name)? {
+                    if e.rec.op == Op::Save {
+                        n += 1;
+                        if let Some(m) = e.rec.manifest {
+                            versions_of
+                                .entry(m)
+                                .or_default()
+                                .push(format!("{branch}:{name}@{n}"));
+                        }
+                    }
+                }
+            }
+        }
+        for name in &names {
+            for t in self.tags_of(name)? {
+                versions_of
+                    .entry(t.manifest)
+                    .or_default()
+                    .push(format!("{name}#{}", t.tag));
+            }
+        }
+        for v in versions_of.values_mut() {
+            v.sort();
+            v.dedup();
+        }
+        // Log entries.
+        for (branch, name, _) in self.all_logs()? {
+            let (good, bad) = self.own_entries(&branch, &name)?;
+            report.entries += (good.len() + bad.len()) as u64;
+            for b in bad {
+                problems.push(Problem {
+                    path: b.path.display().to_string(),
+                    problem: format!("log entry ignored: {}", b.problem),
+                    versions: vec![format!("{branch}:{name} (one entry lost)")],
+                });
+            }
+        }
+        // Branch records.
+        for f in fsio::list_dir(&self.root.join("branches"))? {
+            if let Some(b) = f.strip_suffix(".json").and_then(fsio::decode_name) {
+                if let Err(e) = self.branch_rec(&b) {
+                    problems.push(Problem {
+                        path: self.branch_path(&b).display().to_string(),
+                        problem: e.to_string(),
+                        versions: vec![format!("branch {b}")],
+                    });
+                }
+            }
+        }
+        // Tag records.
+        for name in &names {
+            let dir = self.root.join("tags").join(encode_name(name));
+            for f in fsio::list_dir(&dir)? {
+                let p = dir.join(&f);
+                let Some(bytes) = fsio::read_opt(&p)? else {
+                    continue;
+                };
+                let problem = match fsio::open_record(&bytes) {
+                    Ok(v) => serde_json::from_value::<TagRec>(v)
+                        .err()
+                        .map(|e| e.to_string()),
+                    Err(why) => Some(why.to_string()),
+                };
+                if let Some(problem) = problem {
+                    problems.push(Problem {
+                        path: p.display().to_string(),
+                        problem: format!("tag record ignored: {problem}"),
+                        versions: vec![format!("{name}#{}", f.trim_end_matches(".json"))],
+                    });
+                }
+            }
+        }
+        // Manifests: hash, parse; chunk users.
+        let mut chunk_users: HashMap<String, Vec<String>> = HashMap::new();
+        let mut seen_manifests = HashSet::new();
+        for (p, f) in Jar::sharded_files(&self.root.join("manifests"))? {
+            report.manifests += 1;
+            let id = f.strip_suffix(".json").unwrap_or(&f).to_string();
+            seen_manifests.insert(id.clone());
+            match self.read_manifest(&id) {
+                Ok(m) => {
+                    for c in m.manifest.chunks() {
+                        chunk_users
+                            .entry(c.hash.clone())
+                            .or_default()
+                            .push(id.clone());
+                        let path = self.chunks.path(&c.hash, c.zstd);
+                        if !path.exists() {
+                            problems.push(Problem {
+                                path: path.display().to_string(),
+                                problem: "chunk missing".into(),
+                                versions: versions_of.get(&id).cloned().unwrap_or_default(),
+                            });
+                        }
+                    }
+                }
+                Err(e) => problems.push(Problem {
+                    path: p.display().to_string(),
+                    problem: e.to_string(),
+                    versions: versions_of.get(&id).cloned().unwrap_or_default(),
+                }),
+            }
+        }
+        for (id, versions) in &versions_of {
+            if !seen_manifests.contains(id) {
+                problems.push(Problem {
+                    path: self.manifest_path(id).display().to_string(),
+                    problem: "manifest missing".into(),
+                    versions: versions.clone(),
+                });
+            }
+        }
+        // Chunks: re-hash every one (in parallel).
+        let files = Jar::sharded_files(&self.root.join("chunks"))?;
+        report.chunks = files.len() as u64;
+        let next = AtomicUsize::new(0);
+        let bad_chunks: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+        let io_err: Mutex<Option<Error>> = Mutex::new(None);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((p, f)) = files.get(i) else { break };
+                    match ChunkStore::verify_file(p, f) {
+                        Ok(None) => {}
+                        Ok(Some(problem)) => bad_chunks
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((i, problem)),
+                        Err(e) => {
+                            io_err
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = io_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let mut bad_chunks = bad_chunks.into_inner().unwrap_or_else(|e| e.into_inner());
+        bad_chunks.sort();
+        for (i, problem) in bad_chunks {
+            let (p, f) = &files[i];
+            let hash = f.strip_suffix(".zst").unwrap_or(f);
+            let mut versions: Vec<String> = chunk_users
+                .get(hash)
+                .into_iter()
+                .flatten()
+                .flat_map(|id| versions_of.get(id).cloned().unwrap_or_default())
+                .collect();
+            versions.sort();
+            versions.dedup();
+            problems.push(Problem {
+                path: p.display().to_string(),
+                problem: format!("corrupt chunk: {problem}"),
+                versions,
+            });
+        }
+        report.temporary = fsio::list_dir(&self.tmp())?.len() as u64;
+        report.ok = problems.is_empty();
+        report.problems = problems;
+        Ok(report)
+    }
+}
+
+/// Used by the CLI and binding: the data of a chunk reference, checked.
+impl Jar {
+    /// Read one chunk (decompressed and hash-checked).
+    pub fn read_chunk(&self, c: &ChunkRef) -> Result<Vec<u8>> {
+        self.chunks.read(c)
+    }
+}

@@ -1,0 +1,561 @@
+//! The jar end to end: round trips, history, branches, dedup figures, crash states, concurrent
+//! savers, corruption detection, gc.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use brinery::encode::Encoder;
+use brinery::Opcode;
+use brinery_jar::{Buffer, Error, Jar, Key, LoadOptions, PieceSource, SaveInput, VersionSpec};
+
+fn jar_in(dir: &Path) -> Jar {
+    Jar::init(dir.join(".brinery"))
+        .expect("jar")
+        .with_key(Some(Key::from_bytes([3; 32])))
+}
+
+/// Deterministic incompressible bytes (like random float64s).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 32);
+    let mut i = 0u64;
+    while out.len() < n {
+        out.extend_from_slice(
+            blake3::hash(&[seed.to_le_bytes(), i.to_le_bytes()].concat()).as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// A protocol-5 pickle of `[NEXT_BUFFER, ...]` for `n` buffers, with an in-band payload.
+fn oob_pickle(n: usize, inband: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::new(5).unwrap();
+    e.start();
+    e.empty_list();
+    e.mark();
+    e.opcode_boundary().unwrap();
+    e.bytes(inband).unwrap();
+    for _ in 0..n {
+        e.opcode_boundary().unwrap();
+        e.opcode(Opcode::NEXT_BUFFER);
+    }
+    e.opcode(Opcode::APPENDS);
+    e.finish().unwrap()
+}
+
+fn save(jar: &Jar, branch: &str, name: &str, pickle: &[u8], bufs: &[&[u8]]) -> u64 {
+    let mut input = SaveInput::new(pickle);
+    input.buffers = bufs.to_vec();
+    input.meta = serde_json::json!({"type": "test.Thing"});
+    let v = jar.save(branch, name, &input).expect("save");
+    v.manifest.expect("manifest").stored
+}
+
+fn load_all(jar: &Jar, branch: &str, name: &str, spec: VersionSpec) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let l = jar
+        .load(branch, name, &spec, LoadOptions { map: false })
+        .unwrap_or_else(|e| panic!("load {name}@{spec:?}: {e}"));
+    let bufs = l.buffers.iter().map(|b| b.to_vec().unwrap()).collect();
+    (l.pickle, bufs)
+}
+
+fn chunk_path(jar: &Jar, c: &brinery_jar::ChunkRef) -> PathBuf {
+    let f = if c.zstd {
+        format!("{}.zst", c.hash)
+    } else {
+        c.hash.clone()
+    };
+    jar.root().join("chunks").join(&c.hash[..2]).join(f)
+}
+
+fn entry_files(jar: &Jar, branch: &str, name: &str) -> Vec<PathBuf> {
+    let dir = jar.root().join("log").join(branch).join(name);
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn round_trip_with_small_and_large_buffers_mapped_or_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let large = noise(3 * (1 << 20) + 12345, 1);
+    let zeros = vec![0u8; 2 << 20];
+    let small = noise(5000, 2);
+    let pickle = oob_pickle(3, b"hello");
+    save(&jar, "main", "x", &pickle, &[&large, &small, &zeros]);
+    let (p, bufs) = load_all(&jar, "main", "x", VersionSpec::Latest);
+    assert_eq!(p, pickle);
+    assert_eq!(bufs, vec![large.clone(), small.clone(), zeros.clone()]);
+
+    let mapped = jar
+        .load("main", "x", &VersionSpec::Latest, LoadOptions { map: true })
+        .unwrap();
+    let Buffer::Mapped(m) = &mapped.buffers[0] else {
+        panic!("large buffer is mapped")
+    };
+    assert_eq!(m.len, large.len() as u64);
+    assert_eq!(m.pieces.len(), 4);
+    for p in &m.pieces {
+        assert_eq!(p.offset % (1 << 20), 0);
+        assert!(
+            matches!(p.source, PieceSource::File(_)),
+            "random data stays raw"
+        );
+    }
+    assert!(matches!(mapped.buffers[1], Buffer::Bytes(_)));
+    // Zeros compress: the zero-copy layout gives up mapping for a 3x saving.
+    let Buffer::Mapped(z) = &mapped.buffers[2] else {
+        panic!("large")
+    };
+    assert!(z
+        .pieces
+        .iter()
+        .all(|p| matches!(p.source, PieceSource::Bytes(_))));
+    assert_eq!(mapped.buffers[2].to_vec().unwrap(), zeros);
+    assert_eq!(
+        mapped.info.manifest.as_ref().unwrap().meta["type"],
+        "test.Thing"
+    );
+    assert_eq!(mapped.info.signature, brinery_jar::SignatureStatus::Trusted);
+    // Another user's key sees the version as untrusted.
+    let other = Jar::open(jar.root())
+        .unwrap()
+        .with_key(Some(Key::from_bytes([4; 32])));
+    assert_eq!(
+        other
+            .info("main", "x", &VersionSpec::Latest)
+            .unwrap()
+            .signature,
+        brinery_jar::SignatureStatus::Untrusted
+    );
+}
+
+#[test]
+fn history_numbers_tags_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    for i in 0..3u8 {
+        save(&jar, "main", "df", &oob_pickle(0, &[i; 10]), &[]);
+    }
+    let first = load_all(&jar, "main", "df", VersionSpec::Number(1)).0;
+    assert_eq!(first, oob_pickle(0, &[0; 10]));
+    assert_eq!(
+        load_all(&jar, "main", "df", VersionSpec::Number(-1)).0,
+        oob_pickle(0, &[2; 10])
+    );
+    let e = jar
+        .load(
+            "main",
+            "df",
+            &VersionSpec::Number(4),
+            LoadOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "\"df\" has no version 4 on branch \"main\" (it has 3)"
+    );
+    jar.tag("main", "df", &VersionSpec::Number(2), "clean")
+        .unwrap();
+    assert!(matches!(
+        jar.tag("main", "df", &VersionSpec::Number(3), "clean"),
+        Err(Error::TagExists { .. })
+    ));
+    assert_eq!(
+        load_all(&jar, "main", "df", VersionSpec::Tag("clean".into())).0,
+        oob_pickle(0, &[1; 10])
+    );
+    let log = jar.log("main", "df").unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1].tags, vec!["clean".to_string()]);
+
+    jar.delete("main", "df").unwrap();
+    assert!(jar.names("main").unwrap().is_empty());
+    assert!(matches!(
+        jar.load("main", "df", &VersionSpec::Latest, LoadOptions::default()),
+        Err(Error::Deleted { .. })
+    ));
+    // History is kept until gc; explicit versions still load.
+    assert_eq!(
+        load_all(&jar, "main", "df", VersionSpec::Number(1)).0,
+        first
+    );
+    // A new save continues the history.
+    save(&jar, "main", "df", &oob_pickle(0, b"again"), &[]);
+    assert_eq!(
+        jar.info("main", "df", &VersionSpec::Latest)
+            .unwrap()
+            .version,
+        Some(4)
+    );
+    assert_eq!(jar.log("main", "df").unwrap().len(), 5);
+}
+
+#[test]
+fn branches_see_their_fork_point_and_leave_each_other_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    save(&jar, "main", "model", &oob_pickle(0, b"m1"), &[]);
+    save(&jar, "main", "data", &oob_pickle(0, b"d1"), &[]);
+    jar.create_branch("lemmatize", "main").unwrap();
+    assert!(matches!(
+        jar.create_branch("lemmatize", "main"),
+        Err(Error::BranchExists(_))
+    ));
+    save(&jar, "lemmatize", "model", &oob_pickle(0, b"lem"), &[]);
+    save(&jar, "main", "model", &oob_pickle(0, b"m2"), &[]);
+    save(&jar, "main", "late", &oob_pickle(0, b"late"), &[]);
+    assert_eq!(
+        load_all(&jar, "lemmatize", "model", VersionSpec::Latest).0,
+        oob_pickle(0, b"lem")
+    );
+    assert_eq!(
+        load_all(&jar, "main", "model", VersionSpec::Latest).0,
+        oob_pickle(0, b"m2")
+    );
+    // The branch inherited version 1 and added its own version 2.
+    let log = jar.log("lemmatize", "model").unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|v| (v.branch.as_str(), v.version))
+            .collect::<Vec<_>>(),
+        vec![("main", Some(1)), ("lemmatize", Some(2))]
+    );
+    assert_eq!(jar.names("lemmatize").unwrap(), vec!["data", "model"]);
+    assert_eq!(jar.names("main").unwrap(), vec!["data", "late", "model"]);
+    // A branch of a branch.
+    jar.create_branch("deeper", "lemmatize").unwrap();
+    jar.delete("deeper", "data").unwrap();
+    assert_eq!(jar.names("deeper").unwrap(), vec!["model"]);
+    assert_eq!(jar.names("lemmatize").unwrap(), vec!["data", "model"]);
+    assert_eq!(jar.branches().unwrap(), vec!["deeper", "lemmatize", "main"]);
+    assert!(matches!(
+        jar.save("nope", "x", &SaveInput::new(&oob_pickle(0, b""))),
+        Err(Error::NoBranch(_))
+    ));
+    // gc keeps everything any branch still sees.
+    jar.gc().unwrap();
+    assert_eq!(
+        load_all(&jar, "deeper", "model", VersionSpec::Number(1)).0,
+        oob_pickle(0, b"m1")
+    );
+    assert!(jar.verify().unwrap().ok);
+}
+
+#[test]
+fn a_changed_column_of_a_wide_float_block_adds_less_than_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    // A pandas float block is (columns x rows), C-contiguous: one column is one contiguous run.
+    let (cols, rows) = (16usize, 100_000usize);
+    let mut block = noise(cols * rows * 8, 7);
+    let pickle = oob_pickle(1, b"DataFrame header and index");
+    let first = save(&jar, "main", "df", &pickle, &[&block]);
+    assert!(
+        first as usize >= block.len(),
+        "random floats are stored raw: {first}"
+    );
+    let col = 5;
+    let fresh = noise(rows * 8, 8);
+    block[col * rows * 8..(col + 1) * rows * 8].copy_from_slice(&fresh);
+    let second = save(&jar, "main", "df", &pickle, &[&block]);
+    assert!(
+        second * 2 < first,
+        "second version added {second} of {first}"
+    );
+    let (_, bufs) = load_all(&jar, "main", "df", VersionSpec::Latest);
+    assert_eq!(bufs[0], block);
+
+    // Content-defined chunking: bytes inserted at the front of an in-band payload.
+    let payload = noise(2 << 20, 9);
+    let a = save(&jar, "main", "blob", &oob_pickle(0, &payload), &[]);
+    let mut shifted = b"a few new bytes".to_vec();
+    shifted.extend_from_slice(&payload);
+    let b = save(&jar, "main", "blob", &oob_pickle(0, &shifted), &[]);
+    assert!(b * 2 < a, "shifted version added {b} of {a}");
+}
+
+#[test]
+fn crash_states_leave_older_versions_loadable_and_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let big1 = noise(2 << 20, 11);
+    let big2 = noise(2 << 20, 12);
+    let big3 = noise(2 << 20, 13);
+    let p = |t: &[u8]| oob_pickle(1, t);
+    save(&jar, "main", "obj", &p(b"one"), &[&big1]);
+    save(&jar, "main", "obj", &p(b"two"), &[&big2]);
+    let check_old = |jar: &Jar| {
+        assert_eq!(
+            load_all(jar, "main", "obj", VersionSpec::Number(1)).1[0],
+            big1
+        );
+        assert_eq!(
+            load_all(jar, "main", "obj", VersionSpec::Number(2)).1[0],
+            big2
+        );
+    };
+
+    // 1. Killed before the log entry: chunks and manifest exist, nothing points at them.
+    save(&jar, "main", "obj", &p(b"three"), &[&big3]);
+    let entries = entry_files(&jar, "main", "obj");
+    fs::remove_file(entries.last().unwrap()).unwrap();
+    check_old(&jar);
+    assert_eq!(
+        jar.info("main", "obj", &VersionSpec::Latest)
+            .unwrap()
+            .version,
+        Some(2)
+    );
+    assert!(jar.verify().unwrap().ok, "orphans are not damage");
+    let gc = jar.gc().unwrap();
+    assert_eq!((gc.manifests, gc.chunks), (1, 3), "{gc:?}");
+    check_old(&jar);
+
+    // 2. Killed while writing a temporary file.
+    fs::write(jar.root().join("tmp").join("123-torn.tmp"), &big3[..1000]).unwrap();
+    check_old(&jar);
+    let v = jar.verify().unwrap();
+    assert!(v.ok && v.temporary == 1, "{v:?}");
+    assert_eq!(jar.gc().unwrap().temporary, 1);
+
+    // 3. A torn or garbled log entry (every truncation length, and a flipped byte) is ignored.
+    save(&jar, "main", "obj", &p(b"three"), &[&big3]);
+    let last = entry_files(&jar, "main", "obj").pop().unwrap();
+    let good = fs::read(&last).unwrap();
+    let mut damaged: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+    let mut flipped = good.clone();
+    flipped[good.len() / 3] ^= 0x20;
+    damaged.push(flipped);
+    for bad in damaged {
+        fs::remove_file(&last).unwrap();
+        fs::write(&last, &bad).unwrap();
+        check_old(&jar);
+        let info = jar.info("main", "obj", &VersionSpec::Latest).unwrap();
+        assert_eq!(info.version, Some(2));
+        let v = jar.verify().unwrap();
+        assert!(!v.ok);
+        assert_eq!(v.problems.len(), 1, "{v:?}");
+        assert!(
+            v.problems[0].problem.starts_with("log entry ignored: "),
+            "{v:?}"
+        );
+        assert_eq!(v.problems[0].versions, vec!["main:obj (one entry lost)"]);
+    }
+    // The torn entry keeps its sequence number: the next save lands after it.
+    save(&jar, "main", "obj", &p(b"four"), &[&big3]);
+    assert_eq!(
+        jar.info("main", "obj", &VersionSpec::Latest)
+            .unwrap()
+            .version,
+        Some(3)
+    );
+    check_old(&jar);
+    jar.gc().unwrap();
+    check_old(&jar);
+
+    // 4. A garbled manifest: that version fails with a clear error, the others load.
+    let v3 = jar.info("main", "obj", &VersionSpec::Number(3)).unwrap();
+    let id = v3.id.clone().unwrap();
+    let mpath = jar
+        .root()
+        .join("manifests")
+        .join(&id[..2])
+        .join(format!("{id}.json"));
+    let mut m = fs::read(&mpath).unwrap();
+    m[10] ^= 1;
+    fs::write(&mpath, &m).unwrap();
+    let e = jar
+        .load(
+            "main",
+            "obj",
+            &VersionSpec::Number(3),
+            LoadOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("corrupt manifest: content does not match its hash at "),
+        "{e}"
+    );
+    check_old(&jar);
+    let v = jar.verify().unwrap();
+    assert_eq!(v.problems.len(), 1, "{v:?}");
+    assert_eq!(v.problems[0].versions, vec!["main:obj@3"]);
+    assert!(matches!(jar.gc(), Err(Error::GcRefused(_))));
+    m[10] ^= 1;
+    fs::write(&mpath, &m).unwrap();
+
+    // 5. A truncated chunk of one version: that version fails, the others load, verify names it.
+    let mf = v3.manifest.unwrap();
+    let c = &mf.buffers[0].chunks[1];
+    let cpath = chunk_path(&jar, c);
+    let data = fs::read(&cpath).unwrap();
+    fs::write(&cpath, &data[..data.len() / 2]).unwrap();
+    for map in [false, true] {
+        let e = jar
+            .load("main", "obj", &VersionSpec::Number(3), LoadOptions { map })
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("corrupt chunk: "), "{e}");
+    }
+    check_old(&jar);
+    let v = jar.verify().unwrap();
+    assert_eq!(v.problems.len(), 1, "{v:?}");
+    assert!(v.problems[0].problem.starts_with("corrupt chunk: "));
+    assert_eq!(v.problems[0].versions, vec!["main:obj@3"]);
+    // Saving the same content again repairs the damaged chunk.
+    save(&jar, "main", "obj", &p(b"four"), &[&big3]);
+    assert!(jar.verify().unwrap().ok);
+    assert_eq!(
+        load_all(&jar, "main", "obj", VersionSpec::Number(3)).1[0],
+        big3
+    );
+
+    // 6. A torn branch record and a torn tag record.
+    jar.create_branch("exp", "main").unwrap();
+    jar.tag("main", "obj", &VersionSpec::Number(1), "first")
+        .unwrap();
+    let bpath = jar.root().join("branches").join("exp.json");
+    let b = fs::read(&bpath).unwrap();
+    fs::write(&bpath, &b[..b.len() - 5]).unwrap();
+    let tpath = jar.root().join("tags").join("obj").join("first.json");
+    let t = fs::read(&tpath).unwrap();
+    fs::write(&tpath, &t[..t.len() / 2]).unwrap();
+    assert!(matches!(
+        jar.names("exp"),
+        Err(Error::Corrupt {
+            what: "branch record",
+            ..
+        })
+    ));
+    check_old(&jar);
+    let v = jar.verify().unwrap();
+    let kinds: Vec<&str> = v.problems.iter().map(|p| p.versions[0].as_str()).collect();
+    assert_eq!(kinds, vec!["branch exp", "obj#first"], "{v:?}");
+}
+
+#[test]
+fn concurrent_savers_of_one_name_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let threads = 4;
+    let per = 8;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let jar = &jar;
+            s.spawn(move || {
+                for i in 0..per {
+                    let payload = format!("thread {t} save {i}");
+                    save(
+                        jar,
+                        "main",
+                        "shared",
+                        &oob_pickle(0, payload.as_bytes()),
+                        &[],
+                    );
+                }
+            });
+        }
+    });
+    let log = jar.log("main", "shared").unwrap();
+    assert_eq!(log.len(), threads * per);
+    let mut seen: Vec<Vec<u8>> = (1..=log.len())
+        .map(|v| load_all(&jar, "main", "shared", VersionSpec::Number(v as i64)).0)
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), threads * per, "every save is its own version");
+    assert!(jar.verify().unwrap().ok);
+}
+
+#[test]
+fn corruption_of_a_small_chunk_is_detected_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let payload = noise(1_500_000, 21);
+    save(&jar, "main", "p", &oob_pickle(0, &payload), &[]);
+    let m = jar
+        .info("main", "p", &VersionSpec::Latest)
+        .unwrap()
+        .manifest
+        .unwrap();
+    let c = &m.pickle.chunks[2];
+    let path = chunk_path(&jar, c);
+    let mut data = fs::read(&path).unwrap();
+    data[100] ^= 0xff;
+    fs::write(&path, &data).unwrap();
+    let e = jar
+        .load("main", "p", &VersionSpec::Latest, LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        format!(
+            "corrupt chunk: content does not match its hash at {}",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn gc_drops_deleted_history_and_unreferenced_data_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let keep = noise(2 << 20, 31);
+    let drop_ = noise(2 << 20, 32);
+    save(&jar, "main", "keep", &oob_pickle(1, b"k"), &[&keep]);
+    save(&jar, "main", "gone", &oob_pickle(1, b"g"), &[&drop_]);
+    save(&jar, "main", "gone", &oob_pickle(1, b"g2"), &[&drop_]);
+    jar.delete("main", "gone").unwrap();
+    let r = jar.gc().unwrap();
+    // Two versions: 2 entries, 2 manifests, 2 pickle chunks and the 2 chunks of the shared buffer.
+    assert_eq!((r.entries, r.manifests, r.chunks), (2, 2, 4), "{r:?}");
+    assert!(r.bytes >= 2 << 20);
+    assert!(jar.log("main", "gone").unwrap().iter().all(|v| v.deleted));
+    assert_eq!(
+        load_all(&jar, "main", "keep", VersionSpec::Latest).1[0],
+        keep
+    );
+    assert!(jar.verify().unwrap().ok);
+    // Saving the name again starts a fresh history after the tombstone.
+    save(&jar, "main", "gone", &oob_pickle(1, b"g3"), &[&drop_]);
+    assert_eq!(
+        jar.info("main", "gone", &VersionSpec::Latest)
+            .unwrap()
+            .version,
+        Some(1)
+    );
+    assert_eq!(jar.gc().unwrap(), brinery_jar::GcReport::default());
+}
+
+#[test]
+fn save_rejects_a_buffer_count_mismatch_and_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let e = jar
+        .save("main", "x", &SaveInput::new(&oob_pickle(2, b"")))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "the pickle has 2 out-of-band buffers but 0 were given in main:x (new version)"
+    );
+    let e = jar
+        .save("main", "a@b", &SaveInput::new(&oob_pickle(0, b"")))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "invalid name \"a@b\": '@' separates a name from its version"
+    );
+    assert!(jar.names("main").unwrap().is_empty());
+    let odd = "ünï/cödé name.v1";
+    save(&jar, "main", odd, &oob_pickle(0, b"ok"), &[]);
+    assert_eq!(jar.names("main").unwrap(), vec![odd.to_string()]);
+}
