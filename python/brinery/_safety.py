@@ -131,7 +131,8 @@ def _split_allow(allow: Iterable[AllowEntry] | str | None) -> tuple[list[str], l
             names.append(entry)
         else:
             raise TypeError(
-                f"allow entries must be dotted names or brinery.subclasses_of(...) rules, not {type(entry).__name__}"
+                "allow entries must be dotted names or brinery.subclasses_of(...) rules, "
+                f"not {type(entry).__name__}"
             )
     return names, rules
 
@@ -153,7 +154,10 @@ def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
     return Policy(profiles, allow=names)
 
 
-def _read_bytes(source: Any) -> bytes | memoryview:
+Data = bytes | bytearray | memoryview
+
+
+def _read_bytes(source: Any) -> Data:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return source
     if isinstance(source, (str, os.PathLike)):
@@ -170,7 +174,7 @@ def _read_bytes(source: Any) -> bytes | memoryview:
     return data
 
 
-def _scan_with_rules(data: bytes | memoryview, policy: PolicyArg, allow: Any) -> tuple[ScanReport, Policy]:
+def _scan_with_rules(data: Data, policy: PolicyArg, allow: Any) -> tuple[ScanReport, Policy]:
     names, rules = _split_allow(allow)
     pol = _make_policy(policy, names)
     report = _native.scan_bytes(data, pol)
