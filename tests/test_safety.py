@@ -583,3 +583,27 @@ def test_stacked_pickles_are_refused_by_safe_load(tmp_path):
         brinery.safe_load(path)
     assert any(f.rule == "BRS012" for f in info.value.findings)
     assert brinery.safe_load(io.BytesIO(pickle.dumps({"a": (1, 2.5)}, 5))) == {"a": (1, 2.5)}
+
+
+def test_compressed_pickles_load_and_other_containers_are_refused(tmp_path):
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+    import zlib
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC"), "v": [1.0, 2.0, 3.0]})
+    frame.to_pickle(tmp_path / "frame.pkl.gz")  # what pandas users write
+    pd.testing.assert_frame_equal(brinery.safe_load(tmp_path / "frame.pkl.gz"), frame)
+    data = pickle.dumps(frame, protocol=5)
+    for compress in (gzip.compress, bz2.compress, lzma.compress, zlib.compress):
+        pd.testing.assert_frame_equal(brinery.safe_loads(compress(data)), frame)
+    with pytest.raises(brinery.UnsafePickleError, match="argparse.Namespace"):
+        brinery.safe_loads(gzip.compress(NAMESPACE))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("data.pkl", data)
+    with pytest.raises(brinery.UnsafePickleError, match=r"refusing to load a container \(data.pkl\)"):
+        brinery.safe_loads(buf.getvalue())

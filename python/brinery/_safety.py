@@ -27,6 +27,9 @@ __all__ = [
     "subclasses_of",
 ]
 
+# the single compressed streams safe_load decompresses (the member names the scan reports)
+_DECOMPRESS = {"(gzip)": "gzip", "(bz2)": "bz2", "(xz)": "lzma", "(zlib)": "zlib"}
+
 # rules whose global can be allowed by name (the others are structural or on the deny-list)
 _ALLOWABLE = {"BRS001", "BRS002"}
 
@@ -273,11 +276,24 @@ def safe_loads(
     if not report.ok:
         raise _refusal(report.findings)
     if report.members:
-        raise UnsafePickleError(
-            "refusing to load a container (" + ", ".join(report.members[:4]) + "): safe_load reads one "
-            "pickle stream; extract the member and load it, or inspect it with `brinery scan FILE`",
-            [],
-        )
+        # A compressed pickle (pandas' `to_pickle("x.pkl.gz")`): the scan above read it within
+        # the decompression limit; the decompressed stream is scanned again before it loads.
+        codec = _DECOMPRESS.get(report.members[0]) if len(report.members) == 1 else None
+        if codec is None:
+            raise UnsafePickleError(
+                "refusing to load a container (" + ", ".join(report.members[:4]) + "): safe_load reads "
+                "one pickle stream, plain or gzip/bz2/xz/zlib-compressed; extract the member and load "
+                "it, or inspect it with `brinery scan FILE`",
+                [],
+            )
+        data = importlib.import_module(codec).decompress(bytes(data))
+        report = _native.scan_bytes(data, pol)
+        if not report.ok or report.members:
+            raise (
+                _refusal(report.findings)
+                if not report.ok
+                else UnsafePickleError("refusing to load a container nested in a compressed stream", [])
+            )
     unpickler = _native.Unpickler(
         io.BytesIO(data),
         fix_imports=fix_imports,
