@@ -79,6 +79,9 @@ fn evasions_are_all_flagged() {
         ("getattr reaching globals", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nX\x0b\x00\x00\x00__globals__\x86R.".to_vec(), Rule::DangerousGlobal),
         ("getattr smuggled as a value", b"\x80\x02ccollections\nOrderedDict\ncbuiltins\ngetattr\n\x85R.".to_vec(), Rule::UnsafeGetattr),
         ("BUILD on a global", b"\x80\x02ccollections\nOrderedDict\n}X\x01\x00\x00\x00xK\x01sb.".to_vec(), Rule::GlobalMutation),
+        ("SETITEMS on a global", b"\x80\x02ccollections\nOrderedDict\n(X\x01\x00\x00\x00xK\x01u.".to_vec(), Rule::GlobalMutation),
+        ("APPENDS on a global", b"\x80\x02ccollections\nOrderedDict\n(K\x01e.".to_vec(), Rule::GlobalMutation),
+        ("APPEND on a global", b"\x80\x02ccollections\nOrderedDict\nK\x01a.".to_vec(), Rule::GlobalMutation),
         ("SETITEM on a global", b"\x80\x02ccollections\nOrderedDict\nX\x01\x00\x00\x00xK\x01s.".to_vec(), Rule::GlobalMutation),
         ("ref-only global called", b"\x80\x02cbuiltins\nobject\n)R.".to_vec(), Rule::RefOnlyCalled),
         ("constructor helper given a ref-only class", b"\x80\x02ccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87R.".to_vec(), Rule::UnsafeArguments),
@@ -311,5 +314,34 @@ fn safety_corpus_when_present() {
     assert!(
         missed.is_empty(),
         "malicious files scanned clean: {missed:?}"
+    );
+}
+
+#[test]
+fn real_joblib_files_are_read_as_joblib_load_reads_them() {
+    // made by joblib.dump (raw, zlib and lzma): numpy arrays follow their NumpyArrayWrapper
+    // as raw bytes, the object array as a nested pickle
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/scan/");
+    for name in ["arrays.joblib", "arrays.joblib.z", "arrays.joblib.lzma"] {
+        let data = std::fs::read(format!("{dir}{name}")).unwrap();
+        let r = scan_file_bytes(&data, &policy(), &Limits::default());
+        assert!(r.is_ok(), "{name}: {:?}", r.findings);
+        assert!(r
+            .global_names()
+            .contains(&"joblib.numpy_pickle.NumpyArrayWrapper".to_owned()));
+    }
+    // read as a plain pickle stream, the array bytes are not opcodes: not loadable as one
+    let data = std::fs::read(format!("{dir}arrays.joblib")).unwrap();
+    assert!(!scan(&data, &policy(), &Limits::default()).is_ok());
+    // a payload after the array data is still found
+    let mut evil = data.clone();
+    let stop = evil.len() - 1;
+    evil.truncate(stop);
+    evil.extend_from_slice(b"0\x8c\x05posix\x8c\x06system\x93\x8c\x01x\x85R.");
+    let r = scan_file_bytes(&evil, &policy(), &Limits::default());
+    assert!(
+        r.findings.iter().any(|f| f.rule == Rule::DangerousGlobal),
+        "{:?}",
+        r.findings
     );
 }

@@ -654,7 +654,12 @@ impl<'a, 'r> Machine<'a, 'r> {
                 if (self.stack.len() - start) % 2 == 1 {
                     self.structural(Rule::StackError, op, "odd number of items for SETITEMS");
                 }
-                let target = self.top(op);
+                let target = if start > self.fence() {
+                    self.stack[start - 1]
+                } else {
+                    self.underflow(op);
+                    Sym::Unknown
+                };
                 self.record_pairs(Some(target), start);
                 self.stack.truncate(start);
                 self.mutate(target, op);
