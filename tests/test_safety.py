@@ -607,3 +607,17 @@ def test_compressed_pickles_load_and_other_containers_are_refused(tmp_path):
         z.writestr("data.pkl", data)
     with pytest.raises(brinery.UnsafePickleError, match=r"refusing to load a container \(data.pkl\)"):
         brinery.safe_loads(buf.getvalue())
+
+
+def test_joblib_files_scan_clean_but_are_not_handed_to_the_loader(tmp_path):
+    import joblib
+    import numpy as np
+
+    for compress in (0, 3):
+        path = tmp_path / f"model{compress}.joblib"
+        joblib.dump(
+            {"w": np.arange(5.0), "labels": np.array(["a", None], dtype=object)}, path, compress=compress
+        )
+        assert brinery.scan(path).ok, brinery.scan(path).findings
+        with pytest.raises(brinery.UnsafePickleError, match="joblib"):
+            brinery.safe_load(path)

@@ -294,6 +294,15 @@ def safe_loads(
                 if not report.ok
                 else UnsafePickleError("refusing to load a container nested in a compressed stream", [])
             )
+    if any(g.endswith("numpy_pickle.NumpyArrayWrapper") for g in report.globals):
+        # joblib writes raw array bytes between the opcodes; the scan steps over them, but a
+        # pickle loader would read them as opcodes. Never hand such a stream to the loader.
+        raise UnsafePickleError(
+            "refusing to load a joblib file: its array data sits between the pickle opcodes, which "
+            "only joblib.load can read; `brinery scan FILE` checks it, and if it is clean and you "
+            "trust it, load it with joblib",
+            [],
+        )
     unpickler = _native.Unpickler(
         io.BytesIO(data),
         fix_imports=fix_imports,
