@@ -72,12 +72,14 @@ impl Guard {
         global: Option<(String, String)>,
         what: String,
     ) -> PyErr {
-        let message = format!("{what} at byte {} ({})", op.offset, op.opcode);
+        // The input serves file streams in chunks, so `op.offset` is not a position in the
+        // file: name the opcode only (the scan that precedes a safe load gives exact offsets).
+        let message = format!("{what} ({} during the load)", op.opcode);
         crate::scan::unsafe_error(
             py,
             core::Finding {
                 rule,
-                offset: op.offset as u64,
+                offset: 0,
                 opcode: Some(op.opcode),
                 global,
                 member: None,
