@@ -620,6 +620,35 @@ def gen_malicious(root: Path) -> list[dict[str, str]]:  # noqa: PLR0915 (one tab
     body = call(sg("subprocess", "Popen.__new__"), sg("subprocess", "Popen")) + EMPTY_DICT + BUILD + STOP
     m.add(n, "BUILD on a global", "BUILD on an object of a class outside the policy", proto(4) + framed(body))
 
+    # only allowed globals, used in ways the policy forbids
+    n = "build_on_allowed_class"
+    body = sg("sklearn.base", "BaseEstimator") + NONE + EMPTY_DICT + s("__repr__")
+    body += sg("sklearn.metrics", "accuracy_score") + SETITEM + TUPLE2 + BUILD + STOP
+    m.add(
+        n,
+        "BUILD on a global",
+        "BUILD on the allowed class sklearn.base.BaseEstimator (patch __repr__)",
+        proto(4) + framed(body),
+    )
+    n = "ref_only_called"
+    m.add(
+        n,
+        "ref called",
+        "builtins.object (reference-only) called",
+        proto(2) + call(g("builtins", "object")) + STOP,
+    )
+    n = "reconstructor_ref_only_class"
+    body = call(g("copyreg", "_reconstructor"), g("numpy", "float64"), g("builtins", "object"), NONE) + STOP
+    m.add(n, "ref called", "copyreg._reconstructor given a reference-only class", proto(2) + body)
+    n = "call_of_allowed_instance"
+    body = call(call(sg("collections", "OrderedDict")), s(m.touch(n))) + STOP
+    m.add(
+        n,
+        "call result called",
+        "OrderedDict()(cmd): calling the result of an allowed call",
+        proto(4) + framed(body),
+    )
+
     # 8. memo tricks
     n = "memo_overwrite"
     body = (

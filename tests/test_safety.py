@@ -71,7 +71,7 @@ def test_corpus_size_and_coverage(corpus):
     for needed in (
         "direct", "alias", "dotted name", "inside allowed library", "computed name", "call result called",
         "BUILD on a global", "BUILD on a module", "memo", "payload then crash", "stacked pickles",
-        "import side effect", "EXT code", "persistent id", "nested pickle", "container",
+        "import side effect", "EXT code", "persistent id", "nested pickle", "container", "ref called",
     ):  # fmt: skip
         assert needed in evasions, needed
     exts = {e["file"].rsplit(".", 1)[1] for e in manifest["malicious"]}
