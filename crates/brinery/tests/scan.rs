@@ -68,6 +68,7 @@ fn evasions_are_all_flagged() {
         ("antigravity on import", b"cantigravity\ngeohash\n.".to_vec(), Rule::DangerousGlobal),
         ("methodcaller", b"coperator\nmethodcaller\n(S'system'\ntR.".to_vec(), Rule::DangerousGlobal),
         ("nested pickle in an argument", [b"ccollections\nOrderedDict\n(C\x0e".to_vec(), b"\x80\x02cos\nsystem\n.".to_vec(), b"tR.".to_vec()].concat(), Rule::DangerousGlobal),
+        ("nested protocol-0 pickle in an argument", [b"ccollections\nOrderedDict\n(C\x15".to_vec(), b"cos\nsystem\n(S'ls'\ntR.".to_vec(), b"tR.".to_vec()].concat(), Rule::DangerousGlobal),
         ("unknown module", b"cmypkg.models\nModel\n)R.".to_vec(), Rule::DisallowedGlobal),
         // `_codecs.encode` result used as STACK_GLOBAL module name
         ("computed global name", framed(&[b"c_codecs\nencode\n".to_vec(), su("os"), su("latin1"), b"\x86R".to_vec(), su("system"), b"\x93\x8c\x01x\x85R.".to_vec()].concat()), Rule::ComputedGlobal),
@@ -176,6 +177,22 @@ fn benign_shapes_are_clean() {
         r.findings[0].message,
         "global collections.OrderedDict is not allowed by the policy at byte 2 (GLOBAL)"
     );
+    // a dotted name needs every step of its attribute chain allowed
+    let chain = b"\x80\x02cmypkg\nOuter.Inner\n)R.";
+    let p = Policy::builder()
+        .allow_dotted("mypkg:Outer.Inner")
+        .unwrap()
+        .build();
+    assert_eq!(
+        scan(chain, &p, &Limits::default()).findings[0].message,
+        "global mypkg.Outer.Inner is reached through mypkg.Outer, which the policy does not allow at byte 2 (GLOBAL)"
+    );
+    let p = Policy::builder()
+        .allow_dotted("mypkg:Outer.Inner")
+        .unwrap()
+        .allow_ref("mypkg", "Outer")
+        .build();
+    assert!(scan(chain, &p, &Limits::default()).is_ok());
     // a user entry allows it
     let p = Policy::builder()
         .profile(Profile::Numpy)

@@ -118,6 +118,19 @@ impl Guard {
                 format!("global {module}.{name} is never allowed: it {why}"),
             ));
         } else {
+            let step = name
+                .match_indices('.')
+                .map(|(i, _)| &name[..i])
+                .find(|step| self.policy.lookup(&module, step).is_none());
+            if let Some(step) = step {
+                return Err(Self::refuse(
+                    py,
+                    Rule::DisallowedGlobal,
+                    op,
+                    pair,
+                    format!("global {module}.{name} is reached through {module}.{step}, which the policy does not allow"),
+                ));
+            }
             match self.policy.lookup(&module, &name) {
                 Some(a) => a,
                 None => {

@@ -901,9 +901,10 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// scanned with the same policy; what it would reference is reported when it is a
     /// well-formed pickle.
     fn maybe_nested(&mut self, b: &'a [u8], op: &Op<'_>) {
+        // Protocol 2+ streams start with PROTO; protocol 0/1 ones with any opcode (`cos\n...`).
         let looks = b.len() >= 4
-            && b[0] == Opcode::PROTO.byte()
-            && (2..=5).contains(&b[1])
+            && Opcode::from_byte(b[0]).is_some()
+            && (b[0] != Opcode::PROTO.byte() || b[1] <= crate::HIGHEST_PROTOCOL)
             && b[b.len() - 1] == Opcode::STOP.byte();
         if !looks || self.options.nesting >= MAX_NESTING {
             return;
@@ -1039,9 +1040,31 @@ impl<'a, 'r> Machine<'a, 'r> {
                     msg,
                 );
                 flagged = true;
+            } else if let Some(step) = self.unlisted_step(&module, &name) {
+                // `module` + `A.b` is getattr(module.A, 'b'): every step must be allowed too.
+                let msg = format!(
+                    "global {module}.{name} is reached through {module}.{step}, which the policy does not allow at byte {} ({})",
+                    op.offset, op.opcode
+                );
+                self.finding(
+                    Rule::DisallowedGlobal,
+                    op.offset as u64,
+                    Some(op.opcode),
+                    Some((module.clone(), name.clone())),
+                    msg,
+                );
+                access = None;
+                flagged = true;
             }
         }
         self.push_global(module, name, access, flagged, special)
+    }
+
+    /// The first step of a dotted name's attribute chain that the policy does not list.
+    fn unlisted_step<'n>(&self, module: &str, name: &'n str) -> Option<&'n str> {
+        name.match_indices('.')
+            .map(|(i, _)| &name[..i])
+            .find(|step| self.policy.lookup(module, step).is_none())
     }
 
     pub(crate) fn push_global(
