@@ -120,13 +120,13 @@ fn evasions_are_all_flagged() {
 #[test]
 fn structural_validation_table() {
     let table: &[(&[u8], &[&str])] = &[
-        (b"", &["BRS011 empty input: no pickle"]),
+        (b"", &["BRS011 empty input: no pickle at byte 0"]),
         (b"\x80\x04K", &["BRS011 pickle data was truncated: argument runs past the end of the input at byte 2 (BININT1)"]),
-        (b"\x80\x04K\x01", &["BRS011 pickle data was truncated: no STOP opcode"]),
-        (b"N.N", &["BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)", "BRS011 pickle data was truncated: no STOP opcode"]),
+        (b"\x80\x04K\x01", &["BRS011 pickle data was truncated: no STOP opcode at byte 4"]),
+        (b"N.N", &["BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle) at byte 2", "BRS011 pickle data was truncated: no STOP opcode at byte 3"]),
         (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01K\x02\x86.", &["BRS013 opcode runs past the end of its frame at byte 14 (the FRAME length does not match the opcodes inside it) at byte 13 (BININT1)"]),
         (b"\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00N.", &["BRS013 FRAME of 255 bytes runs past the end of the input (2 bytes left) at byte 2 (FRAME)"]),
-        (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.N", &["BRS013 STOP inside a frame that ends at byte 14 at byte 12 (STOP)", "BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)", "BRS011 pickle data was truncated: no STOP opcode"]),
+        (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.N", &["BRS013 STOP inside a frame that ends at byte 14 at byte 12 (STOP)", "BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle) at byte 13", "BRS011 pickle data was truncated: no STOP opcode at byte 14"]),
         (b"\x80\x02h\x07.", &["BRS014 memo index 7 was never stored at byte 2 (BINGET)"]),
         (b"\x80\x02t.", &["BRS015 no MARK on the stack at byte 2 (TUPLE)"]),
         (b"\x80\x020.", &["BRS015 stack underflow: the stack is empty at byte 2 (POP)", "BRS015 STOP with 0 items on the stack (expected exactly 1) at byte 3 (STOP)"]),

@@ -185,7 +185,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 0,
                 None,
                 None,
-                "empty input: no pickle".into(),
+                "empty input: no pickle at byte 0".into(),
             );
             return;
         }
@@ -200,7 +200,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                         None,
                         None,
                         format!(
-                            "{rest} byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)"
+                            "{rest} byte(s) of trailing data after STOP (a loader reading on would run them as another pickle) at byte {end}"
                         ),
                     );
                     start = end;
@@ -243,7 +243,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                         at,
                         None,
                         None,
-                        "pickle data was truncated: no STOP opcode".into(),
+                        format!("pickle data was truncated: no STOP opcode at byte {at}"),
                     );
                     return End::Abort;
                 }
