@@ -18,6 +18,8 @@ measure; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import gc
+import io
 import pickle
 import platform
 import statistics
@@ -60,7 +62,8 @@ def inputs() -> dict[str, bytes]:
         for i in range(100_000)
     ]
     return {
-        "numpy float64 array, 8 MB": pickle.dumps(rng.normal(size=1_000_000), protocol=5),
+        "numpy float64 array, 8 MB (protocol 5)": pickle.dumps(rng.normal(size=1_000_000), protocol=5),
+        "numpy float64 array, 8 MB (protocol 4)": pickle.dumps(rng.normal(size=1_000_000), protocol=4),
         "pandas DataFrame, 200k rows (tz, categorical, object)": pickle.dumps(frame, protocol=5),
         "RandomForestClassifier, 50 trees": pickle.dumps(forest, protocol=5),
         "Pipeline(StandardScaler, LogisticRegression)": pickle.dumps(pipe, protocol=5),
@@ -68,14 +71,19 @@ def inputs() -> dict[str, bytes]:
     }
 
 
-def best(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
+def best_interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The best time of each function, run in turn within every repetition (so that the noise of
+    a shared machine hits all of them alike)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    gc.collect()
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -83,18 +91,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "safe-load.md"))
     args = ap.parse_args()
-    repeat = 3 if args.quick else 11
+    repeat = 3 if args.quick else 15
     rows = []
+    pol = brinery.Policy()
     for name, data in inputs().items():
         assert brinery.scan(data).ok, name
-        plain = best(lambda d=data: brinery.loads(d), repeat)
-        safe = best(lambda d=data: brinery.safe_loads(d), repeat)
-        scan_t = best(lambda d=data: brinery.scan(d), repeat)
-        ops = brinery.scan(data).opcodes
-        rows.append((name, len(data), ops, plain, safe, scan_t))
-        print(
-            f"{name}: plain {plain * 1e3:.2f} ms, safe {safe * 1e3:.2f} ms ({safe / plain:.3f}x)", flush=True
+        t = best_interleaved(
+            {
+                "plain": lambda d=data: brinery.loads(d),
+                "safe": lambda d=data: brinery.safe_loads(d),
+                "scan": lambda d=data: brinery.scan(d),
+                "unpickler": lambda d=data: brinery.Unpickler(io.BytesIO(d), policy=pol).load(),
+            },
+            repeat,
         )
+        ops = brinery.scan(data).opcodes
+        rows.append((name, len(data), ops, t["plain"], t["safe"], t["scan"], t["unpickler"]))
+        print(f"{name}: plain {t['plain'] * 1e3:.2f} ms, safe {t['safe'] * 1e3:.2f} ms", flush=True)
     ratios = [r[4] / r[3] for r in rows]
     lines = [
         "# safe_loads vs loads",
@@ -106,13 +119,15 @@ def main() -> None:
         "`safe_loads` = scan of the whole stream with all four built-in profiles, then the load with the "
         "native policy enforcement. Target (issue 4, requirement 7): at most 1.15x the plain load.",
         "",
-        "| input | pickle size | opcodes | loads | safe_loads | ratio | scan alone | scan rate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| input | pickle size | opcodes | loads | safe_loads | ratio | scan alone | scan rate "
+        "| Unpickler(BytesIO, policy=) alone |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (name, size, ops, plain, safe, scan_t), ratio in zip(rows, ratios, strict=True):
+    for (name, size, ops, plain, safe, scan_t, unp), ratio in zip(rows, ratios, strict=True):
         lines.append(
             f"| {name} | {size / 1e6:.2f} MB | {ops:,} | {plain * 1e3:.2f} ms | {safe * 1e3:.2f} ms | "
-            f"{ratio:.3f}x | {scan_t * 1e3:.3f} ms | {ops / scan_t / 1e6:.0f} M opcodes/s |"
+            f"{ratio:.3f}x | {scan_t * 1e3:.3f} ms | {ops / scan_t / 1e6:.0f} M opcodes/s | "
+            f"{unp * 1e3:.2f} ms |"
         )
     lines += [
         "",
