@@ -15,6 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from summarize_rust import cpu_model  # noqa: E402
 
 
+def fmt_time(secs: float) -> str:
+    if secs >= 1e-3:
+        return f"{secs * 1e3:,.1f} ms"
+    return f"{secs * 1e6:,.2f} µs"
+
+
 def main() -> None:
     root, log = Path(sys.argv[1]), Path(sys.argv[2]).read_text()
     sizes = {
@@ -30,7 +36,7 @@ def main() -> None:
         est = root / "scan_opcodes" / "scan" / name / "new" / "estimates.json"
         secs = json.loads(est.read_text())["median"]["point_estimate"] / 1e9
         print(
-            f"| {name} | {size / 1e6:,.1f} MB | {ops:,} | {secs * 1e3:,.2f} ms "
+            f"| {name} | {size / 1e6:,.1f} MB | {ops:,} | {fmt_time(secs)} "
             f"| {ops / secs / 1e6:,.1f} M/s | {size / secs / 1e9:,.2f} GB/s |"
         )
 
