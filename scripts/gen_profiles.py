@@ -223,6 +223,7 @@ NUMPY_PRIVATE_HOMES = frozenset(
     {
         "numpy._core.multiarray",
         "numpy._core.numeric",
+        "numpy._core._internal",
         "numpy.random._pickle",
         "numpy.core.multiarray",
         "numpy.core.numeric",
@@ -265,6 +266,10 @@ def gen_numpy() -> Profile:
         importlib.import_module("numpy.random.bit_generator").SeedlessSeedSequence,
     ]
     call += [v for k, v in vars(rnd_pickle).items() if k.endswith("_ctor") and callable(v)]
+    # np.vectorize objects (scipy.stats distributions keep them); StringDType's pickle helper
+    call.append(np.vectorize)
+    internal = importlib.import_module("numpy._core._internal")
+    call += [v for k, v in vars(internal).items() if k.startswith("_convert_to_stringdtype") and callable(v)]
     dtypes = importlib.import_module("numpy.dtypes")
     call += [getattr(dtypes, n) for n in dtypes.__all__ if isinstance(getattr(dtypes, n), type)]
     bitgen = np.random.BitGenerator
@@ -304,7 +309,7 @@ def gen_numpy() -> Profile:
 # --- pandas ------------------------------------------------------------------------------------
 
 PANDAS_EXCLUDED = re.compile(
-    r"(^pandas\.(io|plotting|util|_testing|testing|tests|conftest|_config|api|errors|compat"
+    r"(^pandas\.(io|plotting|util|_testing|testing|tests|conftest|_config|api\.interchange|api\.executors|errors|compat"
     r"|core\.computation|core\.config_init|core\.interchange|core\._numba|_libs\.parsers"
     r"|_libs\.writers|_libs\.json|_libs\.testing|_libs\.sas|_libs\.window|_version|_typing"
     r"|core\.arrays\.arrow)|\.tests(\.|$))"
@@ -406,6 +411,10 @@ def gen_pandas() -> Profile:
                     if id(v) not in seen:
                         seen.add(id(v))
                         call.append(v)
+                elif callable(v) and PANDAS_HELPER.match(getattr(v, "__name__", "")) and id(v) not in seen:
+                    if getattr(v, "__module__", None) == mod.__name__:  # dateutil's own unpickle helpers
+                        seen.add(id(v))
+                        call.append(v)
         rd = importlib.import_module("dateutil.relativedelta")
         call.append(rd.relativedelta)
         dateutil_mods.append(rd)
@@ -498,12 +507,36 @@ def gen_sklearn() -> Profile:
             if isinstance(v, type) and issubclass(v, bases) and id(v) not in seen:
                 seen.add(id(v))
                 call.append(v)
+    # scipy objects estimators keep: splines and interpolators (SplineTransformer, isotonic
+    # regression), distributions (RandomizedSearchCV's param_distributions)
+    interp = importlib.import_module("scipy.interpolate")
+    for attr in interp.__all__:
+        v = getattr(interp, attr, None)
+        if is_data_class(v) and id(v) not in seen:
+            seen.add(id(v))
+            call.append(v)
+    stats = importlib.import_module("scipy.stats")
+    infra = importlib.import_module("scipy.stats._distn_infrastructure")
+    for v in list(vars(stats).values()) + list(vars(infra).values()):
+        cls = type(v) if isinstance(v, infra.rv_generic) else v
+        if (
+            is_data_class(cls)
+            and issubclass(cls, (infra.rv_generic, infra.rv_frozen))
+            and id(cls) not in seen
+        ):
+            seen.add(id(cls))
+            call.append(cls)
+    # scipy's array-API shim: BSpline keeps `xp.asarray` as a value
+    aliases = import_quiet("scipy._lib.array_api_compat.numpy._aliases")
+    if aliases is not None:
+        ref.append(aliases.asarray)
+    scipy_mods = [interp, stats, infra] + ([aliases] if aliases is not None else [])
     joblib_mods: list[types.ModuleType] = []
     npp = import_quiet("joblib.numpy_pickle")
     if npp is not None:
         call.append(npp.NumpyArrayWrapper)
         joblib_mods.append(npp)
-    found = locations(call + ref, mods + sparse_mods + joblib_mods)
+    found = locations(call + ref, mods + sparse_mods + scipy_mods + joblib_mods)
     for objs, mode in ((call, CALL), (ref, REF)):
         for obj in objs:
             for module, qual in found[id(obj)]:

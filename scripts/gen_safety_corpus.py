@@ -620,6 +620,35 @@ def gen_malicious(root: Path) -> list[dict[str, str]]:  # noqa: PLR0915 (one tab
     body = call(sg("subprocess", "Popen.__new__"), sg("subprocess", "Popen")) + EMPTY_DICT + BUILD + STOP
     m.add(n, "BUILD on a global", "BUILD on an object of a class outside the policy", proto(4) + framed(body))
 
+    # only allowed globals, used in ways the policy forbids
+    n = "build_on_allowed_class"
+    body = sg("sklearn.base", "BaseEstimator") + NONE + EMPTY_DICT + s("__repr__")
+    body += sg("sklearn.metrics", "accuracy_score") + SETITEM + TUPLE2 + BUILD + STOP
+    m.add(
+        n,
+        "BUILD on a global",
+        "BUILD on the allowed class sklearn.base.BaseEstimator (patch __repr__)",
+        proto(4) + framed(body),
+    )
+    n = "ref_only_called"
+    m.add(
+        n,
+        "ref called",
+        "builtins.object (reference-only) called",
+        proto(2) + call(g("builtins", "object")) + STOP,
+    )
+    n = "reconstructor_ref_only_class"
+    body = call(g("copyreg", "_reconstructor"), g("numpy", "float64"), g("builtins", "object"), NONE) + STOP
+    m.add(n, "ref called", "copyreg._reconstructor given a reference-only class", proto(2) + body)
+    n = "call_of_allowed_instance"
+    body = call(call(sg("collections", "OrderedDict")), s(m.touch(n))) + STOP
+    m.add(
+        n,
+        "call result called",
+        "OrderedDict()(cmd): calling the result of an allowed call",
+        proto(4) + framed(body),
+    )
+
     # 8. memo tricks
     n = "memo_overwrite"
     body = (
@@ -1171,6 +1200,39 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
             ("clf", RandomForestClassifier(n_estimators=3, random_state=0)),
         ]
     ).fit(frame_X, y_cls)
+    from scipy.stats import loguniform, uniform
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, WhiteKernel
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.model_selection import RandomizedSearchCV
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import FunctionTransformer, SplineTransformer
+
+    objs["sk_spline_transformer"] = lambda: SplineTransformer(n_knots=4).fit(X)
+    objs["sk_isotonic"] = lambda: IsotonicRegression().fit(X[:, 0], y_reg)
+    objs["sk_gaussian_process"] = lambda: GaussianProcessRegressor(RBF() + WhiteKernel(), random_state=0).fit(
+        X[:20], y_reg[:20]
+    )
+    objs["sk_mlp"] = lambda: MLPClassifier(hidden_layer_sizes=(5,), max_iter=30, random_state=0).fit(X, y_cls)
+    objs["sk_stacking"] = lambda: StackingClassifier(
+        [("lr", LogisticRegression()), ("nb", GaussianNB())], cv=2
+    ).fit(X, y_cls)
+    objs["sk_function_transformer_ufunc"] = lambda: FunctionTransformer(np.log1p, validate=True).fit(
+        np.abs(X)
+    )
+    objs["sk_randomized_search_scipy_dists"] = lambda: RandomizedSearchCV(
+        LogisticRegression(),
+        {"C": loguniform(1e-2, 1e2), "tol": uniform(1e-4, 1e-3), "max_iter": [50, 100]},
+        n_iter=2,
+        cv=2,
+        random_state=0,
+    ).fit(X, y_cls)
+    objs["np_stringdtype"] = lambda: np.array(["alpha", "", "gamma"], dtype=np.dtypes.StringDType())
+    objs["pd_timestamp_dateutil_tz"] = lambda: [
+        pd.Timestamp("2024-03-31 01:30", tz="dateutil/Europe/Paris"),
+        pd.Series(pd.date_range("2024-01-01", periods=2, tz="dateutil/UTC")),
+    ]
     objs["sk_grid_search"] = lambda: GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(X, y_reg)
     del case
     return objs

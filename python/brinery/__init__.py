@@ -9,6 +9,11 @@ A drop-in replacement for the standard library's :mod:`pickle`::
 
 Same names, signatures, defaults and output bytes as the running interpreter's ``pickle``. The
 exception classes *are* the standard library's, so ``except pickle.UnpicklingError`` keeps working.
+
+Safe mode for untrusted pickles (docs/security.md)::
+
+    report = brinery.scan("model.pkl")          # nothing runs, nothing is imported
+    obj = brinery.safe_load(f, allow=["mypkg.models.Model"])   # refuses with UnsafePickleError
 """
 
 from pickle import (
@@ -21,7 +26,23 @@ from pickle import (
 )
 from typing import TYPE_CHECKING
 
-from brinery._native import Pickler, Unpickler, dump, dumps, load, loads
+from brinery._native import (
+    SCAN_PROFILES,
+    Finding,
+    Pickler,
+    Policy,
+    ScanReport,
+    Unpickler,
+    _set_unsafe_error,
+    dump,
+    dumps,
+    load,
+    loads,
+)
+from brinery._safety import ClassRule, UnsafePickleError, safe_load, safe_loads, scan, subclasses_of
+
+# the native policy enforcement raises the same exception class as the pre-load scan
+_set_unsafe_error(UnsafePickleError)
 
 if TYPE_CHECKING:  # the jar loads lazily (module __getattr__ below)
     from brinery._jar import Jar
@@ -31,18 +52,28 @@ if TYPE_CHECKING:  # the jar loads lazily (module __getattr__ below)
 __all__ = [
     "DEFAULT_PROTOCOL",
     "HIGHEST_PROTOCOL",
+    "SCAN_PROFILES",
+    "ClassRule",
+    "Finding",
+    "Jar",
     "PickleBuffer",
     "PickleError",
     "Pickler",
     "PicklingError",
+    "Policy",
+    "ScanReport",
     "Unpickler",
     "UnpicklingError",
+    "UnsafePickleError",
     "dump",
     "dumps",
     "load",
-    "loads",
-    "Jar",
     "load_ipython_extension",
+    "loads",
+    "safe_load",
+    "safe_loads",
+    "scan",
+    "subclasses_of",
 ]
 
 

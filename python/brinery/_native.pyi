@@ -30,6 +30,7 @@ __all__ = [
     "Finding",
     "scan_bytes",
     "SCAN_PROFILES",
+    "_set_unsafe_error",
 ]
 
 @type_check_only
@@ -231,12 +232,12 @@ class Policy:
     # `profiles=None` means all built-in profiles, `[]` none. `allow` takes dotted names that may be
     # called (classes and functions, e.g. "mypkg.models.Model"); `allow_refs` dotted names that may
     # only be referenced as values. Raises ValueError for an unknown profile or a malformed name.
-    def __init__(
-        self,
+    def __new__(
+        cls,
         profiles: Iterable[str] | None = None,
         allow: Iterable[str] | None = None,
         allow_refs: Iterable[str] | None = None,
-    ) -> None: ...
+    ) -> Policy: ...
     @property
     def profiles(self) -> list[str]: ...
     # Whether `module.qualname` may be referenced (call=False) or called (call=True) under this

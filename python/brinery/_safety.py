@@ -27,6 +27,9 @@ __all__ = [
     "subclasses_of",
 ]
 
+# the single compressed streams safe_load decompresses (the member names the scan reports)
+_DECOMPRESS = {"(gzip)": "gzip", "(bz2)": "bz2", "(xz)": "lzma", "(zlib)": "zlib"}
+
 # rules whose global can be allowed by name (the others are structural or on the deny-list)
 _ALLOWABLE = {"BRS001", "BRS002"}
 
@@ -131,7 +134,8 @@ def _split_allow(allow: Iterable[AllowEntry] | str | None) -> tuple[list[str], l
             names.append(entry)
         else:
             raise TypeError(
-                f"allow entries must be dotted names or brinery.subclasses_of(...) rules, not {type(entry).__name__}"
+                "allow entries must be dotted names or brinery.subclasses_of(...) rules, "
+                f"not {type(entry).__name__}"
             )
     return names, rules
 
@@ -153,7 +157,10 @@ def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
     return Policy(profiles, allow=names)
 
 
-def _read_bytes(source: Any) -> bytes | memoryview:
+Data = bytes | bytearray | memoryview
+
+
+def _read_bytes(source: Any) -> Data:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return source
     if isinstance(source, (str, os.PathLike)):
@@ -170,7 +177,7 @@ def _read_bytes(source: Any) -> bytes | memoryview:
     return data
 
 
-def _scan_with_rules(data: bytes | memoryview, policy: PolicyArg, allow: Any) -> tuple[ScanReport, Policy]:
+def _scan_with_rules(data: Data, policy: PolicyArg, allow: Any) -> tuple[ScanReport, Policy]:
     names, rules = _split_allow(allow)
     pol = _make_policy(policy, names)
     report = _native.scan_bytes(data, pol)
@@ -269,9 +276,31 @@ def safe_loads(
     if not report.ok:
         raise _refusal(report.findings)
     if report.members:
+        # A compressed pickle (pandas' `to_pickle("x.pkl.gz")`): the scan above read it within
+        # the decompression limit; the decompressed stream is scanned again before it loads.
+        codec = _DECOMPRESS.get(report.members[0]) if len(report.members) == 1 else None
+        if codec is None:
+            raise UnsafePickleError(
+                "refusing to load a container (" + ", ".join(report.members[:4]) + "): safe_load reads "
+                "one pickle stream, plain or gzip/bz2/xz/zlib-compressed; extract the member and load "
+                "it, or inspect it with `brinery scan FILE`",
+                [],
+            )
+        data = importlib.import_module(codec).decompress(bytes(data))
+        report = _native.scan_bytes(data, pol)
+        if not report.ok or report.members:
+            raise (
+                _refusal(report.findings)
+                if not report.ok
+                else UnsafePickleError("refusing to load a container nested in a compressed stream", [])
+            )
+    if any(g.endswith("numpy_pickle.NumpyArrayWrapper") for g in report.globals):
+        # joblib writes raw array bytes between the opcodes; the scan steps over them, but a
+        # pickle loader would read them as opcodes. Never hand such a stream to the loader.
         raise UnsafePickleError(
-            "refusing to load a container (" + ", ".join(report.members[:4]) + "): safe_load reads one "
-            "pickle stream; extract the member and load it, or inspect it with `brinery scan FILE`",
+            "refusing to load a joblib file: its array data sits between the pickle opcodes, which "
+            "only joblib.load can read; `brinery scan FILE` checks it, and if it is clean and you "
+            "trust it, load it with joblib",
             [],
         )
     unpickler = _native.Unpickler(

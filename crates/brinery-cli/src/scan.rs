@@ -79,7 +79,9 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
             files.push(root.clone());
         } else if let Err(e) = collect(root, &mut files) {
             errors = true;
-            eprintln!("error: cannot read {}\n  cause: {e}", root.display());
+            crate::report(
+                &anyhow::Error::new(e).context(format!("cannot read {}", root.display())),
+            );
             continue;
         }
         for file in files {
@@ -87,7 +89,7 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
                 Ok(d) => d,
                 Err(e) => {
                     errors = true;
-                    eprintln!("error: {e:#}");
+                    crate::report(&e);
                     continue;
                 }
             };

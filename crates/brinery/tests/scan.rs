@@ -68,6 +68,7 @@ fn evasions_are_all_flagged() {
         ("antigravity on import", b"cantigravity\ngeohash\n.".to_vec(), Rule::DangerousGlobal),
         ("methodcaller", b"coperator\nmethodcaller\n(S'system'\ntR.".to_vec(), Rule::DangerousGlobal),
         ("nested pickle in an argument", [b"ccollections\nOrderedDict\n(C\x0e".to_vec(), b"\x80\x02cos\nsystem\n.".to_vec(), b"tR.".to_vec()].concat(), Rule::DangerousGlobal),
+        ("nested protocol-0 pickle in an argument", [b"ccollections\nOrderedDict\n(C\x15".to_vec(), b"cos\nsystem\n(S'ls'\ntR.".to_vec(), b"tR.".to_vec()].concat(), Rule::DangerousGlobal),
         ("unknown module", b"cmypkg.models\nModel\n)R.".to_vec(), Rule::DisallowedGlobal),
         // `_codecs.encode` result used as STACK_GLOBAL module name
         ("computed global name", framed(&[b"c_codecs\nencode\n".to_vec(), su("os"), su("latin1"), b"\x86R".to_vec(), su("system"), b"\x93\x8c\x01x\x85R.".to_vec()].concat()), Rule::ComputedGlobal),
@@ -79,6 +80,9 @@ fn evasions_are_all_flagged() {
         ("getattr reaching globals", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nX\x0b\x00\x00\x00__globals__\x86R.".to_vec(), Rule::DangerousGlobal),
         ("getattr smuggled as a value", b"\x80\x02ccollections\nOrderedDict\ncbuiltins\ngetattr\n\x85R.".to_vec(), Rule::UnsafeGetattr),
         ("BUILD on a global", b"\x80\x02ccollections\nOrderedDict\n}X\x01\x00\x00\x00xK\x01sb.".to_vec(), Rule::GlobalMutation),
+        ("SETITEMS on a global", b"\x80\x02ccollections\nOrderedDict\n(X\x01\x00\x00\x00xK\x01u.".to_vec(), Rule::GlobalMutation),
+        ("APPENDS on a global", b"\x80\x02ccollections\nOrderedDict\n(K\x01e.".to_vec(), Rule::GlobalMutation),
+        ("APPEND on a global", b"\x80\x02ccollections\nOrderedDict\nK\x01a.".to_vec(), Rule::GlobalMutation),
         ("SETITEM on a global", b"\x80\x02ccollections\nOrderedDict\nX\x01\x00\x00\x00xK\x01s.".to_vec(), Rule::GlobalMutation),
         ("ref-only global called", b"\x80\x02cbuiltins\nobject\n)R.".to_vec(), Rule::RefOnlyCalled),
         ("constructor helper given a ref-only class", b"\x80\x02ccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87R.".to_vec(), Rule::UnsafeArguments),
@@ -116,13 +120,13 @@ fn evasions_are_all_flagged() {
 #[test]
 fn structural_validation_table() {
     let table: &[(&[u8], &[&str])] = &[
-        (b"", &["BRS011 empty input: no pickle"]),
+        (b"", &["BRS011 empty input: no pickle at byte 0"]),
         (b"\x80\x04K", &["BRS011 pickle data was truncated: argument runs past the end of the input at byte 2 (BININT1)"]),
-        (b"\x80\x04K\x01", &["BRS011 pickle data was truncated: no STOP opcode"]),
-        (b"N.N", &["BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)", "BRS011 pickle data was truncated: no STOP opcode"]),
+        (b"\x80\x04K\x01", &["BRS011 pickle data was truncated: no STOP opcode at byte 4"]),
+        (b"N.N", &["BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle) at byte 2", "BRS011 pickle data was truncated: no STOP opcode at byte 3"]),
         (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01K\x02\x86.", &["BRS013 opcode runs past the end of its frame at byte 14 (the FRAME length does not match the opcodes inside it) at byte 13 (BININT1)"]),
         (b"\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00N.", &["BRS013 FRAME of 255 bytes runs past the end of the input (2 bytes left) at byte 2 (FRAME)"]),
-        (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.N", &["BRS013 STOP inside a frame that ends at byte 14 at byte 12 (STOP)", "BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)", "BRS011 pickle data was truncated: no STOP opcode"]),
+        (b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00N.N", &["BRS013 STOP inside a frame that ends at byte 14 at byte 12 (STOP)", "BRS012 1 byte(s) of trailing data after STOP (a loader reading on would run them as another pickle) at byte 13", "BRS011 pickle data was truncated: no STOP opcode at byte 14"]),
         (b"\x80\x02h\x07.", &["BRS014 memo index 7 was never stored at byte 2 (BINGET)"]),
         (b"\x80\x02t.", &["BRS015 no MARK on the stack at byte 2 (TUPLE)"]),
         (b"\x80\x020.", &["BRS015 stack underflow: the stack is empty at byte 2 (POP)", "BRS015 STOP with 0 items on the stack (expected exactly 1) at byte 3 (STOP)"]),
@@ -173,6 +177,22 @@ fn benign_shapes_are_clean() {
         r.findings[0].message,
         "global collections.OrderedDict is not allowed by the policy at byte 2 (GLOBAL)"
     );
+    // a dotted name needs every step of its attribute chain allowed
+    let chain = b"\x80\x02cmypkg\nOuter.Inner\n)R.";
+    let p = Policy::builder()
+        .allow_dotted("mypkg:Outer.Inner")
+        .unwrap()
+        .build();
+    assert_eq!(
+        scan(chain, &p, &Limits::default()).findings[0].message,
+        "global mypkg.Outer.Inner is reached through mypkg.Outer, which the policy does not allow at byte 2 (GLOBAL)"
+    );
+    let p = Policy::builder()
+        .allow_dotted("mypkg:Outer.Inner")
+        .unwrap()
+        .allow_ref("mypkg", "Outer")
+        .build();
+    assert!(scan(chain, &p, &Limits::default()).is_ok());
     // a user entry allows it
     let p = Policy::builder()
         .profile(Profile::Numpy)
@@ -311,5 +331,34 @@ fn safety_corpus_when_present() {
     assert!(
         missed.is_empty(),
         "malicious files scanned clean: {missed:?}"
+    );
+}
+
+#[test]
+fn real_joblib_files_are_read_as_joblib_load_reads_them() {
+    // made by joblib.dump (raw, zlib and lzma): numpy arrays follow their NumpyArrayWrapper
+    // as raw bytes, the object array as a nested pickle
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/scan/");
+    for name in ["arrays.joblib", "arrays.joblib.z", "arrays.joblib.lzma"] {
+        let data = std::fs::read(format!("{dir}{name}")).unwrap();
+        let r = scan_file_bytes(&data, &policy(), &Limits::default());
+        assert!(r.is_ok(), "{name}: {:?}", r.findings);
+        assert!(r
+            .global_names()
+            .contains(&"joblib.numpy_pickle.NumpyArrayWrapper".to_owned()));
+    }
+    // read as a plain pickle stream, the array bytes are not opcodes: not loadable as one
+    let data = std::fs::read(format!("{dir}arrays.joblib")).unwrap();
+    assert!(!scan(&data, &policy(), &Limits::default()).is_ok());
+    // a payload after the array data is still found
+    let mut evil = data.clone();
+    let stop = evil.len() - 1;
+    evil.truncate(stop);
+    evil.extend_from_slice(b"0\x8c\x05posix\x8c\x06system\x93\x8c\x01x\x85R.");
+    let r = scan_file_bytes(&evil, &policy(), &Limits::default());
+    assert!(
+        r.findings.iter().any(|f| f.rule == Rule::DangerousGlobal),
+        "{:?}",
+        r.findings
     );
 }

@@ -72,12 +72,14 @@ impl Guard {
         global: Option<(String, String)>,
         what: String,
     ) -> PyErr {
-        let message = format!("{what} at byte {} ({})", op.offset, op.opcode);
+        // The input serves file streams in chunks, so `op.offset` is not a position in the
+        // file: name the opcode only (the scan that precedes a safe load gives exact offsets).
+        let message = format!("{what} ({} during the load)", op.opcode);
         crate::scan::unsafe_error(
             py,
             core::Finding {
                 rule,
-                offset: op.offset as u64,
+                offset: 0,
                 opcode: Some(op.opcode),
                 global,
                 member: None,
@@ -116,6 +118,19 @@ impl Guard {
                 format!("global {module}.{name} is never allowed: it {why}"),
             ));
         } else {
+            let step = name
+                .match_indices('.')
+                .map(|(i, _)| &name[..i])
+                .find(|step| self.policy.lookup(&module, step).is_none());
+            if let Some(step) = step {
+                return Err(Self::refuse(
+                    py,
+                    Rule::DisallowedGlobal,
+                    op,
+                    pair,
+                    format!("global {module}.{name} is reached through {module}.{step}, which the policy does not allow"),
+                ));
+            }
             match self.policy.lookup(&module, &name) {
                 Some(a) => a,
                 None => {

@@ -24,23 +24,22 @@ pub(crate) fn special(module: &str, name: &str) -> Special {
 }
 
 /// Why the arguments make an allowed call unsafe, or `None`.
-pub(crate) fn check_arguments(
-    m: &Machine<'_, '_>,
-    special: Special,
-    args: Sym<'_>,
-) -> Option<String> {
+pub(crate) fn check_arguments(m: &Machine<'_, '_>, special: Special, args: Sym) -> Option<String> {
     match special {
         Special::CodecsEncode => {
             // `_codecs.encode('text', 'latin1')`: how protocols 0–2 write bytes. Anything else
             // could encode with a codec that imports a module.
-            let ok = matches!(
-                m.items_of(args),
-                Some([Sym::Str(..) | Sym::Text])
-                    | Some([
-                        Sym::Str(..) | Sym::Text,
-                        Sym::Str(b"latin1" | b"latin-1" | b"utf-8" | b"utf8" | b"ascii", _)
-                    ])
-            );
+            let plain = |s: &Sym| {
+                matches!(
+                    m.str_bytes(*s),
+                    Some(b"latin1" | b"latin-1" | b"utf-8" | b"utf8" | b"ascii")
+                )
+            };
+            let ok = match m.items_of(args) {
+                Some([Sym::Str { .. } | Sym::Text]) => true,
+                Some([Sym::Str { .. } | Sym::Text, enc]) => plain(enc),
+                _ => false,
+            };
             (!ok).then(|| {
                 "is called with other than a constant string and a plain text encoding".to_owned()
             })
@@ -71,7 +70,7 @@ pub(crate) fn check_arguments(
 pub(crate) fn joblib_array<'a>(
     m: &mut Machine<'a, '_>,
     op: &Op<'a>,
-    state: Sym<'a>,
+    state: Sym,
     end: usize,
 ) -> Option<usize> {
     let dtype = m
@@ -102,12 +101,9 @@ pub(crate) fn joblib_array<'a>(
                 n
             }
         });
-    let count = match shape.map(|s| (s, m.items_of(s))) {
-        Some((_, Some(items))) => items.iter().try_fold(1u64, |acc, s| match s {
-            Sym::Int(v) if *v >= 0 => acc.checked_mul(*v as u64),
-            _ => None,
-        }),
-        Some((Sym::Data, None)) => Some(1), // () is plain data
+    let count = match shape {
+        Some(Sym::Ints(product)) => product,
+        Some(Sym::Data) => Some(1), // () is plain data
         _ => None,
     };
     let (Some(itemsize), Some(count)) = (itemsize, count) else {

@@ -41,6 +41,8 @@ pub enum ContainerKind {
     Bzip2,
     /// An xz stream.
     Xz,
+    /// A legacy `.lzma` ("lzma alone") stream, as joblib's `compress='lzma'` writes.
+    Lzma,
     /// A zlib stream (joblib's default compression).
     Zlib,
     /// A numpy `.npy` array file.
@@ -48,13 +50,14 @@ pub enum ContainerKind {
 }
 
 impl ContainerKind {
-    /// A short name: `zip`, `gzip`, `bz2`, `xz`, `zlib`, `npy`.
+    /// A short name: `zip`, `gzip`, `bz2`, `xz`, `lzma`, `zlib`, `npy`.
     pub fn name(self) -> &'static str {
         match self {
             ContainerKind::Zip => "zip",
             ContainerKind::Gzip => "gzip",
             ContainerKind::Bzip2 => "bz2",
             ContainerKind::Xz => "xz",
+            ContainerKind::Lzma => "lzma",
             ContainerKind::Zlib => "zlib",
             ContainerKind::Npy => "npy",
         }
@@ -72,6 +75,10 @@ impl ContainerKind {
             Some(ContainerKind::Bzip2)
         } else if data.starts_with(b"\xfd7zXZ\x00") {
             Some(ContainerKind::Xz)
+        } else if data.len() >= 13 && data[0] == 0x5d && data[1] == 0x00 {
+            // lzma alone: properties 0x5d, then the dictionary size; `]` followed by a NUL byte
+            // is never a pickle (0x00 is not an opcode).
+            Some(ContainerKind::Lzma)
         } else if data.starts_with(b"\x93NUMPY") {
             Some(ContainerKind::Npy)
         } else if data.len() >= 2 && data[0] == 0x78 && matches!(data[1], 0x01 | 0x5e | 0x9c | 0xda)
@@ -129,6 +136,7 @@ impl Walker<'_> {
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz
+            | ContainerKind::Lzma
             | ContainerKind::Zlib => {
                 let name = label(kind.name());
                 if let Some(inner) = self.decompress(kind, data, &name) {
@@ -171,6 +179,15 @@ impl Walker<'_> {
             ContainerKind::Xz => {
                 let mut input = io::BufReader::new(data);
                 lzma_rs::xz_decompress(&mut input, &mut out)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            }
+            ContainerKind::Lzma => {
+                let mut input = io::BufReader::new(data);
+                let options = lzma_rs::decompress::Options {
+                    memlimit: usize::try_from(budget).ok(),
+                    ..Default::default()
+                };
+                lzma_rs::lzma_decompress_with_options(&mut input, &mut out, &options)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
             }
             ContainerKind::Zip | ContainerKind::Npy => Ok(()),

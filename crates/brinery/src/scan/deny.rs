@@ -346,7 +346,9 @@ fn check(module: &str, qualname: &str) -> Option<&'static str> {
         if DENIED_ATTRIBUTES.contains(part) {
             return Some("reaches code, globals or files through an attribute");
         }
-        if parts.len() > 1 {
+        // `part` used as a module reached by attribute, with something taken from it: the last
+        // component alone is only a name (an enum member called `test` is not the module).
+        if i + 1 < parts.len() {
             let rest = parts[i..].join(".");
             let (m, n) = match rest.rsplit_once('.') {
                 Some(pair) => pair,
@@ -474,6 +476,8 @@ mod tests {
             ("datetime", "datetime"),
             ("zoneinfo", "ZoneInfo._unpickle"),
             ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+            ("mypkg", "Status.test"),
+            ("mypkg", "Outer.code"),
         ] {
             assert_eq!(denied(m, n), None, "{m}.{n} should not be denied");
         }

@@ -29,14 +29,18 @@ const SMALL_DICT: usize = 16;
 
 /// A symbolic stack value.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Sym<'a> {
+pub(crate) enum Sym {
     /// Inert data: numbers, bytes, containers, None.
     Data,
     /// A small integer (kept for shapes and counts).
     Int(i64),
-    /// A constant string pushed by a literal opcode; `ascii` when the loader decodes it as ASCII
-    /// (Python 2 strings) rather than UTF-8.
-    Str(&'a [u8], bool),
+    /// A constant string pushed by a literal opcode: `len` bytes at `start` in the input;
+    /// `ascii` when the loader decodes it as ASCII (Python 2 strings) rather than UTF-8. Kept as
+    /// an offset rather than a slice so that a `Sym` is 16 bytes.
+    Str { start: u64, len: u32, ascii: bool },
+    /// A tuple of small non-negative integers (a shape), by the product of its items (`None` on
+    /// overflow or a negative item).
+    Ints(Option<u64>),
     /// A constant string whose text the scan does not decode (an escaped UNICODE line, a quoted
     /// STRING): data, but never a global's name.
     Text,
@@ -102,14 +106,14 @@ pub(crate) struct Machine<'a, 'r> {
     options: RunOptions,
     member: Option<&'r str>,
     report: &'r mut Report,
-    stack: Vec<Sym<'a>>,
+    stack: Vec<Sym>,
     marks: Vec<usize>,
-    memo: Vec<Option<Sym<'a>>>,
-    memo_far: HashMap<u64, Sym<'a>>,
+    memo: Vec<Option<Sym>>,
+    memo_far: HashMap<u64, Sym>,
     /// Entries in the memo (MEMOIZE stores at this index, as CPython's `len(memo)`).
     memo_count: u64,
-    tuples: Vec<Sym<'a>>,
-    dicts: Vec<Vec<(&'a [u8], Sym<'a>)>>,
+    tuples: Vec<Sym>,
+    dicts: Vec<Vec<(&'a [u8], Sym)>>,
     globals: Vec<GlobalInfo>,
     calls: Vec<CallInfo<'a>>,
     proto: u8,
@@ -185,7 +189,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 0,
                 None,
                 None,
-                "empty input: no pickle".into(),
+                "empty input: no pickle at byte 0".into(),
             );
             return;
         }
@@ -200,7 +204,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                         None,
                         None,
                         format!(
-                            "{rest} byte(s) of trailing data after STOP (a loader reading on would run them as another pickle)"
+                            "{rest} byte(s) of trailing data after STOP (a loader reading on would run them as another pickle) at byte {end}"
                         ),
                     );
                     start = end;
@@ -243,7 +247,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                         at,
                         None,
                         None,
-                        "pickle data was truncated: no STOP opcode".into(),
+                        format!("pickle data was truncated: no STOP opcode at byte {at}"),
                     );
                     return End::Abort;
                 }
@@ -353,7 +357,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     #[inline]
-    fn pop(&mut self, op: &Op<'_>) -> Sym<'a> {
+    fn pop(&mut self, op: &Op<'_>) -> Sym {
         if self.stack.len() > self.fence() {
             // The length check above makes this pop succeed.
             self.stack.pop().unwrap_or(Sym::Unknown)
@@ -364,7 +368,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     #[inline]
-    fn top(&mut self, op: &Op<'_>) -> Sym<'a> {
+    fn top(&mut self, op: &Op<'_>) -> Sym {
         if self.stack.len() > self.fence() {
             self.stack.last().copied().unwrap_or(Sym::Unknown)
         } else {
@@ -398,7 +402,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// A value used as data (an item, an argument, a state): a getattr that escapes this way
     /// could be called later by code the scan cannot see.
     #[inline]
-    fn consume(&mut self, sym: Sym<'a>, op: &Op<'_>) {
+    fn consume(&mut self, sym: Sym, op: &Op<'_>) {
         if let Sym::Global(gid) = sym {
             let g = &self.globals[gid as usize];
             if g.special == Special::Getattr && !g.flagged {
@@ -427,8 +431,50 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
-    fn small_tuple(&mut self, start: usize) -> Sym<'a> {
+    /// A constant string of the input as a `Sym` (offsets into `self.data`).
+    #[inline]
+    fn str_sym(&self, b: &'a [u8], ascii: bool) -> Sym {
+        match u32::try_from(b.len()) {
+            Ok(len) => Sym::Str {
+                start: (b.as_ptr() as usize - self.data.as_ptr() as usize) as u64,
+                len,
+                ascii,
+            },
+            Err(_) => Sym::Text,
+        }
+    }
+
+    /// The bytes of a constant string.
+    pub(crate) fn str_bytes(&self, s: Sym) -> Option<&'a [u8]> {
+        match s {
+            Sym::Str { start, len, .. } => {
+                let start = usize::try_from(start).ok()?;
+                self.data.get(start..start.checked_add(len as usize)?)
+            }
+            _ => None,
+        }
+    }
+
+    /// The text of a constant string as the loader decodes it, if the scan can read it exactly.
+    pub(crate) fn text(&self, s: Sym) -> Option<&'a str> {
+        let Sym::Str { ascii, .. } = s else {
+            return None;
+        };
+        std::str::from_utf8(self.str_bytes(s)?)
+            .ok()
+            .filter(|t| !ascii || t.is_ascii())
+    }
+
+    #[inline]
+    fn small_tuple(&mut self, start: usize) -> Sym {
         let items = &self.stack[start..];
+        if items.iter().all(|s| matches!(s, Sym::Int(_))) && !items.is_empty() {
+            let product = items.iter().try_fold(1u64, |acc, s| match s {
+                Sym::Int(v) if *v >= 0 => acc.checked_mul(*v as u64),
+                _ => None,
+            });
+            return Sym::Ints(product);
+        }
         if items.is_empty()
             || items.len() > SMALL_TUPLE
             || self.tuples.len() > u32::MAX as usize / 2
@@ -443,7 +489,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         Sym::Tuple(at, items.len() as u32)
     }
 
-    fn tuple_items(&self, sym: Sym<'a>) -> Option<&[Sym<'a>]> {
+    fn tuple_items(&self, sym: Sym) -> Option<&[Sym]> {
         match sym {
             Sym::Tuple(at, len) => self.tuples.get(at as usize..(at + len) as usize),
             _ => None,
@@ -452,7 +498,7 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// A container opcode applied to `target`: mutating a global is a finding.
     #[inline]
-    fn mutate(&mut self, target: Sym<'a>, op: &Op<'_>) {
+    fn mutate(&mut self, target: Sym, op: &Op<'_>) {
         if let Sym::Global(gid) = target {
             let pair = self.global_pair(gid);
             let msg = format!(
@@ -473,8 +519,15 @@ impl<'a, 'r> Machine<'a, 'r> {
     // Memo
     // ---------------------------------------------------------------------------------------
 
+    #[inline]
     fn memo_put(&mut self, idx: u64, op: &Op<'_>) {
         let value = self.top(op);
+        // The common case: the next index (MEMOIZE, or PUT as picklers number them).
+        if idx == self.memo.len() as u64 && self.memo_count < self.limits.max_memo() {
+            self.memo.push(Some(value));
+            self.memo_count += 1;
+            return;
+        }
         if self.memo_count >= self.limits.max_memo() {
             let msg = format!(
                 "memo limit of {} exceeded at byte {} ({})",
@@ -542,19 +595,21 @@ impl<'a, 'r> Machine<'a, 'r> {
             LONG1 | LONG4 => self.stack.push(Sym::Data),
             SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
                 if let Arg::Bytes(b) = op.arg {
-                    self.stack.push(Sym::Str(b, false));
+                    self.stack.push(self.str_sym(b, false));
                 }
             }
             BINSTRING | SHORT_BINSTRING => {
                 if let Arg::Bytes(b) = op.arg {
-                    self.stack.push(Sym::Str(b, true));
+                    self.stack.push(self.str_sym(b, true));
                     self.maybe_nested(b, op);
                 }
             }
             UNICODE => {
                 let sym = match op.arg {
                     // raw-unicode-escape: plain ASCII without backslashes is itself.
-                    Arg::Line(l) if l.iter().all(|&b| b < 0x80 && b != b'\\') => Sym::Str(l, false),
+                    Arg::Line(l) if l.iter().all(|&b| b < 0x80 && b != b'\\') => {
+                        self.str_sym(l, false)
+                    }
                     _ => Sym::Text,
                 };
                 self.stack.push(sym);
@@ -654,7 +709,12 @@ impl<'a, 'r> Machine<'a, 'r> {
                 if (self.stack.len() - start) % 2 == 1 {
                     self.structural(Rule::StackError, op, "odd number of items for SETITEMS");
                 }
-                let target = self.top(op);
+                let target = if start > self.fence() {
+                    self.stack[start - 1]
+                } else {
+                    self.underflow(op);
+                    Sym::Unknown
+                };
                 self.record_pairs(Some(target), start);
                 self.stack.truncate(start);
                 self.mutate(target, op);
@@ -854,7 +914,7 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// Record constant-string-keyed pairs of `stack[start..]` into the dict `target` (or a new
     /// one when `target` is `None`); returns the dict.
-    fn record_pairs(&mut self, target: Option<Sym<'a>>, start: usize) -> Sym<'a> {
+    fn record_pairs(&mut self, target: Option<Sym>, start: usize) -> Sym {
         let did = match target {
             Some(Sym::Dict(d)) => d,
             Some(_) => return Sym::Data,
@@ -868,7 +928,10 @@ impl<'a, 'r> Machine<'a, 'r> {
         };
         let mut i = start;
         while i + 1 < self.stack.len() {
-            if let (Sym::Str(k, _), v) = (self.stack[i], self.stack[i + 1]) {
+            // Only the keys a rule reads (joblib's array wrapper state) are kept.
+            if let (Some(k @ (b"dtype" | b"shape" | b"numpy_array_alignment_bytes")), v) =
+                (self.str_bytes(self.stack[i]), self.stack[i + 1])
+            {
                 let d = &mut self.dicts[did as usize];
                 if d.len() < SMALL_DICT {
                     d.push((k, v));
@@ -896,9 +959,10 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// scanned with the same policy; what it would reference is reported when it is a
     /// well-formed pickle.
     fn maybe_nested(&mut self, b: &'a [u8], op: &Op<'_>) {
+        // Protocol 2+ streams start with PROTO; protocol 0/1 ones with any opcode (`cos\n...`).
         let looks = b.len() >= 4
-            && b[0] == Opcode::PROTO.byte()
-            && (2..=5).contains(&b[1])
+            && Opcode::from_byte(b[0]).is_some()
+            && (b[0] != Opcode::PROTO.byte() || b[1] <= crate::HIGHEST_PROTOCOL)
             && b[b.len() - 1] == Opcode::STOP.byte();
         if !looks || self.options.nesting >= MAX_NESTING {
             return;
@@ -941,7 +1005,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     // Globals
     // ---------------------------------------------------------------------------------------
 
-    fn global_lines(&mut self, op: &Op<'_>, m: &[u8], n: &[u8]) -> Sym<'a> {
+    fn global_lines(&mut self, op: &Op<'_>, m: &[u8], n: &[u8]) -> Sym {
         match (std::str::from_utf8(m), std::str::from_utf8(n)) {
             (Ok(m), Ok(n)) => self.global(op, m, n),
             _ => {
@@ -951,18 +1015,13 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
-    fn stack_global(&mut self, op: &Op<'_>, module: Sym<'a>, name: Sym<'a>) -> Sym<'a> {
-        let text = |s: Sym<'a>| match s {
-            Sym::Str(b, ascii) => std::str::from_utf8(b)
-                .ok()
-                .filter(|t| !ascii || t.is_ascii()),
-            _ => None,
-        };
+    fn stack_global(&mut self, op: &Op<'_>, module: Sym, name: Sym) -> Sym {
+        let text = |s: Sym| self.text(s);
         match (text(module), text(name)) {
             (Some(m), Some(n)) => self.global(op, m, n),
             _ => {
-                let describe = |s: Sym<'a>| match s {
-                    Sym::Str(..) | Sym::Text => "a string the scan cannot read exactly",
+                let describe = |s: Sym| match s {
+                    Sym::Str { .. } | Sym::Text => "a string the scan cannot read exactly",
                     Sym::Result(_) => "the result of a call",
                     Sym::Global(_) => "a global",
                     Sym::Unknown => "an unknown value",
@@ -986,7 +1045,7 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// Resolve a global as the loader would (Python 2 names mapped below protocol 3), check it
     /// against the deny-list and the policy, and record it.
-    fn global(&mut self, op: &Op<'_>, module: &str, name: &str) -> Sym<'a> {
+    fn global(&mut self, op: &Op<'_>, module: &str, name: &str) -> Sym {
         let (module, name) = match (self.proto < 3)
             .then(|| crate::encode::python3_name(module, name))
             .flatten()
@@ -1034,9 +1093,31 @@ impl<'a, 'r> Machine<'a, 'r> {
                     msg,
                 );
                 flagged = true;
+            } else if let Some(step) = self.unlisted_step(&module, &name) {
+                // `module` + `A.b` is getattr(module.A, 'b'): every step must be allowed too.
+                let msg = format!(
+                    "global {module}.{name} is reached through {module}.{step}, which the policy does not allow at byte {} ({})",
+                    op.offset, op.opcode
+                );
+                self.finding(
+                    Rule::DisallowedGlobal,
+                    op.offset as u64,
+                    Some(op.opcode),
+                    Some((module.clone(), name.clone())),
+                    msg,
+                );
+                access = None;
+                flagged = true;
             }
         }
         self.push_global(module, name, access, flagged, special)
+    }
+
+    /// The first step of a dotted name's attribute chain that the policy does not list.
+    fn unlisted_step<'n>(&self, module: &str, name: &'n str) -> Option<&'n str> {
+        name.match_indices('.')
+            .map(|(i, _)| &name[..i])
+            .find(|step| self.policy.lookup(module, step).is_none())
     }
 
     pub(crate) fn push_global(
@@ -1046,7 +1127,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         access: Option<Access>,
         flagged: bool,
         special: Special,
-    ) -> Sym<'a> {
+    ) -> Sym {
         self.globals.push(GlobalInfo {
             module,
             name,
@@ -1072,13 +1153,13 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     /// A call of `callee` with `args` (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ): returns its result.
-    fn call(&mut self, op: &Op<'_>, callee: Sym<'a>, args: Sym<'a>) -> Sym<'a> {
+    fn call(&mut self, op: &Op<'_>, callee: Sym, args: Sym) -> Sym {
         let Sym::Global(gid) = callee else {
             self.record_call(op, None);
             let what = match callee {
                 Sym::Result(_) => "the result of another call",
                 Sym::Unknown => "a value the scan could not resolve",
-                Sym::Str(..) => "a string",
+                Sym::Str { .. } => "a string",
                 _ => "a value that is not a global",
             };
             let msg = format!(
@@ -1131,10 +1212,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         let first_str = self
             .tuple_items(args)
             .and_then(|items| items.first().copied())
-            .and_then(|s| match s {
-                Sym::Str(b, _) => Some(b),
-                _ => None,
-            });
+            .and_then(|s| self.str_bytes(s));
         self.calls.push(CallInfo {
             callee: Some(gid),
             first_str,
@@ -1145,14 +1223,12 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// `getattr(obj, name)`: allowed only for an allowed global and a constant name; the result
     /// is the global `module.qualname.name`, which may be referenced unless denied and called
     /// only if the policy lists it.
-    fn getattr(&mut self, op: &Op<'_>, gid: u32, args: Sym<'a>) -> Sym<'a> {
-        let items = self.tuple_items(args).map(<[Sym<'a>]>::to_vec);
+    fn getattr(&mut self, op: &Op<'_>, gid: u32, args: Sym) -> Sym {
+        let items = self.tuple_items(args).map(<[Sym]>::to_vec);
         let target = match items.as_deref() {
-            Some([Sym::Global(obj), Sym::Str(attr, ascii)]) => {
+            Some([Sym::Global(obj), attr @ Sym::Str { .. }]) => {
+                let attr = self.text(*attr);
                 let obj = &self.globals[*obj as usize];
-                let attr = std::str::from_utf8(attr)
-                    .ok()
-                    .filter(|a| !ascii || a.is_ascii());
                 match attr {
                     Some(attr)
                         if !obj.flagged
@@ -1209,7 +1285,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         self.push_global(module, name, access, false, special)
     }
 
-    pub(crate) fn items_of(&self, sym: Sym<'a>) -> Option<&[Sym<'a>]> {
+    pub(crate) fn items_of(&self, sym: Sym) -> Option<&[Sym]> {
         self.tuple_items(sym)
     }
 
@@ -1219,7 +1295,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     /// BUILD: state applied to `target`.
-    fn build(&mut self, op: &Op<'a>, target: Sym<'a>, state: Sym<'a>, end: usize) -> Option<usize> {
+    fn build(&mut self, op: &Op<'a>, target: Sym, state: Sym, end: usize) -> Option<usize> {
         match target {
             Sym::Global(_) => {
                 self.mutate(target, op);
@@ -1239,7 +1315,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
-    pub(crate) fn dict_get(&self, dict: Sym<'a>, key: &str) -> Option<Sym<'a>> {
+    pub(crate) fn dict_get(&self, dict: Sym, key: &str) -> Option<Sym> {
         let Sym::Dict(did) = dict else { return None };
         self.dicts[did as usize]
             .iter()
@@ -1248,7 +1324,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             .map(|(_, v)| *v)
     }
 
-    pub(crate) fn call_first_str(&self, sym: Sym<'a>, special: Special) -> Option<&'a [u8]> {
+    pub(crate) fn call_first_str(&self, sym: Sym, special: Special) -> Option<&'a [u8]> {
         let Sym::Result(cid) = sym else { return None };
         let c = &self.calls[cid as usize];
         let g = c.callee?;

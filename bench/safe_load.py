@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Benchmark: ``brinery.safe_loads`` against plain ``brinery.loads`` (issue 4, requirement 7).
+
+Usage: .venv/bin/python bench/safe_load.py [--quick] [--out bench/results/safe-load.md]
+
+For each input (real numpy/pandas/scikit-learn data and an opcode-dense Python structure) this
+measures the best of N timed repetitions of
+
+- ``brinery.loads(data)``: the plain load,
+- ``brinery.safe_loads(data)``: scan (whole stream, all four built-in profiles) then the load with
+  the native policy enforcement,
+- ``brinery.scan(data)`` alone, with its opcode rate,
+
+and writes a Markdown table with the ratio safe/plain (the target: at most 1.15). Benchmarks
+measure; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import pickle
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import brinery
+import numpy as np
+import pandas as pd
+
+
+def inputs() -> dict[str, bytes]:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    frame = pd.DataFrame(
+        {
+            "t": pd.date_range("2024-01-01", periods=n, freq="s", tz="Europe/Paris"),
+            "x": rng.normal(size=n),
+            "k": pd.Categorical(rng.choice(["a", "b", "c"], size=n)),
+            "i": rng.integers(0, 1000, size=n),
+            "s": rng.choice(["alpha", "beta", "gamma", "delta"], size=n).astype(object),
+        }
+    )
+    X = rng.normal(size=(2000, 10))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, y)
+        pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    records = [
+        {"id": i, "name": f"user{i}", "score": i * 0.5, "tags": ["a", "b"], "ok": i % 2 == 0}
+        for i in range(100_000)
+    ]
+    return {
+        "numpy float64 array, 8 MB (protocol 5)": pickle.dumps(rng.normal(size=1_000_000), protocol=5),
+        "numpy float64 array, 8 MB (protocol 4)": pickle.dumps(rng.normal(size=1_000_000), protocol=4),
+        "pandas DataFrame, 200k rows (tz, categorical, object)": pickle.dumps(frame, protocol=5),
+        "RandomForestClassifier, 50 trees": pickle.dumps(forest, protocol=5),
+        "Pipeline(StandardScaler, LogisticRegression)": pickle.dumps(pipe, protocol=5),
+        "list of 100k dicts (opcode-dense)": pickle.dumps(records, protocol=5),
+    }
+
+
+def best_interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The best time of each function, run in turn within every repetition (so that the noise of
+    a shared machine hits all of them alike)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    gc.collect()
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "safe-load.md"))
+    args = ap.parse_args()
+    repeat = 3 if args.quick else 15
+    rows = []
+    pol = brinery.Policy()
+    for name, data in inputs().items():
+        assert brinery.scan(data).ok, name
+        t = best_interleaved(
+            {
+                "plain": lambda d=data: brinery.loads(d),
+                "safe": lambda d=data: brinery.safe_loads(d),
+                "scan": lambda d=data: brinery.scan(d),
+                "unpickler": lambda d=data: brinery.Unpickler(io.BytesIO(d), policy=pol).load(),
+            },
+            repeat,
+        )
+        ops = brinery.scan(data).opcodes
+        rows.append((name, len(data), ops, t["plain"], t["safe"], t["scan"], t["unpickler"]))
+        print(f"{name}: plain {t['plain'] * 1e3:.2f} ms, safe {t['safe'] * 1e3:.2f} ms", flush=True)
+    ratios = [r[4] / r[3] for r in rows]
+    lines = [
+        "# safe_loads vs loads",
+        "",
+        f"`{' '.join([Path(sys.executable).name, 'bench/safe_load.py', *sys.argv[1:]])}` — best of {repeat}; "
+        f"Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
+        f"{platform.machine()}, {platform.processor() or platform.system()}.",
+        "",
+        "`safe_loads` = scan of the whole stream with all four built-in profiles, then the load with the "
+        "native policy enforcement. Target (issue 4, requirement 7): at most 1.15x the plain load.",
+        "",
+        "| input | pickle size | opcodes | loads | safe_loads | ratio | scan alone | scan rate "
+        "| Unpickler(BytesIO, policy=) alone |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (name, size, ops, plain, safe, scan_t, unp), ratio in zip(rows, ratios, strict=True):
+        lines.append(
+            f"| {name} | {size / 1e6:.2f} MB | {ops:,} | {plain * 1e3:.2f} ms | {safe * 1e3:.2f} ms | "
+            f"{ratio:.3f}x | {scan_t * 1e3:.3f} ms | {ops / scan_t / 1e6:.0f} M opcodes/s | "
+            f"{unp * 1e3:.2f} ms |"
+        )
+    lines += [
+        "",
+        f"Geometric mean ratio: {statistics.geometric_mean(ratios):.3f}x; worst {max(ratios):.3f}x.",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

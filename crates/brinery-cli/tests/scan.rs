@@ -1,0 +1,175 @@
+//! `brinery scan` as a user runs it: the readable report, `--json`, `--policy`, `--allow`,
+//! directories, and the exit codes (0 clean, 1 findings, 2 errors).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("brinery starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    child.wait_with_output().expect("brinery finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("brinery-scan-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("sub")).expect("temp dir");
+    d
+}
+
+// pickle.dumps({'a': [1, 2]}, protocol=4)
+const CLEAN: &[u8] =
+    b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94]\x94(K\x01K\x02es.";
+// a reduce of posix.system, protocol 2
+const EVIL: &[u8] = b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00hi\x85R.";
+// collections.OrderedDict() at protocol 2 with a class outside every profile
+const MINE: &[u8] = b"\x80\x02cmypkg.models\nModel\n)R.";
+
+#[test]
+fn clean_file_exits_0() {
+    let d = dir("clean");
+    let p = d.join("ok.pkl");
+    std::fs::write(&p, CLEAN).unwrap();
+    let out = run(&["scan", p.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}: ok (0 global(s), 14 opcode(s))\n", p.display())
+    );
+}
+
+#[test]
+fn findings_exit_1_with_offset_opcode_global_rule_and_why() {
+    let out = run(&["scan", "-"], EVIL);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "standard input: 1 finding(s)\n  byte 2 GLOBAL posix.system: BRS003 dangerous-global: \
+         global posix.system is never allowed: it runs commands and touches files at byte 2 (GLOBAL)\n"
+    );
+}
+
+#[test]
+fn allow_and_policy_choose_what_is_allowed() {
+    let out = run(&["scan", "-"], MINE);
+    assert_eq!(out.status.code(), Some(1));
+    let s = text(&out.stdout);
+    assert!(s.contains("BRS001 disallowed-global"), "{s}");
+    assert!(
+        s.contains(
+            "hint: if you trust this file, allow its globals with --allow mypkg.models.Model"
+        ),
+        "{s}"
+    );
+    let out = run(&["scan", "--allow", "mypkg.models.Model", "-"], MINE);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    // the deny-list wins over --allow
+    let out = run(&["scan", "--allow", "posix.system", "-"], EVIL);
+    assert_eq!(out.status.code(), Some(1));
+    // OrderedDict is in stdlib-data, not in numpy
+    let od = b"\x80\x02ccollections\nOrderedDict\n)R.";
+    assert_eq!(
+        run(&["scan", "--policy", "stdlib-data", "-"], od)
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["scan", "--policy", "numpy", "-"], od).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        run(&["scan", "--policy", "none", "-"], od).status.code(),
+        Some(1)
+    );
+    let out = run(&["scan", "--policy", "nope", "-"], od);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown profile \"nope\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn json_output_one_object_per_file_and_directories_recursed() {
+    let d = dir("json");
+    std::fs::write(d.join("a.pkl"), CLEAN).unwrap();
+    std::fs::write(d.join("sub").join("b.pkl"), EVIL).unwrap();
+    let out = run(&["scan", "--json", d.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["ok"], true);
+    assert!(lines[0]["path"].as_str().unwrap().ends_with("a.pkl"));
+    assert_eq!(lines[1]["ok"], false);
+    let f = &lines[1]["findings"][0];
+    assert_eq!(f["rule"], "BRS003");
+    assert_eq!(f["name"], "dangerous-global");
+    assert_eq!(f["offset"], 2);
+    assert_eq!(f["opcode"], "GLOBAL");
+    assert_eq!(f["global"], "posix.system");
+    assert_eq!(lines[1]["globals"][0], "posix.system");
+}
+
+#[test]
+fn unreadable_path_exits_2_even_with_findings() {
+    let d = dir("missing");
+    let evil = d.join("evil.pkl");
+    std::fs::write(&evil, EVIL).unwrap();
+    let out = run(
+        &[
+            "scan",
+            evil.to_str().unwrap(),
+            d.join("nope.pkl").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("BRS003"));
+}
+
+#[test]
+fn containers_name_their_members() {
+    // a zip with a stored member, as PyTorch writes them (the CRC here is wrong on purpose)
+    let name = b"archive/data.pkl";
+    let mut z = Vec::new();
+    z.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00\xef\xbe\xad\xde");
+    z.extend_from_slice(&(EVIL.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(EVIL.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    z.extend_from_slice(&[0, 0]);
+    z.extend_from_slice(name);
+    z.extend_from_slice(EVIL);
+    let out = run(&["scan", "-"], &z);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("  [archive/data.pkl] byte 2 GLOBAL posix.system: BRS003"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -1,0 +1,623 @@
+"""Safe mode: ``brinery.scan``, ``brinery scan``, ``safe_load``/``safe_loads`` and the policy.
+
+The corpus comes from ``scripts/gen_safety_corpus.py`` (run once per session into a temporary
+directory): malicious pickles and containers covering every evasion class of issue 4 with inert
+payloads (they would ``touch`` a file under ``<corpus>/markers`` or print ``BRINERY-MARKER``), and
+real numpy/pandas/scikit-learn/stdlib objects at protocols 2, 4 and 5 (with and without
+out-of-band buffers).
+
+- every malicious file is flagged by ``brinery.scan`` and by ``brinery scan --json``, and refused
+  by ``safe_load`` and by the native ``Unpickler(policy=...)`` with no payload running: an audit
+  hook in the loading process records every import, exec, os.system, subprocess, open and
+  find_class event, and the marker directory stays empty;
+- a live check proves the payloads are real: the standard library's ``pickle`` does run them;
+- every benign file scans clean and safe-loads equal to the standard library's result;
+- ``allow=`` names and ``subclasses_of`` class rules extend the policy, and only as far as asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import brinery
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GEN = REPO / "scripts" / "gen_safety_corpus.py"
+PROFILES = REPO / "crates" / "brinery" / "src" / "scan" / "profiles"
+CLI = Path(os.environ.get("BRINERY_CLI", REPO / "target" / "release" / "brinery"))
+
+
+def _generate(root: Path, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(GEN), str(root), *extra], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((root / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("safety-corpus")
+    return root, _generate(root)
+
+
+def _buffers(root: Path, entry: dict) -> list[bytes]:
+    return [(root / "benign" / b).read_bytes() for b in entry["buffers"]]
+
+
+# --------------------------------------------------------------------------------------------
+# the corpus itself
+# --------------------------------------------------------------------------------------------
+
+
+def test_corpus_size_and_coverage(corpus):
+    root, manifest = corpus
+    kinds = {e["kind"] for e in manifest["benign"]}
+    assert len(kinds) >= 60
+    assert {e["protocol"] for e in manifest["benign"]} == {2, 4, 5}
+    assert any(e["buffers"] for e in manifest["benign"]), "no protocol-5 out-of-band case"
+    for prefix in ("std_", "np_", "pd_", "sk_"):
+        assert sum(k.startswith(prefix) for k in kinds) >= 10, prefix
+    evasions = {e["evasion"] for e in manifest["malicious"]}
+    for needed in (
+        "direct", "alias", "dotted name", "inside allowed library", "computed name", "call result called",
+        "BUILD on a global", "BUILD on a module", "memo", "payload then crash", "stacked pickles",
+        "import side effect", "EXT code", "persistent id", "nested pickle", "container", "ref called",
+    ):  # fmt: skip
+        assert needed in evasions, needed
+    exts = {e["file"].rsplit(".", 1)[1] for e in manifest["malicious"]}
+    assert {"pkl", "bin", "dat", "model", "npy", "npz", "gz"} <= exts
+    assert not list((root / "markers").iterdir())
+
+
+LIVE = [
+    "os_system_p0.pkl", "os_system_p2.pkl", "os_system_p5.pkl", "dotted_pathlib_os_system.pkl",
+    "computed_codecs_module.pkl", "memo_overwrite.pkl", "crash_truncated.pkl", "crash_underflow.pkl",
+    "call_methodcaller.pkl", "numpy_testing_runstring.pkl", "alias_builtin_eval_p2.pkl",
+    "trailing_stacked_pickle.pkl", "gzip.model", "builtins_print.pkl", "call_getattr_nonconstant.pkl",
+]  # fmt: skip
+
+
+def test_the_payloads_are_live(tmp_path, run_python, describe_proc):
+    """The standard library's pickle does run these payloads: the corpus is not vacuous."""
+    root = tmp_path / "live"
+    manifest = _generate(root, "--malicious-only")
+    code = """
+        import gzip, io, pickle, sys
+        root = sys.argv[1]
+        for name in sys.argv[2:]:
+            data = open(f"{root}/malicious/{name}", "rb").read()
+            if name.endswith(".model"):
+                data = gzip.decompress(data)
+            up = pickle.Unpickler(io.BytesIO(data))
+            try:
+                up.load()
+                up.load()
+            except Exception:
+                pass
+    """
+    proc = run_python(code, str(root), *LIVE, cwd=tmp_path)
+    assert proc.returncode == 0, describe_proc(proc)
+    markers = {e["file"]: Path(e["marker"]) for e in manifest["malicious"]}
+    for name in LIVE:
+        if name == "builtins_print.pkl":
+            assert "BRINERY-MARKER builtins_print" in proc.stdout
+        else:
+            assert markers[name].exists(), f"{name}: the stdlib did not run the payload"
+
+
+# --------------------------------------------------------------------------------------------
+# profiles
+# --------------------------------------------------------------------------------------------
+
+FORBIDDEN_MODULES = ("os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "pickle",
+                     "_pickle", "marshal", "ctypes", "operator", "functools", "io", "_io")  # fmt: skip
+
+
+def _profile_entries() -> dict[str, list[tuple[str, str, str]]]:
+    out = {}
+    for path in sorted(PROFILES.glob("*.txt")):
+        rows = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            assert len(parts) == 3, f"{path.name}:{n}: {line!r}"
+            assert parts[2] in ("call", "ref"), f"{path.name}:{n}"
+            rows.append((parts[0], parts[1], parts[2]))
+        out[path.stem] = rows
+    return out
+
+
+def test_profile_files_parse_and_match_the_native_profiles():
+    entries = _profile_entries()
+    assert set(entries) == {"stdlib-data", "numpy", "pandas", "sklearn"} == set(brinery.SCAN_PROFILES)
+    for name, rows in entries.items():
+        assert len(rows) >= 40, name
+        pol = brinery.Policy([name])
+        for module, qual, mode in rows:
+            assert module not in FORBIDDEN_MODULES, (name, module, qual)
+            assert not module.startswith(("numpy.testing", "pandas.io", "sklearn.datasets")), (module, qual)
+            assert not qual.startswith(("read_", "load", "save", "eval", "to_pickle")), (module, qual)
+            assert pol.allows(module, qual, call=False), (name, module, qual)
+            assert pol.allows(module, qual, call=True) == (mode == "call"), (name, module, qual, mode)
+
+
+def test_profiles_cover_the_library_inventories():
+    import numpy as np
+    import pandas as pd
+    from sklearn.utils import all_estimators
+
+    pol = brinery.Policy()
+    for _, cls in all_estimators():
+        assert pol.allows(cls.__module__, cls.__qualname__), cls
+    for t in set(np.sctypeDict.values()):
+        assert pol.allows(t.__module__, t.__qualname__, call=False), t
+    for name in ("DataFrame", "Series", "Index", "MultiIndex", "DatetimeTZDtype", "CategoricalDtype",
+                 "Categorical", "Timestamp", "Period", "Interval"):  # fmt: skip
+        cls = getattr(pd, name)
+        assert pol.allows(cls.__module__, cls.__qualname__), name
+    for module, qual in [
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy.random._pickle", "__randomstate_ctor"),
+        ("numpy.random._pickle", "__bit_generator_ctor"), ("pandas._libs.internals", "_unpickle_block"),
+        ("pandas.core.internals.managers", "BlockManager"),
+        ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+        ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"), ("pandas.core.indexes.base", "_new_Index"),
+        ("sklearn.tree._tree", "Tree"), ("copyreg", "_reconstructor"), ("zoneinfo", "ZoneInfo._unpickle"),
+        ("pandas.core.indexes.numeric", "Int64Index"), ("pytz", "_p"), ("dateutil.tz.tz", "tzutc"),
+    ]:  # fmt: skip
+        assert pol.allows(module, qual), (module, qual)
+    for module, qual in [("numpy", "load"), ("numpy", "save"), ("pandas", "read_pickle"), ("os", "system"),
+                         ("numpy.testing", "runstring"), ("builtins", "eval"),
+                         ("numpy", "memmap")]:  # fmt: skip
+        assert not pol.allows(module, qual), (module, qual)
+
+
+def test_every_global_of_the_benign_corpus_is_in_the_profiles(corpus):
+    """Independent of the scanner: what the stdlib's find_class resolves, the profiles list."""
+    import _compat_pickle
+
+    root, manifest = corpus
+    listed = {(m, q) for rows in _profile_entries().values() for m, q, _ in rows}
+    seen: dict[tuple[str, str], str] = {}
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            seen.setdefault((module, name), self.file_name)
+            return super().find_class(module, name)
+
+    for e in manifest["benign"]:
+        up = Recorder(io.BytesIO((root / "benign" / e["file"]).read_bytes()), buffers=_buffers(root, e))
+        up.file_name = e["file"]
+        up.load()
+    missing = []
+    for (module, name), where in sorted(seen.items()):
+        if (module, name) in _compat_pickle.NAME_MAPPING:  # what fix_imports maps protocol-2 names to
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if (module, name) == ("builtins", "getattr"):
+            continue  # a structural rule, not a profile entry: getattr(<listed class>, '<listed attr>')
+        if (module, name) not in listed:
+            missing.append(f"{module}.{name} ({where})")
+    assert not missing, missing
+
+
+# --------------------------------------------------------------------------------------------
+# malicious corpus: flagged, refused, nothing runs
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_malicious_file_is_flagged_by_scan(corpus):
+    root, manifest = corpus
+    missed = []
+    for e in manifest["malicious"]:
+        path = root / "malicious" / e["file"]
+        report = brinery.scan(path)
+        same = brinery.scan(path.read_bytes())
+        assert [f.rule for f in report.findings] == [f.rule for f in same.findings]
+        if report.ok or not report.findings:
+            missed.append(f"{e['file']}: {e['what']}")
+        for f in report.findings:
+            assert f.rule.startswith("BRS") and f.name and f.message, (e["file"], f)
+    assert not missed, missed
+    assert not list((root / "markers").iterdir())
+
+
+def _cli_json(*args: str) -> tuple[int, object, str]:
+    assert CLI.is_file(), f"no brinery command at {CLI}: run scripts/setup.sh (or set $BRINERY_CLI)"
+    proc = subprocess.run([str(CLI), "scan", "--json", *args], capture_output=True, text=True, timeout=300)
+    try:
+        out = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        out = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc.returncode, out, proc.stderr
+
+
+def _files_with_findings(out: object) -> dict[str, int]:
+    """{file name: number of findings} from the CLI's JSON output."""
+    files = [out] if isinstance(out, dict) else out  # one JSON object per line, per file
+    assert isinstance(files, list), out
+    result = {}
+    for item in files:
+        result[Path(item["path"]).name] = len(item["findings"])
+    return result
+
+
+def test_every_malicious_file_is_flagged_by_the_cli(corpus):
+    root, manifest = corpus
+    code, out, err = _cli_json(str(root / "malicious"))
+    assert code == 1, err
+    counts = _files_with_findings(out)
+    missed = [e["file"] for e in manifest["malicious"] if counts.get(e["file"], 0) == 0]
+    assert not missed, missed
+    assert not list((root / "markers").iterdir())
+
+
+REFUSE = """
+import io, json, os, sys
+
+events = []
+PAYLOAD = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "subprocess.Popen", "open",
+           "webbrowser.open", "os.remove", "shutil.", "socket.", "urllib.Request")
+# safe_load refuses after the scan, before the load: nothing at all may be imported, compiled,
+# executed or resolved. The native Unpickler(policy=) alone resolves (and so imports) the allowed
+# globals that come before the refused one, so there only payload events count.
+ANYTHING = PAYLOAD + ("import", "exec", "compile", "pickle.find_class", "ctypes.")
+
+def hook(event, args):
+    if event.startswith(WATCH) or (event == "import" and args[0] in ("this", "antigravity")):
+        if event == "open" and not (isinstance(args[0], str) and args[0].startswith(MARKERS)) and (
+            not isinstance(args[1], str) or "w" not in args[1] and "a" not in args[1] and "x" not in args[1]
+        ):
+            return  # reads (e.g. of lazily imported data) are not payloads; writes and the marker dir are
+        events.append(f"{event} {args[0] if args else ''}"[:160])
+
+import brinery
+root, mode = sys.argv[1], sys.argv[2]
+WATCH = PAYLOAD if mode == "unpickler" else ANYTHING
+MARKERS = os.path.join(root, "markers")
+manifest = json.load(open(os.path.join(root, "manifest.json")))
+sys.addaudithook(hook)
+results = {}
+for e in manifest["malicious"]:
+    path = os.path.join(root, "malicious", e["file"])
+    data = open(path, "rb").read()
+    events.clear()
+    try:
+        if mode == "safe_load":
+            with open(path, "rb") as f:
+                brinery.safe_load(f)
+        elif mode == "safe_loads":
+            brinery.safe_loads(data)
+        else:  # streaming: load pickle after pickle, as a reader of stacked pickles would
+            f = io.BytesIO(data)
+            unpickler = brinery.Unpickler(f, policy=brinery.Policy())
+            unpickler.load()
+            while f.tell() < len(data):
+                unpickler.load()
+        outcome = "loaded"
+    except brinery.UnsafePickleError as ex:
+        outcome = "UnsafePickleError" if ex.findings or mode == "unpickler" else "no-findings"
+    except Exception as ex:
+        outcome = type(ex).__name__
+    results[e["file"]] = {"outcome": outcome, "events": list(events)}
+print("RESULTS" + json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("mode", ["safe_load", "safe_loads", "unpickler"])
+def test_malicious_files_are_refused_and_nothing_runs(corpus, mode, run_python, describe_proc, tmp_path):
+    root, manifest = corpus
+    proc = run_python(REFUSE, str(root), mode, cwd=tmp_path)
+    assert proc.returncode == 0, describe_proc(proc)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS"))
+    results = json.loads(line[len("RESULTS") :])
+    problems = []
+    for e in manifest["malicious"]:
+        r = results[e["file"]]
+        is_pickle = e["evasion"] != "container"
+        if mode == "unpickler" and not is_pickle:
+            ok = r["outcome"] != "loaded"  # not a pickle stream at all
+        elif mode == "unpickler":
+            # native enforcement alone: refused by policy, or a malformed stream stops it first
+            ok = r["outcome"] in ("UnsafePickleError", "UnpicklingError")
+        else:
+            ok = r["outcome"] == "UnsafePickleError"
+        if not ok or r["events"]:
+            problems.append(f"{e['file']} ({e['what']}): {r}")
+    assert not problems, "\n".join(problems)
+    assert not list((root / "markers").iterdir()), "a payload ran"
+    assert "BRINERY-MARKER" not in proc.stdout
+    assert "Beautiful is better than ugly" not in proc.stdout  # `import this` never ran
+
+
+# --------------------------------------------------------------------------------------------
+# benign corpus: clean, and loads equal to the stdlib
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_benign_file_scans_clean(corpus):
+    root, manifest = corpus
+    flagged = []
+    for e in manifest["benign"]:
+        report = brinery.scan(root / "benign" / e["file"])
+        if not report.ok or report.findings:
+            flagged.append(
+                f"{e['file']}: {[(f.rule, f.global_name, f.message) for f in report.findings][:3]}"
+            )
+        assert report.opcodes > 0
+    assert not flagged, "\n".join(flagged)
+
+
+def test_the_cli_reports_the_benign_corpus_clean(corpus):
+    root, manifest = corpus
+    # the .pkl files only: the directory also holds the raw out-of-band buffers (not pickles)
+    code, out, err = _cli_json(*(str(root / "benign" / e["file"]) for e in manifest["benign"]))
+    assert len(_files_with_findings(out)) == len(manifest["benign"])
+    flagged = {k: v for k, v in _files_with_findings(out).items() if v}
+    assert code == 0 and not flagged, (code, flagged, err[-2000:])
+
+
+def _same(a: object, b: object) -> bool:
+    if type(a) is not type(b):
+        return False
+    return pickle.dumps(a, protocol=4) == pickle.dumps(b, protocol=4)
+
+
+def test_every_benign_file_safe_loads_equal_to_the_stdlib(corpus):
+    root, manifest = corpus
+    different = []
+    for e in manifest["benign"]:
+        path = root / "benign" / e["file"]
+        data = path.read_bytes()
+        expected = pickle.loads(data, buffers=_buffers(root, e))
+        got = brinery.safe_loads(data, buffers=_buffers(root, e))
+        if not _same(expected, got):
+            different.append(e["file"])
+        if e["protocol"] == 4:  # the file API, path and file object
+            with open(path, "rb") as f:
+                assert _same(brinery.safe_load(f), expected), e["file"]
+    assert not different, different
+
+
+def test_fitted_estimators_predict_the_same(corpus):
+    import numpy as np
+
+    root, _ = corpus
+    X = np.random.default_rng(1).normal(size=(10, 4))
+    for kind in ("sk_random_forest", "sk_logistic_regression", "sk_gradient_boosting", "sk_kmeans",
+                 "sk_hist_gradient_boosting", "sk_knn"):  # fmt: skip
+        data = (root / "benign" / f"{kind}.p5.pkl").read_bytes()
+        ref, got = pickle.loads(data), brinery.safe_loads(data)
+        np.testing.assert_array_equal(ref.predict(X), got.predict(X))
+        assert ref.get_params().keys() == got.get_params().keys()
+
+
+def test_dataframes_equal(corpus):
+    import pandas as pd
+
+    root, _ = corpus
+    for kind in ("pd_frame_tz", "pd_multiindex", "pd_categorical", "pd_frame_mixed"):
+        for p in ("p2", "p5", "p5oob"):
+            path = root / "benign" / f"{kind}.{p}.pkl"
+            if not path.exists():
+                continue
+            bufs = sorted(
+                (root / "benign").glob(f"{kind}.{p}.buf*"), key=lambda q: int(q.name.rsplit("buf", 1)[1])
+            )
+            data, buffers = path.read_bytes(), [q.read_bytes() for q in bufs]
+            pd.testing.assert_frame_equal(
+                pickle.loads(data, buffers=buffers), brinery.safe_loads(data, buffers=buffers)
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# the API: errors, allow=, class rules, policy=
+# --------------------------------------------------------------------------------------------
+
+NAMESPACE = pickle.dumps(argparse.Namespace(a=1), protocol=4)
+
+
+def test_unsafe_pickle_error_is_an_unpickling_error_naming_the_global_and_the_fix():
+    assert issubclass(brinery.UnsafePickleError, pickle.UnpicklingError)
+    with pytest.raises(pickle.UnpicklingError) as info:
+        brinery.safe_loads(NAMESPACE)
+    err = info.value
+    assert isinstance(err, brinery.UnsafePickleError)
+    assert [f.global_name for f in err.findings] == ["argparse.Namespace"]
+    assert err.findings[0].rule == "BRS001"
+    text = str(err)
+    assert "argparse.Namespace" in text
+    assert "allow=['argparse.Namespace']" in text
+    assert "brinery scan" in text
+
+
+def test_allow_by_name():
+    obj = brinery.safe_loads(NAMESPACE, allow=["argparse.Namespace"])
+    assert obj == argparse.Namespace(a=1)
+    assert brinery.scan(NAMESPACE, allow="argparse.Namespace").ok
+    assert not brinery.scan(NAMESPACE).ok
+
+
+def test_dangerous_globals_cannot_be_allowed(corpus):
+    root, _ = corpus
+    data = (root / "malicious" / "os_system_p4.pkl").read_bytes()
+    with pytest.raises(brinery.UnsafePickleError) as info:
+        brinery.safe_loads(data, allow=["os.system", "posix.system"])
+    assert "cannot be allowed" in str(info.value)
+    assert not list((root / "markers").iterdir())
+
+
+def test_policy_selects_profiles():
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    data = pickle.dumps(frame, protocol=5)
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(data, policy="numpy")
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(data, policy=[])
+    got = brinery.safe_loads(data, policy=["stdlib-data", "numpy", "pandas"])
+    pd.testing.assert_frame_equal(got, frame)
+    got = brinery.safe_loads(data, policy=brinery.Policy(["stdlib-data", "numpy", "pandas"]))
+    pd.testing.assert_frame_equal(got, frame)
+    with pytest.raises(ValueError):
+        brinery.safe_loads(data, policy=brinery.Policy(), allow=["x.y"])
+    with pytest.raises(ValueError):
+        brinery.safe_loads(data, policy="no-such-profile")
+
+
+MYPKG = """
+from sklearn.base import BaseEstimator
+
+class Model(BaseEstimator):
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+class Plain:
+    def __init__(self):
+        self.x = 1
+
+    def __eq__(self, other):
+        return type(other) is Plain and other.x == self.x
+
+def helper():
+    return 1
+"""
+
+
+@pytest.fixture
+def mypkg(tmp_path, monkeypatch):
+    pkg = tmp_path / "brinery_test_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text(textwrap.dedent(MYPKG))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    yield importlib.import_module("brinery_test_pkg.models")
+    for name in [m for m in sys.modules if m.startswith("brinery_test_pkg")]:
+        del sys.modules[name]
+
+
+def test_class_rule_allows_verified_subclasses_only(mypkg):
+    rule = brinery.subclasses_of("brinery_test_pkg", "sklearn.base.BaseEstimator")
+    model = pickle.dumps(mypkg.Model(alpha=0.5), protocol=4)
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(model)
+    got = brinery.safe_loads(model, allow=[rule])
+    assert type(got) is mypkg.Model and got.alpha == 0.5
+    assert brinery.scan(model, allow=[rule]).ok
+    # a class that does not subclass the base, and a function, stay refused
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(pickle.dumps(mypkg.Plain(), protocol=4), allow=[rule])
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(pickle.dumps(mypkg.helper, protocol=4), allow=[rule])
+    # a rule for another package does not cover it; an explicit name does
+    other = brinery.subclasses_of("otherpkg", "sklearn.base.BaseEstimator")
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(model, allow=[other])
+    assert (
+        brinery.safe_loads(pickle.dumps(mypkg.Plain(), protocol=2), allow=["brinery_test_pkg.models.Plain"])
+        == mypkg.Plain()
+    )
+
+
+def test_class_rule_never_imports_outside_its_package(corpus, run_python, describe_proc, tmp_path):
+    root, _ = corpus
+    code = """
+        import sys, brinery
+        data = open(sys.argv[1], "rb").read()
+        before = set(sys.modules)
+        try:
+            rule = brinery.subclasses_of("brinery_nonexistent_pkg", "sklearn.base.BaseEstimator")
+            brinery.safe_loads(data, allow=[rule])
+        except brinery.UnsafePickleError:
+            pass
+        new = sorted(m for m in set(sys.modules) - before if not m.startswith("sklearn"))
+        print("NEW", new)
+    """
+    proc = run_python(code, str(root / "malicious" / "import_this.pkl"), cwd=tmp_path)
+    assert proc.returncode == 0, describe_proc(proc)
+    assert "NEW []" in proc.stdout, proc.stdout
+    assert "Beautiful is better" not in proc.stdout
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError):
+        brinery.safe_loads("not bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        brinery.safe_loads(NAMESPACE, allow=[42])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        brinery.subclasses_of("", "sklearn.base.BaseEstimator")
+    with pytest.raises(ValueError):
+        brinery.subclasses_of("mypkg", "BaseEstimator")
+    with pytest.raises(TypeError):
+        brinery.safe_load(io.StringIO("text"))  # type: ignore[arg-type]
+
+
+def test_native_unpickler_policy_enforces_during_the_load():
+    # A pickle that the pre-load scan would refuse, handed straight to the streaming API.
+    data = pickle.dumps(argparse.Namespace(a=1), protocol=2)
+    with pytest.raises(brinery.UnsafePickleError) as info:
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    assert "argparse" in str(info.value)
+    ok = brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=["argparse.Namespace"])).load()
+    assert ok == argparse.Namespace(a=1)
+
+
+def test_stacked_pickles_are_refused_by_safe_load(tmp_path):
+    path = tmp_path / "two.pkl"
+    path.write_bytes(pickle.dumps([1], 4) + pickle.dumps([2], 4))
+    with pytest.raises(brinery.UnsafePickleError) as info:
+        brinery.safe_load(path)
+    assert any(f.rule == "BRS012" for f in info.value.findings)
+    assert brinery.safe_load(io.BytesIO(pickle.dumps({"a": (1, 2.5)}, 5))) == {"a": (1, 2.5)}
+
+
+def test_compressed_pickles_load_and_other_containers_are_refused(tmp_path):
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+    import zlib
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC"), "v": [1.0, 2.0, 3.0]})
+    frame.to_pickle(tmp_path / "frame.pkl.gz")  # what pandas users write
+    pd.testing.assert_frame_equal(brinery.safe_load(tmp_path / "frame.pkl.gz"), frame)
+    data = pickle.dumps(frame, protocol=5)
+    for compress in (gzip.compress, bz2.compress, lzma.compress, zlib.compress):
+        pd.testing.assert_frame_equal(brinery.safe_loads(compress(data)), frame)
+    with pytest.raises(brinery.UnsafePickleError, match="argparse.Namespace"):
+        brinery.safe_loads(gzip.compress(NAMESPACE))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("data.pkl", data)
+    with pytest.raises(brinery.UnsafePickleError, match=r"refusing to load a container \(data.pkl\)"):
+        brinery.safe_loads(buf.getvalue())
+
+
+def test_joblib_files_scan_clean_but_are_not_handed_to_the_loader(tmp_path):
+    import joblib
+    import numpy as np
+
+    for compress in (0, 3):
+        path = tmp_path / f"model{compress}.joblib"
+        joblib.dump(
+            {"w": np.arange(5.0), "labels": np.array(["a", None], dtype=object)}, path, compress=compress
+        )
+        assert brinery.scan(path).ok, brinery.scan(path).findings
+        with pytest.raises(brinery.UnsafePickleError, match="joblib"):
+            brinery.safe_load(path)
