@@ -43,6 +43,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -209,7 +210,8 @@ def main(argv=None):
     out_dir = (
         Path(args.out) if args.out else (ROOT / "target" / "bench-quick" if args.quick else HERE / "results")
     )
-    tmpdir = Path(args.tmpdir) if args.tmpdir else ROOT / "target" / "bench-tmp"
+    # A directory of its own: runs started at the same time in one work tree must not share files.
+    tmpdir = (Path(args.tmpdir) if args.tmpdir else ROOT / "target" / "bench-tmp") / f"run-{os.getpid()}"
     tmpdir.mkdir(parents=True, exist_ok=True)
     cfg["tmpdir"] = str(tmpdir)
     cfg["cache"] = str(ROOT / "target" / "bench-cache")
@@ -261,6 +263,7 @@ def main(argv=None):
     }
     for run in runs:
         run["targets"] = evaluate_targets(run, cfg)
+    shutil.rmtree(tmpdir, ignore_errors=True)
     return write_results(result, out_dir)
 
 
@@ -272,8 +275,19 @@ def merge(paths):
     runs = {}
     for part in parts:
         for run in part["runs"]:
-            if run.get("micro") or run.get("data") or run["label"] not in runs:
+            have = runs.get(run["label"])
+            if have is None or not (have.get("micro") or have.get("data")):
                 runs[run["label"]] = run
+            elif run.get("micro") or run.get("data"):
+                # The same interpreter measured again: later parts replace whole workloads.
+                have.setdefault("micro", {}).update(run.get("micro") or {})
+                have.setdefault("data", {}).update(run.get("data") or {})
+                have["errors"] = [e for e in have.get("errors", []) if "interrupted" not in e] + [
+                    e for e in run.get("errors", []) if "interrupted" not in e
+                ]
+    for run in runs.values():
+        if run.get("micro") or run.get("data"):
+            run["targets"] = evaluate_targets(run, result["config"])
     result["runs"] = [runs[k] for k in ("pyenv", "debian") if k in runs] + [
         v for k, v in runs.items() if k not in ("pyenv", "debian")
     ]

@@ -122,3 +122,21 @@ def test_large_payloads_between_small_opcodes(proto):
         obj.append(pickle.PickleBuffer(bytearray(b"z" * (3 << 20))))
         obj.append(pickle.PickleBuffer(b"r" * (2 << 20)))
     _same(obj, proto)
+
+
+def _mixed(i):
+    return [None, True, False, i, -i, 2**31 + i, -(2**40) - i, 2**70 + i, i / 7, "s" + str(i % 3)][i % 10]
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+@pytest.mark.parametrize("n", [1, 2, 999, 1000, 1001, 2500, 12000])
+def test_runs_of_scalars_in_lists_and_dicts(proto, n):
+    """Scalars in lists and dicts are written in runs; batches and frames must not move."""
+    obj = [
+        [float(i) for i in range(n)],
+        [_mixed(i) for i in range(n)],
+        {i: _mixed(i) for i in range(n)},
+        {_mixed(i): i for i in range(n) if _mixed(i).__hash__ is not None},
+        {i: None for i in range(n)},
+    ]
+    _same(obj, proto)

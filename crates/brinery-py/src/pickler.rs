@@ -221,6 +221,7 @@ impl Pickler {
                 ));
             };
             let opts = Options {
+                stack_limit: None,
                 proto: me.proto,
                 fast: me.fast != 0,
                 fix_imports: me.fix_imports,
@@ -479,6 +480,7 @@ fn dump(
         ..Hooks::default()
     };
     let opts = Options {
+        stack_limit: None,
         proto,
         fast: false,
         fix_imports: fix_imports.0 && proto < 3,
@@ -514,31 +516,66 @@ fn dumps<'py>(
         ..Hooks::default()
     };
     let opts = Options {
+        stack_limit: None,
         proto,
         fast: false,
         fix_imports: fix_imports.0 && proto < 3,
     };
     let to_err = |e: brinery::Error| pickling_error(py, e.to_string());
-    // The encoder's buffer is kept per thread between calls (a nested `dumps`, from a
-    // `__reduce__`, finds it taken and uses a fresh one).
-    let buf = DUMPS_BUFFER.take();
-    let enc = Encoder::with_buffer(opts.proto, buf).map_err(to_err)?;
-    let mut memo = Memo::default();
-    let mut fast_state = FastState::default();
-    let (bytes, buf) =
-        Saver::new(py, enc, &opts, &mut memo, &mut fast_state, hooks, None)?.run_to_bytes(obj)?;
-    if buf.capacity() <= KEEP_BUFFER {
-        DUMPS_BUFFER.set(buf);
-    }
-    Ok(bytes)
+    // The encoder's buffer and the memo's table are kept per thread between calls; a nested
+    // `dumps` (from a `__reduce__`) finds them in use and starts afresh.
+    SCRATCH.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            let enc = Encoder::new(opts.proto).map_err(to_err)?;
+            let (mut memo, mut fast_state) = (Memo::default(), FastState::default());
+            let saver = Saver::new(py, enc, &opts, &mut memo, &mut fast_state, hooks, None)?;
+            return saver.run_to_bytes(obj).map(|(bytes, _)| bytes);
+        };
+        let scratch = &mut *scratch;
+        let opts = Options {
+            stack_limit: Some(*scratch.stack_limit.get_or_insert_with(stack::limit)),
+            ..opts
+        };
+        let enc =
+            Encoder::with_buffer(opts.proto, std::mem::take(&mut scratch.buf)).map_err(to_err)?;
+        let mut fast_state = FastState::default();
+        let result = Saver::new(
+            py,
+            enc,
+            &opts,
+            &mut scratch.memo,
+            &mut fast_state,
+            hooks,
+            None,
+        )
+        .and_then(|saver| saver.run_to_bytes(obj));
+        scratch.memo.clear();
+        let (bytes, buf) = result?;
+        if buf.capacity() <= KEEP_BUFFER {
+            scratch.buf = buf;
+        }
+        Ok(bytes)
+    })
 }
 
 /// `dumps` keeps its encoder buffer for the next call on the same thread if it is no larger
 /// than this.
 const KEEP_BUFFER: usize = 1 << 20;
 
+/// What `dumps` keeps per thread between calls.
+struct Scratch {
+    /// The encoder's buffer (emptied).
+    buf: Vec<u8>,
+    /// The memo, empty, keeping a small table's allocation.
+    memo: Memo,
+    /// This thread's stack bounds.
+    stack_limit: Option<stack::Limit>,
+}
+
 thread_local! {
-    static DUMPS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Scratch> = const {
+        std::cell::RefCell::new(Scratch { buf: Vec::new(), memo: Memo::new(), stack_limit: None })
+    };
 }
 
 /// Add this module's classes and functions to `brinery._native`.

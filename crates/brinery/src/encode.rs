@@ -248,7 +248,7 @@ impl<'w> Encoder<'w> {
     /// scalar's own writer, for each scalar in turn, as long as `fill` spells each scalar as that
     /// writer does (it must use [`binfloat_bytes`] and [`binint_bytes`]).
     #[inline(always)]
-    pub(crate) fn scalar_run(
+    pub fn scalar_run(
         &mut self,
         max: usize,
         fill: impl FnOnce(&mut [u8], usize) -> (usize, usize),
@@ -997,11 +997,11 @@ impl Iterator for Batches {
 // -------------------------------------------------------------------------------------------
 
 /// The most bytes a scalar written through [`Encoder::scalar_run`] may take.
-pub(crate) const SCALAR_MAX: usize = 9;
+pub const SCALAR_MAX: usize = 9;
 
 /// `BININT1` / `BININT2` / `BININT` for `v` (protocol 1+), padded: the first `n` bytes count.
 #[inline(always)]
-pub(crate) fn binint_bytes(v: i32) -> ([u8; 5], usize) {
+pub fn binint_bytes(v: i32) -> ([u8; 5], usize) {
     let b = v.to_le_bytes();
     if b[2] != 0 || b[3] != 0 {
         ([Opcode::BININT.byte(), b[0], b[1], b[2], b[3]], 5)
@@ -1014,7 +1014,7 @@ pub(crate) fn binint_bytes(v: i32) -> ([u8; 5], usize) {
 
 /// `BINFLOAT` for `v` (protocol 1+).
 #[inline(always)]
-pub(crate) fn binfloat_bytes(v: f64) -> [u8; 9] {
+pub fn binfloat_bytes(v: f64) -> [u8; 9] {
     let f = v.to_be_bytes();
     [
         Opcode::BINFLOAT.byte(),

@@ -47,6 +47,15 @@ fn hash(key: usize, mask: usize) -> usize {
 }
 
 impl Memo {
+    /// An empty memo (allocates nothing).
+    pub(crate) const fn new() -> Memo {
+        Memo {
+            slots: Vec::new(),
+            used: 0,
+            pending: Vec::new(),
+        }
+    }
+
     /// Number of entries, pending ones included (the index the next `memo_put` assigns).
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -159,32 +168,23 @@ impl Memo {
     }
 
     /// Drop every entry (releasing the table's references). Pending entries are forgotten.
+    /// A small table keeps its allocation for reuse.
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
-        if self.used == 0 {
-            if self.slots.len() >= KEEP_CAPACITY {
-                self.slots = Vec::new();
-            }
-            return;
-        }
-        let slots = std::mem::take(&mut self.slots);
-        self.used = 0;
-        // Release the references only after the table is empty: a `__del__` run by a release
-        // may come back to this memo.
-        let keys: Vec<usize> = slots.iter().filter(|s| s.key != 0).map(|s| s.key).collect();
-        if slots.len() < KEEP_CAPACITY {
-            let mut slots = slots;
-            slots.fill(Slot::default());
-            self.slots = slots;
-        }
-        if !keys.is_empty() {
+        if self.used != 0 {
+            self.used = 0;
             Python::attach(|_py| {
-                for key in keys {
-                    // SAFETY: the GIL is held; each key is a reference the table took in
-                    // `set_ptr` and released exactly once here.
+                for s in self.slots.iter_mut().filter(|s| s.key != 0) {
+                    let key = std::mem::take(s).key;
+                    // SAFETY: the GIL is held; `key` is a reference the table took in
+                    // `set_ptr`, released exactly once (its slot is emptied first). A `__del__`
+                    // run by the release cannot reach this memo: we hold it mutably.
                     unsafe { ffi::Py_DECREF(key as *mut ffi::PyObject) };
                 }
             });
+        }
+        if self.slots.len() >= KEEP_CAPACITY {
+            self.slots = Vec::new();
         }
     }
 

@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::ffi::CStr;
 use std::io;
 
-use brinery::encode::{Encoder, BATCH_SIZE, FRAME_SIZE_TARGET};
+use brinery::encode::{
+    binfloat_bytes, binint_bytes, Encoder, BATCH_SIZE, FRAME_SIZE_TARGET, SCALAR_MAX,
+};
 use brinery::Opcode;
 use pyo3::exceptions::{
     PyAttributeError, PyKeyError, PyOverflowError, PyRecursionError, PyRuntimeError, PyTypeError,
@@ -177,6 +179,8 @@ pub(crate) struct Hooks<'py> {
 
 /// Options of one dump.
 pub(crate) struct Options {
+    /// This thread's stack bounds, if the caller has them at hand (else looked up).
+    pub(crate) stack_limit: Option<stack::Limit>,
     pub(crate) proto: u8,
     pub(crate) fast: bool,
     pub(crate) fix_imports: bool,
@@ -389,7 +393,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             segments: Vec::new(),
             g,
             types: &g.types,
-            stack_limit: stack::limit(),
+            stack_limit: opts.stack_limit.unwrap_or_else(stack::limit),
             unique_ok,
             scalars_inline: opts.proto >= 1 && hooks_pers_none,
         })
@@ -1204,34 +1208,56 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
     }
 
-    /// The value of an exact int of at most two digits, read in place; `None` for larger ones
-    /// or when the layout is not known.
+    /// Write the list items from `start` on, at most `max` of them, for as long as they are
+    /// scalars of at most [`SCALAR_MAX`] bytes (`None`, bools, ints of 32 bits, floats) and no
+    /// opcode boundary is due: what [`save_item`](Self::save_item) writes for each, without
+    /// its per-item checks. Returns how many items were written.
+    #[inline(never)]
+    fn list_scalar_run(&mut self, lp: *mut ffi::PyObject, start: usize, max: usize) -> usize {
+        // SAFETY: `lp` is a live list; no Python code runs during the run, so its length and
+        // items stay as read.
+        let len = unsafe { ffi::PyList_GET_SIZE(lp) } as usize;
+        let avail = max.min(len.saturating_sub(start));
+        if avail == 0 {
+            return 0;
+        }
+        let (types, proto) = (self.types, self.proto);
+        self.enc.scalar_run(avail, |buf, k| {
+            let (mut n, mut off) = (0, 0);
+            while n < k {
+                // SAFETY: `start + n` is below the length read above.
+                let p = unsafe { ffi::PyList_GET_ITEM(lp, (start + n) as ffi::Py_ssize_t) };
+                // SAFETY: `p` is a live item of the list.
+                match unsafe { scalar_bytes(types, proto, p, &mut buf[off..off + SCALAR_MAX]) } {
+                    Some(w) => off += w,
+                    None => break,
+                }
+                n += 1;
+            }
+            (n, off)
+        })
+    }
+
+    /// Whether `p` is `None`, a bool, an int or a float (exactly).
+    ///
+    /// # Safety
+    /// `p` must be a live object.
+    #[inline(always)]
+    unsafe fn is_scalar(&self, p: *mut ffi::PyObject) -> bool {
+        // SAFETY: the caller's contract; `Py_None` only takes the address of the singleton.
+        let (tp, none) = unsafe { (ffi::Py_TYPE(p), ffi::Py_None()) };
+        let t = self.types;
+        tp == t.int || tp == t.float || tp == t.bool_ || p == none
+    }
+
+    /// See [`small_int`].
     ///
     /// # Safety
     /// `p` must be a live object of exact type `int`.
     #[inline(always)]
     unsafe fn small_int(&self, p: *mut ffi::PyObject) -> Option<i64> {
-        if !self.types.long_digits {
-            return None;
-        }
-        // SAFETY: CPython 3.11 with 30-bit digits (checked at start-up): an int is a
-        // `PyVarObject` whose `ob_size` is its signed digit count, followed by that many
-        // `u32` digits; we read at most `|ob_size|` of them.
-        unsafe {
-            let size = (*(p as *mut ffi::PyVarObject)).ob_size;
-            let digits =
-                (p as *const u8).add(std::mem::size_of::<ffi::PyVarObject>()) as *const u32;
-            match size {
-                0 => Some(0),
-                1 => Some(i64::from(*digits)),
-                -1 => Some(-i64::from(*digits)),
-                2 | -2 => {
-                    let v = i64::from(*digits) | (i64::from(*digits.add(1)) << 30);
-                    Some(if size < 0 { -v } else { v })
-                }
-                _ => None,
-            }
-        }
+        // SAFETY: the caller's contract.
+        unsafe { small_int(self.types, p) }
     }
 
     fn batch_list_exact(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
@@ -1250,6 +1276,18 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             while total < list.len() {
                 // SAFETY: `total` is below the current length, just checked.
                 let p = unsafe { ffi::PyList_GET_ITEM(lp, total as ffi::Py_ssize_t) };
+                // SAFETY: `p` is a live item.
+                if self.scalars_inline && unsafe { self.is_scalar(p) } {
+                    let n = self.list_scalar_run(lp, total, BATCH_SIZE - this_batch);
+                    total += n;
+                    this_batch += n;
+                    if this_batch == BATCH_SIZE || total >= list.len() {
+                        break;
+                    }
+                    if n != 0 {
+                        continue;
+                    }
+                }
                 self.save_item(p, true, 0)?;
                 total += 1;
                 this_batch += 1;
@@ -1337,15 +1375,29 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             self.enc.opcode(Opcode::SETITEM);
             return Ok(());
         }
+        // Runs of scalar pairs are tried until one writes nothing (a dict keyed by strings
+        // stops after its first pair).
+        let mut runs = self.scalars_inline;
+        let mut consumed = 0;
         loop {
             let mut i = 0;
             self.enc.mark();
-            while let Some((k, v)) = dict_next(dict, &mut pos) {
+            while i < BATCH_SIZE {
+                if runs {
+                    let n = self.dict_scalar_run(dict.as_ptr(), &mut pos, consumed, BATCH_SIZE - i);
+                    runs = n != 0;
+                    i += n;
+                    consumed += n;
+                    if i == BATCH_SIZE {
+                        break;
+                    }
+                }
+                let Some((k, v)) = dict_next(dict, &mut pos) else {
+                    break;
+                };
                 self.save_dict_item(k, v)?;
                 i += 1;
-                if i == BATCH_SIZE {
-                    break;
-                }
+                consumed += 1;
             }
             self.enc.opcode(Opcode::SETITEMS);
             if dict.len() != size {
@@ -1357,6 +1409,64 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 return Ok(());
             }
         }
+    }
+
+    /// Write the dict's pairs from `pos` on, at most `max` of them, for as long as key and
+    /// value are both scalars of at most [`SCALAR_MAX`] bytes and no opcode boundary is due
+    /// (see [`list_scalar_run`](Self::list_scalar_run)); `pos` is left after the last pair
+    /// written. Returns how many pairs were written.
+    #[inline(never)]
+    fn dict_scalar_run(
+        &mut self,
+        dp: *mut ffi::PyObject,
+        pos: &mut ffi::Py_ssize_t,
+        consumed: usize,
+        max: usize,
+    ) -> usize {
+        let (types, proto) = (self.types, self.proto);
+        // SAFETY: `dp` is a live dict, only read; the peeked pair is borrowed and only its
+        // type is looked at.
+        let first_is_scalar = unsafe {
+            let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+            let mut next = *pos;
+            ffi::PyDict_Next(dp, &mut next, &mut key, &mut value) != 0
+                && self.is_scalar(key)
+                && self.is_scalar(value)
+        };
+        if !first_is_scalar {
+            return 0;
+        }
+        // SAFETY: `dp` is a live dict.
+        let left = unsafe { ffi::PyDict_Size(dp) } as usize;
+        let max = max.min(left.saturating_sub(consumed));
+        let written = self.enc.scalar_run(max * 2, |buf, k| {
+            let (mut n, mut off) = (0, 0);
+            while n + 2 <= k {
+                let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+                let mut next = *pos;
+                // SAFETY: `dp` is a live dict; `PyDict_Next` only reads it and returns
+                // borrowed references, valid while no Python code runs (none does here).
+                unsafe {
+                    if ffi::PyDict_Next(dp, &mut next, &mut key, &mut value) == 0 {
+                        break;
+                    }
+                    let Some(a) = scalar_bytes(types, proto, key, &mut buf[off..off + SCALAR_MAX])
+                    else {
+                        break;
+                    };
+                    let Some(b) =
+                        scalar_bytes(types, proto, value, &mut buf[off + a..off + a + SCALAR_MAX])
+                    else {
+                        break;
+                    };
+                    off += a + b;
+                }
+                *pos = next;
+                n += 2;
+            }
+            (n, off)
+        });
+        written / 2
     }
 
     /// A key and value as `dict_next` returned them, each holding a reference taken before
@@ -1941,6 +2051,77 @@ fn dict_next<'py>(
             Bound::from_borrowed_ptr(dict.py(), key),
             Bound::from_borrowed_ptr(dict.py(), value),
         ))
+    }
+}
+
+/// Spell the scalar `p` into `out` as the encoder would (`none`, `bool`, `int` of 32 bits,
+/// `float`, protocol 1+) and return its length, or `None` if it is not such a scalar.
+///
+/// # Safety
+/// `p` must be a live object.
+#[inline(always)]
+unsafe fn scalar_bytes(
+    types: &Types,
+    proto: u8,
+    p: *mut ffi::PyObject,
+    out: &mut [u8],
+) -> Option<usize> {
+    // SAFETY: `p` is live (the caller's contract); `small_int` is given an exact int.
+    unsafe {
+        let tp = ffi::Py_TYPE(p);
+        if tp == types.int {
+            let v = small_int(types, p)?;
+            let v = i32::try_from(v).ok()?;
+            let (b, n) = binint_bytes(v);
+            out[..n].copy_from_slice(&b[..n]);
+            Some(n)
+        } else if tp == types.float {
+            out[..9].copy_from_slice(&binfloat_bytes(ffi::PyFloat_AS_DOUBLE(p)));
+            Some(9)
+        } else if p == ffi::Py_None() {
+            out[0] = Opcode::NONE.byte();
+            Some(1)
+        } else if tp == types.bool_ {
+            let v = p == ffi::Py_True();
+            if proto >= 2 {
+                out[0] = if v { Opcode::NEWTRUE } else { Opcode::NEWFALSE }.byte();
+                Some(1)
+            } else {
+                out[..4].copy_from_slice(if v { b"I01\n" } else { b"I00\n" });
+                Some(4)
+            }
+        } else {
+            None
+        }
+    }
+}
+
+/// The value of an exact int of at most two digits, read in place; `None` for larger ones or
+/// when the layout is not known.
+///
+/// # Safety
+/// `p` must be a live object of exact type `int`.
+#[inline(always)]
+unsafe fn small_int(types: &Types, p: *mut ffi::PyObject) -> Option<i64> {
+    if !types.long_digits {
+        return None;
+    }
+    // SAFETY: CPython 3.11 with 30-bit digits (checked at start-up): an int is a
+    // `PyVarObject` whose `ob_size` is its signed digit count, followed by that many `u32`
+    // digits; we read at most `|ob_size|` of them.
+    unsafe {
+        let size = (*(p as *mut ffi::PyVarObject)).ob_size;
+        let digits = (p as *const u8).add(std::mem::size_of::<ffi::PyVarObject>()) as *const u32;
+        match size {
+            0 => Some(0),
+            1 => Some(i64::from(*digits)),
+            -1 => Some(-i64::from(*digits)),
+            2 | -2 => {
+                let v = i64::from(*digits) | (i64::from(*digits.add(1)) << 30);
+                Some(if size < 0 { -v } else { v })
+            }
+            _ => None,
+        }
     }
 }
 

@@ -32,6 +32,8 @@ use crate::errors::unpickling_error;
 extern "C" {
     /// C's `strtol`, which `load_int` uses before falling back to `PyLong_FromString`.
     fn strtol(s: *const c_char, end: *mut *mut c_char, base: c_int) -> c_long;
+    /// CPython's audit hook entry point (what `sys.audit` and `_pickle.c` call).
+    fn PySys_Audit(event: *const c_char, format: *const c_char, ...) -> c_int;
 }
 
 /// Everything a load needs besides the input.
@@ -77,6 +79,12 @@ struct Machine<'py, 'c, 'm> {
     proto: u8,
     /// The memo of a module-level load (see [`Config::memo`]).
     own_memo: Memo,
+}
+
+impl Drop for Machine<'_, '_, '_> {
+    fn drop(&mut self) {
+        self.own_memo.release(self.py);
+    }
 }
 
 /// Pauses the cyclic garbage collector for one load and restores it exactly as found, also on
@@ -1158,7 +1166,6 @@ fn build<'py>(py: Python<'py>, inst: &Bound<'py, PyAny>, state: Bound<'py, PyAny
     Ok(())
 }
 
-static AUDIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static NAME_MAPPING: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static IMPORT_MAPPING: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
@@ -1186,12 +1193,19 @@ pub(crate) fn find_class_impl<'py>(
     proto: u8,
     fix_imports: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let audit = AUDIT.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py.import("sys")?.getattr("audit")?.unbind())
-    })?;
-    audit
-        .bind(py)
-        .call1((intern!(py, "pickle.find_class"), module_name, global_name))?;
+    // SAFETY: the event and format are NUL-terminated; "OO" takes the two live objects, as
+    // `_pickle.c` passes them; returns -1 with an exception set when a hook raised.
+    let rc = unsafe {
+        PySys_Audit(
+            c"pickle.find_class".as_ptr(),
+            c"OO".as_ptr(),
+            module_name.as_ptr(),
+            global_name.as_ptr(),
+        )
+    };
+    if rc < 0 {
+        return Err(PyErr::fetch(py));
+    }
     let mut module_name = module_name.clone();
     let mut global_name = global_name.clone();
     if proto < 3 && fix_imports {
@@ -1242,6 +1256,14 @@ fn getattribute<'py>(
     allow_qualname: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let attr = if allow_qualname {
+        // The common case, a plain name: one look-up (what the loop below does for one part).
+        if let Ok(plain) = name.cast_exact::<PyString>() {
+            if let Ok(text) = plain.to_str() {
+                if !text.contains('.') && text != "<locals>" {
+                    return obj.getattr_opt(plain)?.ok_or_else(|| cant_get(obj, name));
+                }
+            }
+        }
         let parts = name
             .call_method1(intern!(py, "split"), (".",))?
             .cast_into::<PyList>()?;
@@ -1276,13 +1298,17 @@ fn getattribute<'py>(
         })?;
         obj.getattr_opt(name)?
     };
-    attr.ok_or_else(|| {
-        let msg = match (name.repr(), obj.repr()) {
-            (Ok(n), Ok(o)) => format!("Can't get attribute {n} on {o}"),
-            (Err(e), _) | (_, Err(e)) => return e,
-        };
-        PyAttributeError::new_err(msg)
-    })
+    attr.ok_or_else(|| cant_get(obj, name))
+}
+
+/// `Can't get attribute 'name' on <module ...>`.
+#[cold]
+fn cant_get(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyAny>) -> PyErr {
+    let msg = match (name.repr(), obj.repr()) {
+        (Ok(n), Ok(o)) => format!("Can't get attribute {n} on {o}"),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    PyAttributeError::new_err(msg)
 }
 
 /// `Py_TYPE(obj)->tp_name`, as C error messages print it (`decimal.Decimal`, `NoneType`).

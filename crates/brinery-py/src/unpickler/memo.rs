@@ -79,6 +79,18 @@ impl Memo {
             .chain(self.sparse.iter().map(|(i, v)| (*i, v)))
     }
 
+    /// Release every entry while the GIL is held (a `Bound` is released directly; a `Py` dropped
+    /// on its own first checks whether this thread holds the GIL), leaving an empty memo.
+    pub(crate) fn release(&mut self, py: Python<'_>) {
+        for obj in self.dense.drain(..).flatten() {
+            drop(obj.into_bound(py));
+        }
+        for (_, obj) in std::mem::take(&mut self.sparse) {
+            drop(obj.into_bound(py));
+        }
+        self.len = 0;
+    }
+
     /// Take everything out (for `clear`), leaving an empty memo.
     pub(crate) fn take(&mut self) -> Memo {
         std::mem::take(self)

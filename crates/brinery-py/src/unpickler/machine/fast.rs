@@ -189,37 +189,38 @@ impl<'py> Machine<'py, '_, '_> {
             let Some(&byte) = data.get(p) else {
                 return Ok(false);
             };
-            // Fixed argument sizes: handed over unless the whole operation is here.
-            let fixed = match byte {
-                BININT1 | BINPUT | BINGET | SHORT_BINUNICODE | SHORT_BINBYTES | LONG1 | PROTO => 1,
-                BININT2 => 2,
-                BININT | LONG_BINPUT | LONG_BINGET | BINUNICODE | BINBYTES => 4,
-                BINFLOAT | FRAME => 8,
-                _ => 0,
-            };
-            if p + 1 + fixed > end {
-                return Ok(false);
-            }
             let a = p + 1;
+            // A fixed-size argument: handed over unless it is all here.
+            macro_rules! need {
+                ($n:expr) => {
+                    if a + $n > end {
+                        return Ok(false);
+                    }
+                };
+            }
             match byte {
                 BININT1 => {
+                    need!(1);
                     *pos = a + 1;
                     // SAFETY: plain constructor; new reference or NULL.
                     self.push_new(unsafe { ffi::PyLong_FromLong(data[a] as _) })?;
                 }
                 BININT2 => {
+                    need!(2);
                     *pos = a + 2;
                     let v = u16::from_le_bytes([data[a], data[a + 1]]);
                     // SAFETY: as above.
                     self.push_new(unsafe { ffi::PyLong_FromLong(v as _) })?;
                 }
                 BININT => {
+                    need!(4);
                     *pos = a + 4;
                     let v = u32_at(data, a) as i32;
                     // SAFETY: as above.
                     self.push_new(unsafe { ffi::PyLong_FromLong(v as _) })?;
                 }
                 BINFLOAT => {
+                    need!(8);
                     *pos = a + 8;
                     let mut raw = [0u8; 8];
                     raw.copy_from_slice(&data[a..a + 8]);
@@ -227,6 +228,7 @@ impl<'py> Machine<'py, '_, '_> {
                     self.push_new(unsafe { ffi::PyFloat_FromDouble(f64::from_be_bytes(raw)) })?;
                 }
                 LONG1 => {
+                    need!(1);
                     let n = data[a] as usize;
                     let start = a + 1;
                     if start + n > end {
@@ -238,8 +240,10 @@ impl<'py> Machine<'py, '_, '_> {
                 }
                 SHORT_BINUNICODE | BINUNICODE => {
                     let (n, start) = if byte == SHORT_BINUNICODE {
+                        need!(1);
                         (data[a] as usize, a + 1)
                     } else {
+                        need!(4);
                         (u32_at(data, a) as usize, a + 4)
                     };
                     if n > end - start {
@@ -251,8 +255,10 @@ impl<'py> Machine<'py, '_, '_> {
                 }
                 SHORT_BINBYTES | BINBYTES => {
                     let (n, start) = if byte == SHORT_BINBYTES {
+                        need!(1);
                         (data[a] as usize, a + 1)
                     } else {
+                        need!(4);
                         (u32_at(data, a) as usize, a + 4)
                     };
                     // Strictly inside: an empty payload at the very end is C's truncation.
@@ -363,6 +369,11 @@ impl<'py> Machine<'py, '_, '_> {
                     }
                 }
                 MEMOIZE | BINPUT | LONG_BINPUT => {
+                    need!(match byte {
+                        MEMOIZE => 0,
+                        BINPUT => 1,
+                        _ => 4,
+                    });
                     let Some(top) = self.stack.last() else {
                         return Ok(false);
                     };
@@ -388,8 +399,10 @@ impl<'py> Machine<'py, '_, '_> {
                 }
                 BINGET | LONG_BINGET => {
                     let (idx, next) = if byte == BINGET {
+                        need!(1);
                         (data[a] as usize, a + 1)
                     } else {
+                        need!(4);
                         (u32_at(data, a) as usize, a + 4)
                     };
                     let Some(value) = self.memo_lookup(idx) else {
@@ -399,6 +412,7 @@ impl<'py> Machine<'py, '_, '_> {
                     self.stack.push(value);
                 }
                 FRAME => {
+                    need!(8);
                     let mut raw = [0u8; 8];
                     raw.copy_from_slice(&data[a..a + 8]);
                     let len = u64::from_le_bytes(raw);
@@ -408,6 +422,7 @@ impl<'py> Machine<'py, '_, '_> {
                     *pos = a + 8;
                 }
                 PROTO => {
+                    need!(1);
                     let proto = data[a];
                     if proto as i64 > brinery::HIGHEST_PROTOCOL as i64 {
                         return Ok(false);
