@@ -158,8 +158,8 @@ def _is_fitted(estimator: Any) -> bool:
     """Whether a scikit-learn style estimator has been fitted (sklearn's own check when it applies)."""
     if type(estimator).__module__.split(".", 1)[0] == "sklearn":
         try:
-            from sklearn.exceptions import NotFittedError
-            from sklearn.utils.validation import check_is_fitted
+            from sklearn.exceptions import NotFittedError  # type: ignore[import-untyped, unused-ignore]
+            from sklearn.utils.validation import check_is_fitted  # type: ignore[import-untyped, unused-ignore]
 
             check_is_fitted(estimator)
             return True

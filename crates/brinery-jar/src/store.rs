@@ -1318,6 +1318,15 @@ impl Jar {
     /// running saves and saves wait for it.
     pub fn gc(&self) -> Result<GcReport> {
         let _lock = self.lock(true)?;
+        // A branch whose record cannot be read would look like no branch at all, and the history
+        // only it sees would be dropped: refuse instead.
+        for f in fsio::list_dir(&self.root.join("branches"))? {
+            if let Some(b) = f.strip_suffix(".json").and_then(fsio::decode_name) {
+                self.branch_rec(&b).map_err(|e| {
+                    Error::GcRefused(format!("a branch record is unreadable ({e}); run verify"))
+                })?;
+            }
+        }
         let mut report = GcReport::default();
         let mut live_entries: HashSet<(String, String, u64)> = HashSet::new();
         let mut live_manifests: HashSet<String> = HashSet::new();

@@ -438,6 +438,13 @@ fn crash_states_leave_older_versions_loadable_and_are_reported() {
     let v = jar.verify().unwrap();
     let kinds: Vec<&str> = v.problems.iter().map(|p| p.versions[0].as_str()).collect();
     assert_eq!(kinds, vec!["branch exp", "obj#first"], "{v:?}");
+    // gc will not guess what an unreadable branch needs.
+    let e = jar.gc().unwrap_err().to_string();
+    assert!(
+        e.starts_with("gc refused: a branch record is unreadable (corrupt branch record: "),
+        "{e}"
+    );
+    check_old(&jar);
 }
 
 #[test]
