@@ -169,7 +169,10 @@ def resolve(module, dotted: str):
 
 @pytest.mark.parametrize("name", CALLABLES)
 def test_signature_matches_stdlib(name):
-    assert str(inspect.signature(resolve(brinery, name))) == str(inspect.signature(resolve(pickle, name)))
+    ours = str(inspect.signature(resolve(brinery, name)))
+    if name == "Unpickler":  # brinery adds one keyword-only parameter: the safe-load `policy`
+        ours = ours.replace(", policy=None)", ")")
+    assert ours == str(inspect.signature(resolve(pickle, name)))
 
 
 @pytest.mark.parametrize(
