@@ -294,7 +294,7 @@ impl Drop for BufferView {
 
 /// `dumps` copies payloads at least this large into the result once, at the end, instead of
 /// into the encoder's buffer and then into the result.
-const DEFER_MIN: usize = 1 << 20;
+const DEFER_MIN: usize = FRAME_SIZE_TARGET;
 
 /// A result at least this large is advised to use transparent huge pages.
 const HUGE_MIN: usize = 4 << 20;

@@ -31,48 +31,79 @@ unsafe impl Sync for Slots {}
 
 static CACHE: Slots = Slots(UnsafeCell::new([ptr::null_mut(); SLOTS]));
 
+/// The bytes of `[p, p + n)`, 2 <= n <= 32, as up to four words that cover every byte (the
+/// last word overlaps the previous one), so that equal words mean equal bytes for equal `n`.
+///
+/// # Safety
+/// `p` must be valid for reading `n` bytes.
 #[inline(always)]
-fn slot_of(data: &[u8]) -> usize {
-    // FxHash-style mixing of up to 32 bytes, 8 at a time.
-    let mut h: u64 = data.len() as u64;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(raw)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+unsafe fn words(p: *const u8, n: usize) -> [u64; 4] {
+    // SAFETY: every read lies inside `[p, p + n)` (the caller's contract), unaligned reads
+    // are allowed by `read_unaligned`.
+    unsafe {
+        let mut w = [0u64; 4];
+        if n >= 8 {
+            let full = (n - 1) / 8;
+            for (i, slot) in w.iter_mut().enumerate().take(full) {
+                *slot = ptr::read_unaligned(p.add(8 * i).cast::<u64>());
+            }
+            w[full] = ptr::read_unaligned(p.add(n - 8).cast::<u64>());
+        } else if n >= 4 {
+            w[0] = ptr::read_unaligned(p.cast::<u32>()) as u64
+                | (ptr::read_unaligned(p.add(n - 4).cast::<u32>()) as u64) << 32;
+        } else {
+            w[0] = ptr::read_unaligned(p.cast::<u16>()) as u64
+                | (ptr::read_unaligned(p.add(n - 2).cast::<u16>()) as u64) << 16;
+        }
+        w
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut raw = [0u8; 8];
-        raw[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(raw)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    (h >> 52) as usize & (SLOTS - 1)
 }
 
-/// The `str` of `data`, which must be ASCII and 2..=[`MAX_LEN`] bytes long.
+/// The `str` of `data` (2..=[`MAX_LEN`] bytes) if it is ASCII, else `None`.
 #[inline]
-pub(crate) fn get_or_create<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    debug_assert!(data.is_ascii() && data.len() <= MAX_LEN);
-    let i = slot_of(data);
+pub(crate) fn get_or_create<'py>(
+    py: Python<'py>,
+    data: &[u8],
+) -> Option<PyResult<Bound<'py, PyAny>>> {
+    let n = data.len();
+    debug_assert!((2..=MAX_LEN).contains(&n));
+    // SAFETY: `data` is valid for `n` bytes.
+    let w = unsafe { words(data.as_ptr(), n) };
+    if (w[0] | w[1] | w[2] | w[3]) & 0x8080_8080_8080_8080 != 0 {
+        return None;
+    }
+    let mut h = n as u64;
+    for x in w {
+        h = (h.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    let i = (h >> 52) as usize & (SLOTS - 1);
     // SAFETY: the GIL is held (`py`), which serializes access to the slots (see `Slots`); the
-    // slot pointer is in bounds (`slot_of` masks it).
-    let slot = unsafe { &mut *CACHE.0.get() }.as_mut_ptr().wrapping_add(i);
+    // slot index is in bounds (masked).
+    let slot = unsafe { (*CACHE.0.get()).as_mut_ptr().add(i) };
     // SAFETY: a non-null slot holds a strong reference to an exact compact ASCII `str` made by
-    // this function, so its header, length and data can be read directly. (Someone may have
-    // interned it meanwhile: an interned string is never handed out again.)
+    // this function, so its header, length and data (`n` bytes when the lengths match) can be
+    // read directly. (Someone may have interned it meanwhile: an interned string is never
+    // handed out again.)
     unsafe {
         let cached = *slot;
         if !cached.is_null()
             && ffi::Py_REFCNT(cached) == 1
+            && ffi::PyUnicode_GET_LENGTH(cached) as usize == n
             && (*cached.cast::<ffi::PyASCIIObject>()).interned() == 0
-            && ffi::PyUnicode_GET_LENGTH(cached) as usize == data.len()
-            && std::slice::from_raw_parts(ffi::PyUnicode_DATA(cached).cast::<u8>(), data.len())
-                == data
+            && words(ffi::PyUnicode_DATA(cached).cast::<u8>(), n) == w
         {
-            return Ok(Bound::from_borrowed_ptr(py, cached));
+            return Some(Ok(Bound::from_borrowed_ptr(py, cached)));
         }
     }
+    Some(create(py, data, slot))
+}
+
+#[inline(never)]
+fn create<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    slot: *mut *mut ffi::PyObject,
+) -> PyResult<Bound<'py, PyAny>> {
     // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters (NUL
     // terminator written) or NULL; its data area is filled from `data` (ASCII) before anyone can
     // see it.
@@ -88,7 +119,8 @@ pub(crate) fn get_or_create<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound
         );
         s
     };
-    // SAFETY: the slot is in bounds and owned by the cache (GIL held). The new string gets one
+    // SAFETY: `slot` is in bounds and owned by the cache (GIL held: `create` is only called by
+    // `get_or_create`). The new string gets one
     // extra reference for the slot; the evicted string's reference is released, which frees at
     // most an exact `str` (no Python code runs).
     unsafe {

@@ -445,10 +445,11 @@ impl<'py> Machine<'py, '_, '_> {
 /// into a new compact string.
 #[inline]
 pub(super) fn unicode_from_utf8<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    if data.len() > 1 && data.is_ascii() {
-        if data.len() <= strcache::MAX_LEN {
-            return strcache::get_or_create(py, data);
+    if (2..=strcache::MAX_LEN).contains(&data.len()) {
+        if let Some(s) = strcache::get_or_create(py, data) {
+            return s;
         }
+    } else if data.len() > strcache::MAX_LEN && data.is_ascii() {
         // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters
         // (with its NUL terminator written) or NULL; its data area holds `n` bytes, which are
         // filled from `data` (ASCII, so the string is valid) before anyone can see it.

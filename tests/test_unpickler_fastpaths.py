@@ -1,0 +1,82 @@
+"""Semantics the unpickler's fast paths must keep: the cyclic GC restored exactly as found, no
+string sharing that the stdlib would not produce, large payloads intact."""
+
+import gc
+import io
+import pickle
+
+import brinery
+import numpy as np
+import pytest
+
+
+class Recorder(brinery.Unpickler):
+    """Records gc.isenabled() while find_class runs, and loads a nested pickle there."""
+
+    def find_class(self, module, name):
+        self.seen = gc.isenabled()
+        self.nested = brinery.loads(pickle.dumps({"nested": [1, 2]}))
+        return super().find_class(module, name)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gc_restored_as_found(enabled):
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        data = pickle.dumps([{"a": [1]}, (2, 3)], 5)
+        assert brinery.loads(data) == pickle.loads(data)
+        assert gc.isenabled() is enabled
+        with pytest.raises(pickle.UnpicklingError):
+            brinery.loads(data[:-3] + b"\x00.")
+        assert gc.isenabled() is enabled
+        u = Recorder(io.BytesIO(pickle.dumps(io.StringIO, 5)))
+        assert u.load() is io.StringIO
+        assert u.seen is False  # paused during the load
+        assert u.nested == {"nested": [1, 2]}  # a nested load leaves it paused
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+def test_equal_strings_stay_distinct_objects():
+    # Two equal strings that are distinct objects are pickled twice (not memoized); the stdlib
+    # loads two objects, and so must brinery, even when a recycled string is available.
+    parts = ["key_" + str(i) for i in (1, 1)]
+    assert parts[0] is not parts[1]
+    data = pickle.dumps(parts, 5)
+    for _ in range(3):
+        a, b = brinery.loads(data)
+        assert a == b == "key_1"
+        assert a is not b
+        ref = pickle.loads(data)
+        assert pickle.dumps([a, b], 5) == pickle.dumps(ref, 5)
+    kept = brinery.loads(data)
+    again = brinery.loads(data)
+    assert kept[0] is not again[0] and kept[1] is not again[1]
+
+
+@pytest.mark.parametrize(
+    "text", ["ab", "abc", "abcd", "abcdefg", "abcdefgh", "x" * 17, "y" * 32, "z" * 33, "caf\u00e9", "a\udcff"]
+)
+def test_short_strings(text):
+    data = pickle.dumps([text, text + "", {text: text[::-1]}], 5)
+    assert brinery.loads(data) == pickle.loads(data)
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_large_payloads_memory_and_file(tmp_path, protocol):
+    arr = np.arange(2 << 20, dtype=np.float64)  # 16 MiB: the populated-payload path
+    blob = bytes(range(256)) * (40 << 10)  # 10 MiB bytes (BINBYTES8 at protocol 4+)
+    data = pickle.dumps((arr, blob, bytearray(blob)), protocol)
+    got = brinery.loads(data)
+    assert np.array_equal(got[0], arr) and got[1] == blob and got[2] == bytearray(blob)
+    path = tmp_path / "big.pkl"
+    path.write_bytes(data + pickle.dumps("after", protocol))
+    with open(path, "rb") as f:
+        got = brinery.load(f)
+        assert np.array_equal(got[0], arr) and got[1] == blob and got[2] == bytearray(blob)
+        assert brinery.load(f) == "after"
+    with open(path, "rb", buffering=0) as f:  # no peek: field by field, payloads via readinto
+        got = brinery.load(f)
+        assert type(got[1]) is bytes and got[1] == blob and type(got[2]) is bytearray
