@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -874,80 +874,57 @@ impl Jar {
         let failed = AtomicBool::new(false);
         let results: Mutex<Vec<(usize, Put)>> = Mutex::new(Vec::with_capacity(jobs.len()));
         let first_err: Mutex<Option<Error>> = Mutex::new(None);
-        let work = || loop {
+        let fail = |e: Error| {
+            failed.store(true, Ordering::Relaxed);
+            first_err
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        };
+        // Workers hash, decide compression and write each new chunk to a temporary file; one
+        // committer fsyncs and links them as they come, so the disk is busy while the workers
+        // hash (and the kernel writes back in large batches).
+        let work = |tx: std::sync::mpsc::Sender<crate::chunks::Pending>| loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= jobs.len() || failed.load(Ordering::Relaxed) {
                 break;
             }
             match self.chunks.put(jobs[i].data, jobs[i].fixed) {
-                Ok(p) => results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((i, p)),
-                Err(e) => {
-                    failed.store(true, Ordering::Relaxed);
-                    first_err
+                Ok(mut put) => {
+                    if let Some(p) = put.pending.take() {
+                        if let Err(back) = tx.send(p) {
+                            ChunkStore::abandon(&back.0);
+                        }
+                    }
+                    results
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
+                        .push((i, put));
+                }
+                Err(e) => fail(e),
+            }
+        };
+        let commit = |rx: std::sync::mpsc::Receiver<crate::chunks::Pending>| {
+            for p in rx {
+                if failed.load(Ordering::Relaxed) {
+                    ChunkStore::abandon(&p);
+                } else if let Err(e) = ChunkStore::commit(&p) {
+                    fail(e);
                 }
             }
         };
-        if threads == 1 {
-            work();
-        } else {
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(work);
-                }
-            });
-        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let (work, commit) = (&work, &commit);
+            s.spawn(move || commit(rx));
+            for _ in 1..threads {
+                let tx = tx.clone();
+                s.spawn(move || work(tx));
+            }
+            work(tx);
+        });
         let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            for (_, put) in &results {
-                if let Some(p) = &put.pending {
-                    ChunkStore::abandon(p);
-                }
-            }
-            return Err(e);
-        }
-        // Second pass: fsync and link every new chunk (in parallel).
-        let pendings: Vec<&crate::chunks::Pending> = results
-            .iter()
-            .filter_map(|(_, p)| p.pending.as_ref())
-            .collect();
-        let next = AtomicUsize::new(0);
-        let first_err: Mutex<Option<Error>> = Mutex::new(None);
-        let created = AtomicU64::new(0);
-        let commit = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(p) = pendings.get(i) else { break };
-            match ChunkStore::commit(p) {
-                Ok(true) => {
-                    created.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    first_err
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                }
-            }
-        };
-        if threads == 1 || pendings.len() < 2 {
-            commit();
-        } else {
-            std::thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(commit);
-                }
-            });
-        }
-        if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            for p in &pendings[next.load(Ordering::Relaxed).min(pendings.len())..] {
-                ChunkStore::abandon(p);
-            }
             return Err(e);
         }
         let mut results = results;
