@@ -148,6 +148,11 @@ def main(argv=None):
         help="time in-memory calls by wall-clock (default) or by this process's CPU time (user+system, "
         "all threads: for a machine shared with other work); file calls are always timed by wall-clock",
     )
+    p.add_argument(
+        "--contenders",
+        help="comma-separated contenders to measure (brinery and pickle are needed for the ratios), e.g. "
+        "brinery,pickle,cloudpickle,orjson,'msgspec (msgpack)'",
+    )
     p.add_argument("--no-file", action="store_true", help="skip the file (fsync) measurements")
     p.add_argument(
         "--all-contenders",
@@ -206,6 +211,8 @@ def main(argv=None):
     cfg["file"] = not args.no_file
     cfg["clock"] = args.clock
     cfg["contenders"] = "all" if (args.all_contenders or not args.quick) else ["brinery", "pickle"]
+    if args.contenders:
+        cfg["contenders"] = [c.strip() for c in args.contenders.split(",")]
     cfg["workloads"] = parse_only(args.only)
     out_dir = (
         Path(args.out) if args.out else (ROOT / "target" / "bench-quick" if args.quick else HERE / "results")

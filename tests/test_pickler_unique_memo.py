@@ -140,3 +140,51 @@ def test_runs_of_scalars_in_lists_and_dicts(proto, n):
         {i: None for i in range(n)},
     ]
     _same(obj, proto)
+
+
+class Fresh:
+    """Its reduction returns new containers each time: temporaries that die after saving."""
+
+    def __init__(self, i):
+        self.i = i
+
+    def __reduce__(self):
+        return (_rebuild, ([["fresh", str(self.i)], {"k": [self.i, "v" + str(self.i)]}],))
+
+
+class Yields:
+    """Its list items come from a generator that yields the same unique object twice."""
+
+    def __reduce__(self):
+        items = [[["inner"]], [2.5]]
+
+        def gen():
+            yield items[0]
+            yield items[1]
+            yield items[0]
+            yield items[0][0]
+
+        return (list, (), None, gen())
+
+
+class WithState:
+    """A reduction with a fresh state dict whose values are unique, then a shared object."""
+
+    shared = ["shared-state"]
+
+    def __init__(self, i):
+        self.i = i
+
+    def __reduce__(self):
+        return (WithState, (self.i,), {"a": [self.i], "b": ("t", [self.i]), "s": WithState.shared})
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_unique_objects_inside_reductions(proto):
+    obj = [Fresh(i) for i in range(300)] + [Yields(), Yields()] + [WithState(i) for i in range(50)]
+    _same(obj, proto)
+    out = brinery.loads(brinery.dumps(obj, proto))
+    assert out[300][0] is out[300][2]

@@ -36,6 +36,8 @@ pub(crate) struct Memo {
     used: usize,
     /// Unique objects memoized without a table entry: (address, index).
     pending: Vec<(usize, isize)>,
+    /// The same, each holding a reference (objects that may be temporaries).
+    pending_owned: Vec<(usize, isize)>,
 }
 
 #[inline(always)]
@@ -53,13 +55,14 @@ impl Memo {
             slots: Vec::new(),
             used: 0,
             pending: Vec::new(),
+            pending_owned: Vec::new(),
         }
     }
 
     /// Number of entries, pending ones included (the index the next `memo_put` assigns).
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.used + self.pending.len()
+        self.used + self.pending.len() + self.pending_owned.len()
     }
 
     /// The index stored in the table for `obj` (pending entries are never looked up: they are
@@ -153,24 +156,60 @@ impl Memo {
         self.pending.push((obj as usize, idx));
     }
 
+    /// [`push_pending`](Self::push_pending) for an object that may die before the memo is
+    /// done with it: the entry takes a reference (released by [`clear`](Self::clear), or
+    /// handed to the table by [`flush_pending`](Self::flush_pending)).
+    #[inline(always)]
+    pub(crate) fn push_pending_owned(&mut self, obj: *mut ffi::PyObject, idx: isize) {
+        // SAFETY: `obj` is a live object (the caller's contract) and the GIL is held.
+        unsafe { ffi::Py_INCREF(obj) };
+        self.pending_owned.push((obj as usize, idx));
+    }
+
     /// Move the pending entries into the table (each takes a reference).
+    #[inline]
     pub(crate) fn flush_pending(&mut self) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending_owned.is_empty() {
             return;
         }
+        self.flush_pending_slow();
+    }
+
+    #[inline(never)]
+    fn flush_pending_slow(&mut self) {
         let pending = std::mem::take(&mut self.pending);
-        self.grow(self.used + pending.len());
+        let owned = std::mem::take(&mut self.pending_owned);
+        self.grow(self.used + pending.len() + owned.len());
         for &(key, idx) in &pending {
             self.set_ptr(key as *mut ffi::PyObject, idx);
         }
+        for &(key, idx) in &owned {
+            self.set_ptr(key as *mut ffi::PyObject, idx);
+            // SAFETY: the entry's own reference, released now that the table holds one.
+            unsafe { ffi::Py_DECREF(key as *mut ffi::PyObject) };
+        }
         self.pending = pending;
         self.pending.clear();
+        self.pending_owned = owned;
+        self.pending_owned.clear();
     }
 
     /// Drop every entry (releasing the table's references). Pending entries are forgotten.
     /// A small table keeps its allocation for reuse.
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
+        if !self.pending_owned.is_empty() {
+            let owned = std::mem::take(&mut self.pending_owned);
+            Python::attach(|_py| {
+                for &(key, _) in &owned {
+                    // SAFETY: the GIL is held; each entry's reference, released once (the
+                    // vector was taken out of the memo first).
+                    unsafe { ffi::Py_DECREF(key as *mut ffi::PyObject) };
+                }
+            });
+            self.pending_owned = owned;
+            self.pending_owned.clear();
+        }
         if self.used != 0 {
             self.used = 0;
             Python::attach(|_py| {

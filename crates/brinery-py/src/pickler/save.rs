@@ -361,6 +361,10 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     /// [`Saver::save_obj`]): no `persistent_id` or `reducer_override` hook, not fast mode, no
     /// file, and not inside a step that can run Python code (see [`Saver::generic`]).
     unique_ok: bool,
+    /// How many steps that ran Python code ([`Saver::generic`]) enclose the current object:
+    /// inside one, objects may be temporaries of that step (a reduction's result), so their
+    /// pending memo entries hold a reference, keeping them alive and their addresses unused.
+    generic_depth: usize,
 }
 
 impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
@@ -395,6 +399,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             types: &g.types,
             stack_limit: opts.stack_limit.unwrap_or_else(stack::limit),
             unique_ok,
+            generic_depth: 0,
             scalars_inline: opts.proto >= 1 && hooks_pers_none,
         })
     }
@@ -498,6 +503,19 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     /// made by the step die with it, so their addresses must not be remembered unreferenced).
     #[inline]
     fn generic<R>(&mut self, body: impl FnOnce(&mut Self) -> R) -> R {
+        if !self.unique_ok {
+            return body(self);
+        }
+        self.memo.flush_pending();
+        self.generic_depth += 1;
+        let r = body(self);
+        self.generic_depth -= 1;
+        r
+    }
+
+    /// Run `body`, which calls Python code between the objects it saves (an iterator's
+    /// `__next__`), with every object memoized in the table.
+    fn without_unique<R>(&mut self, body: impl FnOnce(&mut Self) -> R) -> R {
         if !self.unique_ok {
             return body(self);
         }
@@ -676,8 +694,10 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             return Ok(());
         }
         let idx = self.memo.len();
-        if unique {
+        if unique && self.generic_depth == 0 {
             self.memo.push_pending(obj.as_ptr(), idx as isize);
+        } else if unique {
+            self.memo.push_pending_owned(obj.as_ptr(), idx as isize);
         } else {
             self.memo.set(obj, idx as isize);
         }
@@ -1304,6 +1324,10 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
 
     /// `batch_list` over an iterator.
     fn batch_list(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
+        self.without_unique(|s| s.batch_list_body(iter))
+    }
+
+    fn batch_list_body(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
         let mut iter = iter.clone();
         if self.proto == 0 {
             for item in iter.by_ref() {
@@ -1490,6 +1514,10 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
 
     /// `batch_dict` over an iterator of pairs.
     fn batch_dict(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
+        self.without_unique(|s| s.batch_dict_body(iter))
+    }
+
+    fn batch_dict_body(&mut self, iter: &Bound<'py, PyIterator>) -> PyResult<()> {
         let mut iter = iter.clone();
         if self.proto == 0 {
             for item in iter.by_ref() {
