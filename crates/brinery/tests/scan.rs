@@ -362,3 +362,102 @@ fn real_joblib_files_are_read_as_joblib_load_reads_them() {
         r.findings
     );
 }
+
+/// Red-team F6: an index first stored far away (`LONG_BINPUT 5000`), then covered by the memo's
+/// dense growth and stored again, must count once, as in the loader; otherwise every later
+/// MEMOIZE lands one slot off and `GET 3` hides `builtins.getattr` from the scan.
+#[test]
+fn memo_far_index_covered_by_dense_growth_counts_once() {
+    let data = b"\x80\x04Nr\x88\x13\x00\x000Nr\xff\x0f\x00\x000Nr\x88\x13\x00\x000Nr\x03\x00\x00\x000cbuiltins\ngetattr\n\x940ctypes\nSimpleNamespace\n)R(\x8c\x07__new__j\x03\x00\x00\x00db.";
+    let report = scan(data, &policy(), &Limits::default());
+    assert!(
+        report.findings.iter().any(|f| f.rule == Rule::UnsafeGetattr
+            && f.global == Some(("builtins".into(), "getattr".into()))),
+        "{:?}",
+        messages(data)
+    );
+}
+
+mod memo_differential {
+    use super::*;
+    use brinery::value::Value;
+    use brinery::Pickle;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// One memo store: `None` is MEMOIZE, `Some(i)` is LONG_BINPUT i (BINPUT when small).
+    fn store() -> impl Strategy<Value = Option<u32>> {
+        prop_oneof![
+            Just(None),
+            (0u32..24).prop_map(Some),
+            (4085u32..4110).prop_map(Some),
+            (4990u32..5010).prop_map(Some),
+            (9000u32..9010).prop_map(Some),
+            (13_000u32..13_010).prop_map(Some),
+        ]
+    }
+
+    /// The stream: each store memoizes a distinct string `m<k>`; then every stored index is
+    /// fetched and used as the module of a STACK_GLOBAL, all in one list. The scan reports the
+    /// globals it resolves in order; the value reader and a plain map (CPython's memo: MEMOIZE
+    /// stores at the number of distinct indices) say what the loader fetches.
+    fn program(stores: &[Option<u32>]) -> (Vec<u8>, Vec<String>) {
+        let mut model: HashMap<u32, String> = HashMap::new();
+        let mut p = b"\x80\x04".to_vec();
+        for (k, s) in stores.iter().enumerate() {
+            let text = format!("m{k}");
+            p.extend(su(&text));
+            let idx = match s {
+                None => {
+                    p.push(0x94);
+                    model.len() as u32
+                }
+                Some(i) if *i < 256 => {
+                    p.extend([b'q', *i as u8]);
+                    *i
+                }
+                Some(i) => {
+                    p.push(b'r');
+                    p.extend(i.to_le_bytes());
+                    *i
+                }
+            };
+            model.insert(idx, text);
+            p.push(b'0');
+        }
+        let mut idxs: Vec<u32> = model.keys().copied().collect();
+        idxs.sort_unstable();
+        p.extend(b"](");
+        for i in &idxs {
+            p.push(b'j');
+            p.extend(i.to_le_bytes());
+            p.extend(su("n"));
+            p.push(0x93);
+        }
+        p.extend(b"e.");
+        (p, idxs.iter().map(|i| model[i].clone()).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn scan_memo_matches_the_loader(stores in proptest::collection::vec(store(), 1..40)) {
+            let (data, expected) = program(&stores);
+            let report = scan(&data, &Policy::default(), &Limits::default());
+            let scanned: Vec<String> = report.globals.iter().map(|g| g.module.clone()).collect();
+            prop_assert_eq!(&scanned, &expected);
+            let pickle = Pickle::from_slice(&data).expect("the value reader reads the stream");
+            let Some(Value::List(items)) = pickle.get(pickle.root()) else {
+                panic!("root is not a list");
+            };
+            let loaded: Vec<String> = items
+                .iter()
+                .map(|id| match pickle.get(*id) {
+                    Some(Value::Global(g)) => g.module.to_string(),
+                    other => panic!("not a global: {other:?}"),
+                })
+                .collect();
+            prop_assert_eq!(&loaded, &expected);
+        }
+    }
+}

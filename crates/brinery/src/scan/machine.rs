@@ -519,16 +519,32 @@ impl<'a, 'r> Machine<'a, 'r> {
     // Memo
     // ---------------------------------------------------------------------------------------
 
+    /// The memo slot of `idx`, if stored. An index lives either in the dense vector or in
+    /// `memo_far`, never both (see `memo_put`).
+    #[inline]
+    fn memo_slot(&self, idx: u64) -> Option<Sym> {
+        match self.memo.get(idx as usize) {
+            Some(slot) => *slot,
+            None => self.memo_far.get(&idx).copied(),
+        }
+    }
+
+    /// Store the top of the stack at `idx`, counting entries exactly as the loaders do
+    /// (`_pickle.c`'s `memo_len`, which MEMOIZE uses as its index): a new index adds one, a
+    /// replaced one does not. The dense vector grows only while no far entry exists, so an index
+    /// is never stored in both places (which would count it twice and shift every later
+    /// MEMOIZE away from the loader's).
     #[inline]
     fn memo_put(&mut self, idx: u64, op: &Op<'_>) {
         let value = self.top(op);
-        // The common case: the next index (MEMOIZE, or PUT as picklers number them).
-        if idx == self.memo.len() as u64 && self.memo_count < self.limits.max_memo() {
-            self.memo.push(Some(value));
-            self.memo_count += 1;
+        if let Some(slot) = self.memo.get_mut(idx as usize) {
+            if slot.replace(value).is_none() {
+                self.memo_count += 1;
+            }
             return;
         }
-        if self.memo_count >= self.limits.max_memo() {
+        let exists = self.memo_far.contains_key(&idx);
+        if !exists && self.memo_count >= self.limits.max_memo() {
             let msg = format!(
                 "memo limit of {} exceeded at byte {} ({})",
                 self.limits.max_memo(),
@@ -545,25 +561,17 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.stopped = true;
             return;
         }
-        let len = self.memo.len() as u64;
-        let new = if idx < len {
-            self.memo[idx as usize].replace(value).is_none()
-        } else if idx < len + 4096 {
+        if self.memo_far.is_empty() && idx <= 2 * self.memo_count + 4096 {
             self.memo.resize(idx as usize + 1, None);
             self.memo[idx as usize] = Some(value);
-            true
         } else {
-            self.memo_far.insert(idx, value).is_none()
-        };
-        self.memo_count += new as u64;
+            self.memo_far.insert(idx, value);
+        }
+        self.memo_count += (!exists) as u64;
     }
 
     fn memo_get(&mut self, idx: u64, op: &Op<'_>) {
-        let got = match self.memo.get(idx as usize) {
-            Some(Some(v)) => Some(*v),
-            _ => self.memo_far.get(&idx).copied(),
-        };
-        match got {
+        match self.memo_slot(idx) {
             Some(v) => self.stack.push(v),
             None => {
                 let msg = format!("memo index {idx} was never stored");
