@@ -183,6 +183,130 @@ def test_profiles_cover_the_library_inventories():
         assert not pol.allows(module, qual), (module, qual)
 
 
+def _gen_profiles():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_profiles", REPO / "scripts" / "gen_profiles.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# The test's own list (independent of the generator's DENIED_HOMES): no profile entry may be
+# *defined* under these module prefixes, whatever module re-exports it.
+TEST_DENIED_HOMES = (
+    "pandas.io", "pandas.plotting", "pandas._testing", "pandas.core.computation", "pandas._config",
+    "numpy.testing", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib.format", "numpy.lib._format_impl",
+    "numpy.lib._datasource", "numpy.f2py", "numpy.ctypeslib", "scipy.stats", "scipy.io", "scipy.datasets",
+    "sklearn.datasets", "sklearn.utils._testing", "sklearn.utils.estimator_checks", "sklearn.experimental",
+    "joblib.parallel", "joblib.memory", "joblib._store_backends", "dateutil.zoneinfo",
+    "os", "subprocess", "importlib", "pickle", "operator", "functools",
+)  # fmt: skip
+
+
+def _test_denied(module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in TEST_DENIED_HOMES)
+
+
+def test_profile_entries_are_defined_outside_denied_modules_and_reviewed():
+    """Generator safeguards, checked on the committed files: (a) the defining module of every
+    entry (``__module__``, the ``co_filename`` of a function and of a class's own methods) is not
+    denied; (b) every ``ref`` entry is a class or a non-callable; (c) every callable ``call`` entry
+    that is not a class is on the generator's reviewed list."""
+    gen = _gen_profiles()
+    problems, resolved, functions = [], 0, 0
+    for name, rows in _profile_entries().items():
+        for module, qual, mode in rows:
+            why = gen.entry_problem(module, qual, mode)
+            if why:
+                problems.append(f"{name}: {module}.{qual} ({mode}): {why}")
+            obj = gen.resolve(module, qual)
+            if obj is None:
+                continue
+            resolved += 1
+            exempt = (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
+            if exempt not in gen.DENIED_HOME_EXEMPT:
+                homes = gen.defining_modules(obj)
+                bad = sorted(h for h in homes if _test_denied(h))
+                if bad:
+                    problems.append(f"{name}: {module}.{qual} is defined in {bad}")
+            if isinstance(obj, type):
+                continue
+            if mode == "ref" and callable(obj):
+                problems.append(f"{name}: ref entry {module}.{qual} is callable ({type(obj).__name__})")
+            if mode == "call" and callable(obj):
+                functions += 1
+                if not gen.reviewed_function(obj, (module, qual)):
+                    problems.append(f"{name}: call entry {module}.{qual} is an unreviewed function")
+    assert not problems, problems
+    assert resolved > 2500 and functions > 50, (resolved, functions)
+
+
+@pytest.mark.parametrize(
+    ("module", "qual", "mode"),
+    [
+        ("pandas", "ExcelFile", "call"),  # re-export of pandas.io.excel._base.ExcelFile (F3)
+        ("pandas", "HDFStore", "call"),
+        ("pandas.api.typing", "JsonReader", "ref"),
+        ("scipy.stats._continuous_distns", "norm_gen", "call"),  # __setstate__ exec()s state (F1)
+        ("scipy.stats._distn_infrastructure", "rv_continuous_frozen", "call"),
+        ("dateutil.tz", "tzfile", "call"),  # opens its path (F2); ref is fine
+        ("numpy", "vectorize", "call"),  # calls its pyfunc
+        ("sklearn.metrics", "get_scorer", "ref"),  # a function as ref (F11)
+        ("numpy", "log1p", "ref"),  # callable ref
+        ("sklearn.metrics", "accuracy_score", "call"),  # a function nobody reviewed
+        ("numpy", "load", "call"),
+        ("joblib", "load", "call"),
+        ("sklearn.datasets", "fetch_openml", "call"),
+        ("numpy.testing", "assert_equal", "ref"),
+    ],
+)
+def test_generator_safeguards_refuse_known_bad_entries(module, qual, mode):
+    assert _gen_profiles().entry_problem(module, qual, mode), (module, qual, mode)
+
+
+def test_generator_safeguards_accept_what_pickles_need():
+    gen = _gen_profiles()
+    for module, qual, mode in [("dateutil.tz", "tzfile", "ref"), ("dateutil.tz._tzfile", "_unpickle", "call"),
+                               ("numpy", "log1p", "call"), ("pandas", "DataFrame", "call"),
+                               ("joblib.numpy_pickle", "NumpyArrayWrapper", "call"),
+                               ("sklearn.feature_selection", "f_classif", "call")]:  # fmt: skip
+        assert gen.entry_problem(module, qual, mode) is None, (module, qual, mode)
+
+
+def test_profiles_leave_out_the_red_team_entries():
+    pol = brinery.Policy()
+    for module, qual in [("pandas", "ExcelFile"), ("pandas", "ExcelWriter"), ("pandas", "HDFStore"),
+                         ("pandas.api.typing", "JsonReader"), ("pandas.api.typing", "StataReader"),
+                         ("pandas.api.typing", "SASReader"), ("scipy.stats", "rv_continuous"),
+                         ("scipy.stats._continuous_distns", "norm_gen"), ("numpy", "vectorize"),
+                         ("scipy.stats._distn_infrastructure", "rv_continuous_frozen"),
+                         ("sklearn.metrics", "get_scorer")]:  # fmt: skip
+        assert not pol.allows(module, qual, call=False), (module, qual)
+    for module in ("dateutil.tz", "dateutil.tz.tz", "dateutil.tz._tzfile"):
+        assert pol.allows(module, "tzfile", call=False) and not pol.allows(module, "tzfile", call=True)
+
+
+def test_scipy_distributions_are_refused_unless_allowed_by_name():
+    """scipy.stats distributions run exec() on their pickled state (red-team F1): refused by the
+    default policy; a user who trusts the file allows the classes by name."""
+    from scipy.stats import loguniform
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import RandomizedSearchCV
+
+    search = RandomizedSearchCV(LogisticRegression(), {"C": loguniform(1e-2, 1e2)}, n_iter=1, cv=2)
+    data = pickle.dumps(search, protocol=4)
+    report = brinery.scan(data)
+    assert not report.ok
+    names = sorted({f.global_name for f in report.findings})
+    assert names and all(n.startswith("scipy.stats.") for n in names), names
+    with pytest.raises(brinery.UnsafePickleError, match="scipy.stats"):
+        brinery.safe_loads(data)
+    got = brinery.safe_loads(data, allow=names)
+    assert type(got.param_distributions["C"]) is type(search.param_distributions["C"])
+
+
 def test_every_global_of_the_benign_corpus_is_in_the_profiles(corpus):
     """Independent of the scanner: what the stdlib's find_class resolves, the profiles list."""
     import _compat_pickle
