@@ -677,6 +677,58 @@ def test_class_rule_never_imports_outside_its_package(corpus, run_python, descri
     assert "Beautiful is better" not in proc.stdout
 
 
+PLUGIN = """
+import os
+open(os.environ["BRINERY_TEST_IMPORT_MARKER"], "w").close()
+from sklearn.base import BaseEstimator
+
+class Model(BaseEstimator):
+    pass
+"""
+
+
+def test_class_rule_imports_nothing_the_pickle_names(mypkg, tmp_path, monkeypatch):
+    """A class rule looks only at modules already imported (red-team F13): a pickle naming a
+    submodule of the rule's package does not make the scan import (run) it."""
+    pkg = Path(mypkg.__file__).parent
+    (pkg / "plugin.py").write_text(PLUGIN)
+    (pkg / "tests.py").write_text(PLUGIN)
+    marker = tmp_path / "imported"
+    monkeypatch.setenv("BRINERY_TEST_IMPORT_MARKER", str(marker))
+    rule = brinery.subclasses_of("brinery_test_pkg", "sklearn.base.BaseEstimator")
+    for module in ("brinery_test_pkg.plugin", "brinery_test_pkg.tests"):
+        data = b"\x80\x02c" + module.encode() + b"\nModel\n)\x81."
+        report = brinery.scan(data, allow=[rule])
+        assert not report.ok and report.findings[0].rule == "BRS001", report.findings
+        with pytest.raises(brinery.UnsafePickleError):
+            brinery.safe_loads(data, allow=[rule])
+        assert module not in sys.modules and not marker.exists()
+    # once the user imports the module, the rule verifies its classes; test modules stay out
+    import importlib
+
+    importlib.import_module("brinery_test_pkg.plugin")
+    importlib.import_module("brinery_test_pkg.tests")
+    assert brinery.scan(b"\x80\x02cbrinery_test_pkg.plugin\nModel\n)\x81.", allow=[rule]).ok
+    assert not brinery.scan(b"\x80\x02cbrinery_test_pkg.tests\nModel\n)\x81.", allow=[rule]).ok
+    # a re-export of a class defined elsewhere is not "under the package"
+    (pkg / "reexport.py").write_text("from sklearn.linear_model import LinearRegression\n")
+    importlib.import_module("brinery_test_pkg.reexport")
+    assert not brinery.scan(b"\x80\x02cbrinery_test_pkg.reexport\nLinearRegression\n)\x81.", allow=[rule]).ok
+
+
+def test_class_rule_does_not_import_library_submodules(run_python, describe_proc, tmp_path):
+    code = """
+        import sys, brinery
+        rule = brinery.subclasses_of("sklearn", "sklearn.base.BaseEstimator")
+        data = b"\\x80\\x02csklearn.experimental.enable_halving_search_cv\\nNothing\\n)\\x81."
+        report = brinery.scan(data, allow=[rule])
+        print("OK", report.ok, "IMPORTED", "sklearn.experimental.enable_halving_search_cv" in sys.modules)
+    """
+    proc = run_python(code, cwd=tmp_path)
+    assert proc.returncode == 0, describe_proc(proc)
+    assert "OK False IMPORTED False" in proc.stdout, proc.stdout
+
+
 def test_bad_arguments():
     with pytest.raises(TypeError):
         brinery.safe_loads("not bytes")  # type: ignore[arg-type]
