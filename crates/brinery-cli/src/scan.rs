@@ -151,7 +151,7 @@ fn text(out: &mut impl Write, name: &str, report: &Report) -> Result<()> {
                 brinery::scan::Rule::DisallowedGlobal | brinery::scan::Rule::RefOnlyCalled
             )
         })
-        .filter_map(|f| f.global_name())
+        .filter_map(|f| f.allow_name())
         .collect();
     if !fixable.is_empty() {
         let mut names = fixable;

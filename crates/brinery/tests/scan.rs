@@ -92,6 +92,19 @@ fn evasions_are_all_flagged() {
         ("payload then crash", b"cos\nsystem\n(S'x'\ntR\xff".to_vec(), Rule::DangerousGlobal),
         ("memo trick: the payload stored then fetched", b"\x80\x02cposix\nsystem\nq\x000h\x00X\x01\x00\x00\x00x\x85R.".to_vec(), Rule::DangerousGlobal),
         ("stacked pickle", b"\x80\x02N.cos\nsystem\n(S'x'\ntR.".to_vec(), Rule::TrailingData),
+        // red-team F12: getattr(pandas.DataFrame, 'query') as a value (DataFrame.query is not listed)
+        ("getattr result not listed (F12)", framed(&[stack_global("builtins", "getattr"), stack_global("pandas", "DataFrame"), su("query"), b"\x86R.".to_vec()].concat()), Rule::DisallowedGlobal),
+        // red-team F12: _new_IntervalIndex(SimpleNamespace(...), {...}) calls cls.from_arrays
+        ("helper given an instance as its class (F12)", framed(&[stack_global("pandas.core.indexes.interval", "_new_IntervalIndex"), stack_global("types", "SimpleNamespace"), b")R}\x86R.".to_vec()].concat()), Rule::UnsafeArguments),
+        // red-team F12b: an estimator instance in place of the namespace
+        ("helper given an estimator instance (F12b)", framed(&[stack_global("pandas.core.indexes.base", "_new_Index"), stack_global("sklearn.linear_model", "LinearRegression"), b")\x81}\x86R.".to_vec()].concat()), Rule::UnsafeArguments),
+        // red-team F11: __generator_ctor(x, f) calls f(x)
+        ("generator helper given another constructor (F11)", framed(&[stack_global("numpy.random._pickle", "__generator_ctor"), su("MT19937"), stack_global("builtins", "slice"), b"\x86R.".to_vec()].concat()), Rule::UnsafeArguments),
+        // red-team F6: _reconstructor's base calls base.__new__ / base.__init__
+        ("_reconstructor base not a builtin type (F6)", b"\x80\x02ccopyreg\n_reconstructor\ncpandas\nDataFrame\nccollections\nOrderedDict\nN\x87R.".to_vec(), Rule::UnsafeArguments),
+        ("_reconstructor base a call result (F6)", b"\x80\x02ccopyreg\n_reconstructor\ncpandas\nDataFrame\nctypes\nSimpleNamespace\n)RN\x87R.".to_vec(), Rule::UnsafeArguments),
+        // red-team F2 addendum: dateutil's _unpickle does cls.__new__(cls), obj._load_from_data(...)
+        ("tzfile helper given another class", b"\x80\x02cdateutil.tz._tzfile\n_unpickle\n(ccollections\nOrderedDict\nNNNtR.".to_vec(), Rule::UnsafeArguments),
     ];
     // INST / OBJ / NEWOBJ forms
     cases.push((
@@ -158,13 +171,23 @@ fn benign_shapes_are_clean() {
         b"\x80\x02c_codecs\nencode\nq\x00X\x02\x00\x00\x00\xc3\xa9q\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.",
         // collections.OrderedDict at protocol 2, items set by SETITEMS on the instance
         b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00aq\x02K\x01s.",
-        // an enum member by name: getattr(<allowed class>, 'NAME')
-        b"\x80\x02cbuiltins\ngetattr\ncdecimal\nDecimal\nX\x04\x00\x00\x00realq\x00\x86R.",
     ];
     for data in cases {
         let r = scan(data, &policy(), &Limits::default());
         assert!(r.is_ok(), "{data:?}: {:?}", r.findings);
     }
+    // an attribute by name: getattr(<allowed class>, 'NAME') is clean when the policy lists the
+    // result (red-team F12: never any attribute of an allowed class)
+    let by_name =
+        b"\x80\x02cbuiltins\ngetattr\ncdecimal\nDecimal\nX\x04\x00\x00\x00realq\x00\x86R.";
+    assert_eq!(rules(by_name), vec![Rule::DisallowedGlobal]);
+    let listed = Policy::builder()
+        .all_profiles()
+        .allow_dotted_ref("decimal:Decimal.real")
+        .unwrap()
+        .build();
+    let r = scan(by_name, &listed, &Limits::default());
+    assert!(r.is_ok(), "{:?}", r.findings);
     // the scan reports the global and the call
     let r = scan(cases[2], &policy(), &Limits::default());
     assert_eq!(r.global_names(), vec!["collections.OrderedDict"]);

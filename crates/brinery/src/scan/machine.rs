@@ -64,9 +64,10 @@ pub(crate) enum Special {
     Getattr,
     /// `_codecs.encode`: how protocol 0–2 pickles write bytes; only with constant strings.
     CodecsEncode,
-    /// Constructor helpers that call their first argument (`copyreg._reconstructor`,
-    /// `copyreg.__newobj__`, numpy's `_reconstruct`): it must be a callable global.
-    CallsFirstArgument,
+    /// Unpickle helpers that call their class arguments or attributes of them
+    /// (`copyreg._reconstructor`, numpy's `_reconstruct`, pandas' `_new_*Index`, ...): see
+    /// `calls::helper_arguments`.
+    Helper,
     /// `numpy.dtype`: its first argument names the item type (for joblib arrays).
     NumpyDtype,
     /// `joblib.numpy_pickle.NumpyArrayWrapper`: raw array bytes follow its BUILD in joblib files.
@@ -1203,7 +1204,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 msg,
             );
         }
-        if let Some(problem) = super::calls::check_arguments(self, special, args) {
+        if let Some(problem) = super::calls::check_arguments(self, gid, special, args) {
             let pair = self.global_pair(gid);
             let msg = format!(
                 "{}.{} {problem} at byte {} ({})",
@@ -1229,8 +1230,8 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     /// `getattr(obj, name)`: allowed only for an allowed global and a constant name; the result
-    /// is the global `module.qualname.name`, which may be referenced unless denied and called
-    /// only if the policy lists it.
+    /// is the global `module.qualname.name`, which must itself be listed by the policy (as a
+    /// reference, or callable) and not denied.
     fn getattr(&mut self, op: &Op<'_>, gid: u32, args: Sym) -> Sym {
         let items = self.tuple_items(args).map(<[Sym]>::to_vec);
         let target = match items.as_deref() {
@@ -1286,15 +1287,35 @@ impl<'a, 'r> Machine<'a, 'r> {
             );
             return self.push_global(module, name, None, true, Special::None);
         }
-        // An attribute of an allowed global may be used as a value (an enum member); calling it
-        // needs its own entry.
-        let access = self.policy.lookup(&module, &name).max(Some(Access::Ref));
+        // The attribute must itself be listed (an enum member as `ref`, a classmethod as `call`):
+        // any other attribute of an allowed class (`DataFrame.query`, `to_clipboard`, ...) could
+        // be handed to library code that calls it.
+        let Some(access) = self.policy.lookup(&module, &name) else {
+            let msg = format!(
+                "getattr reaches {module}.{name}, which the policy does not allow at byte {} ({})",
+                op.offset, op.opcode
+            );
+            self.finding(
+                Rule::DisallowedGlobal,
+                op.offset as u64,
+                Some(op.opcode),
+                Some((module.clone(), name.clone())),
+                msg,
+            );
+            return self.push_global(module, name, None, true, Special::None);
+        };
+        let access = Some(access);
         let special = super::calls::special(&module, &name);
         self.push_global(module, name, access, false, special)
     }
 
     pub(crate) fn items_of(&self, sym: Sym) -> Option<&[Sym]> {
         self.tuple_items(sym)
+    }
+
+    pub(crate) fn global_names(&self, gid: u32) -> (&str, &str) {
+        let g = &self.globals[gid as usize];
+        (&g.module, &g.name)
     }
 
     pub(crate) fn global_info(&self, gid: u32) -> (Option<Access>, bool) {

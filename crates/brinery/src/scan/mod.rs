@@ -34,6 +34,7 @@ mod policy;
 mod report;
 mod rule;
 
+pub use calls::{helper_arguments, ArgRule, BUILTIN_BASES, TZFILE_MODULES};
 pub use container::{ContainerKind, ContainerOptions};
 pub use deny::denied;
 pub use policy::{

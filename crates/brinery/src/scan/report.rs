@@ -28,6 +28,19 @@ impl Finding {
     pub fn global_name(&self) -> Option<String> {
         self.global.as_ref().map(|(m, n)| format!("{m}.{n}"))
     }
+
+    /// The global as `allow=` / `--allow` accept it: `module.name`, or `module:qual.name` when
+    /// the name is itself dotted (an attribute reached by getattr), which a dotted form would
+    /// split at the wrong dot.
+    pub fn allow_name(&self) -> Option<String> {
+        self.global.as_ref().map(|(m, n)| {
+            if n.contains('.') {
+                format!("{m}:{n}")
+            } else {
+                format!("{m}.{n}")
+            }
+        })
+    }
 }
 
 impl fmt::Display for Finding {
