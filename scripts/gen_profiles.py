@@ -296,9 +296,9 @@ REVIEWED_UFUNCS = (
 # only because the scanner and the load-time guard check that argument is an allowed class.
 REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("copyreg", "_reconstructor"): "CLASS ARG: base.__new__(cls, state), base.__init__(obj, state)",
-    ("_codecs", "encode"): "str -> bytes with a named codec (protocol 0-2 bytes); the scanner only "
-    "accepts the latin1 codec",
-    ("zoneinfo", "ZoneInfo._unpickle"): "CLASS ARG: ZoneInfo cache lookup by key; the key is validated "
+    ("_codecs", "encode"): "str -> bytes (how protocols 0-2 write bytes); the codec name is looked up "
+    "in `encodings`: the scanner accepts only constant latin1/utf-8/ascii",
+    ("zoneinfo", "ZoneInfo._unpickle"): "ZoneInfo cache lookup by key; the key is validated "
     "against path traversal by zoneinfo before the tz database file is opened",
     ("array", "_array_reconstructor"): "CLASS ARG: checks cls is an array.array subtype (C code)",
     ("numpy._core.multiarray", "_reconstruct"): "CLASS ARG: ndarray.__new__(subtype) checks the subtype",
@@ -306,10 +306,12 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("numpy._core.numeric", "_frombuffer"): "np.frombuffer(buf, dtype).reshape(shape, order)",
     ("numpy._core._internal", "_convert_to_stringdtype_kwargs"): "StringDType(na_object, coerce)",
     ("numpy.ma.core", "_mareconstruct"): "CLASS ARG: ndarray.__new__(baseclass), subtype.__new__(subtype)",
-    ("numpy.random._pickle", "__bit_generator_ctor"): "CLASS ARG: looks the name up in numpy's "
-    "BitGenerators table or calls the given BitGenerator class",
-    ("numpy.random._pickle", "__generator_ctor"): "CLASS ARG: calls its bit_generator_ctor argument",
-    ("numpy.random._pickle", "__randomstate_ctor"): "CLASS ARG: calls its bit_generator_ctor argument",
+    ("numpy.random._pickle", "__bit_generator_ctor"): "CLASS ARG: a name is looked up in numpy's "
+    "BitGenerators table; *any* type argument is called with no arguments (must be a BitGenerator)",
+    ("numpy.random._pickle", "__generator_ctor"): "CLASS ARG: calls its 2nd argument with its 1st (F11): "
+    "it must be __bit_generator_ctor",
+    ("numpy.random._pickle", "__randomstate_ctor"): "CLASS ARG: calls its 2nd argument with its 1st "
+    "(F11): it must be __bit_generator_ctor",
     ("dateutil.tz._tzfile", "_unpickle"): "CLASS ARG: cls.__new__(cls), then parses the transition "
     "data from the pickle (no file is opened, unlike tzfile(path))",
     ("pytz", "_p"): "looks a zone up by name in pytz's bundled database (names are validated)",
@@ -325,9 +327,9 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("pandas._libs.tslibs.nattype", "_nat_unpickle"): "Cython: returns the NaT singleton",
     ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"): "Cython: Timedelta from an int and a unit",
     ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"): "Cython: Timestamp from int, tz, reso",
-    ("sklearn.metrics._dist_metrics", "newObj"): "CLASS ARG: Cython: obj.__new__(obj) (C type check)",
-    ("sklearn.neighbors._ball_tree", "newObj"): "CLASS ARG: Cython: obj.__new__(obj) (C type check)",
-    ("sklearn.neighbors._kd_tree", "newObj"): "CLASS ARG: Cython: obj.__new__(obj) (C type check)",
+    ("sklearn.metrics._dist_metrics", "newObj"): "CLASS ARG: obj.__new__(obj), an attribute of its argument",
+    ("sklearn.neighbors._ball_tree", "newObj"): "CLASS ARG: obj.__new__(obj), an attribute of its argument",
+    ("sklearn.neighbors._kd_tree", "newObj"): "CLASS ARG: obj.__new__(obj), an attribute of its argument",
     ("sklearn.feature_selection._univariate_selection", "f_classif"): "ANOVA F on arrays (score_func)",
     ("sklearn.feature_selection._univariate_selection", "f_regression"): "F-test on arrays (score_func)",
     ("sklearn.feature_selection._univariate_selection", "r_regression"): "Pearson r on arrays (score_func)",
