@@ -195,6 +195,12 @@ RECON_BASE = b"\x80\x02ccopyreg\n_reconstructor\ncpandas\nDataFrame\nccollection
 # dateutil's tzfile helper given another class.
 TZ_UNPICKLE = b"\x80\x02cdateutil.tz._tzfile\n_unpickle\n(ccollections\nOrderedDict\nNNNtR."
 
+# F4: BUILD on objects an allowed call returned that already existed (dateutil's tzoffset cache,
+# the tzutc singleton, an enum member): a "safe" load changed them for the whole process.
+F04_TZOFFSET = b"\x80\x02cdateutil.tz\ntzoffset\nX\x03\x00\x00\x00ESTJ\xb0\xb9\xff\xff\x86R}X\x07\x00\x00\x00_offsetcdatetime\ntimedelta\nK\x00M\x90~\x86Rsb0N."  # noqa: E501
+F04_TZUTC = b"\x80\x02cdateutil.tz\ntzutc\n)R}X\t\x00\x00\x00utcoffsetNsb0N."
+F04_ENUM = b"\x80\x02cuuid\nSafeUUID\nK\x00\x85R}X\x06\x00\x00\x00_name_X\x06\x00\x00\x00hackedsb0N."
+
 REDTEAM = [
     ("F06", F06, "BRS006"),
     ("F06b", F06B, "BRS006"),
@@ -204,6 +210,9 @@ REDTEAM = [
     ("F11-ref", F11_REF, "BRS008"),
     ("F06-base", RECON_BASE, "BRS008"),
     ("tzfile-unpickle", TZ_UNPICKLE, "BRS008"),
+    ("F04-tzoffset", F04_TZOFFSET, "BRS007"),
+    ("F04-tzutc", F04_TZUTC, "BRS007"),
+    ("F04-enum", F04_ENUM, "BRS007"),
 ]
 
 
@@ -247,3 +256,23 @@ def test_helpers_still_load_what_the_libraries_write():
             assert brinery.scan(data).ok, (obj, brinery.scan(data).findings)
             got = load_with_policy(data)
             assert pickle.dumps(got, proto) == pickle.dumps(pickle.loads(data), proto)
+
+
+def test_build_on_shared_objects_is_refused_by_the_guard_alone():
+    import uuid
+
+    import dateutil.tz
+
+    est = dateutil.tz.tzoffset("EST", -18000)
+    for data in (F04_TZOFFSET, F04_TZUTC, F04_ENUM):
+        with pytest.raises(brinery.UnsafePickleError) as info:
+            load_with_policy(data)
+        assert info.value.findings[0].rule == "BRS007", info.value
+        assert "did not create" in str(info.value)
+    assert dateutil.tz.tzoffset("EST", -18000).utcoffset(None) == datetime.timedelta(hours=-5)
+    assert est.utcoffset(None) == datetime.timedelta(hours=-5)
+    assert dateutil.tz.UTC.utcoffset(None) == datetime.timedelta(0)
+    assert uuid.SafeUUID(0).name == "safe"
+    # objects the load creates still take their state
+    df = pd.DataFrame({"a": [1, 2]})
+    assert load_with_policy(pickle.dumps(df, 5)).equals(df)

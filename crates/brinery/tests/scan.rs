@@ -103,6 +103,10 @@ fn evasions_are_all_flagged() {
         // red-team F6: _reconstructor's base calls base.__new__ / base.__init__
         ("_reconstructor base not a builtin type (F6)", b"\x80\x02ccopyreg\n_reconstructor\ncpandas\nDataFrame\nccollections\nOrderedDict\nN\x87R.".to_vec(), Rule::UnsafeArguments),
         ("_reconstructor base a call result (F6)", b"\x80\x02ccopyreg\n_reconstructor\ncpandas\nDataFrame\nctypes\nSimpleNamespace\n)RN\x87R.".to_vec(), Rule::UnsafeArguments),
+        // red-team F4: BUILD on the cached tzoffset / the tzutc singleton / an enum member
+        ("BUILD on a cached tzoffset (F4)", b"\x80\x02cdateutil.tz\ntzoffset\nX\x03\x00\x00\x00ESTJ\xb0\xb9\xff\xff\x86R}X\x07\x00\x00\x00_offsetcdatetime\ntimedelta\nK\x00M\x90~\x86Rsb0N.".to_vec(), Rule::GlobalMutation),
+        ("BUILD on the tzutc singleton (F4)", b"\x80\x02cdateutil.tz\ntzutc\n)R}X\t\x00\x00\x00utcoffsetNsb0N.".to_vec(), Rule::GlobalMutation),
+        ("BUILD on an enum member (F4)", b"\x80\x02cuuid\nSafeUUID\nK\x00\x85R}X\x06\x00\x00\x00_name_X\x06\x00\x00\x00hackedsb0N.".to_vec(), Rule::GlobalMutation),
         // red-team F2 addendum: dateutil's _unpickle does cls.__new__(cls), obj._load_from_data(...)
         ("tzfile helper given another class", b"\x80\x02cdateutil.tz._tzfile\n_unpickle\n(ccollections\nOrderedDict\nNNNtR.".to_vec(), Rule::UnsafeArguments),
     ];

@@ -72,6 +72,22 @@ pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)]
     }
 }
 
+/// Allowed callables that return an object which already exists (a cached instance, a singleton,
+/// an enum member): BUILD on their result would change it for the whole process (red-team F4).
+/// The load-time guard catches every such case by reference count; the scan names the known ones.
+pub(crate) fn returns_shared(module: &str, name: &str) -> bool {
+    matches!(
+        (module, name),
+        (
+            "dateutil.tz" | "dateutil.tz.tz",
+            "tzoffset" | "tzutc" | "tzstr" | "tzlocal"
+        ) | ("pytz", "_p" | "timezone" | "utc" | "UTC")
+            | ("uuid", "SafeUUID")
+            | ("pandas._libs.lib", "_NoDefault")
+            | ("datetime", "timezone")
+    )
+}
+
 /// The special role of `module.name`, if any.
 pub(crate) fn special(module: &str, name: &str) -> Special {
     match (module, name) {

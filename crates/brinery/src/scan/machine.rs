@@ -1333,6 +1333,23 @@ impl<'a, 'r> Machine<'a, 'r> {
             Sym::Result(cid) => {
                 let callee = self.calls[cid as usize].callee;
                 self.record_call(op, callee);
+                if let Some(g) = callee {
+                    let (module, name) = self.global_names(g);
+                    if super::calls::returns_shared(module, name) {
+                        let pair = self.global_pair(g);
+                        let msg = format!(
+                            "BUILD applied to what {}.{} returned, a cached or shared object: it would change it for the whole process at byte {} ({})",
+                            pair.0, pair.1, op.offset, op.opcode
+                        );
+                        self.finding(
+                            Rule::GlobalMutation,
+                            op.offset as u64,
+                            Some(op.opcode),
+                            Some(pair),
+                            msg,
+                        );
+                    }
+                }
                 let wrapper = callee
                     .is_some_and(|g| self.globals[g as usize].special == Special::JoblibWrapper);
                 if wrapper && self.options.joblib {
