@@ -160,6 +160,7 @@ DENIED_HOMES = (
     "pandas.core.computation", "pandas._config", "pandas.core.config_init", "pandas.api.interchange",
     "pandas.core.interchange", "pandas._libs.parsers", "pandas._libs.json", "pandas._libs.writers",
     "pandas._libs.sas", "pandas._libs.testing", "pandas.conftest", "pandas.tests", "pandas.core._numba",
+    "pandas.core.util.numba_", "pandas.core.window.numba_",  # numba JIT compilation
     # numpy: file loaders/savers, test runners, build tools, ctypes, source inspection
     "numpy.testing", "numpy._pytesttester", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib.format",
     "numpy.lib._format_impl", "numpy.lib._datasource", "numpy.lib._utils_impl", "numpy.lib.utils",
