@@ -84,6 +84,7 @@ LIVE = [
     "computed_codecs_module.pkl", "memo_overwrite.pkl", "crash_truncated.pkl", "crash_underflow.pkl",
     "call_methodcaller.pkl", "numpy_testing_runstring.pkl", "alias_builtin_eval_p2.pkl",
     "trailing_stacked_pickle.pkl", "gzip.model", "builtins_print.pkl", "call_getattr_nonconstant.pkl",
+    "scipy_rv_setstate_exec.pkl",
 ]  # fmt: skip
 
 
