@@ -488,3 +488,56 @@ mod memo_differential {
         }
     }
 }
+
+/// Red-team F14: `slice(slice(...))` nested through call results, with no MARK at all, is bounded
+/// (a million levels crash CPython when the object is freed).
+#[test]
+fn call_results_nested_too_deep_are_a_finding() {
+    let nested = |depth: usize| {
+        // callee memoized at 0; `depth` callees fetched, then the innermost argument tuple,
+        // then one REDUCE per level
+        let mut q = b"\x80\x04".to_vec();
+        q.extend(stack_global("builtins", "slice"));
+        q.extend(b"\x94");
+        q.extend(b"h\x00".repeat(depth - 1));
+        q.extend(b"N\x85R");
+        q.extend(b"\x85R".repeat(depth - 1));
+        q.push(b'.');
+        q
+    };
+    let report = scan(&nested(3000), &policy(), &Limits::default());
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.rule == Rule::LimitExceeded && f.message.contains("nested")),
+        "{:?}",
+        &report.findings[..report.findings.len().min(3)]
+    );
+    let ok = scan(&nested(3), &policy(), &Limits::default());
+    assert!(ok.is_ok(), "{:?}", ok.findings);
+}
+
+/// Red-team F8/F9: a long dotted name is refused by length before any quadratic work, and one
+/// name referenced many times through the memo is recorded at most `MAX_RECORDED` times.
+#[test]
+fn long_names_are_refused_and_repeated_names_stay_small() {
+    let name = "a.".repeat(40_000) + "a";
+    let mut p = b"\x80\x04".to_vec();
+    p.extend(b"\x8c\x08builtins");
+    p.push(b'X');
+    p.extend((name.len() as u32).to_le_bytes());
+    p.extend(name.as_bytes());
+    p.extend(b"\x93.");
+    let r = scan(&p, &policy(), &Limits::default());
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    assert_eq!(r.findings[0].rule, Rule::Malformed);
+    assert!(r.findings[0].message.contains("longer than the limit"));
+    // 200 000 references to one allowed name, all in one list
+    let mut q = b"\x80\x04\x8c\x0bcollections\x940\x8c\x0bOrderedDict\x940](".to_vec();
+    q.extend(b"h\x00h\x01\x93".repeat(200_000));
+    q.extend(b"e.");
+    let r = scan(&q, &policy(), &Limits::default());
+    assert!(r.is_ok(), "{:?}", &r.findings[..r.findings.len().min(3)]);
+    assert_eq!(r.globals.len(), brinery::scan::Report::MAX_RECORDED);
+}

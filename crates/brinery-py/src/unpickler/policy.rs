@@ -118,6 +118,9 @@ impl Guard {
         };
         let sp = special(&module, &name);
         let pair = Some((module.clone(), name.clone()));
+        if let Some(why) = core::name_out_of_bounds(&module, &name) {
+            return Err(Self::refuse(py, Rule::Malformed, op, None, why));
+        }
         let access = if sp == Special::Getattr {
             Access::Ref
         } else if let Some(why) = core::denied(&module, &name) {

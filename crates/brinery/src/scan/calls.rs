@@ -135,7 +135,9 @@ pub(crate) fn check_arguments(
                 let arg = match items {
                     Some(items) => items.get(pos).copied(),
                     // a tuple of inert data only (or one too large to record)
-                    None if matches!(args, Sym::Data | Sym::Ints(_)) => Some(Sym::Data),
+                    None if matches!(args, Sym::Data | Sym::Ints(_) | Sym::Deep(_)) => {
+                        Some(Sym::Data)
+                    }
                     None => Some(Sym::Unknown),
                 };
                 let Some(arg) = arg else { continue }; // the helper's default
@@ -170,7 +172,11 @@ fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option
             {
                 None
             }
-            Sym::Result(_) | Sym::Dict(_) | Sym::Tuple(..) if rule == ArgRule::DataOrAllowedClass => None,
+            Sym::Result(_) | Sym::Dict(_) | Sym::Tuple(..) | Sym::Deep(_)
+                if rule == ArgRule::DataOrAllowedClass =>
+            {
+                None
+            }
             _ => Some(
                 "something other than an allowed class global (the helper would call it or its attributes)"
                     .to_owned(),

@@ -23,6 +23,10 @@ use crate::Limits;
 const MAX_FINDINGS: usize = 1000;
 /// How deeply pickles nested in bytes constants are scanned.
 const MAX_NESTING: u32 = 4;
+/// How deeply call results may nest inside each other's arguments (red-team F14: a million
+/// nested `slice(slice(...))` crash CPython when freed, whose `slice_dealloc` recurses). Real
+/// pickles nest a few dozen levels at most; `Limits::max_depth` applies when smaller.
+const MAX_CALL_DEPTH: usize = 2000;
 /// Items recorded per tuple / entries per dict (larger ones are plain data).
 const SMALL_TUPLE: usize = 8;
 const SMALL_DICT: usize = 16;
@@ -54,6 +58,8 @@ pub(crate) enum Sym {
     Dict(u32),
     /// What the scan cannot know (after a structural error, an EXT or a persistent id).
     Unknown,
+    /// Inert data (a large tuple) holding call results nested this deep.
+    Deep(u32),
 }
 
 /// What a global is, beyond its policy verdict: the few that the call rules treat specially.
@@ -87,6 +93,8 @@ pub(crate) struct GlobalInfo {
 #[derive(Debug)]
 struct CallInfo<'a> {
     callee: Option<u32>,
+    /// How deeply call results nest in this one (1 + the deepest in its arguments).
+    depth: u32,
     /// The first argument, when it is a constant string (a dtype code).
     first_str: Option<&'a [u8]>,
 }
@@ -116,6 +124,10 @@ pub(crate) struct Machine<'a, 'r> {
     tuples: Vec<Sym>,
     dicts: Vec<Vec<(&'a [u8], Sym)>>,
     globals: Vec<GlobalInfo>,
+    /// Clean globals already resolved, by (module, name): a name referenced again reuses its
+    /// entry instead of another copy (red-team F9: memo GETs of one long name, referenced
+    /// thousands of times).
+    interned: HashMap<(String, String), u32>,
     calls: Vec<CallInfo<'a>>,
     proto: u8,
     seen_proto: bool,
@@ -157,6 +169,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             tuples: Vec::new(),
             dicts: Vec::new(),
             globals: Vec::new(),
+            interned: HashMap::new(),
             calls: Vec::new(),
             proto: 0,
             seen_proto: false,
@@ -224,6 +237,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         self.tuples.clear();
         self.dicts.clear();
         self.globals.clear();
+        self.interned.clear();
         self.calls.clear();
         self.proto = 0;
         self.seen_proto = false;
@@ -480,7 +494,12 @@ impl<'a, 'r> Machine<'a, 'r> {
             || items.len() > SMALL_TUPLE
             || self.tuples.len() > u32::MAX as usize / 2
         {
-            return Sym::Data;
+            let depth = items.iter().map(|s| self.depth(*s)).max().unwrap_or(0);
+            return if depth > 0 {
+                Sym::Deep(depth)
+            } else {
+                Sym::Data
+            };
         }
         if !items.iter().any(|s| !matches!(s, Sym::Data)) {
             return Sym::Data;
@@ -488,6 +507,29 @@ impl<'a, 'r> Machine<'a, 'r> {
         let at = self.tuples.len() as u32;
         self.tuples.extend_from_slice(items);
         Sym::Tuple(at, items.len() as u32)
+    }
+
+    /// How deeply call results nest in `sym` (a tuple's items are looked at one level down).
+    fn depth(&self, sym: Sym) -> u32 {
+        match sym {
+            Sym::Result(cid) => self.calls[cid as usize].depth,
+            Sym::Deep(d) => d,
+            Sym::Tuple(..) => self
+                .tuple_items(sym)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|s| match s {
+                            Sym::Result(c) => self.calls[*c as usize].depth,
+                            Sym::Deep(d) => *d,
+                            _ => 0,
+                        })
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0),
+            _ => 0,
+        }
     }
 
     fn tuple_items(&self, sym: Sym) -> Option<&[Sym]> {
@@ -1006,8 +1048,12 @@ impl<'a, 'r> Machine<'a, 'r> {
                 self.report.findings.push(f);
             }
         }
-        self.report.globals.extend(inner.globals);
-        self.report.calls.extend(inner.calls);
+        let room = Report::MAX_RECORDED.saturating_sub(self.report.globals.len());
+        self.report
+            .globals
+            .extend(inner.globals.into_iter().take(room));
+        let room = Report::MAX_RECORDED.saturating_sub(self.report.calls.len());
+        self.report.calls.extend(inner.calls.into_iter().take(room));
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1055,6 +1101,14 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// Resolve a global as the loader would (Python 2 names mapped below protocol 3), check it
     /// against the deny-list and the policy, and record it.
     fn global(&mut self, op: &Op<'_>, module: &str, name: &str) -> Sym {
+        if let Some(why) = super::name_out_of_bounds(module, name) {
+            self.structural(Rule::Malformed, op, &why);
+            return Sym::Unknown;
+        }
+        if let Some(&gid) = self.interned.get(&(module.to_owned(), name.to_owned())) {
+            self.record_global_ref(op, gid);
+            return Sym::Global(gid);
+        }
         let (module, name) = match (self.proto < 3)
             .then(|| crate::encode::python3_name(module, name))
             .flatten()
@@ -1062,13 +1116,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             Some((m, n)) => (m.to_owned(), n.unwrap_or(name).to_owned()),
             None => (module.to_owned(), name.to_owned()),
         };
-        self.report.globals.push(GlobalRef {
-            offset: op.offset as u64,
-            opcode: op.opcode,
-            module: module.clone(),
-            name: name.clone(),
-            member: self.member.map(str::to_owned),
-        });
+        self.push_global_ref(op, &module, &name);
         let special = super::calls::special(&module, &name);
         let mut flagged = false;
         let mut access = None;
@@ -1119,7 +1167,38 @@ impl<'a, 'r> Machine<'a, 'r> {
                 flagged = true;
             }
         }
-        self.push_global(module, name, access, flagged, special)
+        let raw = (self.proto >= 3 || crate::encode::python3_name(&module, &name).is_none())
+            .then(|| (module.clone(), name.clone()));
+        let sym = self.push_global(module, name, access, flagged, special);
+        if let (Sym::Global(gid), false, Some(key)) = (sym, flagged, raw) {
+            self.interned.insert(key, gid);
+        }
+        sym
+    }
+
+    fn push_global_ref(&mut self, op: &Op<'_>, module: &str, name: &str) {
+        if self.report.globals.len() < Report::MAX_RECORDED {
+            self.report.globals.push(GlobalRef {
+                offset: op.offset as u64,
+                opcode: op.opcode,
+                module: module.to_owned(),
+                name: name.to_owned(),
+                member: self.member.map(str::to_owned),
+            });
+        }
+    }
+
+    fn record_global_ref(&mut self, op: &Op<'_>, gid: u32) {
+        if self.report.globals.len() < Report::MAX_RECORDED {
+            let (module, name) = self.global_pair(gid);
+            self.report.globals.push(GlobalRef {
+                offset: op.offset as u64,
+                opcode: op.opcode,
+                module,
+                name,
+                member: self.member.map(str::to_owned),
+            });
+        }
     }
 
     /// The first step of a dotted name's attribute chain that the policy does not list.
@@ -1152,6 +1231,9 @@ impl<'a, 'r> Machine<'a, 'r> {
     // ---------------------------------------------------------------------------------------
 
     fn record_call(&mut self, op: &Op<'_>, callee: Option<u32>) {
+        if self.report.calls.len() >= Report::MAX_RECORDED {
+            return;
+        }
         let callee_pair = callee.map(|g| self.global_pair(g));
         self.report.calls.push(CallSite {
             offset: op.offset as u64,
@@ -1222,8 +1304,26 @@ impl<'a, 'r> Machine<'a, 'r> {
             .tuple_items(args)
             .and_then(|items| items.first().copied())
             .and_then(|s| self.str_bytes(s));
+        let depth = self.depth(args).saturating_add(1);
+        if depth as usize > MAX_CALL_DEPTH.min(self.limits.max_depth()) {
+            let msg = format!(
+                "call results nested {depth} deep exceed the nesting limit of {} (freeing such an object can crash the interpreter) at byte {} ({})",
+                MAX_CALL_DEPTH.min(self.limits.max_depth()),
+                op.offset,
+                op.opcode
+            );
+            self.finding(
+                Rule::LimitExceeded,
+                op.offset as u64,
+                Some(op.opcode),
+                None,
+                msg,
+            );
+            self.stopped = true;
+        }
         self.calls.push(CallInfo {
             callee: Some(gid),
+            depth,
             first_str,
         });
         Sym::Result(self.calls.len() as u32 - 1)
@@ -1236,7 +1336,9 @@ impl<'a, 'r> Machine<'a, 'r> {
         let items = self.tuple_items(args).map(<[Sym]>::to_vec);
         let target = match items.as_deref() {
             Some([Sym::Global(obj), attr @ Sym::Str { .. }]) => {
-                let attr = self.text(*attr);
+                let attr = self
+                    .text(*attr)
+                    .filter(|a| a.len() <= super::MAX_NAME_LEN && !a.contains('.'));
                 let obj = &self.globals[*obj as usize];
                 match attr {
                     Some(attr)
@@ -1266,13 +1368,11 @@ impl<'a, 'r> Machine<'a, 'r> {
             );
             return Sym::Unknown;
         };
-        self.report.globals.push(GlobalRef {
-            offset: op.offset as u64,
-            opcode: op.opcode,
-            module: module.clone(),
-            name: name.clone(),
-            member: self.member.map(str::to_owned),
-        });
+        if let Some(why) = super::name_out_of_bounds(&module, &name) {
+            self.structural(Rule::Malformed, op, &why);
+            return Sym::Unknown;
+        }
+        self.push_global_ref(op, &module, &name);
         if let Some(why) = super::deny::denied(&module, &name) {
             let msg = format!(
                 "getattr reaches {module}.{name}, which is never allowed: it {why} at byte {} ({})",
@@ -1394,6 +1494,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             std::mem::take(&mut self.globals),
             std::mem::take(&mut self.calls),
             self.memo_count,
+            std::mem::take(&mut self.interned),
         );
         let (proto, seen, pstart) = (self.proto, self.seen_proto, self.pickle_start);
         let end = match self.run_one(start) {
@@ -1410,6 +1511,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.globals,
             self.calls,
             self.memo_count,
+            self.interned,
         ) = saved;
         self.proto = proto;
         self.seen_proto = seen;
