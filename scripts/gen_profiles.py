@@ -20,26 +20,34 @@ How the lists are made (no hand-picked samples; the benign safety corpus checks 
   ``bytes``). Written out below: this is a fixed, reviewed list, not an inventory.
 - **numpy**: the array/scalar reconstructors, ``numpy.dtype``, every DType class in
   ``numpy.dtypes``, every scalar type in ``numpy.sctypeDict`` (ref), the ``numpy.ma`` helpers,
-  every ``BitGenerator`` subclass and the ``numpy.random._pickle`` constructors, every ufunc in the
-  ``numpy`` namespace (ref), the polynomial classes; each at every module path where numpy exposes
+  every ``BitGenerator`` subclass and the ``numpy.random._pickle`` constructors, the reviewed math
+  ufuncs (``REVIEWED_UFUNCS``, call), the polynomial classes; each at every module path where numpy exposes
   it, plus the ``numpy.core.*`` / ``numpy._core.*`` alias of every such path (numpy 1 wrote
   ``numpy.core``, numpy 2 writes ``numpy._core``).
 - **pandas**: every class defined by pandas in its data modules (``pandas.core``, ``pandas._libs``,
   ``pandas.tseries``, ``pandas.arrays``, ``pandas``) and the unpickle helpers they reduce to
   (``_new_*Index``, ``*_unpickle*``, Cython ``__pyx_unpickle_*``), at every module path where
   pandas exposes them; the old paths of ``pandas.compat.pickle_compat`` (current and historic map);
-  the timezone constructors of ``dateutil.tz`` and ``pytz``.
+  the timezone constructors of ``dateutil.tz`` and ``pytz`` (``tzfile`` ref only: it opens paths).
 - **sklearn**: every class defined by scikit-learn (``sklearn.utils.all_estimators()`` is checked
   to be a subset) with its helper types (trees, losses, link functions, binners, neighbours trees,
-  distance metrics), the Cython ``__pyx_unpickle_*`` / ``newObj`` helpers, the public metric,
-  kernel and score functions (ref: estimators keep them as parameters), the ``scipy.sparse``
-  matrix/array classes and joblib's ``NumpyArrayWrapper``.
+  distance metrics), the Cython ``__pyx_unpickle_*`` / ``newObj`` helpers, the reviewed univariate
+  score functions (``SelectKBest(f_classif)``), the ``scipy.sparse`` matrix/array classes, scipy's
+  splines and interpolators (not scipy.stats distributions: their ``__setstate__`` exec()s pickled
+  state) and joblib's ``NumpyArrayWrapper``.
 
 Excluded on purpose (never in a profile, however they are found): anything under I/O, testing,
 computation/eval, plotting, configuration or dataset-download modules (``pandas.io``,
 ``pandas.core.computation``, ``pandas._testing``, ``numpy.testing``, ``sklearn.datasets``,
 ``sklearn.utils._testing``, ...), exception classes, and every function that is not a pure
 unpickle helper. ``numpy.memmap`` is not listed (it maps files).
+
+Safeguards (``check()``, re-run by tests/test_safety.py on the committed files): every entry is
+imported and its *defining* modules (``__module__``, the ``co_filename`` of a function and of the
+methods in a class body) must not fall under ``DENIED_HOMES``, which catches re-exports such as
+``pandas.ExcelFile``; a ``ref`` entry is a class or a non-callable; a callable ``call`` entry that
+is not a class is in ``REVIEWED_FUNCTIONS`` (with its one-line review), ``REVIEWED_UFUNCS`` or the
+Cython ``__pyx_unpickle_`` template; ``CALL_DENIED_CLASSES`` are never ``call``.
 """
 
 from __future__ import annotations
