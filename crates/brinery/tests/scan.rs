@@ -275,6 +275,27 @@ fn containers_are_opened_by_content() {
     let r = scan_file_bytes(&z, &policy(), &limits);
     assert_eq!(r.findings[0].member.as_deref(), Some("archive/data.pkl"));
     assert_eq!(r.findings[0].rule, Rule::DangerousGlobal);
+    // red-team F16: a protocol-0 pickle in a member not named like one is found by content
+    let p0: &[u8] = b"cos\nsystem\n(S'touch x'\ntR.";
+    let r = scan_file_bytes(
+        &zip_stored("model/weights.bin", p0, false),
+        &policy(),
+        &limits,
+    );
+    assert_eq!(
+        r.findings[0].rule,
+        Rule::DangerousGlobal,
+        "{:?}",
+        r.findings
+    );
+    assert_eq!(r.findings[0].member.as_deref(), Some("model/weights.bin"));
+    // raw data that merely ends with b'.' is not mistaken for one
+    let r = scan_file_bytes(
+        &zip_stored("data/0", b"\x00\x01\x02.", false),
+        &policy(),
+        &limits,
+    );
+    assert!(r.is_ok(), "{:?}", r.findings);
     // a gzip inside a zip
     let r = scan_file_bytes(&zip_stored("x.gz", &gzip(evil), false), &policy(), &limits);
     assert_eq!(r.findings[0].member.as_deref(), Some("x.gz/(gzip)"));
