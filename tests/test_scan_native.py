@@ -276,3 +276,52 @@ def test_build_on_shared_objects_is_refused_by_the_guard_alone():
     # objects the load creates still take their state
     df = pd.DataFrame({"a": [1, 2]})
     assert load_with_policy(pickle.dumps(df, 5)).equals(df)
+
+
+# F10/F10b/F10c: numpy's dtype and array __setstate__ trust their state: cleared flags on an
+# object dtype, an object array with fewer items than its shape, a 6-item dtype state. Each
+# crashed the interpreter (SIGSEGV) during or right after a "safe" load; the guard now refuses
+# BUILD states of a shape numpy's pickler never writes. Run in a child: a regression would crash.
+F10 = b"\x80\x04\x8c\x0bcollections\x8c\x05deque\x93\x8c\x16numpy._core.multiarray\x8c\x0c_reconstruct\x93\x8c\x05numpy\x8c\x07ndarray\x93K\x00\x85C\x01b\x87R(K\x01K\x01\x85\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02O8\x89\x88\x87R(K\x03\x8c\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89C\x08AAAAAAAAtb\x85R."  # noqa: E501
+F10B = b"\x80\x04\x95\x8f\x00\x00\x00\x00\x00\x00\x00\x8c\x16numpy._core.multiarray\x94\x8c\x0c_reconstruct\x94\x93\x94\x8c\x05numpy\x94\x8c\x07ndarray\x94\x93\x94K\x00\x85\x94C\x01b\x94\x87\x94R\x94(K\x01K\xde\x85\x94h\x03\x8c\x05dtype\x94\x93\x94\x8c\x02O8\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01|\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?t\x94b\x89]\x94(\x8c\x01a\x94Net\x94b."  # noqa: E501
+F10C = b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02i8\x89\x88\x87R(K\x03\x8c\x01<NJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb."  # noqa: E501
+
+
+@pytest.mark.parametrize("data", [F10, F10B, F10C], ids=["F10", "F10b", "F10c"])
+def test_numpy_setstate_crashers_are_refused(data):
+    import subprocess
+
+    code = (
+        "import io, sys, brinery\n"
+        "from brinery import _native\n"
+        "data = sys.stdin.buffer.read()\n"
+        "for load in (brinery.safe_loads,\n"
+        "             lambda d: _native.Unpickler(io.BytesIO(d), policy=_native.Policy()).load()):\n"
+        "    try:\n"
+        "        load(data)\n"
+        "    except brinery.UnsafePickleError as e:\n"
+        "        print(e.findings[0].rule)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert out.stdout.decode().split() == ["BRS008", "BRS008"], out.stdout.decode()
+
+
+def test_numpy_states_numpy_writes_still_load():
+    objs = [
+        np.dtype([("a", "O"), ("b", "i4")]),
+        np.dtype([("a", "i4")], align=True),
+        np.dtype("i8", metadata={"x": 1}),
+        np.dtype("M8[ns]"),
+        np.dtype(("f8", (2, 3))),
+        np.array([1, "x", None], dtype=object),
+        np.zeros((2, 3), dtype=[("a", "O"), ("b", "f4")]),
+        np.arange(5.0),
+        np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]),
+        np.ma.masked_array(np.array(["a", None], dtype=object), mask=[1, 0]),
+    ]
+    for proto in (2, 4, 5):
+        for obj in objs:
+            data = pickle.dumps(obj, proto)
+            got = load_with_policy(data)
+            assert pickle.dumps(got, proto) == pickle.dumps(pickle.loads(data), proto)

@@ -444,6 +444,133 @@ impl Guard {
         Ok(())
     }
 
+    /// BUILD on a numpy dtype or array: the state must have the shape numpy's own pickler
+    /// writes (red-team F10/F10b/F10c: `arraydescr_setstate` trusts the pickled flags, and
+    /// `array_setstate` an object array's item list, so other states crash the interpreter).
+    fn numpy_state(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let Ok(np) = py.import("sys")?.getattr("modules")?.get_item("numpy") else {
+            return Ok(()); // not loaded: the target cannot be a numpy object
+        };
+        let dtype_type = np.getattr("dtype")?;
+        let refuse = |what: &str| {
+            Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                None,
+                format!("BUILD state of a numpy {what} is not one numpy writes"),
+            ))
+        };
+        if target.is_instance(&dtype_type)? {
+            let Ok(t) = state.cast::<PyTuple>() else {
+                return refuse("dtype");
+            };
+            let version = t.get_item(0).ok().and_then(|v| v.extract::<i64>().ok());
+            let shape_ok = matches!((t.len(), version), (8, Some(3)) | (9, Some(4)));
+            if !shape_ok {
+                return refuse("dtype");
+            }
+            let order_ok = t
+                .get_item(1)?
+                .extract::<String>()
+                .is_ok_and(|o| matches!(o.as_str(), "<" | ">" | "|" | "="));
+            let sub = t.get_item(2)?;
+            let sub_ok = sub.is_none() || sub.cast::<PyTuple>().is_ok();
+            let Ok(flags) = t.get_item(7)?.extract::<i64>() else {
+                return refuse("dtype");
+            };
+            let fields = t.get_item(4)?;
+            let flags_ok = if fields.is_none() && sub.is_none() {
+                flags == target.getattr("flags")?.extract::<i64>()?
+            } else {
+                // a structured or subarray dtype: the object-related flags must be those of
+                // its parts, and never the pointer / getitem / setitem ones
+                let mut ok = true;
+                let mut dtypes = Vec::new();
+                if let Ok(d) = fields.cast::<pyo3::types::PyDict>() {
+                    for (_, v) in d.iter() {
+                        match v.cast::<PyTuple>().ok().and_then(|t| t.get_item(0).ok()) {
+                            Some(fd) => dtypes.push(fd),
+                            None => ok = false,
+                        }
+                    }
+                } else if !fields.is_none() {
+                    ok = false;
+                }
+                if let Ok(st) = sub.cast::<PyTuple>() {
+                    match st.get_item(0) {
+                        Ok(sd) => dtypes.push(sd),
+                        Err(_) => ok = false,
+                    }
+                }
+                let mut parts = 0i64;
+                for d in &dtypes {
+                    if d.is_instance(&dtype_type)? {
+                        parts |= d.getattr("flags")?.extract::<i64>()?;
+                    } else {
+                        ok = false;
+                    }
+                }
+                ok && flags & 0x0b == parts & 0x0b && flags & 0x64 == 0
+            };
+            if !(order_ok && sub_ok && flags_ok) {
+                return refuse("dtype");
+            }
+        } else if target.is_instance(&np.getattr("ndarray")?)? {
+            let setstate = target.get_type().getattr("__setstate__")?;
+            let plain = setstate.is(&np.getattr("ndarray")?.getattr("__setstate__")?);
+            // numpy.ma's MaskedArray.__setstate__ takes (1, shape, dtype, fortran, data, mask,
+            // fill) and passes the first five on to ndarray's
+            let masked = match py
+                .import("sys")?
+                .getattr("modules")?
+                .get_item("numpy.ma.core")
+            {
+                Ok(ma) => setstate.is(&ma.getattr("MaskedArray")?.getattr("__setstate__")?),
+                Err(_) => false,
+            };
+            if !(plain || masked) {
+                return Ok(()); // another subclass's own __setstate__
+            }
+            let Ok(t) = state.cast::<PyTuple>() else {
+                return refuse("array");
+            };
+            let want = if plain { 5 } else { 7 };
+            if t.len() != want || t.get_item(0)?.extract::<i64>().ok() != Some(1) {
+                return refuse("array");
+            }
+            let dtype = t.get_item(2)?;
+            if !dtype.is_instance(&dtype_type)? {
+                return refuse("array");
+            }
+            let Ok(shape) = t.get_item(1)?.extract::<Vec<i64>>() else {
+                return refuse("array");
+            };
+            if shape.iter().any(|&n| n < 0) {
+                return refuse("array");
+            }
+            let count = shape.iter().try_fold(1i64, |acc, &n| acc.checked_mul(n));
+            let data = t.get_item(4)?;
+            if dtype.getattr("hasobject")?.is_truthy()? {
+                let ok = data
+                    .cast::<pyo3::types::PyList>()
+                    .is_ok_and(|l| Some(l.len() as i64) == count);
+                if !ok {
+                    return refuse("object array");
+                }
+            } else if data.cast::<pyo3::types::PyList>().is_ok() {
+                return refuse("array");
+            }
+        }
+        Ok(())
+    }
+
     fn not_global(
         &self,
         py: Python<'_>,
@@ -560,6 +687,9 @@ impl Guard {
             BUILD | APPEND => {
                 self.not_global(py, op, at(2))?;
                 self.not_shared(py, op, at(2))?;
+                if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
+                    self.numpy_state(py, op, target, state)?;
+                }
             }
             SETITEM => {
                 self.not_global(py, op, at(3))?;
