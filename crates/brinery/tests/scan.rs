@@ -107,6 +107,10 @@ fn evasions_are_all_flagged() {
         ("BUILD on a cached tzoffset (F4)", b"\x80\x02cdateutil.tz\ntzoffset\nX\x03\x00\x00\x00ESTJ\xb0\xb9\xff\xff\x86R}X\x07\x00\x00\x00_offsetcdatetime\ntimedelta\nK\x00M\x90~\x86Rsb0N.".to_vec(), Rule::GlobalMutation),
         ("BUILD on the tzutc singleton (F4)", b"\x80\x02cdateutil.tz\ntzutc\n)R}X\t\x00\x00\x00utcoffsetNsb0N.".to_vec(), Rule::GlobalMutation),
         ("BUILD on an enum member (F4)", b"\x80\x02cuuid\nSafeUUID\nK\x00\x85R}X\x06\x00\x00\x00_name_X\x06\x00\x00\x00hackedsb0N.".to_vec(), Rule::GlobalMutation),
+        // red-team F10: an object dtype whose BUILD state clears its flags
+        ("numpy dtype state with cleared object flags (F10)", b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02O8\x89\x88\x87R(K\x03\x8c\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.".to_vec(), Rule::UnsafeArguments),
+        // red-team F10c: a 6-item dtype state
+        ("numpy dtype state of 6 items (F10c)", b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02i8\x89\x88\x87R(K\x03\x8c\x01<NJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.".to_vec(), Rule::UnsafeArguments),
         // red-team F2 addendum: dateutil's _unpickle does cls.__new__(cls), obj._load_from_data(...)
         ("tzfile helper given another class", b"\x80\x02cdateutil.tz._tzfile\n_unpickle\n(ccollections\nOrderedDict\nNNNtR.".to_vec(), Rule::UnsafeArguments),
     ];

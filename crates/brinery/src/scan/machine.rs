@@ -1450,6 +1450,19 @@ impl<'a, 'r> Machine<'a, 'r> {
                         );
                     }
                 }
+                if let Some(problem) = self.numpy_dtype_state(cid, state) {
+                    let msg = format!(
+                        "BUILD state of a numpy.dtype {problem}: numpy's own pickler never writes it, and numpy trusts it (a crash) at byte {} ({})",
+                        op.offset, op.opcode
+                    );
+                    self.finding(
+                        Rule::UnsafeArguments,
+                        op.offset as u64,
+                        Some(op.opcode),
+                        Some(("numpy".into(), "dtype".into())),
+                        msg,
+                    );
+                }
                 let wrapper = callee
                     .is_some_and(|g| self.globals[g as usize].special == Special::JoblibWrapper);
                 if wrapper && self.options.joblib {
@@ -1458,6 +1471,35 @@ impl<'a, 'r> Machine<'a, 'r> {
                 None
             }
             _ => None,
+        }
+    }
+
+    /// What is wrong with the BUILD state of a `numpy.dtype(...)` result, if anything the scan
+    /// can see: numpy writes `(3, order, subarray, names, fields, elsize, alignment, flags)`
+    /// (nine items with metadata, which the scan does not record), and an object dtype's flags
+    /// are always 63 (red-team F10/F10c).
+    fn numpy_dtype_state(&self, cid: u32, state: Sym) -> Option<&'static str> {
+        let c = &self.calls[cid as usize];
+        let g = c.callee?;
+        if self.globals[g as usize].special != Special::NumpyDtype {
+            return None;
+        }
+        match state {
+            Sym::Data | Sym::Deep(_) => None,
+            Sym::Tuple(..) => {
+                let items = self.tuple_items(state)?;
+                if items.len() != 8 || !matches!(items[0], Sym::Int(3)) {
+                    return Some("is not an 8-item version-3 tuple");
+                }
+                let object = c.first_str.is_some_and(|code| code.first() == Some(&b'O'));
+                match items[7] {
+                    Sym::Int(63) => None,
+                    Sym::Int(_) if object => Some("clears the flags of an object dtype"),
+                    Sym::Int(_) => None,
+                    _ => Some("has flags that are not an integer"),
+                }
+            }
+            _ => Some("is not a tuple"),
         }
     }
 
