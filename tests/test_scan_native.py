@@ -327,3 +327,11 @@ def test_numpy_states_numpy_writes_still_load():
             data = pickle.dumps(obj, proto)
             got = load_with_policy(data)
             assert pickle.dumps(got, proto) == pickle.dumps(pickle.loads(data), proto)
+
+
+def test_callable_entry_rebound_to_data_is_refused(monkeypatch):
+    # F6's last step rebound an allowed module global to a code string and had a helper call
+    # it: a `call` entry must still resolve to something callable
+    monkeypatch.setattr(decimal, "Decimal", "import os")
+    with pytest.raises(brinery.UnsafePickleError, match="does not resolve to a callable"):
+        load_with_policy(b"\x80\x02cdecimal\nDecimal\nX\x01\x00\x00\x001\x85R.")

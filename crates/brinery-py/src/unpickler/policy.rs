@@ -740,21 +740,42 @@ impl Guard {
     /// Called after the machine ran `op`: registers the global it pushed, and whether a call
     /// result is new (only the stack refers to it: this load created it) or shared (something
     /// else already held it: a cache, a singleton, an enum member).
-    pub(crate) fn after(&self, op: &Op<'_>, stack: &[Bound<'_, PyAny>]) {
+    pub(crate) fn after(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        stack: &[Bound<'_, PyAny>],
+    ) -> PyResult<()> {
         use Opcode::*;
         let mut st = self.state.borrow_mut();
         let Some(top) = stack.last() else {
             st.pending = None;
-            return;
+            return Ok(());
         };
         if let Some((access, sp, name)) = st.pending.take() {
+            // A callable entry must resolve to a callable: a module global rebound to data (a
+            // string, a dict) is not what the policy allowed (red-team F6).
+            if access == Access::Call && !top.is_callable() {
+                drop(st);
+                return Err(Self::refuse(
+                    py,
+                    Rule::DisallowedGlobal,
+                    op,
+                    name.split_once(':')
+                        .map(|(m, n)| (m.to_owned(), n.to_owned())),
+                    format!(
+                        "global {} does not resolve to a callable, as the policy's entry does",
+                        name.replace(':', ".")
+                    ),
+                ));
+            }
             let id = top.as_ptr() as usize;
             if sp == Special::Getattr {
                 st.getattrs.push(id);
             }
             st.globals.insert(id, (access, sp, name));
             st.keep.push(top.clone().unbind());
-            return;
+            return Ok(());
         }
         if matches!(op.opcode, REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ) {
             let id = top.as_ptr() as usize;
@@ -768,5 +789,6 @@ impl Guard {
             }
             st.results.push(top.clone().unbind());
         }
+        Ok(())
     }
 }
