@@ -52,11 +52,10 @@ struct State {
     pending: Option<(Access, Special, String)>,
     /// Addresses of the `builtins.getattr` objects loaded (checked wherever a value is used).
     getattrs: Vec<usize>,
-    /// Call results this load created (nothing else referenced them when the call returned),
-    /// kept alive so that no address is reused: BUILD may apply to these only.
-    fresh: HashSet<usize>,
-    /// Call results that already existed (a cached or singleton object a factory returned):
-    /// BUILD and the container opcodes may not modify them.
+    /// Call results that already existed (a cached or singleton object a factory returned,
+    /// which something else referenced when the call returned), kept alive so that no address
+    /// is reused: BUILD and the container opcodes may not modify them. Results nothing else
+    /// referenced were created by this load and are not tracked (no cost for the common case).
     shared: HashSet<usize>,
     results: Vec<Py<PyAny>>,
     seen_proto: bool,
@@ -421,15 +420,11 @@ impl Guard {
         let Some(t) = target else { return Ok(()) };
         let id = t.as_ptr() as usize;
         let st = self.state.borrow();
-        let bad = if op.opcode == Opcode::BUILD {
-            !st.fresh.contains(&id)
-        } else {
-            st.shared.contains(&id)
-        };
+        let bad = st.shared.contains(&id);
         drop(st);
         if bad {
             let what = if op.opcode == Opcode::BUILD {
-                "BUILD applied to an object this load did not create (a cached or shared object a call returned, or not a call result): it would change it for the whole process"
+                "BUILD applied to an object this load did not create (a cached or shared object a call returned): it would change it for the whole process"
             } else {
                 "container opcode applied to an object a call returned that already existed (a cached or shared object): it would change it for the whole process"
             };
@@ -782,12 +777,9 @@ impl Guard {
             // SAFETY: `top` is a live object (the stack holds it); reading its reference count
             // has no other effect.
             let refs = unsafe { pyo3::ffi::Py_REFCNT(top.as_ptr()) };
-            if refs == 1 {
-                st.fresh.insert(id);
-            } else if !st.fresh.contains(&id) {
-                st.shared.insert(id);
+            if refs > 1 && st.shared.insert(id) {
+                st.results.push(top.clone().unbind());
             }
-            st.results.push(top.clone().unbind());
         }
         Ok(())
     }
