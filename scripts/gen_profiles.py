@@ -20,33 +20,41 @@ How the lists are made (no hand-picked samples; the benign safety corpus checks 
   ``bytes``). Written out below: this is a fixed, reviewed list, not an inventory.
 - **numpy**: the array/scalar reconstructors, ``numpy.dtype``, every DType class in
   ``numpy.dtypes``, every scalar type in ``numpy.sctypeDict`` (ref), the ``numpy.ma`` helpers,
-  every ``BitGenerator`` subclass and the ``numpy.random._pickle`` constructors, every ufunc in the
-  ``numpy`` namespace (ref), the polynomial classes; each at every module path where numpy exposes
+  every ``BitGenerator`` subclass and the ``numpy.random._pickle`` constructors, the reviewed math
+  ufuncs (``REVIEWED_UFUNCS``, call), the polynomial classes; each at every module path where numpy exposes
   it, plus the ``numpy.core.*`` / ``numpy._core.*`` alias of every such path (numpy 1 wrote
   ``numpy.core``, numpy 2 writes ``numpy._core``).
 - **pandas**: every class defined by pandas in its data modules (``pandas.core``, ``pandas._libs``,
   ``pandas.tseries``, ``pandas.arrays``, ``pandas``) and the unpickle helpers they reduce to
   (``_new_*Index``, ``*_unpickle*``, Cython ``__pyx_unpickle_*``), at every module path where
   pandas exposes them; the old paths of ``pandas.compat.pickle_compat`` (current and historic map);
-  the timezone constructors of ``dateutil.tz`` and ``pytz``.
+  the timezone constructors of ``dateutil.tz`` and ``pytz`` (``tzfile`` ref only: it opens paths).
 - **sklearn**: every class defined by scikit-learn (``sklearn.utils.all_estimators()`` is checked
   to be a subset) with its helper types (trees, losses, link functions, binners, neighbours trees,
-  distance metrics), the Cython ``__pyx_unpickle_*`` / ``newObj`` helpers, the public metric,
-  kernel and score functions (ref: estimators keep them as parameters), the ``scipy.sparse``
-  matrix/array classes and joblib's ``NumpyArrayWrapper``.
+  distance metrics), the Cython ``__pyx_unpickle_*`` / ``newObj`` helpers, the reviewed univariate
+  score functions (``SelectKBest(f_classif)``), the ``scipy.sparse`` matrix/array classes, scipy's
+  splines and interpolators (not scipy.stats distributions: their ``__setstate__`` exec()s pickled
+  state) and joblib's ``NumpyArrayWrapper``.
 
 Excluded on purpose (never in a profile, however they are found): anything under I/O, testing,
 computation/eval, plotting, configuration or dataset-download modules (``pandas.io``,
 ``pandas.core.computation``, ``pandas._testing``, ``numpy.testing``, ``sklearn.datasets``,
 ``sklearn.utils._testing``, ...), exception classes, and every function that is not a pure
 unpickle helper. ``numpy.memmap`` is not listed (it maps files).
+
+Safeguards (``check()``, re-run by tests/test_safety.py on the committed files): every entry is
+imported and its *defining* modules (``__module__``, the ``co_filename`` of a function and of the
+methods in a class body) must not fall under ``DENIED_HOMES``, which catches re-exports such as
+``pandas.ExcelFile``; a ``ref`` entry is a class or a non-callable; a callable ``call`` entry that
+is not a class is in ``REVIEWED_FUNCTIONS`` (with its one-line review), ``REVIEWED_UFUNCS`` or the
+Cython ``__pyx_unpickle_`` template; ``CALL_DENIED_CLASSES`` are never ``call``.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
-import inspect
 import pkgutil
 import re
 import sys
@@ -146,6 +154,262 @@ def locations(
 
 def is_data_class(cls: object) -> bool:
     return isinstance(cls, type) and not issubclass(cls, BaseException | Warning)
+
+
+# --- safeguards: where an entry is defined, what a function entry does ----------------------------
+
+# Module prefixes no profile entry may be *defined* in (``obj.__module__``, and for functions and
+# the methods of classes the module of ``__code__.co_filename``): a re-export under a harmless
+# name (``pandas.ExcelFile`` is ``pandas.io.excel._base.ExcelFile`` with ``__module__ = "pandas"``)
+# must not smuggle an I/O, network, testing, eval or code-loading object into a profile.
+DENIED_HOMES = (
+    # pandas: file/URL/clipboard I/O, plotting, eval/query, config, test helpers
+    "pandas.io", "pandas.plotting", "pandas._testing", "pandas.testing", "pandas.util",
+    "pandas.core.computation", "pandas._config", "pandas.core.config_init", "pandas.api.interchange",
+    "pandas.core.interchange", "pandas._libs.parsers", "pandas._libs.json", "pandas._libs.writers",
+    "pandas._libs.sas", "pandas._libs.testing", "pandas.conftest", "pandas.tests", "pandas.core._numba",
+    "pandas.core.util.numba_", "pandas.core.window.numba_",  # numba JIT compilation
+    # numpy: file loaders/savers, test runners, build tools, ctypes, source inspection
+    "numpy.testing", "numpy._pytesttester", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib.format",
+    "numpy.lib._format_impl", "numpy.lib._datasource", "numpy.lib._utils_impl", "numpy.lib.utils",
+    "numpy.f2py", "numpy.distutils", "numpy.ctypeslib", "numpy._utils", "numpy.conftest", "numpy.tests",
+    "numpy.core.memmap", "numpy._core.memmap",
+    # scipy: distributions (setstate exec()s a template, F1), file I/O, dataset download, tests
+    "scipy.stats", "scipy.io", "scipy.datasets", "scipy.misc", "scipy._lib._testutils",
+    # scikit-learn: dataset download/loading, test and check helpers, module discovery, vendored code
+    "sklearn.datasets", "sklearn.utils._testing", "sklearn.utils.estimator_checks",
+    "sklearn.utils._show_versions", "sklearn.utils.discovery", "sklearn.externals", "sklearn.experimental",
+    "sklearn.utils.parallel", "sklearn.conftest", "sklearn.tests",
+    # joblib (load/dump, parallel workers, memory caches on disk), dateutil's tarball reader
+    "joblib", "dateutil.zoneinfo", "dateutil.tz.win",
+    # the standard library's code runners, importers, processes, files, sockets
+    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "pkgutil", "pydoc", "runpy",
+    "code", "codeop", "pickle", "_pickle", "marshal", "ctypes", "operator", "_operator", "functools", "io",
+    "_io", "webbrowser", "tempfile", "glob", "urllib", "http", "ftplib", "smtplib", "multiprocessing",
+    "concurrent", "threading", "_thread", "asyncio", "signal", "mmap", "shelve", "dbm", "sqlite3",
+    "tarfile", "zipfile", "zipimport", "inspect", "ast", "dis", "this", "antigravity",
+)  # fmt: skip
+# Entries defined under a denied prefix that are allowed anyway, each with the reason.
+DENIED_HOME_EXEMPT = {
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"): "inert record of an array's layout (subclass, shape, "
+    "order, dtype); only joblib's own NumpyUnpickler reads the data after it, and safe_load refuses "
+    "joblib files: listed so that `brinery.scan` reports joblib files clean",
+    ("sklearn.externals.joblib.numpy_pickle", "NumpyArrayWrapper"): "the same class where scikit-learn "
+    "< 0.23 vendored joblib (old joblib files name it)",
+}
+
+
+@functools.cache
+def _path_roots() -> tuple[Path, ...]:
+    return tuple(Path(entry or ".").resolve() for entry in sys.path)
+
+
+@functools.cache
+def module_of_file(filename: str) -> str | None:
+    """The dotted module name of a source file under a ``sys.path`` entry (None if outside)."""
+    path = Path(filename).resolve()
+    best: tuple[int, str] | None = None
+    for root in _path_roots():
+        try:
+            rel = path.relative_to(root)
+        except (ValueError, OSError):
+            continue
+        parts = list(rel.with_suffix("").parts)
+        if parts and parts[-1] == "__init__":
+            parts.pop()
+        if parts and (best is None or len(parts) < best[0]):
+            best = (len(parts), ".".join(parts))
+    return best[1] if best else None
+
+
+def _code_files(obj: object, owner: str | None = None) -> list[str]:
+    """The source file of a function (of a method/property when ``owner`` is the class qualname:
+    only code written in that class body, not decorators' wrappers or attached accessors)."""
+    func = obj
+    for attr in ("__func__", "fget"):
+        func = getattr(func, attr, func)
+    while hasattr(func, "__wrapped__"):
+        func = func.__wrapped__
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return []
+    if owner is not None and not str(getattr(func, "__qualname__", "")).startswith(owner + "."):
+        return []
+    return [code.co_filename]
+
+
+def defining_modules(obj: object) -> set[str]:
+    """Where ``obj`` really lives: its ``__module__`` plus the modules its code comes from.
+
+    For a function, the module of ``__code__.co_filename``; for a class, that of every function,
+    class/static method and property defined in the class body (its own ``__dict__``).
+    """
+    homes: set[str] = set()
+    mod = getattr(obj, "__module__", None)
+    if isinstance(mod, str):
+        homes.add(mod)
+    files = _code_files(obj)
+    if isinstance(obj, type):
+        for v in vars(obj).values():
+            files += _code_files(v, obj.__qualname__)
+    for f in files:
+        name = module_of_file(f)
+        if name is not None:
+            homes.add(name)
+    return homes
+
+
+def denied_prefix(module: str) -> str | None:
+    for prefix in DENIED_HOMES:
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix
+    return None
+
+
+def denied_home(obj: object) -> str | None:
+    """The first defining module of ``obj`` under a denied prefix (None when it is clean)."""
+    key = (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
+    if key in DENIED_HOME_EXEMPT:
+        return None
+    for home in sorted(defining_modules(obj)):
+        if denied_prefix(home):
+            return home
+    return None
+
+
+# Classes that may be listed (as `ref`: a value, e.g. a helper's class argument) but never as `call`:
+# constructing or calling them does what a pickle must not.
+CALL_DENIED_CLASSES = {
+    ("dateutil.tz._tzfile", "tzfile"): "tzfile(path) opens and reads any path (F2); pickles use _unpickle",
+    ("numpy", "vectorize"): "a vectorize instance calls its pyfunc (F11)",
+}
+
+
+# numpy ufuncs an estimator may keep as a parameter (`FunctionTransformer(np.log1p)`). Reviewed:
+# elementwise arithmetic; the Python code a ufunc can reach is the operands' type-level dunders
+# (`__array_ufunc__`, `__add__`, ...) and, for object arrays, the elements' methods of the same name
+# (no argument is called as a function, nothing is imported, read, written or evaluated).
+REVIEWED_UFUNCS = (
+    "absolute", "add", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh", "cbrt",
+    "ceil", "clip", "cos", "cosh", "deg2rad", "divide", "exp", "exp2", "expm1", "fabs", "floor",
+    "floor_divide", "fmax", "fmin", "hypot", "isfinite", "isinf", "isnan", "log", "log10", "log1p", "log2",
+    "logaddexp", "logaddexp2", "maximum", "minimum", "mod", "multiply", "negative", "positive", "power",
+    "rad2deg", "reciprocal", "remainder", "rint", "sign", "sin", "sinh", "sqrt", "square", "subtract",
+    "tan", "tanh", "true_divide", "trunc",
+)  # fmt: skip
+
+# Every function (any callable that is not a class) a profile may list, by the (module, qualname)
+# where it is *defined*, with the review that makes it safe to call with pickle-chosen arguments:
+# it must not call its arguments, import, do I/O, evaluate strings or resolve names. "CLASS ARG":
+# the function calls an attribute of a class argument (`cls.__new__`, `cls.from_arrays`, ...): safe
+# only because the scanner and the load-time guard check that argument is an allowed class.
+REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
+    ("copyreg", "_reconstructor"): "CLASS ARG: base.__new__(cls, state), base.__init__(obj, state)",
+    ("_codecs", "encode"): "str -> bytes (how protocols 0-2 write bytes); the codec name is looked up "
+    "in `encodings`: the scanner accepts only constant latin1/utf-8/ascii",
+    ("zoneinfo", "ZoneInfo._unpickle"): "ZoneInfo cache lookup by key; the key is validated "
+    "against path traversal by zoneinfo before the tz database file is opened",
+    ("array", "_array_reconstructor"): "CLASS ARG: checks cls is an array.array subtype (C code)",
+    ("numpy._core.multiarray", "_reconstruct"): "CLASS ARG: ndarray.__new__(subtype) checks the subtype",
+    ("numpy._core.multiarray", "scalar"): "builds a numpy scalar from a dtype and bytes/object",
+    ("numpy._core.numeric", "_frombuffer"): "np.frombuffer(buf, dtype).reshape(shape, order)",
+    ("numpy._core._internal", "_convert_to_stringdtype_kwargs"): "StringDType(na_object, coerce)",
+    ("numpy.ma.core", "_mareconstruct"): "CLASS ARG: ndarray.__new__(baseclass), subtype.__new__(subtype)",
+    ("numpy.random._pickle", "__bit_generator_ctor"): "CLASS ARG: a name is looked up in numpy's "
+    "BitGenerators table; *any* type argument is called with no arguments (must be a BitGenerator)",
+    ("numpy.random._pickle", "__generator_ctor"): "CLASS ARG: calls its 2nd argument with its 1st (F11): "
+    "it must be __bit_generator_ctor",
+    ("numpy.random._pickle", "__randomstate_ctor"): "CLASS ARG: calls its 2nd argument with its 1st "
+    "(F11): it must be __bit_generator_ctor",
+    ("dateutil.tz._tzfile", "_unpickle"): "CLASS ARG: cls.__new__(cls), then parses the transition "
+    "data from the pickle (no file is opened, unlike tzfile(path))",
+    ("pytz", "_p"): "looks a zone up by name in pytz's bundled database (names are validated)",
+    ("pytz", "_UTC"): "returns the pytz.utc singleton",
+    ("pandas.core.indexes.base", "_new_Index"): "CLASS ARG: cls.__new__(cls, **d) / cls._from_...",
+    ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"): "CLASS ARG: cls._simple_new / cls.__new__",
+    ("pandas.core.indexes.timedeltas", "_new_TimedeltaIndex"): "CLASS ARG: cls._simple_new / cls.__new__",
+    ("pandas.core.indexes.period", "_new_PeriodIndex"): "CLASS ARG: cls.from_ordinals / cls._simple_new",
+    ("pandas.core.indexes.interval", "_new_IntervalIndex"): "CLASS ARG: cls.from_arrays(**d)",
+    ("pandas.core.internals.blocks", "new_block"): "block of the dtype's block class from an array "
+    "(what pandas 1/2 pickles named `new_block` resolve to)",
+    ("pandas._libs.internals", "_unpickle_block"): "Cython: block of the dtype's block class",
+    ("pandas._libs.tslibs.nattype", "_nat_unpickle"): "Cython: returns the NaT singleton",
+    ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"): "Cython: Timedelta from an int and a unit",
+    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"): "Cython: Timestamp from int, tz, reso",
+    ("sklearn.metrics._dist_metrics", "newObj"): "CLASS ARG: obj.__new__(obj), an attribute of its argument",
+    ("sklearn.neighbors._ball_tree", "newObj"): "CLASS ARG: obj.__new__(obj), an attribute of its argument",
+    ("sklearn.neighbors._kd_tree", "newObj"): "CLASS ARG: obj.__new__(obj), an attribute of its argument",
+    ("sklearn.feature_selection._univariate_selection", "f_classif"): "ANOVA F on arrays (score_func)",
+    ("sklearn.feature_selection._univariate_selection", "f_regression"): "F-test on arrays (score_func)",
+    ("sklearn.feature_selection._univariate_selection", "r_regression"): "Pearson r on arrays (score_func)",
+    ("sklearn.feature_selection._univariate_selection", "chi2"): "chi-squared on arrays (score_func)",
+    ("sklearn.feature_selection._univariate_selection", "f_oneway"): "one-way ANOVA on arrays",
+    ("scipy._lib.array_api_compat.numpy._aliases", "asarray"): "np.array(obj, dtype, copy) after a "
+    "device == 'cpu' check (BSpline keeps it as `xp.asarray`); reaches only the array protocol of obj",
+}  # fmt: skip
+# Cython's generated pickle helpers `__pyx_unpickle_<Class>(type, checksum, state)`: reviewed as one
+# template (Cython's Pickle.pyx): checks the layout checksum, `<Class>.__new__(type)` (CPython
+# checks `type` is a <Class> subtype), then assigns the C fields from the state tuple.
+CYTHON_UNPICKLE = re.compile(r"^__pyx_unpickle_(\w+)$")
+
+
+def reviewed_function(obj: object, name: tuple[str, str] | None = None) -> str | None:
+    """The review of a callable non-class entry, or None if it was never reviewed.
+
+    Looked up by the object's own (``__module__``, ``__qualname__``), or by the entry's name when
+    that is what the object lacks (C methods such as ``zoneinfo.ZoneInfo._unpickle``)."""
+    import numpy as np
+
+    if isinstance(obj, np.ufunc):
+        return "ufunc (REVIEWED_UFUNCS)" if obj.__name__ in REVIEWED_UFUNCS else None
+    key = (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
+    if key in REVIEWED_FUNCTIONS:
+        return REVIEWED_FUNCTIONS[key]
+    if name in REVIEWED_FUNCTIONS and resolve(*name) == obj:  # == : bound C methods are fresh objects
+        return REVIEWED_FUNCTIONS[name]
+    m = CYTHON_UNPICKLE.match(str(key[1]))
+    if m and type(obj).__name__ == "cython_function_or_method" and isinstance(key[0], str):
+        return "Cython __pyx_unpickle_ template (CYTHON_UNPICKLE)"
+    return None
+
+
+def resolve(module: str, qual: str) -> object:
+    """What a profile entry names (None when the module or attribute does not exist here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            obj: object = importlib.import_module(module)
+        except Exception:
+            return None
+        for part in qual.split("."):
+            try:
+                obj = getattr(obj, part)
+            except Exception:  # e.g. sklearn's "import enable_halving_search_cv first"
+                return None
+    return obj
+
+
+def entry_problem(module: str, qual: str, mode: str) -> str | None:
+    """Why a profile entry must not be listed (None when it may): the generator's and the tests'
+    safeguards (defining module denied, a callable `ref`, an unreviewed function)."""
+    if denied_prefix(module) and (module, qual) not in DENIED_HOME_EXEMPT:
+        return f"named under denied module {module}"
+    obj = resolve(module, qual)
+    if obj is None:
+        return None  # an old path that no longer exists (find_class cannot resolve it either)
+    if isinstance(obj, types.ModuleType):
+        return "a module"
+    home = denied_home(obj)
+    if home:
+        return f"defined in denied module {home}"
+    if isinstance(obj, type):
+        why = CALL_DENIED_CLASSES.get((obj.__module__, obj.__qualname__))
+        return f"a class that must not be callable: {why}" if mode == CALL and why else None
+    if mode == REF:
+        return "a callable ref entry (ref entries must be classes or constants)" if callable(obj) else None
+    if callable(obj) and reviewed_function(obj, (module, qual)) is None:
+        return f"a function that is not in REVIEWED_FUNCTIONS ({type(obj).__name__})"
+    return None
 
 
 # --- stdlib-data -------------------------------------------------------------------------------
@@ -266,8 +530,7 @@ def gen_numpy() -> Profile:
         importlib.import_module("numpy.random.bit_generator").SeedlessSeedSequence,
     ]
     call += [v for k, v in vars(rnd_pickle).items() if k.endswith("_ctor") and callable(v)]
-    # np.vectorize objects (scipy.stats distributions keep them); StringDType's pickle helper
-    call.append(np.vectorize)
+    # StringDType's pickle helper (np.vectorize is not listed: calling it calls its `pyfunc`)
     internal = importlib.import_module("numpy._core._internal")
     call += [v for k, v in vars(internal).items() if k.startswith("_convert_to_stringdtype") and callable(v)]
     dtypes = importlib.import_module("numpy.dtypes")
@@ -293,7 +556,9 @@ def gen_numpy() -> Profile:
     ref += [
         v for v in vars(np).values() if isinstance(v, type) and issubclass(v, np.generic) and v not in ref
     ]
-    ref += [v for v in vars(np).values() if isinstance(v, np.ufunc)]
+    # ufuncs kept as parameters (`FunctionTransformer(np.log1p)`): a reviewed list, as `call`
+    # (a `ref` entry is never callable, see check())
+    call += [getattr(np, n) for n in REVIEWED_UFUNCS if isinstance(getattr(np, n, None), np.ufunc)]
     everything = call + ref
     found = locations(everything, mods, NUMPY_PRIVATE_HOMES)
     for objs, mode in ((call, CALL), (ref, REF)):
@@ -368,6 +633,8 @@ PANDAS_HISTORIC = {
 # pytz is not a pandas dependency since pandas 3 but tz-aware frames written by pandas 1/2 name it.
 # pytz._p(*args) rebuilds a zone from the validated tz database name; _UTC() returns the singleton.
 PYTZ = [("pytz", "_p", CALL), ("pytz", "_UTC", CALL), ("pytz", "UTC", REF), ("pytz", "utc", REF)]
+# dateutil classes whose constructor opens a path (tzfile(fileobj: str) -> open()): ref only
+DATEUTIL_REF_ONLY = frozenset({"tzfile"})
 # singletons pickled by name (their __reduce__ returns a string)
 PANDAS_SINGLETONS = [("pandas._libs.missing", "NA"), ("pandas", "NA")]
 
@@ -388,7 +655,7 @@ def gen_pandas() -> Profile:
             vm = getattr(v, "__module__", None)
             if not isinstance(vm, str) or not (vm == "pandas" or vm.startswith("pandas.")):
                 continue
-            if PANDAS_EXCLUDED.search(vm) or id(v) in seen:
+            if PANDAS_EXCLUDED.search(vm) or id(v) in seen or denied_home(v):
                 continue
             ok = is_data_class(v) or (
                 callable(v) and not isinstance(v, type) and PANDAS_HELPER.match(k) and vm == mod.__name__
@@ -422,9 +689,12 @@ def gen_pandas() -> Profile:
         call, mods + dateutil_mods, frozenset(m.__name__ for m in mods if "._libs" in m.__name__)
     )
     for obj in call:
+        # dateutil's tzfile(path) opens the path: only its pickle helper `_tzfile._unpickle` is
+        # callable (red-team F2); the class itself is that helper's (ref-only) argument
+        mode = REF if getattr(obj, "__qualname__", "") in DATEUTIL_REF_ONLY else CALL
         for module, qual in found[id(obj)]:
             if not PANDAS_EXCLUDED.search(module) and module.startswith(("pandas", "dateutil")):
-                prof.add(module, qual, CALL)
+                prof.add(module, qual, mode)
     # old paths: pandas' own current compat map plus the historic one
     compat = import_quiet("pandas.compat.pickle_compat")
     old_map = dict(PANDAS_HISTORIC)
@@ -478,25 +748,22 @@ def gen_sklearn() -> Profile:
                 continue
             if id(v) in seen:
                 continue
+            if denied_home(v):
+                continue
             if is_data_class(v) or (callable(v) and SKLEARN_HELPER.match(k) and vm == mod.__name__):
                 seen.add(id(v))
                 call.append(v)
     missing = [c for _, c in all_estimators() if id(c) not in seen]
     assert not missing, f"all_estimators() not covered: {missing}"
-    # functions estimators keep as parameters (score_func=f_classif, metric=..., kernel=...)
-    for name in ("sklearn.metrics", "sklearn.metrics.pairwise", "sklearn.feature_selection"):
-        mod = importlib.import_module(name)
-        for attr in getattr(mod, "__all__", []):
-            v = getattr(mod, attr)
-            if inspect.isfunction(v) and id(v) not in seen:
+    # functions estimators keep as parameters (`SelectKBest(score_func=f_classif)`): only the
+    # reviewed ones (REVIEWED_FUNCTIONS), as `call`; metric/kernel functions are not listed
+    # (estimators keep their names as strings unless the user passed a callable).
+    for (module, qual), _reason in REVIEWED_FUNCTIONS.items():
+        if module.startswith("sklearn."):
+            v = getattr(importlib.import_module(module), qual)
+            if id(v) not in seen:
                 seen.add(id(v))
-                ref.append(v)
-    pairwise = importlib.import_module("sklearn.metrics.pairwise")
-    for table in ("PAIRWISE_KERNEL_FUNCTIONS", "PAIRWISE_DISTANCE_FUNCTIONS"):
-        for v in getattr(pairwise, table).values():
-            if inspect.isfunction(v) and id(v) not in seen:
-                seen.add(id(v))
-                ref.append(v)
+                call.append(v)
     # scipy.sparse containers (fitted attributes of estimators trained on sparse input)
     sparse_mods = walk("scipy.sparse", re.compile(r"(linalg|csgraph|tests|_sparsetools)"))
     import scipy.sparse as sp
@@ -508,29 +775,20 @@ def gen_sklearn() -> Profile:
                 seen.add(id(v))
                 call.append(v)
     # scipy objects estimators keep: splines and interpolators (SplineTransformer, isotonic
-    # regression), distributions (RandomizedSearchCV's param_distributions)
+    # regression). Not scipy.stats distributions: `rv_generic.__setstate__` exec()s a template
+    # string from the pickled state (red-team F1); RandomizedSearchCV pickles holding them are
+    # refused unless the user allows the distribution classes by name.
     interp = importlib.import_module("scipy.interpolate")
     for attr in interp.__all__:
         v = getattr(interp, attr, None)
-        if is_data_class(v) and id(v) not in seen:
+        if is_data_class(v) and id(v) not in seen and not denied_home(v):
             seen.add(id(v))
             call.append(v)
-    stats = importlib.import_module("scipy.stats")
-    infra = importlib.import_module("scipy.stats._distn_infrastructure")
-    for v in list(vars(stats).values()) + list(vars(infra).values()):
-        cls = type(v) if isinstance(v, infra.rv_generic) else v
-        if (
-            is_data_class(cls)
-            and issubclass(cls, (infra.rv_generic, infra.rv_frozen))
-            and id(cls) not in seen
-        ):
-            seen.add(id(cls))
-            call.append(cls)
-    # scipy's array-API shim: BSpline keeps `xp.asarray` as a value
+    # scipy's array-API shim: BSpline keeps `xp.asarray` as a value (reviewed, REVIEWED_FUNCTIONS)
     aliases = import_quiet("scipy._lib.array_api_compat.numpy._aliases")
     if aliases is not None:
-        ref.append(aliases.asarray)
-    scipy_mods = [interp, stats, infra] + ([aliases] if aliases is not None else [])
+        call.append(aliases.asarray)
+    scipy_mods = [interp] + ([aliases] if aliases is not None else [])
     joblib_mods: list[types.ModuleType] = []
     npp = import_quiet("joblib.numpy_pickle")
     if npp is not None:
@@ -580,6 +838,12 @@ FORBIDDEN_NAMES = {
 
 
 def check(prof: Profile) -> None:
+    problems = [
+        f"{module}.{qual} ({mode}): {why}"
+        for (module, qual), mode in sorted(prof.entries.items())
+        if (why := entry_problem(module, qual, mode))
+    ]
+    assert not problems, f"{prof.name}: " + "; ".join(problems)
     for module, qual in prof.entries:
         assert not FORBIDDEN.search(module), f"{prof.name}: forbidden module {module}.{qual}"
         if (module, qual) in FORBIDDEN_NAMES:

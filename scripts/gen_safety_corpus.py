@@ -172,6 +172,19 @@ def np_array_push() -> bytes:
     return arr + state + BUILD
 
 
+def scipy_rv_exec_pickle(code: str) -> bytes:
+    """What ``pickle.dumps(scipy.stats.norm, 2)`` writes, with ``code`` prepended to the template
+    string its ``rv_generic.__setstate__`` passes to ``exec`` (red-team F1)."""
+    import scipy.stats
+
+    legit = pickle.dumps(scipy.stats.norm, protocol=2)
+    tmpl = scipy.stats.norm._parse_arg_template.encode()
+    old = b"X" + len(tmpl).to_bytes(4, "little") + tmpl
+    assert old in legit
+    new = code.encode() + b"\n" + tmpl
+    return legit.replace(old, b"X" + len(new).to_bytes(4, "little") + new)
+
+
 def gen_malicious(root: Path) -> list[dict[str, str]]:  # noqa: PLR0915 (one table of cases)
     m = Malicious(root)
     m.dir.mkdir(parents=True, exist_ok=True)
@@ -400,6 +413,21 @@ def gen_malicious(root: Path) -> list[dict[str, str]]:  # noqa: PLR0915 (one tab
         "pandas DataFrame.to_csv(frame, marker) (method of an allowed class)",
         proto(4) + framed(body),
     )
+    # red-team findings on the profiles (docs/security.md "Known attacks"): a class whose
+    # __setstate__ exec()s pickled state (F1), I/O classes re-exported under `pandas` (F3), a tz
+    # class whose constructor opens a path (F2)
+    n = "scipy_rv_setstate_exec"
+    m.add(n, "inside allowed library", "scipy.stats norm_gen BUILD: __setstate__ exec()s the pickled "
+          "_parse_arg_template", scipy_rv_exec_pickle(exec_marker(m.marker(n))))  # fmt: skip
+    for n, module, name in (
+        ("pandas_excelfile_path", "pandas", "ExcelFile"),
+        ("pandas_hdfstore_path", "pandas", "HDFStore"),
+        ("pandas_jsonreader_path", "pandas.api.typing", "JsonReader"),
+        ("dateutil_tzfile_path", "dateutil.tz", "tzfile"),
+        ("dateutil_tzfile_path_tz", "dateutil.tz.tz", "tzfile"),
+    ):
+        m.add(n, "inside allowed library", f"{module}.{name}(path): opens a file named by the pickle",
+              proto(2) + g(module, name) + s(m.marker(n)) + TUPLE1 + REDUCE + STOP)  # fmt: skip
     n = "joblib_load"
     m.add(
         n,
@@ -1200,7 +1228,6 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
             ("clf", RandomForestClassifier(n_estimators=3, random_state=0)),
         ]
     ).fit(frame_X, y_cls)
-    from scipy.stats import loguniform, uniform
     from sklearn.ensemble import StackingClassifier
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, WhiteKernel
@@ -1221,9 +1248,11 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
     objs["sk_function_transformer_ufunc"] = lambda: FunctionTransformer(np.log1p, validate=True).fit(
         np.abs(X)
     )
-    objs["sk_randomized_search_scipy_dists"] = lambda: RandomizedSearchCV(
+    # with lists: scipy.stats distributions (loguniform, ...) are refused by design (their
+    # __setstate__ exec()s pickled state, docs/security.md), so this kind samples from lists
+    objs["sk_randomized_search_lists"] = lambda: RandomizedSearchCV(
         LogisticRegression(),
-        {"C": loguniform(1e-2, 1e2), "tol": uniform(1e-4, 1e-3), "max_iter": [50, 100]},
+        {"C": [0.01, 0.1, 1.0, 10.0], "tol": [1e-4, 1e-3], "max_iter": [50, 100]},
         n_iter=2,
         cv=2,
         random_state=0,

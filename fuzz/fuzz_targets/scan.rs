@@ -30,4 +30,65 @@ fuzz_target!(|data: &[u8]| {
         max_nesting: 4,
     };
     let _ = scan_container(data, &policy, &limits, &options);
+    memo_differential(data);
 });
+
+/// Differential memo check: the input, read as a list of memo stores (MEMOIZE or PUT at an index
+/// picked from ranges around the scan's dense/far boundary), builds a stream where every stored
+/// value is a distinct string later fetched by GET and used as a STACK_GLOBAL module. The scan's
+/// globals must name the same strings as the value reader's (the loader's memo semantics).
+fn memo_differential(data: &[u8]) {
+    use brinery::value::Value;
+    use brinery::Pickle;
+    use std::collections::BTreeMap;
+    let su = |p: &mut Vec<u8>, s: &str| {
+        p.extend([0x8c, s.len() as u8]);
+        p.extend(s.as_bytes());
+    };
+    let mut model: BTreeMap<u32, String> = BTreeMap::new();
+    let mut p = b"\x80\x04".to_vec();
+    for (k, pair) in data.chunks_exact(2).take(64).enumerate() {
+        let text = format!("m{k}");
+        su(&mut p, &text);
+        let base = [0u32, 4080, 4990, 9000, 13_000, 1 << 20][usize::from(pair[0] % 6)];
+        let idx = if pair[0] >= 240 {
+            p.push(0x94);
+            model.len() as u32
+        } else {
+            let i = base + u32::from(pair[1] % 32);
+            p.push(b'r');
+            p.extend(i.to_le_bytes());
+            i
+        };
+        model.insert(idx, text);
+        p.push(b'0');
+    }
+    p.extend(b"](");
+    for i in model.keys() {
+        p.push(b'j');
+        p.extend(i.to_le_bytes());
+        su(&mut p, "n");
+        p.push(0x93);
+    }
+    p.extend(b"e.");
+    let expected: Vec<&String> = model.values().collect();
+    let report = scan(&p, &Policy::default(), &Limits::default());
+    let scanned: Vec<&String> = report.globals.iter().map(|g| &g.module).collect();
+    assert_eq!(scanned, expected, "scan memo differs from the loader's");
+    let pickle = Pickle::from_slice(&p).expect("value reader");
+    let Some(Value::List(items)) = pickle.get(pickle.root()) else {
+        panic!("root is not a list")
+    };
+    let loaded: Vec<String> = items
+        .iter()
+        .map(|id| match pickle.get(*id) {
+            Some(Value::Global(g)) => g.module.to_string(),
+            other => panic!("not a global: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        loaded.iter().collect::<Vec<_>>(),
+        expected,
+        "value reader memo differs"
+    );
+}

@@ -12,6 +12,8 @@ import importlib
 import io
 import os
 import pickle
+import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
@@ -72,12 +74,22 @@ class ClassRule:
         return dotted.startswith(self.package + ".")
 
     def verify(self, dotted: str) -> bool:
-        """Import ``dotted`` (only under the rule's package) and check that it subclasses ``base``."""
-        if not self.covers(dotted):
+        """Check that ``dotted`` is a class defined under the rule's package that subclasses ``base``.
+
+        Only modules that are already imported are looked at: the pickle never makes this process
+        import anything (a module's import can run code: plugins, ``conftest``, ``experimental``
+        switches). Import your package before loading its pickles.
+        """
+        if not self.covers(dotted) or _SKIPPED_PART.search(dotted):
             return False
         cls = _resolve(dotted, self.package)
         base = _resolve(self.base, None)
-        return isinstance(cls, type) and isinstance(base, type) and issubclass(cls, base)
+        return (
+            isinstance(cls, type)
+            and isinstance(base, type)
+            and issubclass(cls, base)
+            and self.covers(f"{cls.__module__}.{cls.__qualname__}")  # defined there, not re-exported
+        )
 
 
 def subclasses_of(package: str, base: str) -> ClassRule:
@@ -85,28 +97,43 @@ def subclasses_of(package: str, base: str) -> ClassRule:
 
     ``brinery.safe_load(f, allow=[brinery.subclasses_of("mypkg", "sklearn.base.BaseEstimator")])``
     lets the pickle call (construct) any class defined under ``mypkg`` that is a subclass of
-    ``sklearn.base.BaseEstimator``. The check runs in this process: the globals the pickle names
-    under ``mypkg`` are imported (nothing else is), and each is allowed only if it is a class and
-    a subclass of ``base``. Functions and other objects in ``mypkg`` stay refused.
+    ``sklearn.base.BaseEstimator``. The check runs in this process and imports nothing the pickle
+    names: import ``mypkg`` (the modules defining your classes) before loading. Each global under
+    ``mypkg`` is allowed only if its module is already imported, it is a class defined under
+    ``mypkg`` (not a re-export) and a subclass of ``base``; ``__main__``, test, ``conftest`` and
+    ``experimental`` modules are never used. Functions and other objects in ``mypkg`` stay refused.
     """
     return ClassRule(package, base)
 
 
-def _resolve(dotted: str, only_under: str | None) -> object | None:
-    """The object ``dotted`` names, importing the longest module prefix that imports.
+# module path parts a class rule never resolves, even when imported: entry points, test modules,
+# pytest configuration, feature switches that patch other modules when imported
+_SKIPPED_PART = re.compile(r"(^|\.)(__main__|conftest|tests?|test_\w*|\w*_tests?|experimental)(\.|$)")
 
-    With ``only_under``, only modules inside that package are imported. Returns None when
-    nothing resolves.
+
+def _resolve(dotted: str, only_under: str | None) -> object | None:
+    """The object ``dotted`` names, looking in the longest module prefix that resolves.
+
+    With ``only_under`` (a class rule checking a name from the pickle), only modules inside that
+    package that are *already imported* (in ``sys.modules``) are looked at: nothing is imported.
+    Without it (the rule's own base class, named by the caller), the module is imported.
+    Returns None when nothing resolves.
     """
     parts = dotted.split(".")
     for i in range(len(parts) - 1, 0, -1):
         module = ".".join(parts[:i])
-        if only_under is not None and not (module == only_under or module.startswith(only_under + ".")):
-            continue
-        try:
-            obj: object = importlib.import_module(module)
-        except ImportError:
-            continue
+        if only_under is not None:
+            if not (module == only_under or module.startswith(only_under + ".")):
+                continue
+            found = sys.modules.get(module)
+            if found is None:
+                continue
+            obj: object = found
+        else:
+            try:
+                obj = importlib.import_module(module)
+            except ImportError:
+                continue
         for attr in parts[i:]:
             obj = getattr(obj, attr, None)
             if obj is None:
@@ -205,7 +232,7 @@ def scan(
 ) -> ScanReport:
     """Scan a pickle (or a zip/gzip/bz2/xz/zlib/joblib/npy/npz container of pickles).
 
-    Nothing is run or imported (class rules in ``allow`` import only their own package). Returns
+    Nothing is run or imported (class rules in ``allow`` only look at already-imported modules). Returns
     a :class:`brinery.ScanReport`: ``.ok``, ``.findings`` (rule code, byte offset, opcode, global,
     message), ``.globals`` (every global referenced) and ``.opcodes``.
 

@@ -52,17 +52,68 @@ fn policy(args: &ScanArgs) -> Result<Policy> {
     Ok(b.build())
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    if path.is_dir() {
+/// What the walk found under one path argument.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    /// Entries that are not scanned, with why (symlinks met while walking, devices, FIFOs,
+    /// sockets, directories already visited).
+    skipped: Vec<(PathBuf, &'static str)>,
+    /// Directories visited, by (device, inode) where the platform has them.
+    visited: std::collections::HashSet<(u64, u64)>,
+}
+
+#[cfg(unix)]
+fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// Collect the regular files under `path`. A path named on the command line is followed if it
+/// is a symlink; inside a directory, symlinks are never followed (a link to `..` or to
+/// `/dev/zero` in an untrusted tree must not loop or read forever), each directory is visited
+/// once, and anything but regular files and directories is skipped.
+fn collect(path: &Path, top: bool, walk: &mut Walk) -> io::Result<()> {
+    let meta = if top {
+        std::fs::metadata(path)?
+    } else {
+        std::fs::symlink_metadata(path)?
+    };
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        if let Some(id) = file_id(&meta) {
+            if !walk.visited.insert(id) {
+                walk.skipped
+                    .push((path.to_owned(), "directory already scanned"));
+                return Ok(());
+            }
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
             .map(|e| e.map(|e| e.path()))
             .collect::<io::Result<_>>()?;
         entries.sort();
         for e in entries {
-            collect(&e, out)?;
+            collect(&e, false, walk)?;
         }
+    } else if kind.is_file() {
+        walk.files.push(path.to_owned());
+    } else if kind.is_symlink() {
+        walk.skipped
+            .push((path.to_owned(), "symbolic link (not followed)"));
+    } else if top {
+        return Err(io::Error::other(
+            "not a regular file (a device, FIFO or socket is never read)",
+        ));
     } else {
-        out.push(path.to_owned());
+        walk.skipped.push((
+            path.to_owned(),
+            "not a regular file (a device, FIFO or socket is never read)",
+        ));
     }
     Ok(())
 }
@@ -74,17 +125,20 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
     let mut out = io::BufWriter::new(stdout.lock());
     let (mut findings, mut errors) = (false, false);
     for root in &args.paths {
-        let mut files = Vec::new();
+        let mut walk = Walk::default();
         if root.as_os_str() == "-" {
-            files.push(root.clone());
-        } else if let Err(e) = collect(root, &mut files) {
+            walk.files.push(root.clone());
+        } else if let Err(e) = collect(root, true, &mut walk) {
             errors = true;
             crate::report(
                 &anyhow::Error::new(e).context(format!("cannot read {}", root.display())),
             );
             continue;
         }
-        for file in files {
+        for (path, why) in &walk.skipped {
+            eprintln!("brinery scan: skipped {}: {why}", path.display());
+        }
+        for file in walk.files {
             let data = match crate::read_input(&file) {
                 Ok(d) => d,
                 Err(e) => {
@@ -151,7 +205,7 @@ fn text(out: &mut impl Write, name: &str, report: &Report) -> Result<()> {
                 brinery::scan::Rule::DisallowedGlobal | brinery::scan::Rule::RefOnlyCalled
             )
         })
-        .filter_map(|f| f.global_name())
+        .filter_map(|f| f.allow_name())
         .collect();
     if !fixable.is_empty() {
         let mut names = fixable;

@@ -173,3 +173,39 @@ fn containers_name_their_members() {
         text(&out.stdout)
     );
 }
+
+/// Red-team F15: an untrusted tree with a `model.pkl -> /dev/zero` link, a FIFO and links back
+/// to its parent: only regular files are read, links met while walking are not followed, and
+/// the walk ends.
+#[cfg(unix)]
+#[test]
+fn directory_walk_reads_regular_files_only_and_never_loops() {
+    let d = dir("hostile-tree");
+    std::fs::write(d.join("sub").join("ok.pkl"), CLEAN).expect("write");
+    std::os::unix::fs::symlink("/dev/zero", d.join("model.pkl")).expect("symlink");
+    for name in ["a", "b", "c"] {
+        std::os::unix::fs::symlink("..", d.join("sub").join(name)).expect("symlink");
+    }
+    let fifo = d.join("fifo.pkl");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    let out = run(&["scan", d.to_str().expect("utf-8 path")], b"");
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("ok.pkl: ok"), "{stdout}");
+    assert!(
+        stderr.contains("model.pkl: symbolic link (not followed)"),
+        "{stderr}"
+    );
+    if made {
+        assert!(stderr.contains("fifo.pkl: not a regular file"), "{stderr}");
+        // named on the command line, a FIFO is an error, never opened
+        let out = run(&["scan", fifo.to_str().expect("utf-8 path")], b"");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -35,9 +35,9 @@ fn set_error_class(py: Python<'_>, cls: Bound<'_, PyType>) -> PyResult<()> {
 /// `UnsafePickleError(message)` with `.findings = [finding]`.
 pub(crate) fn unsafe_error(py: Python<'_>, finding: core::Finding) -> PyErr {
     let message = finding.message.clone();
-    let hint = match (&finding.global, finding.rule) {
-        (Some((m, n)), core::Rule::DisallowedGlobal | core::Rule::RefOnlyCalled) => {
-            format!("; if you trust this file, allow it with allow=[\"{m}.{n}\"]")
+    let hint = match (finding.allow_name(), finding.rule) {
+        (Some(name), core::Rule::DisallowedGlobal | core::Rule::RefOnlyCalled) => {
+            format!("; if you trust this file, allow it with allow=[\"{name}\"]")
         }
         _ => String::new(),
     };

@@ -92,6 +92,27 @@ fn evasions_are_all_flagged() {
         ("payload then crash", b"cos\nsystem\n(S'x'\ntR\xff".to_vec(), Rule::DangerousGlobal),
         ("memo trick: the payload stored then fetched", b"\x80\x02cposix\nsystem\nq\x000h\x00X\x01\x00\x00\x00x\x85R.".to_vec(), Rule::DangerousGlobal),
         ("stacked pickle", b"\x80\x02N.cos\nsystem\n(S'x'\ntR.".to_vec(), Rule::TrailingData),
+        // red-team F12: getattr(pandas.DataFrame, 'query') as a value (DataFrame.query is not listed)
+        ("getattr result not listed (F12)", framed(&[stack_global("builtins", "getattr"), stack_global("pandas", "DataFrame"), su("query"), b"\x86R.".to_vec()].concat()), Rule::DisallowedGlobal),
+        // red-team F12: _new_IntervalIndex(SimpleNamespace(...), {...}) calls cls.from_arrays
+        ("helper given an instance as its class (F12)", framed(&[stack_global("pandas.core.indexes.interval", "_new_IntervalIndex"), stack_global("types", "SimpleNamespace"), b")R}\x86R.".to_vec()].concat()), Rule::UnsafeArguments),
+        // red-team F12b: an estimator instance in place of the namespace
+        ("helper given an estimator instance (F12b)", framed(&[stack_global("pandas.core.indexes.base", "_new_Index"), stack_global("sklearn.linear_model", "LinearRegression"), b")\x81}\x86R.".to_vec()].concat()), Rule::UnsafeArguments),
+        // red-team F11: __generator_ctor(x, f) calls f(x)
+        ("generator helper given another constructor (F11)", framed(&[stack_global("numpy.random._pickle", "__generator_ctor"), su("MT19937"), stack_global("builtins", "slice"), b"\x86R.".to_vec()].concat()), Rule::UnsafeArguments),
+        // red-team F6: _reconstructor's base calls base.__new__ / base.__init__
+        ("_reconstructor base not a builtin type (F6)", b"\x80\x02ccopyreg\n_reconstructor\ncpandas\nDataFrame\nccollections\nOrderedDict\nN\x87R.".to_vec(), Rule::UnsafeArguments),
+        ("_reconstructor base a call result (F6)", b"\x80\x02ccopyreg\n_reconstructor\ncpandas\nDataFrame\nctypes\nSimpleNamespace\n)RN\x87R.".to_vec(), Rule::UnsafeArguments),
+        // red-team F4: BUILD on the cached tzoffset / the tzutc singleton / an enum member
+        ("BUILD on a cached tzoffset (F4)", b"\x80\x02cdateutil.tz\ntzoffset\nX\x03\x00\x00\x00ESTJ\xb0\xb9\xff\xff\x86R}X\x07\x00\x00\x00_offsetcdatetime\ntimedelta\nK\x00M\x90~\x86Rsb0N.".to_vec(), Rule::GlobalMutation),
+        ("BUILD on the tzutc singleton (F4)", b"\x80\x02cdateutil.tz\ntzutc\n)R}X\t\x00\x00\x00utcoffsetNsb0N.".to_vec(), Rule::GlobalMutation),
+        ("BUILD on an enum member (F4)", b"\x80\x02cuuid\nSafeUUID\nK\x00\x85R}X\x06\x00\x00\x00_name_X\x06\x00\x00\x00hackedsb0N.".to_vec(), Rule::GlobalMutation),
+        // red-team F10: an object dtype whose BUILD state clears its flags
+        ("numpy dtype state with cleared object flags (F10)", b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02O8\x89\x88\x87R(K\x03\x8c\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.".to_vec(), Rule::UnsafeArguments),
+        // red-team F10c: a 6-item dtype state
+        ("numpy dtype state of 6 items (F10c)", b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02i8\x89\x88\x87R(K\x03\x8c\x01<NJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.".to_vec(), Rule::UnsafeArguments),
+        // red-team F2 addendum: dateutil's _unpickle does cls.__new__(cls), obj._load_from_data(...)
+        ("tzfile helper given another class", b"\x80\x02cdateutil.tz._tzfile\n_unpickle\n(ccollections\nOrderedDict\nNNNtR.".to_vec(), Rule::UnsafeArguments),
     ];
     // INST / OBJ / NEWOBJ forms
     cases.push((
@@ -158,13 +179,23 @@ fn benign_shapes_are_clean() {
         b"\x80\x02c_codecs\nencode\nq\x00X\x02\x00\x00\x00\xc3\xa9q\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.",
         // collections.OrderedDict at protocol 2, items set by SETITEMS on the instance
         b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00aq\x02K\x01s.",
-        // an enum member by name: getattr(<allowed class>, 'NAME')
-        b"\x80\x02cbuiltins\ngetattr\ncdecimal\nDecimal\nX\x04\x00\x00\x00realq\x00\x86R.",
     ];
     for data in cases {
         let r = scan(data, &policy(), &Limits::default());
         assert!(r.is_ok(), "{data:?}: {:?}", r.findings);
     }
+    // an attribute by name: getattr(<allowed class>, 'NAME') is clean when the policy lists the
+    // result (red-team F12: never any attribute of an allowed class)
+    let by_name =
+        b"\x80\x02cbuiltins\ngetattr\ncdecimal\nDecimal\nX\x04\x00\x00\x00realq\x00\x86R.";
+    assert_eq!(rules(by_name), vec![Rule::DisallowedGlobal]);
+    let listed = Policy::builder()
+        .all_profiles()
+        .allow_dotted_ref("decimal:Decimal.real")
+        .unwrap()
+        .build();
+    let r = scan(by_name, &listed, &Limits::default());
+    assert!(r.is_ok(), "{:?}", r.findings);
     // the scan reports the global and the call
     let r = scan(cases[2], &policy(), &Limits::default());
     assert_eq!(r.global_names(), vec!["collections.OrderedDict"]);
@@ -248,6 +279,27 @@ fn containers_are_opened_by_content() {
     let r = scan_file_bytes(&z, &policy(), &limits);
     assert_eq!(r.findings[0].member.as_deref(), Some("archive/data.pkl"));
     assert_eq!(r.findings[0].rule, Rule::DangerousGlobal);
+    // red-team F16: a protocol-0 pickle in a member not named like one is found by content
+    let p0: &[u8] = b"cos\nsystem\n(S'touch x'\ntR.";
+    let r = scan_file_bytes(
+        &zip_stored("model/weights.bin", p0, false),
+        &policy(),
+        &limits,
+    );
+    assert_eq!(
+        r.findings[0].rule,
+        Rule::DangerousGlobal,
+        "{:?}",
+        r.findings
+    );
+    assert_eq!(r.findings[0].member.as_deref(), Some("model/weights.bin"));
+    // raw data that merely ends with b'.' is not mistaken for one
+    let r = scan_file_bytes(
+        &zip_stored("data/0", b"\x00\x01\x02.", false),
+        &policy(),
+        &limits,
+    );
+    assert!(r.is_ok(), "{:?}", r.findings);
     // a gzip inside a zip
     let r = scan_file_bytes(&zip_stored("x.gz", &gzip(evil), false), &policy(), &limits);
     assert_eq!(r.findings[0].member.as_deref(), Some("x.gz/(gzip)"));
@@ -361,4 +413,156 @@ fn real_joblib_files_are_read_as_joblib_load_reads_them() {
         "{:?}",
         r.findings
     );
+}
+
+/// Red-team F6: an index first stored far away (`LONG_BINPUT 5000`), then covered by the memo's
+/// dense growth and stored again, must count once, as in the loader; otherwise every later
+/// MEMOIZE lands one slot off and `GET 3` hides `builtins.getattr` from the scan.
+#[test]
+fn memo_far_index_covered_by_dense_growth_counts_once() {
+    let data = b"\x80\x04Nr\x88\x13\x00\x000Nr\xff\x0f\x00\x000Nr\x88\x13\x00\x000Nr\x03\x00\x00\x000cbuiltins\ngetattr\n\x940ctypes\nSimpleNamespace\n)R(\x8c\x07__new__j\x03\x00\x00\x00db.";
+    let report = scan(data, &policy(), &Limits::default());
+    assert!(
+        report.findings.iter().any(|f| f.rule == Rule::UnsafeGetattr
+            && f.global == Some(("builtins".into(), "getattr".into()))),
+        "{:?}",
+        messages(data)
+    );
+}
+
+mod memo_differential {
+    use super::*;
+    use brinery::value::Value;
+    use brinery::Pickle;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// One memo store: `None` is MEMOIZE, `Some(i)` is LONG_BINPUT i (BINPUT when small).
+    fn store() -> impl Strategy<Value = Option<u32>> {
+        prop_oneof![
+            Just(None),
+            (0u32..24).prop_map(Some),
+            (4085u32..4110).prop_map(Some),
+            (4990u32..5010).prop_map(Some),
+            (9000u32..9010).prop_map(Some),
+            (13_000u32..13_010).prop_map(Some),
+        ]
+    }
+
+    /// The stream: each store memoizes a distinct string `m<k>`; then every stored index is
+    /// fetched and used as the module of a STACK_GLOBAL, all in one list. The scan reports the
+    /// globals it resolves in order; the value reader and a plain map (CPython's memo: MEMOIZE
+    /// stores at the number of distinct indices) say what the loader fetches.
+    fn program(stores: &[Option<u32>]) -> (Vec<u8>, Vec<String>) {
+        let mut model: HashMap<u32, String> = HashMap::new();
+        let mut p = b"\x80\x04".to_vec();
+        for (k, s) in stores.iter().enumerate() {
+            let text = format!("m{k}");
+            p.extend(su(&text));
+            let idx = match s {
+                None => {
+                    p.push(0x94);
+                    model.len() as u32
+                }
+                Some(i) if *i < 256 => {
+                    p.extend([b'q', *i as u8]);
+                    *i
+                }
+                Some(i) => {
+                    p.push(b'r');
+                    p.extend(i.to_le_bytes());
+                    *i
+                }
+            };
+            model.insert(idx, text);
+            p.push(b'0');
+        }
+        let mut idxs: Vec<u32> = model.keys().copied().collect();
+        idxs.sort_unstable();
+        p.extend(b"](");
+        for i in &idxs {
+            p.push(b'j');
+            p.extend(i.to_le_bytes());
+            p.extend(su("n"));
+            p.push(0x93);
+        }
+        p.extend(b"e.");
+        (p, idxs.iter().map(|i| model[i].clone()).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn scan_memo_matches_the_loader(stores in proptest::collection::vec(store(), 1..40)) {
+            let (data, expected) = program(&stores);
+            let report = scan(&data, &Policy::default(), &Limits::default());
+            let scanned: Vec<String> = report.globals.iter().map(|g| g.module.clone()).collect();
+            prop_assert_eq!(&scanned, &expected);
+            let pickle = Pickle::from_slice(&data).expect("the value reader reads the stream");
+            let Some(Value::List(items)) = pickle.get(pickle.root()) else {
+                panic!("root is not a list");
+            };
+            let loaded: Vec<String> = items
+                .iter()
+                .map(|id| match pickle.get(*id) {
+                    Some(Value::Global(g)) => g.module.to_string(),
+                    other => panic!("not a global: {other:?}"),
+                })
+                .collect();
+            prop_assert_eq!(&loaded, &expected);
+        }
+    }
+}
+
+/// Red-team F14: `slice(slice(...))` nested through call results, with no MARK at all, is bounded
+/// (a million levels crash CPython when the object is freed).
+#[test]
+fn call_results_nested_too_deep_are_a_finding() {
+    let nested = |depth: usize| {
+        // callee memoized at 0; `depth` callees fetched, then the innermost argument tuple,
+        // then one REDUCE per level
+        let mut q = b"\x80\x04".to_vec();
+        q.extend(stack_global("builtins", "slice"));
+        q.extend(b"\x94");
+        q.extend(b"h\x00".repeat(depth - 1));
+        q.extend(b"N\x85R");
+        q.extend(b"\x85R".repeat(depth - 1));
+        q.push(b'.');
+        q
+    };
+    let report = scan(&nested(3000), &policy(), &Limits::default());
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.rule == Rule::LimitExceeded && f.message.contains("nested")),
+        "{:?}",
+        &report.findings[..report.findings.len().min(3)]
+    );
+    let ok = scan(&nested(3), &policy(), &Limits::default());
+    assert!(ok.is_ok(), "{:?}", ok.findings);
+}
+
+/// Red-team F8/F9: a long dotted name is refused by length before any quadratic work, and one
+/// name referenced many times through the memo is recorded at most `MAX_RECORDED` times.
+#[test]
+fn long_names_are_refused_and_repeated_names_stay_small() {
+    let name = "a.".repeat(40_000) + "a";
+    let mut p = b"\x80\x04".to_vec();
+    p.extend(b"\x8c\x08builtins");
+    p.push(b'X');
+    p.extend((name.len() as u32).to_le_bytes());
+    p.extend(name.as_bytes());
+    p.extend(b"\x93.");
+    let r = scan(&p, &policy(), &Limits::default());
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    assert_eq!(r.findings[0].rule, Rule::Malformed);
+    assert!(r.findings[0].message.contains("longer than the limit"));
+    // 200 000 references to one allowed name, all in one list
+    let mut q = b"\x80\x04\x8c\x0bcollections\x940\x8c\x0bOrderedDict\x940](".to_vec();
+    q.extend(b"h\x00h\x01\x93".repeat(200_000));
+    q.extend(b"e.");
+    let r = scan(&q, &policy(), &Limits::default());
+    assert!(r.is_ok(), "{:?}", &r.findings[..r.findings.len().min(3)]);
+    assert_eq!(r.globals.len(), brinery::scan::Report::MAX_RECORDED);
 }

@@ -178,7 +178,7 @@ pub(crate) fn load<'py>(
                 } else if let Some(guard) = cfg.guard {
                     guard.before(py, &op, &m.stack, &m.marks, m.proto, cfg.fix_imports)?;
                     m.step(&op)?;
-                    guard.after(&m.stack);
+                    guard.after(py, &op, &m.stack)?;
                     false
                 } else {
                     m.step(&op)?;

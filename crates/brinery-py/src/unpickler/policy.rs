@@ -6,18 +6,22 @@
 //! object the policy let through is remembered (by identity, kept alive) with its access, so
 //! REDUCE, NEWOBJ, NEWOBJ_EX, INST and OBJ may call only globals the policy marks callable, never
 //! the result of another call; BUILD and the container opcodes may not touch a global;
-//! `getattr` only as `getattr(<allowed global>, '<constant>')`; EXT codes and persistent ids are
-//! refused, and so is a repeated PROTO. A refusal raises `brinery.UnsafePickleError`.
+//! `getattr` only as `getattr(<allowed global>, '<constant>')` whose result is itself listed, and
+//! `getattr` itself never as a value (an item, an argument, a state); unpickle helpers that call
+//! their arguments get exactly the classes their rules name (`brinery::scan::helper_arguments`);
+//! BUILD applies only to objects this load created (a call result nothing else referenced), never
+//! to a cached or singleton object a factory returned; EXT codes and persistent ids are refused,
+//! and so is a repeated PROTO. A refusal raises `brinery.UnsafePickleError`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyString, PyTuple, PyType};
 
 use brinery::decode::{Arg, Op};
-use brinery::scan::{self as core, Access, Rule};
+use brinery::scan::{self as core, Access, ArgRule, Rule};
 use brinery::Opcode;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,17 +29,15 @@ enum Special {
     None,
     Getattr,
     CodecsEncode,
-    CallsFirstArgument,
+    /// An unpickle helper with argument rules (`core::helper_arguments`).
+    Helper,
 }
 
 fn special(module: &str, name: &str) -> Special {
     match (module, name) {
         ("builtins", "getattr") => Special::Getattr,
         ("_codecs", "encode") => Special::CodecsEncode,
-        ("copyreg", "_reconstructor" | "__newobj__" | "__newobj_ex__")
-        | ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
-            Special::CallsFirstArgument
-        }
+        _ if !core::helper_arguments(module, name).is_empty() => Special::Helper,
         _ => Special::None,
     }
 }
@@ -48,6 +50,14 @@ struct State {
     keep: Vec<Py<PyAny>>,
     /// What the opcode being executed pushes, registered by `after`.
     pending: Option<(Access, Special, String)>,
+    /// Addresses of the `builtins.getattr` objects loaded (checked wherever a value is used).
+    getattrs: Vec<usize>,
+    /// Call results that already existed (a cached or singleton object a factory returned,
+    /// which something else referenced when the call returned), kept alive so that no address
+    /// is reused: BUILD and the container opcodes may not modify them. Results nothing else
+    /// referenced were created by this load and are not tracked (no cost for the common case).
+    shared: HashSet<usize>,
+    results: Vec<Py<PyAny>>,
     seen_proto: bool,
 }
 
@@ -107,6 +117,9 @@ impl Guard {
         };
         let sp = special(&module, &name);
         let pair = Some((module.clone(), name.clone()));
+        if let Some(why) = core::name_out_of_bounds(&module, &name) {
+            return Err(Self::refuse(py, Rule::Malformed, op, None, why));
+        }
         let access = if sp == Special::Getattr {
             Access::Ref
         } else if let Some(why) = core::denied(&module, &name) {
@@ -172,6 +185,19 @@ impl Guard {
                 format!("{} calls a value that is not an allowed global", op.opcode),
             ));
         };
+        self.call_checked(py, op, access, sp, &name, args)
+    }
+
+    /// Check a call of the allowed global `name` (`module:qualname`) with `args`.
+    fn call_checked(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        access: Access,
+        sp: Special,
+        name: &str,
+        args: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let split = || {
             name.split_once(':')
                 .map(|(m, n)| (m.to_owned(), n.to_owned()))
@@ -215,8 +241,19 @@ impl Guard {
                         format!("getattr reaches {m}.{q}, which is never allowed: it {why}"),
                     ));
                 }
-                let access = self.policy.lookup(&m, &q).unwrap_or(Access::Ref);
-                self.state.borrow_mut().pending = Some((access, Special::None, format!("{m}:{q}")));
+                // The result must itself be listed: any other attribute of an allowed class
+                // (`DataFrame.query`, ...) could be handed to library code that calls it.
+                let Some(access) = self.policy.lookup(&m, &q) else {
+                    return Err(Self::refuse(
+                        py,
+                        Rule::DisallowedGlobal,
+                        op,
+                        Some((m.clone(), q.clone())),
+                        format!("getattr reaches {m}.{q}, which the policy does not allow"),
+                    ));
+                };
+                let sp = special(&m, &q);
+                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{q}")));
                 return Ok(());
             }
             _ if access != Access::Call => {
@@ -246,22 +283,285 @@ impl Guard {
                     ));
                 }
             }
-            Special::CallsFirstArgument => {
-                let first = args.as_ref().and_then(|t| t.get_item(0).ok());
-                if !first.is_some_and(|c| self.lookup(&c).is_some_and(|g| g.0 == Access::Call)) {
-                    return Err(Self::refuse(
-                        py,
-                        Rule::UnsafeArguments,
-                        op,
-                        split(),
-                        format!(
-                            "{} is given a class the policy does not allow to call",
-                            name.replace(':', ".")
-                        ),
-                    ));
+            Special::Helper => {
+                let (m, n) = split().unwrap_or_default();
+                for &(pos, rule) in core::helper_arguments(&m, &n) {
+                    let arg = match args.as_ref() {
+                        Some(t) if pos < t.len() => t.get_item(pos)?,
+                        Some(_) => continue, // the helper's default
+                        None => {
+                            return Err(Self::refuse(
+                                py,
+                                Rule::UnsafeArguments,
+                                op,
+                                split(),
+                                format!("{m}.{n} is called with arguments that are not a tuple"),
+                            ))
+                        }
+                    };
+                    let first = args.as_ref().and_then(|t| t.get_item(0).ok());
+                    if let Some(problem) = self.helper_argument(py, rule, &arg, first.as_ref())? {
+                        return Err(Self::refuse(
+                            py,
+                            Rule::UnsafeArguments,
+                            op,
+                            split(),
+                            format!("{m}.{n} is given {problem} as argument {pos}"),
+                        ));
+                    }
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Why `arg` breaks `rule`, or `None`. `first` is the helper's first argument (the class
+    /// `copyreg._reconstructor`'s `base` must be a base of).
+    fn helper_argument(
+        &self,
+        py: Python<'_>,
+        rule: ArgRule,
+        arg: &Bound<'_, PyAny>,
+        first: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<&'static str>> {
+        let global = self.lookup(arg);
+        let is_type = arg.is_instance_of::<PyType>();
+        let name_is = |want: &dyn Fn(&str, &str) -> bool| {
+            global
+                .as_ref()
+                .is_some_and(|g| g.2.split_once(':').is_some_and(|(m, n)| want(m, n)))
+        };
+        Ok(match rule {
+            ArgRule::AllowedClass => {
+                let ok = is_type && global.as_ref().is_some_and(|g| g.0 == Access::Call);
+                (!ok).then_some("something other than a class the policy allows to call")
+            }
+            ArgRule::DataOrAllowedClass => match &global {
+                Some(g) if g.0 == Access::Call => None,
+                Some(_) => Some("a global the policy allows only as a reference"),
+                None if is_type || arg.is_callable() => {
+                    Some("a class or callable that is not an allowed global")
+                }
+                None => None,
+            },
+            ArgRule::BuiltinBase => {
+                let builtins = py.import("builtins")?;
+                let mut ok = false;
+                for name in core::BUILTIN_BASES {
+                    if builtins.getattr(*name)?.is(arg) {
+                        ok = true;
+                        break;
+                    }
+                }
+                let sub = match first {
+                    Some(cls) if ok => cls
+                        .cast::<PyType>()
+                        .ok()
+                        .and_then(|c| c.is_subclass(arg).ok())
+                        .unwrap_or(false),
+                    _ => false,
+                };
+                (!sub).then_some(
+                    "a base other than builtins.object or a builtin type the class derives from",
+                )
+            }
+            ArgRule::TzfileClass => {
+                let ok =
+                    is_type && name_is(&|m, n| core::TZFILE_MODULES.contains(&m) && n == "tzfile");
+                (!ok).then_some("a class other than dateutil.tz.tzfile")
+            }
+            ArgRule::BitGeneratorCtor => {
+                let ok =
+                    name_is(&|m, n| m == "numpy.random._pickle" && n == "__bit_generator_ctor");
+                (!ok)
+                    .then_some("a constructor other than numpy.random._pickle.__bit_generator_ctor")
+            }
+        })
+    }
+
+    /// `builtins.getattr` may only be called directly (checked in `call`): used as a value (an
+    /// item, an argument, a state) it would be called by code the guard cannot see.
+    fn no_getattr_values(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        values: &[Bound<'_, PyAny>],
+    ) -> PyResult<()> {
+        let st = self.state.borrow();
+        if st.getattrs.is_empty() {
+            return Ok(());
+        }
+        if values
+            .iter()
+            .any(|v| st.getattrs.contains(&(v.as_ptr() as usize)))
+        {
+            drop(st);
+            return Err(Self::refuse(
+                py,
+                Rule::UnsafeGetattr,
+                op,
+                Some(("builtins".into(), "getattr".into())),
+                "builtins.getattr used as a value: getattr is allowed only as a direct call on an allowed global with a constant name".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// BUILD and the container opcodes may not modify an object a factory returned that
+    /// already existed (a cached instance, a singleton, an enum member); BUILD applies only to
+    /// objects this load created.
+    fn not_shared(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let Some(t) = target else { return Ok(()) };
+        let id = t.as_ptr() as usize;
+        let st = self.state.borrow();
+        let bad = st.shared.contains(&id);
+        drop(st);
+        if bad {
+            let what = if op.opcode == Opcode::BUILD {
+                "BUILD applied to an object this load did not create (a cached or shared object a call returned): it would change it for the whole process"
+            } else {
+                "container opcode applied to an object a call returned that already existed (a cached or shared object): it would change it for the whole process"
+            };
+            return Err(Self::refuse(
+                py,
+                Rule::GlobalMutation,
+                op,
+                None,
+                what.into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// BUILD on a numpy dtype or array: the state must have the shape numpy's own pickler
+    /// writes (red-team F10/F10b/F10c: `arraydescr_setstate` trusts the pickled flags, and
+    /// `array_setstate` an object array's item list, so other states crash the interpreter).
+    fn numpy_state(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let Ok(np) = py.import("sys")?.getattr("modules")?.get_item("numpy") else {
+            return Ok(()); // not loaded: the target cannot be a numpy object
+        };
+        let dtype_type = np.getattr("dtype")?;
+        let refuse = |what: &str| {
+            Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                None,
+                format!("BUILD state of a numpy {what} is not one numpy writes"),
+            ))
+        };
+        if target.is_instance(&dtype_type)? {
+            let Ok(t) = state.cast::<PyTuple>() else {
+                return refuse("dtype");
+            };
+            let version = t.get_item(0).ok().and_then(|v| v.extract::<i64>().ok());
+            let shape_ok = matches!((t.len(), version), (8, Some(3)) | (9, Some(4)));
+            if !shape_ok {
+                return refuse("dtype");
+            }
+            let order_ok = t
+                .get_item(1)?
+                .extract::<String>()
+                .is_ok_and(|o| matches!(o.as_str(), "<" | ">" | "|" | "="));
+            let sub = t.get_item(2)?;
+            let sub_ok = sub.is_none() || sub.cast::<PyTuple>().is_ok();
+            let Ok(flags) = t.get_item(7)?.extract::<i64>() else {
+                return refuse("dtype");
+            };
+            let fields = t.get_item(4)?;
+            let flags_ok = if fields.is_none() && sub.is_none() {
+                flags == target.getattr("flags")?.extract::<i64>()?
+            } else {
+                // a structured or subarray dtype: the object-related flags must be those of
+                // its parts, and never the pointer / getitem / setitem ones
+                let mut ok = true;
+                let mut dtypes = Vec::new();
+                if let Ok(d) = fields.cast::<pyo3::types::PyDict>() {
+                    for (_, v) in d.iter() {
+                        match v.cast::<PyTuple>().ok().and_then(|t| t.get_item(0).ok()) {
+                            Some(fd) => dtypes.push(fd),
+                            None => ok = false,
+                        }
+                    }
+                } else if !fields.is_none() {
+                    ok = false;
+                }
+                if let Ok(st) = sub.cast::<PyTuple>() {
+                    match st.get_item(0) {
+                        Ok(sd) => dtypes.push(sd),
+                        Err(_) => ok = false,
+                    }
+                }
+                let mut parts = 0i64;
+                for d in &dtypes {
+                    if d.is_instance(&dtype_type)? {
+                        parts |= d.getattr("flags")?.extract::<i64>()?;
+                    } else {
+                        ok = false;
+                    }
+                }
+                ok && flags & 0x0b == parts & 0x0b && flags & 0x64 == 0
+            };
+            if !(order_ok && sub_ok && flags_ok) {
+                return refuse("dtype");
+            }
+        } else if target.is_instance(&np.getattr("ndarray")?)? {
+            let setstate = target.get_type().getattr("__setstate__")?;
+            let plain = setstate.is(&np.getattr("ndarray")?.getattr("__setstate__")?);
+            // numpy.ma's MaskedArray.__setstate__ takes (1, shape, dtype, fortran, data, mask,
+            // fill) and passes the first five on to ndarray's
+            let masked = match py
+                .import("sys")?
+                .getattr("modules")?
+                .get_item("numpy.ma.core")
+            {
+                Ok(ma) => setstate.is(&ma.getattr("MaskedArray")?.getattr("__setstate__")?),
+                Err(_) => false,
+            };
+            if !(plain || masked) {
+                return Ok(()); // another subclass's own __setstate__
+            }
+            let Ok(t) = state.cast::<PyTuple>() else {
+                return refuse("array");
+            };
+            let want = if plain { 5 } else { 7 };
+            if t.len() != want || t.get_item(0)?.extract::<i64>().ok() != Some(1) {
+                return refuse("array");
+            }
+            let dtype = t.get_item(2)?;
+            if !dtype.is_instance(&dtype_type)? {
+                return refuse("array");
+            }
+            let Ok(shape) = t.get_item(1)?.extract::<Vec<i64>>() else {
+                return refuse("array");
+            };
+            if shape.iter().any(|&n| n < 0) {
+                return refuse("array");
+            }
+            let count = shape.iter().try_fold(1i64, |acc, &n| acc.checked_mul(n));
+            let data = t.get_item(4)?;
+            if dtype.getattr("hasobject")?.is_truthy()? {
+                let ok = data
+                    .cast::<pyo3::types::PyList>()
+                    .is_ok_and(|l| Some(l.len() as i64) == count);
+                if !ok {
+                    return refuse("object array");
+                }
+            } else if data.cast::<pyo3::types::PyList>().is_ok() {
+                return refuse("array");
+            }
         }
         Ok(())
     }
@@ -306,6 +606,23 @@ impl Guard {
                 .and_then(|&m| m.checked_sub(1))
                 .and_then(|i| stack.get(i))
         };
+        // Values used as data by this opcode: never builtins.getattr.
+        let consumed: &[Bound<'_, PyAny>] = {
+            let n = stack.len();
+            let mark = marks.last().copied().unwrap_or(0).min(n);
+            let top = |k: usize| &stack[n.saturating_sub(k)..];
+            match op.opcode {
+                TUPLE | LIST | FROZENSET | DICT | APPENDS | SETITEMS | ADDITEMS | INST => {
+                    &stack[mark..]
+                }
+                OBJ => &stack[(mark + 1).min(n)..],
+                TUPLE1 | APPEND | BUILD | REDUCE | NEWOBJ => top(1),
+                TUPLE2 | SETITEM | NEWOBJ_EX => top(2),
+                TUPLE3 => top(3),
+                _ => &[],
+            }
+        };
+        self.no_getattr_values(py, op, consumed)?;
         match op.opcode {
             GLOBAL | INST => {
                 let Arg::TwoLines(m, n) = op.arg else {
@@ -313,16 +630,17 @@ impl Guard {
                 };
                 let (m, n) = (String::from_utf8_lossy(m), String::from_utf8_lossy(n));
                 let (access, sp) = self.global(py, op, &m, &n, proto, fix_imports)?;
-                if op.opcode == INST && access != Access::Call {
-                    return Err(Self::refuse(
+                if op.opcode == INST {
+                    let mark = marks.last().copied().unwrap_or(0).min(stack.len());
+                    let args = PyTuple::new(py, &stack[mark..])?;
+                    self.call_checked(
                         py,
-                        Rule::RefOnlyCalled,
                         op,
-                        Some((m.to_string(), n.to_string())),
-                        format!(
-                            "global {m}.{n} is called but the policy allows it only as a reference"
-                        ),
-                    ));
+                        access,
+                        sp,
+                        &format!("{m}:{n}"),
+                        Some(args.as_any()),
+                    )?;
                 }
                 if op.opcode == GLOBAL {
                     self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}")));
@@ -354,13 +672,28 @@ impl Guard {
                 }
             }
             OBJ => {
-                if let Some(cls) = marks.last().and_then(|&m| stack.get(m)) {
-                    self.call(py, op, cls, None)?;
+                if let Some(&mark) = marks.last() {
+                    if let Some(cls) = stack.get(mark) {
+                        let args = PyTuple::new(py, &stack[mark + 1..])?;
+                        self.call(py, op, cls, Some(args.as_any()))?;
+                    }
                 }
             }
-            BUILD | APPEND => self.not_global(py, op, at(2))?,
-            SETITEM => self.not_global(py, op, at(3))?,
-            APPENDS | SETITEMS | ADDITEMS => self.not_global(py, op, below_mark())?,
+            BUILD | APPEND => {
+                self.not_global(py, op, at(2))?;
+                self.not_shared(py, op, at(2))?;
+                if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
+                    self.numpy_state(py, op, target, state)?;
+                }
+            }
+            SETITEM => {
+                self.not_global(py, op, at(3))?;
+                self.not_shared(py, op, at(3))?;
+            }
+            APPENDS | SETITEMS | ADDITEMS => {
+                self.not_global(py, op, below_mark())?;
+                self.not_shared(py, op, below_mark())?;
+            }
             EXT1 | EXT2 | EXT4 => {
                 return Err(Self::refuse(
                     py,
@@ -399,15 +732,55 @@ impl Guard {
         Ok(())
     }
 
-    /// Called after the machine ran `op`: registers the global it pushed.
-    pub(crate) fn after(&self, stack: &[Bound<'_, PyAny>]) {
+    /// Called after the machine ran `op`: registers the global it pushed, and whether a call
+    /// result is new (only the stack refers to it: this load created it) or shared (something
+    /// else already held it: a cache, a singleton, an enum member).
+    pub(crate) fn after(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        stack: &[Bound<'_, PyAny>],
+    ) -> PyResult<()> {
+        use Opcode::*;
         let mut st = self.state.borrow_mut();
-        let Some((access, sp, name)) = st.pending.take() else {
-            return;
+        let Some(top) = stack.last() else {
+            st.pending = None;
+            return Ok(());
         };
-        if let Some(top) = stack.last() {
-            st.globals.insert(top.as_ptr() as usize, (access, sp, name));
+        if let Some((access, sp, name)) = st.pending.take() {
+            // A callable entry must resolve to a callable: a module global rebound to data (a
+            // string, a dict) is not what the policy allowed (red-team F6).
+            if access == Access::Call && !top.is_callable() {
+                drop(st);
+                return Err(Self::refuse(
+                    py,
+                    Rule::DisallowedGlobal,
+                    op,
+                    name.split_once(':')
+                        .map(|(m, n)| (m.to_owned(), n.to_owned())),
+                    format!(
+                        "global {} does not resolve to a callable, as the policy's entry does",
+                        name.replace(':', ".")
+                    ),
+                ));
+            }
+            let id = top.as_ptr() as usize;
+            if sp == Special::Getattr {
+                st.getattrs.push(id);
+            }
+            st.globals.insert(id, (access, sp, name));
             st.keep.push(top.clone().unbind());
+            return Ok(());
         }
+        if matches!(op.opcode, REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ) {
+            let id = top.as_ptr() as usize;
+            // SAFETY: `top` is a live object (the stack holds it); reading its reference count
+            // has no other effect.
+            let refs = unsafe { pyo3::ffi::Py_REFCNT(top.as_ptr()) };
+            if refs > 1 && st.shared.insert(id) {
+                st.results.push(top.clone().unbind());
+            }
+        }
+        Ok(())
     }
 }

@@ -6,25 +6,109 @@ use super::policy::Access;
 use super::rule::Rule;
 use crate::decode::Op;
 
+/// What an unpickle helper requires of one of its arguments (see [`helper_arguments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgRule {
+    /// A class the policy allows to call, given as that global itself: never an instance, a call
+    /// result or a reference-only name (the helper calls it, or attributes of it).
+    AllowedClass,
+    /// `copyreg._reconstructor`'s `base`: `builtins.object` or one of the builtin types CPython's
+    /// pickler writes there (a base of `cls`; the load-time guard checks that too).
+    BuiltinBase,
+    /// `dateutil.tz._tzfile._unpickle`'s `cls`: `dateutil`'s `tzfile` class and nothing else.
+    TzfileClass,
+    /// Exactly `numpy.random._pickle.__bit_generator_ctor` (the helper calls it).
+    BitGeneratorCtor,
+    /// Data, or (when it is a global) a class the policy allows to call: the helper calls a
+    /// class it is given.
+    DataOrAllowedClass,
+}
+
+/// The builtin types `copyreg._reconstructor` may be given as `base`.
+pub const BUILTIN_BASES: &[&str] = &[
+    "object",
+    "int",
+    "float",
+    "complex",
+    "str",
+    "bytes",
+    "bytearray",
+    "list",
+    "tuple",
+    "dict",
+    "set",
+    "frozenset",
+    "bool",
+];
+
+/// The modules where `dateutil`'s `tzfile` class lives (and may be named from).
+pub const TZFILE_MODULES: &[&str] = &["dateutil.tz", "dateutil.tz.tz", "dateutil.tz._tzfile"];
+
+/// The argument rules of an unpickle helper: the helpers in the profiles that call (or call
+/// attributes of) some of their arguments, with the positions (0-based) that must be an allowed
+/// class or an exact helper. Allowed library code like `_new_IntervalIndex(cls, d)` does
+/// `cls.from_arrays(**d)`: given any object with attributes (a `SimpleNamespace`, an estimator
+/// whose state set `from_arrays`), it would call whatever that object holds.
+pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)] {
+    use ArgRule::*;
+    match (module, name) {
+        ("copyreg", "_reconstructor") => &[(0, AllowedClass), (1, BuiltinBase)],
+        ("copyreg", "__newobj__" | "__newobj_ex__") => &[(0, AllowedClass)],
+        ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
+            &[(0, AllowedClass)]
+        }
+        ("numpy.ma.core", "_mareconstruct") => &[(0, AllowedClass), (1, AllowedClass)],
+        ("numpy.random._pickle", "__generator_ctor" | "__randomstate_ctor") => {
+            &[(0, DataOrAllowedClass), (1, BitGeneratorCtor)]
+        }
+        ("numpy.random._pickle", "__bit_generator_ctor") => &[(0, DataOrAllowedClass)],
+        ("dateutil.tz._tzfile" | "dateutil.tz.tz" | "dateutil.tz", "_unpickle") => {
+            &[(0, TzfileClass)]
+        }
+        (m, n) if m.starts_with("pandas.") && n.starts_with("_new_") && n.ends_with("Index") => {
+            &[(0, AllowedClass)]
+        }
+        _ => &[],
+    }
+}
+
+/// Allowed callables that return an object which already exists (a cached instance, a singleton,
+/// an enum member): BUILD on their result would change it for the whole process (red-team F4).
+/// The load-time guard catches every such case by reference count; the scan names the known ones.
+pub(crate) fn returns_shared(module: &str, name: &str) -> bool {
+    matches!(
+        (module, name),
+        (
+            "dateutil.tz" | "dateutil.tz.tz",
+            "tzoffset" | "tzutc" | "tzstr" | "tzlocal"
+        ) | ("pytz", "_p" | "timezone" | "utc" | "UTC")
+            | ("uuid", "SafeUUID")
+            | ("pandas._libs.lib", "_NoDefault")
+            | ("datetime", "timezone")
+    )
+}
+
 /// The special role of `module.name`, if any.
 pub(crate) fn special(module: &str, name: &str) -> Special {
     match (module, name) {
         ("builtins", "getattr") => Special::Getattr,
         ("_codecs", "encode") => Special::CodecsEncode,
-        ("copyreg", "_reconstructor" | "__newobj__" | "__newobj_ex__")
-        | ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
-            Special::CallsFirstArgument
-        }
         ("numpy", "dtype") => Special::NumpyDtype,
         ("joblib.numpy_pickle" | "sklearn.externals.joblib.numpy_pickle", "NumpyArrayWrapper") => {
             Special::JoblibWrapper
         }
+        _ if !helper_arguments(module, name).is_empty() => Special::Helper,
         _ => Special::None,
     }
 }
 
 /// Why the arguments make an allowed call unsafe, or `None`.
-pub(crate) fn check_arguments(m: &Machine<'_, '_>, special: Special, args: Sym) -> Option<String> {
+pub(crate) fn check_arguments(
+    m: &Machine<'_, '_>,
+    gid: u32,
+    special: Special,
+    args: Sym,
+) -> Option<String> {
     match special {
         Special::CodecsEncode => {
             // `_codecs.encode('text', 'latin1')`: how protocols 0–2 write bytes. Anything else
@@ -44,23 +128,84 @@ pub(crate) fn check_arguments(m: &Machine<'_, '_>, special: Special, args: Sym) 
                 "is called with other than a constant string and a plain text encoding".to_owned()
             })
         }
-        Special::CallsFirstArgument => {
-            let first = m.items_of(args).and_then(|items| items.first().copied());
-            match first {
-                Some(Sym::Global(g)) => {
-                    let (access, flagged) = m.global_info(g);
-                    // A flagged global already has its own finding.
-                    (!flagged && access != Some(Access::Call)).then(|| {
-                        "is given a class the policy allows only as a reference: it would call it".to_owned()
-                    })
+        Special::Helper => {
+            let (module, name) = m.global_names(gid);
+            let items = m.items_of(args);
+            for &(pos, rule) in helper_arguments(module, name) {
+                let arg = match items {
+                    Some(items) => items.get(pos).copied(),
+                    // a tuple of inert data only (or one too large to record)
+                    None if matches!(args, Sym::Data | Sym::Ints(_) | Sym::Deep(_)) => {
+                        Some(Sym::Data)
+                    }
+                    None => Some(Sym::Unknown),
+                };
+                let Some(arg) = arg else { continue }; // the helper's default
+                if let Some(problem) = check_helper_argument(m, rule, arg) {
+                    return Some(format!("is given {problem} as argument {pos}"));
                 }
-                _ => Some(
-                    "is given a first argument that is not a global class: it would call it"
-                        .to_owned(),
-                ),
             }
+            None
         }
         _ => None,
+    }
+}
+
+/// Why `arg` breaks `rule`, or `None`.
+fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option<String> {
+    let global = |s: Sym| match s {
+        Sym::Global(g) => Some(g),
+        _ => None,
+    };
+    match rule {
+        ArgRule::AllowedClass | ArgRule::DataOrAllowedClass => match arg {
+            Sym::Global(g) => {
+                let (access, flagged) = m.global_info(g);
+                // A flagged global already has its own finding.
+                (!flagged && access != Some(Access::Call)).then(|| {
+                    "a class the policy allows only as a reference (the helper would call it)"
+                        .to_owned()
+                })
+            }
+            Sym::Data | Sym::Int(_) | Sym::Ints(_) | Sym::Str { .. } | Sym::Text
+                if rule == ArgRule::DataOrAllowedClass =>
+            {
+                None
+            }
+            Sym::Result(_) | Sym::Dict(_) | Sym::Tuple(..) | Sym::Deep(_)
+                if rule == ArgRule::DataOrAllowedClass =>
+            {
+                None
+            }
+            _ => Some(
+                "something other than an allowed class global (the helper would call it or its attributes)"
+                    .to_owned(),
+            ),
+        },
+        ArgRule::BuiltinBase => {
+            let ok = global(arg).is_some_and(|g| {
+                let (module, name) = m.global_names(g);
+                module == "builtins" && BUILTIN_BASES.contains(&name)
+            });
+            (!ok).then(|| {
+                "a base other than builtins.object or a builtin type (it would call base.__new__ and base.__init__)".to_owned()
+            })
+        }
+        ArgRule::TzfileClass => {
+            let ok = global(arg).is_some_and(|g| {
+                let (module, name) = m.global_names(g);
+                TZFILE_MODULES.contains(&module) && name == "tzfile"
+            });
+            (!ok).then(|| "a class other than dateutil.tz.tzfile".to_owned())
+        }
+        ArgRule::BitGeneratorCtor => {
+            let ok = global(arg).is_some_and(|g| {
+                m.global_names(g) == ("numpy.random._pickle", "__bit_generator_ctor")
+            });
+            (!ok).then(|| {
+                "a constructor other than numpy.random._pickle.__bit_generator_ctor (the helper calls it)".to_owned()
+            })
+        }
     }
 }
 

@@ -328,10 +328,25 @@ impl Walker<'_> {
             let starts_like_pickle = bytes.len() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5;
             if ContainerKind::detect(bytes).is_some() {
                 self.walk(bytes, Some(&name), depth + 1);
-            } else if starts_like_pickle || pickle_name {
+            } else if starts_like_pickle || pickle_name || self.is_pickle(bytes) {
                 self.pickle(bytes, Some(&name));
             }
         }
+    }
+}
+
+impl Walker<'_> {
+    /// Whether a member of any name holds a protocol 0/1 pickle (no PROTO to recognise it by):
+    /// it starts with an opcode, ends with STOP and scans without a structural finding (red-team
+    /// F16: containers are detected by content, not by file name).
+    fn is_pickle(&self, bytes: &[u8]) -> bool {
+        bytes.len() >= 2
+            && crate::Opcode::from_byte(bytes[0]).is_some()
+            && bytes[bytes.len() - 1] == crate::Opcode::STOP.byte()
+            && !super::scan(bytes, self.policy, self.limits)
+                .findings
+                .iter()
+                .any(|f| f.rule.is_structural())
     }
 }
 

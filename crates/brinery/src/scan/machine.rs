@@ -23,6 +23,10 @@ use crate::Limits;
 const MAX_FINDINGS: usize = 1000;
 /// How deeply pickles nested in bytes constants are scanned.
 const MAX_NESTING: u32 = 4;
+/// How deeply call results may nest inside each other's arguments (red-team F14: a million
+/// nested `slice(slice(...))` crash CPython when freed, whose `slice_dealloc` recurses). Real
+/// pickles nest a few dozen levels at most; `Limits::max_depth` applies when smaller.
+const MAX_CALL_DEPTH: usize = 2000;
 /// Items recorded per tuple / entries per dict (larger ones are plain data).
 const SMALL_TUPLE: usize = 8;
 const SMALL_DICT: usize = 16;
@@ -54,6 +58,8 @@ pub(crate) enum Sym {
     Dict(u32),
     /// What the scan cannot know (after a structural error, an EXT or a persistent id).
     Unknown,
+    /// Inert data (a large tuple) holding call results nested this deep.
+    Deep(u32),
 }
 
 /// What a global is, beyond its policy verdict: the few that the call rules treat specially.
@@ -64,9 +70,10 @@ pub(crate) enum Special {
     Getattr,
     /// `_codecs.encode`: how protocol 0–2 pickles write bytes; only with constant strings.
     CodecsEncode,
-    /// Constructor helpers that call their first argument (`copyreg._reconstructor`,
-    /// `copyreg.__newobj__`, numpy's `_reconstruct`): it must be a callable global.
-    CallsFirstArgument,
+    /// Unpickle helpers that call their class arguments or attributes of them
+    /// (`copyreg._reconstructor`, numpy's `_reconstruct`, pandas' `_new_*Index`, ...): see
+    /// `calls::helper_arguments`.
+    Helper,
     /// `numpy.dtype`: its first argument names the item type (for joblib arrays).
     NumpyDtype,
     /// `joblib.numpy_pickle.NumpyArrayWrapper`: raw array bytes follow its BUILD in joblib files.
@@ -86,6 +93,8 @@ pub(crate) struct GlobalInfo {
 #[derive(Debug)]
 struct CallInfo<'a> {
     callee: Option<u32>,
+    /// How deeply call results nest in this one (1 + the deepest in its arguments).
+    depth: u32,
     /// The first argument, when it is a constant string (a dtype code).
     first_str: Option<&'a [u8]>,
 }
@@ -115,6 +124,10 @@ pub(crate) struct Machine<'a, 'r> {
     tuples: Vec<Sym>,
     dicts: Vec<Vec<(&'a [u8], Sym)>>,
     globals: Vec<GlobalInfo>,
+    /// Clean globals already resolved, by (module, name): a name referenced again reuses its
+    /// entry instead of another copy (red-team F9: memo GETs of one long name, referenced
+    /// thousands of times).
+    interned: HashMap<(String, String), u32>,
     calls: Vec<CallInfo<'a>>,
     proto: u8,
     seen_proto: bool,
@@ -156,6 +169,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             tuples: Vec::new(),
             dicts: Vec::new(),
             globals: Vec::new(),
+            interned: HashMap::new(),
             calls: Vec::new(),
             proto: 0,
             seen_proto: false,
@@ -223,6 +237,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         self.tuples.clear();
         self.dicts.clear();
         self.globals.clear();
+        self.interned.clear();
         self.calls.clear();
         self.proto = 0;
         self.seen_proto = false;
@@ -479,7 +494,12 @@ impl<'a, 'r> Machine<'a, 'r> {
             || items.len() > SMALL_TUPLE
             || self.tuples.len() > u32::MAX as usize / 2
         {
-            return Sym::Data;
+            let depth = items.iter().map(|s| self.depth(*s)).max().unwrap_or(0);
+            return if depth > 0 {
+                Sym::Deep(depth)
+            } else {
+                Sym::Data
+            };
         }
         if !items.iter().any(|s| !matches!(s, Sym::Data)) {
             return Sym::Data;
@@ -487,6 +507,29 @@ impl<'a, 'r> Machine<'a, 'r> {
         let at = self.tuples.len() as u32;
         self.tuples.extend_from_slice(items);
         Sym::Tuple(at, items.len() as u32)
+    }
+
+    /// How deeply call results nest in `sym` (a tuple's items are looked at one level down).
+    fn depth(&self, sym: Sym) -> u32 {
+        match sym {
+            Sym::Result(cid) => self.calls[cid as usize].depth,
+            Sym::Deep(d) => d,
+            Sym::Tuple(..) => self
+                .tuple_items(sym)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|s| match s {
+                            Sym::Result(c) => self.calls[*c as usize].depth,
+                            Sym::Deep(d) => *d,
+                            _ => 0,
+                        })
+                        .max()
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0),
+            _ => 0,
+        }
     }
 
     fn tuple_items(&self, sym: Sym) -> Option<&[Sym]> {
@@ -519,16 +562,32 @@ impl<'a, 'r> Machine<'a, 'r> {
     // Memo
     // ---------------------------------------------------------------------------------------
 
+    /// The memo slot of `idx`, if stored. An index lives either in the dense vector or in
+    /// `memo_far`, never both (see `memo_put`).
+    #[inline]
+    fn memo_slot(&self, idx: u64) -> Option<Sym> {
+        match self.memo.get(idx as usize) {
+            Some(slot) => *slot,
+            None => self.memo_far.get(&idx).copied(),
+        }
+    }
+
+    /// Store the top of the stack at `idx`, counting entries exactly as the loaders do
+    /// (`_pickle.c`'s `memo_len`, which MEMOIZE uses as its index): a new index adds one, a
+    /// replaced one does not. The dense vector grows only while no far entry exists, so an index
+    /// is never stored in both places (which would count it twice and shift every later
+    /// MEMOIZE away from the loader's).
     #[inline]
     fn memo_put(&mut self, idx: u64, op: &Op<'_>) {
         let value = self.top(op);
-        // The common case: the next index (MEMOIZE, or PUT as picklers number them).
-        if idx == self.memo.len() as u64 && self.memo_count < self.limits.max_memo() {
-            self.memo.push(Some(value));
-            self.memo_count += 1;
+        if let Some(slot) = self.memo.get_mut(idx as usize) {
+            if slot.replace(value).is_none() {
+                self.memo_count += 1;
+            }
             return;
         }
-        if self.memo_count >= self.limits.max_memo() {
+        let exists = self.memo_far.contains_key(&idx);
+        if !exists && self.memo_count >= self.limits.max_memo() {
             let msg = format!(
                 "memo limit of {} exceeded at byte {} ({})",
                 self.limits.max_memo(),
@@ -545,25 +604,17 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.stopped = true;
             return;
         }
-        let len = self.memo.len() as u64;
-        let new = if idx < len {
-            self.memo[idx as usize].replace(value).is_none()
-        } else if idx < len + 4096 {
+        if self.memo_far.is_empty() && idx <= 2 * self.memo_count + 4096 {
             self.memo.resize(idx as usize + 1, None);
             self.memo[idx as usize] = Some(value);
-            true
         } else {
-            self.memo_far.insert(idx, value).is_none()
-        };
-        self.memo_count += new as u64;
+            self.memo_far.insert(idx, value);
+        }
+        self.memo_count += (!exists) as u64;
     }
 
     fn memo_get(&mut self, idx: u64, op: &Op<'_>) {
-        let got = match self.memo.get(idx as usize) {
-            Some(Some(v)) => Some(*v),
-            _ => self.memo_far.get(&idx).copied(),
-        };
-        match got {
+        match self.memo_slot(idx) {
             Some(v) => self.stack.push(v),
             None => {
                 let msg = format!("memo index {idx} was never stored");
@@ -997,8 +1048,12 @@ impl<'a, 'r> Machine<'a, 'r> {
                 self.report.findings.push(f);
             }
         }
-        self.report.globals.extend(inner.globals);
-        self.report.calls.extend(inner.calls);
+        let room = Report::MAX_RECORDED.saturating_sub(self.report.globals.len());
+        self.report
+            .globals
+            .extend(inner.globals.into_iter().take(room));
+        let room = Report::MAX_RECORDED.saturating_sub(self.report.calls.len());
+        self.report.calls.extend(inner.calls.into_iter().take(room));
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1046,6 +1101,14 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// Resolve a global as the loader would (Python 2 names mapped below protocol 3), check it
     /// against the deny-list and the policy, and record it.
     fn global(&mut self, op: &Op<'_>, module: &str, name: &str) -> Sym {
+        if let Some(why) = super::name_out_of_bounds(module, name) {
+            self.structural(Rule::Malformed, op, &why);
+            return Sym::Unknown;
+        }
+        if let Some(&gid) = self.interned.get(&(module.to_owned(), name.to_owned())) {
+            self.record_global_ref(op, gid);
+            return Sym::Global(gid);
+        }
         let (module, name) = match (self.proto < 3)
             .then(|| crate::encode::python3_name(module, name))
             .flatten()
@@ -1053,13 +1116,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             Some((m, n)) => (m.to_owned(), n.unwrap_or(name).to_owned()),
             None => (module.to_owned(), name.to_owned()),
         };
-        self.report.globals.push(GlobalRef {
-            offset: op.offset as u64,
-            opcode: op.opcode,
-            module: module.clone(),
-            name: name.clone(),
-            member: self.member.map(str::to_owned),
-        });
+        self.push_global_ref(op, &module, &name);
         let special = super::calls::special(&module, &name);
         let mut flagged = false;
         let mut access = None;
@@ -1110,7 +1167,38 @@ impl<'a, 'r> Machine<'a, 'r> {
                 flagged = true;
             }
         }
-        self.push_global(module, name, access, flagged, special)
+        let raw = (self.proto >= 3 || crate::encode::python3_name(&module, &name).is_none())
+            .then(|| (module.clone(), name.clone()));
+        let sym = self.push_global(module, name, access, flagged, special);
+        if let (Sym::Global(gid), false, Some(key)) = (sym, flagged, raw) {
+            self.interned.insert(key, gid);
+        }
+        sym
+    }
+
+    fn push_global_ref(&mut self, op: &Op<'_>, module: &str, name: &str) {
+        if self.report.globals.len() < Report::MAX_RECORDED {
+            self.report.globals.push(GlobalRef {
+                offset: op.offset as u64,
+                opcode: op.opcode,
+                module: module.to_owned(),
+                name: name.to_owned(),
+                member: self.member.map(str::to_owned),
+            });
+        }
+    }
+
+    fn record_global_ref(&mut self, op: &Op<'_>, gid: u32) {
+        if self.report.globals.len() < Report::MAX_RECORDED {
+            let (module, name) = self.global_pair(gid);
+            self.report.globals.push(GlobalRef {
+                offset: op.offset as u64,
+                opcode: op.opcode,
+                module,
+                name,
+                member: self.member.map(str::to_owned),
+            });
+        }
     }
 
     /// The first step of a dotted name's attribute chain that the policy does not list.
@@ -1143,6 +1231,9 @@ impl<'a, 'r> Machine<'a, 'r> {
     // ---------------------------------------------------------------------------------------
 
     fn record_call(&mut self, op: &Op<'_>, callee: Option<u32>) {
+        if self.report.calls.len() >= Report::MAX_RECORDED {
+            return;
+        }
         let callee_pair = callee.map(|g| self.global_pair(g));
         self.report.calls.push(CallSite {
             offset: op.offset as u64,
@@ -1195,7 +1286,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 msg,
             );
         }
-        if let Some(problem) = super::calls::check_arguments(self, special, args) {
+        if let Some(problem) = super::calls::check_arguments(self, gid, special, args) {
             let pair = self.global_pair(gid);
             let msg = format!(
                 "{}.{} {problem} at byte {} ({})",
@@ -1213,21 +1304,41 @@ impl<'a, 'r> Machine<'a, 'r> {
             .tuple_items(args)
             .and_then(|items| items.first().copied())
             .and_then(|s| self.str_bytes(s));
+        let depth = self.depth(args).saturating_add(1);
+        if depth as usize > MAX_CALL_DEPTH.min(self.limits.max_depth()) {
+            let msg = format!(
+                "call results nested {depth} deep exceed the nesting limit of {} (freeing such an object can crash the interpreter) at byte {} ({})",
+                MAX_CALL_DEPTH.min(self.limits.max_depth()),
+                op.offset,
+                op.opcode
+            );
+            self.finding(
+                Rule::LimitExceeded,
+                op.offset as u64,
+                Some(op.opcode),
+                None,
+                msg,
+            );
+            self.stopped = true;
+        }
         self.calls.push(CallInfo {
             callee: Some(gid),
+            depth,
             first_str,
         });
         Sym::Result(self.calls.len() as u32 - 1)
     }
 
     /// `getattr(obj, name)`: allowed only for an allowed global and a constant name; the result
-    /// is the global `module.qualname.name`, which may be referenced unless denied and called
-    /// only if the policy lists it.
+    /// is the global `module.qualname.name`, which must itself be listed by the policy (as a
+    /// reference, or callable) and not denied.
     fn getattr(&mut self, op: &Op<'_>, gid: u32, args: Sym) -> Sym {
         let items = self.tuple_items(args).map(<[Sym]>::to_vec);
         let target = match items.as_deref() {
             Some([Sym::Global(obj), attr @ Sym::Str { .. }]) => {
-                let attr = self.text(*attr);
+                let attr = self
+                    .text(*attr)
+                    .filter(|a| a.len() <= super::MAX_NAME_LEN && !a.contains('.'));
                 let obj = &self.globals[*obj as usize];
                 match attr {
                     Some(attr)
@@ -1257,13 +1368,11 @@ impl<'a, 'r> Machine<'a, 'r> {
             );
             return Sym::Unknown;
         };
-        self.report.globals.push(GlobalRef {
-            offset: op.offset as u64,
-            opcode: op.opcode,
-            module: module.clone(),
-            name: name.clone(),
-            member: self.member.map(str::to_owned),
-        });
+        if let Some(why) = super::name_out_of_bounds(&module, &name) {
+            self.structural(Rule::Malformed, op, &why);
+            return Sym::Unknown;
+        }
+        self.push_global_ref(op, &module, &name);
         if let Some(why) = super::deny::denied(&module, &name) {
             let msg = format!(
                 "getattr reaches {module}.{name}, which is never allowed: it {why} at byte {} ({})",
@@ -1278,15 +1387,35 @@ impl<'a, 'r> Machine<'a, 'r> {
             );
             return self.push_global(module, name, None, true, Special::None);
         }
-        // An attribute of an allowed global may be used as a value (an enum member); calling it
-        // needs its own entry.
-        let access = self.policy.lookup(&module, &name).max(Some(Access::Ref));
+        // The attribute must itself be listed (an enum member as `ref`, a classmethod as `call`):
+        // any other attribute of an allowed class (`DataFrame.query`, `to_clipboard`, ...) could
+        // be handed to library code that calls it.
+        let Some(access) = self.policy.lookup(&module, &name) else {
+            let msg = format!(
+                "getattr reaches {module}.{name}, which the policy does not allow at byte {} ({})",
+                op.offset, op.opcode
+            );
+            self.finding(
+                Rule::DisallowedGlobal,
+                op.offset as u64,
+                Some(op.opcode),
+                Some((module.clone(), name.clone())),
+                msg,
+            );
+            return self.push_global(module, name, None, true, Special::None);
+        };
+        let access = Some(access);
         let special = super::calls::special(&module, &name);
         self.push_global(module, name, access, false, special)
     }
 
     pub(crate) fn items_of(&self, sym: Sym) -> Option<&[Sym]> {
         self.tuple_items(sym)
+    }
+
+    pub(crate) fn global_names(&self, gid: u32) -> (&str, &str) {
+        let g = &self.globals[gid as usize];
+        (&g.module, &g.name)
     }
 
     pub(crate) fn global_info(&self, gid: u32) -> (Option<Access>, bool) {
@@ -1304,6 +1433,36 @@ impl<'a, 'r> Machine<'a, 'r> {
             Sym::Result(cid) => {
                 let callee = self.calls[cid as usize].callee;
                 self.record_call(op, callee);
+                if let Some(g) = callee {
+                    let (module, name) = self.global_names(g);
+                    if super::calls::returns_shared(module, name) {
+                        let pair = self.global_pair(g);
+                        let msg = format!(
+                            "BUILD applied to what {}.{} returned, a cached or shared object: it would change it for the whole process at byte {} ({})",
+                            pair.0, pair.1, op.offset, op.opcode
+                        );
+                        self.finding(
+                            Rule::GlobalMutation,
+                            op.offset as u64,
+                            Some(op.opcode),
+                            Some(pair),
+                            msg,
+                        );
+                    }
+                }
+                if let Some(problem) = self.numpy_dtype_state(cid, state) {
+                    let msg = format!(
+                        "BUILD state of a numpy.dtype {problem}: numpy's own pickler never writes it, and numpy trusts it (a crash) at byte {} ({})",
+                        op.offset, op.opcode
+                    );
+                    self.finding(
+                        Rule::UnsafeArguments,
+                        op.offset as u64,
+                        Some(op.opcode),
+                        Some(("numpy".into(), "dtype".into())),
+                        msg,
+                    );
+                }
                 let wrapper = callee
                     .is_some_and(|g| self.globals[g as usize].special == Special::JoblibWrapper);
                 if wrapper && self.options.joblib {
@@ -1312,6 +1471,35 @@ impl<'a, 'r> Machine<'a, 'r> {
                 None
             }
             _ => None,
+        }
+    }
+
+    /// What is wrong with the BUILD state of a `numpy.dtype(...)` result, if anything the scan
+    /// can see: numpy writes `(3, order, subarray, names, fields, elsize, alignment, flags)`
+    /// (nine items with metadata, which the scan does not record), and an object dtype's flags
+    /// are always 63 (red-team F10/F10c).
+    fn numpy_dtype_state(&self, cid: u32, state: Sym) -> Option<&'static str> {
+        let c = &self.calls[cid as usize];
+        let g = c.callee?;
+        if self.globals[g as usize].special != Special::NumpyDtype {
+            return None;
+        }
+        match state {
+            Sym::Data | Sym::Deep(_) => None,
+            Sym::Tuple(..) => {
+                let items = self.tuple_items(state)?;
+                if items.len() != 8 || !matches!(items[0], Sym::Int(3)) {
+                    return Some("is not an 8-item version-3 tuple");
+                }
+                let object = c.first_str.is_some_and(|code| code.first() == Some(&b'O'));
+                match items[7] {
+                    Sym::Int(63) => None,
+                    Sym::Int(_) if object => Some("clears the flags of an object dtype"),
+                    Sym::Int(_) => None,
+                    _ => Some("has flags that are not an integer"),
+                }
+            }
+            _ => Some("is not a tuple"),
         }
     }
 
@@ -1348,6 +1536,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             std::mem::take(&mut self.globals),
             std::mem::take(&mut self.calls),
             self.memo_count,
+            std::mem::take(&mut self.interned),
         );
         let (proto, seen, pstart) = (self.proto, self.seen_proto, self.pickle_start);
         let end = match self.run_one(start) {
@@ -1364,6 +1553,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.globals,
             self.calls,
             self.memo_count,
+            self.interned,
         ) = saved;
         self.proto = proto;
         self.seen_proto = seen;

@@ -34,6 +34,7 @@ mod policy;
 mod report;
 mod rule;
 
+pub use calls::{helper_arguments, ArgRule, BUILTIN_BASES, TZFILE_MODULES};
 pub use container::{ContainerKind, ContainerOptions};
 pub use deny::denied;
 pub use policy::{
@@ -44,6 +45,32 @@ pub use report::{CallSite, Finding, GlobalRef, Report};
 pub use rule::Rule;
 
 use crate::Limits;
+
+/// The longest global name (module or qualified name, in bytes) a scan or a safe load accepts:
+/// CPython never writes names near this long, and checking longer ones costs time and memory
+/// (red-team F8/F9).
+pub const MAX_NAME_LEN: usize = 1024;
+/// The most dotted parts a global's qualified name may have.
+pub const MAX_NAME_PARTS: usize = 64;
+
+/// Why a global's name is out of bounds ([`MAX_NAME_LEN`], [`MAX_NAME_PARTS`]), or `None`.
+pub fn name_out_of_bounds(module: &str, name: &str) -> Option<String> {
+    if module.len() > MAX_NAME_LEN || name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "global name of {} bytes is longer than the limit of {MAX_NAME_LEN}",
+            module.len().max(name.len())
+        ));
+    }
+    let parts = name.bytes().filter(|&b| b == b'.').count() + 1;
+    let mparts = module.bytes().filter(|&b| b == b'.').count() + 1;
+    if parts > MAX_NAME_PARTS || mparts > MAX_NAME_PARTS {
+        return Some(format!(
+            "global name of {} dotted parts exceeds the limit of {MAX_NAME_PARTS}",
+            parts.max(mparts)
+        ));
+    }
+    None
+}
 
 /// Scan one pickle stream (and anything after its STOP, which is itself a finding).
 pub fn scan(data: &[u8], policy: &Policy, limits: &Limits) -> Report {

@@ -28,6 +28,19 @@ impl Finding {
     pub fn global_name(&self) -> Option<String> {
         self.global.as_ref().map(|(m, n)| format!("{m}.{n}"))
     }
+
+    /// The global as `allow=` / `--allow` accept it: `module.name`, or `module:qual.name` when
+    /// the name is itself dotted (an attribute reached by getattr), which a dotted form would
+    /// split at the wrong dot.
+    pub fn allow_name(&self) -> Option<String> {
+        self.global.as_ref().map(|(m, n)| {
+            if n.contains('.') {
+                format!("{m}:{n}")
+            } else {
+                format!("{m}.{n}")
+            }
+        })
+    }
 }
 
 impl fmt::Display for Finding {
@@ -73,9 +86,10 @@ pub struct CallSite {
 pub struct Report {
     /// Every reason the input is not safe under the policy; empty when it is.
     pub findings: Vec<Finding>,
-    /// Every global referenced, in stream order.
+    /// Every global referenced, in stream order (at most [`Report::MAX_RECORDED`] per pickle,
+    /// so that a small stream cannot make the report huge).
     pub globals: Vec<GlobalRef>,
-    /// Every call made, in stream order.
+    /// Every call made, in stream order (at most [`Report::MAX_RECORDED`] per pickle).
     pub calls: Vec<CallSite>,
     /// How many opcodes were scanned.
     pub opcodes: u64,
@@ -84,6 +98,10 @@ pub struct Report {
 }
 
 impl Report {
+    /// How many global references and calls a report records per pickle; the verdict covers
+    /// the whole stream regardless.
+    pub const MAX_RECORDED: usize = 100_000;
+
     /// Whether the input is safe to load under the policy: no finding at all.
     pub fn is_ok(&self) -> bool {
         self.findings.is_empty()
