@@ -4,7 +4,8 @@
 # cleans raw data and saves the DataFrame, notebook 2 loads it and saves a fitted model, notebook 3
 # tries another model on a branch and compares. Then the history from the command line, a wrong
 # turn and the restore of an earlier version, a verify; and last, a look inside a pickle exported
-# from the jar without running it (disassembly identical to pickletools, JSON, a damaged file).
+# from the jar without running it (disassembly identical to pickletools, JSON, a damaged file),
+# and scans it and a malicious pickle (brinery scan, safe_load refusing before anything runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +72,26 @@ head -c 600 "$work/model.pkl" > "$work/damaged.pkl"
 set +e
 "$brinery" json "$work/damaged.pkl"
 echo "  a damaged pickle: exit code $?"
+set -e
+
+step "9. is it safe to load? brinery scan (nothing runs, nothing is imported)"
+set +e
+"$brinery" scan "$work/model.pkl"
+echo "  the fitted model: exit code $?"
+# A pickle that would run a shell command when loaded (made by hand: the payload never runs here).
+printf '\x80\x04\x95\x24\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93\x8c\x12echo pwned >&2; id\x85R.' \
+  > "$work/evil.pkl"
+"$brinery" scan "$work/evil.pkl"
+echo "  a pickle that calls os.system: exit code $?"
+"$py" - "$work/evil.pkl" <<'PY'
+import sys
+import brinery
+
+try:
+    brinery.safe_load(sys.argv[1])
+except brinery.UnsafePickleError as e:
+    print(f"  brinery.safe_load refused it before anything ran: {str(e).splitlines()[0]}")
+PY
 set -e
 
 step "done: the project is in $project (its jar in $project/.brinery)"
