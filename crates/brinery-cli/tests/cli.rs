@@ -1,33 +1,12 @@
 //! The `brinery` command as a user runs it: real process, real pipes, real exit codes.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
-fn brinery() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_brinery"))
-}
-
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = brinery()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("brinery starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("brinery finishes")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{brinery, run, text};
 
 fn temp_file(name: &str, data: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("brinery-cli-test-{}", std::process::id()));

@@ -2,10 +2,13 @@
 //! checked by loading the exported file with the stock `pickle` of a real CPython with numpy and
 //! pandas (`$BRINERY_PYTHON`, default `.venv/bin/python`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use brinery_jar::{Jar, Key, SaveInput};
+use common::text;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -81,10 +84,6 @@ impl Env {
             .expect("jar")
             .with_key(Some(Key::load_or_create(&self.key_path()).expect("key")))
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 // pickle.dumps({'a': [1, 2.5, None]}, protocol=2)

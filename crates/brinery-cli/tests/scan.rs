@@ -1,30 +1,12 @@
 //! `brinery scan` as a user runs it: the readable report, `--json`, `--policy`, `--allow`,
 //! directories, and the exit codes (0 clean, 1 findings, 2 errors).
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("brinery starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("brinery finishes")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{run, text};
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("brinery-scan-test-{}-{name}", std::process::id()));
