@@ -14,6 +14,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
 
+use crate::buffer::BufferView;
+
 pyo3::create_exception!(
     _native,
     JarError,
@@ -31,52 +33,15 @@ fn jar_err(e: brinery_jar::Error) -> PyErr {
     }
 }
 
-/// A contiguous `Py_buffer`, released on drop (with the GIL held: it never leaves the
-/// `#[pymethods]` call that made it). Boxed: exporters may point `shape` into the struct.
-struct BufferView {
-    view: Box<ffi::Py_buffer>,
-}
-
-impl BufferView {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<BufferView> {
-        // SAFETY: `Py_buffer` is a plain C struct for which all-zero is a valid "empty" value.
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        // SAFETY: GIL held; `obj` is alive; `view` is writable boxed memory that stays put
-        // until `PyBuffer_Release` in `drop`.
-        let r = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_FULL_RO) };
-        if r != 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        let b = BufferView { view };
-        // SAFETY: `view` was filled by the successful `PyObject_GetBuffer` above.
-        let contiguous = b.view.suboffsets.is_null()
-            && unsafe { ffi::PyBuffer_IsContiguous(&*b.view, b'A' as std::os::raw::c_char) } != 0;
-        if !contiguous {
-            return Err(PyTypeError::new_err(
-                "jar buffers must be contiguous (got a strided buffer)",
-            ));
-        }
-        Ok(b)
+/// A contiguous export of `obj`, or a `TypeError` for a strided buffer.
+fn contiguous_view(obj: &Bound<'_, PyAny>) -> PyResult<BufferView> {
+    let view = BufferView::get(obj)?;
+    if !view.is_contiguous() {
+        return Err(PyTypeError::new_err(
+            "jar buffers must be contiguous (got a strided buffer)",
+        ));
     }
-
-    fn data(&self) -> &[u8] {
-        if self.view.len <= 0 || self.view.buf.is_null() {
-            return &[];
-        }
-        // SAFETY: a contiguous buffer (checked in `get`) of `len` bytes at `buf`, kept alive and
-        // unresizable by the export held until `drop`. Another Python thread may still write
-        // into a writable buffer while the GIL is released: as with numpy, the caller must not
-        // mutate an object while saving it.
-        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
-    }
-}
-
-impl Drop for BufferView {
-    fn drop(&mut self) {
-        // SAFETY: releases the export obtained in `get`, exactly once, with the GIL held (a
-        // `BufferView` lives only inside a method call that holds the GIL when it returns).
-        unsafe { ffi::PyBuffer_Release(&mut *self.view) };
-    }
+    Ok(view)
 }
 
 /// Read-only memory assembled from memory-mapped chunk files; unmapped on drop.
@@ -322,11 +287,11 @@ impl JarStore {
         meta: Option<&Bound<'py, PyAny>>,
         note: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let pickle_view = BufferView::get(pickle)?;
+        let pickle_view = contiguous_view(pickle)?;
         let mut views = Vec::new();
         if let Some(bufs) = buffers {
             for b in bufs.try_iter()? {
-                views.push(BufferView::get(&b?)?);
+                views.push(contiguous_view(&b?)?);
             }
         }
         let meta = match meta {

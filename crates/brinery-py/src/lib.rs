@@ -9,6 +9,7 @@
 //! Python objects.
 
 mod args;
+mod buffer;
 mod errors;
 mod jar;
 mod pickler;

@@ -26,6 +26,7 @@ use pyo3::{ffi, intern, PyTypeInfo};
 
 use super::memo::Memo;
 use super::stack;
+use crate::buffer::BufferView;
 use crate::errors::pickling_error;
 
 /// `FAST_NESTING_LIMIT`: in fast mode, start checking for cycles at this nesting depth.
@@ -238,57 +239,6 @@ impl Drop for RecursionGuard<'_> {
         // SAFETY: paired with the successful `Py_EnterRecursiveCall` in `enter`; the GIL is
         // still held since the guard carries the `Python` token's lifetime.
         unsafe { ffi::Py_LeaveRecursiveCall() };
-    }
-}
-
-/// A `Py_buffer` of a `PickleBuffer`, released on drop. Boxed: exporters may point `shape`
-/// into the struct itself.
-struct BufferView {
-    view: Box<ffi::Py_buffer>,
-}
-
-impl BufferView {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<BufferView> {
-        // SAFETY: `Py_buffer` is a plain C struct for which all-zero is a valid "empty" value.
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        // SAFETY: GIL held; `obj` is a live object and `view` points to writable, boxed memory
-        // that stays put until `PyBuffer_Release` in `drop`.
-        let r = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_FULL_RO) };
-        if r != 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        Ok(BufferView { view })
-    }
-
-    fn readonly(&self) -> bool {
-        self.view.readonly != 0
-    }
-
-    fn len(&self) -> usize {
-        self.view.len as usize
-    }
-
-    fn is_contiguous(&self) -> bool {
-        // SAFETY: `view` was filled by a successful `PyObject_GetBuffer` and not released.
-        self.view.suboffsets.is_null()
-            && unsafe { ffi::PyBuffer_IsContiguous(&*self.view, b'A' as std::os::raw::c_char) } != 0
-    }
-
-    fn data(&self) -> &[u8] {
-        if self.view.len <= 0 || self.view.buf.is_null() {
-            return &[];
-        }
-        // SAFETY: a contiguous buffer (checked by the caller) of `len` bytes at `buf`, kept
-        // alive and unresizable by the export we hold until `drop`.
-        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
-    }
-}
-
-impl Drop for BufferView {
-    fn drop(&mut self) {
-        // SAFETY: releases the export obtained in `get`, exactly once; the GIL is held wherever
-        // a `BufferView` lives (only inside `save_picklebuffer`).
-        unsafe { ffi::PyBuffer_Release(&mut *self.view) };
     }
 }
 
