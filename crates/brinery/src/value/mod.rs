@@ -266,12 +266,24 @@ impl Mutation {
 }
 
 /// A decoded pickle: an arena of [`Value`]s and the id of the root.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Pickle {
     values: Vec<Value>,
     root: ValueId,
     protocol: u8,
     discarded: Vec<ValueId>,
+    /// The length of the pickle this one was read from (0 if built by hand): the writer sizes
+    /// its output from it. Not part of the value, so not compared.
+    read_len: usize,
+}
+
+impl PartialEq for Pickle {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+            && self.root == other.root
+            && self.protocol == other.protocol
+            && self.discarded == other.discarded
+    }
 }
 
 impl Pickle {
@@ -283,6 +295,7 @@ impl Pickle {
             root: ValueId(0),
             protocol: 0,
             discarded: Vec::new(),
+            read_len: 0,
         }
     }
 
@@ -388,13 +401,33 @@ impl Pickle {
         root: ValueId,
         protocol: u8,
         discarded: Vec<ValueId>,
+        read_len: usize,
     ) -> Self {
         Pickle {
             values,
             root,
             protocol,
             discarded,
+            read_len,
         }
+    }
+
+    /// How many bytes to reserve for writing at `protocol`: about the size of the pickle this
+    /// one was read from, so that writing it back allocates the output once (no regrowth, no
+    /// copies, no capacity left at twice the size). Going from a protocol with short opcodes
+    /// (`SHORT_BINUNICODE`, `MEMOIZE`) to one without can make the output longer, hence the
+    /// larger margin there. A hint only: the output grows past it if it must.
+    pub(crate) fn output_capacity(&self, protocol: u8) -> usize {
+        let n = self.read_len;
+        if n == 0 {
+            return 4096;
+        }
+        let margin = if protocol < self.protocol || protocol == 0 {
+            n / 2
+        } else {
+            n / 16
+        };
+        n.saturating_add(margin).saturating_add(64)
     }
 }
 

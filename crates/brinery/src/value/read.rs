@@ -119,6 +119,7 @@ impl<'a, 'l> Reader<'a, 'l> {
                 None,
             ));
         }
+        let start = self.decoder.offset();
         // Size the arena once, for the values the stream can create (within the allocation
         // limit): no reallocation while reading, and no memory beyond what the pickle needs.
         let capacity = self
@@ -161,11 +162,13 @@ impl<'a, 'l> Reader<'a, 'l> {
                         machine.prune_discards(root);
                     }
                     let discarded = machine.discarded;
+                    let read_len = self.decoder.offset().saturating_sub(start);
                     return Ok(Pickle::from_parts(
                         machine.values,
                         root,
                         machine.protocol,
                         discarded,
+                        read_len,
                     ));
                 }
                 Err(e) => return Err(e.with_position(op.offset as u64, Some(op.opcode))),

@@ -49,7 +49,8 @@ impl Pickle {
     /// assert_eq!(p.to_vec(0).unwrap(), b"(lp0\nI1\na.");
     /// ```
     pub fn to_vec(&self, protocol: u8) -> Result<Vec<u8>> {
-        let mut enc = Encoder::new(protocol)?;
+        let buf = Vec::with_capacity(self.output_capacity(protocol));
+        let mut enc = Encoder::with_buffer(protocol, buf)?;
         enc.start();
         Writer::new(self, &mut enc).run()?;
         enc.finish()
