@@ -28,6 +28,7 @@ use std::ops::{Index, IndexMut};
 
 pub use num_bigint::BigInt;
 pub use read::{read_one, Reader};
+pub use thin_vec::{thin_vec, ThinVec};
 
 use crate::error::Result;
 use crate::limits::Limits;
@@ -61,23 +62,23 @@ pub enum Value {
     /// A `str`.
     Str(PyString),
     /// A `bytes`.
-    Bytes(Vec<u8>),
+    Bytes(Box<Vec<u8>>),
     /// A `bytearray`.
-    ByteArray(Vec<u8>),
+    ByteArray(Box<Vec<u8>>),
     /// A Python 2 `str` (`STRING`, `BINSTRING`, `SHORT_BINSTRING`): raw bytes whose meaning
     /// depends on the `encoding` given when loading (`'ASCII'` by default, `'bytes'`, `'latin1'`).
-    LegacyStr(Vec<u8>),
+    LegacyStr(Box<Vec<u8>>),
     /// A `list`.
-    List(Vec<ValueId>),
+    List(ThinVec<ValueId>),
     /// A `tuple`.
-    Tuple(Vec<ValueId>),
+    Tuple(ThinVec<ValueId>),
     /// A `dict`, as key/value pairs in stream order (a repeated key is kept; the last one wins
     /// when Python loads it).
-    Dict(Vec<(ValueId, ValueId)>),
+    Dict(ThinVec<(ValueId, ValueId)>),
     /// A `set`.
-    Set(Vec<ValueId>),
+    Set(ThinVec<ValueId>),
     /// A `frozenset`.
-    FrozenSet(Vec<ValueId>),
+    FrozenSet(ThinVec<ValueId>),
     /// A reference to a module-level name, e.g. `collections.OrderedDict`.
     Global(Box<Global>),
     /// A `STACK_GLOBAL` whose module or name is computed while loading (not a constant string).
@@ -460,7 +461,7 @@ mod tests {
     #[test]
     fn value_stays_small() {
         assert!(
-            std::mem::size_of::<Value>() <= 32,
+            std::mem::size_of::<Value>() <= 16,
             "{}",
             std::mem::size_of::<Value>()
         );
