@@ -1019,8 +1019,14 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                 match self.memo_of(id) {
                     Some(idx) => self.enc.get(idx as u64)?,
                     None => {
-                        self.enc.str(s)?;
-                        self.memoize_new(id)?;
+                        let idx = self.memo_len;
+                        if idx != u32::MAX && self.enc.str_put(s, idx) {
+                            self.memo_len += 1;
+                            self.memo.set(id, idx);
+                        } else {
+                            self.enc.str(s)?;
+                            self.memoize_new(id)?;
+                        }
                     }
                 }
             }
