@@ -8,6 +8,17 @@ fn main() {
     let (op, lib, name) = (&args[1], &args[2], &args[3]);
     let n: usize = args.get(4).map_or(50, |s| s.parse().expect("N"));
     let dir = std::env::var("BRINERY_BENCH_INPUTS").unwrap_or("target/bench-inputs".into());
+    // PRELOAD=a,b: read and drop those inputs first (both libraries), as the criterion
+    // benchmark does before later inputs, so the allocator starts from the same history.
+    for pre in std::env::var("PRELOAD").unwrap_or_default().split(',') {
+        if let Ok(d) = std::fs::read(format!("{dir}/{pre}.pkl")) {
+            drop(brinery::Pickle::from_slice(&d).expect("brinery reads"));
+            drop(serde_pickle::value_from_slice(
+                &d,
+                serde_pickle::DeOptions::new(),
+            ));
+        }
+    }
     let data = std::fs::read(format!("{dir}/{name}.pkl")).expect("input");
     let ours = brinery::Pickle::from_slice(&data).expect("brinery reads");
     let theirs =
