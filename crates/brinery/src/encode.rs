@@ -573,6 +573,58 @@ impl<'w> Encoder<'w> {
         self.str_slow(s)
     }
 
+    /// [`str`](Self::str) then [`put`](Self::put)`(idx)` with one capacity check, for the
+    /// common case of a binary protocol and a text shorter than a frame; returns false, having
+    /// written nothing, otherwise (the caller then writes them the ordinary way).
+    #[inline(always)]
+    pub fn str_put(&mut self, s: &PyString, idx: u32) -> bool {
+        let data = s.as_bytes();
+        let n = data.len();
+        if self.proto == 0 || n >= FRAME_SIZE_TARGET {
+            return false;
+        }
+        if self.needs_frame {
+            self.open_frame();
+        }
+        self.buf.reserve(n + 10);
+        if self.proto >= 4 {
+            if n <= 0xff {
+                self.buf
+                    .extend_from_slice(&[Opcode::SHORT_BINUNICODE.byte(), n as u8]);
+            } else {
+                let len = (n as u32).to_le_bytes();
+                self.buf.extend_from_slice(&[
+                    Opcode::BINUNICODE.byte(),
+                    len[0],
+                    len[1],
+                    len[2],
+                    len[3],
+                ]);
+            }
+            self.buf.extend_from_slice(data);
+            self.buf.push(Opcode::MEMOIZE.byte());
+        } else {
+            let len = (n as u32).to_le_bytes();
+            self.buf.extend_from_slice(&[
+                Opcode::BINUNICODE.byte(),
+                len[0],
+                len[1],
+                len[2],
+                len[3],
+            ]);
+            self.buf.extend_from_slice(data);
+            if idx < 256 {
+                self.buf
+                    .extend_from_slice(&[Opcode::BINPUT.byte(), idx as u8]);
+            } else {
+                let b = idx.to_le_bytes();
+                self.buf
+                    .extend_from_slice(&[Opcode::LONG_BINPUT.byte(), b[0], b[1], b[2], b[3]]);
+            }
+        }
+        true
+    }
+
     /// A `str` given as its UTF-8 bytes (lone surrogates encoded as `surrogatepass` does) at a
     /// binary protocol: the bytes [`str`](Self::str) writes for it. Protocol 0 spells strings
     /// as text, which needs the [`PyString`]: this returns an error there.

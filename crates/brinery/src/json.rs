@@ -1659,21 +1659,21 @@ mod tests {
     fn deep_hand_built_graph_is_iterative() {
         const DEPTH: usize = 1_000_000;
         let mut p = Pickle::new();
-        let mut inner = p.push(Value::List(vec![]));
+        let mut inner = p.push(Value::List(thin_vec::thin_vec![]));
         for i in 0..DEPTH {
             let v = match i % 4 {
-                0 => Value::List(vec![inner]),
-                1 => Value::Tuple(vec![inner]),
+                0 => Value::List(thin_vec::thin_vec![inner]),
+                1 => Value::Tuple(thin_vec::thin_vec![inner]),
                 2 => {
                     let k = p.push(Value::Str(PyString::from("k")));
-                    Value::Dict(vec![(k, inner)])
+                    Value::Dict(thin_vec::thin_vec![(k, inner)])
                 }
                 _ => {
                     let g = p.push(Value::Global(Box::new(Global {
                         module: PyString::from("m"),
                         name: PyString::from("f"),
                     })));
-                    let args = p.push(Value::Tuple(vec![inner]));
+                    let args = p.push(Value::Tuple(thin_vec::thin_vec![inner]));
                     Value::Object(Box::new(crate::Object {
                         kind: CallKind::Reduce,
                         callable: g,
@@ -1742,10 +1742,10 @@ mod tests {
         let mut items = Vec::new();
         for i in 0..20_000 {
             let n = p.push(Value::Int(i));
-            let l = p.push(Value::List(vec![n, s]));
-            items.push(p.push(Value::Dict(vec![(kid, n), (kv, l)])));
+            let l = p.push(Value::List(thin_vec::thin_vec![n, s]));
+            items.push(p.push(Value::Dict(thin_vec::thin_vec![(kid, n), (kv, l)])));
         }
-        let root = p.push(Value::List(items));
+        let root = p.push(Value::List(items.into()));
         p.set_root(root);
         for pretty in [false, true] {
             let mut out = Vec::new();
@@ -1781,10 +1781,13 @@ mod tests {
     #[test]
     fn foreign_ids_do_not_panic() {
         let mut p = Pickle::new();
-        let root = p.push(Value::List(vec![ValueId(999), ValueId(0)]));
+        let root = p.push(Value::List(thin_vec::thin_vec![ValueId(999), ValueId(0)]));
         p.set_root(root);
         assert_eq!(to_json(&p), "[null,null]");
-        let root = p.push(Value::Dict(vec![(ValueId(999), ValueId(998))]));
+        let root = p.push(Value::Dict(thin_vec::thin_vec![(
+            ValueId(999),
+            ValueId(998)
+        )]));
         p.set_root(root);
         assert_eq!(to_json(&p), r#"{"$dict":[[null,null]]}"#);
     }

@@ -45,7 +45,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use limits::{Limits, LimitsBuilder};
 pub use opcode::Opcode;
 pub use pystr::{CodePoints, PyString};
-pub use value::{BigInt, CallKind, Global, Mutated, Mutation, Object, Pickle, Value, ValueId};
+pub use value::{
+    thin_vec, BigInt, CallKind, Global, Mutated, Mutation, Object, Pickle, ThinVec, Value, ValueId,
+};
 
 /// The highest protocol brinery reads and writes (CPython's `pickle.HIGHEST_PROTOCOL`).
 pub const HIGHEST_PROTOCOL: u8 = 5;

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use thin_vec::ThinVec;
+
 /// A Python `str`: code points, lone surrogates included.
 ///
 /// ```
@@ -19,10 +21,35 @@ use std::fmt;
 /// assert_eq!(lone.as_str(), None);
 /// assert_eq!(lone.code_points().collect::<Vec<_>>(), vec![0x61, 0xD800]);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyString {
-    bytes: Box<[u8]>,
-    utf8: bool,
+    /// One flag byte (1 if the rest is valid UTF-8, 0 if it holds surrogates), then the text's
+    /// bytes. One pointer wide, so that a [`Value`](crate::Value) is 16 bytes. The flag is a
+    /// function of the bytes, so comparing and hashing the whole vector is comparing the text.
+    repr: ThinVec<u8>,
+}
+
+impl PyString {
+    #[inline]
+    fn with_flag(utf8: bool, bytes: &[u8]) -> PyString {
+        let mut repr = ThinVec::with_capacity(bytes.len() + 1);
+        repr.push(utf8 as u8);
+        repr.extend_from_slice(bytes);
+        PyString { repr }
+    }
+}
+
+impl PartialOrd for PyString {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PyString {
+    /// By bytes (the flag is left out).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
 }
 
 impl PyString {
@@ -30,10 +57,7 @@ impl PyString {
     /// bytes (Python's `surrogatepass`). Returns a description of the first bad byte otherwise.
     pub fn from_utf8_surrogatepass(bytes: &[u8]) -> Result<PyString, String> {
         let utf8 = validate_surrogatepass(bytes)?;
-        Ok(PyString {
-            bytes: bytes.into(),
-            utf8,
-        })
+        Ok(PyString::with_flag(utf8, bytes))
     }
 
     /// Build from code points (each at most U+10FFFF; surrogates allowed).
@@ -48,18 +72,15 @@ impl PyString {
             }
             push_code_point(&mut out, cp)?;
         }
-        Some(PyString {
-            bytes: out.into_boxed_slice(),
-            utf8,
-        })
+        Some(PyString::with_flag(utf8, &out))
     }
 
     /// The text as `&str`, unless it holds lone surrogates.
     #[inline]
     pub fn as_str(&self) -> Option<&str> {
-        if self.utf8 {
+        if self.is_utf8() {
             // Validated at construction; from_utf8 on valid input cannot fail.
-            std::str::from_utf8(&self.bytes).ok()
+            std::str::from_utf8(self.as_bytes()).ok()
         } else {
             None
         }
@@ -68,18 +89,20 @@ impl PyString {
     /// The bytes a `BINUNICODE` opcode carries for this text (UTF-8, surrogates passed through).
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.repr.get(1..).unwrap_or_default()
     }
 
     /// Whether the text is valid UTF-8 (has no surrogates).
     #[inline]
     pub fn is_utf8(&self) -> bool {
-        self.utf8
+        self.repr.first() == Some(&1)
     }
 
     /// The code points, surrogates included.
     pub fn code_points(&self) -> CodePoints<'_> {
-        CodePoints { bytes: &self.bytes }
+        CodePoints {
+            bytes: self.as_bytes(),
+        }
     }
 
     /// The text with each surrogate replaced by U+FFFD.
@@ -96,25 +119,19 @@ impl PyString {
 
     /// True for the empty string.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.as_bytes().is_empty()
     }
 }
 
 impl From<&str> for PyString {
     fn from(s: &str) -> Self {
-        PyString {
-            bytes: s.as_bytes().into(),
-            utf8: true,
-        }
+        PyString::with_flag(true, s.as_bytes())
     }
 }
 
 impl From<String> for PyString {
     fn from(s: String) -> Self {
-        PyString {
-            bytes: s.into_bytes().into_boxed_slice(),
-            utf8: true,
-        }
+        PyString::with_flag(true, s.as_bytes())
     }
 }
 

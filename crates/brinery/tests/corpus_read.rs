@@ -263,7 +263,7 @@ fn bytes_and_bytearrays() {
     for (case, want) in &cases {
         for e in entries(case).iter().filter(|e| e.protocol >= 3) {
             let p = read(e);
-            assert_eq!(p[p.root()], Value::Bytes(want.clone()), "{}", e.file);
+            assert_eq!(p[p.root()], Value::Bytes(want.clone().into()), "{}", e.file);
         }
     }
     for (case, want) in [
@@ -273,7 +273,7 @@ fn bytes_and_bytearrays() {
     ] {
         let e = entry(case, 5);
         let p = read(&e);
-        assert_eq!(p[p.root()], Value::ByteArray(want), "{}", e.file);
+        assert_eq!(p[p.root()], Value::ByteArray(want.into()), "{}", e.file);
     }
     let e = entry("bytes_300", 4);
     let p = read(&e);
@@ -664,13 +664,13 @@ fn hand_written_pickles() {
     assert_eq!(
         got,
         [
-            Value::LegacyStr(b"hello".to_vec()),
-            Value::LegacyStr(b"dq 'x'".to_vec()),
-            Value::LegacyStr(b"esc\nA\\".to_vec()),
+            Value::LegacyStr(b"hello".to_vec().into()),
+            Value::LegacyStr(b"dq 'x'".to_vec().into()),
+            Value::LegacyStr(b"esc\nA\\".to_vec().into()),
         ]
     );
     let (p, _) = hand("string_latin1");
-    assert_eq!(p[p.root()], Value::LegacyStr(b"caf\xe9".to_vec()));
+    assert_eq!(p[p.root()], Value::LegacyStr(b"caf\xe9".to_vec().into()));
 
     let (p, _) = hand("unicode_escapes");
     assert_eq!(p[p.root()].as_str(), Some("é\u{1f600}x\\"));

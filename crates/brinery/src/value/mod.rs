@@ -28,6 +28,7 @@ use std::ops::{Index, IndexMut};
 
 pub use num_bigint::BigInt;
 pub use read::{read_one, Reader};
+pub use thin_vec::{thin_vec, ThinVec};
 
 use crate::error::Result;
 use crate::limits::Limits;
@@ -61,23 +62,23 @@ pub enum Value {
     /// A `str`.
     Str(PyString),
     /// A `bytes`.
-    Bytes(Vec<u8>),
+    Bytes(Box<Vec<u8>>),
     /// A `bytearray`.
-    ByteArray(Vec<u8>),
+    ByteArray(Box<Vec<u8>>),
     /// A Python 2 `str` (`STRING`, `BINSTRING`, `SHORT_BINSTRING`): raw bytes whose meaning
     /// depends on the `encoding` given when loading (`'ASCII'` by default, `'bytes'`, `'latin1'`).
-    LegacyStr(Vec<u8>),
+    LegacyStr(Box<Vec<u8>>),
     /// A `list`.
-    List(Vec<ValueId>),
+    List(ThinVec<ValueId>),
     /// A `tuple`.
-    Tuple(Vec<ValueId>),
+    Tuple(ThinVec<ValueId>),
     /// A `dict`, as key/value pairs in stream order (a repeated key is kept; the last one wins
     /// when Python loads it).
-    Dict(Vec<(ValueId, ValueId)>),
+    Dict(ThinVec<(ValueId, ValueId)>),
     /// A `set`.
-    Set(Vec<ValueId>),
+    Set(ThinVec<ValueId>),
     /// A `frozenset`.
-    FrozenSet(Vec<ValueId>),
+    FrozenSet(ThinVec<ValueId>),
     /// A reference to a module-level name, e.g. `collections.OrderedDict`.
     Global(Box<Global>),
     /// A `STACK_GLOBAL` whose module or name is computed while loading (not a constant string).
@@ -266,12 +267,24 @@ impl Mutation {
 }
 
 /// A decoded pickle: an arena of [`Value`]s and the id of the root.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Pickle {
     values: Vec<Value>,
     root: ValueId,
     protocol: u8,
     discarded: Vec<ValueId>,
+    /// The length of the pickle this one was read from (0 if built by hand): the writer sizes
+    /// its output from it. Not part of the value, so not compared.
+    read_len: usize,
+}
+
+impl PartialEq for Pickle {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+            && self.root == other.root
+            && self.protocol == other.protocol
+            && self.discarded == other.discarded
+    }
 }
 
 impl Pickle {
@@ -283,6 +296,7 @@ impl Pickle {
             root: ValueId(0),
             protocol: 0,
             discarded: Vec::new(),
+            read_len: 0,
         }
     }
 
@@ -388,13 +402,33 @@ impl Pickle {
         root: ValueId,
         protocol: u8,
         discarded: Vec<ValueId>,
+        read_len: usize,
     ) -> Self {
         Pickle {
             values,
             root,
             protocol,
             discarded,
+            read_len,
         }
+    }
+
+    /// How many bytes to reserve for writing at `protocol`: about the size of the pickle this
+    /// one was read from, so that writing it back allocates the output once (no regrowth, no
+    /// copies, no capacity left at twice the size). Going from a protocol with short opcodes
+    /// (`SHORT_BINUNICODE`, `MEMOIZE`) to one without can make the output longer, hence the
+    /// larger margin there. A hint only: the output grows past it if it must.
+    pub(crate) fn output_capacity(&self, protocol: u8) -> usize {
+        let n = self.read_len;
+        if n == 0 {
+            return 4096;
+        }
+        let margin = if protocol < self.protocol || protocol == 0 {
+            n / 2
+        } else {
+            n / 16
+        };
+        n.saturating_add(margin).saturating_add(64)
     }
 }
 
@@ -427,7 +461,7 @@ mod tests {
     #[test]
     fn value_stays_small() {
         assert!(
-            std::mem::size_of::<Value>() <= 32,
+            std::mem::size_of::<Value>() <= 16,
             "{}",
             std::mem::size_of::<Value>()
         );

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use num_bigint::BigInt;
 
-use super::{CallKind, Global, Mutated, Mutation, Object, Pickle, Value, ValueId};
+use super::{CallKind, Global, Mutated, Mutation, Object, Pickle, ThinVec, Value, ValueId};
 use crate::decode::{Arg, Decoder, Op};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
@@ -119,6 +119,7 @@ impl<'a, 'l> Reader<'a, 'l> {
                 None,
             ));
         }
+        let start = self.decoder.offset();
         // Size the arena once, for the values the stream can create (within the allocation
         // limit): no reallocation while reading, and no memory beyond what the pickle needs.
         let capacity = self
@@ -161,11 +162,13 @@ impl<'a, 'l> Reader<'a, 'l> {
                         machine.prune_discards(root);
                     }
                     let discarded = machine.discarded;
+                    let read_len = self.decoder.offset().saturating_sub(start);
                     return Ok(Pickle::from_parts(
                         machine.values,
                         root,
                         machine.protocol,
                         discarded,
+                        read_len,
                     ));
                 }
                 Err(e) => return Err(e.with_position(op.offset as u64, Some(op.opcode))),
@@ -274,12 +277,14 @@ impl Machine<'_> {
 
     /// Pop the topmost mark and return the items above it.
     #[inline]
-    fn pop_mark(&mut self) -> Result<Vec<ValueId>> {
+    fn pop_mark(&mut self) -> Result<ThinVec<ValueId>> {
         let mark = self
             .marks
             .pop()
             .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
-        Ok(self.stack.split_off(mark))
+        let items = ThinVec::from(self.stack.get(mark..).unwrap_or_default());
+        self.stack.truncate(mark);
+        Ok(items)
     }
 
     /// The value just below the topmost mark, if there is a mark and a value below it (the mark
@@ -300,7 +305,7 @@ impl Machine<'_> {
     fn pop_mark_with_target(
         &mut self,
         needed_what: &'static str,
-    ) -> Result<(ValueId, Vec<ValueId>)> {
+    ) -> Result<(ValueId, ThinVec<ValueId>)> {
         let items = self.pop_mark()?;
         if self.stack.len() <= self.fence() {
             return Err(Error::new(ErrorKind::WrongType(format!(
@@ -520,25 +525,25 @@ impl Machine<'_> {
                 };
                 let bytes = text::parse_string_line(line).map_err(bad)?;
                 let n = bytes.len();
-                self.push_new(Value::LegacyStr(bytes), n)?
+                self.push_new(Value::LegacyStr(Box::new(bytes)), n)?
             }
             BINSTRING | SHORT_BINSTRING => {
                 let Arg::Bytes(b) = op.arg else {
                     unreachable_arg()?
                 };
-                self.push_new(Value::LegacyStr(b.to_vec()), b.len())?
+                self.push_new(Value::LegacyStr(Box::new(b.to_vec())), b.len())?
             }
             BINBYTES | SHORT_BINBYTES | BINBYTES8 => {
                 let Arg::Bytes(b) = op.arg else {
                     unreachable_arg()?
                 };
-                self.push_new(Value::Bytes(b.to_vec()), b.len())?
+                self.push_new(Value::Bytes(Box::new(b.to_vec())), b.len())?
             }
             BYTEARRAY8 => {
                 let Arg::Bytes(b) = op.arg else {
                     unreachable_arg()?
                 };
-                self.push_new(Value::ByteArray(b.to_vec()), b.len())?
+                self.push_new(Value::ByteArray(Box::new(b.to_vec())), b.len())?
             }
             UNICODE => {
                 let Arg::Line(line) = op.arg else {
@@ -556,10 +561,10 @@ impl Machine<'_> {
             }
 
             // --- containers ---
-            EMPTY_LIST => self.push_new(Value::List(Vec::new()), 0)?,
-            EMPTY_TUPLE => self.push_new(Value::Tuple(Vec::new()), 0)?,
-            EMPTY_DICT => self.push_new(Value::Dict(Vec::new()), 0)?,
-            EMPTY_SET => self.push_new(Value::Set(Vec::new()), 0)?,
+            EMPTY_LIST => self.push_new(Value::List(ThinVec::new()), 0)?,
+            EMPTY_TUPLE => self.push_new(Value::Tuple(ThinVec::new()), 0)?,
+            EMPTY_DICT => self.push_new(Value::Dict(ThinVec::new()), 0)?,
+            EMPTY_SET => self.push_new(Value::Set(ThinVec::new()), 0)?,
             LIST => {
                 let items = self.pop_mark()?;
                 let n = items.len() * 4;
@@ -584,7 +589,8 @@ impl Machine<'_> {
                 if self.stack.len() - self.fence() < n {
                     return Err(self.underflow(n));
                 }
-                let items = self.stack.split_off(self.stack.len() - n);
+                let items = ThinVec::from(&self.stack[self.stack.len() - n..]);
+                self.stack.truncate(self.stack.len() - n);
                 self.push_new(Value::Tuple(items), n * 4)?
             }
             DICT => {
@@ -594,7 +600,7 @@ impl Machine<'_> {
                         "odd number of items for DICT".into(),
                     )));
                 }
-                let pairs: Vec<_> = items.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
+                let pairs: ThinVec<_> = items.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect();
                 let n = pairs.len() * 8;
                 self.push_new(Value::Dict(pairs), n)?
             }
@@ -1000,7 +1006,7 @@ mod tests {
         let Value::Mutated(m) = &p[items[0]] else {
             panic!("{:?}", p[items[0]])
         };
-        assert_eq!(p[m.base], Value::List(vec![]));
+        assert_eq!(p[m.base], Value::List(thin_vec::thin_vec![]));
         assert!(matches!(m.mutations[..], [Mutation::Build(_)]));
     }
 
@@ -1091,7 +1097,7 @@ mod tests {
         assert!(matches!(&p[items[0]], Value::List(l) if l == &[p.root()]));
         // A popped int is just gone.
         let p = read(b"]K\x010.");
-        assert_eq!(p[p.root()], Value::List(vec![]));
+        assert_eq!(p[p.root()], Value::List(thin_vec::thin_vec![]));
     }
 
     #[test]

@@ -49,7 +49,8 @@ impl Pickle {
     /// assert_eq!(p.to_vec(0).unwrap(), b"(lp0\nI1\na.");
     /// ```
     pub fn to_vec(&self, protocol: u8) -> Result<Vec<u8>> {
-        let mut enc = Encoder::new(protocol)?;
+        let buf = Vec::with_capacity(self.output_capacity(protocol));
+        let mut enc = Encoder::with_buffer(protocol, buf)?;
         enc.start();
         Writer::new(self, &mut enc).run()?;
         enc.finish()
@@ -1018,8 +1019,14 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                 match self.memo_of(id) {
                     Some(idx) => self.enc.get(idx as u64)?,
                     None => {
-                        self.enc.str(s)?;
-                        self.memoize_new(id)?;
+                        let idx = self.memo_len;
+                        if idx != u32::MAX && self.enc.str_put(s, idx) {
+                            self.memo_len += 1;
+                            self.memo.set(id, idx);
+                        } else {
+                            self.enc.str(s)?;
+                            self.memoize_new(id)?;
+                        }
                     }
                 }
             }
@@ -1659,7 +1666,7 @@ mod tests {
         let mut p = Pickle::new();
         let mut prev = p.push(Value::Str("lol".into()));
         for _ in 0..30 {
-            prev = p.push(Value::List(vec![prev; 10]));
+            prev = p.push(Value::List(thin_vec::thin_vec![prev; 10]));
         }
         p.set_root(prev);
         for proto in 0..=5 {
@@ -1672,8 +1679,8 @@ mod tests {
     fn self_containing_tuple_is_an_error_not_a_hang() {
         let mut p = Pickle::new();
         let one = p.push(Value::Int(1));
-        let t = p.push(Value::Tuple(vec![one]));
-        p[t] = Value::Tuple(vec![one, t]);
+        let t = p.push(Value::Tuple(thin_vec::thin_vec![one]));
+        p[t] = Value::Tuple(thin_vec::thin_vec![one, t]);
         p.set_root(t);
         let e = p.to_vec(2).unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::Unsupported(_)), "{e}");
@@ -1682,11 +1689,11 @@ mod tests {
     #[test]
     fn write_to_equals_to_vec() {
         let mut p = Pickle::new();
-        let big = p.push(Value::Bytes(vec![1; 100_000]));
+        let big = p.push(Value::Bytes(Box::new(vec![1; 100_000])));
         let s = p.push(Value::Str("x".repeat(70_000).into()));
         let ints: Vec<_> = (0..30_000).map(|i| p.push(Value::Int(i))).collect();
-        let l = p.push(Value::List(ints));
-        let root = p.push(Value::Tuple(vec![big, s, l, big]));
+        let l = p.push(Value::List(ints.into()));
+        let root = p.push(Value::Tuple(thin_vec::thin_vec![big, s, l, big]));
         p.set_root(root);
         for proto in 0..=5 {
             let mut sink = Vec::new();
