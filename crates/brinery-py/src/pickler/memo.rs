@@ -2,8 +2,12 @@
 //! (as `_pickle.c`'s `PyMemoTable` does) so that an id cannot be reused while it is memoized.
 //!
 //! Two parts:
-//! - the table: open addressing with linear probing over object addresses (a multiply-shift
-//!   hash, power-of-two capacity, at most half full), each key a strong reference;
+//! - the table: open addressing over object addresses (the address itself as the hash, linear
+//!   then perturbed probing, power-of-two capacity, at most two thirds full, as
+//!   `PyMemoTable`), each key a strong reference. The identity hash keeps the table's accesses in
+//!   the order of the objects' addresses: objects allocated one after another (a million strings
+//!   of a column) land in neighbouring slots, so a big memo is walked nearly sequentially instead
+//!   of missing the cache (and the TLB) on every object as a scrambling hash would;
 //! - the *pending* entries: objects the pickler proved can be met only once in the graph being
 //!   pickled (see `Saver::save_obj`), recorded in a plain vector instead of the table. Their
 //!   `PUT`/`MEMOIZE` is written all the same, so the output does not change; they only move into
@@ -40,12 +44,38 @@ pub(crate) struct Memo {
     pending_owned: Vec<(usize, isize)>,
 }
 
+/// Slots tried one after another before probing jumps around the table.
+const LINEAR: usize = 8;
+
+/// The slot holding `key`, or the empty slot where it would go. The table must have an empty
+/// slot (it is at most two thirds full).
+///
+/// The hash is the address itself (objects are 16-byte aligned, so `key >> 4`), probed
+/// linearly for [`LINEAR`] slots (the same cache line or the next), then with
+/// `_PyMemoTable_Lookup`'s perturbed recurrence, so that a crowded neighbourhood (many small
+/// objects, or addresses a multiple of the table size apart) does not degrade into long runs.
 #[inline(always)]
-fn hash(key: usize, mask: usize) -> usize {
-    // Addresses are 16-byte aligned: drop the low bits, then take the high bits of a
-    // multiplicative (Fibonacci) hash, folded to the table size.
-    let h = ((key as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((h >> 32) as usize ^ (h as usize)) & mask
+fn lookup(slots: &[Slot], key: usize) -> usize {
+    let mask = slots.len() - 1;
+    let hash = key >> 4;
+    let mut i = hash & mask;
+    for _ in 0..LINEAR {
+        let s = slots[i];
+        if s.key == key || s.key == 0 {
+            return i;
+        }
+        i = (i + 1) & mask;
+    }
+    // The recurrence visits every slot once `perturb` is 0, so an empty slot is always found.
+    let mut perturb = hash;
+    loop {
+        i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
+        let s = slots[i];
+        if s.key == key || s.key == 0 {
+            return i;
+        }
+        perturb >>= 5;
+    }
 }
 
 impl Memo {
@@ -77,19 +107,8 @@ impl Memo {
 
     #[inline]
     fn get_ptr(&self, key: usize) -> Option<isize> {
-        let mask = self.slots.len() - 1;
-        let mut i = hash(key, mask);
-        loop {
-            // The table is at most half full, so the probe ends at an empty slot.
-            let s = self.slots[i];
-            if s.key == key {
-                return Some(s.idx);
-            }
-            if s.key == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
+        let s = self.slots[lookup(&self.slots, key)];
+        (s.key == key).then_some(s.idx)
     }
 
     /// Whether `obj` is memoized in the table.
@@ -105,45 +124,37 @@ impl Memo {
 
     /// [`set`](Self::set) for a live object pointer; takes a new reference when inserting.
     fn set_ptr(&mut self, obj: *mut ffi::PyObject, idx: isize) {
-        if (self.used + 1) * 2 > self.slots.len() {
+        if (self.used + 1) * 3 > self.slots.len() * 2 {
             self.grow(self.used + 1);
         }
         let key = obj as usize;
-        let mask = self.slots.len() - 1;
-        let mut i = hash(key, mask);
-        loop {
-            let s = &mut self.slots[i];
-            if s.key == key {
-                s.idx = idx;
-                return;
-            }
-            if s.key == 0 {
-                // SAFETY: the caller guarantees `obj` is a live object and the GIL is held
-                // (every `Memo` method runs under it); the table owns this new reference
-                // until `clear`.
-                unsafe { ffi::Py_INCREF(obj) };
-                *s = Slot { key, idx };
-                self.used += 1;
-                return;
-            }
-            i = (i + 1) & mask;
+        let i = lookup(&self.slots, key);
+        let s = &mut self.slots[i];
+        if s.key == key {
+            s.idx = idx;
+            return;
         }
+        // SAFETY: the caller guarantees `obj` is a live object and the GIL is held (every
+        // `Memo` method runs under it); the table owns this new reference until `clear`.
+        unsafe { ffi::Py_INCREF(obj) };
+        *s = Slot { key, idx };
+        self.used += 1;
     }
 
-    /// Make room for `n` entries at most half full.
+    /// Make room for `n` entries at most two thirds full (`_PyMemoTable_ResizeTable`'s sizes:
+    /// twice the entries, rounded up to a power of two).
     #[cold]
     fn grow(&mut self, n: usize) {
-        let cap = (n * 2).next_power_of_two().max(MIN_CAPACITY);
+        let mut cap = (n * 2).next_power_of_two().max(MIN_CAPACITY);
+        if n * 3 > cap * 2 {
+            cap *= 2;
+        }
         if cap <= self.slots.len() {
             return;
         }
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); cap]);
-        let mask = cap - 1;
         for s in old.into_iter().filter(|s| s.key != 0) {
-            let mut i = hash(s.key, mask);
-            while self.slots[i].key != 0 {
-                i = (i + 1) & mask;
-            }
+            let i = lookup(&self.slots, s.key);
             self.slots[i] = s;
         }
     }

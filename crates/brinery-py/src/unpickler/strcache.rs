@@ -10,6 +10,12 @@
 //! cache keeps a reference to each, so CPython never treats a handed-out string as modifiable in
 //! place (that needs a reference count of 1). At most `SLOTS` strings of at most `MAX_LEN`
 //! characters are kept alive.
+//!
+//! The cache adapts: a stream of strings that never repeat (a column of unique labels) would pay
+//! a lookup that misses, and so touches the evicted string's cold header, for every string. The
+//! hit rate is measured over windows of [`WINDOW`] lookups; a window with almost no hits turns the
+//! cache off for the next strings (longer after each further poor window), and every load starts
+//! with it on again ([`new_load`]).
 
 use std::cell::UnsafeCell;
 use std::ptr;
@@ -30,6 +36,54 @@ struct Slots(UnsafeCell<[*mut ffi::PyObject; SLOTS]>);
 unsafe impl Sync for Slots {}
 
 static CACHE: Slots = Slots(UnsafeCell::new([ptr::null_mut(); SLOTS]));
+
+/// Lookups per measurement window.
+const WINDOW: u32 = 64;
+/// A window with fewer hits than this turns the cache off for a while.
+const MIN_HITS: u32 = WINDOW / 8;
+/// Strings created without the cache after the first poor window; doubled after each further
+/// poor window in a row, up to [`MAX_SKIP`].
+const FIRST_SKIP: u32 = 1024;
+const MAX_SKIP: u32 = 1 << 16;
+
+/// The hit-rate measurement (see the module docs).
+struct Adapt {
+    /// Strings still to be created without the cache.
+    skip: u32,
+    /// Lookups and hits in the current window.
+    lookups: u32,
+    hits: u32,
+    /// The next `skip` after a poor window.
+    backoff: u32,
+}
+
+struct AdaptCell(UnsafeCell<Adapt>);
+
+// SAFETY: as for `Slots`: only touched with the GIL held (`get_or_create`, `new_load`, both
+// taking a `Python` token), which serializes every access.
+unsafe impl Sync for AdaptCell {}
+
+static ADAPT: AdaptCell = AdaptCell(UnsafeCell::new(Adapt {
+    skip: 0,
+    lookups: 0,
+    hits: 0,
+    backoff: FIRST_SKIP,
+}));
+
+/// Start of a load: the cache is on again and the measurement starts afresh.
+#[inline]
+pub(crate) fn new_load(_py: Python<'_>) {
+    // SAFETY: the GIL is held (`_py`), which serializes access (see `AdaptCell`); no reference
+    // to the state outlives this statement.
+    unsafe {
+        *ADAPT.0.get() = Adapt {
+            skip: 0,
+            lookups: 0,
+            hits: 0,
+            backoff: FIRST_SKIP,
+        };
+    }
+}
 
 /// The bytes of `[p, p + n)`, 2 <= n <= 32, as up to four words that cover every byte (the
 /// last word overlaps the previous one), so that equal words mean equal bytes for equal `n`.
@@ -72,6 +126,24 @@ pub(crate) fn get_or_create<'py>(
     if (w[0] | w[1] | w[2] | w[3]) & 0x8080_8080_8080_8080 != 0 {
         return None;
     }
+    // SAFETY: the GIL is held (`py`), which serializes access (see `AdaptCell`); the reference
+    // is not kept past this function, which calls nothing that reaches the state.
+    let adapt = unsafe { &mut *ADAPT.0.get() };
+    if adapt.skip > 0 {
+        adapt.skip -= 1;
+        return Some(new_ascii(py, data));
+    }
+    adapt.lookups += 1;
+    if adapt.lookups == WINDOW {
+        if adapt.hits < MIN_HITS {
+            adapt.skip = adapt.backoff;
+            adapt.backoff = (adapt.backoff * 2).min(MAX_SKIP);
+        } else {
+            adapt.backoff = FIRST_SKIP;
+        }
+        adapt.lookups = 0;
+        adapt.hits = 0;
+    }
     let mut h = n as u64;
     for x in w {
         h = (h.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
@@ -92,22 +164,21 @@ pub(crate) fn get_or_create<'py>(
             && (*cached.cast::<ffi::PyASCIIObject>()).interned() == 0
             && words(ffi::PyUnicode_DATA(cached).cast::<u8>(), n) == w
         {
+            adapt.hits += 1;
             return Some(Ok(Bound::from_borrowed_ptr(py, cached)));
         }
     }
     Some(create(py, data, slot))
 }
 
-#[inline(never)]
-fn create<'py>(
-    py: Python<'py>,
-    data: &[u8],
-    slot: *mut *mut ffi::PyObject,
-) -> PyResult<Bound<'py, PyAny>> {
+/// A new compact ASCII `str` of `data`, which must be ASCII.
+#[inline]
+pub(crate) fn new_ascii<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    debug_assert!(data.is_ascii());
     // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters (NUL
-    // terminator written) or NULL; its data area is filled from `data` (ASCII) before anyone can
-    // see it.
-    let s = unsafe {
+    // terminator written) or NULL; its data area is filled from `data` (ASCII, the caller's
+    // contract) before anyone can see it.
+    unsafe {
         let s = ffi::PyUnicode_New(data.len() as ffi::Py_ssize_t, 127);
         if s.is_null() {
             return Err(PyErr::fetch(py));
@@ -117,8 +188,17 @@ fn create<'py>(
             ffi::PyUnicode_DATA(s).cast::<u8>(),
             data.len(),
         );
-        s
-    };
+        Ok(Bound::from_owned_ptr(py, s))
+    }
+}
+
+#[inline(never)]
+fn create<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    slot: *mut *mut ffi::PyObject,
+) -> PyResult<Bound<'py, PyAny>> {
+    let s = new_ascii(py, data)?.into_ptr();
     // SAFETY: `slot` is in bounds and owned by the cache (GIL held: `create` is only called by
     // `get_or_create`). The new string gets one
     // extra reference for the slot; the evicted string's reference is released, which frees at

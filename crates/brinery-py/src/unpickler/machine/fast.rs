@@ -450,21 +450,7 @@ pub(super) fn unicode_from_utf8<'py>(py: Python<'py>, data: &[u8]) -> PyResult<B
             return s;
         }
     } else if data.len() > strcache::MAX_LEN && data.is_ascii() {
-        // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters
-        // (with its NUL terminator written) or NULL; its data area holds `n` bytes, which are
-        // filled from `data` (ASCII, so the string is valid) before anyone can see it.
-        unsafe {
-            let s = ffi::PyUnicode_New(data.len() as ffi::Py_ssize_t, 127);
-            if s.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                ffi::PyUnicode_DATA(s).cast::<u8>(),
-                data.len(),
-            );
-            return Ok(Bound::from_owned_ptr(py, s));
-        }
+        return strcache::new_ascii(py, data);
     }
     super::decode_utf8(py, data, c"surrogatepass")
 }
