@@ -2051,7 +2051,9 @@ unsafe fn scalar_bytes(
             let v = small_int(types, p)?;
             let v = i32::try_from(v).ok()?;
             let (b, n) = binint_bytes(v);
-            out[..n].copy_from_slice(&b[..n]);
+            // All five bytes (`out` has room for any scalar): a fixed-size copy is two moves,
+            // where copying `n` bytes would call `memcpy` for every int.
+            out[..5].copy_from_slice(&b);
             Some(n)
         } else if tp == types.float {
             out[..9].copy_from_slice(&binfloat_bytes(ffi::PyFloat_AS_DOUBLE(p)));

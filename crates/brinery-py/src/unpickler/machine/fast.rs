@@ -250,7 +250,16 @@ impl<'py> Machine<'py, '_, '_> {
                         return Ok(false);
                     }
                     *pos = start + n;
-                    let s = unicode_from_utf8(self.py, &data[start..start + n])?;
+                    let text = &data[start..start + n];
+                    if (2..=strcache::MAX_LEN).contains(&n) {
+                        // The common short key or value: straight from the recycler, as a raw
+                        // pointer (no `PyResult` moved around per string).
+                        if let strcache::Got::Str(s) = strcache::get_or_create(self.py, text) {
+                            self.push_new(s)?;
+                            continue;
+                        }
+                    }
+                    let s = unicode_from_utf8(self.py, text)?;
                     self.stack.push(s);
                 }
                 SHORT_BINBYTES | BINBYTES => {
@@ -446,8 +455,9 @@ impl<'py> Machine<'py, '_, '_> {
 #[inline]
 pub(super) fn unicode_from_utf8<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     if (2..=strcache::MAX_LEN).contains(&data.len()) {
-        if let Some(s) = strcache::get_or_create(py, data) {
-            return s;
+        if let strcache::Got::Str(s) = strcache::get_or_create(py, data) {
+            // SAFETY: a new reference, or NULL with an exception set.
+            return unsafe { Bound::from_owned_ptr_or_err(py, s) };
         }
     } else if data.len() > strcache::MAX_LEN && data.is_ascii() {
         return strcache::new_ascii(py, data);
