@@ -33,7 +33,6 @@ const MIN_CAPACITY: usize = 64;
 const KEEP_CAPACITY: usize = 1 << 14;
 
 /// `id(obj)` → memo index, plus the pending entries.
-#[derive(Default)]
 pub(crate) struct Memo {
     slots: Vec<Slot>,
     /// Entries in `slots`.
@@ -42,7 +41,14 @@ pub(crate) struct Memo {
     pending: Vec<(usize, isize)>,
     /// The same, each holding a reference (objects that may be temporaries).
     pending_owned: Vec<(usize, isize)>,
+    /// The slots filled since the last clear while there are at most [`TRACK_MAX`] of them, so
+    /// that clearing a small memo (every small `dumps`) visits only those; `None` once there
+    /// are more (clearing then scans the table).
+    filled: Option<Vec<u32>>,
 }
+
+/// See `Memo::filled`.
+const TRACK_MAX: usize = 256;
 
 /// Slots tried one after another before probing jumps around the table.
 const LINEAR: usize = 8;
@@ -78,6 +84,12 @@ fn lookup(slots: &[Slot], key: usize) -> usize {
     }
 }
 
+impl Default for Memo {
+    fn default() -> Memo {
+        Memo::new()
+    }
+}
+
 impl Memo {
     /// An empty memo (allocates nothing).
     pub(crate) const fn new() -> Memo {
@@ -86,6 +98,7 @@ impl Memo {
             used: 0,
             pending: Vec::new(),
             pending_owned: Vec::new(),
+            filled: Some(Vec::new()),
         }
     }
 
@@ -139,6 +152,18 @@ impl Memo {
         unsafe { ffi::Py_INCREF(obj) };
         *s = Slot { key, idx };
         self.used += 1;
+        self.track(i);
+    }
+
+    #[inline(always)]
+    fn track(&mut self, i: usize) {
+        if let Some(filled) = &mut self.filled {
+            if filled.len() < TRACK_MAX {
+                filled.push(i as u32);
+            } else {
+                self.filled = None;
+            }
+        }
     }
 
     /// Make room for `n` entries at most two thirds full (`_PyMemoTable_ResizeTable`'s sizes:
@@ -153,9 +178,13 @@ impl Memo {
             return;
         }
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); cap]);
+        if let Some(filled) = &mut self.filled {
+            filled.clear();
+        }
         for s in old.into_iter().filter(|s| s.key != 0) {
             let i = lookup(&self.slots, s.key);
             self.slots[i] = s;
+            self.track(i);
         }
     }
 
@@ -223,15 +252,27 @@ impl Memo {
         }
         if self.used != 0 {
             self.used = 0;
-            Python::attach(|_py| {
-                for s in self.slots.iter_mut().filter(|s| s.key != 0) {
-                    let key = std::mem::take(s).key;
-                    // SAFETY: the GIL is held; `key` is a reference the table took in
-                    // `set_ptr`, released exactly once (its slot is emptied first). A `__del__`
-                    // run by the release cannot reach this memo: we hold it mutably.
+            let release = |s: &mut Slot| {
+                let key = std::mem::take(s).key;
+                if key != 0 {
+                    // SAFETY: the GIL is held (see below); `key` is a reference the table took
+                    // in `set_ptr`, released exactly once (its slot is emptied first). A
+                    // `__del__` run by the release cannot reach this memo: we hold it mutably.
                     unsafe { ffi::Py_DECREF(key as *mut ffi::PyObject) };
                 }
+            };
+            Python::attach(|_py| match &mut self.filled {
+                Some(filled) => {
+                    for &i in filled.iter() {
+                        release(&mut self.slots[i as usize]);
+                    }
+                }
+                None => self.slots.iter_mut().for_each(release),
             });
+        }
+        match &mut self.filled {
+            Some(filled) => filled.clear(),
+            None => self.filled = Some(Vec::new()),
         }
         if self.slots.len() >= KEEP_CAPACITY {
             self.slots = Vec::new();

@@ -2124,9 +2124,16 @@ fn get_dotted_path<'py>(name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>
             type_name(name)
         )));
     };
-    let parts = s
-        .call_method1(intern!(py, "split"), (intern!(py, "."),))?
-        .cast_into::<PyList>()?;
+    // A name without a dot (nearly every class) is its own one-part path, the list `str.split`
+    // returns for an exact `str` (holding the same object), without the method call.
+    let parts = match s.to_str() {
+        Ok(text) if !text.contains('.') && s.is_exact_instance_of::<PyString>() => {
+            PyList::new(py, [s])?
+        }
+        _ => s
+            .call_method1(intern!(py, "split"), (intern!(py, "."),))?
+            .cast_into::<PyList>()?,
+    };
     for part in parts.iter() {
         if part
             .cast::<PyString>()
