@@ -2,9 +2,9 @@
 //! (as `_pickle.c`'s `PyMemoTable` does) so that an id cannot be reused while it is memoized.
 //!
 //! Two parts:
-//! - the table: open addressing over object addresses (the address itself as the hash, linear
-//!   then perturbed probing, power-of-two capacity, at most two thirds full, as
-//!   `PyMemoTable`), each key a strong reference. The identity hash keeps the table's accesses in
+//! - the table: open addressing over object addresses (linear then perturbed probing,
+//!   power-of-two capacity, at most two thirds full, as `PyMemoTable`), each key a strong
+//!   reference. A large table hashes by the address itself, which keeps the table's accesses in
 //!   the order of the objects' addresses: objects allocated one after another (a million strings
 //!   of a column) land in neighbouring slots, so a big memo is walked nearly sequentially instead
 //!   of missing the cache (and the TLB) on every object as a scrambling hash would;
@@ -52,32 +52,53 @@ const TRACK_MAX: usize = 256;
 
 /// Slots tried one after another before probing jumps around the table.
 const LINEAR: usize = 8;
+/// Tables of at least this many slots (512 KiB) hash by address; smaller ones scramble it.
+const LOCAL_MIN: usize = 1 << 15;
 
 /// The slot holding `key`, or the empty slot where it would go. The table must have an empty
 /// slot (it is at most two thirds full).
 ///
-/// The hash is the address itself (objects are 16-byte aligned, so `key >> 4`), probed
+/// The hash of a large table is the address itself (objects are 16-byte aligned, so
+/// `key >> 4`: see the module docs), that of a small one a multiplicative scramble; probed
 /// linearly for [`LINEAR`] slots (the same cache line or the next), then with
 /// `_PyMemoTable_Lookup`'s perturbed recurrence, so that a crowded neighbourhood (many small
 /// objects, or addresses a multiple of the table size apart) does not degrade into long runs.
 #[inline(always)]
 fn lookup(slots: &[Slot], key: usize) -> usize {
     let mask = slots.len() - 1;
-    let hash = key >> 4;
-    let mut i = hash & mask;
-    for _ in 0..LINEAR {
-        let s = slots[i];
-        if s.key == key || s.key == 0 {
+    let hash = if slots.len() >= LOCAL_MIN {
+        key >> 4
+    } else {
+        // A small table stays in the cache anyway; scrambled addresses spread a few dozen
+        // neighbouring objects (dict keys made together) over it without collisions.
+        let h = ((key as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 32) as usize ^ (h as usize)
+    };
+    let i = hash & mask;
+    let k = slots[i].key;
+    if k == key || k == 0 {
+        return i;
+    }
+    probe(slots, key, hash, i)
+}
+
+/// [`lookup`] after a collision in the first slot.
+#[inline(never)]
+fn probe(slots: &[Slot], key: usize, hash: usize, mut i: usize) -> usize {
+    let mask = slots.len() - 1;
+    for _ in 1..LINEAR {
+        i = (i + 1) & mask;
+        let k = slots[i].key;
+        if k == key || k == 0 {
             return i;
         }
-        i = (i + 1) & mask;
     }
     // The recurrence visits every slot once `perturb` is 0, so an empty slot is always found.
     let mut perturb = hash;
     loop {
         i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
-        let s = slots[i];
-        if s.key == key || s.key == 0 {
+        let k = slots[i].key;
+        if k == key || k == 0 {
             return i;
         }
         perturb >>= 5;
@@ -118,7 +139,7 @@ impl Memo {
         self.get_ptr(obj.as_ptr() as usize)
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_ptr(&self, key: usize) -> Option<isize> {
         let s = self.slots[lookup(&self.slots, key)];
         (s.key == key).then_some(s.idx)
