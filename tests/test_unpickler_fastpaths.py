@@ -95,3 +95,14 @@ def test_unique_then_repeated_strings():
             assert got == obj
             assert len({id(s) for s in got}) == len(got)
             assert pickle.dumps(got, 5) == data
+
+
+def test_small_ints_are_the_interpreters_own():
+    # BININT1 (0..255) loads CPython's cached small ints, as the stdlib does.
+    values = list(range(256)) * 2
+    data = pickle.dumps(values, 5)
+    for _ in range(2):
+        got = brinery.loads(data)
+        assert got == values
+        assert all(a is b for a, b in zip(got, pickle.loads(data), strict=True))
+        assert got[200] is int("200")
