@@ -188,3 +188,25 @@ def test_unique_objects_inside_reductions(proto):
     _same(obj, proto)
     out = brinery.loads(brinery.dumps(obj, proto))
     assert out[300][0] is out[300][2]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda i: f"item-{i:07d}",  # 64-byte objects, allocated one after another
+        lambda i: float(i) + 0.5,  # 32-byte objects: crowded neighbouring table slots
+        lambda i: (i,),
+        lambda i: [i],
+    ],
+)
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_many_shared_objects_byte_identical(make, protocol):
+    # Objects referenced twice are memoized in the table (the identity hash keeps neighbours in
+    # neighbouring slots, and the table grows several times); the shuffled second references
+    # look every one of them up again.
+    import random
+
+    objs = [make(i) for i in range(60_000)]
+    again = objs[:]
+    random.Random(5).shuffle(again)
+    assert brinery.dumps(objs + again, protocol) == pickle.dumps(objs + again, protocol)

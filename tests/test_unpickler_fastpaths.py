@@ -80,3 +80,29 @@ def test_large_payloads_memory_and_file(tmp_path, protocol):
     with open(path, "rb", buffering=0) as f:  # no peek: field by field, payloads via readinto
         got = brinery.load(f)
         assert type(got[1]) is bytes and got[1] == blob and type(got[2]) is bytearray
+
+
+def test_unique_then_repeated_strings():
+    # A long run of strings that never repeat turns the string recycler off for a while; strings
+    # loaded then, and those of the next loads (recycler on again), are equal and distinct as
+    # the stdlib's.
+    unique = [f"item-{i:07d}" for i in range(20_000)]
+    repeated = [["alpha", "beta", "gamma"][i % 3] + "_k" for i in range(3_000)]
+    for obj in (unique + repeated, repeated, unique[:100] + repeated):
+        data = pickle.dumps(obj, 5)
+        for _ in range(2):
+            got = brinery.loads(data)
+            assert got == obj
+            assert len({id(s) for s in got}) == len(got)
+            assert pickle.dumps(got, 5) == data
+
+
+def test_small_ints_are_the_interpreters_own():
+    # BININT1 (0..255) loads CPython's cached small ints, as the stdlib does.
+    values = list(range(256)) * 2
+    data = pickle.dumps(values, 5)
+    for _ in range(2):
+        got = brinery.loads(data)
+        assert got == values
+        assert all(a is b for a, b in zip(got, pickle.loads(data), strict=True))
+        assert got[200] is int("200")

@@ -2,8 +2,12 @@
 //! (as `_pickle.c`'s `PyMemoTable` does) so that an id cannot be reused while it is memoized.
 //!
 //! Two parts:
-//! - the table: open addressing with linear probing over object addresses (a multiply-shift
-//!   hash, power-of-two capacity, at most half full), each key a strong reference;
+//! - the table: open addressing over object addresses (linear then perturbed probing,
+//!   power-of-two capacity, at most two thirds full, as `PyMemoTable`), each key a strong
+//!   reference. A large table hashes by the address itself, which keeps the table's accesses in
+//!   the order of the objects' addresses: objects allocated one after another (a million strings
+//!   of a column) land in neighbouring slots, so a big memo is walked nearly sequentially instead
+//!   of missing the cache (and the TLB) on every object as a scrambling hash would;
 //! - the *pending* entries: objects the pickler proved can be met only once in the graph being
 //!   pickled (see `Saver::save_obj`), recorded in a plain vector instead of the table. Their
 //!   `PUT`/`MEMOIZE` is written all the same, so the output does not change; they only move into
@@ -29,7 +33,6 @@ const MIN_CAPACITY: usize = 64;
 const KEEP_CAPACITY: usize = 1 << 14;
 
 /// `id(obj)` → memo index, plus the pending entries.
-#[derive(Default)]
 pub(crate) struct Memo {
     slots: Vec<Slot>,
     /// Entries in `slots`.
@@ -38,14 +41,74 @@ pub(crate) struct Memo {
     pending: Vec<(usize, isize)>,
     /// The same, each holding a reference (objects that may be temporaries).
     pending_owned: Vec<(usize, isize)>,
+    /// The slots filled since the last clear while there are at most [`TRACK_MAX`] of them, so
+    /// that clearing a small memo (every small `dumps`) visits only those; `None` once there
+    /// are more (clearing then scans the table).
+    filled: Option<Vec<u32>>,
 }
 
+/// See `Memo::filled`.
+const TRACK_MAX: usize = 256;
+
+/// Slots tried one after another before probing jumps around the table.
+const LINEAR: usize = 8;
+/// Tables of at least this many slots (512 KiB) hash by address; smaller ones scramble it.
+const LOCAL_MIN: usize = 1 << 15;
+
+/// The slot holding `key`, or the empty slot where it would go. The table must have an empty
+/// slot (it is at most two thirds full).
+///
+/// The hash of a large table is the address itself (objects are 16-byte aligned, so
+/// `key >> 4`: see the module docs), that of a small one a multiplicative scramble; probed
+/// linearly for [`LINEAR`] slots (the same cache line or the next), then with
+/// `_PyMemoTable_Lookup`'s perturbed recurrence, so that a crowded neighbourhood (many small
+/// objects, or addresses a multiple of the table size apart) does not degrade into long runs.
 #[inline(always)]
-fn hash(key: usize, mask: usize) -> usize {
-    // Addresses are 16-byte aligned: drop the low bits, then take the high bits of a
-    // multiplicative (Fibonacci) hash, folded to the table size.
-    let h = ((key as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((h >> 32) as usize ^ (h as usize)) & mask
+fn lookup(slots: &[Slot], key: usize) -> usize {
+    let mask = slots.len() - 1;
+    let hash = if slots.len() >= LOCAL_MIN {
+        key >> 4
+    } else {
+        // A small table stays in the cache anyway; scrambled addresses spread a few dozen
+        // neighbouring objects (dict keys made together) over it without collisions.
+        let h = ((key as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 32) as usize ^ (h as usize)
+    };
+    let i = hash & mask;
+    let k = slots[i].key;
+    if k == key || k == 0 {
+        return i;
+    }
+    probe(slots, key, hash, i)
+}
+
+/// [`lookup`] after a collision in the first slot.
+#[inline(never)]
+fn probe(slots: &[Slot], key: usize, hash: usize, mut i: usize) -> usize {
+    let mask = slots.len() - 1;
+    for _ in 1..LINEAR {
+        i = (i + 1) & mask;
+        let k = slots[i].key;
+        if k == key || k == 0 {
+            return i;
+        }
+    }
+    // The recurrence visits every slot once `perturb` is 0, so an empty slot is always found.
+    let mut perturb = hash;
+    loop {
+        i = (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1)) & mask;
+        let k = slots[i].key;
+        if k == key || k == 0 {
+            return i;
+        }
+        perturb >>= 5;
+    }
+}
+
+impl Default for Memo {
+    fn default() -> Memo {
+        Memo::new()
+    }
 }
 
 impl Memo {
@@ -56,6 +119,7 @@ impl Memo {
             used: 0,
             pending: Vec::new(),
             pending_owned: Vec::new(),
+            filled: Some(Vec::new()),
         }
     }
 
@@ -75,21 +139,10 @@ impl Memo {
         self.get_ptr(obj.as_ptr() as usize)
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_ptr(&self, key: usize) -> Option<isize> {
-        let mask = self.slots.len() - 1;
-        let mut i = hash(key, mask);
-        loop {
-            // The table is at most half full, so the probe ends at an empty slot.
-            let s = self.slots[i];
-            if s.key == key {
-                return Some(s.idx);
-            }
-            if s.key == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
+        let s = self.slots[lookup(&self.slots, key)];
+        (s.key == key).then_some(s.idx)
     }
 
     /// Whether `obj` is memoized in the table.
@@ -105,46 +158,54 @@ impl Memo {
 
     /// [`set`](Self::set) for a live object pointer; takes a new reference when inserting.
     fn set_ptr(&mut self, obj: *mut ffi::PyObject, idx: isize) {
-        if (self.used + 1) * 2 > self.slots.len() {
+        if (self.used + 1) * 3 > self.slots.len() * 2 {
             self.grow(self.used + 1);
         }
         let key = obj as usize;
-        let mask = self.slots.len() - 1;
-        let mut i = hash(key, mask);
-        loop {
-            let s = &mut self.slots[i];
-            if s.key == key {
-                s.idx = idx;
-                return;
+        let i = lookup(&self.slots, key);
+        let s = &mut self.slots[i];
+        if s.key == key {
+            s.idx = idx;
+            return;
+        }
+        // SAFETY: the caller guarantees `obj` is a live object and the GIL is held (every
+        // `Memo` method runs under it); the table owns this new reference until `clear`.
+        unsafe { ffi::Py_INCREF(obj) };
+        *s = Slot { key, idx };
+        self.used += 1;
+        self.track(i);
+    }
+
+    #[inline(always)]
+    fn track(&mut self, i: usize) {
+        if let Some(filled) = &mut self.filled {
+            if filled.len() < TRACK_MAX {
+                filled.push(i as u32);
+            } else {
+                self.filled = None;
             }
-            if s.key == 0 {
-                // SAFETY: the caller guarantees `obj` is a live object and the GIL is held
-                // (every `Memo` method runs under it); the table owns this new reference
-                // until `clear`.
-                unsafe { ffi::Py_INCREF(obj) };
-                *s = Slot { key, idx };
-                self.used += 1;
-                return;
-            }
-            i = (i + 1) & mask;
         }
     }
 
-    /// Make room for `n` entries at most half full.
+    /// Make room for `n` entries at most two thirds full (`_PyMemoTable_ResizeTable`'s sizes:
+    /// twice the entries, rounded up to a power of two).
     #[cold]
     fn grow(&mut self, n: usize) {
-        let cap = (n * 2).next_power_of_two().max(MIN_CAPACITY);
+        let mut cap = (n * 2).next_power_of_two().max(MIN_CAPACITY);
+        if n * 3 > cap * 2 {
+            cap *= 2;
+        }
         if cap <= self.slots.len() {
             return;
         }
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); cap]);
-        let mask = cap - 1;
+        if let Some(filled) = &mut self.filled {
+            filled.clear();
+        }
         for s in old.into_iter().filter(|s| s.key != 0) {
-            let mut i = hash(s.key, mask);
-            while self.slots[i].key != 0 {
-                i = (i + 1) & mask;
-            }
+            let i = lookup(&self.slots, s.key);
             self.slots[i] = s;
+            self.track(i);
         }
     }
 
@@ -212,15 +273,27 @@ impl Memo {
         }
         if self.used != 0 {
             self.used = 0;
-            Python::attach(|_py| {
-                for s in self.slots.iter_mut().filter(|s| s.key != 0) {
-                    let key = std::mem::take(s).key;
-                    // SAFETY: the GIL is held; `key` is a reference the table took in
-                    // `set_ptr`, released exactly once (its slot is emptied first). A `__del__`
-                    // run by the release cannot reach this memo: we hold it mutably.
+            let release = |s: &mut Slot| {
+                let key = std::mem::take(s).key;
+                if key != 0 {
+                    // SAFETY: the GIL is held (see below); `key` is a reference the table took
+                    // in `set_ptr`, released exactly once (its slot is emptied first). A
+                    // `__del__` run by the release cannot reach this memo: we hold it mutably.
                     unsafe { ffi::Py_DECREF(key as *mut ffi::PyObject) };
                 }
+            };
+            Python::attach(|_py| match &mut self.filled {
+                Some(filled) => {
+                    for &i in filled.iter() {
+                        release(&mut self.slots[i as usize]);
+                    }
+                }
+                None => self.slots.iter_mut().for_each(release),
             });
+        }
+        match &mut self.filled {
+            Some(filled) => filled.clear(),
+            None => self.filled = Some(Vec::new()),
         }
         if self.slots.len() >= KEEP_CAPACITY {
             self.slots = Vec::new();

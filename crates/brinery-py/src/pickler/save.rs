@@ -2051,7 +2051,9 @@ unsafe fn scalar_bytes(
             let v = small_int(types, p)?;
             let v = i32::try_from(v).ok()?;
             let (b, n) = binint_bytes(v);
-            out[..n].copy_from_slice(&b[..n]);
+            // All five bytes (`out` has room for any scalar): a fixed-size copy is two moves,
+            // where copying `n` bytes would call `memcpy` for every int.
+            out[..5].copy_from_slice(&b);
             Some(n)
         } else if tp == types.float {
             out[..9].copy_from_slice(&binfloat_bytes(ffi::PyFloat_AS_DOUBLE(p)));
@@ -2122,9 +2124,16 @@ fn get_dotted_path<'py>(name: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>
             type_name(name)
         )));
     };
-    let parts = s
-        .call_method1(intern!(py, "split"), (intern!(py, "."),))?
-        .cast_into::<PyList>()?;
+    // A name without a dot (nearly every class) is its own one-part path, the list `str.split`
+    // returns for an exact `str` (holding the same object), without the method call.
+    let parts = match s.to_str() {
+        Ok(text) if !text.contains('.') && s.is_exact_instance_of::<PyString>() => {
+            PyList::new(py, [s])?
+        }
+        _ => s
+            .call_method1(intern!(py, "split"), (intern!(py, "."),))?
+            .cast_into::<PyList>()?,
+    };
     for part in parts.iter() {
         if part
             .cast::<PyString>()

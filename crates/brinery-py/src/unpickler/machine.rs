@@ -131,6 +131,7 @@ pub(crate) fn load<'py>(
     input: &mut Input<'_, '_>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let _gc = GcPause::new(py);
+    super::strcache::new_load(py);
     let mut m = Machine {
         py,
         cfg,

@@ -85,8 +85,10 @@ impl Memo {
         for obj in self.dense.drain(..).flatten() {
             drop(obj.into_bound(py));
         }
-        for (_, obj) in std::mem::take(&mut self.sparse) {
-            drop(obj.into_bound(py));
+        if !self.sparse.is_empty() {
+            for (_, obj) in std::mem::take(&mut self.sparse) {
+                drop(obj.into_bound(py));
+            }
         }
         self.len = 0;
     }

@@ -10,6 +10,7 @@
 //!
 //! [`Op`]: brinery::decode::Op
 
+use std::cell::UnsafeCell;
 use std::ptr;
 
 use brinery::opcode::Opcode;
@@ -56,6 +57,39 @@ const BINGET: u8 = Opcode::BINGET.byte();
 const LONG_BINGET: u8 = Opcode::LONG_BINGET.byte();
 const FRAME: u8 = Opcode::FRAME.byte();
 const PROTO: u8 = Opcode::PROTO.byte();
+
+/// The ints 0..=255 as `PyLong_FromLong` returns them (CPython's cached small ints), so that
+/// `BININT1` takes a reference instead of calling into the interpreter.
+struct SmallInts(UnsafeCell<[*mut ffi::PyObject; 256]>);
+
+// SAFETY: only touched by `small_int`, which requires the GIL (a `Python` token); this crate is
+// built for the GIL-enabled CPython 3.11 ABI, where holding the GIL serializes every access.
+unsafe impl Sync for SmallInts {}
+
+static SMALL_INTS: SmallInts = SmallInts(UnsafeCell::new([ptr::null_mut(); 256]));
+
+/// A new reference to the int `v` (NULL with an exception set if it could not be made).
+#[inline(always)]
+fn small_int(_py: Python<'_>, v: u8) -> *mut ffi::PyObject {
+    // SAFETY: the GIL is held (`_py`), which serializes access to the table; the index is in
+    // bounds (a `u8`). A filled entry holds a reference of the table's own to the int
+    // `PyLong_FromLong(v)` returned (CPython's small-int singleton: the same object it would
+    // return now), so it is alive; the caller gets a new reference.
+    unsafe {
+        let slot = (*SMALL_INTS.0.get()).as_mut_ptr().add(v as usize);
+        let cached = *slot;
+        if !cached.is_null() {
+            ffi::Py_INCREF(cached);
+            return cached;
+        }
+        let obj = ffi::PyLong_FromLong(v as _);
+        if !obj.is_null() {
+            ffi::Py_INCREF(obj);
+            *slot = obj;
+        }
+        obj
+    }
+}
 
 #[inline(always)]
 fn u32_at(data: &[u8], at: usize) -> u32 {
@@ -202,8 +236,7 @@ impl<'py> Machine<'py, '_, '_> {
                 BININT1 => {
                     need!(1);
                     *pos = a + 1;
-                    // SAFETY: plain constructor; new reference or NULL.
-                    self.push_new(unsafe { ffi::PyLong_FromLong(data[a] as _) })?;
+                    self.push_new(small_int(self.py, data[a]))?;
                 }
                 BININT2 => {
                     need!(2);
@@ -250,7 +283,16 @@ impl<'py> Machine<'py, '_, '_> {
                         return Ok(false);
                     }
                     *pos = start + n;
-                    let s = unicode_from_utf8(self.py, &data[start..start + n])?;
+                    let text = &data[start..start + n];
+                    if (2..=strcache::MAX_LEN).contains(&n) {
+                        // The common short key or value: straight from the recycler, as a raw
+                        // pointer (no `PyResult` moved around per string).
+                        if let strcache::Got::Str(s) = strcache::get_or_create(self.py, text) {
+                            self.push_new(s)?;
+                            continue;
+                        }
+                    }
+                    let s = unicode_from_utf8(self.py, text)?;
                     self.stack.push(s);
                 }
                 SHORT_BINBYTES | BINBYTES => {
@@ -446,25 +488,12 @@ impl<'py> Machine<'py, '_, '_> {
 #[inline]
 pub(super) fn unicode_from_utf8<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     if (2..=strcache::MAX_LEN).contains(&data.len()) {
-        if let Some(s) = strcache::get_or_create(py, data) {
-            return s;
+        if let strcache::Got::Str(s) = strcache::get_or_create(py, data) {
+            // SAFETY: a new reference, or NULL with an exception set.
+            return unsafe { Bound::from_owned_ptr_or_err(py, s) };
         }
     } else if data.len() > strcache::MAX_LEN && data.is_ascii() {
-        // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters
-        // (with its NUL terminator written) or NULL; its data area holds `n` bytes, which are
-        // filled from `data` (ASCII, so the string is valid) before anyone can see it.
-        unsafe {
-            let s = ffi::PyUnicode_New(data.len() as ffi::Py_ssize_t, 127);
-            if s.is_null() {
-                return Err(PyErr::fetch(py));
-            }
-            ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                ffi::PyUnicode_DATA(s).cast::<u8>(),
-                data.len(),
-            );
-            return Ok(Bound::from_owned_ptr(py, s));
-        }
+        return strcache::new_ascii(py, data);
     }
     super::decode_utf8(py, data, c"surrogatepass")
 }
