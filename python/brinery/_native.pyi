@@ -83,6 +83,16 @@ def loads(
     errors: str = "strict",
     buffers: Iterable[Any] | None = (),
 ) -> Any: ...
+def _loads_with_policy(
+    data: ReadableBuffer,
+    policy: Policy,
+    /,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = (),
+) -> Any: ...
 
 @final
 class PicklerMemoProxy:

@@ -2,14 +2,13 @@
 
 ``scan`` reports what a pickle would import and call without running or importing anything;
 ``safe_load``/``safe_loads`` refuse (``UnsafePickleError``) unless the scan is clean, then load
-with the native ``Unpickler(..., policy=...)``, which enforces the same policy a second time
+with the native policy enforcement (``Unpickler(..., policy=...)``'s), which enforces the same policy a second time
 while loading (defence in depth). See docs/security.md for the threat model.
 """
 
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import pickle
 import re
@@ -167,6 +166,12 @@ def _split_allow(allow: Iterable[AllowEntry] | str | None) -> tuple[list[str], l
     return names, rules
 
 
+# Compiled policies by (profiles, allow names): a Policy is immutable, and building one (the
+# profiles' tables) costs more than scanning and loading a small pickle.
+_POLICY_CACHE: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], Policy] = {}
+_POLICY_CACHE_SIZE = 64
+
+
 def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
     if isinstance(policy, Policy):
         if names:
@@ -181,7 +186,16 @@ def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
         profiles = None
     else:
         profiles = list(policy)
-    return Policy(profiles, allow=names)
+    if not all(isinstance(p, str) for p in profiles or ()) or not all(isinstance(n, str) for n in names):
+        return Policy(profiles, allow=names)  # raises the Policy's own TypeError
+    key = (None if profiles is None else tuple(profiles), tuple(names))
+    cached = _POLICY_CACHE.get(key)
+    if cached is None:
+        cached = Policy(profiles, allow=names)
+        if len(_POLICY_CACHE) >= _POLICY_CACHE_SIZE:
+            _POLICY_CACHE.pop(next(iter(_POLICY_CACHE)))
+        _POLICY_CACHE[key] = cached
+    return cached
 
 
 Data = bytes | bytearray | memoryview
@@ -330,15 +344,15 @@ def safe_loads(
             "trust it, load it with joblib",
             [],
         )
-    unpickler = _native.Unpickler(
-        io.BytesIO(data),
+    # the in-memory load of `loads`, with the policy enforced again during the load
+    return _native._loads_with_policy(
+        data,
+        pol,
         fix_imports=fix_imports,
         encoding=encoding,
         errors=errors,
         buffers=buffers,
-        policy=pol,
     )
-    return unpickler.load()
 
 
 def safe_load(

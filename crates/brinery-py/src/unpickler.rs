@@ -33,6 +33,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<UnpicklerMemoProxy>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(loads, m)?)?;
+    m.add_function(wrap_pyfunction!(loads_with_policy, m)?)?;
     Ok(())
 }
 
@@ -157,6 +158,37 @@ fn loads<'py>(
     let data = Data::new(data)?;
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
     load_with_fresh_memo(py, &opts, Input::Memory(MemoryInput::new(data.as_slice())))
+}
+
+/// `_loads_with_policy(data, policy, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
+///
+/// `loads` with `policy` enforced during the load, as `Unpickler(..., policy=policy)` does:
+/// the in-memory load behind `brinery.safe_loads`, which scans the whole stream first.
+#[pyfunction]
+#[pyo3(
+    name = "_loads_with_policy",
+    signature = (data, policy, /, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None),
+    text_signature = "(data, policy, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
+)]
+fn loads_with_policy<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    policy: &Bound<'py, crate::scan::Policy>,
+    fix_imports: Truthy,
+    encoding: &str,
+    errors: &str,
+    buffers: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let data = Data::new(data)?;
+    let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
+    let guard = policy::Guard::new(policy.get().inner.clone());
+    let mut cfg = opts.config(py)?;
+    cfg.guard = Some(&guard);
+    machine::load(
+        py,
+        &cfg,
+        &mut Input::Memory(MemoryInput::new(data.as_slice())),
+    )
 }
 
 /// One load of the module-level `load`/`loads`, with a memo of its own.

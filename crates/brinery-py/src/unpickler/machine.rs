@@ -143,14 +143,15 @@ pub(crate) fn load<'py>(
     loop {
         // The common operations run in the fast loop, straight from the bytes at hand; it
         // stops before anything else (and before anything incomplete), which then goes through
-        // the general path below. A policy load skips it: its guard sees every opcode.
-        let stop = match (&mut *input, cfg.guard) {
-            (_, Some(_)) => false,
-            (Input::Memory(mem), None) => {
+        // the general path below. Under a policy it runs only while the guard has nothing to
+        // check in the operations it handles (`Guard::fast_loop_ok`); it never runs PROTO then.
+        let stop = match &mut *input {
+            _ if cfg.guard.is_some_and(|g| !g.fast_loop_ok(&m.stack)) => false,
+            Input::Memory(mem) => {
                 let (data, pos) = mem.parts();
                 m.run_fast(data, pos)?
             }
-            (Input::File(file), None) => {
+            Input::File(file) => {
                 let (data, pos) = file.parts(py);
                 m.run_fast(data, pos)?
             }

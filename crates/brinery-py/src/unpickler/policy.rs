@@ -13,7 +13,7 @@
 //! to a cached or singleton object a factory returned; EXT codes and persistent ids are refused,
 //! and so is a repeated PROTO. A refusal raises `brinery.UnsafePickleError`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -59,12 +59,23 @@ struct State {
     shared: HashSet<usize>,
     results: Vec<Py<PyAny>>,
     seen_proto: bool,
+    /// How deeply call results nest (red-team F14), by the address of each call result alive
+    /// in the load; a result nests one deeper than the deepest result among its call's
+    /// arguments and the items of its tuple arguments, as the scan counts.
+    depths: HashMap<usize, u32>,
+    /// The depth of the result of the call being executed, registered by `after`.
+    pending_depth: Option<u32>,
 }
 
 /// The policy of one load.
 pub(crate) struct Guard {
     policy: Arc<core::Policy>,
     state: RefCell<State>,
+    /// Whether the machine's fast loop may run: it skips the guard, which is sound only while
+    /// nothing it does needs a check (see [`Guard::fast_loop_ok`]).
+    fast_ok: Cell<bool>,
+    /// Whether a `builtins.getattr` was resolved ([`State::getattrs`] is not empty).
+    has_getattr: Cell<bool>,
 }
 
 impl Guard {
@@ -72,6 +83,45 @@ impl Guard {
         Guard {
             policy,
             state: RefCell::new(State::default()),
+            fast_ok: Cell::new(true),
+            has_getattr: Cell::new(false),
+        }
+    }
+
+    /// Whether the machine may run its fast loop (plain scalars, strings, tuples, the memo,
+    /// marks, frames, and APPEND(S)/SETITEM(S) on exact lists and dicts) without calling the
+    /// guard. None of those resolves or calls anything; the checks the guard makes on them are
+    /// that no `builtins.getattr` is used as a value and that no global or shared (already
+    /// existing) object is modified, so the fast loop does not run while a `getattr` is on
+    /// `stack`, and stops for good once a global or shared object is an exact list or dict
+    /// (which the fast loop could fill).
+    pub(crate) fn fast_loop_ok(&self, stack: &[Bound<'_, PyAny>]) -> bool {
+        if !self.fast_ok.get() {
+            return false;
+        }
+        if !self.has_getattr.get() {
+            return true;
+        }
+        // `getattr` loaded (a pickled method: `getattr(cls, name)`): the fast loop may run
+        // while no `getattr` is on the stack (it would build it into a container); it hands
+        // over a BINGET that fetches one (`is_getattr`).
+        let st = self.state.borrow();
+        !stack
+            .iter()
+            .any(|v| st.getattrs.contains(&(v.as_ptr() as usize)))
+    }
+
+    /// Whether `obj` is a `builtins.getattr` this load resolved (the fast loop hands over a
+    /// BINGET fetching one, for the guard to see where it is used).
+    pub(crate) fn is_getattr(&self, obj: *mut pyo3::ffi::PyObject) -> bool {
+        self.has_getattr.get() && self.state.borrow().getattrs.contains(&(obj as usize))
+    }
+
+    /// Note an object the fast loop must never modify.
+    fn protect(&self, obj: &Bound<'_, PyAny>) {
+        use pyo3::types::{PyDict, PyList};
+        if obj.is_exact_instance_of::<PyList>() || obj.is_exact_instance_of::<PyDict>() {
+            self.fast_ok.set(false);
         }
     }
 
@@ -408,6 +458,49 @@ impl Guard {
         Ok(())
     }
 
+    /// The nesting depth of the result of a call with `args` (see [`State::depths`]); refuses
+    /// depths beyond [`core::MAX_CALL_DEPTH`], as the scan does.
+    fn call_depth(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        args: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let mut st = self.state.borrow_mut();
+        let mut deepest = 0u32;
+        if !st.depths.is_empty() {
+            let of = |o: &Bound<'_, PyAny>| st.depths.get(&(o.as_ptr() as usize)).copied();
+            if let Some(t) = args.and_then(|a| a.cast::<PyTuple>().ok()) {
+                for item in t.iter() {
+                    let d = match of(&item) {
+                        Some(d) => d,
+                        None => match item.cast::<PyTuple>() {
+                            Ok(inner) => inner.iter().filter_map(|x| of(&x)).max().unwrap_or(0),
+                            Err(_) => 0,
+                        },
+                    };
+                    deepest = deepest.max(d);
+                }
+            }
+        }
+        let depth = deepest.saturating_add(1);
+        if depth as usize > core::MAX_CALL_DEPTH {
+            drop(st);
+            return Err(Self::refuse(
+                py,
+                Rule::LimitExceeded,
+                op,
+                None,
+                format!(
+                    "call results nested {depth} deep exceed the nesting limit of {} (freeing such an object can crash the interpreter)",
+                    core::MAX_CALL_DEPTH
+                ),
+            ));
+        }
+        st.pending_depth = Some(depth);
+        Ok(())
+    }
+
     /// BUILD and the container opcodes may not modify an object a factory returned that
     /// already existed (a cached instance, a singleton, an enum member); BUILD applies only to
     /// objects this load created.
@@ -633,6 +726,7 @@ impl Guard {
                 if op.opcode == INST {
                     let mark = marks.last().copied().unwrap_or(0).min(stack.len());
                     let args = PyTuple::new(py, &stack[mark..])?;
+                    self.call_depth(py, op, Some(args.as_any()))?;
                     self.call_checked(
                         py,
                         op,
@@ -656,18 +750,15 @@ impl Guard {
                 let (access, sp) = self.global(py, op, &m, &n, proto, fix_imports)?;
                 self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}")));
             }
-            REDUCE => {
+            REDUCE | NEWOBJ => {
                 if let (Some(callee), Some(args)) = (at(2), at(1)) {
+                    self.call_depth(py, op, Some(args))?;
                     self.call(py, op, callee, Some(args))?;
-                }
-            }
-            NEWOBJ => {
-                if let (Some(cls), Some(args)) = (at(2), at(1)) {
-                    self.call(py, op, cls, Some(args))?;
                 }
             }
             NEWOBJ_EX => {
                 if let (Some(cls), Some(args)) = (at(3), at(2)) {
+                    self.call_depth(py, op, Some(args))?;
                     self.call(py, op, cls, Some(args))?;
                 }
             }
@@ -675,6 +766,7 @@ impl Guard {
                 if let Some(&mark) = marks.last() {
                     if let Some(cls) = stack.get(mark) {
                         let args = PyTuple::new(py, &stack[mark + 1..])?;
+                        self.call_depth(py, op, Some(args.as_any()))?;
                         self.call(py, op, cls, Some(args.as_any()))?;
                     }
                 }
@@ -743,6 +835,7 @@ impl Guard {
     ) -> PyResult<()> {
         use Opcode::*;
         let mut st = self.state.borrow_mut();
+        let depth = st.pending_depth.take();
         let Some(top) = stack.last() else {
             st.pending = None;
             return Ok(());
@@ -767,18 +860,27 @@ impl Guard {
             let id = top.as_ptr() as usize;
             if sp == Special::Getattr {
                 st.getattrs.push(id);
+                self.has_getattr.set(true);
             }
+            self.protect(top);
             st.globals.insert(id, (access, sp, name));
             st.keep.push(top.clone().unbind());
             return Ok(());
         }
         if matches!(op.opcode, REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ) {
             let id = top.as_ptr() as usize;
+            if let Some(d) = depth {
+                // A result's address is not reused while it is alive, and a freed result
+                // cannot be an argument any more: a stale entry only ever meets a new object
+                // at its address, and is overwritten when that object is a call result.
+                st.depths.insert(id, d);
+            }
             // SAFETY: `top` is a live object (the stack holds it); reading its reference count
             // has no other effect.
             let refs = unsafe { pyo3::ffi::Py_REFCNT(top.as_ptr()) };
             if refs > 1 && st.shared.insert(id) {
                 st.results.push(top.clone().unbind());
+                self.protect(top);
             }
         }
         Ok(())

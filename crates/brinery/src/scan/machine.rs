@@ -23,10 +23,7 @@ use crate::Limits;
 const MAX_FINDINGS: usize = 1000;
 /// How deeply pickles nested in bytes constants are scanned.
 const MAX_NESTING: u32 = 4;
-/// How deeply call results may nest inside each other's arguments (red-team F14: a million
-/// nested `slice(slice(...))` crash CPython when freed, whose `slice_dealloc` recurses). Real
-/// pickles nest a few dozen levels at most; `Limits::max_depth` applies when smaller.
-const MAX_CALL_DEPTH: usize = 2000;
+use super::MAX_CALL_DEPTH;
 /// Items recorded per tuple / entries per dict (larger ones are plain data).
 const SMALL_TUPLE: usize = 8;
 const SMALL_DICT: usize = 16;

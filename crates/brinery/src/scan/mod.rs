@@ -50,6 +50,12 @@ use crate::Limits;
 /// CPython never writes names near this long, and checking longer ones costs time and memory
 /// (red-team F8/F9).
 pub const MAX_NAME_LEN: usize = 1024;
+/// How deeply call results may nest inside each other's arguments (red-team F14: a million
+/// nested `slice(slice(...))` crash CPython when freed, whose `slice_dealloc` recurses). Real
+/// pickles nest a few dozen levels at most; `Limits::max_depth` applies when smaller. The scan
+/// counts a call's depth as one more than the deepest call result among its arguments and the
+/// items of its tuple arguments; the load-time guard counts the same way.
+pub const MAX_CALL_DEPTH: usize = 2000;
 /// The most dotted parts a global's qualified name may have.
 pub const MAX_NAME_PARTS: usize = 64;
 
