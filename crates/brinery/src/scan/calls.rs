@@ -1,7 +1,7 @@
 //! The call rules: the few callables whose arguments decide whether a call is safe, and
 //! joblib's array data.
 
-use super::machine::{Machine, Special, Sym};
+use super::machine::{Machine, Special, Sym, NO_PRODUCT};
 use super::policy::Access;
 use super::rule::Rule;
 use crate::decode::Op;
@@ -247,7 +247,7 @@ pub(crate) fn joblib_array<'a>(
             }
         });
     let count = match shape {
-        Some(Sym::Ints(product)) => product,
+        Some(Sym::Ints(product)) => Some(product).filter(|&p| p != NO_PRODUCT),
         Some(Sym::Data) => Some(1), // () is plain data
         _ => None,
     };

@@ -19,6 +19,8 @@ use crate::decode::{Arg, Decoder, Op};
 use crate::opcode::Opcode;
 use crate::Limits;
 
+mod fast;
+
 /// Findings per stream beyond which the scan stops adding (the verdict is settled).
 const MAX_FINDINGS: usize = 1000;
 /// How deeply pickles nested in bytes constants are scanned.
@@ -28,20 +30,38 @@ use super::MAX_CALL_DEPTH;
 const SMALL_TUPLE: usize = 8;
 const SMALL_DICT: usize = 16;
 
+/// The length bits of `Sym::Str`'s `len`.
+const STR_LEN: u32 = 0x7fff_ffff;
+/// The flag bit of `Sym::Str`'s `len`: the loader decodes the string as ASCII.
+const STR_ASCII: u32 = 0x8000_0000;
+
+/// `Sym::Ints` of a tuple whose product overflows or has a negative item.
+pub(crate) const NO_PRODUCT: u64 = u64::MAX;
+
+// The machine copies symbols all the time: keep them two words.
+const _: () = assert!(std::mem::size_of::<Sym>() == 16);
+const _: () = assert!(std::mem::size_of::<Option<Sym>>() == 16);
+
 /// A symbolic stack value.
+///
+/// A word-sized tag and one word of payload: with a byte tag and payload bytes right after it,
+/// the compiler copies a symbol as a byte and two overlapping words through the native stack,
+/// which stalls the CPU's store forwarding (a third of the scan's time on memo-heavy input).
 #[derive(Debug, Clone, Copy)]
+#[repr(u64)]
 pub(crate) enum Sym {
     /// Inert data: numbers, bytes, containers, None.
     Data,
     /// A small integer (kept for shapes and counts).
     Int(i64),
-    /// A constant string pushed by a literal opcode: `len` bytes at `start` in the input;
-    /// `ascii` when the loader decodes it as ASCII (Python 2 strings) rather than UTF-8. Kept as
-    /// an offset rather than a slice so that a `Sym` is 16 bytes.
-    Str { start: u64, len: u32, ascii: bool },
-    /// A tuple of small non-negative integers (a shape), by the product of its items (`None` on
-    /// overflow or a negative item).
-    Ints(Option<u64>),
+    /// A constant string pushed by a literal opcode: `len & STR_LEN` bytes at `start` in the
+    /// input; [`STR_ASCII`] set in `len` when the loader decodes it as ASCII (Python 2 strings)
+    /// rather than UTF-8. Strings at offsets past 4 GiB or longer than 2 GiB are [`Sym::Text`].
+    Str { start: u32, len: u32 },
+    /// A tuple of small non-negative integers (a shape), by the product of its items
+    /// ([`NO_PRODUCT`] on overflow or a negative item). Not an `Option<u64>`, which would make
+    /// every `Sym` 24 bytes instead of 16.
+    Ints(u64),
     /// A constant string whose text the scan does not decode (an escaped UNICODE line, a quoted
     /// STRING): data, but never a global's name.
     Text,
@@ -250,6 +270,11 @@ impl<'a, 'r> Machine<'a, 'r> {
             if self.stopped {
                 return End::Abort;
             }
+            let mut pos = dec.offset();
+            self.run_fast(&mut pos);
+            if pos != dec.offset() {
+                dec = Decoder::at(self.data, pos);
+            }
             let op = match dec.next_op() {
                 Ok(Some(op)) => op,
                 Ok(None) => {
@@ -446,22 +471,22 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// A constant string of the input as a `Sym` (offsets into `self.data`).
     #[inline]
     fn str_sym(&self, b: &'a [u8], ascii: bool) -> Sym {
-        match u32::try_from(b.len()) {
-            Ok(len) => Sym::Str {
-                start: (b.as_ptr() as usize - self.data.as_ptr() as usize) as u64,
-                len,
-                ascii,
+        let start = b.as_ptr() as usize - self.data.as_ptr() as usize;
+        match (u32::try_from(start), u32::try_from(b.len())) {
+            (Ok(start), Ok(len)) if len <= STR_LEN => Sym::Str {
+                start,
+                len: if ascii { len | STR_ASCII } else { len },
             },
-            Err(_) => Sym::Text,
+            _ => Sym::Text,
         }
     }
 
     /// The bytes of a constant string.
     pub(crate) fn str_bytes(&self, s: Sym) -> Option<&'a [u8]> {
         match s {
-            Sym::Str { start, len, .. } => {
-                let start = usize::try_from(start).ok()?;
-                self.data.get(start..start.checked_add(len as usize)?)
+            Sym::Str { start, len } => {
+                let start = start as usize;
+                self.data.get(start..start + (len & STR_LEN) as usize)
             }
             _ => None,
         }
@@ -469,9 +494,10 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// The text of a constant string as the loader decodes it, if the scan can read it exactly.
     pub(crate) fn text(&self, s: Sym) -> Option<&'a str> {
-        let Sym::Str { ascii, .. } = s else {
+        let Sym::Str { len, .. } = s else {
             return None;
         };
+        let ascii = len & STR_ASCII != 0;
         std::str::from_utf8(self.str_bytes(s)?)
             .ok()
             .filter(|t| !ascii || t.is_ascii())
@@ -485,7 +511,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 Sym::Int(v) if *v >= 0 => acc.checked_mul(*v as u64),
                 _ => None,
             });
-            return Sym::Ints(product);
+            return Sym::Ints(product.unwrap_or(NO_PRODUCT));
         }
         if items.is_empty()
             || items.len() > SMALL_TUPLE
