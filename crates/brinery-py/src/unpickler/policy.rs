@@ -24,6 +24,30 @@ use brinery::decode::{Arg, Op};
 use brinery::scan::{self as core, Access, ArgRule, Rule};
 use brinery::Opcode;
 
+/// `sys.modules` (the same dict for the interpreter's life): looking a module up there costs a
+/// dict lookup, where `import` goes through `builtins.__import__` (the guard's main cost when it
+/// did that at every BUILD).
+fn sys_modules(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static MODULES: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    MODULES
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("sys")?.getattr("modules")?.unbind())
+        })
+        .map(|m| m.bind(py))
+}
+
+/// Whether `obj`'s type is `ty` or a subtype of it (the real type hierarchy, which decides
+/// which `__setstate__` runs; no `__instancecheck__` call, which made `isinstance` the guard's
+/// cost at every BUILD).
+fn is_subtype(obj: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
+    let Ok(ty) = ty.cast::<PyType>() else {
+        return false;
+    };
+    // SAFETY: both are live type objects (the type of a live object, and a checked type);
+    // PyType_IsSubtype only reads their MRO.
+    unsafe { pyo3::ffi::PyType_IsSubtype(obj.get_type().as_type_ptr(), ty.as_type_ptr()) != 0 }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Special {
     None,
@@ -396,7 +420,7 @@ impl Guard {
                 None => None,
             },
             ArgRule::BuiltinBase => {
-                let builtins = py.import("builtins")?;
+                let builtins = sys_modules(py)?.get_item("builtins")?;
                 let mut ok = false;
                 for name in core::BUILTIN_BASES {
                     if builtins.getattr(*name)?.is(arg) {
@@ -542,7 +566,8 @@ impl Guard {
         target: &Bound<'_, PyAny>,
         state: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let Ok(np) = py.import("sys")?.getattr("modules")?.get_item("numpy") else {
+        let modules = sys_modules(py)?;
+        let Ok(np) = modules.get_item("numpy") else {
             return Ok(()); // not loaded: the target cannot be a numpy object
         };
         let dtype_type = np.getattr("dtype")?;
@@ -555,7 +580,7 @@ impl Guard {
                 format!("BUILD state of a numpy {what} is not one numpy writes"),
             ))
         };
-        if target.is_instance(&dtype_type)? {
+        if is_subtype(target, &dtype_type) {
             let Ok(t) = state.cast::<PyTuple>() else {
                 return refuse("dtype");
             };
@@ -610,16 +635,12 @@ impl Guard {
             if !(order_ok && sub_ok && flags_ok) {
                 return refuse("dtype");
             }
-        } else if target.is_instance(&np.getattr("ndarray")?)? {
+        } else if is_subtype(target, &np.getattr("ndarray")?) {
             let setstate = target.get_type().getattr("__setstate__")?;
             let plain = setstate.is(&np.getattr("ndarray")?.getattr("__setstate__")?);
             // numpy.ma's MaskedArray.__setstate__ takes (1, shape, dtype, fortran, data, mask,
             // fill) and passes the first five on to ndarray's
-            let masked = match py
-                .import("sys")?
-                .getattr("modules")?
-                .get_item("numpy.ma.core")
-            {
+            let masked = match modules.get_item("numpy.ma.core") {
                 Ok(ma) => setstate.is(&ma.getattr("MaskedArray")?.getattr("__setstate__")?),
                 Err(_) => false,
             };
