@@ -374,7 +374,13 @@ impl Guard {
                         }
                     };
                     let first = args.as_ref().and_then(|t| t.get_item(0).ok());
-                    if let Some(problem) = self.helper_argument(py, rule, &arg, first.as_ref())? {
+                    let problem = match self.value_argument(py, rule, &arg, args.as_ref())? {
+                        Some(p) => Some(p),
+                        None => self
+                            .helper_argument(py, rule, &arg, first.as_ref())?
+                            .map(str::to_owned),
+                    };
+                    if let Some(problem) = problem {
                         return Err(Self::refuse(
                             py,
                             Rule::UnsafeArguments,
@@ -388,6 +394,131 @@ impl Guard {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Why `arg` breaks one of the rules on values (sizes, shapes, bit generator names), or
+    /// `None`; `args` is the whole argument tuple (a shape's dtype is another argument).
+    fn value_argument(
+        &self,
+        py: Python<'_>,
+        rule: ArgRule,
+        arg: &Bound<'_, PyAny>,
+        args: Option<&Bound<'_, PyTuple>>,
+    ) -> PyResult<Option<String>> {
+        let limit = brinery::Limits::default().max_call_alloc();
+        let too_big = |what: String| {
+            Some(format!(
+                "{what}, more than the limit of {limit} bytes one call may allocate"
+            ))
+        };
+        // an integer (or anything with __index__, like a numpy integer), if `v` is one
+        let as_int = |v: &Bound<'_, PyAny>| -> Option<Result<i64, ()>> {
+            if v.is_instance_of::<PyString>() || v.is_instance_of::<pyo3::types::PyBytes>() {
+                return None;
+            }
+            if !v.is_instance_of::<pyo3::types::PyInt>()
+                && !v.hasattr(pyo3::intern!(py, "__index__")).unwrap_or(false)
+            {
+                return None;
+            }
+            Some(v.extract::<i64>().map_err(|_| ()))
+        };
+        Ok(match rule {
+            ArgRule::Size => match as_int(arg) {
+                Some(Ok(n)) if n > 0 && n as u64 > limit => too_big(format!("a size of {n} bytes")),
+                Some(Err(())) => too_big("a size that does not fit 64 bits".into()),
+                _ => None,
+            },
+            ArgRule::Shape { dtype } => {
+                let count: Option<u64> = match as_int(arg) {
+                    Some(Ok(n)) => Some(n.max(0) as u64),
+                    Some(Err(())) => None,
+                    None => match arg.try_iter() {
+                        Ok(items) if !arg.is_instance_of::<PyString>() => {
+                            let mut product: Option<u64> = Some(1);
+                            for item in items {
+                                let n = match as_int(&item?) {
+                                    Some(Ok(n)) => n.max(0) as u64,
+                                    _ => {
+                                        product = None;
+                                        break;
+                                    }
+                                };
+                                product = product.and_then(|p| p.checked_mul(n));
+                            }
+                            product
+                        }
+                        _ => None,
+                    },
+                };
+                if count == Some(0) {
+                    return Ok(None);
+                }
+                let Some(count) = count else {
+                    return Ok(Some(
+                        "an array shape that is not integers (or too large)".into(),
+                    ));
+                };
+                let dt = args.and_then(|t| t.get_item(dtype).ok());
+                let itemsize = match dt {
+                    None => Some(8u64),
+                    Some(d) if d.is_none() => Some(8),
+                    Some(d) => {
+                        let np = sys_modules(py)?.get_item("numpy").ok();
+                        match np {
+                            Some(np)
+                                if d.is_instance_of::<PyString>()
+                                    || d.is_instance_of::<pyo3::types::PyBytes>()
+                                    || d.is_instance_of::<PyType>()
+                                    || is_subtype(&d, &np.getattr("dtype")?) =>
+                            {
+                                np.getattr("dtype")?
+                                    .call1((d,))
+                                    .and_then(|t| t.getattr("itemsize"))
+                                    .and_then(|i| i.extract::<u64>())
+                                    .ok()
+                            }
+                            _ => None,
+                        }
+                    }
+                };
+                match itemsize {
+                    Some(size) => match count.checked_mul(size) {
+                        Some(bytes) if bytes <= limit => None,
+                        _ => too_big(format!(
+                            "an array shape of {count} elements of {size} bytes"
+                        )),
+                    },
+                    None => Some(format!(
+                        "an array shape of {count} elements with a dtype that cannot be sized"
+                    )),
+                }
+            }
+            ArgRule::BitGeneratorName | ArgRule::BitGeneratorOrName => {
+                let name_ok = arg.is_exact_instance_of::<PyString>()
+                    && arg
+                        .extract::<String>()
+                        .is_ok_and(|t| core::BIT_GENERATORS.contains(&t.as_str()));
+                let class_ok = arg.is_instance_of::<PyType>()
+                    && self.lookup(arg).is_some_and(|g| {
+                        g.2.split_once(':')
+                            .is_some_and(|(m, n)| core::is_bit_generator_class(m, n))
+                    });
+                let instance_ok = rule == ArgRule::BitGeneratorOrName
+                    && !arg.is_instance_of::<PyType>()
+                    && match sys_modules(py)?.get_item("numpy.random.bit_generator") {
+                        Ok(m) => is_subtype(arg, &m.getattr("BitGenerator")?),
+                        Err(_) => false,
+                    };
+                (!(name_ok || class_ok || instance_ok)).then(|| {
+                    format!(
+                        "something other than one of numpy's bit generators ({}) by name, class or instance",
+                        core::BIT_GENERATORS.join(", ")
+                    )
+                })
+            }
+            _ => None,
+        })
     }
 
     /// Why `arg` breaks `rule`, or `None`. `first` is the helper's first argument (the class
@@ -445,6 +576,10 @@ impl Guard {
                     is_type && name_is(&|m, n| core::TZFILE_MODULES.contains(&m) && n == "tzfile");
                 (!ok).then_some("a class other than dateutil.tz.tzfile")
             }
+            ArgRule::Size
+            | ArgRule::Shape { .. }
+            | ArgRule::BitGeneratorName
+            | ArgRule::BitGeneratorOrName => None, // `value_argument`
             ArgRule::BitGeneratorCtor => {
                 let ok =
                     name_is(&|m, n| m == "numpy.random._pickle" && n == "__bit_generator_ctor");

@@ -42,6 +42,24 @@ pub(crate) const NO_PRODUCT: u64 = u64::MAX;
 const _: () = assert!(std::mem::size_of::<Sym>() == 16);
 const _: () = assert!(std::mem::size_of::<Option<Sym>>() == 16);
 
+/// The value of a LONG1/LONG4 argument (little-endian two's complement), if it fits an i64.
+fn long_le_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() {
+        return Some(0);
+    }
+    let negative = b[b.len() - 1] & 0x80 != 0;
+    let fill = if negative { 0xff } else { 0 };
+    let (low, high) = b.split_at(b.len().min(8));
+    if high.iter().any(|&x| x != fill) {
+        return None;
+    }
+    let mut raw = [fill; 8];
+    raw[..low.len()].copy_from_slice(low);
+    let v = i64::from_le_bytes(raw);
+    // the sign of the value must be the sign of the whole number
+    ((v < 0) == negative).then_some(v)
+}
+
 /// A symbolic stack value.
 ///
 /// A word-sized tag and one word of payload: with a byte tag and payload bytes right after it,
@@ -666,7 +684,14 @@ impl<'a, 'r> Machine<'a, 'r> {
                 };
                 self.stack.push(v.map_or(Sym::Data, Sym::Int));
             }
-            LONG1 | LONG4 => self.stack.push(Sym::Data),
+            LONG1 | LONG4 => {
+                // kept when it fits an i64: sizes given to allocating calls are checked
+                let v = match op.arg {
+                    Arg::Long(b) => long_le_i64(b),
+                    _ => None,
+                };
+                self.stack.push(v.map_or(Sym::Data, Sym::Int));
+            }
             SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
                 if let Arg::Bytes(b) = op.arg {
                     self.stack.push(self.str_sym(b, false));
@@ -1430,6 +1455,10 @@ impl<'a, 'r> Machine<'a, 'r> {
         let access = Some(access);
         let special = super::calls::special(&module, &name);
         self.push_global(module, name, access, false, special)
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        self.limits
     }
 
     pub(crate) fn items_of(&self, sym: Sym) -> Option<&[Sym]> {

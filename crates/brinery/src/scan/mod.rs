@@ -34,7 +34,10 @@ mod policy;
 mod report;
 mod rule;
 
-pub use calls::{helper_arguments, ArgRule, BUILTIN_BASES, TZFILE_MODULES};
+pub use calls::{
+    dtype_code_itemsize, helper_arguments, is_bit_generator_class, ArgRule, BIT_GENERATORS,
+    BUILTIN_BASES, TZFILE_MODULES,
+};
 pub use container::{ContainerKind, ContainerOptions};
 pub use deny::denied;
 pub use policy::{
