@@ -205,7 +205,9 @@ F04_ENUM = b"\x80\x02cuuid\nSafeUUID\nK\x00\x85R}X\x06\x00\x00\x00_name_X\x06\x0
 F07_BYTEARRAY = b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x40\x85R."
 F07_BYTES_LONG = b"\x80\x03cbuiltins\nbytes\n\x8a\x05\x00\x00\x00\x00\x01\x85R."  # LONG1 2**32
 F07_NDARRAY = b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x01\x00J\x00\x00\x01\x00\x86\x85R."
-F07_RECONSTRUCT = b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x00\x00\x40\x85C\x01b\x87R."
+F07_RECONSTRUCT = (
+    b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x00\x00\x40\x85C\x01b\x87R."
+)
 F07_MARECONSTRUCT = (
     b"\x80\x02cnumpy.ma.core\n_mareconstruct\n(cnumpy.ma.core\nMaskedArray\ncnumpy\nndarray\n"
     b"J\x00\x00\x00\x40\x85C\x01btR."

@@ -2,8 +2,9 @@
 
 ``scan`` reports what a pickle would import and call without running or importing anything;
 ``safe_load``/``safe_loads`` refuse (``UnsafePickleError``) unless the scan is clean, then load
-with the native policy enforcement (``Unpickler(..., policy=...)``'s), which enforces the same policy a second time
-while loading (defence in depth). See docs/security.md for the threat model.
+from memory with the native policy enforcement (that of ``Unpickler(..., policy=...)``), which
+enforces the same policy a second time while loading (defence in depth). See docs/security.md
+for the threat model.
 """
 
 from __future__ import annotations
