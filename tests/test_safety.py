@@ -276,13 +276,8 @@ def test_generator_safeguards_accept_what_pickles_need():
         assert gen.entry_problem(module, qual, mode) is None, (module, qual, mode)
 
 
-# CLASS ARG helpers the scanner does not check yet (reported to the scanner's owner; the load-time
-# guard and numpy's own checks are what stand between them and a non-class argument today)
+# CLASS ARG helpers the scanner does not check: C code that refuses anything but its own types
 KNOWN_UNCHECKED = {
-    ("sklearn.metrics._dist_metrics", "newObj"),
-    ("sklearn.neighbors._ball_tree", "newObj"),
-    ("sklearn.neighbors._kd_tree", "newObj"),
-    ("numpy.random._pickle", "__bit_generator_ctor"),  # calls a type argument with no arguments
     ("array", "_array_reconstructor"),  # C code: TypeError unless an array.array subtype
 }
 

@@ -426,3 +426,28 @@ def test_callable_entry_rebound_to_data_is_refused(monkeypatch):
     monkeypatch.setattr(decimal, "Decimal", "import os")
     with pytest.raises(brinery.UnsafePickleError, match="does not resolve to a callable"):
         load_with_policy(b"\x80\x02cdecimal\nDecimal\nX\x01\x00\x00\x001\x85R.")
+
+
+def test_sklearn_new_obj_helpers_take_allowed_classes_only():
+    # sklearn's trees and distance metrics pickle as newObj(<class>) + state; newObj calls
+    # obj.__new__(obj), so anything but an allowed class is refused, by the scan and the guard
+    from sklearn.metrics import DistanceMetric
+    from sklearn.neighbors import BallTree, KDTree
+
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    for obj in (KDTree(X), BallTree(X), DistanceMetric.get_metric("manhattan")):
+        for proto in (2, 4, 5):
+            data = pickle.dumps(obj, proto)
+            assert brinery.scan(data).ok, brinery.scan(data).findings
+            got = brinery.safe_loads(data)
+            assert type(got) is type(obj)
+        if hasattr(obj, "query"):
+            assert (got.query(X[:3], k=2)[1] == obj.query(X[:3], k=2)[1]).all()
+    for module in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree", "sklearn.metrics._dist_metrics"):
+        for arg in (b"ctypes\nSimpleNamespace\n)R", b"cbuiltins\nobject\n"):
+            data = b"\x80\x02c" + module.encode() + b"\nnewObj\n" + arg + b"\x85R."
+            report = brinery.scan(data)
+            assert "BRS008" in [f.rule for f in report.findings], (module, report.findings)
+            with pytest.raises(brinery.UnsafePickleError) as info:
+                load_with_policy(data)
+            assert info.value.findings[0].rule in ("BRS008", "BRS002"), info.value

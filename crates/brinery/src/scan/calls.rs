@@ -128,6 +128,8 @@ pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)]
             &[(0, BitGeneratorOrName), (1, BitGeneratorCtor)]
         }
         ("numpy.random._pickle", "__bit_generator_ctor") => &[(0, BitGeneratorName)],
+        // sklearn's Cython trees and distance metrics: `newObj(obj)` is `obj.__new__(obj)`
+        (m, "newObj") if m.starts_with("sklearn.") => &[(0, AllowedClass)],
         ("builtins" | "__builtin__", "bytearray" | "bytes") => &[(0, Size)],
         (m, "ndarray" | "recarray") if NDARRAY_MODULES.contains(&m) || m == "numpy.rec" => {
             &[(0, Shape { dtype: 1 })]
