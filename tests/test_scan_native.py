@@ -443,7 +443,8 @@ def test_sklearn_new_obj_helpers_take_allowed_classes_only():
             assert type(got) is type(obj)
         if hasattr(obj, "query"):
             assert (got.query(X[:3], k=2)[1] == obj.query(X[:3], k=2)[1]).all()
-    for module in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree", "sklearn.metrics._dist_metrics"):
+    modules = ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree", "sklearn.metrics._dist_metrics")
+    for module in modules:
         for arg in (b"ctypes\nSimpleNamespace\n)R", b"cbuiltins\nobject\n"):
             data = b"\x80\x02c" + module.encode() + b"\nnewObj\n" + arg + b"\x85R."
             report = brinery.scan(data)
