@@ -452,3 +452,27 @@ def test_sklearn_new_obj_helpers_take_allowed_classes_only():
             with pytest.raises(brinery.UnsafePickleError) as info:
                 load_with_policy(data)
             assert info.value.findings[0].rule in ("BRS008", "BRS002"), info.value
+
+
+# F11(c): SETITEM on an object a call built runs its own __setitem__, and pandas' calls a
+# callable key with the frame (com.apply_if_callable): here numpy.sin(frame).
+F11C_SETITEM = b"\x80\x02cpandas\nDataFrame\n)Rcnumpy\nsin\nK\x01s."
+F11C_SETITEMS = b"\x80\x02cpandas\nSeries\n)R(K\x00cnumpy\ncos\nu."
+
+
+def test_callable_keys_for_objects_a_call_built_are_refused():
+    for data in (F11C_SETITEM, F11C_SETITEMS):
+        _refused_everywhere(data, "BRS008")
+        with pytest.raises(brinery.UnsafePickleError) as info:
+            load_with_policy(data)
+        assert info.value.findings[0].rule == "BRS008", info.value
+    # what Python writes for dict subclasses (SETITEMS of plain data) still loads
+    for obj in (
+        collections.OrderedDict(a=1, b=[2]),
+        collections.Counter("abca"),
+        collections.defaultdict(list, x=[1]),
+    ):
+        for proto in (0, 2, 5):
+            data = pickle.dumps(obj, proto)
+            assert brinery.scan(data).ok, brinery.scan(data).findings
+            assert brinery.safe_loads(data) == obj

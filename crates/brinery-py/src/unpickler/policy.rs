@@ -815,6 +815,41 @@ impl Guard {
         Ok(())
     }
 
+    /// A container opcode on an object that is not an exact list, dict or set runs that
+    /// object's own `__setitem__`/`append`/`add`, which may call what it is given (pandas'
+    /// `__setitem__` calls a callable key: red-team F11(c)): its keys and values must not be
+    /// callable.
+    fn plain_values(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: Option<&Bound<'_, PyAny>>,
+        values: &[Bound<'_, PyAny>],
+    ) -> PyResult<()> {
+        use pyo3::types::{PyDict, PyList, PySet};
+        let Some(t) = target else { return Ok(()) };
+        if t.is_exact_instance_of::<PyList>()
+            || t.is_exact_instance_of::<PyDict>()
+            || t.is_exact_instance_of::<PySet>()
+        {
+            return Ok(());
+        }
+        if values.iter().any(|v| v.is_callable()) {
+            return Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                None,
+                format!(
+                    "{} gives a callable key or value to a {} (its own __setitem__ or append may call it; only plain data may fill objects other than lists, dicts and sets)",
+                    op.opcode,
+                    t.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn not_global(
         &self,
         py: Python<'_>,
@@ -933,14 +968,20 @@ impl Guard {
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
                     self.numpy_state(py, op, target, state)?;
                 }
+                if op.opcode == APPEND {
+                    self.plain_values(py, op, at(2), &stack[stack.len().saturating_sub(1)..])?;
+                }
             }
             SETITEM => {
                 self.not_global(py, op, at(3))?;
                 self.not_shared(py, op, at(3))?;
+                self.plain_values(py, op, at(3), &stack[stack.len().saturating_sub(2)..])?;
             }
             APPENDS | SETITEMS | ADDITEMS => {
                 self.not_global(py, op, below_mark())?;
                 self.not_shared(py, op, below_mark())?;
+                let mark = marks.last().copied().unwrap_or(0).min(stack.len());
+                self.plain_values(py, op, below_mark(), &stack[mark..])?;
             }
             EXT1 | EXT2 | EXT4 => {
                 return Err(Self::refuse(

@@ -580,6 +580,34 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
+    /// A container opcode filling `target` (an object a call built, not a plain list, dict or
+    /// set) with `values`: a global among them is a finding, since the object's own
+    /// `__setitem__`/`append` may call what it is given (pandas' `__setitem__` calls a callable
+    /// key: red-team F11(c)).
+    fn fill_values(&mut self, target: Sym, values: std::ops::Range<usize>, op: &Op<'_>) {
+        if !matches!(target, Sym::Result(_)) {
+            return;
+        }
+        let global = self.stack[values].iter().find_map(|s| match s {
+            Sym::Global(g) => Some(*g),
+            _ => None,
+        });
+        if let Some(gid) = global {
+            let pair = self.global_pair(gid);
+            let msg = format!(
+                "{} gives the global {}.{} as a key or value to an object a call built (its __setitem__ or append may call it; only plain data may fill such objects) at byte {} ({})",
+                op.opcode, pair.0, pair.1, op.offset, op.opcode
+            );
+            self.finding(
+                Rule::UnsafeArguments,
+                op.offset as u64,
+                Some(op.opcode),
+                Some(pair),
+                msg,
+            );
+        }
+    }
+
     /// A container opcode applied to `target`: mutating a global is a finding.
     #[inline]
     fn mutate(&mut self, target: Sym, op: &Op<'_>) {
@@ -738,10 +766,21 @@ impl<'a, 'r> Machine<'a, 'r> {
                 self.consume(v, op);
                 let target = self.top(op);
                 self.mutate(target, op);
+                if matches!(v, Sym::Global(_)) {
+                    self.stack.push(v);
+                    let n = self.stack.len();
+                    self.fill_values(target, n - 1..n, op);
+                    self.stack.pop();
+                }
             }
             APPENDS | ADDITEMS => {
                 let start = self.pop_mark(op);
                 self.consume_range(start, op);
+                let values = start.min(self.stack.len())..self.stack.len();
+                if start > self.fence() && start <= self.stack.len() {
+                    let target = self.stack[start - 1];
+                    self.fill_values(target, values, op);
+                }
                 self.stack.truncate(start);
                 let target = self.top(op);
                 self.mutate(target, op);
@@ -798,6 +837,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 let start = self.stack.len() - 2;
                 self.consume_range(start, op);
                 let target = self.stack[start - 1];
+                self.fill_values(target, start..self.stack.len(), op);
                 self.record_pairs(Some(target), start);
                 self.stack.truncate(start);
                 self.mutate(target, op);
@@ -814,6 +854,9 @@ impl<'a, 'r> Machine<'a, 'r> {
                     self.underflow(op);
                     Sym::Unknown
                 };
+                if start <= self.stack.len() {
+                    self.fill_values(target, start..self.stack.len(), op);
+                }
                 self.record_pairs(Some(target), start);
                 self.stack.truncate(start);
                 self.mutate(target, op);
