@@ -31,6 +31,7 @@ __all__ = [
     "scan_bytes",
     "SCAN_PROFILES",
     "_set_unsafe_error",
+    "_loads_with_policy",
 ]
 
 @type_check_only
