@@ -100,6 +100,8 @@ pub(crate) struct Guard {
     fast_ok: Cell<bool>,
     /// Whether a `builtins.getattr` was resolved ([`State::getattrs`] is not empty).
     has_getattr: Cell<bool>,
+    /// `numpy.dtype` and `numpy.ndarray`, once looked up (see `numpy_types`).
+    numpy: std::cell::OnceCell<(Py<PyAny>, Py<PyAny>)>,
 }
 
 impl Guard {
@@ -109,6 +111,7 @@ impl Guard {
             state: RefCell::new(State::default()),
             fast_ok: Cell::new(true),
             has_getattr: Cell::new(false),
+            numpy: std::cell::OnceCell::new(),
         }
     }
 
@@ -694,6 +697,22 @@ impl Guard {
     /// BUILD on a numpy dtype or array: the state must have the shape numpy's own pickler
     /// writes (red-team F10/F10b/F10c: `arraydescr_setstate` trusts the pickled flags, and
     /// `array_setstate` an object array's item list, so other states crash the interpreter).
+    /// `numpy.dtype` and `numpy.ndarray`, once numpy is imported (looked up once per load).
+    fn numpy_types<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        if let Some((d, n)) = self.numpy.get() {
+            return Ok(Some((d.bind(py).clone(), n.bind(py).clone())));
+        }
+        let Ok(np) = sys_modules(py)?.get_item("numpy") else {
+            return Ok(None);
+        };
+        let (d, n) = (np.getattr("dtype")?, np.getattr("ndarray")?);
+        let _ = self.numpy.set((d.clone().unbind(), n.clone().unbind()));
+        Ok(Some((d, n)))
+    }
+
     fn numpy_state(
         &self,
         py: Python<'_>,
@@ -701,11 +720,9 @@ impl Guard {
         target: &Bound<'_, PyAny>,
         state: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let modules = sys_modules(py)?;
-        let Ok(np) = modules.get_item("numpy") else {
+        let Some((dtype_type, ndarray_type)) = self.numpy_types(py)? else {
             return Ok(()); // not loaded: the target cannot be a numpy object
         };
-        let dtype_type = np.getattr("dtype")?;
         let refuse = |what: &str| {
             Err(Self::refuse(
                 py,
@@ -770,9 +787,10 @@ impl Guard {
             if !(order_ok && sub_ok && flags_ok) {
                 return refuse("dtype");
             }
-        } else if is_subtype(target, &np.getattr("ndarray")?) {
+        } else if is_subtype(target, &ndarray_type) {
+            let modules = sys_modules(py)?;
             let setstate = target.get_type().getattr("__setstate__")?;
-            let plain = setstate.is(&np.getattr("ndarray")?.getattr("__setstate__")?);
+            let plain = setstate.is(&ndarray_type.getattr("__setstate__")?);
             // numpy.ma's MaskedArray.__setstate__ takes (1, shape, dtype, fortran, data, mask,
             // fill) and passes the first five on to ndarray's
             let masked = match modules.get_item("numpy.ma.core") {
