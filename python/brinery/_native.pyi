@@ -32,6 +32,7 @@ __all__ = [
     "SCAN_PROFILES",
     "_set_unsafe_error",
     "_loads_with_policy",
+    "_safe_loads",
 ]
 
 @type_check_only
@@ -87,6 +88,17 @@ def loads(
 def _loads_with_policy(
     data: ReadableBuffer,
     policy: Policy,
+    /,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = (),
+) -> Any: ...
+def _safe_loads(
+    data: ReadableBuffer,
+    policy: Policy,
+    fallback: object,
     /,
     *,
     fix_imports: bool = True,

@@ -294,6 +294,10 @@ def _refusal(findings: list[Finding]) -> UnsafePickleError:
     return UnsafePickleError("\n".join(msg), findings)
 
 
+# What `_native._safe_loads` returns when safe_loads has more to do than scan and load.
+_CLEAN_PATH_DECLINED = object()
+
+
 def safe_loads(
     data: bytes | bytearray | memoryview,
     /,
@@ -314,6 +318,26 @@ def safe_loads(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
+    # The clean path in one native call: the scan of the whole stream, then (only if it is
+    # clean) the load with the policy enforced. Anything else (findings, class rules to
+    # apply, compressed streams, joblib files) comes back as _CLEAN_PATH_DECLINED, with
+    # nothing imported or run, and takes the full path below.
+    if allow is None:
+        pol = _make_policy(policy, [])
+    else:
+        names, _ = _split_allow(allow)
+        pol = _make_policy(policy, names)
+    result = _native._safe_loads(
+        data,
+        pol,
+        _CLEAN_PATH_DECLINED,
+        fix_imports=fix_imports,
+        encoding=encoding,
+        errors=errors,
+        buffers=buffers,
+    )
+    if result is not _CLEAN_PATH_DECLINED:
+        return result
     report, pol = _scan_with_rules(data, policy, allow)
     if not report.ok:
         raise _refusal(report.findings)

@@ -60,6 +60,21 @@ fn long_le_i64(b: &[u8]) -> Option<i64> {
     ((v < 0) == negative).then_some(v)
 }
 
+/// The key of a global's raw (module, name) in the machine's intern table: FNV-1a over both
+/// names (a hit is checked against the entry's names, so a collision only costs a lookup).
+fn name_key(module: &str, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in module
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(name.as_bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// A symbolic stack value.
 ///
 /// A word-sized tag and one word of payload: with a byte tag and payload bytes right after it,
@@ -141,6 +156,10 @@ pub(crate) struct RunOptions {
     pub joblib: bool,
     /// Nesting level of pickles found inside bytes constants.
     pub nesting: u32,
+    /// Record every global reference and call in the report. Without it (the verdict of
+    /// [`super::scan_verdict`]) only findings, the opcode count and references to joblib's
+    /// `NumpyArrayWrapper` are recorded.
+    pub record: bool,
 }
 
 pub(crate) struct Machine<'a, 'r> {
@@ -162,7 +181,8 @@ pub(crate) struct Machine<'a, 'r> {
     /// Clean globals already resolved, by (module, name): a name referenced again reuses its
     /// entry instead of another copy (red-team F9: memo GETs of one long name, referenced
     /// thousands of times).
-    interned: HashMap<(String, String), u32>,
+    /// Keyed by [`name_key`] of the raw names; a hit is checked against the entry's names.
+    interned: HashMap<u64, u32>,
     calls: Vec<CallInfo<'a>>,
     proto: u8,
     seen_proto: bool,
@@ -198,14 +218,15 @@ impl<'a, 'r> Machine<'a, 'r> {
             report,
             stack: Vec::with_capacity(64),
             marks: Vec::new(),
-            memo: Vec::new(),
+            memo: Vec::with_capacity(256),
             memo_far: HashMap::new(),
             memo_count: 0,
-            tuples: Vec::new(),
+            // room for a small pickle's needs: growing from nothing costs more than its scan
+            tuples: Vec::with_capacity(64),
             dicts: Vec::new(),
-            globals: Vec::new(),
+            globals: Vec::with_capacity(16),
             interned: HashMap::new(),
-            calls: Vec::new(),
+            calls: Vec::with_capacity(16),
             proto: 0,
             seen_proto: false,
             pickle_start: 0,
@@ -1118,6 +1139,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         let options = RunOptions {
             joblib: false,
             nesting: self.options.nesting + 1,
+            record: self.options.record,
         };
         Machine::new(
             b,
@@ -1196,9 +1218,13 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.structural(Rule::Malformed, op, &why);
             return Sym::Unknown;
         }
-        if let Some(&gid) = self.interned.get(&(module.to_owned(), name.to_owned())) {
-            self.record_global_ref(op, gid);
-            return Sym::Global(gid);
+        let key = name_key(module, name);
+        if let Some(&gid) = self.interned.get(&key) {
+            let g = &self.globals[gid as usize];
+            if g.module == module && g.name == name {
+                self.record_global_ref(op, gid);
+                return Sym::Global(gid);
+            }
         }
         let (module, name) = match (self.proto < 3)
             .then(|| crate::encode::python3_name(module, name))
@@ -1258,17 +1284,22 @@ impl<'a, 'r> Machine<'a, 'r> {
                 flagged = true;
             }
         }
-        let raw = (self.proto >= 3 || crate::encode::python3_name(&module, &name).is_none())
-            .then(|| (module.clone(), name.clone()));
+        let raw = self.proto >= 3 || crate::encode::python3_name(&module, &name).is_none();
         let sym = self.push_global(module, name, access, flagged, special);
-        if let (Sym::Global(gid), false, Some(key)) = (sym, flagged, raw) {
+        if let (Sym::Global(gid), false, true) = (sym, flagged, raw) {
             self.interned.insert(key, gid);
         }
         sym
     }
 
+    /// Whether a reference to a global of this name goes into the report (see
+    /// [`RunOptions::record`]).
+    fn keeps_ref(&self, name: &str) -> bool {
+        self.options.record || name.ends_with("NumpyArrayWrapper")
+    }
+
     fn push_global_ref(&mut self, op: &Op<'_>, module: &str, name: &str) {
-        if self.report.globals.len() < Report::MAX_RECORDED {
+        if self.keeps_ref(name) && self.report.globals.len() < Report::MAX_RECORDED {
             self.report.globals.push(GlobalRef {
                 offset: op.offset as u64,
                 opcode: op.opcode,
@@ -1280,7 +1311,9 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn record_global_ref(&mut self, op: &Op<'_>, gid: u32) {
-        if self.report.globals.len() < Report::MAX_RECORDED {
+        if self.keeps_ref(&self.globals[gid as usize].name)
+            && self.report.globals.len() < Report::MAX_RECORDED
+        {
             let (module, name) = self.global_pair(gid);
             self.report.globals.push(GlobalRef {
                 offset: op.offset as u64,
@@ -1322,7 +1355,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     // ---------------------------------------------------------------------------------------
 
     fn record_call(&mut self, op: &Op<'_>, callee: Option<u32>) {
-        if self.report.calls.len() >= Report::MAX_RECORDED {
+        if !self.options.record || self.report.calls.len() >= Report::MAX_RECORDED {
             return;
         }
         let callee_pair = callee.map(|g| self.global_pair(g));

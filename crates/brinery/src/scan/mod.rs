@@ -87,6 +87,23 @@ pub fn scan(data: &[u8], policy: &Policy, limits: &Limits) -> Report {
     let options = machine::RunOptions {
         joblib: false,
         nesting: 0,
+        record: true,
+    };
+    machine::Machine::new(data, policy, limits, options, None, &mut report).run_all();
+    report
+}
+
+/// [`scan`] for a verdict only, as a safe load needs it: the same findings and opcode count
+/// over the whole stream, but [`Report::globals`] holds only the references to joblib's
+/// `NumpyArrayWrapper` (whose raw array data a loader must never read as opcodes) and
+/// [`Report::calls`] stays empty, which saves recording every global and call of a clean
+/// pickle. `data` is one bare pickle stream (containers are not opened: see [`scan_file_bytes`]).
+pub fn scan_verdict(data: &[u8], policy: &Policy, limits: &Limits) -> Report {
+    let mut report = Report::default();
+    let options = machine::RunOptions {
+        joblib: false,
+        nesting: 0,
+        record: false,
     };
     machine::Machine::new(data, policy, limits, options, None, &mut report).run_all();
     report
