@@ -97,6 +97,7 @@ impl Options {
             memo: None,
             proto_cell: None,
             guard: None,
+            memo_filter: None,
         })
     }
 }
@@ -236,6 +237,8 @@ fn safe_loads_clean<'py>(
     let guard = policy::Guard::new(pol);
     let mut cfg = opts.config(py)?;
     cfg.guard = Some(&guard);
+    // The load's memo is its own and gone after it: stores nothing fetches are skipped.
+    cfg.memo_filter = report.memo.fetch_filter();
     machine::load(py, &cfg, &mut Input::Memory(MemoryInput::new(bytes)))
 }
 
@@ -418,6 +421,7 @@ impl Unpickler {
             memo: Some(&this.memo),
             proto_cell: Some(&this.proto),
             guard: guard.as_ref(),
+            memo_filter: None,
         };
         let mut input = Input::File(&mut file_input);
         let result = machine::load(py, &cfg, &mut input);

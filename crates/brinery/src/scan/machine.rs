@@ -704,6 +704,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn memo_get(&mut self, idx: u64, op: &Op<'_>) {
+        self.report.memo.fetch(idx);
         match self.memo_slot(idx) {
             Some(v) => self.stack.push(v),
             None => {
@@ -912,11 +913,13 @@ impl<'a, 'r> Machine<'a, 'r> {
                 None => self.stack.push(Sym::Unknown),
             },
             PUT | BINPUT | LONG_BINPUT => {
+                self.report.memo.puts = true;
                 if let Some(idx) = self.index_arg(op, "PUT") {
                     self.memo_put(idx, op);
                 }
             }
             MEMOIZE => {
+                self.report.memo.memoizes = true;
                 self.memo_put(self.memo_count, op);
             }
             PROTO => {

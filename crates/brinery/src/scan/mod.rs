@@ -44,7 +44,7 @@ pub use policy::{
     parse_profile, split_global_name, Access, Policy, PolicyBuilder, PolicyError, Profile,
     ProfileLineError,
 };
-pub use report::{CallSite, Finding, GlobalRef, Report};
+pub use report::{CallSite, Finding, GlobalRef, MemoUse, Report};
 pub use rule::Rule;
 
 use crate::Limits;

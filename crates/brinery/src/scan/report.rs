@@ -95,6 +95,51 @@ pub struct Report {
     pub opcodes: u64,
     /// The container members that were scanned as pickles (empty for a bare pickle).
     pub members: Vec<String>,
+    /// How a bare pickle uses its memo (see [`MemoUse`]); meaningless for containers.
+    pub memo: MemoUse,
+}
+
+/// How a pickle uses its memo: which slots it ever fetches (GET, BINGET, LONG_BINGET) and how
+/// it stores (PUT-family opcodes or MEMOIZE). A loader whose memo nobody can see afterwards
+/// may skip storing the slots never fetched ([`MemoUse::fetch_filter`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoUse {
+    /// A bit per memo index (`fetched[i / 64] >> (i % 64) & 1`): set when some opcode fetches
+    /// that index.
+    pub fetched: Vec<u64>,
+    /// A PUT, BINPUT or LONG_BINPUT was seen.
+    pub puts: bool,
+    /// A MEMOIZE was seen.
+    pub memoizes: bool,
+    /// A fetched index was beyond [`MemoUse::MAX_INDEX`] (the bitmap is incomplete).
+    pub overflow: bool,
+}
+
+impl MemoUse {
+    /// The largest index the bitmap records (2 MiB of bits at most).
+    pub const MAX_INDEX: u64 = (1 << 24) - 1;
+
+    /// Note a fetch of `idx`.
+    #[inline]
+    pub fn fetch(&mut self, idx: u64) {
+        if idx > Self::MAX_INDEX {
+            self.overflow = true;
+            return;
+        }
+        let word = (idx / 64) as usize;
+        if word >= self.fetched.len() {
+            self.fetched.resize(word + 1, 0);
+        }
+        self.fetched[word] |= 1 << (idx % 64);
+    }
+
+    /// The bitmap of fetched indices, when a loader may store only those and stay exact:
+    /// the bitmap is complete and the pickle stores either with PUT-family opcodes (explicit
+    /// indices) or with MEMOIZE (at the number of entries, which a loader that skips a store
+    /// still counts), never both (a MEMOIZE index would then depend on which PUTs stored).
+    pub fn fetch_filter(&self) -> Option<&[u64]> {
+        (!self.overflow && !(self.puts && self.memoizes)).then_some(&self.fetched)
+    }
 }
 
 impl Report {

@@ -380,13 +380,9 @@ impl<'py> Machine<'py, '_, '_> {
                         BINPUT => 1,
                         _ => 4,
                     });
-                    let Some(top) = self.stack.last() else {
-                        return Ok(false);
-                    };
-                    if self.stack.len() <= self.fence() {
+                    if self.stack.is_empty() || self.stack.len() <= self.fence() {
                         return Ok(false);
                     }
-                    let value = top.clone().unbind();
                     let idx = match byte {
                         MEMOIZE => {
                             *pos = a;
@@ -401,7 +397,10 @@ impl<'py> Machine<'py, '_, '_> {
                             Some(u32_at(data, a) as usize)
                         }
                     };
-                    self.memo_store(idx, value);
+                    if !self.memo_skips(idx) {
+                        let value = self.stack[self.stack.len() - 1].clone().unbind();
+                        self.memo_store(idx, value);
+                    }
                 }
                 BINGET | LONG_BINGET => {
                     let (idx, next) = if byte == BINGET {

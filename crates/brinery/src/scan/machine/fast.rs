@@ -123,6 +123,7 @@ impl Machine<'_, '_> {
                         && data[next] == MEMOIZE
                         && self.memo_store_fast(self.memo_count, sym)
                     {
+                        self.report.memo.memoizes = true;
                         *pos = next + 1;
                         ops += 1;
                     }
@@ -182,6 +183,7 @@ impl Machine<'_, '_> {
                     if !self.memo_put_fast(self.memo_count) {
                         break;
                     }
+                    self.report.memo.memoizes = true;
                     *pos = a;
                 }
                 BINPUT | LONG_BINPUT => {
@@ -195,6 +197,7 @@ impl Machine<'_, '_> {
                     if !self.memo_put_fast(idx) {
                         break;
                     }
+                    self.report.memo.puts = true;
                     *pos = next;
                 }
                 BINGET | LONG_BINGET => {
@@ -208,6 +211,7 @@ impl Machine<'_, '_> {
                     let Some(v) = self.memo_slot(idx) else {
                         break;
                     };
+                    self.report.memo.fetch(idx);
                     push!(v, next);
                 }
                 TUPLE1 | TUPLE2 | TUPLE3 | TUPLE => {
