@@ -22,6 +22,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import subprocess
 import sys
 import textwrap
@@ -833,7 +834,8 @@ def _shared_and_cyclic():
     pool = [f"w{i}" for i in range(37)]
     words = [pool[i % 37] for i in range(2000)]
     records = [{"id": i, "name": words[i], "tags": ["a", "b"], "shared": shared} for i in range(2000)]
-    return {"shared": [shared, shared, (shared,)], "cyc": cyc, "d": d, "records": records, "t": (words, words)}
+    shared_list = [shared, shared, (shared,)]
+    return {"shared": shared_list, "cyc": cyc, "d": d, "records": records, "t": (words, words)}
 
 
 def _check_shape(got):
@@ -856,8 +858,6 @@ def test_safe_loads_stores_every_fetched_memo_slot(protocol):
     assert repr(got) == repr(pickle.loads(data))
     _check_shape(got)
     # and through the optimizer, which drops the unused PUTs and renumbers the rest
-    import pickletools
-
     got = brinery.safe_loads(pickletools.optimize(data))
     _check_shape(got)
 
