@@ -15,6 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -69,11 +70,11 @@ fn special(module: &str, name: &str) -> Special {
 #[derive(Default)]
 struct State {
     /// Global objects the policy let through, by address, with their access and dotted name.
-    globals: HashMap<usize, (Access, Special, String)>,
+    globals: HashMap<usize, (Access, Special, Rc<str>)>,
     /// Keeps those objects alive so that no address is reused during the load.
     keep: Vec<Py<PyAny>>,
     /// What the opcode being executed pushes, registered by `after`.
-    pending: Option<(Access, Special, String)>,
+    pending: Option<(Access, Special, Rc<str>)>,
     /// Addresses of the `builtins.getattr` objects loaded (checked wherever a value is used).
     getattrs: Vec<usize>,
     /// Call results that already existed (a cached or singleton object a factory returned,
@@ -193,7 +194,7 @@ impl Guard {
             None => (module.to_owned(), name.to_owned()),
         };
         let sp = special(&module, &name);
-        let pair = Some((module.clone(), name.clone()));
+        let pair = || Some((module.clone(), name.clone()));
         if let Some(why) = core::name_out_of_bounds(&module, &name) {
             return Err(Self::refuse(py, Rule::Malformed, op, None, why));
         }
@@ -204,7 +205,7 @@ impl Guard {
                 py,
                 Rule::DangerousGlobal,
                 op,
-                pair,
+                pair(),
                 format!("global {module}.{name} is never allowed: it {why}"),
             ));
         } else {
@@ -217,7 +218,7 @@ impl Guard {
                     py,
                     Rule::DisallowedGlobal,
                     op,
-                    pair,
+                    pair(),
                     format!("global {module}.{name} is reached through {module}.{step}, which the policy does not allow"),
                 ));
             }
@@ -228,7 +229,7 @@ impl Guard {
                         py,
                         Rule::DisallowedGlobal,
                         op,
-                        pair,
+                        pair(),
                         format!("global {module}.{name} is not allowed by the policy"),
                     ))
                 }
@@ -237,7 +238,7 @@ impl Guard {
         Ok((access, sp))
     }
 
-    fn lookup(&self, obj: &Bound<'_, PyAny>) -> Option<(Access, Special, String)> {
+    fn lookup(&self, obj: &Bound<'_, PyAny>) -> Option<(Access, Special, Rc<str>)> {
         self.state
             .borrow()
             .globals
@@ -330,7 +331,7 @@ impl Guard {
                     ));
                 };
                 let sp = special(&m, &q);
-                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{q}")));
+                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{q}").into()));
                 return Ok(());
             }
             _ if access != Access::Call => {
@@ -946,7 +947,7 @@ impl Guard {
                     )?;
                 }
                 if op.opcode == GLOBAL {
-                    self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}")));
+                    self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}").into()));
                 }
             }
             STACK_GLOBAL => {
@@ -957,7 +958,7 @@ impl Guard {
                     return Ok(()); // the machine raises "STACK_GLOBAL requires str"
                 };
                 let (access, sp) = self.global(py, op, &m, &n, proto, fix_imports)?;
-                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}")));
+                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}").into()));
             }
             REDUCE | NEWOBJ => {
                 if let (Some(callee), Some(args)) = (at(2), at(1)) {
