@@ -138,7 +138,12 @@ impl MemoUse {
     /// indices) or with MEMOIZE (at the number of entries, which a loader that skips a store
     /// still counts), never both (a MEMOIZE index would then depend on which PUTs stored).
     pub fn fetch_filter(&self) -> Option<&[u64]> {
-        (!self.overflow && !(self.puts && self.memoizes)).then_some(&self.fetched)
+        let mixed = self.puts && self.memoizes;
+        if self.overflow || mixed {
+            None
+        } else {
+            Some(&self.fetched)
+        }
     }
 }
 
@@ -162,5 +167,41 @@ impl Report {
         names.sort();
         names.dedup();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scan::{scan, scan_verdict, Policy};
+    use crate::Limits;
+
+    #[test]
+    fn the_verdict_has_the_scans_findings_and_the_fetched_memo_slots() {
+        let (p, l) = (Policy::default(), Limits::default());
+        // protocol 0 os.system: the same findings, no report of globals or calls
+        let evil = b"cposix\nsystem\n(Vecho hi\ntR.";
+        let (full, verdict) = (scan(evil, &p, &l), scan_verdict(evil, &p, &l));
+        assert_eq!(full.findings, verdict.findings);
+        assert!(!full.globals.is_empty() && verdict.globals.is_empty() && verdict.calls.is_empty());
+        // protocol 2, PUT only: index 0 fetched, index 1 and 2 not
+        let put_only = b"\x80\x02(]q\x00]q\x01h\x00tq\x02.";
+        let v = scan_verdict(put_only, &p, &l);
+        assert!(v.is_ok());
+        assert_eq!(v.memo.fetch_filter(), Some(&[1u64][..]));
+        // MEMOIZE only, nothing fetched
+        let memoize_only =
+            b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94]\x94(K\x01K\x02es.";
+        let v = scan_verdict(memoize_only, &p, &l);
+        assert!(v.is_ok() && v.memo.memoizes && !v.memo.puts);
+        assert_eq!(v.memo.fetch_filter(), Some(&[][..]));
+        // both: no filter (a MEMOIZE index would depend on which PUTs stored)
+        let mixed = b"\x80\x04]q\x000]\x94h\x01\x86.";
+        let v = scan_verdict(mixed, &p, &l);
+        assert!(v.is_ok());
+        assert_eq!(v.memo.fetch_filter(), None);
+        // a fetch beyond the bitmap's range turns the filter off
+        let mut m = super::MemoUse::default();
+        m.fetch(super::MemoUse::MAX_INDEX + 1);
+        assert_eq!(m.fetch_filter(), None);
     }
 }
