@@ -171,6 +171,8 @@ def _split_allow(allow: Iterable[AllowEntry] | str | None) -> tuple[list[str], l
 # profiles' tables) costs more than scanning and loading a small pickle.
 _POLICY_CACHE: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], Policy] = {}
 _POLICY_CACHE_SIZE = 64
+# the key of the default policy (all profiles, nothing allowed by name)
+_DEFAULT_KEY: tuple[None, tuple[str, ...]] = (None, ())
 
 
 def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
@@ -323,7 +325,9 @@ def safe_loads(
     # apply, compressed streams, joblib files) comes back as _CLEAN_PATH_DECLINED, with
     # nothing imported or run, and takes the full path below.
     if allow is None:
-        pol = _make_policy(policy, [])
+        pol = _POLICY_CACHE.get(_DEFAULT_KEY) if policy is None else None
+        if pol is None:
+            pol = _make_policy(policy, [])
     else:
         names, _ = _split_allow(allow)
         pol = _make_policy(policy, names)
