@@ -22,6 +22,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import subprocess
 import sys
 import textwrap
@@ -276,13 +277,8 @@ def test_generator_safeguards_accept_what_pickles_need():
         assert gen.entry_problem(module, qual, mode) is None, (module, qual, mode)
 
 
-# CLASS ARG helpers the scanner does not check yet (reported to the scanner's owner; the load-time
-# guard and numpy's own checks are what stand between them and a non-class argument today)
+# CLASS ARG helpers the scanner does not check: C code that refuses anything but its own types
 KNOWN_UNCHECKED = {
-    ("sklearn.metrics._dist_metrics", "newObj"),
-    ("sklearn.neighbors._ball_tree", "newObj"),
-    ("sklearn.neighbors._kd_tree", "newObj"),
-    ("numpy.random._pickle", "__bit_generator_ctor"),  # calls a type argument with no arguments
     ("array", "_array_reconstructor"),  # C code: TypeError unless an array.array subtype
 }
 
@@ -827,3 +823,58 @@ def test_joblib_files_scan_clean_but_are_not_handed_to_the_loader(tmp_path):
         assert brinery.scan(path).ok, brinery.scan(path).findings
         with pytest.raises(brinery.UnsafePickleError, match="joblib"):
             brinery.safe_load(path)
+
+
+def _shared_and_cyclic():
+    shared = {"k": [1, 2, 3]}
+    cyc: list = ["head"]
+    cyc.append(cyc)
+    d: dict = {"self": None}
+    d["self"] = d
+    pool = [f"w{i}" for i in range(37)]
+    words = [pool[i % 37] for i in range(2000)]
+    records = [{"id": i, "name": words[i], "tags": ["a", "b"], "shared": shared} for i in range(2000)]
+    shared_list = [shared, shared, (shared,)]
+    return {"shared": shared_list, "cyc": cyc, "d": d, "records": records, "t": (words, words)}
+
+
+def _check_shape(got):
+    assert got["shared"][0] is got["shared"][1] is got["shared"][2][0]
+    assert got["cyc"][1] is got["cyc"]
+    assert got["d"]["self"] is got["d"]
+    assert all(r["shared"] is got["shared"][0] for r in got["records"])
+    assert got["t"][0] is got["t"][1]
+    assert got["records"][5]["name"] is got["records"][42]["name"]  # "w5", fetched from the memo
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_safe_loads_stores_every_fetched_memo_slot(protocol):
+    # safe_loads skips memo stores nothing fetches (the scan knows): shared and cyclic values,
+    # and a memo-heavy stream, must still come out identical, identities included
+    value = _shared_and_cyclic()
+    data = pickle.dumps(value, protocol=protocol)
+    _check_shape(pickle.loads(data))
+    got = brinery.safe_loads(data)
+    assert repr(got) == repr(pickle.loads(data))
+    _check_shape(got)
+    # and through the optimizer, which drops the unused PUTs and renumbers the rest
+    got = brinery.safe_loads(pickletools.optimize(data))
+    _check_shape(got)
+
+
+def test_safe_loads_mixed_put_and_memoize():
+    # MEMOIZE stores at the number of entries: after a BINPUT to index 0 (never fetched), a
+    # MEMOIZE stores at 1, fetched next. A stream that mixes both loads with every store made.
+    data = b"\x80\x04]q\x000]\x94h\x01\x86."
+    got = brinery.safe_loads(data)
+    assert got == pickle.loads(data) == ([], [])
+    assert got[0] is got[1]
+    data = b"\x80\x04]\x94q\x05\x940h\x05h\x00h\x02\x87."
+    got = brinery.safe_loads(data)
+    assert got == pickle.loads(data) == ([], [], [])
+    assert got[0] is got[1] is got[2]
+    # protocol 2 stream with PUT only, an unfetched PUT between fetched ones
+    data = b"\x80\x02(]q\x00]q\x01h\x00tq\x02."
+    got = brinery.safe_loads(data)
+    assert got == pickle.loads(data) == ([], [], [])
+    assert got[0] is got[2] and got[1] is not got[0]

@@ -201,7 +201,36 @@ F04_TZOFFSET = b"\x80\x02cdateutil.tz\ntzoffset\nX\x03\x00\x00\x00ESTJ\xb0\xb9\x
 F04_TZUTC = b"\x80\x02cdateutil.tz\ntzutc\n)R}X\t\x00\x00\x00utcoffsetNsb0N."
 F04_ENUM = b"\x80\x02cuuid\nSafeUUID\nK\x00\x85R}X\x06\x00\x00\x00_name_X\x06\x00\x00\x00hackedsb0N."
 
+# F7: allowed callables asked to allocate from a size in a few bytes (1 GiB each here).
+F07_BYTEARRAY = b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x40\x85R."
+F07_BYTES_LONG = b"\x80\x03cbuiltins\nbytes\n\x8a\x05\x00\x00\x00\x00\x01\x85R."  # LONG1 2**32
+F07_NDARRAY = b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x01\x00J\x00\x00\x01\x00\x86\x85R."
+F07_RECONSTRUCT = (
+    b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x00\x00\x40\x85C\x01b\x87R."
+)
+F07_MARECONSTRUCT = (
+    b"\x80\x02cnumpy.ma.core\n_mareconstruct\n(cnumpy.ma.core\nMaskedArray\ncnumpy\nndarray\n"
+    b"J\x00\x00\x00\x40\x85C\x01btR."
+)
+# __bit_generator_ctor calls a class it is given: only numpy's bit generators by name or class.
+BITGEN_CLASS = b"\x80\x02cnumpy.random._pickle\n__bit_generator_ctor\ncnumpy\nndarray\n\x85R."
+BITGEN_NAME = b"\x80\x02cnumpy.random._pickle\n__generator_ctor\ncpandas\nDataFrame\n\x85R."
+
+
+def _nested_slices(depth):
+    # slice(slice(...slice(None)...)) through calls only, no MARK (red-team F14)
+    return b"\x80\x02cbuiltins\nslice\nq\x000" + b"h\x00" * depth + b"N" + b"\x85R" * depth + b"."
+
+
 REDTEAM = [
+    ("F07-bytearray", F07_BYTEARRAY, "BRS008"),
+    ("F07-bytes-long", F07_BYTES_LONG, "BRS008"),
+    ("F07-ndarray", F07_NDARRAY, "BRS008"),
+    ("F07-reconstruct", F07_RECONSTRUCT, "BRS008"),
+    ("F07-mareconstruct", F07_MARECONSTRUCT, "BRS008"),
+    ("bitgen-class", BITGEN_CLASS, "BRS008"),
+    ("bitgen-name", BITGEN_NAME, "BRS008"),
+    ("F14", _nested_slices(2100), "BRS017"),
     ("F06", F06, "BRS006"),
     ("F06b", F06B, "BRS006"),
     ("F12", F12, "BRS001"),
@@ -238,6 +267,68 @@ def test_guard_refuses_getattr_as_a_value_and_bad_helper_arguments_alone():
         with pytest.raises(brinery.UnsafePickleError) as info:
             load_with_policy(data)
         assert info.value.findings[0].rule == rule, info.value
+
+
+def test_guard_alone_refuses_sizes_bit_generators_and_deep_call_nesting():
+    # Unpickler(policy=) without the scan: the guard enforces the same limits during the load
+    cases = [
+        (F07_BYTEARRAY, "BRS008"),
+        (F07_BYTES_LONG, "BRS008"),
+        (F07_NDARRAY, "BRS008"),
+        (F07_RECONSTRUCT, "BRS008"),
+        (F07_MARECONSTRUCT, "BRS008"),
+        (BITGEN_CLASS, "BRS008"),
+        (BITGEN_NAME, "BRS008"),
+        (_nested_slices(2100), "BRS017"),
+    ]
+    for data, rule in cases:
+        with pytest.raises(brinery.UnsafePickleError) as info:
+            load_with_policy(data)
+        assert info.value.findings[0].rule == rule, info.value
+
+
+def test_sizes_and_nesting_within_the_limits_still_load():
+    assert load_with_policy(b"\x80\x02c__builtin__\nbytearray\nK\x10\x85R.") == bytearray(16)
+    assert brinery.safe_loads(b"\x80\x03cbuiltins\nbytes\nM\x00\x04\x85R.") == bytes(1024)
+    arr = brinery.safe_loads(b"\x80\x02cnumpy\nndarray\nK\x03K\x04\x86\x85R.")
+    assert arr.shape == (3, 4)
+    got = brinery.safe_loads(_nested_slices(100))
+    assert isinstance(got, slice)
+    # numpy's bit generators by name, by class and as instances (what numpy writes)
+    for data in (
+        b"\x80\x02cnumpy.random._pickle\n__bit_generator_ctor\nX\x05\x00\x00\x00PCG64\x85R.",
+        b"\x80\x02cnumpy.random._pickle\n__bit_generator_ctor\ncnumpy.random\nSFC64\n\x85R.",
+    ):
+        assert brinery.scan(data).ok
+        assert type(load_with_policy(data)).__name__ in ("PCG64", "SFC64")
+    for obj in (np.random.default_rng(1), np.random.Generator(np.random.Philox(2)), np.random.RandomState(3)):
+        for proto in (2, 4, 5):
+            data = pickle.dumps(obj, proto)
+            assert brinery.scan(data).ok, brinery.scan(data).findings
+            assert pickle.dumps(brinery.safe_loads(data), proto) == pickle.dumps(pickle.loads(data), proto)
+
+
+def test_the_fast_loop_under_a_policy_never_fills_a_global_dict():
+    # the guard's fast loop stops for good once an allowed global is an exact dict: SETITEMS on
+    # it is refused, and the dict is left as it was
+    import copyreg
+
+    before = dict(copyreg._extension_registry)
+    data = b"\x80\x02ccopyreg\n_extension_registry\n(X\x01\x00\x00\x00aK\x01u0N."
+    pol = brinery.Policy(allow=["copyreg._extension_registry"])
+    with pytest.raises(brinery.UnsafePickleError):
+        load_with_policy(data, pol)
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(data, policy=pol)
+    assert copyreg._extension_registry == before
+
+
+def test_a_repeated_proto_is_refused_under_a_policy():
+    data = b"\x80\x02\x80\x02N."
+    with pytest.raises(brinery.UnsafePickleError) as info:
+        load_with_policy(data)
+    assert info.value.findings[0].rule == "BRS016"
+    assert brinery.loads(data) is None  # the plain loader accepts it, as pickle does
 
 
 def test_helpers_still_load_what_the_libraries_write():
@@ -335,3 +426,53 @@ def test_callable_entry_rebound_to_data_is_refused(monkeypatch):
     monkeypatch.setattr(decimal, "Decimal", "import os")
     with pytest.raises(brinery.UnsafePickleError, match="does not resolve to a callable"):
         load_with_policy(b"\x80\x02cdecimal\nDecimal\nX\x01\x00\x00\x001\x85R.")
+
+
+def test_sklearn_new_obj_helpers_take_allowed_classes_only():
+    # sklearn's trees and distance metrics pickle as newObj(<class>) + state; newObj calls
+    # obj.__new__(obj), so anything but an allowed class is refused, by the scan and the guard
+    from sklearn.metrics import DistanceMetric
+    from sklearn.neighbors import BallTree, KDTree
+
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    for obj in (KDTree(X), BallTree(X), DistanceMetric.get_metric("manhattan")):
+        for proto in (2, 4, 5):
+            data = pickle.dumps(obj, proto)
+            assert brinery.scan(data).ok, brinery.scan(data).findings
+            got = brinery.safe_loads(data)
+            assert type(got) is type(obj)
+        if hasattr(obj, "query"):
+            assert (got.query(X[:3], k=2)[1] == obj.query(X[:3], k=2)[1]).all()
+    modules = ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree", "sklearn.metrics._dist_metrics")
+    for module in modules:
+        for arg in (b"ctypes\nSimpleNamespace\n)R", b"cbuiltins\nobject\n"):
+            data = b"\x80\x02c" + module.encode() + b"\nnewObj\n" + arg + b"\x85R."
+            report = brinery.scan(data)
+            assert "BRS008" in [f.rule for f in report.findings], (module, report.findings)
+            with pytest.raises(brinery.UnsafePickleError) as info:
+                load_with_policy(data)
+            assert info.value.findings[0].rule in ("BRS008", "BRS002"), info.value
+
+
+# F11(c): SETITEM on an object a call built runs its own __setitem__, and pandas' calls a
+# callable key with the frame (com.apply_if_callable): here numpy.sin(frame).
+F11C_SETITEM = b"\x80\x02cpandas\nDataFrame\n)Rcnumpy\nsin\nK\x01s."
+F11C_SETITEMS = b"\x80\x02cpandas\nSeries\n)R(K\x00cnumpy\ncos\nu."
+
+
+def test_callable_keys_for_objects_a_call_built_are_refused():
+    for data in (F11C_SETITEM, F11C_SETITEMS):
+        _refused_everywhere(data, "BRS008")
+        with pytest.raises(brinery.UnsafePickleError) as info:
+            load_with_policy(data)
+        assert info.value.findings[0].rule == "BRS008", info.value
+    # what Python writes for dict subclasses (SETITEMS of plain data) still loads
+    for obj in (
+        collections.OrderedDict(a=1, b=[2]),
+        collections.Counter("abca"),
+        collections.defaultdict(list, x=[1]),
+    ):
+        for proto in (0, 2, 5):
+            data = pickle.dumps(obj, proto)
+            assert brinery.scan(data).ok, brinery.scan(data).findings
+            assert brinery.safe_loads(data) == obj

@@ -31,6 +31,8 @@ __all__ = [
     "scan_bytes",
     "SCAN_PROFILES",
     "_set_unsafe_error",
+    "_loads_with_policy",
+    "_safe_loads",
 ]
 
 @type_check_only
@@ -76,6 +78,27 @@ def load(
 ) -> Any: ...
 def loads(
     data: ReadableBuffer,
+    /,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = (),
+) -> Any: ...
+def _loads_with_policy(
+    data: ReadableBuffer,
+    policy: Policy,
+    /,
+    *,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+    buffers: Iterable[Any] | None = (),
+) -> Any: ...
+def _safe_loads(
+    data: ReadableBuffer,
+    policy: Policy,
+    fallback: object,
     /,
     *,
     fix_imports: bool = True,

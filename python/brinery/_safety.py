@@ -2,14 +2,14 @@
 
 ``scan`` reports what a pickle would import and call without running or importing anything;
 ``safe_load``/``safe_loads`` refuse (``UnsafePickleError``) unless the scan is clean, then load
-with the native ``Unpickler(..., policy=...)``, which enforces the same policy a second time
-while loading (defence in depth). See docs/security.md for the threat model.
+from memory with the native policy enforcement (that of ``Unpickler(..., policy=...)``), which
+enforces the same policy a second time while loading (defence in depth). See docs/security.md
+for the threat model.
 """
 
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import pickle
 import re
@@ -167,6 +167,14 @@ def _split_allow(allow: Iterable[AllowEntry] | str | None) -> tuple[list[str], l
     return names, rules
 
 
+# Compiled policies by (profiles, allow names): a Policy is immutable, and building one (the
+# profiles' tables) costs more than scanning and loading a small pickle.
+_POLICY_CACHE: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], Policy] = {}
+_POLICY_CACHE_SIZE = 64
+# the key of the default policy (all profiles, nothing allowed by name)
+_DEFAULT_KEY: tuple[None, tuple[str, ...]] = (None, ())
+
+
 def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
     if isinstance(policy, Policy):
         if names:
@@ -181,7 +189,16 @@ def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
         profiles = None
     else:
         profiles = list(policy)
-    return Policy(profiles, allow=names)
+    if not all(isinstance(p, str) for p in profiles or ()) or not all(isinstance(n, str) for n in names):
+        return Policy(profiles, allow=names)  # raises the Policy's own TypeError
+    key = (None if profiles is None else tuple(profiles), tuple(names))
+    cached = _POLICY_CACHE.get(key)
+    if cached is None:
+        cached = Policy(profiles, allow=names)
+        if len(_POLICY_CACHE) >= _POLICY_CACHE_SIZE:
+            _POLICY_CACHE.pop(next(iter(_POLICY_CACHE)))
+        _POLICY_CACHE[key] = cached
+    return cached
 
 
 Data = bytes | bytearray | memoryview
@@ -279,6 +296,10 @@ def _refusal(findings: list[Finding]) -> UnsafePickleError:
     return UnsafePickleError("\n".join(msg), findings)
 
 
+# What `_native._safe_loads` returns when safe_loads has more to do than scan and load.
+_CLEAN_PATH_DECLINED = object()
+
+
 def safe_loads(
     data: bytes | bytearray | memoryview,
     /,
@@ -299,6 +320,28 @@ def safe_loads(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
+    # The clean path in one native call: the scan of the whole stream, then (only if it is
+    # clean) the load with the policy enforced. Anything else (findings, class rules to
+    # apply, compressed streams, joblib files) comes back as _CLEAN_PATH_DECLINED, with
+    # nothing imported or run, and takes the full path below.
+    if allow is None:
+        pol = _POLICY_CACHE.get(_DEFAULT_KEY) if policy is None else None
+        if pol is None:
+            pol = _make_policy(policy, [])
+    else:
+        names, _ = _split_allow(allow)
+        pol = _make_policy(policy, names)
+    result = _native._safe_loads(
+        data,
+        pol,
+        _CLEAN_PATH_DECLINED,
+        fix_imports=fix_imports,
+        encoding=encoding,
+        errors=errors,
+        buffers=buffers,
+    )
+    if result is not _CLEAN_PATH_DECLINED:
+        return result
     report, pol = _scan_with_rules(data, policy, allow)
     if not report.ok:
         raise _refusal(report.findings)
@@ -330,15 +373,15 @@ def safe_loads(
             "trust it, load it with joblib",
             [],
         )
-    unpickler = _native.Unpickler(
-        io.BytesIO(data),
+    # the in-memory load of `loads`, with the policy enforced again during the load
+    return _native._loads_with_policy(
+        data,
+        pol,
         fix_imports=fix_imports,
         encoding=encoding,
         errors=errors,
         buffers=buffers,
-        policy=pol,
     )
-    return unpickler.load()
 
 
 def safe_load(

@@ -33,6 +33,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<UnpicklerMemoProxy>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(loads, m)?)?;
+    m.add_function(wrap_pyfunction!(loads_with_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(safe_loads_clean, m)?)?;
     Ok(())
 }
 
@@ -95,6 +97,7 @@ impl Options {
             memo: None,
             proto_cell: None,
             guard: None,
+            memo_filter: None,
         })
     }
 }
@@ -157,6 +160,86 @@ fn loads<'py>(
     let data = Data::new(data)?;
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
     load_with_fresh_memo(py, &opts, Input::Memory(MemoryInput::new(data.as_slice())))
+}
+
+/// `_loads_with_policy(data, policy, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
+///
+/// `loads` with `policy` enforced during the load, as `Unpickler(..., policy=policy)` does:
+/// the in-memory load behind `brinery.safe_loads`, which scans the whole stream first.
+#[pyfunction]
+#[pyo3(
+    name = "_loads_with_policy",
+    signature = (data, policy, /, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None),
+    text_signature = "(data, policy, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
+)]
+fn loads_with_policy<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    policy: &Bound<'py, crate::scan::Policy>,
+    fix_imports: Truthy,
+    encoding: &str,
+    errors: &str,
+    buffers: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let data = Data::new(data)?;
+    let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
+    let guard = policy::Guard::new(policy.get().inner.clone());
+    let mut cfg = opts.config(py)?;
+    cfg.guard = Some(&guard);
+    machine::load(
+        py,
+        &cfg,
+        &mut Input::Memory(MemoryInput::new(data.as_slice())),
+    )
+}
+
+/// `_safe_loads(data, policy, fallback, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
+///
+/// The clean path of `brinery.safe_loads` in one call: scan the whole stream (a bare pickle)
+/// for a verdict under `policy`, then, only if it is clean, load it with `policy` enforced.
+/// Returns `fallback` itself, having imported and run nothing, whenever `safe_loads` has more
+/// to do than this: a finding (the refusal and its report, class rules), a container
+/// (compressed streams), a reference to joblib's `NumpyArrayWrapper`. Input that is not a
+/// `bytes` object is copied first, so that the load reads exactly the bytes that were scanned.
+#[pyfunction]
+#[pyo3(
+    name = "_safe_loads",
+    signature = (data, policy, fallback, /, *, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict", buffers = None),
+    text_signature = "(data, policy, fallback, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())"
+)]
+#[allow(clippy::too_many_arguments)]
+fn safe_loads_clean<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    policy: &Bound<'py, crate::scan::Policy>,
+    fallback: &Bound<'py, PyAny>,
+    fix_imports: Truthy,
+    encoding: &str,
+    errors: &str,
+    buffers: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let data = match Data::new(data)? {
+        Data::ReadOnly(buf) => Data::Copied(buf.to_vec(py)?),
+        d => d,
+    };
+    let bytes = data.as_slice();
+    if brinery::scan::ContainerKind::detect(bytes).is_some() {
+        return Ok(fallback.clone());
+    }
+    let pol = policy.get().inner.clone();
+    let limits = brinery::Limits::default();
+    let report = py.detach(|| brinery::scan::scan_verdict(bytes, &pol, &limits));
+    if !report.is_ok() || !report.members.is_empty() || !report.globals.is_empty() {
+        // findings, or names that `safe_loads` checks (joblib's NumpyArrayWrapper)
+        return Ok(fallback.clone());
+    }
+    let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
+    let guard = policy::Guard::new(pol);
+    let mut cfg = opts.config(py)?;
+    cfg.guard = Some(&guard);
+    // The load's memo is its own and gone after it: stores nothing fetches are skipped.
+    cfg.memo_filter = report.memo.fetch_filter();
+    machine::load(py, &cfg, &mut Input::Memory(MemoryInput::new(bytes)))
 }
 
 /// One load of the module-level `load`/`loads`, with a memo of its own.
@@ -338,6 +421,7 @@ impl Unpickler {
             memo: Some(&this.memo),
             proto_cell: Some(&this.proto),
             guard: guard.as_ref(),
+            memo_filter: None,
         };
         let mut input = Input::File(&mut file_input);
         let result = machine::load(py, &cfg, &mut input);

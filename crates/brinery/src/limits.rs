@@ -20,6 +20,7 @@
 pub struct Limits {
     max_depth: usize,
     max_alloc: u64,
+    max_call_alloc: u64,
     max_memo: u64,
     max_input: u64,
 }
@@ -30,6 +31,12 @@ impl Limits {
     pub const DEFAULT_MAX_DEPTH: usize = 10_000;
     /// Default bound on the bytes the decoded values may occupy (4 GiB).
     pub const DEFAULT_MAX_ALLOC: u64 = 4 << 30;
+    /// Default bound on what one allowed call may be asked to allocate from a size in its
+    /// arguments (256 MiB): `bytearray(N)`, `bytes(N)`, numpy's `ndarray(shape, dtype)` and
+    /// `_reconstruct`. Pickles written by Python and numpy never pass such sizes (they pass
+    /// the data itself, whose size the input bounds); a crafted one asks for gigabytes in a few
+    /// dozen bytes (red-team F7).
+    pub const DEFAULT_MAX_CALL_ALLOC: u64 = 256 << 20;
     /// Default bound on the number of memo entries (16 Mi).
     pub const DEFAULT_MAX_MEMO: u64 = 1 << 24;
     /// Default bound on the input size (4 GiB).
@@ -47,6 +54,7 @@ impl Limits {
         Limits {
             max_depth: usize::MAX,
             max_alloc: u64::MAX,
+            max_call_alloc: u64::MAX,
             max_memo: u64::MAX,
             max_input: u64::MAX,
         }
@@ -60,6 +68,11 @@ impl Limits {
     /// The maximum number of bytes decoded values may occupy.
     pub fn max_alloc(&self) -> u64 {
         self.max_alloc
+    }
+
+    /// The most bytes a safe scan lets one allowed call allocate from a size argument.
+    pub fn max_call_alloc(&self) -> u64 {
+        self.max_call_alloc
     }
 
     /// The maximum number of memo entries.
@@ -78,6 +91,7 @@ impl Default for Limits {
         Limits {
             max_depth: Self::DEFAULT_MAX_DEPTH,
             max_alloc: Self::DEFAULT_MAX_ALLOC,
+            max_call_alloc: Self::DEFAULT_MAX_CALL_ALLOC,
             max_memo: Self::DEFAULT_MAX_MEMO,
             max_input: Self::DEFAULT_MAX_INPUT,
         }
@@ -100,6 +114,13 @@ impl LimitsBuilder {
     /// Bound the bytes that decoded values may occupy.
     pub fn max_alloc(mut self, bytes: u64) -> Self {
         self.limits.max_alloc = bytes;
+        self
+    }
+
+    /// Bound what one allowed call may allocate from a size argument (see
+    /// [`Limits::DEFAULT_MAX_CALL_ALLOC`]).
+    pub fn max_call_alloc(mut self, bytes: u64) -> Self {
+        self.limits.max_call_alloc = bytes;
         self
     }
 

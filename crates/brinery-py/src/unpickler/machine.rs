@@ -59,6 +59,11 @@ pub(crate) struct Config<'py, 'm> {
     pub(crate) proto_cell: Option<&'m AtomicU8>,
     /// `Unpickler(..., policy=...)`: the safe-load rules, checked around every opcode.
     pub(crate) guard: Option<&'m super::policy::Guard>,
+    /// The memo indices the stream ever fetches, as a bitmap from the scan before a safe load
+    /// ([`brinery::scan::MemoUse::fetch_filter`]): stores to other indices are skipped (a
+    /// MEMOIZE still counts its entry). Only for a load with its own memo, which nothing
+    /// can read afterwards.
+    pub(crate) memo_filter: Option<&'m [u64]>,
 }
 
 /// A C string option (`encoding`, `errors`): the defaults are static, so a load with default
@@ -144,14 +149,15 @@ pub(crate) fn load<'py>(
     loop {
         // The common operations run in the fast loop, straight from the bytes at hand; it
         // stops before anything else (and before anything incomplete), which then goes through
-        // the general path below. A policy load skips it: its guard sees every opcode.
-        let stop = match (&mut *input, cfg.guard) {
-            (_, Some(_)) => false,
-            (Input::Memory(mem), None) => {
+        // the general path below. Under a policy it runs only while the guard has nothing to
+        // check in the operations it handles (`Guard::fast_loop_ok`); it never runs PROTO then.
+        let stop = match &mut *input {
+            _ if cfg.guard.is_some_and(|g| !g.fast_loop_ok(&m.stack)) => false,
+            Input::Memory(mem) => {
                 let (data, pos) = mem.parts();
                 m.run_fast(data, pos)?
             }
-            (Input::File(file), None) => {
+            Input::File(file) => {
                 let (data, pos) = file.parts(py);
                 m.run_fast(data, pos)?
             }
@@ -305,9 +311,36 @@ impl<'py> Machine<'py, '_, '_> {
         }
     }
 
+    /// Whether a store at `idx` (`None`: MEMOIZE's) is skipped under [`Config::memo_filter`]:
+    /// nothing ever fetches that index. A skipped MEMOIZE still counts its entry, so later
+    /// MEMOIZE indices stay the stream's.
+    #[inline]
+    pub(super) fn memo_skips(&mut self, idx: Option<usize>) -> bool {
+        let Some(fetched) = self.cfg.memo_filter else {
+            return false;
+        };
+        if self.cfg.memo.is_some() {
+            return false;
+        }
+        let i = idx.unwrap_or(self.own_memo.len());
+        if fetched
+            .get(i / 64)
+            .is_some_and(|w| (w >> (i % 64)) & 1 == 1)
+        {
+            return false;
+        }
+        if idx.is_none() {
+            self.own_memo.count_skipped();
+        }
+        true
+    }
+
     /// Store `value` at `idx` (`None`: at the number of entries, as `MEMOIZE` does).
     #[inline]
     fn memo_store(&mut self, idx: Option<usize>, value: Py<PyAny>) {
+        if self.memo_skips(idx) {
+            return;
+        }
         let old = match self.cfg.memo {
             None => {
                 let idx = idx.unwrap_or(self.own_memo.len());

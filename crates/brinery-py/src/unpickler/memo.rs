@@ -31,6 +31,13 @@ impl Memo {
         slot.map(|o| o.bind(py).clone())
     }
 
+    /// Count a MEMOIZE whose value is not stored (nothing fetches its index): the next
+    /// MEMOIZE stores at the index after it, as it would have.
+    #[inline]
+    pub(crate) fn count_skipped(&mut self) {
+        self.len += 1;
+    }
+
     /// Store `value` at `idx`; returns the value it replaces, which the caller must drop only
     /// after releasing any lock on the memo (dropping may run Python code).
     #[inline]

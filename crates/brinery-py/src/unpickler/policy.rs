@@ -13,8 +13,9 @@
 //! to a cached or singleton object a factory returned; EXT codes and persistent ids are refused,
 //! and so is a repeated PROTO. A refusal raises `brinery.UnsafePickleError`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -23,6 +24,30 @@ use pyo3::types::{PyString, PyTuple, PyType};
 use brinery::decode::{Arg, Op};
 use brinery::scan::{self as core, Access, ArgRule, Rule};
 use brinery::Opcode;
+
+/// `sys.modules` (the same dict for the interpreter's life): looking a module up there costs a
+/// dict lookup, where `import` goes through `builtins.__import__` (the guard's main cost when it
+/// did that at every BUILD).
+fn sys_modules(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static MODULES: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    MODULES
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("sys")?.getattr("modules")?.unbind())
+        })
+        .map(|m| m.bind(py))
+}
+
+/// Whether `obj`'s type is `ty` or a subtype of it (the real type hierarchy, which decides
+/// which `__setstate__` runs; no `__instancecheck__` call, which made `isinstance` the guard's
+/// cost at every BUILD).
+fn is_subtype(obj: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
+    let Ok(ty) = ty.cast::<PyType>() else {
+        return false;
+    };
+    // SAFETY: both are live type objects (the type of a live object, and a checked type);
+    // PyType_IsSubtype only reads their MRO.
+    unsafe { pyo3::ffi::PyType_IsSubtype(obj.get_type().as_type_ptr(), ty.as_type_ptr()) != 0 }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Special {
@@ -45,11 +70,11 @@ fn special(module: &str, name: &str) -> Special {
 #[derive(Default)]
 struct State {
     /// Global objects the policy let through, by address, with their access and dotted name.
-    globals: HashMap<usize, (Access, Special, String)>,
+    globals: HashMap<usize, (Access, Special, Rc<str>)>,
     /// Keeps those objects alive so that no address is reused during the load.
     keep: Vec<Py<PyAny>>,
     /// What the opcode being executed pushes, registered by `after`.
-    pending: Option<(Access, Special, String)>,
+    pending: Option<(Access, Special, Rc<str>)>,
     /// Addresses of the `builtins.getattr` objects loaded (checked wherever a value is used).
     getattrs: Vec<usize>,
     /// Call results that already existed (a cached or singleton object a factory returned,
@@ -59,12 +84,25 @@ struct State {
     shared: HashSet<usize>,
     results: Vec<Py<PyAny>>,
     seen_proto: bool,
+    /// How deeply call results nest (red-team F14), by the address of each call result alive
+    /// in the load; a result nests one deeper than the deepest result among its call's
+    /// arguments and the items of its tuple arguments, as the scan counts.
+    depths: HashMap<usize, u32>,
+    /// The depth of the result of the call being executed, registered by `after`.
+    pending_depth: Option<u32>,
 }
 
 /// The policy of one load.
 pub(crate) struct Guard {
     policy: Arc<core::Policy>,
     state: RefCell<State>,
+    /// Whether the machine's fast loop may run: it skips the guard, which is sound only while
+    /// nothing it does needs a check (see [`Guard::fast_loop_ok`]).
+    fast_ok: Cell<bool>,
+    /// Whether a `builtins.getattr` was resolved ([`State::getattrs`] is not empty).
+    has_getattr: Cell<bool>,
+    /// `numpy.dtype` and `numpy.ndarray`, once looked up (see `numpy_types`).
+    numpy: std::cell::OnceCell<(Py<PyAny>, Py<PyAny>)>,
 }
 
 impl Guard {
@@ -72,6 +110,46 @@ impl Guard {
         Guard {
             policy,
             state: RefCell::new(State::default()),
+            fast_ok: Cell::new(true),
+            has_getattr: Cell::new(false),
+            numpy: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Whether the machine may run its fast loop (plain scalars, strings, tuples, the memo,
+    /// marks, frames, and APPEND(S)/SETITEM(S) on exact lists and dicts) without calling the
+    /// guard. None of those resolves or calls anything; the checks the guard makes on them are
+    /// that no `builtins.getattr` is used as a value and that no global or shared (already
+    /// existing) object is modified, so the fast loop does not run while a `getattr` is on
+    /// `stack`, and stops for good once a global or shared object is an exact list or dict
+    /// (which the fast loop could fill).
+    pub(crate) fn fast_loop_ok(&self, stack: &[Bound<'_, PyAny>]) -> bool {
+        if !self.fast_ok.get() {
+            return false;
+        }
+        if !self.has_getattr.get() {
+            return true;
+        }
+        // `getattr` loaded (a pickled method: `getattr(cls, name)`): the fast loop may run
+        // while no `getattr` is on the stack (it would build it into a container); it hands
+        // over a BINGET that fetches one (`is_getattr`).
+        let st = self.state.borrow();
+        !stack
+            .iter()
+            .any(|v| st.getattrs.contains(&(v.as_ptr() as usize)))
+    }
+
+    /// Whether `obj` is a `builtins.getattr` this load resolved (the fast loop hands over a
+    /// BINGET fetching one, for the guard to see where it is used).
+    pub(crate) fn is_getattr(&self, obj: *mut pyo3::ffi::PyObject) -> bool {
+        self.has_getattr.get() && self.state.borrow().getattrs.contains(&(obj as usize))
+    }
+
+    /// Note an object the fast loop must never modify.
+    fn protect(&self, obj: &Bound<'_, PyAny>) {
+        use pyo3::types::{PyDict, PyList};
+        if obj.is_exact_instance_of::<PyList>() || obj.is_exact_instance_of::<PyDict>() {
+            self.fast_ok.set(false);
         }
     }
 
@@ -116,7 +194,7 @@ impl Guard {
             None => (module.to_owned(), name.to_owned()),
         };
         let sp = special(&module, &name);
-        let pair = Some((module.clone(), name.clone()));
+        let pair = || Some((module.clone(), name.clone()));
         if let Some(why) = core::name_out_of_bounds(&module, &name) {
             return Err(Self::refuse(py, Rule::Malformed, op, None, why));
         }
@@ -127,7 +205,7 @@ impl Guard {
                 py,
                 Rule::DangerousGlobal,
                 op,
-                pair,
+                pair(),
                 format!("global {module}.{name} is never allowed: it {why}"),
             ));
         } else {
@@ -140,7 +218,7 @@ impl Guard {
                     py,
                     Rule::DisallowedGlobal,
                     op,
-                    pair,
+                    pair(),
                     format!("global {module}.{name} is reached through {module}.{step}, which the policy does not allow"),
                 ));
             }
@@ -151,7 +229,7 @@ impl Guard {
                         py,
                         Rule::DisallowedGlobal,
                         op,
-                        pair,
+                        pair(),
                         format!("global {module}.{name} is not allowed by the policy"),
                     ))
                 }
@@ -160,7 +238,7 @@ impl Guard {
         Ok((access, sp))
     }
 
-    fn lookup(&self, obj: &Bound<'_, PyAny>) -> Option<(Access, Special, String)> {
+    fn lookup(&self, obj: &Bound<'_, PyAny>) -> Option<(Access, Special, Rc<str>)> {
         self.state
             .borrow()
             .globals
@@ -253,7 +331,7 @@ impl Guard {
                     ));
                 };
                 let sp = special(&m, &q);
-                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{q}")));
+                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{q}").into()));
                 return Ok(());
             }
             _ if access != Access::Call => {
@@ -300,7 +378,13 @@ impl Guard {
                         }
                     };
                     let first = args.as_ref().and_then(|t| t.get_item(0).ok());
-                    if let Some(problem) = self.helper_argument(py, rule, &arg, first.as_ref())? {
+                    let problem = match self.value_argument(py, rule, &arg, args.as_ref())? {
+                        Some(p) => Some(p),
+                        None => self
+                            .helper_argument(py, rule, &arg, first.as_ref())?
+                            .map(str::to_owned),
+                    };
+                    if let Some(problem) = problem {
                         return Err(Self::refuse(
                             py,
                             Rule::UnsafeArguments,
@@ -314,6 +398,131 @@ impl Guard {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Why `arg` breaks one of the rules on values (sizes, shapes, bit generator names), or
+    /// `None`; `args` is the whole argument tuple (a shape's dtype is another argument).
+    fn value_argument(
+        &self,
+        py: Python<'_>,
+        rule: ArgRule,
+        arg: &Bound<'_, PyAny>,
+        args: Option<&Bound<'_, PyTuple>>,
+    ) -> PyResult<Option<String>> {
+        let limit = brinery::Limits::default().max_call_alloc();
+        let too_big = |what: String| {
+            Some(format!(
+                "{what}, more than the limit of {limit} bytes one call may allocate"
+            ))
+        };
+        // an integer (or anything with __index__, like a numpy integer), if `v` is one
+        let as_int = |v: &Bound<'_, PyAny>| -> Option<Result<i64, ()>> {
+            if v.is_instance_of::<PyString>() || v.is_instance_of::<pyo3::types::PyBytes>() {
+                return None;
+            }
+            if !v.is_instance_of::<pyo3::types::PyInt>()
+                && !v.hasattr(pyo3::intern!(py, "__index__")).unwrap_or(false)
+            {
+                return None;
+            }
+            Some(v.extract::<i64>().map_err(|_| ()))
+        };
+        Ok(match rule {
+            ArgRule::Size => match as_int(arg) {
+                Some(Ok(n)) if n > 0 && n as u64 > limit => too_big(format!("a size of {n} bytes")),
+                Some(Err(())) => too_big("a size that does not fit 64 bits".into()),
+                _ => None,
+            },
+            ArgRule::Shape { dtype } => {
+                let count: Option<u64> = match as_int(arg) {
+                    Some(Ok(n)) => Some(n.max(0) as u64),
+                    Some(Err(())) => None,
+                    None => match arg.try_iter() {
+                        Ok(items) if !arg.is_instance_of::<PyString>() => {
+                            let mut product: Option<u64> = Some(1);
+                            for item in items {
+                                let n = match as_int(&item?) {
+                                    Some(Ok(n)) => n.max(0) as u64,
+                                    _ => {
+                                        product = None;
+                                        break;
+                                    }
+                                };
+                                product = product.and_then(|p| p.checked_mul(n));
+                            }
+                            product
+                        }
+                        _ => None,
+                    },
+                };
+                if count == Some(0) {
+                    return Ok(None);
+                }
+                let Some(count) = count else {
+                    return Ok(Some(
+                        "an array shape that is not integers (or too large)".into(),
+                    ));
+                };
+                let dt = args.and_then(|t| t.get_item(dtype).ok());
+                let itemsize = match dt {
+                    None => Some(8u64),
+                    Some(d) if d.is_none() => Some(8),
+                    Some(d) => {
+                        let np = sys_modules(py)?.get_item("numpy").ok();
+                        match np {
+                            Some(np)
+                                if d.is_instance_of::<PyString>()
+                                    || d.is_instance_of::<pyo3::types::PyBytes>()
+                                    || d.is_instance_of::<PyType>()
+                                    || is_subtype(&d, &np.getattr("dtype")?) =>
+                            {
+                                np.getattr("dtype")?
+                                    .call1((d,))
+                                    .and_then(|t| t.getattr("itemsize"))
+                                    .and_then(|i| i.extract::<u64>())
+                                    .ok()
+                            }
+                            _ => None,
+                        }
+                    }
+                };
+                match itemsize {
+                    Some(size) => match count.checked_mul(size) {
+                        Some(bytes) if bytes <= limit => None,
+                        _ => too_big(format!(
+                            "an array shape of {count} elements of {size} bytes"
+                        )),
+                    },
+                    None => Some(format!(
+                        "an array shape of {count} elements with a dtype that cannot be sized"
+                    )),
+                }
+            }
+            ArgRule::BitGeneratorName | ArgRule::BitGeneratorOrName => {
+                let name_ok = arg.is_exact_instance_of::<PyString>()
+                    && arg
+                        .extract::<String>()
+                        .is_ok_and(|t| core::BIT_GENERATORS.contains(&t.as_str()));
+                let class_ok = arg.is_instance_of::<PyType>()
+                    && self.lookup(arg).is_some_and(|g| {
+                        g.2.split_once(':')
+                            .is_some_and(|(m, n)| core::is_bit_generator_class(m, n))
+                    });
+                let instance_ok = rule == ArgRule::BitGeneratorOrName
+                    && !arg.is_instance_of::<PyType>()
+                    && match sys_modules(py)?.get_item("numpy.random.bit_generator") {
+                        Ok(m) => is_subtype(arg, &m.getattr("BitGenerator")?),
+                        Err(_) => false,
+                    };
+                (!(name_ok || class_ok || instance_ok)).then(|| {
+                    format!(
+                        "something other than one of numpy's bit generators ({}) by name, class or instance",
+                        core::BIT_GENERATORS.join(", ")
+                    )
+                })
+            }
+            _ => None,
+        })
     }
 
     /// Why `arg` breaks `rule`, or `None`. `first` is the helper's first argument (the class
@@ -346,7 +555,7 @@ impl Guard {
                 None => None,
             },
             ArgRule::BuiltinBase => {
-                let builtins = py.import("builtins")?;
+                let builtins = sys_modules(py)?.get_item("builtins")?;
                 let mut ok = false;
                 for name in core::BUILTIN_BASES {
                     if builtins.getattr(*name)?.is(arg) {
@@ -371,6 +580,10 @@ impl Guard {
                     is_type && name_is(&|m, n| core::TZFILE_MODULES.contains(&m) && n == "tzfile");
                 (!ok).then_some("a class other than dateutil.tz.tzfile")
             }
+            ArgRule::Size
+            | ArgRule::Shape { .. }
+            | ArgRule::BitGeneratorName
+            | ArgRule::BitGeneratorOrName => None, // `value_argument`
             ArgRule::BitGeneratorCtor => {
                 let ok =
                     name_is(&|m, n| m == "numpy.random._pickle" && n == "__bit_generator_ctor");
@@ -408,6 +621,49 @@ impl Guard {
         Ok(())
     }
 
+    /// The nesting depth of the result of a call with `args` (see [`State::depths`]); refuses
+    /// depths beyond [`core::MAX_CALL_DEPTH`], as the scan does.
+    fn call_depth(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        args: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let mut st = self.state.borrow_mut();
+        let mut deepest = 0u32;
+        if !st.depths.is_empty() {
+            let of = |o: &Bound<'_, PyAny>| st.depths.get(&(o.as_ptr() as usize)).copied();
+            if let Some(t) = args.and_then(|a| a.cast::<PyTuple>().ok()) {
+                for item in t.iter() {
+                    let d = match of(&item) {
+                        Some(d) => d,
+                        None => match item.cast::<PyTuple>() {
+                            Ok(inner) => inner.iter().filter_map(|x| of(&x)).max().unwrap_or(0),
+                            Err(_) => 0,
+                        },
+                    };
+                    deepest = deepest.max(d);
+                }
+            }
+        }
+        let depth = deepest.saturating_add(1);
+        if depth as usize > core::MAX_CALL_DEPTH {
+            drop(st);
+            return Err(Self::refuse(
+                py,
+                Rule::LimitExceeded,
+                op,
+                None,
+                format!(
+                    "call results nested {depth} deep exceed the nesting limit of {} (freeing such an object can crash the interpreter)",
+                    core::MAX_CALL_DEPTH
+                ),
+            ));
+        }
+        st.pending_depth = Some(depth);
+        Ok(())
+    }
+
     /// BUILD and the container opcodes may not modify an object a factory returned that
     /// already existed (a cached instance, a singleton, an enum member); BUILD applies only to
     /// objects this load created.
@@ -442,6 +698,22 @@ impl Guard {
     /// BUILD on a numpy dtype or array: the state must have the shape numpy's own pickler
     /// writes (red-team F10/F10b/F10c: `arraydescr_setstate` trusts the pickled flags, and
     /// `array_setstate` an object array's item list, so other states crash the interpreter).
+    /// `numpy.dtype` and `numpy.ndarray`, once numpy is imported (looked up once per load).
+    fn numpy_types<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        if let Some((d, n)) = self.numpy.get() {
+            return Ok(Some((d.bind(py).clone(), n.bind(py).clone())));
+        }
+        let Ok(np) = sys_modules(py)?.get_item("numpy") else {
+            return Ok(None);
+        };
+        let (d, n) = (np.getattr("dtype")?, np.getattr("ndarray")?);
+        let _ = self.numpy.set((d.clone().unbind(), n.clone().unbind()));
+        Ok(Some((d, n)))
+    }
+
     fn numpy_state(
         &self,
         py: Python<'_>,
@@ -449,10 +721,9 @@ impl Guard {
         target: &Bound<'_, PyAny>,
         state: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let Ok(np) = py.import("sys")?.getattr("modules")?.get_item("numpy") else {
+        let Some((dtype_type, ndarray_type)) = self.numpy_types(py)? else {
             return Ok(()); // not loaded: the target cannot be a numpy object
         };
-        let dtype_type = np.getattr("dtype")?;
         let refuse = |what: &str| {
             Err(Self::refuse(
                 py,
@@ -462,7 +733,7 @@ impl Guard {
                 format!("BUILD state of a numpy {what} is not one numpy writes"),
             ))
         };
-        if target.is_instance(&dtype_type)? {
+        if is_subtype(target, &dtype_type) {
             let Ok(t) = state.cast::<PyTuple>() else {
                 return refuse("dtype");
             };
@@ -517,16 +788,13 @@ impl Guard {
             if !(order_ok && sub_ok && flags_ok) {
                 return refuse("dtype");
             }
-        } else if target.is_instance(&np.getattr("ndarray")?)? {
+        } else if is_subtype(target, &ndarray_type) {
+            let modules = sys_modules(py)?;
             let setstate = target.get_type().getattr("__setstate__")?;
-            let plain = setstate.is(&np.getattr("ndarray")?.getattr("__setstate__")?);
+            let plain = setstate.is(&ndarray_type.getattr("__setstate__")?);
             // numpy.ma's MaskedArray.__setstate__ takes (1, shape, dtype, fortran, data, mask,
             // fill) and passes the first five on to ndarray's
-            let masked = match py
-                .import("sys")?
-                .getattr("modules")?
-                .get_item("numpy.ma.core")
-            {
+            let masked = match modules.get_item("numpy.ma.core") {
                 Ok(ma) => setstate.is(&ma.getattr("MaskedArray")?.getattr("__setstate__")?),
                 Err(_) => false,
             };
@@ -562,6 +830,41 @@ impl Guard {
             } else if data.cast::<pyo3::types::PyList>().is_ok() {
                 return refuse("array");
             }
+        }
+        Ok(())
+    }
+
+    /// A container opcode on an object that is not an exact list, dict or set runs that
+    /// object's own `__setitem__`/`append`/`add`, which may call what it is given (pandas'
+    /// `__setitem__` calls a callable key: red-team F11(c)): its keys and values must not be
+    /// callable.
+    fn plain_values(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: Option<&Bound<'_, PyAny>>,
+        values: &[Bound<'_, PyAny>],
+    ) -> PyResult<()> {
+        use pyo3::types::{PyDict, PyList, PySet};
+        let Some(t) = target else { return Ok(()) };
+        if t.is_exact_instance_of::<PyList>()
+            || t.is_exact_instance_of::<PyDict>()
+            || t.is_exact_instance_of::<PySet>()
+        {
+            return Ok(());
+        }
+        if values.iter().any(|v| v.is_callable()) {
+            return Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                None,
+                format!(
+                    "{} gives a callable key or value to a {} (its own __setitem__ or append may call it; only plain data may fill objects other than lists, dicts and sets)",
+                    op.opcode,
+                    t.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ),
+            ));
         }
         Ok(())
     }
@@ -633,6 +936,7 @@ impl Guard {
                 if op.opcode == INST {
                     let mark = marks.last().copied().unwrap_or(0).min(stack.len());
                     let args = PyTuple::new(py, &stack[mark..])?;
+                    self.call_depth(py, op, Some(args.as_any()))?;
                     self.call_checked(
                         py,
                         op,
@@ -643,7 +947,7 @@ impl Guard {
                     )?;
                 }
                 if op.opcode == GLOBAL {
-                    self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}")));
+                    self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}").into()));
                 }
             }
             STACK_GLOBAL => {
@@ -654,20 +958,17 @@ impl Guard {
                     return Ok(()); // the machine raises "STACK_GLOBAL requires str"
                 };
                 let (access, sp) = self.global(py, op, &m, &n, proto, fix_imports)?;
-                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}")));
+                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}").into()));
             }
-            REDUCE => {
+            REDUCE | NEWOBJ => {
                 if let (Some(callee), Some(args)) = (at(2), at(1)) {
+                    self.call_depth(py, op, Some(args))?;
                     self.call(py, op, callee, Some(args))?;
-                }
-            }
-            NEWOBJ => {
-                if let (Some(cls), Some(args)) = (at(2), at(1)) {
-                    self.call(py, op, cls, Some(args))?;
                 }
             }
             NEWOBJ_EX => {
                 if let (Some(cls), Some(args)) = (at(3), at(2)) {
+                    self.call_depth(py, op, Some(args))?;
                     self.call(py, op, cls, Some(args))?;
                 }
             }
@@ -675,6 +976,7 @@ impl Guard {
                 if let Some(&mark) = marks.last() {
                     if let Some(cls) = stack.get(mark) {
                         let args = PyTuple::new(py, &stack[mark + 1..])?;
+                        self.call_depth(py, op, Some(args.as_any()))?;
                         self.call(py, op, cls, Some(args.as_any()))?;
                     }
                 }
@@ -685,14 +987,20 @@ impl Guard {
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
                     self.numpy_state(py, op, target, state)?;
                 }
+                if op.opcode == APPEND {
+                    self.plain_values(py, op, at(2), &stack[stack.len().saturating_sub(1)..])?;
+                }
             }
             SETITEM => {
                 self.not_global(py, op, at(3))?;
                 self.not_shared(py, op, at(3))?;
+                self.plain_values(py, op, at(3), &stack[stack.len().saturating_sub(2)..])?;
             }
             APPENDS | SETITEMS | ADDITEMS => {
                 self.not_global(py, op, below_mark())?;
                 self.not_shared(py, op, below_mark())?;
+                let mark = marks.last().copied().unwrap_or(0).min(stack.len());
+                self.plain_values(py, op, below_mark(), &stack[mark..])?;
             }
             EXT1 | EXT2 | EXT4 => {
                 return Err(Self::refuse(
@@ -743,6 +1051,7 @@ impl Guard {
     ) -> PyResult<()> {
         use Opcode::*;
         let mut st = self.state.borrow_mut();
+        let depth = st.pending_depth.take();
         let Some(top) = stack.last() else {
             st.pending = None;
             return Ok(());
@@ -767,18 +1076,27 @@ impl Guard {
             let id = top.as_ptr() as usize;
             if sp == Special::Getattr {
                 st.getattrs.push(id);
+                self.has_getattr.set(true);
             }
+            self.protect(top);
             st.globals.insert(id, (access, sp, name));
             st.keep.push(top.clone().unbind());
             return Ok(());
         }
         if matches!(op.opcode, REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ) {
             let id = top.as_ptr() as usize;
+            if let Some(d) = depth {
+                // A result's address is not reused while it is alive, and a freed result
+                // cannot be an argument any more: a stale entry only ever meets a new object
+                // at its address, and is overwritten when that object is a call result.
+                st.depths.insert(id, d);
+            }
             // SAFETY: `top` is a live object (the stack holds it); reading its reference count
             // has no other effect.
             let refs = unsafe { pyo3::ffi::Py_REFCNT(top.as_ptr()) };
             if refs > 1 && st.shared.insert(id) {
                 st.results.push(top.clone().unbind());
+                self.protect(top);
             }
         }
         Ok(())

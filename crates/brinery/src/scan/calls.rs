@@ -1,7 +1,7 @@
 //! The call rules: the few callables whose arguments decide whether a call is safe, and
 //! joblib's array data.
 
-use super::machine::{Machine, Special, Sym};
+use super::machine::{Machine, Special, Sym, NO_PRODUCT};
 use super::policy::Access;
 use super::rule::Rule;
 use crate::decode::Op;
@@ -22,6 +22,68 @@ pub enum ArgRule {
     /// Data, or (when it is a global) a class the policy allows to call: the helper calls a
     /// class it is given.
     DataOrAllowedClass,
+    /// A byte count the callable allocates (`bytearray(N)`, `bytes(N)`): at most
+    /// [`Limits::max_call_alloc`](crate::Limits::max_call_alloc) (red-team F7). Data that is
+    /// not an integer (the bytes or text to copy) is fine; a value the scan cannot see (a call
+    /// result other than `_codecs.encode`'s) is refused.
+    Size,
+    /// An array shape the callable allocates, with the dtype at argument `dtype` (numpy's
+    /// `ndarray`, `_reconstruct`, `_mareconstruct`): an empty shape is fine, any other must be
+    /// constant integers whose product times the dtype's item size (8 when the dtype is not
+    /// given) is at most [`Limits::max_call_alloc`](crate::Limits::max_call_alloc).
+    Shape {
+        /// The position of the dtype argument.
+        dtype: usize,
+    },
+    /// `numpy.random._pickle.__bit_generator_ctor`'s argument, which it calls when it is a
+    /// class: one of numpy's bit generator names ([`BIT_GENERATORS`]) as a constant string, or
+    /// the global of one of those classes.
+    BitGeneratorName,
+    /// The first argument of numpy's `__generator_ctor`/`__randomstate_ctor`: as
+    /// [`ArgRule::BitGeneratorName`], or a bit generator instance (a call result; the load-time
+    /// guard checks that it is one).
+    BitGeneratorOrName,
+}
+
+/// The bit generators `numpy.random._pickle.__bit_generator_ctor` knows by name.
+pub const BIT_GENERATORS: &[&str] = &["MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"];
+
+/// Whether `module.name` names one of numpy's bit generator classes.
+pub fn is_bit_generator_class(module: &str, name: &str) -> bool {
+    (module == "numpy.random" || module.starts_with("numpy.random._"))
+        && BIT_GENERATORS.contains(&name)
+}
+
+/// The modules numpy's `ndarray` is pickled from (current and older layouts).
+const NDARRAY_MODULES: &[&str] = &[
+    "numpy",
+    "numpy._core.multiarray",
+    "numpy._core.numeric",
+    "numpy.core.multiarray",
+    "numpy.core.numeric",
+    "numpy.ma.core",
+    "numpy.ma.extras",
+];
+
+/// An upper bound of the item size of the numpy dtype a type code like `f8`, `<U10`, `V1000`
+/// or `b` describes (`U<n>` counts 4-byte characters; codes without a size are at most 16).
+pub fn dtype_code_itemsize(code: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(code).ok()?;
+    let body = text.trim_start_matches(['<', '>', '|', '=']);
+    let digits = body.trim_start_matches(|ch: char| ch.is_ascii_alphabetic());
+    let letters = &body[..body.len() - digits.len()];
+    if letters.is_empty() {
+        return None;
+    }
+    if digits.is_empty() {
+        return Some(16);
+    }
+    let n = digits.parse::<u64>().ok()?;
+    Some(if letters == "U" {
+        n.saturating_mul(4)
+    } else {
+        n
+    })
 }
 
 /// The builtin types `copyreg._reconstructor` may be given as `base`.
@@ -55,13 +117,23 @@ pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)]
         ("copyreg", "_reconstructor") => &[(0, AllowedClass), (1, BuiltinBase)],
         ("copyreg", "__newobj__" | "__newobj_ex__") => &[(0, AllowedClass)],
         ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
-            &[(0, AllowedClass)]
+            &[(0, AllowedClass), (1, Shape { dtype: 2 })]
         }
-        ("numpy.ma.core", "_mareconstruct") => &[(0, AllowedClass), (1, AllowedClass)],
+        ("numpy.ma.core", "_mareconstruct") => &[
+            (0, AllowedClass),
+            (1, AllowedClass),
+            (2, Shape { dtype: 3 }),
+        ],
         ("numpy.random._pickle", "__generator_ctor" | "__randomstate_ctor") => {
-            &[(0, DataOrAllowedClass), (1, BitGeneratorCtor)]
+            &[(0, BitGeneratorOrName), (1, BitGeneratorCtor)]
         }
-        ("numpy.random._pickle", "__bit_generator_ctor") => &[(0, DataOrAllowedClass)],
+        ("numpy.random._pickle", "__bit_generator_ctor") => &[(0, BitGeneratorName)],
+        // sklearn's Cython trees and distance metrics: `newObj(obj)` is `obj.__new__(obj)`
+        (m, "newObj") if m.starts_with("sklearn.") => &[(0, AllowedClass)],
+        ("builtins" | "__builtin__", "bytearray" | "bytes") => &[(0, Size)],
+        (m, "ndarray" | "recarray") if NDARRAY_MODULES.contains(&m) || m == "numpy.rec" => {
+            &[(0, Shape { dtype: 1 })]
+        }
         ("dateutil.tz._tzfile" | "dateutil.tz.tz" | "dateutil.tz", "_unpickle") => {
             &[(0, TzfileClass)]
         }
@@ -140,7 +212,24 @@ pub(crate) fn check_arguments(
                     }
                     None => Some(Sym::Unknown),
                 };
+                let arg = match (arg, rule) {
+                    // `bytearray(N)`, `ndarray(N)`: a tuple of integers only is recorded as
+                    // their product, a bound of each
+                    (_, ArgRule::Size | ArgRule::Shape { .. }) if items.is_none() => match args {
+                        Sym::Ints(p) => Some(Sym::Ints(p)),
+                        _ => arg,
+                    },
+                    _ => arg,
+                };
                 let Some(arg) = arg else { continue }; // the helper's default
+                let arg = match rule {
+                    ArgRule::Shape { dtype } => {
+                        let dt = items.and_then(|items| items.get(dtype).copied());
+                        return check_shape(m, arg, dt)
+                            .map(|problem| format!("is given {problem} as argument {pos}"));
+                    }
+                    _ => arg,
+                };
                 if let Some(problem) = check_helper_argument(m, rule, arg) {
                     return Some(format!("is given {problem} as argument {pos}"));
                 }
@@ -148,6 +237,45 @@ pub(crate) fn check_arguments(
             None
         }
         _ => None,
+    }
+}
+
+/// Why the shape `shape` (with the dtype argument `dtype`, `None` when not given) makes the
+/// call allocate more than the limit, or `None`.
+fn check_shape(m: &Machine<'_, '_>, shape: Sym, dtype: Option<Sym>) -> Option<String> {
+    let count = match shape {
+        Sym::Int(n) => u64::try_from(n).ok(),
+        Sym::Ints(p) if p != NO_PRODUCT => Some(p),
+        Sym::Data => None, // a list, a large integer, an empty tuple: checked below
+        _ => None,
+    };
+    // `(0,)` (what numpy's own pickles pass) allocates nothing
+    if count == Some(0) {
+        return None;
+    }
+    let limit = m.limits().max_call_alloc();
+    let Some(count) = count else {
+        return Some(
+            "an array shape the scan cannot size (only constant integers are allowed)".to_owned(),
+        );
+    };
+    let itemsize = match dtype {
+        None => Some(8),
+        Some(d) => m
+            .str_bytes(d)
+            .or_else(|| m.call_first_str(d, Special::NumpyDtype))
+            .and_then(dtype_code_itemsize),
+    };
+    let Some(itemsize) = itemsize else {
+        return Some(format!(
+            "an array shape of {count} elements with a dtype the scan cannot size"
+        ));
+    };
+    match count.checked_mul(itemsize) {
+        Some(bytes) if bytes <= limit => None,
+        _ => Some(format!(
+            "an array shape of {count} elements of {itemsize} bytes, more than the limit of {limit} bytes one call may allocate"
+        )),
     }
 }
 
@@ -198,6 +326,43 @@ fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option
             });
             (!ok).then(|| "a class other than dateutil.tz.tzfile".to_owned())
         }
+        ArgRule::Size => {
+            let limit = m.limits().max_call_alloc();
+            match arg {
+                Sym::Int(n) if n > 0 && n as u64 > limit => Some(format!(
+                    "a size of {n} bytes, more than the limit of {limit} bytes one call may allocate"
+                )),
+                Sym::Ints(p) if p != NO_PRODUCT && p > limit => Some(format!(
+                    "a size of {p} bytes, more than the limit of {limit} bytes one call may allocate"
+                )),
+                Sym::Result(_) if m.call_first_str(arg, Special::CodecsEncode).is_some() => None,
+                Sym::Global(_) | Sym::Result(_) | Sym::Unknown => Some(
+                    "a value the scan cannot size (it could be an integer asking for any number of bytes)"
+                        .to_owned(),
+                ),
+                _ => None,
+            }
+        }
+        ArgRule::Shape { .. } => None, // checked by `check_shape`
+        ArgRule::BitGeneratorName | ArgRule::BitGeneratorOrName => {
+            let ok = match arg {
+                Sym::Str { .. } => m
+                    .text(arg)
+                    .is_some_and(|t| BIT_GENERATORS.contains(&t)),
+                Sym::Global(g) => {
+                    let (module, name) = m.global_names(g);
+                    is_bit_generator_class(module, name)
+                }
+                Sym::Result(_) => rule == ArgRule::BitGeneratorOrName,
+                _ => false,
+            };
+            (!ok).then(|| {
+                format!(
+                    "something other than one of numpy's bit generators ({}) by name or class (the helper would call a class it is given)",
+                    BIT_GENERATORS.join(", ")
+                )
+            })
+        }
         ArgRule::BitGeneratorCtor => {
             let ok = global(arg).is_some_and(|g| {
                 m.global_names(g) == ("numpy.random._pickle", "__bit_generator_ctor")
@@ -247,7 +412,7 @@ pub(crate) fn joblib_array<'a>(
             }
         });
     let count = match shape {
-        Some(Sym::Ints(product)) => product,
+        Some(Sym::Ints(product)) => Some(product).filter(|&p| p != NO_PRODUCT),
         Some(Sym::Data) => Some(1), // () is plain data
         _ => None,
     };

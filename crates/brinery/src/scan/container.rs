@@ -153,6 +153,7 @@ impl Walker<'_> {
         let options = RunOptions {
             joblib: true,
             nesting: 0,
+            record: true,
         };
         Machine::new(
             data,

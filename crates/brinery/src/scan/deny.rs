@@ -7,6 +7,9 @@
 //! and under its Python 3 name (`__builtin__` → `builtins`), and the qualified name as a chain
 //! of attributes, so `pathlib` + `os.system` is caught by the `os` component.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use crate::encode::python3_name;
 
 /// Modules (and their submodules) that are denied whole, with why.
@@ -318,21 +321,59 @@ const DENIED_ATTRIBUTES: &[&str] = &[
     "dump",
 ];
 
-fn module_denied(module: &str) -> Option<&'static str> {
-    DENIED_MODULES.iter().find_map(|&(m, why)| {
-        let hit = module == m
-            || (module.len() > m.len()
-                && module.starts_with(m)
-                && module.as_bytes()[m.len()] == b'.');
-        hit.then_some(why)
+/// [`DENIED_MODULES`] by name: (position in the list, why). Each global is checked on every
+/// scan and every guarded load, so these are hash lookups rather than scans of the lists.
+fn module_index() -> &'static HashMap<&'static str, (usize, &'static str)> {
+    static INDEX: OnceLock<HashMap<&'static str, (usize, &'static str)>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut map = HashMap::new();
+        for (i, &(m, why)) in DENIED_MODULES.iter().enumerate() {
+            map.entry(m).or_insert((i, why));
+        }
+        map
     })
 }
 
+/// Whether `part` is in [`DENIED_ATTRIBUTES`] (a hash lookup).
+fn denied_attribute(part: &str) -> bool {
+    static SET: OnceLock<std::collections::HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| DENIED_ATTRIBUTES.iter().copied().collect())
+        .contains(part)
+}
+
+/// [`DENIED_NAMES`] by module: the (name, why) pairs, in list order.
+fn name_index() -> &'static HashMap<&'static str, Vec<(&'static str, &'static str)>> {
+    static INDEX: OnceLock<HashMap<&'static str, Vec<(&'static str, &'static str)>>> =
+        OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut map: HashMap<&'static str, Vec<(&'static str, &'static str)>> = HashMap::new();
+        for &(m, n, why) in DENIED_NAMES {
+            map.entry(m).or_default().push((n, why));
+        }
+        map
+    })
+}
+
+/// Why `module` or a package it is in is denied: the first entry of [`DENIED_MODULES`] that
+/// is `module` itself or one of its dotted prefixes.
+fn module_denied(module: &str) -> Option<&'static str> {
+    let index = module_index();
+    let prefixes = module
+        .match_indices('.')
+        .map(|(i, _)| &module[..i])
+        .chain(std::iter::once(module));
+    prefixes
+        .filter_map(|p| index.get(p))
+        .min_by_key(|&&(i, _)| i)
+        .map(|&(_, why)| why)
+}
+
 fn exact_denied(module: &str, qualname: &str) -> Option<&'static str> {
-    DENIED_NAMES
+    name_index()
+        .get(module)?
         .iter()
-        .find(|&&(m, n, _)| m == module && n == qualname)
-        .map(|&(_, _, why)| why)
+        .find(|&&(n, _)| n == qualname)
+        .map(|&(_, why)| why)
 }
 
 fn check(module: &str, qualname: &str) -> Option<&'static str> {
@@ -356,7 +397,7 @@ fn check(module: &str, qualname: &str) -> Option<&'static str> {
     // An attribute chain: each step is a module reached by attribute (`pathlib` + `os.system`)
     // or an attribute that reaches code or files.
     for (i, part) in parts.iter().enumerate() {
-        if DENIED_ATTRIBUTES.contains(part) {
+        if denied_attribute(part) {
             return Some("reaches code, globals or files through an attribute");
         }
         // `part` used as a module reached by attribute, with something taken from it: the last
@@ -401,6 +442,49 @@ fn check(module: &str, qualname: &str) -> Option<&'static str> {
 /// assert!(denied("collections", "OrderedDict").is_none());
 /// ```
 pub fn denied(module: &str, qualname: &str) -> Option<&'static str> {
+    // The verdict is a pure function of the names, and the same few names come back at every
+    // scan and load of a kind of pickle: a small cache keyed by a hash of both names (an entry
+    // is checked against its names, so a collision costs only the check itself).
+    let key = cache_key(module, qualname);
+    let cache = VERDICTS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(map) = cache.lock() {
+        if let Some((m, n, why)) = map.get(&key) {
+            if **m == *module && **n == *qualname {
+                return *why;
+            }
+        }
+    }
+    let why = denied_uncached(module, qualname);
+    if let Ok(mut map) = cache.lock() {
+        if map.len() < VERDICTS_CACHED {
+            map.insert(key, (module.into(), qualname.into(), why));
+        }
+    }
+    why
+}
+
+/// How many names' verdicts [`denied`] keeps (a stream of made-up names cannot grow it more).
+const VERDICTS_CACHED: usize = 4096;
+
+type Verdicts = Mutex<HashMap<u64, (Box<str>, Box<str>, Option<&'static str>)>>;
+
+static VERDICTS: OnceLock<Verdicts> = OnceLock::new();
+
+/// FNV-1a over both names, a separator between them.
+fn cache_key(module: &str, qualname: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in module
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(qualname.as_bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn denied_uncached(module: &str, qualname: &str) -> Option<&'static str> {
     if let Some(why) = check(module, qualname) {
         return Some(why);
     }

@@ -19,32 +19,82 @@ use crate::decode::{Arg, Decoder, Op};
 use crate::opcode::Opcode;
 use crate::Limits;
 
+mod fast;
+
 /// Findings per stream beyond which the scan stops adding (the verdict is settled).
 const MAX_FINDINGS: usize = 1000;
 /// How deeply pickles nested in bytes constants are scanned.
 const MAX_NESTING: u32 = 4;
-/// How deeply call results may nest inside each other's arguments (red-team F14: a million
-/// nested `slice(slice(...))` crash CPython when freed, whose `slice_dealloc` recurses). Real
-/// pickles nest a few dozen levels at most; `Limits::max_depth` applies when smaller.
-const MAX_CALL_DEPTH: usize = 2000;
+use super::MAX_CALL_DEPTH;
 /// Items recorded per tuple / entries per dict (larger ones are plain data).
 const SMALL_TUPLE: usize = 8;
 const SMALL_DICT: usize = 16;
 
+/// The length bits of `Sym::Str`'s `len`.
+const STR_LEN: u32 = 0x7fff_ffff;
+/// The flag bit of `Sym::Str`'s `len`: the loader decodes the string as ASCII.
+const STR_ASCII: u32 = 0x8000_0000;
+
+/// `Sym::Ints` of a tuple whose product overflows or has a negative item.
+pub(crate) const NO_PRODUCT: u64 = u64::MAX;
+
+// The machine copies symbols all the time: keep them two words.
+const _: () = assert!(std::mem::size_of::<Sym>() == 16);
+const _: () = assert!(std::mem::size_of::<Option<Sym>>() == 16);
+
+/// The value of a LONG1/LONG4 argument (little-endian two's complement), if it fits an i64.
+fn long_le_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() {
+        return Some(0);
+    }
+    let negative = b[b.len() - 1] & 0x80 != 0;
+    let fill = if negative { 0xff } else { 0 };
+    let (low, high) = b.split_at(b.len().min(8));
+    if high.iter().any(|&x| x != fill) {
+        return None;
+    }
+    let mut raw = [fill; 8];
+    raw[..low.len()].copy_from_slice(low);
+    let v = i64::from_le_bytes(raw);
+    // the sign of the value must be the sign of the whole number
+    ((v < 0) == negative).then_some(v)
+}
+
+/// The key of a global's raw (module, name) in the machine's intern table: FNV-1a over both
+/// names (a hit is checked against the entry's names, so a collision only costs a lookup).
+fn name_key(module: &str, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in module
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(name.as_bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// A symbolic stack value.
+///
+/// A word-sized tag and one word of payload: with a byte tag and payload bytes right after it,
+/// the compiler copies a symbol as a byte and two overlapping words through the native stack,
+/// which stalls the CPU's store forwarding (a third of the scan's time on memo-heavy input).
 #[derive(Debug, Clone, Copy)]
+#[repr(u64)]
 pub(crate) enum Sym {
     /// Inert data: numbers, bytes, containers, None.
     Data,
     /// A small integer (kept for shapes and counts).
     Int(i64),
-    /// A constant string pushed by a literal opcode: `len` bytes at `start` in the input;
-    /// `ascii` when the loader decodes it as ASCII (Python 2 strings) rather than UTF-8. Kept as
-    /// an offset rather than a slice so that a `Sym` is 16 bytes.
-    Str { start: u64, len: u32, ascii: bool },
-    /// A tuple of small non-negative integers (a shape), by the product of its items (`None` on
-    /// overflow or a negative item).
-    Ints(Option<u64>),
+    /// A constant string pushed by a literal opcode: `len & STR_LEN` bytes at `start` in the
+    /// input; [`STR_ASCII`] set in `len` when the loader decodes it as ASCII (Python 2 strings)
+    /// rather than UTF-8. Strings at offsets past 4 GiB or longer than 2 GiB are [`Sym::Text`].
+    Str { start: u32, len: u32 },
+    /// A tuple of small non-negative integers (a shape), by the product of its items
+    /// ([`NO_PRODUCT`] on overflow or a negative item). Not an `Option<u64>`, which would make
+    /// every `Sym` 24 bytes instead of 16.
+    Ints(u64),
     /// A constant string whose text the scan does not decode (an escaped UNICODE line, a quoted
     /// STRING): data, but never a global's name.
     Text,
@@ -106,6 +156,10 @@ pub(crate) struct RunOptions {
     pub joblib: bool,
     /// Nesting level of pickles found inside bytes constants.
     pub nesting: u32,
+    /// Record every global reference and call in the report. Without it (the verdict of
+    /// [`super::scan_verdict`]) only findings, the opcode count and references to joblib's
+    /// `NumpyArrayWrapper` are recorded.
+    pub record: bool,
 }
 
 pub(crate) struct Machine<'a, 'r> {
@@ -127,7 +181,8 @@ pub(crate) struct Machine<'a, 'r> {
     /// Clean globals already resolved, by (module, name): a name referenced again reuses its
     /// entry instead of another copy (red-team F9: memo GETs of one long name, referenced
     /// thousands of times).
-    interned: HashMap<(String, String), u32>,
+    /// Keyed by [`name_key`] of the raw names; a hit is checked against the entry's names.
+    interned: HashMap<u64, u32>,
     calls: Vec<CallInfo<'a>>,
     proto: u8,
     seen_proto: bool,
@@ -163,14 +218,15 @@ impl<'a, 'r> Machine<'a, 'r> {
             report,
             stack: Vec::with_capacity(64),
             marks: Vec::new(),
-            memo: Vec::new(),
+            memo: Vec::with_capacity(256),
             memo_far: HashMap::new(),
             memo_count: 0,
-            tuples: Vec::new(),
+            // room for a small pickle's needs: growing from nothing costs more than its scan
+            tuples: Vec::with_capacity(64),
             dicts: Vec::new(),
-            globals: Vec::new(),
+            globals: Vec::with_capacity(16),
             interned: HashMap::new(),
-            calls: Vec::new(),
+            calls: Vec::with_capacity(16),
             proto: 0,
             seen_proto: false,
             pickle_start: 0,
@@ -252,6 +308,11 @@ impl<'a, 'r> Machine<'a, 'r> {
         loop {
             if self.stopped {
                 return End::Abort;
+            }
+            let mut pos = dec.offset();
+            self.run_fast(&mut pos);
+            if pos != dec.offset() {
+                dec = Decoder::at(self.data, pos);
             }
             let op = match dec.next_op() {
                 Ok(Some(op)) => op,
@@ -449,22 +510,22 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// A constant string of the input as a `Sym` (offsets into `self.data`).
     #[inline]
     fn str_sym(&self, b: &'a [u8], ascii: bool) -> Sym {
-        match u32::try_from(b.len()) {
-            Ok(len) => Sym::Str {
-                start: (b.as_ptr() as usize - self.data.as_ptr() as usize) as u64,
-                len,
-                ascii,
+        let start = b.as_ptr() as usize - self.data.as_ptr() as usize;
+        match (u32::try_from(start), u32::try_from(b.len())) {
+            (Ok(start), Ok(len)) if len <= STR_LEN => Sym::Str {
+                start,
+                len: if ascii { len | STR_ASCII } else { len },
             },
-            Err(_) => Sym::Text,
+            _ => Sym::Text,
         }
     }
 
     /// The bytes of a constant string.
     pub(crate) fn str_bytes(&self, s: Sym) -> Option<&'a [u8]> {
         match s {
-            Sym::Str { start, len, .. } => {
-                let start = usize::try_from(start).ok()?;
-                self.data.get(start..start.checked_add(len as usize)?)
+            Sym::Str { start, len } => {
+                let start = start as usize;
+                self.data.get(start..start + (len & STR_LEN) as usize)
             }
             _ => None,
         }
@@ -472,9 +533,10 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// The text of a constant string as the loader decodes it, if the scan can read it exactly.
     pub(crate) fn text(&self, s: Sym) -> Option<&'a str> {
-        let Sym::Str { ascii, .. } = s else {
+        let Sym::Str { len, .. } = s else {
             return None;
         };
+        let ascii = len & STR_ASCII != 0;
         std::str::from_utf8(self.str_bytes(s)?)
             .ok()
             .filter(|t| !ascii || t.is_ascii())
@@ -488,7 +550,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 Sym::Int(v) if *v >= 0 => acc.checked_mul(*v as u64),
                 _ => None,
             });
-            return Sym::Ints(product);
+            return Sym::Ints(product.unwrap_or(NO_PRODUCT));
         }
         if items.is_empty()
             || items.len() > SMALL_TUPLE
@@ -536,6 +598,34 @@ impl<'a, 'r> Machine<'a, 'r> {
         match sym {
             Sym::Tuple(at, len) => self.tuples.get(at as usize..(at + len) as usize),
             _ => None,
+        }
+    }
+
+    /// A container opcode filling `target` (an object a call built, not a plain list, dict or
+    /// set) with `values`: a global among them is a finding, since the object's own
+    /// `__setitem__`/`append` may call what it is given (pandas' `__setitem__` calls a callable
+    /// key: red-team F11(c)).
+    fn fill_values(&mut self, target: Sym, values: std::ops::Range<usize>, op: &Op<'_>) {
+        if !matches!(target, Sym::Result(_)) {
+            return;
+        }
+        let global = self.stack[values].iter().find_map(|s| match s {
+            Sym::Global(g) => Some(*g),
+            _ => None,
+        });
+        if let Some(gid) = global {
+            let pair = self.global_pair(gid);
+            let msg = format!(
+                "{} gives the global {}.{} as a key or value to an object a call built (its __setitem__ or append may call it; only plain data may fill such objects) at byte {} ({})",
+                op.opcode, pair.0, pair.1, op.offset, op.opcode
+            );
+            self.finding(
+                Rule::UnsafeArguments,
+                op.offset as u64,
+                Some(op.opcode),
+                Some(pair),
+                msg,
+            );
         }
     }
 
@@ -614,6 +704,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn memo_get(&mut self, idx: u64, op: &Op<'_>) {
+        self.report.memo.fetch(idx);
         match self.memo_slot(idx) {
             Some(v) => self.stack.push(v),
             None => {
@@ -643,7 +734,14 @@ impl<'a, 'r> Machine<'a, 'r> {
                 };
                 self.stack.push(v.map_or(Sym::Data, Sym::Int));
             }
-            LONG1 | LONG4 => self.stack.push(Sym::Data),
+            LONG1 | LONG4 => {
+                // kept when it fits an i64: sizes given to allocating calls are checked
+                let v = match op.arg {
+                    Arg::Long(b) => long_le_i64(b),
+                    _ => None,
+                };
+                self.stack.push(v.map_or(Sym::Data, Sym::Int));
+            }
             SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
                 if let Arg::Bytes(b) = op.arg {
                     self.stack.push(self.str_sym(b, false));
@@ -690,10 +788,21 @@ impl<'a, 'r> Machine<'a, 'r> {
                 self.consume(v, op);
                 let target = self.top(op);
                 self.mutate(target, op);
+                if matches!(v, Sym::Global(_)) {
+                    self.stack.push(v);
+                    let n = self.stack.len();
+                    self.fill_values(target, n - 1..n, op);
+                    self.stack.pop();
+                }
             }
             APPENDS | ADDITEMS => {
                 let start = self.pop_mark(op);
                 self.consume_range(start, op);
+                let values = start.min(self.stack.len())..self.stack.len();
+                if start > self.fence() && start <= self.stack.len() {
+                    let target = self.stack[start - 1];
+                    self.fill_values(target, values, op);
+                }
                 self.stack.truncate(start);
                 let target = self.top(op);
                 self.mutate(target, op);
@@ -750,6 +859,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 let start = self.stack.len() - 2;
                 self.consume_range(start, op);
                 let target = self.stack[start - 1];
+                self.fill_values(target, start..self.stack.len(), op);
                 self.record_pairs(Some(target), start);
                 self.stack.truncate(start);
                 self.mutate(target, op);
@@ -766,6 +876,9 @@ impl<'a, 'r> Machine<'a, 'r> {
                     self.underflow(op);
                     Sym::Unknown
                 };
+                if start <= self.stack.len() {
+                    self.fill_values(target, start..self.stack.len(), op);
+                }
                 self.record_pairs(Some(target), start);
                 self.stack.truncate(start);
                 self.mutate(target, op);
@@ -800,11 +913,13 @@ impl<'a, 'r> Machine<'a, 'r> {
                 None => self.stack.push(Sym::Unknown),
             },
             PUT | BINPUT | LONG_BINPUT => {
+                self.report.memo.puts = true;
                 if let Some(idx) = self.index_arg(op, "PUT") {
                     self.memo_put(idx, op);
                 }
             }
             MEMOIZE => {
+                self.report.memo.memoizes = true;
                 self.memo_put(self.memo_count, op);
             }
             PROTO => {
@@ -1027,6 +1142,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         let options = RunOptions {
             joblib: false,
             nesting: self.options.nesting + 1,
+            record: self.options.record,
         };
         Machine::new(
             b,
@@ -1105,9 +1221,13 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.structural(Rule::Malformed, op, &why);
             return Sym::Unknown;
         }
-        if let Some(&gid) = self.interned.get(&(module.to_owned(), name.to_owned())) {
-            self.record_global_ref(op, gid);
-            return Sym::Global(gid);
+        let key = name_key(module, name);
+        if let Some(&gid) = self.interned.get(&key) {
+            let g = &self.globals[gid as usize];
+            if g.module == module && g.name == name {
+                self.record_global_ref(op, gid);
+                return Sym::Global(gid);
+            }
         }
         let (module, name) = match (self.proto < 3)
             .then(|| crate::encode::python3_name(module, name))
@@ -1167,17 +1287,22 @@ impl<'a, 'r> Machine<'a, 'r> {
                 flagged = true;
             }
         }
-        let raw = (self.proto >= 3 || crate::encode::python3_name(&module, &name).is_none())
-            .then(|| (module.clone(), name.clone()));
+        let raw = self.proto >= 3 || crate::encode::python3_name(&module, &name).is_none();
         let sym = self.push_global(module, name, access, flagged, special);
-        if let (Sym::Global(gid), false, Some(key)) = (sym, flagged, raw) {
+        if let (Sym::Global(gid), false, true) = (sym, flagged, raw) {
             self.interned.insert(key, gid);
         }
         sym
     }
 
+    /// Whether a reference to a global of this name goes into the report (see
+    /// [`RunOptions::record`]).
+    fn keeps_ref(&self, name: &str) -> bool {
+        self.options.record || name.ends_with("NumpyArrayWrapper")
+    }
+
     fn push_global_ref(&mut self, op: &Op<'_>, module: &str, name: &str) {
-        if self.report.globals.len() < Report::MAX_RECORDED {
+        if self.keeps_ref(name) && self.report.globals.len() < Report::MAX_RECORDED {
             self.report.globals.push(GlobalRef {
                 offset: op.offset as u64,
                 opcode: op.opcode,
@@ -1189,7 +1314,9 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn record_global_ref(&mut self, op: &Op<'_>, gid: u32) {
-        if self.report.globals.len() < Report::MAX_RECORDED {
+        if self.keeps_ref(&self.globals[gid as usize].name)
+            && self.report.globals.len() < Report::MAX_RECORDED
+        {
             let (module, name) = self.global_pair(gid);
             self.report.globals.push(GlobalRef {
                 offset: op.offset as u64,
@@ -1231,7 +1358,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     // ---------------------------------------------------------------------------------------
 
     fn record_call(&mut self, op: &Op<'_>, callee: Option<u32>) {
-        if self.report.calls.len() >= Report::MAX_RECORDED {
+        if !self.options.record || self.report.calls.len() >= Report::MAX_RECORDED {
             return;
         }
         let callee_pair = callee.map(|g| self.global_pair(g));
@@ -1407,6 +1534,10 @@ impl<'a, 'r> Machine<'a, 'r> {
         let access = Some(access);
         let special = super::calls::special(&module, &name);
         self.push_global(module, name, access, false, special)
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        self.limits
     }
 
     pub(crate) fn items_of(&self, sym: Sym) -> Option<&[Sym]> {

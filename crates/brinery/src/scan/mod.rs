@@ -34,14 +34,17 @@ mod policy;
 mod report;
 mod rule;
 
-pub use calls::{helper_arguments, ArgRule, BUILTIN_BASES, TZFILE_MODULES};
+pub use calls::{
+    dtype_code_itemsize, helper_arguments, is_bit_generator_class, ArgRule, BIT_GENERATORS,
+    BUILTIN_BASES, TZFILE_MODULES,
+};
 pub use container::{ContainerKind, ContainerOptions};
 pub use deny::denied;
 pub use policy::{
     parse_profile, split_global_name, Access, Policy, PolicyBuilder, PolicyError, Profile,
     ProfileLineError,
 };
-pub use report::{CallSite, Finding, GlobalRef, Report};
+pub use report::{CallSite, Finding, GlobalRef, MemoUse, Report};
 pub use rule::Rule;
 
 use crate::Limits;
@@ -50,6 +53,12 @@ use crate::Limits;
 /// CPython never writes names near this long, and checking longer ones costs time and memory
 /// (red-team F8/F9).
 pub const MAX_NAME_LEN: usize = 1024;
+/// How deeply call results may nest inside each other's arguments (red-team F14: a million
+/// nested `slice(slice(...))` crash CPython when freed, whose `slice_dealloc` recurses). Real
+/// pickles nest a few dozen levels at most; `Limits::max_depth` applies when smaller. The scan
+/// counts a call's depth as one more than the deepest call result among its arguments and the
+/// items of its tuple arguments; the load-time guard counts the same way.
+pub const MAX_CALL_DEPTH: usize = 2000;
 /// The most dotted parts a global's qualified name may have.
 pub const MAX_NAME_PARTS: usize = 64;
 
@@ -78,6 +87,23 @@ pub fn scan(data: &[u8], policy: &Policy, limits: &Limits) -> Report {
     let options = machine::RunOptions {
         joblib: false,
         nesting: 0,
+        record: true,
+    };
+    machine::Machine::new(data, policy, limits, options, None, &mut report).run_all();
+    report
+}
+
+/// [`scan`] for a verdict only, as a safe load needs it: the same findings and opcode count
+/// over the whole stream, but [`Report::globals`] holds only the references to joblib's
+/// `NumpyArrayWrapper` (whose raw array data a loader must never read as opcodes) and
+/// [`Report::calls`] stays empty, which saves recording every global and call of a clean
+/// pickle. `data` is one bare pickle stream (containers are not opened: see [`scan_file_bytes`]).
+pub fn scan_verdict(data: &[u8], policy: &Policy, limits: &Limits) -> Report {
+    let mut report = Report::default();
+    let options = machine::RunOptions {
+        joblib: false,
+        nesting: 0,
+        record: false,
     };
     machine::Machine::new(data, policy, limits, options, None, &mut report).run_all();
     report

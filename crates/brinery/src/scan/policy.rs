@@ -96,6 +96,21 @@ impl Profile {
     }
 }
 
+/// The entries of all built-in profiles in one table (the most permissive access of each).
+fn all_entries() -> &'static HashMap<(&'static str, &'static str), Access> {
+    static ALL: OnceLock<HashMap<(&'static str, &'static str), Access>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut map = HashMap::new();
+        for p in Profile::ALL {
+            for (&key, &access) in p.entries() {
+                let slot = map.entry(key).or_insert(access);
+                *slot = (*slot).max(access);
+            }
+        }
+        map
+    })
+}
+
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -274,7 +289,12 @@ impl Policy {
     /// the policy does not list it.
     pub fn lookup(&self, module: &str, qualname: &str) -> Option<Access> {
         let mut best: Option<Access> = None;
-        for profile in &self.profiles {
+        // the builder never lists a profile twice: all of them is the merged table, one lookup
+        let merged = (self.profiles.len() == Profile::ALL.len()).then(all_entries);
+        if let Some(table) = merged {
+            best = table.get(&(module, qualname)).copied();
+        }
+        for profile in self.profiles.iter().filter(|_| merged.is_none()) {
             let table: &HashMap<(&str, &str), Access> = profile.entries();
             if let Some(&a) = table.get(&(module, qualname)) {
                 best = best.max(Some(a));

@@ -8,6 +8,12 @@
 //! `list`/`dict`. The general path then decodes the operation again and raises exactly what
 //! `_pickle.c` raises.
 //!
+//! Under a policy (`Unpickler(..., policy=)`, `brinery.safe_loads`) it runs too: none of its
+//! operations resolves or calls anything, and the machine runs it only while the guard has
+//! nothing to check in them (`Guard::fast_loop_ok`: no `getattr` on the stack, no global or
+//! shared object that is an exact `list`/`dict`). PROTO, and a BINGET fetching a `getattr`, are
+//! then handed over, for the guard to see.
+//!
 //! [`Op`]: brinery::decode::Op
 
 use std::cell::UnsafeCell;
@@ -416,13 +422,9 @@ impl<'py> Machine<'py, '_, '_> {
                         BINPUT => 1,
                         _ => 4,
                     });
-                    let Some(top) = self.stack.last() else {
-                        return Ok(false);
-                    };
-                    if self.stack.len() <= self.fence() {
+                    if self.stack.is_empty() || self.stack.len() <= self.fence() {
                         return Ok(false);
                     }
-                    let value = top.clone().unbind();
                     let idx = match byte {
                         MEMOIZE => {
                             *pos = a;
@@ -437,7 +439,10 @@ impl<'py> Machine<'py, '_, '_> {
                             Some(u32_at(data, a) as usize)
                         }
                     };
-                    self.memo_store(idx, value);
+                    if !self.memo_skips(idx) {
+                        let value = self.stack[self.stack.len() - 1].clone().unbind();
+                        self.memo_store(idx, value);
+                    }
                 }
                 BINGET | LONG_BINGET => {
                     let (idx, next) = if byte == BINGET {
@@ -450,6 +455,9 @@ impl<'py> Machine<'py, '_, '_> {
                     let Some(value) = self.memo_lookup(idx) else {
                         return Ok(false);
                     };
+                    if self.cfg.guard.is_some_and(|g| g.is_getattr(value.as_ptr())) {
+                        return Ok(false); // the guard follows where a `getattr` goes
+                    }
                     *pos = next;
                     self.stack.push(value);
                 }
@@ -466,7 +474,8 @@ impl<'py> Machine<'py, '_, '_> {
                 PROTO => {
                     need!(1);
                     let proto = data[a];
-                    if proto as i64 > brinery::HIGHEST_PROTOCOL as i64 {
+                    // a policy's guard checks every PROTO (a repeated one is refused)
+                    if proto as i64 > brinery::HIGHEST_PROTOCOL as i64 || self.cfg.guard.is_some() {
                         return Ok(false);
                     }
                     *pos = a + 1;
