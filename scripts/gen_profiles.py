@@ -323,6 +323,11 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     "(F11): it must be __bit_generator_ctor",
     ("dateutil.tz._tzfile", "_unpickle"): "CLASS ARG: cls.__new__(cls), then parses the transition "
     "data from the pickle (no file is opened, unlike tzfile(path))",
+    ("pyarrow.lib", "_restore_array"): "rebuilds an Arrow array from (type, length, null_count, offset, "
+    "buffers, children, dictionary) without validating it: the scanner and the guard accept only that "
+    "shape, and the guard checks its layout before the call and validate(full=True) after it",
+    ("pyarrow.lib", "type_for_alias"): "looks a type name up in pyarrow's alias table (a constant str only)",
+    ("pyarrow.lib", "py_buffer"): "wraps bytes/bytearray/PickleBuffer data in an Arrow Buffer (no copy)",
     ("pytz", "_p"): "looks a zone up by name in pytz's bundled database (names are validated)",
     ("pytz", "_UTC"): "returns the pytz.utc singleton",
     ("pandas.core.indexes.base", "_new_Index"): "CLASS ARG: cls.__new__(cls, **d) / cls._from_...",
@@ -635,6 +640,14 @@ PANDAS_HISTORIC = {
 PYTZ = [("pytz", "_p", CALL), ("pytz", "_UTC", CALL), ("pytz", "UTC", REF), ("pytz", "utc", REF)]
 # dateutil classes whose constructor opens a path (tzfile(fileobj: str) -> open()): ref only
 DATEUTIL_REF_ONLY = frozenset({"tzfile"})
+# pandas' arrow-backed arrays (pandas 3's default `str` dtype when pyarrow is installed, ArrowDtype
+# columns): `_restore_array((type_for_alias(name), length, null_count, offset, [py_buffer(data),
+# ...], children, dictionary))`. Listed without importing pyarrow (an optional dependency).
+PANDAS_PYARROW = [
+    ("pyarrow.lib", "_restore_array", CALL),
+    ("pyarrow.lib", "type_for_alias", CALL),
+    ("pyarrow.lib", "py_buffer", CALL),
+]
 # singletons pickled by name (their __reduce__ returns a string)
 PANDAS_SINGLETONS = [("pandas._libs.missing", "NA"), ("pandas", "NA")]
 
@@ -708,6 +721,8 @@ def gen_pandas() -> Profile:
             continue  # the target no longer exists (e.g. SparseSeries): nothing to alias
         prof.add(old_mod, old_name, mode)
     for module, qual, mode in PYTZ:
+        prof.add(module, qual, mode)
+    for module, qual, mode in PANDAS_PYARROW:
         prof.add(module, qual, mode)
     for module, qual in PANDAS_SINGLETONS:
         obj = importlib.import_module(module)

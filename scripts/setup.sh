@@ -28,3 +28,10 @@ cargo build --release --quiet -p brinery-cli
 export PATH="$PWD/.venv/bin:$PATH"   # the build backend (maturin) lives in the venv
 echo "==> pip install . (the brinery Python module)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps .
+
+# pyarrow for tests/test_safety_pyarrow.py only, in a directory of its own (not the venv: with
+# pyarrow importable pandas 3 stores strings as Arrow arrays, which would change the whole suite).
+if [ ! -d target/pyarrow-site/pyarrow ]; then
+  echo "==> installing pyarrow into target/pyarrow-site"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --target target/pyarrow-site --no-deps 'pyarrow>=14'
+fi

@@ -183,7 +183,7 @@ fn loads_with_policy<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let data = Data::new(data)?;
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
-    let guard = policy::Guard::new(policy.get().inner.clone());
+    let guard = policy::Guard::new(policy.get().inner.clone()).in_memory();
     let mut cfg = opts.config(py)?;
     cfg.guard = Some(&guard);
     machine::load(
@@ -234,7 +234,7 @@ fn safe_loads_clean<'py>(
         return Ok(fallback.clone());
     }
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
-    let guard = policy::Guard::new(pol);
+    let guard = policy::Guard::new(pol).in_memory();
     let mut cfg = opts.config(py)?;
     cfg.guard = Some(&guard);
     // The load's memo is its own and gone after it: stores nothing fetches are skipped.

@@ -566,3 +566,57 @@ fn long_names_are_refused_and_repeated_names_stay_small() {
     assert!(r.is_ok(), "{:?}", &r.findings[..r.findings.len().min(3)]);
     assert_eq!(r.globals.len(), brinery::scan::Report::MAX_RECORDED);
 }
+
+/// `pyarrow.lib._restore_array((<ty>, 2, 0, 0, [None, py_buffer(<buffer>)], [], None))`, as
+/// pandas' arrow-backed arrays pickle (protocol 4), with `<ty>` = `type_for_alias(<alias>)`
+/// unless `ty` is given.
+fn arrow_array(alias: &[u8], buffer: &[u8], ty: Option<&[u8]>) -> Vec<u8> {
+    let mut b = stack_global("pyarrow.lib", "_restore_array");
+    b.push(b'(');
+    match ty {
+        Some(t) => b.extend_from_slice(t),
+        None => {
+            b.extend(stack_global("pyarrow.lib", "type_for_alias"));
+            b.extend_from_slice(alias);
+            b.extend_from_slice(b"\x85R");
+        }
+    }
+    b.extend_from_slice(b"K\x02K\x00K\x00](N");
+    b.extend(stack_global("pyarrow.lib", "py_buffer"));
+    b.extend_from_slice(buffer);
+    b.extend_from_slice(b"\x85Re]Nt\x85R.");
+    framed(&b)
+}
+
+#[test]
+fn arrow_arrays_follow_the_argument_rules() {
+    let bytes8 = |d: &[u8]| {
+        let mut v = vec![0x96];
+        v.extend_from_slice(&(d.len() as u64).to_le_bytes());
+        v.extend_from_slice(d);
+        v
+    };
+    let clean = arrow_array(&su("large_string"), &bytes8(b"ab"), None);
+    let r = scan(&clean, &policy(), &Limits::default());
+    assert!(r.is_ok(), "{:?}", r.findings);
+    let bad: &[(&str, Vec<u8>)] = &[
+        ("alias int", arrow_array(b"K\x05", &bytes8(b"ab"), None)),
+        ("alias odd", arrow_array(&su("x; y"), &bytes8(b"ab"), None)),
+        ("buffer str", arrow_array(&su("string"), &su("text"), None)),
+        (
+            "type str",
+            arrow_array(b"", &bytes8(b"ab"), Some(&su("string"))),
+        ),
+    ];
+    for (what, data) in bad {
+        let m = messages(data);
+        assert!(
+            m.iter()
+                .any(|m| m.starts_with("BRS008") && m.contains("pyarrow.lib.")),
+            "{what}: {m:?}"
+        );
+    }
+    // the three names are the pandas profile's: an empty policy refuses them
+    let r = scan(&clean, &Policy::empty(), &Limits::default());
+    assert!(r.findings.iter().all(|f| f.rule == Rule::DisallowedGlobal) && !r.is_ok());
+}

@@ -11,7 +11,9 @@
 //! their arguments get exactly the classes their rules name (`brinery::scan::helper_arguments`);
 //! BUILD applies only to objects this load created (a call result nothing else referenced), never
 //! to a cached or singleton object a factory returned; EXT codes and persistent ids are refused,
-//! and so is a repeated PROTO. A refusal raises `brinery.UnsafePickleError`.
+//! and so is a repeated PROTO. Each Arrow array `pyarrow.lib._restore_array` rebuilds has its
+//! layout checked before the call and is validated (`validate(full=True)`) right after it,
+//! before anything else can use it. A refusal raises `brinery.UnsafePickleError`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -90,6 +92,8 @@ struct State {
     depths: HashMap<usize, u32>,
     /// The depth of the result of the call being executed, registered by `after`.
     pending_depth: Option<u32>,
+    /// The call being executed is `pyarrow.lib._restore_array`: `after` validates its result.
+    pending_arrow: bool,
 }
 
 /// The policy of one load.
@@ -103,7 +107,13 @@ pub(crate) struct Guard {
     has_getattr: Cell<bool>,
     /// `numpy.dtype` and `numpy.ndarray`, once looked up (see `numpy_types`).
     numpy: std::cell::OnceCell<(Py<PyAny>, Py<PyAny>)>,
+    /// Whether opcode offsets are positions in the whole input (an in-memory load), so that a
+    /// refusal may name the byte offset.
+    exact_offsets: Cell<bool>,
 }
+
+/// How deeply an Arrow array description may nest (children and dictionaries).
+const MAX_ARROW_DEPTH: u32 = 32;
 
 impl Guard {
     pub(crate) fn new(policy: Arc<core::Policy>) -> Self {
@@ -113,7 +123,14 @@ impl Guard {
             fast_ok: Cell::new(true),
             has_getattr: Cell::new(false),
             numpy: std::cell::OnceCell::new(),
+            exact_offsets: Cell::new(false),
         }
+    }
+
+    /// The guard of a load from memory: opcode offsets are positions in the whole input.
+    pub(crate) fn in_memory(self) -> Self {
+        self.exact_offsets.set(true);
+        self
     }
 
     /// Whether the machine may run its fast loop (plain scalars, strings, tuples, the memo,
@@ -394,6 +411,9 @@ impl Guard {
                         ));
                     }
                 }
+                if (m.as_str(), n.as_str()) == ("pyarrow.lib", "_restore_array") {
+                    self.state.borrow_mut().pending_arrow = true;
+                }
             }
             _ => {}
         }
@@ -521,8 +541,169 @@ impl Guard {
                     )
                 })
             }
+            ArgRule::ArrowTypeAlias => {
+                let ok = arg.is_exact_instance_of::<PyString>()
+                    && arg
+                        .extract::<String>()
+                        .is_ok_and(|t| core::is_arrow_alias(&t));
+                (!ok).then(|| {
+                    "something other than a constant type alias string (such as 'large_string')"
+                        .to_owned()
+                })
+            }
+            ArgRule::ArrowBufferData => {
+                let pickle_buffer = sys_modules(py)?
+                    .get_item("pickle")
+                    .and_then(|m| m.getattr("PickleBuffer"))
+                    .is_ok_and(|t| arg.get_type().is(&t));
+                let ok = arg.is_exact_instance_of::<pyo3::types::PyBytes>()
+                    || arg.is_exact_instance_of::<pyo3::types::PyByteArray>()
+                    || arg.is_exact_instance_of::<pyo3::types::PyMemoryView>()
+                    || pickle_buffer;
+                (!ok).then(|| {
+                    "something other than bytes, a bytearray or an out-of-band buffer".to_owned()
+                })
+            }
+            ArgRule::ArrowArrayData => self.arrow_layout(py, arg, None, 0)?.map(|problem| {
+                format!("an array description that is not pyarrow's (type, length, null_count, offset, buffers, children, dictionary) tuple: {problem}")
+            }),
             _ => None,
         })
+    }
+
+    /// Why `data` is not an array description `pyarrow.lib._restore_array` can rebuild without
+    /// reading out of bounds before `after` validates the array, or `None`: a 7-tuple whose type
+    /// is a pyarrow `DataType` (equal to `want` for a child or a dictionary), with integers, as
+    /// many buffers (`None` or pyarrow `Buffer`s) as the type's layout has, one child per field
+    /// of the type (each such a description), and a dictionary exactly when the type is a
+    /// dictionary type. (pyarrow aborts the process on a nested array without its children.)
+    fn arrow_layout(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        want: Option<&Bound<'_, PyAny>>,
+        depth: u32,
+    ) -> PyResult<Option<String>> {
+        if depth > MAX_ARROW_DEPTH {
+            return Ok(Some(format!(
+                "children or dictionaries nested more than {MAX_ARROW_DEPTH} deep"
+            )));
+        }
+        let Ok(lib) = sys_modules(py)?.get_item("pyarrow.lib") else {
+            return Ok(Some("pyarrow.lib is not loaded".into()));
+        };
+        let Ok(t) = data.cast_exact::<PyTuple>() else {
+            return Ok(Some("not a tuple".into()));
+        };
+        if t.len() != 7 {
+            return Ok(Some(format!("a tuple of {} items, not 7", t.len())));
+        }
+        let ty = t.get_item(0)?;
+        if !ty.is_instance(&lib.getattr("DataType")?)? {
+            return Ok(Some("its type is not a pyarrow DataType".into()));
+        }
+        if let Some(want) = want {
+            if !ty.call_method1("equals", (want,))?.is_truthy()? {
+                return Ok(Some(
+                    "the type of a child or dictionary is not the one its parent type names".into(),
+                ));
+            }
+        }
+        for (i, what) in [(1, "length"), (2, "null count"), (3, "offset")] {
+            if !t.get_item(i)?.is_exact_instance_of::<pyo3::types::PyInt>() {
+                return Ok(Some(format!("its {what} is not an integer")));
+            }
+        }
+        let list = |v: &Bound<'_, PyAny>| {
+            v.is_exact_instance_of::<pyo3::types::PyList>() || v.is_exact_instance_of::<PyTuple>()
+        };
+        let buffers = t.get_item(4)?;
+        let children = t.get_item(5)?;
+        if !list(&buffers) || !list(&children) {
+            return Ok(Some("its buffers or children are not a list".into()));
+        }
+        let buffer_type = lib.getattr("Buffer")?;
+        let n_buffers: usize = ty.getattr("num_buffers")?.extract()?;
+        if buffers.len()? != n_buffers {
+            return Ok(Some(format!(
+                "{} buffers where its type has {n_buffers}",
+                buffers.len()?
+            )));
+        }
+        for b in buffers.try_iter()? {
+            let b = b?;
+            if !b.is_none() && !b.is_instance(&buffer_type)? {
+                return Ok(Some(
+                    "a buffer that is neither None nor a pyarrow Buffer".into(),
+                ));
+            }
+        }
+        let n_fields: usize = ty.getattr("num_fields")?.extract()?;
+        if children.len()? != n_fields {
+            return Ok(Some(format!(
+                "{} children where its type has {n_fields} fields",
+                children.len()?
+            )));
+        }
+        for (i, child) in children.try_iter()?.enumerate() {
+            let field_type = ty.call_method1("field", (i,))?.getattr("type")?;
+            if let Some(p) = self.arrow_layout(py, &child?, Some(&field_type), depth + 1)? {
+                return Ok(Some(format!("child {i}: {p}")));
+            }
+        }
+        let dictionary = t.get_item(6)?;
+        if ty.is_instance(&lib.getattr("DictionaryType")?)? {
+            let value_type = ty.getattr("value_type")?;
+            if dictionary.is_none() {
+                return Ok(Some("a dictionary type without a dictionary".into()));
+            }
+            if let Some(p) = self.arrow_layout(py, &dictionary, Some(&value_type), depth + 1)? {
+                return Ok(Some(format!("dictionary: {p}")));
+            }
+        } else if !dictionary.is_none() {
+            return Ok(Some(
+                "a dictionary for a type that is not a dictionary type".into(),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Validate the array `pyarrow.lib._restore_array` returned (`validate(full=True)`: offsets,
+    /// lengths and buffer sizes against each other, children and dictionary included) before
+    /// anything else can use it.
+    fn arrow_result(&self, py: Python<'_>, op: &Op<'_>, array: &Bound<'_, PyAny>) -> PyResult<()> {
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("full", true)?;
+        let problem = match array.getattr("validate") {
+            Ok(validate) => match validate.call((), Some(&kwargs)) {
+                Ok(_) => return Ok(()),
+                Err(e) => e.value(py).str()?.to_string(),
+            },
+            Err(_) => "it is not an Arrow array".to_owned(),
+        };
+        let exact = self.exact_offsets.get();
+        let message = if exact {
+            format!(
+                "pyarrow.lib._restore_array rebuilt an invalid Arrow array ({problem}) at byte {} ({})",
+                op.offset, op.opcode
+            )
+        } else {
+            format!(
+                "pyarrow.lib._restore_array rebuilt an invalid Arrow array ({problem}) ({} during the load)",
+                op.opcode
+            )
+        };
+        Err(crate::scan::unsafe_error(
+            py,
+            core::Finding {
+                rule: Rule::UnsafeArguments,
+                offset: if exact { op.offset as u64 } else { 0 },
+                opcode: Some(op.opcode),
+                global: Some(("pyarrow.lib".into(), "_restore_array".into())),
+                member: None,
+                message,
+            },
+        ))
     }
 
     /// Why `arg` breaks `rule`, or `None`. `first` is the helper's first argument (the class
@@ -583,7 +764,10 @@ impl Guard {
             ArgRule::Size
             | ArgRule::Shape { .. }
             | ArgRule::BitGeneratorName
-            | ArgRule::BitGeneratorOrName => None, // `value_argument`
+            | ArgRule::BitGeneratorOrName
+            | ArgRule::ArrowTypeAlias
+            | ArgRule::ArrowBufferData
+            | ArgRule::ArrowArrayData => None, // `value_argument`
             ArgRule::BitGeneratorCtor => {
                 let ok =
                     name_is(&|m, n| m == "numpy.random._pickle" && n == "__bit_generator_ctor");
@@ -1052,6 +1236,15 @@ impl Guard {
         use Opcode::*;
         let mut st = self.state.borrow_mut();
         let depth = st.pending_depth.take();
+        if std::mem::take(&mut st.pending_arrow) {
+            if let (Some(array), REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ) =
+                (stack.last(), op.opcode)
+            {
+                drop(st);
+                self.arrow_result(py, op, array)?;
+                st = self.state.borrow_mut();
+            }
+        }
         let Some(top) = stack.last() else {
             st.pending = None;
             return Ok(());

@@ -43,6 +43,43 @@ pub enum ArgRule {
     /// [`ArgRule::BitGeneratorName`], or a bit generator instance (a call result; the load-time
     /// guard checks that it is one).
     BitGeneratorOrName,
+    /// `pyarrow.lib.type_for_alias`'s name: a constant string of at most 64 bytes of
+    /// lowercase ASCII letters, digits and `_[], ` (an alias such as `large_string`).
+    ArrowTypeAlias,
+    /// `pyarrow.lib.py_buffer`'s data: bytes, a bytearray or an out-of-band buffer (inert data
+    /// to the scan; the load-time guard checks the exact type).
+    ArrowBufferData,
+    /// `pyarrow.lib._restore_array`'s argument: the tuple `(type, length, null_count, offset,
+    /// buffers, children, dictionary)` pyarrow writes, whose type is the result of one of
+    /// [`ARROW_TYPE_HELPERS`], with constant integers, inert lists of buffers and children, and
+    /// a dictionary that is `None` or such a tuple. The scan cannot validate the buffers: the
+    /// load-time guard checks the layout before the call and validates the array it returns.
+    ArrowArrayData,
+}
+
+/// The `pyarrow.lib` functions whose result `_restore_array` accepts as an array's type (only
+/// those the policy allows to call are reached; the `pandas` profile allows `type_for_alias`).
+pub const ARROW_TYPE_HELPERS: &[&str] = &[
+    "type_for_alias",
+    "timestamp",
+    "time32",
+    "time64",
+    "duration",
+    "decimal128",
+    "decimal256",
+    "list_",
+    "large_list",
+    "dictionary",
+    "struct",
+];
+
+/// Whether `text` may name a pyarrow type alias (see [`ArgRule::ArrowTypeAlias`]).
+pub fn is_arrow_alias(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_[], ".contains(&b))
 }
 
 /// The bit generators `numpy.random._pickle.__bit_generator_ctor` knows by name.
@@ -137,6 +174,9 @@ pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)]
         ("dateutil.tz._tzfile" | "dateutil.tz.tz" | "dateutil.tz", "_unpickle") => {
             &[(0, TzfileClass)]
         }
+        ("pyarrow.lib", "type_for_alias") => &[(0, ArrowTypeAlias)],
+        ("pyarrow.lib", "py_buffer") => &[(0, ArrowBufferData)],
+        ("pyarrow.lib", "_restore_array") => &[(0, ArrowArrayData)],
         (m, n) if m.starts_with("pandas.") && n.starts_with("_new_") && n.ends_with("Index") => {
             &[(0, AllowedClass)]
         }
@@ -371,6 +411,72 @@ fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option
                 "a constructor other than numpy.random._pickle.__bit_generator_ctor (the helper calls it)".to_owned()
             })
         }
+        ArgRule::ArrowTypeAlias => {
+            let ok = matches!(arg, Sym::Str { .. }) && m.text(arg).is_some_and(is_arrow_alias);
+            (!ok).then(|| {
+                "something other than a constant type alias string (such as 'large_string')"
+                    .to_owned()
+            })
+        }
+        ArgRule::ArrowBufferData => {
+            // bytes, a bytearray, an out-of-band buffer: inert data (a list or a number is
+            // inert too, and pyarrow refuses it); protocols 0-2 write bytes and bytearrays as
+            // calls of `_codecs.encode`, `bytes` and `bytearray`
+            let made = m.call_callee(arg).is_some_and(|(module, name)| {
+                matches!(
+                    (module, name),
+                    ("builtins" | "__builtin__", "bytes" | "bytearray") | ("_codecs", "encode")
+                )
+            });
+            (!matches!(arg, Sym::Data) && !made).then(|| {
+                "something other than bytes, a bytearray or an out-of-band buffer".to_owned()
+            })
+        }
+        ArgRule::ArrowArrayData => check_arrow_array(m, arg, 0).map(|problem| {
+            format!("an array description that is not pyarrow's (type, length, null_count, offset, buffers, children, dictionary) tuple: {problem}")
+        }),
+    }
+}
+
+/// Why `arg` is not the tuple `pyarrow.lib._restore_array` takes (see
+/// [`ArgRule::ArrowArrayData`]), or `None`; `depth` counts nested dictionaries.
+fn check_arrow_array(m: &Machine<'_, '_>, arg: Sym, depth: u32) -> Option<String> {
+    if depth > 4 {
+        return Some("dictionaries nested more than 4 deep".to_owned());
+    }
+    let Some(items) = m.items_of(arg) else {
+        return Some("not a 7-item tuple".to_owned());
+    };
+    let [ty, length, null_count, offset, buffers, children, dictionary] = items else {
+        return Some(format!("a tuple of {} items, not 7", items.len()));
+    };
+    let helper = m
+        .call_callee(*ty)
+        .filter(|(module, name)| *module == "pyarrow.lib" && ARROW_TYPE_HELPERS.contains(name));
+    if helper.is_none() {
+        return Some(format!(
+            "its type is not the result of a pyarrow type helper ({})",
+            ARROW_TYPE_HELPERS.join(", ")
+        ));
+    }
+    for (what, v) in [
+        ("length", length),
+        ("null count", null_count),
+        ("offset", offset),
+    ] {
+        if !matches!(v, Sym::Int(n) if *n >= -1) {
+            return Some(format!("its {what} is not a constant integer"));
+        }
+    }
+    for (what, v) in [("buffers", buffers), ("children", children)] {
+        if !matches!(v, Sym::Data) {
+            return Some(format!("its {what} are not a list"));
+        }
+    }
+    match dictionary {
+        Sym::Data => None, // None (the guard checks it is)
+        Sym::Tuple(..) => check_arrow_array(m, *dictionary, depth + 1),
+        _ => Some("its dictionary is neither None nor an array description".to_owned()),
     }
 }
 

@@ -1643,6 +1643,13 @@ impl<'a, 'r> Machine<'a, 'r> {
             .map(|(_, v)| *v)
     }
 
+    /// The module and name of the global `sym` is the result of a call of, if it is one.
+    pub(crate) fn call_callee(&self, sym: Sym) -> Option<(&str, &str)> {
+        let Sym::Result(cid) = sym else { return None };
+        let g = self.calls.get(cid as usize)?.callee?;
+        Some(self.global_names(g))
+    }
+
     pub(crate) fn call_first_str(&self, sym: Sym, special: Special) -> Option<&'a [u8]> {
         let Sym::Result(cid) = sym else { return None };
         let c = &self.calls[cid as usize];
