@@ -587,22 +587,9 @@ impl<'w> Encoder<'w> {
             self.open_frame();
         }
         self.buf.reserve(n + 10);
-        if self.proto >= 4 {
-            if n <= 0xff {
-                self.buf
-                    .extend_from_slice(&[Opcode::SHORT_BINUNICODE.byte(), n as u8]);
-            } else {
-                let len = (n as u32).to_le_bytes();
-                self.buf.extend_from_slice(&[
-                    Opcode::BINUNICODE.byte(),
-                    len[0],
-                    len[1],
-                    len[2],
-                    len[3],
-                ]);
-            }
-            self.buf.extend_from_slice(data);
-            self.buf.push(Opcode::MEMOIZE.byte());
+        if self.proto >= 4 && n <= 0xff {
+            self.buf
+                .extend_from_slice(&[Opcode::SHORT_BINUNICODE.byte(), n as u8]);
         } else {
             let len = (n as u32).to_le_bytes();
             self.buf.extend_from_slice(&[
@@ -612,15 +599,17 @@ impl<'w> Encoder<'w> {
                 len[2],
                 len[3],
             ]);
-            self.buf.extend_from_slice(data);
-            if idx < 256 {
-                self.buf
-                    .extend_from_slice(&[Opcode::BINPUT.byte(), idx as u8]);
-            } else {
-                let b = idx.to_le_bytes();
-                self.buf
-                    .extend_from_slice(&[Opcode::LONG_BINPUT.byte(), b[0], b[1], b[2], b[3]]);
-            }
+        }
+        self.buf.extend_from_slice(data);
+        if self.proto >= 4 {
+            self.buf.push(Opcode::MEMOIZE.byte());
+        } else if idx < 256 {
+            self.buf
+                .extend_from_slice(&[Opcode::BINPUT.byte(), idx as u8]);
+        } else {
+            let b = idx.to_le_bytes();
+            self.buf
+                .extend_from_slice(&[Opcode::LONG_BINPUT.byte(), b[0], b[1], b[2], b[3]]);
         }
         true
     }
