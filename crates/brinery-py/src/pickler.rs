@@ -10,6 +10,7 @@
 //! The pickler's memo is taken out of the object for the duration of a `dump()` and put back
 //! afterwards, so that Python callbacks run during pickling never meet a borrowed pickler.
 
+mod global_names;
 mod memo;
 mod save;
 mod stack;

@@ -19,11 +19,13 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyFunction, PyInt, PyIterator,
-    PyList, PySet, PyString, PyTuple, PyType,
+    PyBool, PyByteArray, PyBytes, PyDate, PyDateAccess, PyDateTime, PyDict, PyFloat, PyFrozenSet,
+    PyFunction, PyInt, PyIterator, PyList, PySet, PyString, PyTimeAccess, PyTuple, PyType,
+    PyTzInfoAccess,
 };
 use pyo3::{ffi, intern, PyTypeInfo};
 
+use super::global_names;
 use super::memo::Memo;
 use super::stack;
 use crate::buffer::BufferView;
@@ -116,13 +118,15 @@ struct Types {
     picklebuffer: *mut ffi::PyTypeObject,
     type_: *mut ffi::PyTypeObject,
     function: *mut ffi::PyTypeObject,
+    date: *mut ffi::PyTypeObject,
+    datetime: *mut ffi::PyTypeObject,
     /// Whether ints can be read from their digits in place (CPython 3.11's layout with
     /// 30-bit digits: a signed digit count in `ob_size`, then the digits).
     long_digits: bool,
 }
 
 // SAFETY: the pointers are to type objects that live as long as the interpreter (the builtin
-// types are static; `PickleBuffer` is kept alive by `Globals::pickle_buffer`); they are only
+// types and `datetime`'s are static; `PickleBuffer` is kept alive by `Globals::pickle_buffer`); they are only
 // compared, never dereferenced, so sharing them between threads is sound.
 unsafe impl Send for Types {}
 // SAFETY: as for `Send`: immutable after construction and only compared.
@@ -145,6 +149,8 @@ impl Types {
             picklebuffer,
             type_: PyType::type_object_raw(py),
             function: PyFunction::type_object_raw(py),
+            date: PyDate::type_object_raw(py),
+            datetime: PyDateTime::type_object_raw(py),
             long_digits: {
                 let v = py.version_info();
                 (v.major, v.minor) == (3, 11)
@@ -593,6 +599,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         };
         let rv = if let Some(f) = reduce_func {
             f.call1((obj,))?
+        } else if tp == self.types.date || tp == self.types.datetime {
+            self.datetime_reduce(obj, tp)?.into_any()
         } else if obj.is_instance_of::<PyType>() {
             return self.save_global(obj, None);
         } else if let Some(f) = obj.getattr_opt(intern!(py, "__reduce_ex__"))? {
@@ -606,6 +614,56 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             ));
         };
         self.save_reduce_value(obj, &rv)
+    }
+
+    /// What `obj.__reduce_ex__(proto)` returns for an exact `datetime.date` or
+    /// `datetime.datetime`, built here as `_datetimemodule.c` builds it (`date_reduce`,
+    /// `datetime_reduce_ex`): `(type, (state,))` or `(type, (state, tzinfo))`, where the state
+    /// is the object's packed fields and a `datetime`'s fold is bit 7 of byte 2 above protocol
+    /// 3. Both types are static and immutable, so their reductions cannot be replaced; this
+    /// saves the attribute lookup and the call through `object.__reduce_ex__`.
+    fn datetime_reduce(
+        &self,
+        obj: &Bound<'py, PyAny>,
+        tp: *mut ffi::PyTypeObject,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let py = self.py;
+        let args = if tp == self.types.date {
+            // SAFETY: exact type checked by the caller.
+            let d = unsafe { obj.cast_unchecked::<PyDate>() };
+            let y = d.get_year();
+            let state = [(y >> 8) as u8, y as u8, d.get_month(), d.get_day()];
+            PyTuple::new(py, [PyBytes::new(py, &state)])?
+        } else {
+            // SAFETY: exact type checked by the caller.
+            let d = unsafe { obj.cast_unchecked::<PyDateTime>() };
+            let (y, us) = (d.get_year(), d.get_microsecond());
+            let fold = if self.proto > 3 && d.get_fold() {
+                0x80
+            } else {
+                0
+            };
+            let state = [
+                (y >> 8) as u8,
+                y as u8,
+                d.get_month() | fold,
+                d.get_day(),
+                d.get_hour(),
+                d.get_minute(),
+                d.get_second(),
+                (us >> 16) as u8,
+                (us >> 8) as u8,
+                us as u8,
+            ];
+            let state = PyBytes::new(py, &state).into_any();
+            match d.get_tzinfo() {
+                Some(tz) => PyTuple::new(py, [state, tz.into_any()])?,
+                None => PyTuple::new(py, [state])?,
+            }
+        };
+        // SAFETY: `tp` is the live type object of `obj`; a new strong reference to it.
+        let ty = unsafe { Bound::from_borrowed_ptr(py, tp.cast::<ffi::PyObject>()) };
+        PyTuple::new(py, [ty, args.into_any()])
     }
 
     /// `reduce:` in `save()`: a string names a global, a tuple is a reduction.
@@ -1606,6 +1664,12 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         name: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<()> {
         let py = self.py;
+        if name.is_none() && self.g.extension_registry.bind(py).is_empty() {
+            if let Some((module_name, name)) = global_names::lookup(obj) {
+                self.write_global(module_name.into_any(), name.into_any())?;
+                return self.memo_put(obj);
+            }
+        }
         let mut global_name = match name {
             Some(n) => n.clone(),
             None => match obj.getattr_opt(intern!(py, "__qualname__"))? {
@@ -1690,12 +1754,17 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         let parent_is_module = parent.is(&module);
         if parent_is_module {
             global_name = lastname.clone();
+            if name.is_none() {
+                global_names::remember(obj, &module, &module_name, &global_name);
+            }
         }
-        if self.proto >= 4 {
+        if parent_is_module {
+            self.write_global(module_name, global_name)?;
+        } else if self.proto >= 4 {
             self.save(&module_name, false)?;
             self.save(&global_name, false)?;
             self.enc.opcode(Opcode::STACK_GLOBAL);
-        } else if !parent_is_module {
+        } else {
             let rv = PyTuple::new(
                 py,
                 [
@@ -1704,10 +1773,25 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
                 ],
             )?;
             self.save_reduce(&rv, None)?;
-        } else {
-            self.write_global_opcode(module_name, global_name)?;
         }
         self.memo_put(obj)
+    }
+
+    /// The reference to `module_name.global_name` (a name found directly in its module):
+    /// `STACK_GLOBAL` at protocol 4+, else `GLOBAL`.
+    fn write_global(
+        &mut self,
+        module_name: Bound<'py, PyAny>,
+        global_name: Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        if self.proto >= 4 {
+            self.save(&module_name, false)?;
+            self.save(&global_name, false)?;
+            self.enc.opcode(Opcode::STACK_GLOBAL);
+            Ok(())
+        } else {
+            self.write_global_opcode(module_name, global_name)
+        }
     }
 
     /// `GLOBAL module\nname\n`, with the Python 2 names at protocols below 3 (`fix_imports`).
@@ -1869,7 +1953,10 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
 
         let (mut use_newobj, mut use_newobj_ex) = (false, false);
         if self.proto >= 2 {
-            if let Some(name) = callable.getattr_opt(intern!(py, "__name__"))? {
+            let check = |name: &str| (name == "__newobj_ex__", name == "__newobj__");
+            if let Some(found) = plain_class_name(&callable, check) {
+                (use_newobj_ex, use_newobj) = found;
+            } else if let Some(name) = callable.getattr_opt(intern!(py, "__name__"))? {
                 if let Ok(name) = name.cast::<PyString>() {
                     use_newobj_ex = name.to_str().is_ok_and(|n| n == "__newobj_ex__");
                     if !use_newobj_ex {
@@ -2172,6 +2259,32 @@ fn get_deep_attribute<'py>(
 
 /// `whichmodule`: `obj.__module__`, or the first module in `sys.modules` holding `obj` under
 /// its dotted path, or `'__main__'`.
+/// `check(callable.__name__)` without the attribute lookup, when `callable` is a class whose
+/// metaclass is exactly `type`: its `__name__` is then `type.__name__`'s value, the heap type's
+/// `ht_name` or a static type's `tp_name` after the last dot (`type_name` in CPython). `None`
+/// for anything else (or a name that is not valid UTF-8), so the caller does the lookup.
+fn plain_class_name<R>(callable: &Bound<'_, PyAny>, check: impl FnOnce(&str) -> R) -> Option<R> {
+    let o = callable.as_ptr();
+    // SAFETY: `o` is alive (borrowed from `callable`). Once its type is exactly `type`, `o` is a
+    // type object: a heap type's `ht_name` is a live `str` it owns, and a static type's
+    // `tp_name` is a NUL-terminated C string it owns; both outlive this call.
+    unsafe {
+        if ffi::Py_TYPE(o) != std::ptr::addr_of_mut!(ffi::PyType_Type) {
+            return None;
+        }
+        let tp = o.cast::<ffi::PyTypeObject>();
+        if (*tp).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
+            let name = (*o.cast::<ffi::PyHeapTypeObject>()).ht_name;
+            let name = Bound::from_borrowed_ptr(callable.py(), name);
+            let name = name.cast::<PyString>().ok()?;
+            Some(check(name.to_str().ok()?))
+        } else {
+            let full = CStr::from_ptr((*tp).tp_name).to_str().ok()?;
+            Some(check(full.rsplit('.').next().unwrap_or(full)))
+        }
+    }
+}
+
 fn whichmodule<'py>(
     obj: &Bound<'py, PyAny>,
     dotted_path: &Bound<'py, PyList>,
