@@ -11,6 +11,7 @@
 mod args;
 mod buffer;
 mod errors;
+mod imports;
 mod jar;
 mod pickler;
 mod scan;

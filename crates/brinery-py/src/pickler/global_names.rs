@@ -12,10 +12,9 @@
 //!   tag, and assigning any attribute of the type (`__qualname__`, `__module__`, ...) or of a base
 //!   class invalidates it (`PyType_Modified`). A type without a valid tag is never cached, and
 //!   a new type at a reused address carries a different tag;
-//! - the import: `builtins.__import__` is still the interpreter's own, and `sys.modules` still
-//!   maps the module name to the same module object (what `PyImport_Import` returns then);
-//! - the lookup: that module is a plain `module` (not a subclass with descriptors) and its
-//!   `__dict__` still holds the class under its name.
+//! - the import and the lookup: [`crate::imports`] still finds the same module object for the
+//!   module name without running the import machinery, and that module's `__dict__` still holds
+//!   the class under its name.
 //!
 //! Only the simplest and commonest shape is cached: a class (metaclass exactly `type`) whose
 //! qualified name has no dot and does not start with `__`, found directly in its module, with
@@ -27,6 +26,8 @@ use std::cell::RefCell;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+
+use crate::imports;
 
 /// Slots in the direct-mapped table (a power of two). Programs pickle a few dozen classes.
 const SLOTS: usize = 64;
@@ -47,12 +48,10 @@ struct GlobalName {
 
 struct Cache {
     slots: Vec<Option<GlobalName>>,
-    /// `builtins.__import__` when the cache was started.
-    import: Option<Py<PyAny>>,
 }
 
 thread_local! {
-    static CACHE: RefCell<Cache> = const { RefCell::new(Cache { slots: Vec::new(), import: None }) };
+    static CACHE: RefCell<Cache> = const { RefCell::new(Cache { slots: Vec::new() }) };
 }
 
 fn slot_of(tp: usize) -> usize {
@@ -77,56 +76,28 @@ fn class_tag(obj: &Bound<'_, PyAny>) -> Option<(usize, u32)> {
     }
 }
 
-/// `builtins.__import__` as the interpreter sees it now (`None` if it cannot be read).
-fn current_import(py: Python<'_>) -> Option<*mut ffi::PyObject> {
-    // SAFETY: the GIL is held. `PyEval_GetBuiltins` returns a borrowed reference to the current
-    // frame's builtins dict (never NULL while the interpreter runs); the item lookup returns a
-    // borrowed reference or NULL, without setting an exception for a str key.
-    unsafe {
-        let builtins = ffi::PyEval_GetBuiltins();
-        if builtins.is_null() {
-            return None;
-        }
-        let f = ffi::PyDict_GetItem(builtins, pyo3::intern!(py, "__import__").as_ptr());
-        (!f.is_null()).then_some(f)
-    }
-}
-
 /// The module `obj` pickles from and the names to write, if an entry for `obj` is still valid.
 pub(crate) fn lookup<'py>(
     obj: &Bound<'py, PyAny>,
 ) -> Option<(Bound<'py, PyString>, Bound<'py, PyString>)> {
     let py = obj.py();
     let (tp, tag) = class_tag(obj)?;
-    CACHE.with(|cache| {
+    let (module, module_name, name) = CACHE.with(|cache| {
         let cache = cache.try_borrow().ok()?;
         let e = cache.slots.get(slot_of(tp))?.as_ref()?;
-        if e.tp != tp || e.tag != tag {
-            return None;
-        }
-        if current_import(py)? != cache.import.as_ref()?.as_ptr() {
-            return None;
-        }
-        // SAFETY: the GIL is held. `PyImport_GetModuleDict` returns the interpreter's module
-        // dict (borrowed); `PyDict_GetItem` returns a borrowed reference or NULL and sets no
-        // exception for a str key. The module's type is read from a live object, and
-        // `PyModule_GetDict` of an exact module returns its dict (borrowed).
-        let found = unsafe {
-            let modules = ffi::PyImport_GetModuleDict();
-            let m = ffi::PyDict_GetItem(modules, e.module_name.as_ptr());
-            if m.is_null()
-                || m != e.module.as_ptr()
-                || ffi::Py_TYPE(m) != std::ptr::addr_of_mut!(ffi::PyModule_Type)
-            {
-                return None;
-            }
-            ffi::PyDict_GetItem(ffi::PyModule_GetDict(m), e.name.as_ptr())
-        };
-        if found != obj.as_ptr() {
-            return None;
-        }
-        Some((e.module_name.bind(py).clone(), e.name.bind(py).clone()))
-    })
+        (e.tp == tp && e.tag == tag).then(|| {
+            (
+                e.module.as_ptr(),
+                e.module_name.bind(py).clone(),
+                e.name.bind(py).clone(),
+            )
+        })
+    })?;
+    let found = imports::imported_module(py, &module_name)?;
+    if found.as_ptr() != module || !imports::plain_attribute(&found, &name)?.is(obj) {
+        return None;
+    }
+    Some((module_name, name))
 }
 
 /// Remember how `obj` pickled: found as `module.name`, where `module_name` and `name` are the
@@ -158,28 +129,16 @@ pub(crate) fn remember(
     ) else {
         return;
     };
-    let plain = name
-        .to_str()
-        .is_ok_and(|n| !n.contains('.') && !n.starts_with("__"));
     // SAFETY: reading the type pointer of a live object.
     let exact_module =
         unsafe { ffi::Py_TYPE(module.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyModule_Type) };
-    if !plain || !exact_module {
+    if !imports::is_plain_name(name) || !exact_module {
         return;
     }
-    let Some(import) = current_import(py) else {
-        return;
-    };
     CACHE.with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             return;
         };
-        match &cache.import {
-            // SAFETY: `import` is a live borrowed reference (the GIL is held).
-            None => cache.import = Some(unsafe { Bound::from_borrowed_ptr(py, import) }.unbind()),
-            Some(i) if i.as_ptr() != import => return,
-            Some(_) => {}
-        }
         if cache.slots.is_empty() {
             cache.slots.resize_with(SLOTS, || None);
         }

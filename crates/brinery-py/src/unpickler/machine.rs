@@ -1276,6 +1276,9 @@ pub(crate) fn find_class_impl<'py>(
             module_name = item;
         }
     }
+    if let Some(found) = crate::imports::module_attribute(&module_name, &global_name) {
+        return Ok(found);
+    }
     // SAFETY: `module_name` is a live object; PyImport_Import returns a new reference or NULL.
     let module =
         unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyImport_Import(module_name.as_ptr())) }?;

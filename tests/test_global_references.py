@@ -1,11 +1,13 @@
-"""The pickler's shortcuts for classes and dates stay byte-identical to ``pickle.dumps``.
+"""References to module globals stay exactly the stdlib's, both ways, whatever changes between calls.
 
-``save_global`` caches how a class pickles by reference (crates/brinery-py/src/pickler/
-global_names.rs), and exact ``datetime.date``/``datetime.datetime`` objects are reduced without
-the call through ``__reduce_ex__``. These tests change everything the cache depends on between two
-dumps (the class's names, its module's entry, ``sys.modules``, ``builtins.__import__``, the
-module's type) and check each time that brinery writes what the stdlib writes, or fails as it
-fails; and they compare dates and datetimes of every shape at every protocol.
+``dumps``: ``save_global`` caches how a class pickles by reference (crates/brinery-py/src/pickler/
+global_names.rs), and exact ``datetime.date``/``datetime.datetime`` objects are reduced without the
+call through ``__reduce_ex__``. ``loads``: ``find_class`` reads ``sys.modules`` and the module's
+``__dict__`` directly when the import would return them (crates/brinery-py/src/imports.rs). These
+tests change everything those shortcuts depend on (the class's names, its module's entry,
+``sys.modules``, ``builtins.__import__``, the module's type, a module ``__getattr__``) and check
+each time that brinery writes and loads what the stdlib does, or fails as it fails; and they
+compare dates and datetimes of every shape at every protocol.
 """
 
 from __future__ import annotations
@@ -278,3 +280,96 @@ def test_reduce_callables_named_newobj():
     assert_same(ReducesThroughPlainClass())
     assert b"\x81" in brinery.dumps(ReducesThroughNewobj(), 2)  # NEWOBJ
     assert b"\x92" in brinery.dumps(ReducesThroughNewobjEx(), 4)  # NEWOBJ_EX
+
+
+# --------------------------------------------------------------------------------------------
+# loads: find_class
+
+
+def load_outcome(loads, data):
+    try:
+        return ("ok", loads(data))
+    except Exception as e:  # noqa: BLE001 (any outcome is compared with the stdlib's)
+        return ("error", type(e).__name__, str(e))
+
+
+def assert_loads_same(data):
+    expected = load_outcome(pickle.loads, data)
+    got = load_outcome(brinery.loads, data)
+    assert got[0] == expected[0], (got, expected)
+    if expected[0] == "ok" and isinstance(expected[1], type):
+        assert got[1] is expected[1]
+    elif expected[0] == "ok":
+        assert got[1] == expected[1]
+    else:
+        assert got == expected
+
+
+def references(name):
+    """Pickles of `probe.<name>` through GLOBAL (protocol 2) and STACK_GLOBAL (protocol 4)."""
+    g = f"c{MODNAME}\n{name}\n.".encode()
+    sg = (
+        b"\x80\x04\x8c"
+        + bytes([len(MODNAME)])
+        + MODNAME.encode()
+        + b"\x8c"
+        + bytes([len(name)])
+        + name.encode()
+        + b"\x93."
+    )
+    return [b"\x80\x02" + g, sg]
+
+
+def test_find_class_follows_every_change(probe):
+    for data in references("A"):
+        assert_loads_same(data)
+        assert brinery.loads(data) is probe.A
+    probe.A = probe.B  # rebound
+    for data in references("A"):
+        assert_loads_same(data)
+        assert brinery.loads(data) is probe.B
+    clone = types.ModuleType(MODNAME)
+    clone.A = int
+    sys.modules[MODNAME] = clone  # another module object
+    for data in references("A"):
+        assert_loads_same(data)
+        assert brinery.loads(data) is int
+    sys.modules[MODNAME] = None  # import refused
+    for data in references("A"):
+        assert_loads_same(data)
+    del sys.modules[MODNAME]  # no such module
+    for data in references("A"):
+        assert_loads_same(data)
+
+
+def test_find_class_module_getattr_and_descriptors(probe):
+    probe.__getattr__ = lambda name: f"computed {name}"  # PEP 562: for names not in __dict__
+    for data in references("missing"):
+        assert_loads_same(data)
+        assert brinery.loads(data) == "computed missing"
+
+    class Shadowing(types.ModuleType):
+        @property
+        def A(self):  # noqa: N802 (shadows the class named A)
+            return 42
+
+    probe.__class__ = Shadowing
+    for data in references("A"):
+        assert brinery.loads(data) == pickle.loads(data) == 42
+
+
+def test_find_class_import_hook_is_called_as_by_the_stdlib(probe, monkeypatch):
+    calls = []
+    real_import = builtins.__import__
+
+    def recording_import(name, *args, **kwargs):
+        calls.append(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", recording_import)
+    for data in references("A"):
+        calls.clear()
+        pickle.loads(data)
+        stdlib_calls, calls[:] = list(calls), []
+        brinery.loads(data)
+        assert calls == stdlib_calls == [MODNAME]
