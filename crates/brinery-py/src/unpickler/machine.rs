@@ -84,7 +84,14 @@ struct Machine<'py, 'c, 'm> {
     proto: u8,
     /// The memo of a module-level load (see [`Config::memo`]).
     own_memo: Memo,
+    /// The bitmap of fetched memo indices of a large in-memory load with its own memo, when the
+    /// configuration has none ([`super::memo::fetch_filter`]).
+    own_filter: Option<Vec<u64>>,
 }
+
+/// In-memory inputs from this size up get a memo filter of their own (one pass over the
+/// opcodes before the load); smaller ones rarely hold anything big enough to be worth it.
+const OWN_FILTER_MIN: usize = 64 << 10;
 
 impl Drop for Machine<'_, '_, '_> {
     fn drop(&mut self) {
@@ -144,7 +151,16 @@ pub(crate) fn load<'py>(
         marks: Vec::new(),
         proto: 0,
         own_memo: Memo::default(),
+        own_filter: None,
     };
+    if cfg.memo.is_none() && cfg.memo_filter.is_none() {
+        if let Input::Memory(mem) = &mut *input {
+            let (data, pos) = mem.parts();
+            if *pos == 0 && data.len() >= OWN_FILTER_MIN {
+                m.own_filter = super::memo::fetch_filter(data);
+            }
+        }
+    }
     m.set_proto(0);
     loop {
         // The common operations run in the fast loop, straight from the bytes at hand; it
@@ -316,7 +332,7 @@ impl<'py> Machine<'py, '_, '_> {
     /// MEMOIZE indices stay the stream's.
     #[inline]
     pub(super) fn memo_skips(&mut self, idx: Option<usize>) -> bool {
-        let Some(fetched) = self.cfg.memo_filter else {
+        let Some(fetched) = self.cfg.memo_filter.or(self.own_filter.as_deref()) else {
             return false;
         };
         if self.cfg.memo.is_some() {

@@ -13,6 +13,10 @@ pub(crate) struct Memo {
     dense: Vec<Option<Py<PyAny>>>,
     sparse: BTreeMap<usize, Py<PyAny>>,
     len: usize,
+    /// Entries actually held (`len` also counts the MEMOIZEs a memo filter skipped): what the
+    /// dense range may grow to, so that a late fetched index after a million skipped ones
+    /// costs one entry, not a million empty slots.
+    held: usize,
 }
 
 impl Memo {
@@ -46,6 +50,7 @@ impl Memo {
             let old = slot.replace(value);
             if old.is_none() {
                 self.len += 1;
+                self.held += 1;
             }
             return old;
         }
@@ -56,7 +61,7 @@ impl Memo {
     /// small pickles) or, for a far-away index, store it in the sparse map.
     #[inline(never)]
     fn put_outside(&mut self, idx: usize, value: Py<PyAny>) -> Option<Py<PyAny>> {
-        let old = if idx <= 2 * self.len + 1024 {
+        let old = if idx <= 2 * self.held + 1024 {
             let new_len = (idx + 1).max(self.dense.len() * 2).max(64);
             self.dense.resize_with(new_len, || None);
             // Move sparse entries that now fall inside the dense range.
@@ -73,6 +78,7 @@ impl Memo {
         };
         if old.is_none() {
             self.len += 1;
+            self.held += 1;
         }
         old
     }
@@ -98,6 +104,7 @@ impl Memo {
             }
         }
         self.len = 0;
+        self.held = 0;
     }
 
     /// Take everything out (for `clear`), leaving an empty memo.
@@ -119,6 +126,160 @@ impl Memo {
                 .map(|(i, o)| (*i, o.clone_ref(py)))
                 .collect(),
             len: self.len,
+            held: self.held,
         }
     }
+}
+
+/// How [`fetch_filter`] steps over one opcode's argument.
+#[derive(Clone, Copy)]
+enum Skip {
+    /// Not an opcode: no filter.
+    Bad,
+    /// A fixed number of argument bytes.
+    Fixed(u8),
+    /// A little-endian length of 1, 4 (unsigned), 4 (signed) or 8 bytes, then that many bytes.
+    Counted1,
+    Counted4,
+    Signed4,
+    Counted8,
+    /// One or two lines of text.
+    Lines(u8),
+}
+
+/// The argument layout of every byte, from the shared opcode table.
+const SKIP: [Skip; 256] = {
+    use brinery::opcode::{ArgKind, Opcode};
+    let mut t = [Skip::Bad; 256];
+    let mut b = 0;
+    while b < 256 {
+        if let Some(op) = Opcode::from_byte(b as u8) {
+            t[b] = match op.arg_kind() {
+                ArgKind::None => Skip::Fixed(0),
+                ArgKind::U1 => Skip::Fixed(1),
+                ArgKind::U2 => Skip::Fixed(2),
+                ArgKind::U4 | ArgKind::I4 => Skip::Fixed(4),
+                ArgKind::U8 | ArgKind::F8 => Skip::Fixed(8),
+                ArgKind::Long1 | ArgKind::Counted1 => Skip::Counted1,
+                ArgKind::Long4 => Skip::Signed4,
+                ArgKind::Counted4 if b == Opcode::BINSTRING.byte() as usize => Skip::Signed4,
+                ArgKind::Counted4 => Skip::Counted4,
+                ArgKind::Counted8 => Skip::Counted8,
+                ArgKind::Line => Skip::Lines(1),
+                ArgKind::TwoLines => Skip::Lines(2),
+                _ => Skip::Bad,
+            };
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The largest memo index the filter records (a 2 MiB bitmap at most); a fetch beyond it turns
+/// the filter off.
+const MAX_FILTERED_INDEX: usize = (1 << 24) - 1;
+
+/// The memo indices a whole in-memory pickle fetches (`GET`, `BINGET`, `LONG_BINGET` up to its
+/// `STOP`), as a bitmap (`bits[i / 64] >> (i % 64) & 1`) for [`Config::memo_filter`]: a load
+/// with a memo of its own can skip every store nothing fetches, so that an object the pickle
+/// refers to once is freed as soon as its consumer lets go of it (the `bytearray` of a NumPy
+/// array that `__setstate__` copies, the state dict of each of a forest's trees), not at the
+/// end of the load. That is memory, and page faults, the load no longer needs.
+///
+/// One pass over the opcodes, without decoding anything. `None` (no filter: every store is
+/// kept, as in C) for anything unusual: an unknown opcode, no `STOP`, a `GET` whose line is
+/// not plain decimal digits, an index beyond [`MAX_FILTERED_INDEX`], or a stream that mixes
+/// `MEMOIZE` with explicit `PUT`s (a skipped `PUT` would shift the index of a later `MEMOIZE`).
+///
+/// [`Config::memo_filter`]: super::machine::Config::memo_filter
+pub(crate) fn fetch_filter(data: &[u8]) -> Option<Vec<u64>> {
+    use brinery::opcode::Opcode;
+    const GET: u8 = Opcode::GET.byte();
+    const BINGET: u8 = Opcode::BINGET.byte();
+    const LONG_BINGET: u8 = Opcode::LONG_BINGET.byte();
+    const PUT: u8 = Opcode::PUT.byte();
+    const BINPUT: u8 = Opcode::BINPUT.byte();
+    const LONG_BINPUT: u8 = Opcode::LONG_BINPUT.byte();
+    const MEMOIZE: u8 = Opcode::MEMOIZE.byte();
+    const STOP: u8 = Opcode::STOP.byte();
+
+    let mut bits: Vec<u64> = Vec::new();
+    let mut mark = |i: usize| -> Option<()> {
+        if i > MAX_FILTERED_INDEX {
+            return None;
+        }
+        if i / 64 >= bits.len() {
+            bits.resize(i / 64 + 1, 0);
+        }
+        bits[i / 64] |= 1 << (i % 64);
+        Some(())
+    };
+    let (mut puts, mut memoizes) = (false, false);
+    let n = data.len();
+    let mut p = 0usize;
+    loop {
+        let &byte = data.get(p)?;
+        p += 1;
+        match byte {
+            MEMOIZE => memoizes = true,
+            BINGET => {
+                mark(*data.get(p)? as usize)?;
+                p += 1;
+            }
+            LONG_BINGET => {
+                let raw = data.get(p..p + 4)?;
+                mark(u32::from_le_bytes(raw.try_into().ok()?) as usize)?;
+                p += 4;
+            }
+            GET => {
+                let line = &data[p..];
+                let nl = line.iter().position(|&c| c == b'\n')?;
+                let digits = &line[..nl];
+                if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                let idx = digits
+                    .iter()
+                    .fold(0usize, |a, &d| a * 10 + (d - b'0') as usize);
+                mark(idx)?;
+                p += nl + 1;
+            }
+            STOP => break,
+            _ => {
+                if matches!(byte, PUT | BINPUT | LONG_BINPUT) {
+                    puts = true;
+                }
+                let len = match SKIP[byte as usize] {
+                    Skip::Bad => return None,
+                    Skip::Fixed(k) => k as usize,
+                    Skip::Counted1 => 1 + *data.get(p)? as usize,
+                    Skip::Counted4 => {
+                        let raw = data.get(p..p + 4)?;
+                        4 + u32::from_le_bytes(raw.try_into().ok()?) as usize
+                    }
+                    Skip::Signed4 => {
+                        let raw = data.get(p..p + 4)?;
+                        4 + usize::try_from(i32::from_le_bytes(raw.try_into().ok()?)).ok()?
+                    }
+                    Skip::Counted8 => {
+                        let raw = data.get(p..p + 8)?;
+                        let k = u64::from_le_bytes(raw.try_into().ok()?);
+                        8 + usize::try_from(k).ok().filter(|&k| k <= n)?
+                    }
+                    Skip::Lines(k) => {
+                        let mut q = p;
+                        for _ in 0..k {
+                            q += data[q.min(n)..].iter().position(|&c| c == b'\n')? + 1;
+                        }
+                        q - p
+                    }
+                };
+                p = p.checked_add(len).filter(|&e| e <= n)?;
+            }
+        }
+    }
+    if puts && memoizes {
+        return None;
+    }
+    Some(bits)
 }
