@@ -15,7 +15,9 @@ use std::collections::HashMap;
 
 use num_bigint::BigInt;
 
-use super::{CallKind, Global, Mutated, Mutation, Object, Pickle, ThinVec, Value, ValueId};
+use super::{
+    CallKind, Global, Mutated, Mutation, Object, Pickle, SharedBits, ThinVec, Value, ValueId,
+};
 use crate::decode::{Arg, Decoder, Op};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
@@ -134,6 +136,7 @@ impl<'a, 'l> Reader<'a, 'l> {
             limits: self.limits,
             any_discard: false,
             discarded: Vec::new(),
+            shared: SharedBits::default(),
         };
         loop {
             // Runs of scalars (a list of floats or ints between MARK and APPENDS) take a
@@ -173,6 +176,7 @@ impl<'a, 'l> Reader<'a, 'l> {
                         machine.protocol,
                         discarded,
                         read_len,
+                        machine.shared,
                     ));
                 }
                 Err(e) => return Err(e.with_position(op.offset as u64, Some(op.opcode))),
@@ -199,6 +203,8 @@ struct Machine<'l> {
     any_discard: bool,
     /// Values thrown away with nothing below them (see [`Pickle::discarded`]).
     discarded: Vec<ValueId>,
+    /// Values pushed a second time, by `GET` or `DUP` (see [`Pickle::referenced_once`]).
+    shared: SharedBits,
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -515,6 +521,7 @@ impl Machine<'_> {
             .memo
             .get(idx)
             .ok_or_else(|| Error::new(ErrorKind::MemoMissing(idx)))?;
+        self.shared.set(id);
         self.stack.push(id);
         Ok(())
     }
@@ -764,6 +771,7 @@ impl Machine<'_> {
             }
             DUP => {
                 let top = self.top()?;
+                self.shared.set(top);
                 self.stack.push(top);
             }
             MARK => {
