@@ -95,6 +95,13 @@ impl<'a> Decoder<'a> {
         self.pos
     }
 
+    /// Move to `offset` (at most the end of the input): for a consumer that decoded a run of
+    /// operations itself.
+    #[inline]
+    pub(crate) fn set_offset(&mut self, offset: usize) {
+        self.pos = offset.min(self.data.len());
+    }
+
     /// The whole input.
     #[inline]
     pub fn data(&self) -> &'a [u8] {
@@ -236,112 +243,6 @@ impl<'a> Decoder<'a> {
     }
 }
 
-/// [`Decoder::count_new_values`]'s table: for each byte, the size of a fixed-size argument, or
-/// [`SKIP_OTHER`] for unknown opcodes, `STOP` and variable-size arguments.
-const SKIP_BY_BYTE: [u8; 256] = {
-    let mut table = [SKIP_OTHER; 256];
-    let mut b = 0;
-    while b < 256 {
-        if let Some(op) = Opcode::from_byte(b as u8) {
-            table[b] = match op.arg_kind() {
-                ArgKind::None => 0,
-                ArgKind::U1 => 1,
-                ArgKind::U2 => 2,
-                ArgKind::U4 | ArgKind::I4 => 4,
-                ArgKind::U8 | ArgKind::F8 => 8,
-                _ => SKIP_OTHER,
-            };
-            if matches!(op, Opcode::STOP) {
-                table[b] = SKIP_OTHER;
-            }
-        }
-        b += 1;
-    }
-    table
-};
-const SKIP_OTHER: u8 = u8::MAX;
-
-/// Whether each opcode byte may create a value (every opcode but those that only move, mark,
-/// mutate or memoize).
-const NEW_VALUE_BY_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        if let Some(op) = Opcode::from_byte(b as u8) {
-            use Opcode::*;
-            table[b] = !matches!(
-                op,
-                STOP | MARK
-                    | PROTO
-                    | FRAME
-                    | POP
-                    | POP_MARK
-                    | DUP
-                    | APPEND
-                    | APPENDS
-                    | SETITEM
-                    | SETITEMS
-                    | ADDITEMS
-                    | BUILD
-                    | PUT
-                    | BINPUT
-                    | LONG_BINPUT
-                    | MEMOIZE
-                    | GET
-                    | BINGET
-                    | LONG_BINGET
-            );
-        }
-        b += 1;
-    }
-    table
-};
-
-impl Decoder<'_> {
-    /// An upper bound on the values the ops from here to the next `STOP` create, so that a
-    /// consumer can size its value storage once. Stops early, without error, at anything it
-    /// cannot skip; the bound then covers only the ops before that point.
-    pub(crate) fn count_new_values(&self) -> usize {
-        let data = self.data;
-        let mut pos = self.pos;
-        let mut count = 0usize;
-        while let Some(&byte) = data.get(pos) {
-            let skip = SKIP_BY_BYTE[byte as usize];
-            count += NEW_VALUE_BY_BYTE[byte as usize] as usize;
-            pos += 1;
-            if skip != SKIP_OTHER {
-                pos += skip as usize;
-                continue;
-            }
-            let Some(op) = Opcode::from_byte(byte) else {
-                break;
-            };
-            let rest = data.get(pos..).unwrap_or_default();
-            let le = |n: usize| -> Option<usize> {
-                let b = rest.get(..n)?;
-                usize::try_from(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64)).ok()
-            };
-            let line = |from: usize| {
-                let at = rest.get(from..)?.iter().position(|&b| b == b'\n')?;
-                Some(from + at + 1)
-            };
-            let skip = match op.arg_kind() {
-                ArgKind::Long1 | ArgKind::Counted1 => le(1).and_then(|n| n.checked_add(1)),
-                ArgKind::Long4 | ArgKind::Counted4 => le(4).and_then(|n| n.checked_add(4)),
-                ArgKind::Counted8 => le(8).and_then(|n| n.checked_add(8)),
-                ArgKind::Line => line(0),
-                ArgKind::TwoLines => line(0).and_then(line),
-                _ => None, // STOP
-            };
-            match skip {
-                Some(n) => pos = pos.saturating_add(n),
-                None => break,
-            }
-        }
-        count
-    }
-}
-
 impl<'a> Iterator for Decoder<'a> {
     type Item = Result<Op<'a>>;
 
@@ -362,27 +263,6 @@ impl<'a> Iterator for Decoder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn count_new_values_bounds_the_arena_and_never_panics() {
-        let cases: &[&[u8]] = &[
-            b"\x80\x02]q\x00(K\x01G@\x04\x00\x00\x00\x00\x00\x00N\x88e.",
-            b"(lp0\nI1\naS'x'\np1\nag1\na.",
-            b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x8c\x01a\x94e.",
-            b"cos\nsystem\n(S'echo hi'\ntR0N.",
-        ];
-        for data in cases {
-            let p = crate::Pickle::from_slice(data).unwrap();
-            assert!(
-                Decoder::new(data).count_new_values() + 1 >= p.len(),
-                "{data:?}"
-            );
-            for cut in 0..data.len() {
-                Decoder::new(&data[..cut]).count_new_values();
-            }
-        }
-        assert_eq!(Decoder::new(b"X\xff\xff\xff\xffN").count_new_values(), 1);
-    }
 
     fn ops(data: &[u8]) -> Vec<Op<'_>> {
         Decoder::new(data).collect::<Result<_>>().unwrap()

@@ -586,32 +586,34 @@ impl<'w> Encoder<'w> {
         if self.needs_frame {
             self.open_frame();
         }
-        self.buf.reserve(n + 10);
-        if self.proto >= 4 && n <= 0xff {
-            self.buf
-                .extend_from_slice(&[Opcode::SHORT_BINUNICODE.byte(), n as u8]);
+        // The opcode heads are built in a u64 and stored whole (8 bytes, then the length is cut
+        // back): a head spelled byte by byte into a small array and copied reloaded those bytes
+        // before their stores completed (a store-forwarding stall per string).
+        self.buf.reserve(n + 16);
+        let (head, head_len) = if self.proto >= 4 && n <= 0xff {
+            (Opcode::SHORT_BINUNICODE.byte() as u64 | (n as u64) << 8, 2)
         } else {
-            let len = (n as u32).to_le_bytes();
-            self.buf.extend_from_slice(&[
-                Opcode::BINUNICODE.byte(),
-                len[0],
-                len[1],
-                len[2],
-                len[3],
-            ]);
-        }
+            (Opcode::BINUNICODE.byte() as u64 | (n as u64) << 8, 5)
+        };
+        self.put_word(head, head_len);
         self.buf.extend_from_slice(data);
-        if self.proto >= 4 {
-            self.buf.push(Opcode::MEMOIZE.byte());
+        let (put, put_len) = if self.proto >= 4 {
+            (Opcode::MEMOIZE.byte() as u64, 1)
         } else if idx < 256 {
-            self.buf
-                .extend_from_slice(&[Opcode::BINPUT.byte(), idx as u8]);
+            (Opcode::BINPUT.byte() as u64 | (idx as u64) << 8, 2)
         } else {
-            let b = idx.to_le_bytes();
-            self.buf
-                .extend_from_slice(&[Opcode::LONG_BINPUT.byte(), b[0], b[1], b[2], b[3]]);
-        }
+            (Opcode::LONG_BINPUT.byte() as u64 | (idx as u64) << 8, 5)
+        };
+        self.put_word(put, put_len);
         true
+    }
+
+    /// Append the first `len` (at most 8) little-endian bytes of `word`.
+    #[inline(always)]
+    fn put_word(&mut self, word: u64, len: usize) {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&word.to_le_bytes());
+        self.buf.truncate(at + len);
     }
 
     /// A `str` given as its UTF-8 bytes (lone surrogates encoded as `surrogatepass` does) at a

@@ -276,6 +276,32 @@ pub struct Pickle {
     /// The length of the pickle this one was read from (0 if built by hand): the writer sizes
     /// its output from it. Not part of the value, so not compared.
     read_len: usize,
+    /// Which values the stream this pickle was read from referenced more than once, as a bit
+    /// per id (see [`Pickle::referenced_once`]); `None` for a pickle built or changed by hand.
+    /// Not part of the value, so not compared.
+    shared: Option<SharedBits>,
+}
+
+/// A bit per value id; ids past the end have their bit clear.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedBits(Vec<u64>);
+
+impl SharedBits {
+    #[inline]
+    pub(crate) fn set(&mut self, id: ValueId) {
+        let (word, bit) = (id.index() / 64, id.index() % 64);
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << bit;
+    }
+
+    #[inline]
+    fn get(&self, id: ValueId) -> bool {
+        self.0
+            .get(id.index() / 64)
+            .is_some_and(|w| w >> (id.index() % 64) & 1 != 0)
+    }
 }
 
 impl PartialEq for Pickle {
@@ -297,6 +323,7 @@ impl Pickle {
             protocol: 0,
             discarded: Vec::new(),
             read_len: 0,
+            shared: None,
         }
     }
 
@@ -340,6 +367,7 @@ impl Pickle {
             id.index() < self.values.len(),
             "ValueId from another Pickle"
         );
+        self.shared = None;
         self.root = id;
     }
 
@@ -362,6 +390,7 @@ impl Pickle {
             id.index() < self.values.len(),
             "ValueId from another Pickle"
         );
+        self.shared = None;
         self.discarded.push(id);
     }
 
@@ -371,6 +400,7 @@ impl Pickle {
     /// If the arena already holds `u32::MAX` values.
     pub fn push(&mut self, value: Value) -> ValueId {
         let id = ValueId(u32::try_from(self.values.len()).expect("more than u32::MAX values"));
+        self.shared = None;
         self.values.push(value);
         id
     }
@@ -403,6 +433,7 @@ impl Pickle {
         protocol: u8,
         discarded: Vec<ValueId>,
         read_len: usize,
+        shared: SharedBits,
     ) -> Self {
         Pickle {
             values,
@@ -410,7 +441,18 @@ impl Pickle {
             protocol,
             discarded,
             read_len,
+            shared: Some(shared),
         }
+    }
+
+    /// True if `id` is known to be referenced exactly once in the graph (by one container slot,
+    /// one argument, the root or one discarded entry): the pickle was read from a stream that
+    /// never fetched it from the memo (`GET`) nor duplicated it (`DUP`), and has not been changed
+    /// since. Every other way a stream places a value moves it off the stack into one place.
+    /// The writer keeps no memo record for such values: nothing will look them up.
+    #[inline]
+    pub(crate) fn referenced_once(&self, id: ValueId) -> bool {
+        self.shared.as_ref().is_some_and(|bits| !bits.get(id))
     }
 
     /// How many bytes to reserve for writing at `protocol`: about the size of the pickle this
@@ -450,6 +492,8 @@ impl Index<ValueId> for Pickle {
 impl IndexMut<ValueId> for Pickle {
     #[inline]
     fn index_mut(&mut self, id: ValueId) -> &mut Value {
+        // An edit may add references to any value.
+        self.shared = None;
         &mut self.values[id.index()]
     }
 }
