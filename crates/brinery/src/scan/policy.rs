@@ -532,6 +532,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn resolve_lets_through_only_what_the_scan_would_and_caches_per_policy() {
+        let p = Policy::default();
+        for _ in 0..2 {
+            // the second round answers from the cache: the same verdicts
+            let r = p.resolve("collections", "OrderedDict").expect("listed");
+            assert_eq!(r.access, Access::Call);
+            assert_eq!(&*r.dotted, "collections:OrderedDict");
+            assert!(p.resolve("posix", "system").is_none(), "denied");
+            assert!(p.resolve("builtins", "eval").is_none(), "denied");
+            assert!(
+                p.resolve("builtins", "getattr").is_none(),
+                "checked where used"
+            );
+            assert!(p.resolve("argparse", "Namespace").is_none(), "not listed");
+            assert!(p.resolve("collections", "OrderedDict.fromkeys").is_none());
+            let long = "a".repeat(crate::scan::MAX_NAME_LEN + 1);
+            assert!(p.resolve(&long, "x").is_none(), "out of bounds");
+        }
+        // a verdict cached for one policy is never another policy's
+        let allowing = Policy::builder()
+            .all_profiles()
+            .allow_call("argparse", "Namespace")
+            .build();
+        assert!(allowing.resolve("argparse", "Namespace").is_some());
+        assert!(p.resolve("argparse", "Namespace").is_none());
+        let narrow = Policy::builder().profile(Profile::StdlibData).build();
+        assert!(p.resolve("numpy", "dtype").is_some());
+        assert!(narrow.resolve("numpy", "dtype").is_none());
+        // a clone starts with an empty cache and the same verdicts
+        assert!(allowing.clone().resolve("argparse", "Namespace").is_some());
+        assert_eq!(allowing.clone(), allowing);
+    }
+
+    #[test]
     fn every_line_of_every_embedded_profile_parses() {
         for p in Profile::ALL {
             for entry in parse_profile(p.source()) {
