@@ -13,14 +13,16 @@ measures the best of N timed repetitions of
 - the load with the policy enforced alone (``_native._loads_with_policy``: what ``safe_loads``
   runs after the scan),
 
-and writes a Markdown table with the ratio safe/plain (the target: at most 1.15). Benchmarks
-measure; nothing here asserts a time.
+and writes a Markdown table with the ratio safe/plain (the target: at most 1.15) between the
+``<!-- safe-load table start -->`` and ``<!-- safe-load table end -->`` comments of the output
+file, keeping the rest of it (the narrative). Benchmarks measure; nothing here asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import pickle
 import platform
 import statistics
@@ -34,6 +36,10 @@ import brinery
 import numpy as np
 import pandas as pd
 from brinery import _native
+
+# The table this script writes goes between these markers; the rest of the file is kept.
+TABLE_START = "<!-- safe-load table start -->"
+TABLE_END = "<!-- safe-load table end -->"
 
 
 def inputs() -> dict[str, bytes]:
@@ -112,12 +118,14 @@ def main() -> None:
         rows.append((name, len(data), ops, t["plain"], t["safe"], t["scan"], t["guarded"]))
         print(f"{name}: plain {t['plain'] * 1e3:.2f} ms, safe {t['safe'] * 1e3:.2f} ms", flush=True)
     ratios = [r[4] / r[3] for r in rows]
+    try:
+        load = "load average {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
+    except OSError:
+        load = "load average unknown"
     lines = [
-        "# safe_loads vs loads",
-        "",
         f"`{' '.join([Path(sys.executable).name, 'bench/safe_load.py', *sys.argv[1:]])}` — best of {repeat}; "
         f"Python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
-        f"{platform.machine()}, {platform.processor() or platform.system()}.",
+        f"{platform.machine()}, {platform.processor() or platform.system()}; {load} at the end.",
         "",
         "`safe_loads` = scan of the whole stream with all four built-in profiles, then the load with the "
         "native policy enforcement. Target (issue 4, requirement 7): at most 1.15x the plain load.",
@@ -135,10 +143,24 @@ def main() -> None:
     lines += [
         "",
         f"Geometric mean ratio: {statistics.geometric_mean(ratios):.3f}x; worst {max(ratios):.3f}x.",
-        "",
     ]
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
-    print("\n".join(lines))
+    table = "\n".join(lines)
+    write_table(Path(args.out), table)
+    print(table)
+
+
+def write_table(out: Path, table: str) -> None:
+    """Put ``table`` between the marker comments of ``out``, keeping the rest of the file (the
+    narrative written by hand); a file without the markers gets a heading and the table first,
+    its old content after it."""
+    block = f"{TABLE_START}\n{table}\n{TABLE_END}"
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    start, end = old.find(TABLE_START), old.find(TABLE_END)
+    if start >= 0 and end > start:
+        new = old[:start] + block + old[end + len(TABLE_END) :]
+    else:
+        new = f"# safe_loads vs loads\n\n{block}\n" + (f"\n{old}" if old else "")
+    out.write_text(new, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -778,6 +778,29 @@ def test_native_unpickler_policy_enforces_during_the_load():
     assert ok == argparse.Namespace(a=1)
 
 
+def test_global_verdicts_cached_by_one_policy_never_serve_another():
+    # Each compiled policy caches the globals it lets through; a name one policy allows must
+    # still be refused under another, in the streaming Unpickler (no scan before it) and in
+    # safe_loads, whichever ran first and however often.
+    data = pickle.dumps(argparse.Namespace(a=1), protocol=4)
+    allowing = brinery.Policy(allow=["argparse.Namespace"])
+    default = brinery.Policy()
+    for _ in range(3):
+        assert brinery.Unpickler(io.BytesIO(data), policy=allowing).load() == argparse.Namespace(a=1)
+        assert brinery.safe_loads(data, allow=["argparse.Namespace"]) == argparse.Namespace(a=1)
+        with pytest.raises(brinery.UnsafePickleError):
+            brinery.Unpickler(io.BytesIO(data), policy=default).load()
+        with pytest.raises(brinery.UnsafePickleError):
+            brinery.safe_loads(data)
+    # a denied name is refused however often a policy resolved other names before
+    evil = b"\x80\x04\x8c\x05posix\x8c\x06system\x93\x8c\x04true\x85R."
+    for _ in range(2):
+        with pytest.raises(brinery.UnsafePickleError, match="BRS003"):
+            brinery.Unpickler(io.BytesIO(evil), policy=allowing).load()
+        with pytest.raises(brinery.UnsafePickleError, match="BRS003"):
+            brinery.safe_loads(evil, allow=["argparse.Namespace"])
+
+
 def test_stacked_pickles_are_refused_by_safe_load(tmp_path):
     path = tmp_path / "two.pkl"
     path.write_bytes(pickle.dumps([1], 4) + pickle.dumps([2], 4))

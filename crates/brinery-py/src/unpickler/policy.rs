@@ -17,7 +17,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -34,7 +34,11 @@ fn sys_modules(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static MODULES: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
     MODULES
         .get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("sys")?.getattr("modules")?.unbind())
+            Ok::<_, PyErr>(
+                py.import("sys")?
+                    .getattr(pyo3::intern!(py, "modules"))?
+                    .unbind(),
+            )
         })
         .map(|m| m.bind(py))
 }
@@ -50,6 +54,30 @@ fn is_subtype(obj: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
     // PyType_IsSubtype only reads their MRO.
     unsafe { pyo3::ffi::PyType_IsSubtype(obj.get_type().as_type_ptr(), ty.as_type_ptr()) != 0 }
 }
+
+/// A hasher for object addresses (the keys of the guard's tables): a multiply by an odd
+/// constant mixes the aligned low bits up; SipHash cost more than the lookups it keys.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(26);
+    }
+}
+
+type AddrMap<V> = HashMap<usize, V, BuildHasherDefault<AddrHasher>>;
+type AddrSet = HashSet<usize, BuildHasherDefault<AddrHasher>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Special {
@@ -72,24 +100,24 @@ fn special(module: &str, name: &str) -> Special {
 #[derive(Default)]
 struct State {
     /// Global objects the policy let through, by address, with their access and dotted name.
-    globals: HashMap<usize, (Access, Special, Rc<str>)>,
+    globals: AddrMap<(Access, Special, Arc<str>)>,
     /// Keeps those objects alive so that no address is reused during the load.
     keep: Vec<Py<PyAny>>,
     /// What the opcode being executed pushes, registered by `after`.
-    pending: Option<(Access, Special, Rc<str>)>,
+    pending: Option<(Access, Special, Arc<str>)>,
     /// Addresses of the `builtins.getattr` objects loaded (checked wherever a value is used).
     getattrs: Vec<usize>,
     /// Call results that already existed (a cached or singleton object a factory returned,
     /// which something else referenced when the call returned), kept alive so that no address
     /// is reused: BUILD and the container opcodes may not modify them. Results nothing else
     /// referenced were created by this load and are not tracked (no cost for the common case).
-    shared: HashSet<usize>,
+    shared: AddrSet,
     results: Vec<Py<PyAny>>,
     seen_proto: bool,
     /// How deeply call results nest (red-team F14), by the address of each call result alive
     /// in the load; a result nests one deeper than the deepest result among its call's
     /// arguments and the items of its tuple arguments, as the scan counts.
-    depths: HashMap<usize, u32>,
+    depths: AddrMap<u32>,
     /// The depth of the result of the call being executed, registered by `after`.
     pending_depth: Option<u32>,
     /// The call being executed is `pyarrow.lib._restore_array`: `after` validates its result.
@@ -193,7 +221,8 @@ impl Guard {
         )
     }
 
-    /// Check a global before it is imported; remember what `after` registers.
+    /// Check a global before it is imported; returns its access, role and `module:qualname`
+    /// for `after` to register.
     fn global(
         &self,
         py: Python<'_>,
@@ -202,11 +231,26 @@ impl Guard {
         name: &str,
         proto: u8,
         fix: bool,
-    ) -> PyResult<(Access, Special)> {
-        let (module, name) = match (fix && proto < 3)
+    ) -> PyResult<(Access, Special, Arc<str>)> {
+        let mapped = (fix && proto < 3)
             .then(|| brinery::encode::python3_name(module, name))
-            .flatten()
-        {
+            .flatten();
+        if mapped.is_none() {
+            // The policy's verdict on a name it lets through is cached with the policy (the
+            // same checks as below, a pure function of the policy and the names); anything
+            // else takes the full path, which names the refusal.
+            if let Some(r) = self.policy.resolve(module, name) {
+                let sp = if (module, name) == ("_codecs", "encode") {
+                    Special::CodecsEncode
+                } else if r.has_argument_rules {
+                    Special::Helper
+                } else {
+                    Special::None
+                };
+                return Ok((r.access, sp, r.dotted));
+            }
+        }
+        let (module, name) = match mapped {
             Some((m, n)) => (m.to_owned(), n.unwrap_or(name).to_owned()),
             None => (module.to_owned(), name.to_owned()),
         };
@@ -252,10 +296,10 @@ impl Guard {
                 }
             }
         };
-        Ok((access, sp))
+        Ok((access, sp, format!("{module}:{name}").into()))
     }
 
-    fn lookup(&self, obj: &Bound<'_, PyAny>) -> Option<(Access, Special, Rc<str>)> {
+    fn lookup(&self, obj: &Bound<'_, PyAny>) -> Option<(Access, Special, Arc<str>)> {
         self.state
             .borrow()
             .globals
@@ -488,17 +532,17 @@ impl Guard {
                     None => Some(8u64),
                     Some(d) if d.is_none() => Some(8),
                     Some(d) => {
-                        let np = sys_modules(py)?.get_item("numpy").ok();
+                        let np = sys_modules(py)?.get_item(pyo3::intern!(py, "numpy")).ok();
                         match np {
                             Some(np)
                                 if d.is_instance_of::<PyString>()
                                     || d.is_instance_of::<pyo3::types::PyBytes>()
                                     || d.is_instance_of::<PyType>()
-                                    || is_subtype(&d, &np.getattr("dtype")?) =>
+                                    || is_subtype(&d, &np.getattr(pyo3::intern!(py, "dtype"))?) =>
                             {
-                                np.getattr("dtype")?
+                                np.getattr(pyo3::intern!(py, "dtype"))?
                                     .call1((d,))
-                                    .and_then(|t| t.getattr("itemsize"))
+                                    .and_then(|t| t.getattr(pyo3::intern!(py, "itemsize")))
                                     .and_then(|i| i.extract::<u64>())
                                     .ok()
                             }
@@ -530,8 +574,8 @@ impl Guard {
                     });
                 let instance_ok = rule == ArgRule::BitGeneratorOrName
                     && !arg.is_instance_of::<PyType>()
-                    && match sys_modules(py)?.get_item("numpy.random.bit_generator") {
-                        Ok(m) => is_subtype(arg, &m.getattr("BitGenerator")?),
+                    && match sys_modules(py)?.get_item(pyo3::intern!(py, "numpy.random.bit_generator")) {
+                        Ok(m) => is_subtype(arg, &m.getattr(pyo3::intern!(py, "BitGenerator"))?),
                         Err(_) => false,
                     };
                 (!(name_ok || class_ok || instance_ok)).then(|| {
@@ -553,8 +597,8 @@ impl Guard {
             }
             ArgRule::ArrowBufferData => {
                 let pickle_buffer = sys_modules(py)?
-                    .get_item("pickle")
-                    .and_then(|m| m.getattr("PickleBuffer"))
+                    .get_item(pyo3::intern!(py, "pickle"))
+                    .and_then(|m| m.getattr(pyo3::intern!(py, "PickleBuffer")))
                     .is_ok_and(|t| arg.get_type().is(&t));
                 let ok = arg.is_exact_instance_of::<pyo3::types::PyBytes>()
                     || arg.is_exact_instance_of::<pyo3::types::PyByteArray>()
@@ -589,7 +633,7 @@ impl Guard {
                 "children or dictionaries nested more than {MAX_ARROW_DEPTH} deep"
             )));
         }
-        let Ok(lib) = sys_modules(py)?.get_item("pyarrow.lib") else {
+        let Ok(lib) = sys_modules(py)?.get_item(pyo3::intern!(py, "pyarrow.lib")) else {
             return Ok(Some("pyarrow.lib is not loaded".into()));
         };
         let Ok(t) = data.cast_exact::<PyTuple>() else {
@@ -599,7 +643,7 @@ impl Guard {
             return Ok(Some(format!("a tuple of {} items, not 7", t.len())));
         }
         let ty = t.get_item(0)?;
-        if !ty.is_instance(&lib.getattr("DataType")?)? {
+        if !ty.is_instance(&lib.getattr(pyo3::intern!(py, "DataType"))?)? {
             return Ok(Some("its type is not a pyarrow DataType".into()));
         }
         if let Some(want) = want {
@@ -622,8 +666,8 @@ impl Guard {
         if !list(&buffers) || !list(&children) {
             return Ok(Some("its buffers or children are not a list".into()));
         }
-        let buffer_type = lib.getattr("Buffer")?;
-        let n_buffers: usize = ty.getattr("num_buffers")?.extract()?;
+        let buffer_type = lib.getattr(pyo3::intern!(py, "Buffer"))?;
+        let n_buffers: usize = ty.getattr(pyo3::intern!(py, "num_buffers"))?.extract()?;
         if buffers.len()? != n_buffers {
             return Ok(Some(format!(
                 "{} buffers where its type has {n_buffers}",
@@ -638,7 +682,7 @@ impl Guard {
                 ));
             }
         }
-        let n_fields: usize = ty.getattr("num_fields")?.extract()?;
+        let n_fields: usize = ty.getattr(pyo3::intern!(py, "num_fields"))?.extract()?;
         if children.len()? != n_fields {
             return Ok(Some(format!(
                 "{} children where its type has {n_fields} fields",
@@ -646,14 +690,16 @@ impl Guard {
             )));
         }
         for (i, child) in children.try_iter()?.enumerate() {
-            let field_type = ty.call_method1("field", (i,))?.getattr("type")?;
+            let field_type = ty
+                .call_method1("field", (i,))?
+                .getattr(pyo3::intern!(py, "type"))?;
             if let Some(p) = self.arrow_layout(py, &child?, Some(&field_type), depth + 1)? {
                 return Ok(Some(format!("child {i}: {p}")));
             }
         }
         let dictionary = t.get_item(6)?;
-        if ty.is_instance(&lib.getattr("DictionaryType")?)? {
-            let value_type = ty.getattr("value_type")?;
+        if ty.is_instance(&lib.getattr(pyo3::intern!(py, "DictionaryType"))?)? {
+            let value_type = ty.getattr(pyo3::intern!(py, "value_type"))?;
             if dictionary.is_none() {
                 return Ok(Some("a dictionary type without a dictionary".into()));
             }
@@ -674,7 +720,7 @@ impl Guard {
     fn arrow_result(&self, py: Python<'_>, op: &Op<'_>, array: &Bound<'_, PyAny>) -> PyResult<()> {
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item("full", true)?;
-        let problem = match array.getattr("validate") {
+        let problem = match array.getattr(pyo3::intern!(py, "validate")) {
             Ok(validate) => match validate.call((), Some(&kwargs)) {
                 Ok(_) => return Ok(()),
                 Err(e) => e.value(py).str()?.to_string(),
@@ -736,7 +782,7 @@ impl Guard {
                 None => None,
             },
             ArgRule::BuiltinBase => {
-                let builtins = sys_modules(py)?.get_item("builtins")?;
+                let builtins = sys_modules(py)?.get_item(pyo3::intern!(py, "builtins"))?;
                 let mut ok = false;
                 for name in core::BUILTIN_BASES {
                     if builtins.getattr(*name)?.is(arg) {
@@ -890,10 +936,13 @@ impl Guard {
         if let Some((d, n)) = self.numpy.get() {
             return Ok(Some((d.bind(py).clone(), n.bind(py).clone())));
         }
-        let Ok(np) = sys_modules(py)?.get_item("numpy") else {
+        let Ok(np) = sys_modules(py)?.get_item(pyo3::intern!(py, "numpy")) else {
             return Ok(None);
         };
-        let (d, n) = (np.getattr("dtype")?, np.getattr("ndarray")?);
+        let (d, n) = (
+            np.getattr(pyo3::intern!(py, "dtype"))?,
+            np.getattr(pyo3::intern!(py, "ndarray"))?,
+        );
         let _ = self.numpy.set((d.clone().unbind(), n.clone().unbind()));
         Ok(Some((d, n)))
     }
@@ -937,7 +986,10 @@ impl Guard {
             };
             let fields = t.get_item(4)?;
             let flags_ok = if fields.is_none() && sub.is_none() {
-                flags == target.getattr("flags")?.extract::<i64>()?
+                flags
+                    == target
+                        .getattr(pyo3::intern!(py, "flags"))?
+                        .extract::<i64>()?
             } else {
                 // a structured or subarray dtype: the object-related flags must be those of
                 // its parts, and never the pointer / getitem / setitem ones
@@ -962,7 +1014,7 @@ impl Guard {
                 let mut parts = 0i64;
                 for d in &dtypes {
                     if d.is_instance(&dtype_type)? {
-                        parts |= d.getattr("flags")?.extract::<i64>()?;
+                        parts |= d.getattr(pyo3::intern!(py, "flags"))?.extract::<i64>()?;
                     } else {
                         ok = false;
                     }
@@ -974,12 +1026,16 @@ impl Guard {
             }
         } else if is_subtype(target, &ndarray_type) {
             let modules = sys_modules(py)?;
-            let setstate = target.get_type().getattr("__setstate__")?;
-            let plain = setstate.is(&ndarray_type.getattr("__setstate__")?);
+            let setstate = target
+                .get_type()
+                .getattr(pyo3::intern!(py, "__setstate__"))?;
+            let plain = setstate.is(&ndarray_type.getattr(pyo3::intern!(py, "__setstate__"))?);
             // numpy.ma's MaskedArray.__setstate__ takes (1, shape, dtype, fortran, data, mask,
             // fill) and passes the first five on to ndarray's
-            let masked = match modules.get_item("numpy.ma.core") {
-                Ok(ma) => setstate.is(&ma.getattr("MaskedArray")?.getattr("__setstate__")?),
+            let masked = match modules.get_item(pyo3::intern!(py, "numpy.ma.core")) {
+                Ok(ma) => setstate.is(&ma
+                    .getattr(pyo3::intern!(py, "MaskedArray"))?
+                    .getattr(pyo3::intern!(py, "__setstate__"))?),
                 Err(_) => false,
             };
             if !(plain || masked) {
@@ -1004,7 +1060,7 @@ impl Guard {
             }
             let count = shape.iter().try_fold(1i64, |acc, &n| acc.checked_mul(n));
             let data = t.get_item(4)?;
-            if dtype.getattr("hasobject")?.is_truthy()? {
+            if dtype.getattr(pyo3::intern!(py, "hasobject"))?.is_truthy()? {
                 let ok = data
                     .cast::<pyo3::types::PyList>()
                     .is_ok_and(|l| Some(l.len() as i64) == count);
@@ -1116,33 +1172,29 @@ impl Guard {
                     return Ok(());
                 };
                 let (m, n) = (String::from_utf8_lossy(m), String::from_utf8_lossy(n));
-                let (access, sp) = self.global(py, op, &m, &n, proto, fix_imports)?;
+                let (access, sp, dotted) = self.global(py, op, &m, &n, proto, fix_imports)?;
                 if op.opcode == INST {
                     let mark = marks.last().copied().unwrap_or(0).min(stack.len());
                     let args = PyTuple::new(py, &stack[mark..])?;
                     self.call_depth(py, op, Some(args.as_any()))?;
-                    self.call_checked(
-                        py,
-                        op,
-                        access,
-                        sp,
-                        &format!("{m}:{n}"),
-                        Some(args.as_any()),
-                    )?;
+                    self.call_checked(py, op, access, sp, &dotted, Some(args.as_any()))?;
                 }
                 if op.opcode == GLOBAL {
-                    self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}").into()));
+                    self.state.borrow_mut().pending = Some((access, sp, dotted));
                 }
             }
             STACK_GLOBAL => {
                 let (Some(m), Some(n)) = (at(2), at(1)) else {
                     return Ok(());
                 };
-                let (Ok(m), Ok(n)) = (m.extract::<String>(), n.extract::<String>()) else {
+                let (Ok(m), Ok(n)) = (m.cast::<PyString>(), n.cast::<PyString>()) else {
                     return Ok(()); // the machine raises "STACK_GLOBAL requires str"
                 };
-                let (access, sp) = self.global(py, op, &m, &n, proto, fix_imports)?;
-                self.state.borrow_mut().pending = Some((access, sp, format!("{m}:{n}").into()));
+                let (Ok(m), Ok(n)) = (m.to_cow(), n.to_cow()) else {
+                    return Ok(()); // not encodable: the machine raises its error
+                };
+                let (access, sp, dotted) = self.global(py, op, &m, &n, proto, fix_imports)?;
+                self.state.borrow_mut().pending = Some((access, sp, dotted));
             }
             REDUCE | NEWOBJ => {
                 if let (Some(callee), Some(args)) = (at(2), at(1)) {

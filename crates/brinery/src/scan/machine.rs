@@ -182,7 +182,7 @@ pub(crate) struct Machine<'a, 'r> {
     /// entry instead of another copy (red-team F9: memo GETs of one long name, referenced
     /// thousands of times).
     /// Keyed by [`name_key`] of the raw names; a hit is checked against the entry's names.
-    interned: HashMap<u64, u32>,
+    interned: HashMap<u64, u32, std::hash::BuildHasherDefault<super::policy::KeyHasher>>,
     calls: Vec<CallInfo<'a>>,
     proto: u8,
     seen_proto: bool,
@@ -225,7 +225,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             tuples: Vec::with_capacity(64),
             dicts: Vec::new(),
             globals: Vec::with_capacity(16),
-            interned: HashMap::new(),
+            interned: HashMap::default(),
             calls: Vec::with_capacity(16),
             proto: 0,
             seen_proto: false,
@@ -1229,10 +1229,27 @@ impl<'a, 'r> Machine<'a, 'r> {
                 return Sym::Global(gid);
             }
         }
-        let (module, name) = match (self.proto < 3)
+        let mapped = (self.proto < 3)
             .then(|| crate::encode::python3_name(module, name))
-            .flatten()
-        {
+            .flatten();
+        if mapped.is_none() {
+            // A name the policy lets through as written: its verdict is cached with the policy.
+            if let Some(r) = self.policy.resolve(module, name) {
+                self.push_global_ref(op, module, name);
+                let sym = self.push_global(
+                    module.to_owned(),
+                    name.to_owned(),
+                    Some(r.access),
+                    false,
+                    r.special,
+                );
+                if let Sym::Global(gid) = sym {
+                    self.interned.insert(key, gid);
+                }
+                return sym;
+            }
+        }
+        let (module, name) = match mapped {
             Some((m, n)) => (m.to_owned(), n.unwrap_or(name).to_owned()),
             None => (module.to_owned(), name.to_owned()),
         };

@@ -8,7 +8,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::OnceLock;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::machine::Special;
 
 /// How a global may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -241,6 +244,88 @@ pub fn split_global_name(dotted: &str) -> Result<(String, String), PolicyError> 
 pub struct Policy {
     profiles: Vec<Profile>,
     extra: HashMap<(String, String), Access>,
+    /// The globals [`Policy::resolve`] let through (a pure function of the policy and the names).
+    resolved: ResolveCache,
+}
+
+/// A global that a policy lets through, with everything a scan or a safe load decides from its
+/// names alone (see [`Policy::resolve`]).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// How it may be used.
+    pub access: Access,
+    /// `module:qualname`, shared by every load that resolves it.
+    pub dotted: Arc<str>,
+    /// Whether it is an unpickle helper whose arguments have rules ([`super::helper_arguments`]).
+    pub has_argument_rules: bool,
+    /// Its special role in the scan.
+    pub(crate) special: Special,
+}
+
+/// How many globals a policy's [`Policy::resolve`] cache keeps (made-up names cannot grow it
+/// beyond this).
+const RESOLVED_CACHED: usize = 4096;
+
+type ResolvedMap = HashMap<u64, Vec<(Box<str>, Box<str>, Resolved)>, BuildHasherDefault<KeyHasher>>;
+
+/// The cache of [`Policy::resolve`]: part of a policy's value only as a memo of its verdicts, so
+/// it compares equal always, and a clone starts empty.
+#[derive(Default)]
+struct ResolveCache(Mutex<ResolvedMap>);
+
+impl Clone for ResolveCache {
+    fn clone(&self) -> Self {
+        ResolveCache::default()
+    }
+}
+
+impl PartialEq for ResolveCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ResolveCache {}
+
+impl fmt::Debug for ResolveCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResolveCache")
+    }
+}
+
+/// A hasher for keys that already are hashes (FNV-1a of names): the key itself.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// FNV-1a over both names, a separator between them.
+pub(crate) fn names_key(module: &str, qualname: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in module
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(qualname.as_bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 impl Default for Policy {
@@ -249,6 +334,7 @@ impl Default for Policy {
         Policy {
             profiles: Profile::ALL.to_vec(),
             extra: HashMap::new(),
+            resolved: ResolveCache::default(),
         }
     }
 }
@@ -266,6 +352,7 @@ impl Policy {
         Policy {
             profiles: Vec::new(),
             extra: HashMap::new(),
+            resolved: ResolveCache::default(),
         }
     }
 
@@ -306,6 +393,57 @@ impl Policy {
             }
         }
         best
+    }
+
+    /// `module.qualname` as written in a pickle, when this policy lets it through with no
+    /// finding: its name within [`super::MAX_NAME_LEN`] and [`super::MAX_NAME_PARTS`], not on
+    /// the deny-list, listed, and every step of its attribute chain listed too. `None` for
+    /// anything else, and for `builtins.getattr` (whose use is checked where it is called):
+    /// the caller then takes its own full path, which names the finding. The names are
+    /// resolved as written (a caller applies the Python 2 name mapping first, or takes its
+    /// full path for names that have one). The verdicts are a pure function of the policy and
+    /// the names, and are cached with the policy (up to 4096 names).
+    pub fn resolve(&self, module: &str, qualname: &str) -> Option<Resolved> {
+        let key = names_key(module, qualname);
+        if let Ok(map) = self.resolved.0.lock() {
+            if let Some(entries) = map.get(&key) {
+                for (m, n, r) in entries {
+                    if **m == *module && **n == *qualname {
+                        return Some(r.clone());
+                    }
+                }
+            }
+        }
+        let special = super::calls::special(module, qualname);
+        if special == Special::Getattr
+            || super::name_out_of_bounds(module, qualname).is_some()
+            || super::deny::denied(module, qualname).is_some()
+        {
+            return None;
+        }
+        let access = self.lookup(module, qualname)?;
+        let unlisted = qualname
+            .match_indices('.')
+            .any(|(i, _)| self.lookup(module, &qualname[..i]).is_none());
+        if unlisted {
+            return None;
+        }
+        let resolved = Resolved {
+            access,
+            dotted: format!("{module}:{qualname}").into(),
+            has_argument_rules: !super::helper_arguments(module, qualname).is_empty(),
+            special,
+        };
+        if let Ok(mut map) = self.resolved.0.lock() {
+            if map.len() < RESOLVED_CACHED {
+                map.entry(key).or_default().push((
+                    module.into(),
+                    qualname.into(),
+                    resolved.clone(),
+                ));
+            }
+        }
+        Some(resolved)
     }
 
     /// How `module.qualname` may be used, after the deny-list: `None` when it is denied or not
@@ -383,7 +521,8 @@ impl PolicyBuilder {
     }
 
     /// Finish.
-    pub fn build(self) -> Policy {
+    pub fn build(mut self) -> Policy {
+        self.policy.resolved = ResolveCache::default();
         self.policy
     }
 }
@@ -391,6 +530,40 @@ impl PolicyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_lets_through_only_what_the_scan_would_and_caches_per_policy() {
+        let p = Policy::default();
+        for _ in 0..2 {
+            // the second round answers from the cache: the same verdicts
+            let r = p.resolve("collections", "OrderedDict").expect("listed");
+            assert_eq!(r.access, Access::Call);
+            assert_eq!(&*r.dotted, "collections:OrderedDict");
+            assert!(p.resolve("posix", "system").is_none(), "denied");
+            assert!(p.resolve("builtins", "eval").is_none(), "denied");
+            assert!(
+                p.resolve("builtins", "getattr").is_none(),
+                "checked where used"
+            );
+            assert!(p.resolve("argparse", "Namespace").is_none(), "not listed");
+            assert!(p.resolve("collections", "OrderedDict.fromkeys").is_none());
+            let long = "a".repeat(crate::scan::MAX_NAME_LEN + 1);
+            assert!(p.resolve(&long, "x").is_none(), "out of bounds");
+        }
+        // a verdict cached for one policy is never another policy's
+        let allowing = Policy::builder()
+            .all_profiles()
+            .allow_call("argparse", "Namespace")
+            .build();
+        assert!(allowing.resolve("argparse", "Namespace").is_some());
+        assert!(p.resolve("argparse", "Namespace").is_none());
+        let narrow = Policy::builder().profile(Profile::StdlibData).build();
+        assert!(p.resolve("numpy", "dtype").is_some());
+        assert!(narrow.resolve("numpy", "dtype").is_none());
+        // a clone starts with an empty cache and the same verdicts
+        assert!(allowing.clone().resolve("argparse", "Namespace").is_some());
+        assert_eq!(allowing.clone(), allowing);
+    }
 
     #[test]
     fn every_line_of_every_embedded_profile_parses() {

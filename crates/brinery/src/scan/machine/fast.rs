@@ -81,8 +81,13 @@ impl Machine<'_, '_> {
         {
             return false;
         }
-        self.memo.resize(idx as usize + 1, None);
-        self.memo[idx as usize] = Some(value);
+        if idx as usize == self.memo.len() {
+            // the common case: the next index (MEMOIZE, or PUTs in order)
+            self.memo.push(Some(value));
+        } else {
+            self.memo.resize(idx as usize + 1, None);
+            self.memo[idx as usize] = Some(value);
+        }
         self.memo_count += 1;
         true
     }
