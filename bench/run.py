@@ -30,7 +30,10 @@ with the ratios against the stdlib pickle and the pass/fail of each target of is
 brinery is slower than the stdlib anywhere, and writes JSON, Markdown and a PNG chart (default
 bench/results/, or target/bench-quick/ for --quick). It never fails on timing.
 
-The contenders (bench/requirements.txt) are installed into .venv on first use.
+The contenders (bench/requirements.txt) are installed on first use into target/bench-site, a
+directory of their own that only the benchmark puts on its path (last, so the project's numpy and
+pandas stay the venv's): installing pyarrow into .venv would change how pandas stores strings for
+the whole test suite.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENV = ROOT / ".venv"
 VENV_PY = VENV / "bin" / "python"
+# The contenders' own directory (see the module docs), appended to sys.path by every process.
+BENCH_SITE = ROOT / "target" / "bench-site"
 DEBIAN_PY = Path("/usr/bin/python3.11")
 
 MICRO_NAMES = ["pickle", "pickle_dict", "pickle_list", "unpickle", "unpickle_list"]
@@ -191,6 +196,7 @@ def main(argv=None):
         ensure_venv()
         os.execv(str(VENV_PY), [str(VENV_PY), str(Path(__file__).resolve()), *sys.argv[1:]])
     ensure_bench_requirements()
+    sys.path.append(str(BENCH_SITE))
 
     cfg = dict(QUICK if args.quick else FULL)
     for key in (
@@ -360,14 +366,17 @@ def ensure_venv():
 
 def ensure_bench_requirements():
     mods = ["cloudpickle", "joblib", "orjson", "msgspec", "pyarrow", "matplotlib"]
-    missing = [
-        m
-        for m in mods
-        if subprocess.run([sys.executable, "-c", f"import {m}"], capture_output=True).returncode != 0
-    ]
+
+    def importable(m):
+        code = f"import sys; sys.path.append({str(BENCH_SITE)!r}); import {m}"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+    missing = [m for m in mods if not importable(m)]
     if missing:
         print(
-            f"==> installing the benchmark's packages into .venv ({', '.join(missing)} missing)", flush=True
+            f"==> installing the benchmark's packages into {BENCH_SITE.relative_to(ROOT)}"
+            f" ({', '.join(missing)} missing)",
+            flush=True,
         )
         r = subprocess.run(
             [
@@ -377,6 +386,9 @@ def ensure_bench_requirements():
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
+                "--upgrade",
+                "--target",
+                str(BENCH_SITE),
                 "-r",
                 str(HERE / "requirements.txt"),
             ]
@@ -405,7 +417,7 @@ def run_interpreter(label, exe, env, cfg, tmpdir):
         return run
     # Which packages load under this interpreter (the same cp311 builds serve both).
     probe = (
-        "import importlib, json, sys\nout = {}\n"
+        f"import importlib, json, sys\nsys.path.append({str(BENCH_SITE)!r})\nout = {{}}\n"
         "for m in ['brinery', 'numpy', 'pandas', 'sklearn', 'cloudpickle', 'joblib', 'orjson', 'msgspec',"
         " 'pyarrow']:\n"
         "    try:\n        mod = importlib.import_module(m)\n"
@@ -654,6 +666,7 @@ def evict(path):
 
 def worker(cfg):
     sys.path.insert(0, str(HERE))
+    sys.path.append(str(BENCH_SITE))
     import workloads as W
 
     if cfg.get("clock") == "cpu":
