@@ -127,8 +127,8 @@ def test_module_class_changed(probe):
     assert_same(cls)
 
 
-def test_import_hook_is_called_as_by_the_stdlib(probe, monkeypatch):
-    assert_same(probe.A)
+def record_imports(monkeypatch):
+    """Replace `builtins.__import__` by a wrapper; returns the list of module names it is asked for."""
     calls = []
     real_import = builtins.__import__
 
@@ -137,6 +137,12 @@ def test_import_hook_is_called_as_by_the_stdlib(probe, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", recording_import)
+    return calls
+
+
+def test_import_hook_is_called_as_by_the_stdlib(probe, monkeypatch):
+    assert_same(probe.A)
+    calls = record_imports(monkeypatch)
     pickle.dumps(probe.A, 4)
     stdlib_calls, calls[:] = list(calls), []
     brinery.dumps(probe.A, 4)
@@ -359,14 +365,7 @@ def test_find_class_module_getattr_and_descriptors(probe):
 
 
 def test_find_class_import_hook_is_called_as_by_the_stdlib(probe, monkeypatch):
-    calls = []
-    real_import = builtins.__import__
-
-    def recording_import(name, *args, **kwargs):
-        calls.append(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", recording_import)
+    calls = record_imports(monkeypatch)
     for data in references("A"):
         calls.clear()
         pickle.loads(data)

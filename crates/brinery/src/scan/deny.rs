@@ -445,7 +445,7 @@ pub fn denied(module: &str, qualname: &str) -> Option<&'static str> {
     // The verdict is a pure function of the names, and the same few names come back at every
     // scan and load of a kind of pickle: a small cache keyed by a hash of both names (an entry
     // is checked against its names, so a collision costs only the check itself).
-    let key = cache_key(module, qualname);
+    let key = super::policy::names_key(module, qualname);
     let cache = VERDICTS.get_or_init(|| Mutex::new(HashMap::new()));
     if let Ok(map) = cache.lock() {
         if let Some((m, n, why)) = map.get(&key) {
@@ -469,20 +469,6 @@ const VERDICTS_CACHED: usize = 4096;
 type Verdicts = Mutex<HashMap<u64, (Box<str>, Box<str>, Option<&'static str>)>>;
 
 static VERDICTS: OnceLock<Verdicts> = OnceLock::new();
-
-/// FNV-1a over both names, a separator between them.
-fn cache_key(module: &str, qualname: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in module
-        .as_bytes()
-        .iter()
-        .chain(&[0xff])
-        .chain(qualname.as_bytes())
-    {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
 
 fn denied_uncached(module: &str, qualname: &str) -> Option<&'static str> {
     if let Some(why) = check(module, qualname) {

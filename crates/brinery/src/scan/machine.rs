@@ -60,21 +60,6 @@ fn long_le_i64(b: &[u8]) -> Option<i64> {
     ((v < 0) == negative).then_some(v)
 }
 
-/// The key of a global's raw (module, name) in the machine's intern table: FNV-1a over both
-/// names (a hit is checked against the entry's names, so a collision only costs a lookup).
-fn name_key(module: &str, name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in module
-        .as_bytes()
-        .iter()
-        .chain(&[0xff])
-        .chain(name.as_bytes())
-    {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// A symbolic stack value.
 ///
 /// A word-sized tag and one word of payload: with a byte tag and payload bytes right after it,
@@ -1221,7 +1206,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.structural(Rule::Malformed, op, &why);
             return Sym::Unknown;
         }
-        let key = name_key(module, name);
+        let key = super::policy::names_key(module, name);
         if let Some(&gid) = self.interned.get(&key) {
             let g = &self.globals[gid as usize];
             if g.module == module && g.name == name {

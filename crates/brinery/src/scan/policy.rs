@@ -314,7 +314,9 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// FNV-1a over both names, a separator between them.
+/// FNV-1a over both names, a separator between them: the key of a (module, name) pair in the
+/// scan's tables (the machine's interned globals, the policy's and the deny-list's verdict
+/// caches). A hit is always checked against the entry's names, so a collision only costs a lookup.
 pub(crate) fn names_key(module: &str, qualname: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in module
