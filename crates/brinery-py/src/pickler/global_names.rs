@@ -109,6 +109,19 @@ pub(crate) fn remember(
     name: &Bound<'_, PyAny>,
 ) {
     let py = obj.py();
+    // The shape first: a class outside it is never cached, so it never pays for a tag probe.
+    let (Ok(module_name), Ok(name)) = (
+        module_name.cast_exact::<PyString>(),
+        name.cast_exact::<PyString>(),
+    ) else {
+        return;
+    };
+    // SAFETY: reading the type pointer of a live object.
+    let exact_module =
+        unsafe { ffi::Py_TYPE(module.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyModule_Type) };
+    if !imports::is_plain_name(name) || !exact_module {
+        return;
+    }
     let tag = class_tag(obj).or_else(|| {
         // Reading `__qualname__` and `__module__` (data descriptors of `type`) does not give a
         // class a version tag; a failed lookup through the class's own MRO does, and runs no
@@ -123,18 +136,6 @@ pub(crate) fn remember(
     let Some((tp, tag)) = tag else {
         return;
     };
-    let (Ok(module_name), Ok(name)) = (
-        module_name.cast_exact::<PyString>(),
-        name.cast_exact::<PyString>(),
-    ) else {
-        return;
-    };
-    // SAFETY: reading the type pointer of a live object.
-    let exact_module =
-        unsafe { ffi::Py_TYPE(module.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyModule_Type) };
-    if !imports::is_plain_name(name) || !exact_module {
-        return;
-    }
     CACHE.with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             return;
