@@ -113,3 +113,42 @@ def test_missing_memo_entry_still_an_error():
         brinery.loads(stream)
     with pytest.raises(pickle.UnpicklingError, match="Memo value not found at index 5"):
         pickle.loads(stream)
+
+
+def test_memoize_after_each_common_opcode_keeps_its_index():
+    # The filter steps over SHORT_BINUNICODE, SHORT_BINBYTES, BINUNICODE, BINFLOAT, BININT,
+    # BININT2 and BININT1 together with the MEMOIZE that follows. Each index must still count
+    # (the fetches at the end find the same objects), and the filter must have understood the
+    # whole stream: the Note made after them is freed during the load, which only a filtered
+    # load does.
+    import struct
+
+    items = [
+        b"\x8c\x03abc",
+        b"C\x02hi",
+        big_str_op(70_000),
+        b"G" + struct.pack(">d", 1.5),
+        b"J" + (-7).to_bytes(4, "little", signed=True),
+        b"M" + (515).to_bytes(2, "little"),
+        b"K\x09",
+    ]
+    body = b"".join(op + b"\x94a" for op in items)
+    fetch = b"(" + b"".join(b"h" + bytes([i]) for i in range(1, len(items) + 1)) + b"t"
+
+    def text(s):
+        return b"\x8c" + bytes([len(s)]) + s.encode() + b"\x94"
+
+    def global_(name):
+        return text(__name__) + text(name) + b"\x93\x94"
+
+    note_call = global_("note") + global_("Token") + b")\x81\x94\x85\x94R\x94"
+    check_call = global_("check") + b")R\x94"
+    stream = b"\x80\x04]\x94" + body + fetch + note_call + check_call + b"\x86\x87."
+    SEEN.clear()
+    expected = pickle.loads(stream)
+    assert expected[2] == ("noted", [False])
+    SEEN.clear()
+    out = brinery.loads(stream)
+    assert out[:2] == expected[:2]
+    assert all(a is b for a, b in zip(out[0][:3], out[1][:3], strict=True))
+    assert out[2] == ("noted", [True])

@@ -202,6 +202,13 @@ pub(crate) fn fetch_filter(data: &[u8]) -> Option<Vec<u64>> {
     const LONG_BINPUT: u8 = Opcode::LONG_BINPUT.byte();
     const MEMOIZE: u8 = Opcode::MEMOIZE.byte();
     const STOP: u8 = Opcode::STOP.byte();
+    const SHORT_BINUNICODE: u8 = Opcode::SHORT_BINUNICODE.byte();
+    const SHORT_BINBYTES: u8 = Opcode::SHORT_BINBYTES.byte();
+    const BINUNICODE: u8 = Opcode::BINUNICODE.byte();
+    const BINFLOAT: u8 = Opcode::BINFLOAT.byte();
+    const BININT: u8 = Opcode::BININT.byte();
+    const BININT1: u8 = Opcode::BININT1.byte();
+    const BININT2: u8 = Opcode::BININT2.byte();
 
     let mut bits: Vec<u64> = Vec::new();
     let mut mark = |i: usize| -> Option<()> {
@@ -220,6 +227,31 @@ pub(crate) fn fetch_filter(data: &[u8]) -> Option<Vec<u64>> {
     loop {
         let &byte = data.get(p)?;
         p += 1;
+        // The opcodes that make up most of a data-heavy pickle (a column of strings, a list of
+        // floats) take arms whose argument size is a constant: with the opcode predicted, the
+        // next position depends only on the length bytes, not on a second table dispatch. A
+        // `MEMOIZE` right after one is stepped over here too, not by another trip round the
+        // loop (a million strings are two million opcodes).
+        let fixed = match byte {
+            SHORT_BINUNICODE | SHORT_BINBYTES => Some(1 + *data.get(p)? as usize),
+            BINUNICODE => {
+                let raw = data.get(p..p + 4)?;
+                Some(4 + u32::from_le_bytes(raw.try_into().ok()?) as usize)
+            }
+            BINFLOAT => Some(8),
+            BININT => Some(4),
+            BININT2 => Some(2),
+            BININT1 => Some(1),
+            _ => None,
+        };
+        if let Some(len) = fixed {
+            p = p.checked_add(len).filter(|&e| e <= n)?;
+            if data.get(p) == Some(&MEMOIZE) {
+                memoizes = true;
+                p += 1;
+            }
+            continue;
+        }
         match byte {
             MEMOIZE => memoizes = true,
             BINGET => {
