@@ -106,3 +106,49 @@ def test_small_ints_are_the_interpreters_own():
         assert got == values
         assert all(a is b for a, b in zip(got, pickle.loads(data), strict=True))
         assert got[200] is int("200")
+
+
+def test_each_load_starts_with_an_empty_memo():
+    # Loads reuse their memo's and marks' storage between calls: nothing of a previous load,
+    # failed half-way or not, may be found by the next one.
+    truncated = b"\x80\x04(\x8c\x06secret\x94(\x8c\x01x\x94"
+    with pytest.raises(EOFError):
+        pickle.loads(truncated)
+    with pytest.raises(EOFError):
+        brinery.loads(truncated)
+    with pytest.raises(pickle.UnpicklingError, match="Memo value not found at index 0"):
+        brinery.loads(b"\x80\x04h\x00.")
+    brinery.loads(pickle.dumps(["kept", "kept"], 5))
+    with pytest.raises(pickle.UnpicklingError, match="Memo value not found at index 1"):
+        brinery.loads(b"\x80\x04]\x94h\x01.")
+    # A MARK left open by a failed load does not close a list in the next one.
+    with pytest.raises(EOFError):
+        brinery.loads(b"\x80\x04((((")
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(b"\x80\x04K\x01e.")
+    with pytest.raises(pickle.UnpicklingError):
+        brinery.loads(b"\x80\x04K\x01e.")
+    assert brinery.loads(b"\x80\x04](K\x01K\x02e.") == [1, 2]
+
+
+class Reloader:
+    """Its state is a pickle, loaded (with a memo of its own) while the outer load runs."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __reduce__(self):
+        return (Reloader, (None,), pickle.dumps(self.inner, 5))
+
+    def __setstate__(self, state):
+        self.inner = brinery.loads(state)
+
+
+def test_nested_loads_keep_their_own_memos():
+    shared = ["shared"]
+    inner = {"a": ["x"] * 3, "b": (1, 2)}
+    outer = [shared, Reloader(inner), shared, [Reloader(inner), shared]]
+    out = brinery.loads(pickle.dumps(outer, 5))
+    assert out[0] is out[2] is out[3][1]
+    assert out[1].inner == inner == out[3][0].inner
+    assert out[1].inner["a"][0] is out[1].inner["a"][2]

@@ -87,6 +87,9 @@ struct Machine<'py, 'c, 'm> {
     /// The bitmap of fetched memo indices of a large in-memory load with its own memo, when the
     /// configuration has none ([`super::memo::fetch_filter`]).
     own_filter: Option<Vec<u64>>,
+    /// Stores go to `own_memo` unfiltered (no shared memo, no filter of either kind), so the
+    /// fast loop may store `MEMOIZE`'s value directly ([`Memo::push_next`]).
+    plain_memo: bool,
 }
 
 /// In-memory inputs from this size up get a memo filter of their own (one pass over the
@@ -96,7 +99,56 @@ const OWN_FILTER_MIN: usize = 64 << 10;
 impl Drop for Machine<'_, '_, '_> {
     fn drop(&mut self) {
         self.own_memo.release(self.py);
+        // Hand the (now empty) vectors back for the thread's next load.
+        let mut marks = std::mem::take(&mut self.marks);
+        marks.clear();
+        let dense = self.own_memo.take_dense();
+        SPARE.with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                spare.put(marks, dense);
+            }
+        });
     }
+}
+
+/// The empty vectors of the thread's last load (its memo slots and its MARK positions), reused
+/// by the next one: a small load otherwise spends a tenth of its instructions allocating and
+/// growing them (the memo goes 64, 128, 256 slots for a dict of 100 entries). A load started
+/// while another runs on the thread (from `find_class`, `persistent_load`, a `__setstate__`)
+/// finds the spares taken and allocates its own.
+#[derive(Default)]
+struct Spare {
+    marks: Vec<usize>,
+    dense: Vec<Option<Py<PyAny>>>,
+}
+
+impl Spare {
+    /// Memo slots kept between loads at most (32 KiB); a bigger vector is freed, so that one huge
+    /// load does not pin its memory for the life of the thread.
+    const MAX_DENSE: usize = 4096;
+    /// MARK positions kept between loads at most.
+    const MAX_MARKS: usize = 1024;
+
+    fn take(&mut self) -> (Vec<usize>, Vec<Option<Py<PyAny>>>) {
+        (
+            std::mem::take(&mut self.marks),
+            std::mem::take(&mut self.dense),
+        )
+    }
+
+    fn put(&mut self, marks: Vec<usize>, dense: Vec<Option<Py<PyAny>>>) {
+        debug_assert!(marks.is_empty() && dense.is_empty());
+        if marks.capacity() <= Self::MAX_MARKS && marks.capacity() > self.marks.capacity() {
+            self.marks = marks;
+        }
+        if dense.capacity() <= Self::MAX_DENSE && dense.capacity() > self.dense.capacity() {
+            self.dense = dense;
+        }
+    }
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::default();
 }
 
 /// Pauses the cyclic garbage collector for one load and restores it exactly as found, also on
@@ -144,14 +196,21 @@ pub(crate) fn load<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let _gc = GcPause::new(py);
     super::strcache::new_load(py);
+    let (marks, dense) = SPARE.with(|spare| match spare.try_borrow_mut() {
+        Ok(mut spare) => spare.take(),
+        Err(_) => Default::default(),
+    });
     let mut m = Machine {
         py,
         cfg,
-        stack: Vec::with_capacity(32),
-        marks: Vec::new(),
+        // 1 KiB: most pickles never grow it (the stack holds a container's items between a
+        // MARK and the APPENDS/SETITEMS that consume them, up to 2,000 for a batch of pairs).
+        stack: Vec::with_capacity(128),
+        marks,
         proto: 0,
-        own_memo: Memo::default(),
+        own_memo: Memo::with_dense(dense),
         own_filter: None,
+        plain_memo: false,
     };
     if cfg.memo.is_none() && cfg.memo_filter.is_none() {
         if let Input::Memory(mem) = &mut *input {
@@ -161,6 +220,7 @@ pub(crate) fn load<'py>(
             }
         }
     }
+    m.plain_memo = cfg.memo.is_none() && cfg.memo_filter.is_none() && m.own_filter.is_none();
     m.set_proto(0);
     loop {
         // The common operations run in the fast loop, straight from the bytes at hand; it

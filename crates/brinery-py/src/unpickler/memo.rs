@@ -57,6 +57,22 @@ impl Memo {
         self.put_outside(idx, value)
     }
 
+    /// `MEMOIZE`'s store when its slot (index [`Memo::len`]) is a free dense one, as it is in
+    /// every stream that does not also use explicit `PUT`s; otherwise `value` comes back for
+    /// [`Memo::put`].
+    #[inline(always)]
+    pub(crate) fn push_next(&mut self, value: Py<PyAny>) -> Result<(), Py<PyAny>> {
+        match self.dense.get_mut(self.len) {
+            Some(slot @ None) => {
+                *slot = Some(value);
+                self.len += 1;
+                self.held += 1;
+                Ok(())
+            }
+            _ => Err(value),
+        }
+    }
+
     /// `put` beyond the dense range: grow it (geometrically, from a first block big enough for
     /// small pickles) or, for a far-away index, store it in the sparse map.
     #[inline(never)]
@@ -105,6 +121,23 @@ impl Memo {
         }
         self.len = 0;
         self.held = 0;
+    }
+
+    /// An empty memo whose dense slots reuse `dense`'s allocation (which must be empty).
+    pub(crate) fn with_dense(dense: Vec<Option<Py<PyAny>>>) -> Memo {
+        debug_assert!(dense.is_empty());
+        Memo {
+            dense,
+            ..Memo::default()
+        }
+    }
+
+    /// The dense slots' vector, emptied (its allocation kept), for [`Memo::with_dense`]. Call
+    /// after [`Memo::release`].
+    pub(crate) fn take_dense(&mut self) -> Vec<Option<Py<PyAny>>> {
+        let mut dense = std::mem::take(&mut self.dense);
+        dense.clear();
+        dense
     }
 
     /// Take everything out (for `clear`), leaving an empty memo.

@@ -416,6 +416,17 @@ impl<'py> Machine<'py, '_, '_> {
                         }
                     }
                 }
+                MEMOIZE if self.plain_memo => {
+                    // The common case: a memo of the load's own, no filter, a free next slot.
+                    if self.stack.is_empty() || self.stack.len() <= self.fence() {
+                        return Ok(false);
+                    }
+                    *pos = a;
+                    let value = self.stack[self.stack.len() - 1].clone().unbind();
+                    if let Err(value) = self.own_memo.push_next(value) {
+                        self.memo_store(None, value);
+                    }
+                }
                 MEMOIZE | BINPUT | LONG_BINPUT => {
                     need!(match byte {
                         MEMOIZE => 0,
