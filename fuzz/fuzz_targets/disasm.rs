@@ -1,4 +1,5 @@
-//! The pickletools-compatible disassembler: never panics, output proportional to the input.
+//! The pickletools-compatible disassembler: never panics, output proportional to the input
+//! (each line indented by at most `indentlevel * max_marks` blanks).
 #![no_main]
 
 use brinery::disasm::{disassemble, Options};
@@ -10,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
         Options {
             annotate: 30,
             indentlevel: 2,
+            max_marks: 50,
         },
     ] {
         let mut out = Vec::new();
@@ -20,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(offset <= data.len() as u64);
             }
         }
-        assert!(out.len() <= 256 * data.len() + 4096);
+        let widest_indent = options.indentlevel * options.max_marks;
+        assert!(out.len() <= (256 + widest_indent) * data.len() + 4096);
     }
 });

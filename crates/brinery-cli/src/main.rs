@@ -47,6 +47,11 @@ struct DisArgs {
     /// Spaces of indentation per MARK level (pickletools' `-l`).
     #[arg(short = 'l', long, default_value_t = 4, value_name = "N")]
     indentlevel: usize,
+    /// Stop with an error at a MARK nested deeper than N (each line is indented by its MARK
+    /// depth, so hostile nesting would otherwise print gigabytes of blanks; pickletools has no
+    /// bound).
+    #[arg(long, default_value_t = brinery::disasm::Options::DEFAULT_MAX_MARKS, value_name = "N")]
+    max_marks: usize,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +125,7 @@ fn dis(args: &DisArgs) -> Result<()> {
     let options = brinery::disasm::Options {
         annotate: if args.annotate { 30 } else { 0 },
         indentlevel: args.indentlevel,
+        max_marks: args.max_marks,
     };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

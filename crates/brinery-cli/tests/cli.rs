@@ -101,6 +101,28 @@ fn dis_shows_what_it_could_before_an_error() {
 }
 
 #[test]
+fn dis_stops_at_hostile_mark_nesting() {
+    // 200 KB of MARKs: pickletools would print 80 GB of indentation. brinery prints the first
+    // 1,000 levels, then says where it stopped and how to go further.
+    let mut data = b"\x80\x02".to_vec();
+    data.extend(std::iter::repeat_n(b'(', 200_000));
+    data.push(b'.');
+    let out = run(&["dis", "-"], &data);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout).lines().count(), 1001);
+    assert_eq!(
+        text(&out.stderr),
+        "error: cannot disassemble standard input\n  cause: open MARK limit of 1000 exceeded at byte 1002 (MARK)\n"
+    );
+    // A user who trusts the input can raise the bound.
+    let nested = [&b"\x80\x02"[..], &[b'('; 1500], &[b't'; 1500], b"."].concat();
+    assert_eq!(run(&["dis", "-"], &nested).status.code(), Some(2));
+    let out = run(&["dis", "--max-marks", "1500", "-"], &nested);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).ends_with("highest protocol among opcodes = 2\n"));
+}
+
+#[test]
 fn garbage_input_is_an_error_not_a_crash() {
     for input in [
         &b""[..],

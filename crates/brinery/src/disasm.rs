@@ -58,6 +58,17 @@ pub struct Options {
     pub annotate: usize,
     /// How many blanks each MARK level indents by. `pickletools` defaults to 4.
     pub indentlevel: usize,
+    /// How many MARKs may be open at once ([`Options::DEFAULT_MAX_MARKS`] by default). Each
+    /// line is indented by its MARK depth, so without a bound the text grows with the square
+    /// of the input: 200 KB of `MARK` opcodes is 80 GB of blanks (`pickletools` writes them
+    /// all). A MARK beyond the bound is an error, after the lines before it are written.
+    pub max_marks: usize,
+}
+
+impl Options {
+    /// The default bound on open MARKs: CPython's pickler nests one level per recursive call,
+    /// so a pickle it makes under the default recursion limit (1,000) never comes close.
+    pub const DEFAULT_MAX_MARKS: usize = 1_000;
 }
 
 impl Default for Options {
@@ -65,6 +76,7 @@ impl Default for Options {
         Options {
             annotate: 0,
             indentlevel: 4,
+            max_marks: Options::DEFAULT_MAX_MARKS,
         }
     }
 }
@@ -125,6 +137,12 @@ fn run<W: Write>(data: &[u8], out: &mut W, buf: &mut Vec<u8>, options: &Options)
         let fail = |kind: ErrorKind| Error::at(kind, op.offset as u64, Some(op.opcode));
         let arg = parse_arg(&op).map_err(|msg| fail(ErrorKind::BadArgument(msg)))?;
 
+        if op.opcode == Opcode::MARK && m.markstack.len() >= options.max_marks {
+            return Err(fail(ErrorKind::LimitExceeded {
+                what: "open MARK",
+                limit: options.max_marks as u64,
+            }));
+        }
         // `print("%5d:" % pos, end=' ')` happens before anything below can raise.
         let _ = write!(line_prefix(buf), "{:5}: ", op.offset);
         line.clear();
@@ -898,6 +916,7 @@ mod tests {
         let options = Options {
             annotate: 30,
             indentlevel: 4,
+            ..Options::default()
         };
         let (text, err) = dis(data, &options);
         assert_eq!(err, None);
@@ -930,6 +949,7 @@ highest protocol among opcodes = 0
         let options = Options {
             annotate: 0,
             indentlevel: 2,
+            ..Options::default()
         };
         let (text, err) = dis(data, &options);
         assert_eq!(err, None);
@@ -1100,6 +1120,40 @@ highest protocol among opcodes = 0
     }
 
     #[test]
+    fn mark_depth_is_bounded() {
+        // 200 KB of MARKs would be 80 GB of indentation; the bound stops it with the lines
+        // before it written, naming the offending MARK's offset.
+        let mut data = b"\x80\x02".to_vec();
+        data.extend(std::iter::repeat_n(b'(', 200_000));
+        data.push(b'.');
+        let (text, err) = dis(&data, &Options::default());
+        assert_eq!(
+            err.as_deref(),
+            Some("open MARK limit of 1000 exceeded at byte 1002 (MARK)")
+        );
+        assert_eq!(text.lines().count(), 1 + 1000);
+        assert!(text.len() < 4 * 1000 * 1001 / 2 + 64 * 1001);
+        // Exactly at the bound is fine, and pickletools' text is unchanged there.
+        let mut ok = b"\x80\x02".to_vec();
+        ok.extend(std::iter::repeat_n(b'(', 3));
+        ok.extend_from_slice(b"ttt.");
+        let tight = Options {
+            max_marks: 3,
+            ..Options::default()
+        };
+        assert_eq!(dis(&ok, &tight), dis(&ok, &Options::default()));
+        assert_eq!(dis(&ok, &tight).1, None);
+        let tighter = Options {
+            max_marks: 2,
+            ..Options::default()
+        };
+        assert_eq!(
+            dis(&ok, &tighter).1.as_deref(),
+            Some("open MARK limit of 2 exceeded at byte 4 (MARK)")
+        );
+    }
+
+    #[test]
     fn megabyte_arguments_are_linear() {
         let n = 1 << 20;
         let mut data = b"\x80\x04\x8e".to_vec();
@@ -1109,6 +1163,7 @@ highest protocol among opcodes = 0
         let options = Options {
             annotate: 30,
             indentlevel: 4,
+            ..Options::default()
         };
         let start = std::time::Instant::now();
         let (text, err) = dis(&data, &options);
@@ -1137,6 +1192,7 @@ highest protocol among opcodes = 0
                 &Options {
                     annotate: 30,
                     indentlevel: 1,
+                    ..Options::default()
                 },
             );
         }
