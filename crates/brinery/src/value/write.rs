@@ -997,15 +997,25 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         let end = end.min(items.len());
         while pos < end {
             let id = items[pos];
-            if proto > 0 && values.get(id.index()).is_some_and(|v| run_scalar(v, proto)) {
-                let run = &items[pos..end.min(pos + SCALAR_RUN)];
-                let n = self.enc.scalar_run(run.len(), |out, k| {
-                    fill_scalars(values, &run[..k], proto, out)
-                });
-                if n > 0 {
-                    pos += n;
-                    continue;
+            match values.get(id.index()) {
+                Some(v) if proto > 0 && run_scalar(v, proto) => {
+                    let run = &items[pos..end.min(pos + SCALAR_RUN)];
+                    let n = self.enc.scalar_run(run.len(), |out, k| {
+                        fill_scalars(values, &run[..k], proto, out)
+                    });
+                    if n > 0 {
+                        pos += n;
+                        continue;
+                    }
                 }
+                Some(Value::Str(_)) => {
+                    let next = self.save_str_run(&items[..end], pos);
+                    if next > pos {
+                        pos = next;
+                        continue;
+                    }
+                }
+                _ => {}
             }
             if !self.save_simple(id)? {
                 break;
@@ -1013,6 +1023,31 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             pos += 1;
         }
         Ok(pos)
+    }
+
+    /// Save the strings at `items[pos..]` that the stream referenced once, up to the first
+    /// other value; returns the position after the last one written (`pos` if none was). A
+    /// string referenced once cannot have been written before and will not be fetched again:
+    /// no memo lookup, no memo record, only the `BINPUT` / `LONG_BINPUT` / `MEMOIZE` CPython
+    /// writes. One loop without a dispatch per item: a list of short strings spends most of
+    /// its time on the per-item overhead, not on the copy.
+    #[inline(never)]
+    fn save_str_run(&mut self, items: &[ValueId], pos: usize) -> usize {
+        let p: &Pickle = self.p;
+        let (Some(shared), Some(items)) = (p.shared_bits(), items.get(pos..)) else {
+            return pos;
+        };
+        let values = p.values();
+        let n = self.enc.fresh_str_run(self.memo_len, |k| {
+            let id = *items.get(k)?;
+            match values.get(id.index()) {
+                Some(Value::Str(s)) if !shared.get(id) => Some(s.as_bytes()),
+                _ => None,
+            }
+        });
+        // At most `u32::MAX - memo_len` texts were written.
+        self.memo_len += n as u32;
+        pos + n
     }
 
     /// `save()` of `id` under its own identity if it is a scalar or a `str` (opcode boundary
