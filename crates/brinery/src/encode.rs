@@ -298,7 +298,7 @@ impl<'w> Encoder<'w> {
     ///
     /// The bytes are those of [`opcode_boundary`](Self::opcode_boundary) followed by the
     /// scalar's own writer, for each scalar in turn, as long as `fill` spells each scalar as that
-    /// writer does (it must use [`binfloat_bytes`] and [`binint_bytes`]).
+    /// writer does (it must use [`binfloat_bytes`] and [`binint_bytes`] or [`binint_word`]).
     #[inline(always)]
     pub fn scalar_run(
         &mut self,
@@ -1129,6 +1129,21 @@ pub fn binint_bytes(v: i32) -> ([u8; 5], usize) {
     }
 }
 
+/// The bytes of [`binint_bytes`] as the low bytes of a little-endian word, and how many count:
+/// the opcode, then `v`'s four bytes (the ones `BININT1` / `BININT2` leave out are zero).
+#[inline(always)]
+pub fn binint_word(v: i32) -> (u64, usize) {
+    let u = v as u32;
+    let (op, len) = if u >> 16 != 0 {
+        (Opcode::BININT, 5)
+    } else if u >> 8 != 0 {
+        (Opcode::BININT2, 3)
+    } else {
+        (Opcode::BININT1, 2)
+    };
+    (op.byte() as u64 | (u as u64) << 8, len)
+}
+
 /// `BINFLOAT` for `v` (protocol 1+).
 #[inline(always)]
 pub fn binfloat_bytes(v: f64) -> [u8; 9] {
@@ -1285,6 +1300,28 @@ mod tests {
         e.start();
         f(&mut e);
         e.finish().unwrap()
+    }
+
+    #[test]
+    fn binint_word_spells_binint_bytes() {
+        for v in [
+            0,
+            1,
+            255,
+            256,
+            0xffff,
+            0x1_0000,
+            0xff_ffff,
+            i32::MAX,
+            -1,
+            -256,
+            -0x1_0000,
+            i32::MIN,
+        ] {
+            let (word, len) = binint_word(v);
+            let (bytes, n) = binint_bytes(v);
+            assert_eq!((&word.to_le_bytes()[..len], len), (&bytes[..n], n), "{v}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Lists of strings written back at their own protocol are byte-identical to CPython's: the
-//! writer's run of fresh strings (no memo lookup for strings the stream referenced once, heads
-//! built in a word, short texts copied as two words) and its general path must agree on every
-//! length class, on surrogates, on texts longer than a frame, on shared strings (`BINGET`
-//! / `LONG_BINGET`), on memo indices crossing 256, and at protocols 0–5.
+//! Lists of strings and scalars written back at their own protocol are byte-identical to
+//! CPython's: the writer's runs (fresh strings with no memo lookup for strings the stream
+//! referenced once, heads built in a word, short texts copied as two words; ints and floats
+//! read from consecutive ids of the arena) and its general path must agree on every length
+//! class, on surrogates, on texts longer than a frame, on shared strings (`BINGET` /
+//! `LONG_BINGET`), on memo indices crossing 256, on every int width, and at protocols 0–5.
 //!
 //! Needs a Python (`BRINERY_PYTHON`, default `<workspace>/.venv/bin/python`): run
 //! `scripts/setup.sh`. The test fails when it is missing.
@@ -34,6 +35,10 @@ cases = {
     'shared': ['a', shared, 'b', shared, [shared, 'c'], shared, ('t', shared)],
     'many': [f'word-{i}' for i in range(300)] + [shared, 'tail', shared],
     'nested': {'k': [f'v{i}' for i in range(40)], 'k2': ('x', 'y', 'x' * 12)},
+    'scalars': [0, 1, 255, 256, 65535, 65536, -1, -256, 2**31 - 1, -2**31, 2**31, -2**31 - 1,
+                2**63 - 1, -2**63, 2**64, 0.5, -0.0, float('inf'), None, True, False] * 30
+               + list(range(-300, 70_000, 97)) + [i / 7 for i in range(600)],
+    'mixed': [x for i in range(400) for x in (i, f'k{i}', i * 1.5, None, 'same', i * 70_001)],
 }
 "#;
 
@@ -76,7 +81,7 @@ fn string_lists_are_byte_identical_at_every_protocol() {
         );
         // The same values built by hand (no knowledge of what the stream shared) go through
         // the general path: same bytes whenever no string is shared.
-        if name != "shared" && name != "many" {
+        if !matches!(name, "shared" | "many" | "mixed") {
             let mut hand = Pickle::new();
             let root = copy(&p, p.root(), &mut hand);
             hand.set_root(root);
@@ -88,7 +93,7 @@ fn string_lists_are_byte_identical_at_every_protocol() {
         assert_eq!(streamed, out, "{name} p{proto} streamed");
         checked += 1;
     }
-    assert_eq!(checked, 7 * 6);
+    assert_eq!(checked, 9 * 6);
 }
 
 /// Copy the tree under `id` (no sharing) from `from` into `to`, returning the new id.
