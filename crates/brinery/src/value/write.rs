@@ -1008,7 +1008,8 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
                         continue;
                     }
                 }
-                Some(Value::Str(_)) => {
+                // A string written before (or to be fetched again) goes the ordinary way.
+                Some(Value::Str(_)) if proto > 0 && self.p.referenced_once(id) => {
                     let next = self.save_str_run(&items[..end], pos);
                     if next > pos {
                         pos = next;
@@ -1610,23 +1611,29 @@ fn fill_scalars(values: &[Value], ids: &[ValueId], proto: u8, out: &mut [u8]) ->
     (n, o)
 }
 
-/// The values of `ids` as one slice of the arena, if the ids are consecutive (a list the reader
-/// built from a run of scalars is): the loops below then read the values in order without
-/// loading and checking an id per value.
+/// The values of the first [`CONSECUTIVE_WINDOW`] ids (or all of them, if fewer) as one slice
+/// of the arena, if those ids are consecutive (a list the reader built from a run of scalars
+/// is): the loops below then read the values in order without loading and checking an id per
+/// value. The check covers a bounded window, so that a mixed list, which dispatches once per
+/// short run of one kind, does not compare the rest of its ids every time.
 #[inline(always)]
 fn consecutive<'v>(values: &'v [Value], ids: &[ValueId]) -> Option<&'v [Value]> {
+    let ids = ids.get(..CONSECUTIVE_WINDOW).unwrap_or(ids);
     let first = ids.first()?.index();
     // No early exit, so that the comparison runs over whole vectors of ids.
     let all = ids
         .iter()
         .zip(first..)
         .fold(true, |ok, (id, want)| ok & (id.index() == want));
-    if all {
+    if all && ids.len() > 1 {
         values.get(first..first + ids.len())
     } else {
         None
     }
 }
+
+/// How many ids [`consecutive`] compares at most.
+const CONSECUTIVE_WINDOW: usize = 32;
 
 /// The floats among the first `count` values `get` gives, up to the first other value, as
 /// `BINFLOAT`s (see [`fill_scalars`]).
