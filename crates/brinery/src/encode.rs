@@ -88,6 +88,58 @@ fn unsupported(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Unsupported(msg.into()))
 }
 
+/// Append a `str` of fewer than [`FRAME_SIZE_TARGET`] bytes at a binary protocol, then the memo
+/// opcode storing it at `idx`: `SHORT_BINUNICODE` and `MEMOIZE` if `short` (protocol 4+),
+/// else `BINUNICODE` and `BINPUT` / `LONG_BINPUT`.
+///
+/// The opcode heads are built in a `u64` and stored whole (8 bytes, then the length is cut
+/// back): a head spelled byte by byte into a small array and copied reloaded those bytes before
+/// their stores completed (a store-forwarding stall per string).
+#[inline(always)]
+fn push_str_put(buf: &mut Vec<u8>, data: &[u8], short: bool, idx: u32) {
+    let n = data.len();
+    buf.reserve(n + 16);
+    let (head, head_len) = if short && n <= 0xff {
+        (Opcode::SHORT_BINUNICODE.byte() as u64 | (n as u64) << 8, 2)
+    } else {
+        (Opcode::BINUNICODE.byte() as u64 | (n as u64) << 8, 5)
+    };
+    push_word(buf, head, head_len);
+    push_short(buf, data);
+    let (put, put_len) = if short {
+        (Opcode::MEMOIZE.byte() as u64, 1)
+    } else if idx < 256 {
+        (Opcode::BINPUT.byte() as u64 | (idx as u64) << 8, 2)
+    } else {
+        (Opcode::LONG_BINPUT.byte() as u64 | (idx as u64) << 8, 5)
+    };
+    push_word(buf, put, put_len);
+}
+
+/// Append the first `len` (at most 8) little-endian bytes of `word`.
+#[inline(always)]
+fn push_word(buf: &mut Vec<u8>, word: u64, len: usize) {
+    let at = buf.len();
+    buf.extend_from_slice(&word.to_le_bytes());
+    buf.truncate(at + len);
+}
+
+/// Append `data` to `buf`. A text of 8 to 16 bytes (most dict keys and short strings) is
+/// copied as two 8-byte words that overlap in the middle, without a call to `memcpy`, whose
+/// call and size dispatch cost more than the copy itself at that size.
+#[inline(always)]
+fn push_short(buf: &mut Vec<u8>, data: &[u8]) {
+    let n = data.len();
+    if (8..=16).contains(&n) {
+        let at = buf.len();
+        buf.extend_from_slice(&data[..8]);
+        buf.truncate(at + n - 8);
+        buf.extend_from_slice(&data[n - 8..]);
+    } else {
+        buf.extend_from_slice(data);
+    }
+}
+
 /// The protocol-aware opcode writer. See the [module documentation](self).
 pub struct Encoder<'w> {
     buf: Vec<u8>,
@@ -246,7 +298,7 @@ impl<'w> Encoder<'w> {
     ///
     /// The bytes are those of [`opcode_boundary`](Self::opcode_boundary) followed by the
     /// scalar's own writer, for each scalar in turn, as long as `fill` spells each scalar as that
-    /// writer does (it must use [`binfloat_bytes`] and [`binint_bytes`]).
+    /// writer does (it must use [`binfloat_bytes`] and [`binint_bytes`] or [`binint_word`]).
     #[inline(always)]
     pub fn scalar_run(
         &mut self,
@@ -579,41 +631,63 @@ impl<'w> Encoder<'w> {
     #[inline(always)]
     pub fn str_put(&mut self, s: &PyString, idx: u32) -> bool {
         let data = s.as_bytes();
-        let n = data.len();
-        if self.proto == 0 || n >= FRAME_SIZE_TARGET {
+        if self.proto == 0 || data.len() >= FRAME_SIZE_TARGET {
             return false;
         }
-        if self.needs_frame {
-            self.open_frame();
-        }
-        // The opcode heads are built in a u64 and stored whole (8 bytes, then the length is cut
-        // back): a head spelled byte by byte into a small array and copied reloaded those bytes
-        // before their stores completed (a store-forwarding stall per string).
-        self.buf.reserve(n + 16);
-        let (head, head_len) = if self.proto >= 4 && n <= 0xff {
-            (Opcode::SHORT_BINUNICODE.byte() as u64 | (n as u64) << 8, 2)
-        } else {
-            (Opcode::BINUNICODE.byte() as u64 | (n as u64) << 8, 5)
-        };
-        self.put_word(head, head_len);
-        self.buf.extend_from_slice(data);
-        let (put, put_len) = if self.proto >= 4 {
-            (Opcode::MEMOIZE.byte() as u64, 1)
-        } else if idx < 256 {
-            (Opcode::BINPUT.byte() as u64 | (idx as u64) << 8, 2)
-        } else {
-            (Opcode::LONG_BINPUT.byte() as u64 | (idx as u64) << 8, 5)
-        };
-        self.put_word(put, put_len);
+        self.write_str_put(data, idx);
         true
     }
 
-    /// Append the first `len` (at most 8) little-endian bytes of `word`.
+    /// `save()` of a run of `str`s that are not in the memo, at a binary protocol, opcode
+    /// boundaries included: for each, the opcode, the text, then the memo opcode storing it at
+    /// the next index, from `idx` on (the number of memo entries so far). `item(k)` gives the
+    /// `k`-th text of the run, or `None` where the run ends. The run also stops before a text of
+    /// a frame or more, at an opcode boundary with work to do, and at memo index `u32::MAX`;
+    /// returns how many texts were written (0 at protocol 0): the caller writes the next value
+    /// the ordinary way.
+    ///
+    /// The output vector is held in a local for the run, so that its length and capacity stay
+    /// in registers instead of being stored and reloaded around every write through `self`.
     #[inline(always)]
-    fn put_word(&mut self, word: u64, len: usize) {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&word.to_le_bytes());
-        self.buf.truncate(at + len);
+    pub(crate) fn fresh_str_run<'v>(
+        &mut self,
+        mut idx: u32,
+        item: impl Fn(usize) -> Option<&'v [u8]>,
+    ) -> usize {
+        if self.proto == 0 || self.buf.len() >= self.boundary_at {
+            return 0;
+        }
+        if self.needs_frame {
+            // As in `scalar_run`: the first text's boundary check comes before its frame opens,
+            // when there is nothing to commit; opening the frame first writes the same bytes.
+            self.open_frame();
+        }
+        let (limit, short) = (self.boundary_at, self.proto >= 4);
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut k = 0;
+        while buf.len() < limit && idx != u32::MAX {
+            let Some(data) = item(k) else {
+                break;
+            };
+            let n = data.len();
+            if n >= FRAME_SIZE_TARGET {
+                break;
+            }
+            push_str_put(&mut buf, data, short, idx);
+            idx += 1;
+            k += 1;
+        }
+        self.buf = buf;
+        k
+    }
+
+    /// The bytes of [`str_put`](Self::str_put), whose checks the caller made.
+    #[inline(always)]
+    fn write_str_put(&mut self, data: &[u8], idx: u32) {
+        if self.needs_frame {
+            self.open_frame();
+        }
+        push_str_put(&mut self.buf, data, self.proto >= 4, idx);
     }
 
     /// A `str` given as its UTF-8 bytes (lone surrogates encoded as `surrogatepass` does) at a
@@ -1055,6 +1129,21 @@ pub fn binint_bytes(v: i32) -> ([u8; 5], usize) {
     }
 }
 
+/// The bytes of [`binint_bytes`] as the low bytes of a little-endian word, and how many count:
+/// the opcode, then `v`'s four bytes (the ones `BININT1` / `BININT2` leave out are zero).
+#[inline(always)]
+pub fn binint_word(v: i32) -> (u64, usize) {
+    let u = v as u32;
+    let (op, len) = if u >> 16 != 0 {
+        (Opcode::BININT, 5)
+    } else if u >> 8 != 0 {
+        (Opcode::BININT2, 3)
+    } else {
+        (Opcode::BININT1, 2)
+    };
+    (op.byte() as u64 | (u as u64) << 8, len)
+}
+
 /// `BINFLOAT` for `v` (protocol 1+).
 #[inline(always)]
 pub fn binfloat_bytes(v: f64) -> [u8; 9] {
@@ -1211,6 +1300,28 @@ mod tests {
         e.start();
         f(&mut e);
         e.finish().unwrap()
+    }
+
+    #[test]
+    fn binint_word_spells_binint_bytes() {
+        for v in [
+            0,
+            1,
+            255,
+            256,
+            0xffff,
+            0x1_0000,
+            0xff_ffff,
+            i32::MAX,
+            -1,
+            -256,
+            -0x1_0000,
+            i32::MIN,
+        ] {
+            let (word, len) = binint_word(v);
+            let (bytes, n) = binint_bytes(v);
+            assert_eq!((&word.to_le_bytes()[..len], len), (&bytes[..n], n), "{v}");
+        }
     }
 
     #[test]

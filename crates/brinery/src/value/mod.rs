@@ -297,7 +297,7 @@ impl SharedBits {
     }
 
     #[inline]
-    fn get(&self, id: ValueId) -> bool {
+    pub(crate) fn get(&self, id: ValueId) -> bool {
         self.0
             .get(id.index() / 64)
             .is_some_and(|w| w >> (id.index() % 64) & 1 != 0)
@@ -453,6 +453,13 @@ impl Pickle {
     #[inline]
     pub(crate) fn referenced_once(&self, id: ValueId) -> bool {
         self.shared.as_ref().is_some_and(|bits| !bits.get(id))
+    }
+
+    /// The values the stream referenced more than once (see
+    /// [`referenced_once`](Self::referenced_once)); `None` when that is unknown.
+    #[inline]
+    pub(crate) fn shared_bits(&self) -> Option<&SharedBits> {
+        self.shared.as_ref()
     }
 
     /// How many bytes to reserve for writing at `protocol`: about the size of the pickle this

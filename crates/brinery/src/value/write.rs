@@ -33,7 +33,7 @@ use std::rc::Rc;
 
 use super::{CallKind, Global, Mutation, Pickle, Value, ValueId};
 use crate::encode::{
-    batches, binfloat_bytes, binint_bytes, python2_name, python3_name, BatchRule, Batches, Encoder,
+    batches, binfloat_bytes, binint_word, python2_name, python3_name, BatchRule, Batches, Encoder,
     SCALAR_MAX,
 };
 use crate::error::{Error, ErrorKind, Result};
@@ -997,15 +997,26 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
         let end = end.min(items.len());
         while pos < end {
             let id = items[pos];
-            if proto > 0 && values.get(id.index()).is_some_and(|v| run_scalar(v, proto)) {
-                let run = &items[pos..end.min(pos + SCALAR_RUN)];
-                let n = self.enc.scalar_run(run.len(), |out, k| {
-                    fill_scalars(values, &run[..k], proto, out)
-                });
-                if n > 0 {
-                    pos += n;
-                    continue;
+            match values.get(id.index()) {
+                Some(v) if proto > 0 && run_scalar(v, proto) => {
+                    let run = &items[pos..end.min(pos + SCALAR_RUN)];
+                    let n = self.enc.scalar_run(run.len(), |out, k| {
+                        fill_scalars(values, &run[..k], proto, out)
+                    });
+                    if n > 0 {
+                        pos += n;
+                        continue;
+                    }
                 }
+                // A string written before (or to be fetched again) goes the ordinary way.
+                Some(Value::Str(_)) if proto > 0 && self.p.referenced_once(id) => {
+                    let next = self.save_str_run(&items[..end], pos);
+                    if next > pos {
+                        pos = next;
+                        continue;
+                    }
+                }
+                _ => {}
             }
             if !self.save_simple(id)? {
                 break;
@@ -1013,6 +1024,31 @@ impl<'a, 'e, 'w> Writer<'a, 'e, 'w> {
             pos += 1;
         }
         Ok(pos)
+    }
+
+    /// Save the strings at `items[pos..]` that the stream referenced once, up to the first
+    /// other value; returns the position after the last one written (`pos` if none was). A
+    /// string referenced once cannot have been written before and will not be fetched again:
+    /// no memo lookup, no memo record, only the `BINPUT` / `LONG_BINPUT` / `MEMOIZE` CPython
+    /// writes. One loop without a dispatch per item: a list of short strings spends most of
+    /// its time on the per-item overhead, not on the copy.
+    #[inline(never)]
+    fn save_str_run(&mut self, items: &[ValueId], pos: usize) -> usize {
+        let p: &Pickle = self.p;
+        let (Some(shared), Some(items)) = (p.shared_bits(), items.get(pos..)) else {
+            return pos;
+        };
+        let values = p.values();
+        let n = self.enc.fresh_str_run(self.memo_len, |k| {
+            let id = *items.get(k)?;
+            match values.get(id.index()) {
+                Some(Value::Str(s)) if !shared.get(id) => Some(s.as_bytes()),
+                _ => None,
+            }
+        });
+        // At most `u32::MAX - memo_len` texts were written.
+        self.memo_len += n as u32;
+        pos + n
     }
 
     /// `save()` of `id` under its own identity if it is a scalar or a `str` (opcode boundary
@@ -1521,45 +1557,125 @@ fn run_scalar(v: &Value, proto: u8) -> bool {
     }
 }
 
-/// Spell the scalars `ids` at `proto` (1+) into `out` as [`Encoder`] would, up to the first
-/// value [`run_scalar`] rejects; returns how many were written and their length in bytes.
+/// Run `fill` over the values of `ids`: a slice of the arena when the ids are consecutive,
+/// a lookup per id otherwise (two copies of the loop).
+macro_rules! over_values {
+    ($values:expr, $ids:expr, $out:expr, $fill:ident) => {{
+        let (values, ids) = ($values, $ids);
+        match consecutive(values, ids) {
+            Some(run) => $fill(|i| run.get(i), run.len(), $out),
+            None => $fill(
+                |i| ids.get(i).and_then(|id| values.get(id.index())),
+                ids.len(),
+                $out,
+            ),
+        }
+    }};
+}
+
+/// Spell the scalars `ids` at `proto` (1+) into `out` (at least [`SCALAR_MAX`] bytes per id)
+/// as [`Encoder`] would, up to the first value [`run_scalar`] rejects; returns how many were
+/// written and their length in bytes.
+///
+/// Runs of one kind (a column of ints, a list of floats: the common case) go through a loop
+/// that expects that kind and tests one tag per value, instead of dispatching on every value's
+/// kind through a jump table.
 #[inline(always)]
 fn fill_scalars(values: &[Value], ids: &[ValueId], proto: u8, out: &mut [u8]) -> (usize, usize) {
-    let mut o = 0;
-    for (n, &id) in ids.iter().enumerate() {
-        let Some(dst) = out.get_mut(o..o + SCALAR_MAX) else {
-            return (n, o);
-        };
-        match values.get(id.index()) {
-            Some(Value::Float(f)) => {
-                dst.copy_from_slice(&binfloat_bytes(*f));
-                o += SCALAR_MAX;
-            }
-            Some(Value::Int(i)) => {
-                let Ok(v) = i32::try_from(*i) else {
-                    return (n, o);
-                };
-                let (b, len) = binint_bytes(v);
-                dst[..5].copy_from_slice(&b);
-                o += len;
-            }
-            Some(Value::None) => {
+    let (mut n, mut o) = (0, 0);
+    while let (Some(&id), Some(dst)) = (ids.get(n), out.get_mut(o..)) {
+        let (k, len) = match values.get(id.index()) {
+            Some(Value::Float(_)) => over_values!(values, &ids[n..], dst, fill_floats),
+            Some(Value::Int(_)) => over_values!(values, &ids[n..], dst, fill_ints),
+            Some(Value::None) if !dst.is_empty() => {
                 dst[0] = Opcode::NONE.byte();
-                o += 1;
+                (1, 1)
             }
-            Some(Value::Bool(b)) if proto >= 2 => {
+            Some(Value::Bool(b)) if proto >= 2 && !dst.is_empty() => {
                 dst[0] = if *b {
                     Opcode::NEWTRUE
                 } else {
                     Opcode::NEWFALSE
                 }
                 .byte();
-                o += 1;
+                (1, 1)
             }
-            _ => return (n, o),
+            _ => (0, 0),
+        };
+        if k == 0 {
+            break;
         }
+        n += k;
+        o += len;
     }
-    (ids.len(), o)
+    (n, o)
+}
+
+/// The values of the first [`CONSECUTIVE_WINDOW`] ids (or all of them, if fewer) as one slice
+/// of the arena, if those ids are consecutive (a list the reader built from a run of scalars
+/// is): the loops below then read the values in order without loading and checking an id per
+/// value. The check covers a bounded window, so that a mixed list, which dispatches once per
+/// short run of one kind, does not compare the rest of its ids every time.
+#[inline(always)]
+fn consecutive<'v>(values: &'v [Value], ids: &[ValueId]) -> Option<&'v [Value]> {
+    let ids = ids.get(..CONSECUTIVE_WINDOW).unwrap_or(ids);
+    let first = ids.first()?.index();
+    // No early exit, so that the comparison runs over whole vectors of ids.
+    let all = ids
+        .iter()
+        .zip(first..)
+        .fold(true, |ok, (id, want)| ok & (id.index() == want));
+    if all && ids.len() > 1 {
+        values.get(first..first + ids.len())
+    } else {
+        None
+    }
+}
+
+/// How many ids [`consecutive`] compares at most.
+const CONSECUTIVE_WINDOW: usize = 32;
+
+/// The floats among the first `count` values `get` gives, up to the first other value, as
+/// `BINFLOAT`s (see [`fill_scalars`]).
+#[inline(always)]
+fn fill_floats<'v>(
+    get: impl Fn(usize) -> Option<&'v Value>,
+    count: usize,
+    out: &mut [u8],
+) -> (usize, usize) {
+    let mut n = 0;
+    for (i, dst) in (0..count).zip(out.chunks_exact_mut(SCALAR_MAX)) {
+        let Some(Value::Float(f)) = get(i) else {
+            break;
+        };
+        dst.copy_from_slice(&binfloat_bytes(*f));
+        n += 1;
+    }
+    (n, n * SCALAR_MAX)
+}
+
+/// The 32-bit ints among the first `count` values `get` gives, up to the first other value, as
+/// `BININT1` / `BININT2` / `BININT` (see [`fill_scalars`]). Each is stored as one 8-byte word
+/// and the length advanced by its size.
+#[inline(always)]
+fn fill_ints<'v>(
+    get: impl Fn(usize) -> Option<&'v Value>,
+    count: usize,
+    out: &mut [u8],
+) -> (usize, usize) {
+    let mut o = 0;
+    for i in 0..count {
+        let (Some(Value::Int(v)), Some(dst)) = (get(i), out.get_mut(o..o + 8)) else {
+            return (i, o);
+        };
+        let Ok(v) = i32::try_from(*v) else {
+            return (i, o);
+        };
+        let (word, len) = binint_word(v);
+        dst.copy_from_slice(&word.to_le_bytes());
+        o += len;
+    }
+    (count, o)
 }
 
 /// `bytes.decode('latin1')`.
@@ -1719,6 +1835,44 @@ mod tests {
             let out = p.to_vec(proto).unwrap();
             let back = Pickle::from_slice_with(&out, &limits).unwrap();
             assert_eq!(back.len(), p.len());
+        }
+    }
+
+    #[test]
+    fn scalar_runs_have_the_bytes_of_the_general_path_in_any_id_order() {
+        // The same scalars laid out in the arena in reverse, shuffled and repeated: the writer
+        // looks each id up (the ids are not consecutive) and must write what it writes for the
+        // consecutive layout a reader builds.
+        let scalars = [
+            Value::Int(0),
+            Value::Int(300),
+            Value::Int(-5),
+            Value::Int(70_000),
+            Value::Int(1 << 40),
+            Value::Float(2.5),
+            Value::None,
+            Value::Bool(true),
+            Value::Float(-1e300),
+            Value::Int(255),
+        ];
+        let mut p = Pickle::new();
+        let ids: Vec<ValueId> = scalars.iter().rev().map(|v| p.push(v.clone())).collect();
+        let order: Vec<ValueId> = (0..2_000)
+            .map(|i| ids[(i * 7 + i / 3) % ids.len()])
+            .collect();
+        let root = p.push(Value::List(order.iter().copied().collect()));
+        p.set_root(root);
+        for proto in 1..=5 {
+            let out = p.to_vec(proto).unwrap();
+            let back = Pickle::from_slice(&out).unwrap();
+            let Value::List(items) = &back[back.root()] else {
+                panic!()
+            };
+            let got: Vec<&Value> = items.iter().map(|&id| &back[id]).collect();
+            let want: Vec<&Value> = order.iter().map(|&id| &p[id]).collect();
+            assert_eq!(got, want, "protocol {proto}");
+            // Read back, the ids are consecutive: the same bytes again.
+            assert_eq!(back.to_vec(proto).unwrap(), out, "protocol {proto}");
         }
     }
 
