@@ -147,7 +147,14 @@ impl Guard {
     pub(crate) fn new(policy: Arc<core::Policy>) -> Self {
         Guard {
             policy,
-            state: RefCell::new(State::default()),
+            // room for a small pickle's globals and calls: growing the tables from nothing
+            // (allocation and rehash at 4 and 8 entries) cost more than their lookups
+            state: RefCell::new(State {
+                globals: AddrMap::with_capacity_and_hasher(8, Default::default()),
+                keep: Vec::with_capacity(8),
+                depths: AddrMap::with_capacity_and_hasher(16, Default::default()),
+                ..State::default()
+            }),
             fast_ok: Cell::new(true),
             has_getattr: Cell::new(false),
             numpy: std::cell::OnceCell::new(),
