@@ -901,3 +901,40 @@ def test_safe_loads_mixed_put_and_memoize():
     got = brinery.safe_loads(data)
     assert got == pickle.loads(data) == ([], [], [])
     assert got[0] is got[2] and got[1] is not got[0]
+
+
+def test_safe_loads_refuses_alike_with_default_and_explicit_load_arguments():
+    """``safe_loads`` calls the native clean path without keyword arguments when they are the
+    defaults, and with them otherwise: both calls scan and refuse the same way, and the
+    arguments still reach the load."""
+    import numpy as np
+
+    evil = b"cposix\nsystem\n(Vtrue\ntR."  # os.system("true"), protocol 0
+    # a numpy dtype whose BUILD state is a dict (not numpy's tuple), memoized and filled by
+    # SETITEMS: the scan keeps no table of dict entries outside joblib files, and must still
+    # tell a dict from inert data here
+    dict_state = b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02i8\x89\x88\x87R}\x94(\x8c\x01aK\x01u0h\x00b."
+    variants = [
+        {},
+        {"fix_imports": False},
+        {"encoding": "latin1"},
+        {"errors": "replace"},
+        {"buffers": []},
+    ]
+    for kwargs in variants:
+        for data in (evil, dict_state):
+            with pytest.raises(brinery.UnsafePickleError):
+                brinery.safe_loads(data, **kwargs)
+    # numpy's own state for the same dtype loads, with or without arguments
+    ok = (
+        b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02i8\x89\x88\x87R"
+        b"(K\x03\x8c\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb."
+    )
+    for kwargs in variants:
+        assert brinery.safe_loads(ok, **kwargs) == np.dtype("<i8")
+    # a Python 2 str decodes as asked (the encoding reaches the load)
+    py2 = b"\x80\x02U\x04caf\xe9q\x00."
+    assert brinery.safe_loads(py2, encoding="latin1") == pickle.loads(py2, encoding="latin1") == "café"
+    assert brinery.safe_loads(py2, encoding="bytes") == b"caf\xe9"
+    with pytest.raises(UnicodeDecodeError):
+        brinery.safe_loads(py2)

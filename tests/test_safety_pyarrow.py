@@ -256,3 +256,59 @@ def test_bad_helper_arguments_refused_by_guard():
         """
     )
     assert out.strip() == "guard 7"
+
+
+def test_string_arrays_checked_on_their_buffers_as_strictly_as_full_validation():
+    # The guard checks string and large_string arrays on their buffers instead of running
+    # Arrow's validate(full=True) (most of a pyarrow-backed frame's safe load); whatever that
+    # check does not accept goes to the full validation. Each array below passes pyarrow's
+    # cheap validate() and fails only the full one: every one must be refused.
+    out = run(
+        """
+        import pyarrow as pa
+
+        def le(ns, width):
+            return b"".join(n.to_bytes(width, "little", signed=True) for n in ns)
+
+        def array(ty, n, nulls, offset, validity, offsets, data):
+            width = 8 if ty == pa.large_string() else 4
+            bufs = [validity and pa.py_buffer(validity), pa.py_buffer(le(offsets, width)), pa.py_buffer(data)]
+            return R(pa.lib._restore_array, (ty, n, nulls, offset, bufs, [], None))
+
+        hostile = {
+            # every value must be UTF-8 on its own: an offset inside a 2-byte character
+            "Invalid UTF8": array(pa.string(), 2, 0, 0, None, (0, 1, 2), "é".encode()),
+            "non-monotonic": array(pa.large_string(), 2, 0, 0, None, (0, 2, 1), b"abc"),
+            "null_count value": array(pa.large_string(), 2, 1, 0, b"\\x03", (0, 1, 2), b"ab"),
+            # sliced: the second slot of three, whose offsets decrease
+            "non-monotonic ": array(pa.string(), 1, 0, 1, None, (0, 2, 1), b"abc"),
+            # past the data buffer, 32-bit offsets
+            "out of bounds": array(pa.string(), 2, 0, 0, None, (0, 1, 1000), b"a"),
+        }
+        for want, bad in hostile.items():
+            for proto in (2, 5):
+                data = pickle.dumps([bad], proto)
+                assert brinery.scan(data).ok, (want, proto)
+                f = refused(data)
+                assert f.rule == "BRS008", (want, f.rule)
+                assert "invalid Arrow array" in f.message and want.strip() in f.message, (want, f.message)
+        # accepted as Arrow accepts them: nulls with a bitmap, a slice, 32- and 64-bit offsets,
+        # multi-byte text, and bytes in a null slot that are not UTF-8 (Arrow reads no null value)
+        good = {
+            ("a", None, "ccc"): array(pa.string(), 3, 1, 0, b"\\x05", (0, 1, 1, 4), b"accc"),
+            ("é", "ü"): array(pa.large_string(), 2, 0, 0, None, (0, 2, 4), "éü".encode()),
+            ("b", None): array(pa.string(), 2, 1, 1, b"\\x02", (0, 1, 2, 2), b"ab"),
+            ("a", None): array(pa.string(), 2, 1, 0, b"\\x01", (0, 1, 2), b"a\\xff"),
+            (): array(pa.large_string(), 0, 0, 0, None, (0,), b""),
+        }
+        for values, ok in good.items():
+            for proto in (2, 5):
+                got = brinery.safe_loads(pickle.dumps(ok, proto))
+                assert got.to_pylist() == list(values), (values, got)
+                pol = brinery.Policy(PANDAS)
+                native = brinery.Unpickler(io.BytesIO(pickle.dumps(ok, proto)), policy=pol).load()
+                assert native.to_pylist() == list(values), (values, native)
+        print("checked")
+        """
+    )
+    assert out.strip() == "checked"

@@ -331,15 +331,20 @@ def safe_loads(
     else:
         names, _ = _split_allow(allow)
         pol = _make_policy(policy, names)
-    result = _native._safe_loads(
-        data,
-        pol,
-        _CLEAN_PATH_DECLINED,
-        fix_imports=fix_imports,
-        encoding=encoding,
-        errors=errors,
-        buffers=buffers,
-    )
+    if fix_imports is True and encoding == "ASCII" and errors == "strict" and buffers is None:
+        # the defaults: no keyword arguments to pass and parse (on a 20 µs load, that
+        # parsing is measurable)
+        result = _native._safe_loads(data, pol, _CLEAN_PATH_DECLINED)
+    else:
+        result = _native._safe_loads(
+            data,
+            pol,
+            _CLEAN_PATH_DECLINED,
+            fix_imports=fix_imports,
+            encoding=encoding,
+            errors=errors,
+            buffers=buffers,
+        )
     if result is not _CLEAN_PATH_DECLINED:
         return result
     report, pol = _scan_with_rules(data, policy, allow)

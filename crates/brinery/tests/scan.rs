@@ -620,3 +620,44 @@ fn arrow_arrays_follow_the_argument_rules() {
     let r = scan(&clean, &Policy::empty(), &Limits::default());
     assert!(r.findings.iter().all(|f| f.rule == Rule::DisallowedGlobal) && !r.is_ok());
 }
+
+/// Outside joblib files the scan keeps no table of dict entries (`Sym::Dict` without one): a
+/// dict must still be a dict, not inert data, wherever a rule tells them apart. A numpy dtype's
+/// BUILD state must be numpy's tuple: a dict there (empty, filled by SETITEMS or SETITEM,
+/// built by DICT, fetched from the memo, in the fast loop or not) is a finding in the full
+/// scan and in the verdict a safe load runs.
+#[test]
+fn dicts_without_an_entry_table_are_still_dicts_to_the_rules() {
+    let dtype = b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02i8\x89\x88\x87R".to_vec();
+    let states: [(&str, &[u8]); 6] = [
+        ("empty dict", b"}"),
+        (
+            "dict filled by SETITEMS",
+            b"}(\x8c\x01aK\x01\x8c\x01bK\x02u",
+        ),
+        ("dict filled by SETITEM", b"}\x8c\x05dtypeK\x01s"),
+        ("dict built by DICT", b"(\x8c\x05shapeK\x01d"),
+        ("dict fetched from the memo", b"}\x94(\x8c\x01aK\x01u0h\x00"),
+        ("dict through PUT and GET", b"}q\x07\x8c\x01aK\x01s0h\x07"),
+    ];
+    for (what, state) in states {
+        let mut data = dtype.clone();
+        data.extend_from_slice(state);
+        data.extend_from_slice(b"b.");
+        let full = scan(&data, &policy(), &Limits::default());
+        let verdict = brinery::scan::scan_verdict(&data, &policy(), &Limits::default());
+        for (how, report) in [("scan", &full), ("scan_verdict", &verdict)] {
+            let rules: Vec<Rule> = report.findings.iter().map(|f| f.rule).collect();
+            assert_eq!(
+                rules,
+                vec![Rule::UnsafeArguments],
+                "{what} ({how}): {:?}",
+                report.findings
+            );
+        }
+    }
+    // the same stream with numpy's own tuple state is clean (the findings above are the dicts)
+    let mut data = dtype;
+    data.extend_from_slice(b"(K\x03\x8c\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.");
+    assert!(scan(&data, &policy(), &Limits::default()).is_ok());
+}

@@ -140,6 +140,181 @@ pub(crate) struct Guard {
     exact_offsets: Cell<bool>,
 }
 
+/// The set bits of `bits` in `[start, end)` (Arrow's bit order: least significant first), or
+/// `None` when the range is not all in `bits`.
+fn count_set_bits(bits: &[u8], start: usize, end: usize) -> Option<usize> {
+    if start >= end {
+        return Some(0);
+    }
+    let bytes = bits.get(start / 8..end.div_ceil(8))?;
+    let total: usize = bytes.iter().map(|b| b.count_ones() as usize).sum();
+    // minus the bits of the first byte below `start` and of the last byte from `end` on
+    let below = (bytes[0] & ((1u16 << (start % 8)) - 1) as u8).count_ones() as usize;
+    let above = match end % 8 {
+        0 => 0,
+        e => (bytes[bytes.len() - 1] & !(((1u16 << e) - 1) as u8)).count_ones() as usize,
+    };
+    Some(total - below - above)
+}
+
+/// Whether `array` is a pyarrow `StringArray` or `LargeStringArray` that Arrow's full validation
+/// (`validate(full=True)`) accepts, checked here on its buffers: pyarrow's cheap layout check
+/// (`validate()`), then the validity bitmap covering the slots and agreeing with the null count,
+/// an offsets buffer covering `offset + length + 1` offsets that start at 0 or more, never
+/// decrease and end within the data buffer, and the text between the first and last offsets
+/// valid UTF-8 with every offset on a character boundary (so every value is valid UTF-8).
+/// Every check is at least as strict as Arrow's: `false` (any other array, or any check
+/// failing) makes the caller run `validate(full=True)`, which accepts or names the problem.
+/// Arrow's full validation of a 2.5 MB string column was most of what a safe load of a
+/// pyarrow-backed DataFrame paid over a plain one.
+fn arrow_strings_valid(py: Python<'_>, array: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let Ok(lib) = sys_modules(py)?.get_item(pyo3::intern!(py, "pyarrow.lib")) else {
+        return Ok(false);
+    };
+    let cls = array.get_type();
+    let width = if cls.is(&lib.getattr(pyo3::intern!(py, "StringArray"))?) {
+        4
+    } else if cls.is(&lib.getattr(pyo3::intern!(py, "LargeStringArray"))?) {
+        8
+    } else {
+        return Ok(false);
+    };
+    if array.call_method0(pyo3::intern!(py, "validate")).is_err() {
+        return Ok(false);
+    }
+    let int = |name: &Bound<'_, PyString>| -> PyResult<Option<usize>> {
+        Ok(array.getattr(name)?.extract::<usize>().ok())
+    };
+    let (Some(length), Some(offset), Some(null_count)) = (
+        array.len().ok(),
+        int(pyo3::intern!(py, "offset"))?,
+        int(pyo3::intern!(py, "null_count"))?,
+    ) else {
+        return Ok(false);
+    };
+    let Ok(buffers) = array
+        .call_method0(pyo3::intern!(py, "buffers"))?
+        .extract::<Vec<Bound<'_, PyAny>>>()
+    else {
+        return Ok(false);
+    };
+    let [validity, offsets, data] = buffers.as_slice() else {
+        return Ok(false);
+    };
+    let Some(end) = offset.checked_add(length) else {
+        return Ok(false);
+    };
+    // A C-contiguous byte export of a pyarrow Buffer (pyarrow exports format `b`), or `None`.
+    enum Held {
+        Unsigned(pyo3::buffer::PyBuffer<u8>),
+        Signed(pyo3::buffer::PyBuffer<i8>),
+    }
+    let bytes = |b: &Bound<'_, PyAny>| -> Option<Held> {
+        match pyo3::buffer::PyBuffer::<u8>::get(b) {
+            Ok(buf) => buf.is_c_contiguous().then_some(Held::Unsigned(buf)),
+            Err(_) => pyo3::buffer::PyBuffer::<i8>::get(b)
+                .ok()
+                .filter(|buf| buf.is_c_contiguous())
+                .map(Held::Signed),
+        }
+    };
+    fn view(held: &Held) -> &[u8] {
+        let (ptr, len) = match held {
+            Held::Unsigned(buf) => (buf.buf_ptr() as *const u8, buf.len_bytes()),
+            Held::Signed(buf) => (buf.buf_ptr() as *const u8, buf.len_bytes()),
+        };
+        if len == 0 || ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: `held` is a C-contiguous export of `len` bytes at `ptr`, kept alive and
+        // unmoved for as long as the returned slice borrows it; no Python code runs while the
+        // slices are read (only Rust arithmetic on them), so nothing can release or resize it.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+    // validity: covers the slots and agrees with the null count
+    if validity.is_none() {
+        if null_count != 0 {
+            return Ok(false);
+        }
+    } else {
+        let Some(vbuf) = bytes(validity) else {
+            return Ok(false);
+        };
+        match count_set_bits(view(&vbuf), offset, end) {
+            Some(set) if length - set == null_count => {}
+            _ => return Ok(false),
+        }
+    }
+    let Some(obuf) = bytes(offsets) else {
+        return Ok(false);
+    };
+    let Some(dbuf) = (if data.is_none() { None } else { bytes(data) }) else {
+        // a missing data buffer: only Arrow's own validation decides
+        return Ok(false);
+    };
+    let (obytes, text) = (view(&obuf), view(&dbuf));
+    let Some(need) = end.checked_add(1).and_then(|n| n.checked_mul(width)) else {
+        return Ok(false);
+    };
+    let Some(slots) = obytes.get(offset * width..need) else {
+        return Ok(false);
+    };
+    Ok(if width == 4 {
+        string_offsets_valid::<4>(slots, text)
+    } else {
+        string_offsets_valid::<8>(slots, text)
+    })
+}
+
+/// The offset at `chunk` (`W` bytes, little-endian, signed).
+#[inline(always)]
+fn offset_at<const W: usize>(chunk: &[u8]) -> i64 {
+    let mut w = [0u8; 8];
+    w[..W].copy_from_slice(&chunk[..W]);
+    if W == 4 {
+        i64::from(i32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+    } else {
+        i64::from_le_bytes(w)
+    }
+}
+
+/// Whether the offsets in `slots` (`W` bytes each, at least one) start at 0 or more, never
+/// decrease and end within `text`, the text between the first and the last is UTF-8 and every
+/// offset falls on a character boundary of it (see [`arrow_strings_valid`]).
+fn string_offsets_valid<const W: usize>(slots: &[u8], text: &[u8]) -> bool {
+    if slots.len() < W || slots.len() % W != 0 {
+        return false;
+    }
+    let first = offset_at::<W>(slots);
+    let last = offset_at::<W>(&slots[slots.len() - W..]);
+    let (Ok(first_u), Ok(last_u)) = (usize::try_from(first), usize::try_from(last)) else {
+        return false;
+    };
+    if last_u > text.len() || first_u > last_u {
+        return false;
+    }
+    let values = &text[first_u..last_u];
+    if std::str::from_utf8(values).is_err() {
+        return false;
+    }
+    // one pass without early exits (the loop stays short): every offset at least the one
+    // before it (so at least `first`), at most `last` (its place in `values` at most the
+    // end), and on a character boundary of valid UTF-8: the end, or a byte that is not a
+    // continuation byte (0b10xxxxxx)
+    let mut prev = first;
+    let mut bad = false;
+    for chunk in slots.chunks_exact(W) {
+        let o = offset_at::<W>(chunk);
+        bad |= o < prev;
+        prev = o;
+        let rel = o.wrapping_sub(first) as u64;
+        bad |= rel > values.len() as u64;
+        let byte = values.get(rel as usize).copied().unwrap_or(0);
+        bad |= (byte as i8) < -0x40;
+    }
+    !bad
+}
+
 /// How deeply an Arrow array description may nest (children and dictionaries).
 const MAX_ARROW_DEPTH: u32 = 32;
 
@@ -147,7 +322,14 @@ impl Guard {
     pub(crate) fn new(policy: Arc<core::Policy>) -> Self {
         Guard {
             policy,
-            state: RefCell::new(State::default()),
+            // room for a small pickle's globals and calls: growing the tables from nothing
+            // (allocation and rehash at 4 and 8 entries) cost more than their lookups
+            state: RefCell::new(State {
+                globals: AddrMap::with_capacity_and_hasher(8, Default::default()),
+                keep: Vec::with_capacity(8),
+                depths: AddrMap::with_capacity_and_hasher(16, Default::default()),
+                ..State::default()
+            }),
             fast_ok: Cell::new(true),
             has_getattr: Cell::new(false),
             numpy: std::cell::OnceCell::new(),
@@ -718,6 +900,9 @@ impl Guard {
     /// lengths and buffer sizes against each other, children and dictionary included) before
     /// anything else can use it.
     fn arrow_result(&self, py: Python<'_>, op: &Op<'_>, array: &Bound<'_, PyAny>) -> PyResult<()> {
+        if arrow_strings_valid(py, array)? {
+            return Ok(());
+        }
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item("full", true)?;
         let problem = match array.getattr(pyo3::intern!(py, "validate")) {

@@ -11,6 +11,7 @@
 //! [`super::globals`] (what a global may be) and [`super::calls`] (what a call may be).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::policy::{Access, Policy};
 use super::report::{CallSite, Finding, GlobalRef, Report};
@@ -34,6 +35,9 @@ const SMALL_DICT: usize = 16;
 const STR_LEN: u32 = 0x7fff_ffff;
 /// The flag bit of `Sym::Str`'s `len`: the loader decodes the string as ASCII.
 const STR_ASCII: u32 = 0x8000_0000;
+
+/// `Sym::Dict` of a dict whose entries are not recorded (see `Machine::new_dict`).
+pub(crate) const NO_DICT_TABLE: u32 = u32::MAX;
 
 /// `Sym::Ints` of a tuple whose product overflows or has a negative item.
 pub(crate) const NO_PRODUCT: u64 = u64::MAX;
@@ -117,12 +121,23 @@ pub(crate) enum Special {
 
 #[derive(Debug)]
 pub(crate) struct GlobalInfo {
-    module: String,
-    name: String,
+    /// `module:name`, shared with the policy's verdict cache for a name it lets through (no
+    /// copy of the names per global), split at byte `split`.
+    names: Arc<str>,
+    split: u32,
     access: Option<Access>,
     /// A finding was already reported for this reference (do not report the call too).
     flagged: bool,
     special: Special,
+}
+
+impl GlobalInfo {
+    fn module(&self) -> &str {
+        self.names.get(..self.split as usize).unwrap_or("")
+    }
+    fn name(&self) -> &str {
+        self.names.get(self.split as usize + 1..).unwrap_or("")
+    }
 }
 
 #[derive(Debug)]
@@ -210,7 +225,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             tuples: Vec::with_capacity(64),
             dicts: Vec::new(),
             globals: Vec::with_capacity(16),
-            interned: HashMap::default(),
+            interned: HashMap::with_capacity_and_hasher(16, Default::default()),
             calls: Vec::with_capacity(16),
             proto: 0,
             seen_proto: false,
@@ -405,7 +420,7 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     fn global_pair(&self, gid: u32) -> (String, String) {
         let g = &self.globals[gid as usize];
-        (g.module.clone(), g.name.clone())
+        (g.module().to_owned(), g.name().to_owned())
     }
 
     // ---------------------------------------------------------------------------------------
@@ -761,12 +776,8 @@ impl<'a, 'r> Machine<'a, 'r> {
                 self.top(op);
             }
             EMPTY_DICT => {
-                if self.dicts.len() < (1 << 20) {
-                    self.dicts.push(Vec::new());
-                    self.stack.push(Sym::Dict(self.dicts.len() as u32 - 1));
-                } else {
-                    self.stack.push(Sym::Data);
-                }
+                let d = self.new_dict();
+                self.stack.push(d);
             }
             APPEND => {
                 let v = self.pop(op);
@@ -1063,19 +1074,35 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
+    /// A new dict's symbol. Its entries are recorded (in the dict table) only for a joblib
+    /// file's scan, the one reader of them (`dict_get`, for `NumpyArrayWrapper` states);
+    /// otherwise every dict is `Sym::Dict(NO_DICT_TABLE)`, a dict like any other for every
+    /// rule (nothing but `dict_get` reads the table), without a table entry per dict or the
+    /// key comparisons of every SETITEM(S) on an opcode-dense pickle.
+    #[inline]
+    pub(super) fn new_dict(&mut self) -> Sym {
+        if !self.options.joblib {
+            Sym::Dict(NO_DICT_TABLE)
+        } else if self.dicts.len() < (1 << 20) {
+            self.dicts.push(Vec::new());
+            Sym::Dict(self.dicts.len() as u32 - 1)
+        } else {
+            Sym::Data
+        }
+    }
+
     /// Record constant-string-keyed pairs of `stack[start..]` into the dict `target` (or a new
     /// one when `target` is `None`); returns the dict.
     fn record_pairs(&mut self, target: Option<Sym>, start: usize) -> Sym {
         let did = match target {
+            Some(Sym::Dict(NO_DICT_TABLE)) => return Sym::Dict(NO_DICT_TABLE),
             Some(Sym::Dict(d)) => d,
             Some(_) => return Sym::Data,
-            None => {
-                if self.dicts.len() >= (1 << 20) {
-                    return Sym::Data;
-                }
-                self.dicts.push(Vec::new());
-                self.dicts.len() as u32 - 1
-            }
+            None => match self.new_dict() {
+                Sym::Dict(NO_DICT_TABLE) => return Sym::Dict(NO_DICT_TABLE),
+                Sym::Dict(d) => d,
+                other => return other,
+            },
         };
         let mut i = start;
         while i + 1 < self.stack.len() {
@@ -1209,7 +1236,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         let key = super::policy::names_key(module, name);
         if let Some(&gid) = self.interned.get(&key) {
             let g = &self.globals[gid as usize];
-            if g.module == module && g.name == name {
+            if g.module() == module && g.name() == name {
                 self.record_global_ref(op, gid);
                 return Sym::Global(gid);
             }
@@ -1219,11 +1246,11 @@ impl<'a, 'r> Machine<'a, 'r> {
             .flatten();
         if mapped.is_none() {
             // A name the policy lets through as written: its verdict is cached with the policy.
-            if let Some(r) = self.policy.resolve(module, name) {
+            if let Some(r) = self.policy.resolve_keyed(key, module, name) {
                 self.push_global_ref(op, module, name);
-                let sym = self.push_global(
-                    module.to_owned(),
-                    name.to_owned(),
+                let sym = self.push_global_shared(
+                    r.dotted,
+                    module.len(),
                     Some(r.access),
                     false,
                     r.special,
@@ -1316,7 +1343,7 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn record_global_ref(&mut self, op: &Op<'_>, gid: u32) {
-        if self.keeps_ref(&self.globals[gid as usize].name)
+        if self.keeps_ref(self.globals[gid as usize].name())
             && self.report.globals.len() < Report::MAX_RECORDED
         {
             let (module, name) = self.global_pair(gid);
@@ -1345,9 +1372,25 @@ impl<'a, 'r> Machine<'a, 'r> {
         flagged: bool,
         special: Special,
     ) -> Sym {
+        let split = module.len();
+        let names: Arc<str> = format!("{module}:{name}").into();
+        self.push_global_shared(names, split, access, flagged, special)
+    }
+
+    /// [`Self::push_global`] of `module:name` as one shared string, split after `split` bytes
+    /// (the module's length: a module name may itself hold a colon).
+    fn push_global_shared(
+        &mut self,
+        names: Arc<str>,
+        split: usize,
+        access: Option<Access>,
+        flagged: bool,
+        special: Special,
+    ) -> Sym {
         self.globals.push(GlobalInfo {
-            module,
-            name,
+            names,
+            // both names are at most MAX_NAME_LEN bytes (checked before any global is pushed)
+            split: split.min(u32::MAX as usize) as u32,
             access,
             flagged,
             special,
@@ -1475,7 +1518,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                             && obj.access.is_some()
                             && obj.special != Special::Getattr =>
                     {
-                        Some((obj.module.clone(), format!("{}.{attr}", obj.name)))
+                        Some((obj.module().to_owned(), format!("{}.{attr}", obj.name())))
                     }
                     _ => None,
                 }
@@ -1548,7 +1591,7 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     pub(crate) fn global_names(&self, gid: u32) -> (&str, &str) {
         let g = &self.globals[gid as usize];
-        (&g.module, &g.name)
+        (g.module(), g.name())
     }
 
     pub(crate) fn global_info(&self, gid: u32) -> (Option<Access>, bool) {
@@ -1638,7 +1681,8 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     pub(crate) fn dict_get(&self, dict: Sym, key: &str) -> Option<Sym> {
         let Sym::Dict(did) = dict else { return None };
-        self.dicts[did as usize]
+        self.dicts
+            .get(did as usize)?
             .iter()
             .rev()
             .find(|(k, _)| *k == key.as_bytes())

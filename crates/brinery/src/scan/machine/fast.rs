@@ -9,7 +9,7 @@
 //! memo slot never stored or a memo limit, a global among the values an opcode consumes or
 //! modifies. `run_one` then decodes the opcode and runs it through `step`.
 
-use super::{Machine, Sym};
+use super::{Machine, Sym, NO_DICT_TABLE};
 use crate::opcode::Opcode;
 
 const MARK: u8 = Opcode::MARK.byte();
@@ -156,12 +156,7 @@ impl Machine<'_, '_> {
                 }
                 NONE | NEWTRUE | NEWFALSE | EMPTY_LIST | EMPTY_TUPLE => push!(Sym::Data, a),
                 EMPTY_DICT => {
-                    let sym = if self.dicts.len() < (1 << 20) {
-                        self.dicts.push(Vec::new());
-                        Sym::Dict(self.dicts.len() as u32 - 1)
-                    } else {
-                        Sym::Data
-                    };
+                    let sym = self.new_dict();
                     push!(sym, a);
                 }
                 SHORT_BINUNICODE | BINUNICODE => {
@@ -253,7 +248,7 @@ impl Machine<'_, '_> {
                     if matches!(target, Sym::Global(_)) || self.any_global(start) {
                         break;
                     }
-                    if byte == SETITEM {
+                    if byte == SETITEM && !matches!(target, Sym::Dict(NO_DICT_TABLE)) {
                         self.record_pairs(Some(target), start);
                     }
                     self.stack.truncate(start);
@@ -278,7 +273,7 @@ impl Machine<'_, '_> {
                         break;
                     }
                     self.marks.pop();
-                    if byte == SETITEMS {
+                    if byte == SETITEMS && !matches!(target, Sym::Dict(NO_DICT_TABLE)) {
                         self.record_pairs(Some(target), start);
                     }
                     self.stack.truncate(start);
