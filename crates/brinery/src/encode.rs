@@ -1131,17 +1131,27 @@ pub fn binint_bytes(v: i32) -> ([u8; 5], usize) {
 
 /// The bytes of [`binint_bytes`] as the low bytes of a little-endian word, and how many count:
 /// the opcode, then `v`'s four bytes (the ones `BININT1` / `BININT2` leave out are zero).
+///
+/// Branch-free: the number of significant bytes of `v` (1 to 4, from its leading zeros) picks
+/// the opcode and length out of a table, so a column of ints of mixed sizes costs the same per
+/// int as one of a single size.
 #[inline(always)]
 pub fn binint_word(v: i32) -> (u64, usize) {
-    let u = v as u32;
-    let (op, len) = if u >> 16 != 0 {
-        (Opcode::BININT, 5)
-    } else if u >> 8 != 0 {
-        (Opcode::BININT2, 3)
-    } else {
-        (Opcode::BININT1, 2)
+    /// `(opcode, length)` by significant bytes, as `opcode | length << 8`; index 0 is unused
+    /// (`u | 1` has at least one), indices 5 to 7 only pad the table to a power of two.
+    const BY_SIZE: [u16; 8] = {
+        let k = Opcode::BININT1.byte() as u16 | 2 << 8;
+        let m = Opcode::BININT2.byte() as u16 | 3 << 8;
+        let j = Opcode::BININT.byte() as u16 | 5 << 8;
+        [k, k, m, j, j, j, j, j]
     };
-    (op.byte() as u64 | (u as u64) << 8, len)
+    let u = v as u32;
+    let size = (39 - (u | 1).leading_zeros()) >> 3;
+    let entry = BY_SIZE[(size & 7) as usize];
+    (
+        (entry & 0xff) as u64 | (u as u64) << 8,
+        (entry >> 8) as usize,
+    )
 }
 
 /// `BINFLOAT` for `v` (protocol 1+).
@@ -1304,23 +1314,25 @@ mod tests {
 
     #[test]
     fn binint_word_spells_binint_bytes() {
-        for v in [
-            0,
-            1,
-            255,
-            256,
-            0xffff,
-            0x1_0000,
-            0xff_ffff,
-            i32::MAX,
-            -1,
-            -256,
-            -0x1_0000,
-            i32::MIN,
-        ] {
+        // Every size boundary, both sides, and the signs: the table is indexed by the count of
+        // significant bytes, so an off-by-one shows at a power of 256.
+        let mut values = vec![0, 1, i32::MAX, i32::MIN, -1];
+        for shift in 1..32 {
+            let p = 1i64 << shift;
+            for v in [p - 1, p, p + 1, -p - 1, -p, -p + 1] {
+                values.extend(i32::try_from(v));
+            }
+        }
+        values.extend((-70_000..70_000).step_by(7));
+        for v in values {
             let (word, len) = binint_word(v);
             let (bytes, n) = binint_bytes(v);
             assert_eq!((&word.to_le_bytes()[..len], len), (&bytes[..n], n), "{v}");
+            assert_eq!(
+                word >> (8 * n),
+                0,
+                "{v}: bytes past the spelling must be zero"
+            );
         }
     }
 

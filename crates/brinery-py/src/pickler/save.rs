@@ -9,7 +9,7 @@ use std::ffi::CStr;
 use std::io;
 
 use brinery::encode::{
-    binfloat_bytes, binint_bytes, Encoder, BATCH_SIZE, FRAME_SIZE_TARGET, SCALAR_MAX,
+    binfloat_bytes, binint_word, Encoder, BATCH_SIZE, FRAME_SIZE_TARGET, SCALAR_MAX,
 };
 use brinery::Opcode;
 use pyo3::exceptions::{
@@ -2137,10 +2137,10 @@ unsafe fn scalar_bytes(
         if tp == types.int {
             let v = small_int(types, p)?;
             let v = i32::try_from(v).ok()?;
-            let (b, n) = binint_bytes(v);
-            // All five bytes (`out` has room for any scalar): a fixed-size copy is two moves,
-            // where copying `n` bytes would call `memcpy` for every int.
-            out[..5].copy_from_slice(&b);
+            let (word, n) = binint_word(v);
+            // All eight bytes (`out` has room for any scalar): one store, where copying `n`
+            // bytes would call `memcpy` for every int.
+            out[..8].copy_from_slice(&word.to_le_bytes());
             Some(n)
         } else if tp == types.float {
             out[..9].copy_from_slice(&binfloat_bytes(ffi::PyFloat_AS_DOUBLE(p)));
