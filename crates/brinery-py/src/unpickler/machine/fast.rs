@@ -219,6 +219,30 @@ impl<'py> Machine<'py, '_, '_> {
         Ok(())
     }
 
+    /// `MEMOIZE` of the top of the stack, which lies above the fence.
+    #[inline(always)]
+    fn memoize_top(&mut self) {
+        if self.plain_memo {
+            let value = self.stack[self.stack.len() - 1].clone().unbind();
+            if let Err(value) = self.own_memo.push_next(value) {
+                self.memo_store(None, value);
+            }
+        } else if !self.memo_skips(None) {
+            let value = self.stack[self.stack.len() - 1].clone().unbind();
+            self.memo_store(None, value);
+        }
+    }
+
+    /// The `MEMOIZE` that CPython writes after every `str`, run right after the string was
+    /// pushed (`data[*pos]`), without going round the loop; anything else is left to it.
+    #[inline(always)]
+    fn memoize_next(&mut self, data: &[u8], pos: &mut usize) {
+        if data.get(*pos) == Some(&MEMOIZE) && self.stack.len() > self.fence() {
+            *pos += 1;
+            self.memoize_top();
+        }
+    }
+
     /// Run operations from `data[*pos..]` until one needs the general path (`Ok(false)`) or
     /// `STOP` is consumed (`Ok(true)`). `*pos` always points after the last consumed operation;
     /// an operation that fails has been consumed, as in C.
@@ -295,11 +319,13 @@ impl<'py> Machine<'py, '_, '_> {
                         // pointer (no `PyResult` moved around per string).
                         if let strcache::Got::Str(s) = strcache::get_or_create(self.py, text) {
                             self.push_new(s)?;
+                            self.memoize_next(data, pos);
                             continue;
                         }
                     }
                     let s = unicode_from_utf8(self.py, text)?;
                     self.stack.push(s);
+                    self.memoize_next(data, pos);
                 }
                 SHORT_BINBYTES | BINBYTES => {
                     let (n, start) = if byte == SHORT_BINBYTES {
@@ -422,10 +448,7 @@ impl<'py> Machine<'py, '_, '_> {
                         return Ok(false);
                     }
                     *pos = a;
-                    let value = self.stack[self.stack.len() - 1].clone().unbind();
-                    if let Err(value) = self.own_memo.push_next(value) {
-                        self.memo_store(None, value);
-                    }
+                    self.memoize_top();
                 }
                 MEMOIZE | BINPUT | LONG_BINPUT => {
                     need!(match byte {
