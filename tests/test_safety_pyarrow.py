@@ -357,7 +357,8 @@ def test_string_array_checks_hold_past_the_first_block_and_word():
             # the same arrays, unharmed, load as Arrow reads them
             got = brinery.safe_loads(pickle.dumps(array(ty, n, 0, 0, None, good, ascii), 5))
             assert got.to_pylist() == ["x"] * n
-            got = brinery.safe_loads(pickle.dumps(array(ty, n, 0, 0, None, [2 * i for i in range(n + 1)], wide), 5))
+            even = [2 * i for i in range(n + 1)]
+            got = brinery.safe_loads(pickle.dumps(array(ty, n, 0, 0, None, even, wide), 5))
             assert got.to_pylist() == ["é"] * n
             # text that is not UTF-8 past the first word
             bad_text = b"x" * 70 + b"\\xff" + b"x" * 29

@@ -1222,10 +1222,12 @@ impl Guard {
             if !shape_ok {
                 return refuse("dtype");
             }
-            let order_ok = t
-                .get_item(1)?
-                .extract::<String>()
-                .is_ok_and(|o| matches!(o.as_str(), "<" | ">" | "|" | "="));
+            let order = t.get_item(1)?;
+            let order_ok = order
+                .cast::<PyString>()
+                .ok()
+                .and_then(|o| o.to_str().ok().map(|o| matches!(o, "<" | ">" | "|" | "=")))
+                .unwrap_or(false);
             let sub = t.get_item(2)?;
             let sub_ok = sub.is_none() || sub.cast::<PyTuple>().is_ok();
             let Ok(flags) = t.get_item(7)?.extract::<i64>() else {
@@ -1272,18 +1274,29 @@ impl Guard {
                 return refuse("dtype");
             }
         } else if is_subtype(target, &ndarray_type) {
-            let modules = sys_modules(py)?;
-            let setstate = target
-                .get_type()
-                .getattr(pyo3::intern!(py, "__setstate__"))?;
-            let plain = setstate.is(&ndarray_type.getattr(pyo3::intern!(py, "__setstate__"))?);
+            // an exact ndarray has ndarray's own __setstate__ (the common case: no lookups);
+            // a subclass may have its own
+            let cls = target.get_type();
+            let (plain, setstate) = if cls.is(&ndarray_type) {
+                (true, None)
+            } else {
+                let setstate = cls.getattr(pyo3::intern!(py, "__setstate__"))?;
+                let plain = setstate.is(&ndarray_type.getattr(pyo3::intern!(py, "__setstate__"))?);
+                (plain, Some(setstate))
+            };
             // numpy.ma's MaskedArray.__setstate__ takes (1, shape, dtype, fortran, data, mask,
-            // fill) and passes the first five on to ndarray's
-            let masked = match modules.get_item(pyo3::intern!(py, "numpy.ma.core")) {
-                Ok(ma) => setstate.is(&ma
-                    .getattr(pyo3::intern!(py, "MaskedArray"))?
-                    .getattr(pyo3::intern!(py, "__setstate__"))?),
-                Err(_) => false,
+            // fill) and passes the first five on to ndarray's (looked up only when the
+            // target's __setstate__ is not ndarray's)
+            let masked = match setstate {
+                Some(setstate) if !plain => {
+                    match sys_modules(py)?.get_item(pyo3::intern!(py, "numpy.ma.core")) {
+                        Ok(ma) => setstate.is(&ma
+                            .getattr(pyo3::intern!(py, "MaskedArray"))?
+                            .getattr(pyo3::intern!(py, "__setstate__"))?),
+                        Err(_) => false,
+                    }
+                }
+                _ => false,
             };
             if !(plain || masked) {
                 return Ok(()); // another subclass's own __setstate__
