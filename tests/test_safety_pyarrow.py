@@ -312,3 +312,74 @@ def test_string_arrays_checked_on_their_buffers_as_strictly_as_full_validation()
         """
     )
     assert out.strip() == "checked"
+
+
+def test_string_array_checks_hold_past_the_first_block_and_word():
+    # The offsets are compared sixteen at a time, ASCII text skips the UTF-8 and boundary
+    # passes, and the validity bitmap is counted eight bytes at a time: a fault anywhere
+    # (inside a block, at a block's edge, in the tail after the last block, in the second
+    # word of the bitmap) must still be refused, with 32- and 64-bit offsets.
+    out = run(
+        """
+        import pyarrow as pa
+
+        def le(ns, width):
+            return b"".join(n.to_bytes(width, "little", signed=True) for n in ns)
+
+        def array(ty, n, nulls, offset, validity, offsets, data):
+            width = 8 if ty == pa.large_string() else 4
+            bufs = [validity and pa.py_buffer(validity), pa.py_buffer(le(offsets, width)), pa.py_buffer(data)]
+            return R(pa.lib._restore_array, (ty, n, nulls, offset, bufs, [], None))
+
+        n = 100  # 101 offsets: six blocks of sixteen and a tail of five
+        ascii = b"x" * n
+        wide = "é".encode() * n  # two bytes a character
+        for ty in (pa.string(), pa.large_string()):
+            good = list(range(n + 1))
+            for at in (1, 15, 16, 17, 40, 95, 96, 99):
+                # one offset dropped below the one before it, text ASCII
+                bad = list(good)
+                bad[at] = bad[at - 1] - 1 if at > 1 else 0
+                if at == 1:
+                    bad[0], bad[1] = 1, 0
+                f = refused(pickle.dumps([array(ty, n, 0, 0, None, bad, ascii)], 5))
+                assert f.rule == "BRS008" and "invalid Arrow array" in f.message, (ty, at, f.message)
+                # a negative offset
+                bad = list(good)
+                bad[at] = -5
+                f = refused(pickle.dumps([array(ty, n, 0, 0, None, bad, ascii)], 5))
+                assert f.rule == "BRS008", (ty, at, f.message)
+                # multi-byte text: one offset inside a character
+                mid = [2 * i for i in range(n + 1)]
+                mid[at] += 1
+                f = refused(pickle.dumps([array(ty, n, 0, 0, None, mid, wide)], 5))
+                assert f.rule == "BRS008" and "Invalid UTF8" in f.message, (ty, at, f.message)
+            # the same arrays, unharmed, load as Arrow reads them
+            got = brinery.safe_loads(pickle.dumps(array(ty, n, 0, 0, None, good, ascii), 5))
+            assert got.to_pylist() == ["x"] * n
+            even = [2 * i for i in range(n + 1)]
+            got = brinery.safe_loads(pickle.dumps(array(ty, n, 0, 0, None, even, wide), 5))
+            assert got.to_pylist() == ["é"] * n
+            # text that is not UTF-8 past the first word
+            bad_text = b"x" * 70 + b"\\xff" + b"x" * 29
+            f = refused(pickle.dumps([array(ty, n, 0, 0, None, good, bad_text)], 5))
+            assert f.rule == "BRS008" and "Invalid UTF8" in f.message, (ty, f.message)
+            # a validity bitmap of 13 bytes: slot 70 (the second word) null
+            bits = bytearray(b"\\xff" * 13)
+            bits[70 // 8] &= ~(1 << (70 % 8)) & 0xFF
+            want = ["x"] * n
+            want[70] = None
+            got = brinery.safe_loads(pickle.dumps(array(ty, n, 1, 0, bytes(bits), good, ascii), 5))
+            assert got.to_pylist() == want
+            # ... and a null count that disagrees with it (a count of 0 is not one: Arrow then
+            # reads no bitmap and accepts the array)
+            for count in (2, 5):
+                f = refused(pickle.dumps([array(ty, n, count, 0, bytes(bits), good, ascii)], 5))
+                assert f.rule == "BRS008" and "null_count" in f.message, (ty, count, f.message)
+            # a slice starting in the bitmap's second byte, ending in its second word
+            got = brinery.safe_loads(pickle.dumps(array(ty, 70, 1, 9, bytes(bits), good, ascii), 5))
+            assert got.to_pylist() == want[9:79]
+        print("checked")
+        """
+    )
+    assert out.strip() == "checked"

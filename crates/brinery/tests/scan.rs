@@ -661,3 +661,52 @@ fn dicts_without_an_entry_table_are_still_dicts_to_the_rules() {
     data.extend_from_slice(b"(K\x03\x8c\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.");
     assert!(scan(&data, &policy(), &Limits::default()).is_ok());
 }
+
+#[test]
+fn a_scan_sees_nothing_of_the_scan_before_it() {
+    // Each thread keeps the (emptied) tables of its last scan for the next one: whatever the
+    // previous scan left in its memo, globals, tuples, calls or intern table (findings, a
+    // clean load, a stream cut short, one too large for its tables to be kept) must not show
+    // in the next scan's verdict or report.
+    let limits = Limits::default();
+    let evil =
+        b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x04echo\x94\x85\x94R\x94.".to_vec();
+    // a clean stream that fetches memo slots 0-2 (GET of slots the evil one filled with the
+    // global, its name and the call; here they hold plain strings)
+    let clean = b"\x80\x04(\x8c\x01a\x94\x8c\x01b\x94\x8c\x01c\x94h\x00h\x01h\x02t\x94.".to_vec();
+    // fetches a memo slot it never stored (the evil stream stored it): a finding
+    let unstored = b"\x80\x04h\x02.".to_vec();
+    let truncated = b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94\x93\x94".to_vec();
+    // a list of 20k memoized strings: tables too large to be kept
+    let mut big = b"\x80\x04](".to_vec();
+    for _ in 0..20_000 {
+        big.extend_from_slice(b"\x8c\x01x\x94");
+    }
+    big.extend_from_slice(b"e.");
+    let expect = |data: &[u8]| {
+        (
+            scan(data, &policy(), &limits).findings.len(),
+            scan(data, &policy(), &limits).globals.len(),
+        )
+    };
+    let first: Vec<_> = [&evil, &clean, &unstored, &truncated, &big]
+        .iter()
+        .map(|d| expect(d))
+        .collect();
+    assert!(first[0].0 > 0 && first[0].1 == 1, "{:?}", first[0]);
+    assert_eq!(first[1], (0, 0));
+    assert!(first[2].0 > 0, "{:?}", first[2]);
+    assert!(first[3].0 > 0, "{:?}", first[3]);
+    assert_eq!(first[4], (0, 0));
+    let order = [0, 1, 2, 0, 3, 1, 4, 1, 0, 2, 4, 3, 1, 1, 0];
+    let all = [&evil, &clean, &unstored, &truncated, &big];
+    for &i in &order {
+        assert_eq!(expect(all[i]), first[i], "stream {i} after others");
+        let verdict = brinery::scan::scan_verdict(all[i], &policy(), &limits);
+        assert_eq!(
+            verdict.findings.is_empty(),
+            first[i].0 == 0,
+            "verdict of stream {i}"
+        );
+    }
+}

@@ -182,7 +182,7 @@ pub(crate) struct Machine<'a, 'r> {
     /// entry instead of another copy (red-team F9: memo GETs of one long name, referenced
     /// thousands of times).
     /// Keyed by [`name_key`] of the raw names; a hit is checked against the entry's names.
-    interned: HashMap<u64, u32, std::hash::BuildHasherDefault<super::policy::KeyHasher>>,
+    interned: Interned,
     calls: Vec<CallInfo<'a>>,
     proto: u8,
     seen_proto: bool,
@@ -190,6 +190,55 @@ pub(crate) struct Machine<'a, 'r> {
     frame_end: Option<usize>,
     findings_here: usize,
     stopped: bool,
+}
+
+/// The intern table of globals (see [`Machine::interned`]).
+type Interned = HashMap<u64, u32, std::hash::BuildHasherDefault<super::policy::KeyHasher>>;
+
+/// The tables of a finished scan, emptied, kept per thread for the next scan: allocating them
+/// (and freeing them afterwards) cost a small pickle's scan more than a tenth of its work.
+/// Only tables that stayed small are kept (see [`Spare::KEEP`]), so a large scan's memory is
+/// not held on to.
+struct Spare {
+    stack: Vec<Sym>,
+    marks: Vec<usize>,
+    memo: Vec<Option<Sym>>,
+    tuples: Vec<Sym>,
+    globals: Vec<GlobalInfo>,
+    interned: Interned,
+    /// The calls' table, for any lifetime of the scanned bytes (it is always empty here).
+    calls: Vec<CallInfo<'static>>,
+}
+
+impl Spare {
+    /// The most entries a kept table may have room for.
+    const KEEP: usize = 4096;
+
+    fn new() -> Self {
+        // room for a small pickle's needs: growing from nothing costs more than its scan
+        Spare {
+            stack: Vec::with_capacity(64),
+            marks: Vec::with_capacity(16),
+            memo: Vec::with_capacity(256),
+            tuples: Vec::with_capacity(64),
+            globals: Vec::with_capacity(16),
+            interned: HashMap::with_capacity_and_hasher(16, Default::default()),
+            calls: Vec::with_capacity(16),
+        }
+    }
+}
+
+thread_local! {
+    /// The tables of this thread's last scan (taken by the next one; a scan inside a scan, of
+    /// a nested pickle, finds none and allocates its own).
+    static SPARE: std::cell::RefCell<Option<Spare>> = const { std::cell::RefCell::new(None) };
+}
+
+/// An empty `Vec` of another element type with the same layout, keeping the allocation
+/// (collecting from an emptied `into_iter` reuses its buffer; at worst it allocates nothing).
+fn relabel<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// How one run ended.
@@ -209,6 +258,11 @@ impl<'a, 'r> Machine<'a, 'r> {
         member: Option<&'r str>,
         report: &'r mut Report,
     ) -> Self {
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
+            .ok()
+            .flatten()
+            .unwrap_or_else(Spare::new);
         Machine {
             data,
             policy,
@@ -216,17 +270,16 @@ impl<'a, 'r> Machine<'a, 'r> {
             options,
             member,
             report,
-            stack: Vec::with_capacity(64),
-            marks: Vec::new(),
-            memo: Vec::with_capacity(256),
+            stack: spare.stack,
+            marks: spare.marks,
+            memo: spare.memo,
             memo_far: HashMap::new(),
             memo_count: 0,
-            // room for a small pickle's needs: growing from nothing costs more than its scan
-            tuples: Vec::with_capacity(64),
+            tuples: spare.tuples,
             dicts: Vec::new(),
-            globals: Vec::with_capacity(16),
-            interned: HashMap::with_capacity_and_hasher(16, Default::default()),
-            calls: Vec::with_capacity(16),
+            globals: spare.globals,
+            interned: spare.interned,
+            calls: relabel(spare.calls),
             proto: 0,
             seen_proto: false,
             pickle_start: 0,
@@ -239,6 +292,48 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// Scan the whole input: the first pickle, then anything after its STOP (a finding) as
     /// further pickles.
     pub(crate) fn run_all(mut self) {
+        self.run_pickles();
+        self.recycle();
+    }
+
+    /// Keep this scan's tables, emptied, for the next scan on this thread (if they stayed
+    /// small and no other scan's are kept).
+    fn recycle(self) {
+        let small = self.stack.capacity() <= Spare::KEEP
+            && self.marks.capacity() <= Spare::KEEP
+            && self.memo.capacity() <= Spare::KEEP
+            && self.tuples.capacity() <= Spare::KEEP
+            && self.globals.capacity() <= Spare::KEEP
+            && self.interned.capacity() <= Spare::KEEP
+            && self.calls.capacity() <= Spare::KEEP;
+        if !small {
+            return;
+        }
+        let mut spare = Spare {
+            stack: self.stack,
+            marks: self.marks,
+            memo: self.memo,
+            tuples: self.tuples,
+            globals: self.globals,
+            interned: self.interned,
+            calls: relabel(self.calls),
+        };
+        spare.stack.clear();
+        spare.marks.clear();
+        spare.memo.clear();
+        spare.tuples.clear();
+        spare.globals.clear();
+        spare.interned.clear();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut slot) = s.try_borrow_mut() {
+                if slot.is_none() {
+                    *slot = Some(spare);
+                }
+            }
+        });
+    }
+
+    fn run_pickles(&mut self) {
         if self.data.len() as u64 > self.limits.max_input() {
             self.finding(
                 Rule::LimitExceeded,
