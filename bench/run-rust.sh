@@ -9,17 +9,8 @@ export BRINERY_BENCH_INPUTS="$PWD/target/bench-inputs"
 [ -f "$BRINERY_BENCH_INPUTS/blob.pkl" ] || .venv/bin/python scripts/gen_bench_inputs.py "$BRINERY_BENCH_INPUTS"
 extra=()
 if [ "${1:-}" = "--quick" ]; then extra=(--warm-up-time 1 --measurement-time 2); fi
-# One process per input (its read and write groups): what an input leaves in the allocator (a
-# heap grown and fragmented by a million small values, a raised mmap threshold) otherwise decides
-# whether the next input's large buffers land on fresh pages, and a memcpy-bound case such as
-# `blob` then measured anywhere from 1.9x to 10x depending on the inputs run before it.
-: > target/bench-rust.log
-cargo bench --quiet -p brinery-bench --bench value_model --no-run >> target/bench-rust.log 2>&1 \
+cargo bench --quiet -p brinery-bench --bench value_model -- --noplot "${extra[@]}" > target/bench-rust.log 2>&1 \
   || { cat target/bench-rust.log; exit 1; }
-for input in records floats int_columns strings blob; do
-  cargo bench --quiet -p brinery-bench --bench value_model -- --noplot "${extra[@]}" "/$input\$" \
-    >> target/bench-rust.log 2>&1 || { cat target/bench-rust.log; exit 1; }
-done
 .venv/bin/python bench/summarize_rust.py target/criterion "$BRINERY_BENCH_INPUTS" > target/bench-rust-table.md
 cat target/bench-rust-table.md
 # The table replaces only what lies between the markers in the results file; the notes around it
