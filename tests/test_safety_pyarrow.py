@@ -69,11 +69,29 @@ PRELUDE = textwrap.dedent(
 )
 
 
-def run(body: str) -> str:
-    """Run PRELUDE + body with pyarrow importable; return its stdout (it must exit 0)."""
+# Building Arrow string arrays from raw buffers, for the tests of the guard's buffer checks:
+# `array(type, length, null_count, offset, validity, offsets, data)` pickles as
+# `pyarrow.lib._restore_array` of those buffers.
+STRING_ARRAYS = textwrap.dedent(
+    """
+    import pyarrow as pa
+
+    def le(ns, width):
+        return b"".join(n.to_bytes(width, "little", signed=True) for n in ns)
+
+    def array(ty, n, nulls, offset, validity, offsets, data):
+        width = 8 if ty == pa.large_string() else 4
+        bufs = [validity and pa.py_buffer(validity), pa.py_buffer(le(offsets, width)), pa.py_buffer(data)]
+        return R(pa.lib._restore_array, (ty, n, nulls, offset, bufs, [], None))
+    """
+)
+
+
+def run(body: str, helpers: str = "") -> str:
+    """Run PRELUDE + helpers + body with pyarrow importable; return its stdout (it must exit 0)."""
     env = dict(os.environ, PYTHONPATH=str(SITE))
     proc = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(body)],
+        [sys.executable, "-c", PRELUDE + helpers + textwrap.dedent(body)],
         env=env,
         capture_output=True,
         text=True,
@@ -265,16 +283,6 @@ def test_string_arrays_checked_on_their_buffers_as_strictly_as_full_validation()
     # cheap validate() and fails only the full one: every one must be refused.
     out = run(
         """
-        import pyarrow as pa
-
-        def le(ns, width):
-            return b"".join(n.to_bytes(width, "little", signed=True) for n in ns)
-
-        def array(ty, n, nulls, offset, validity, offsets, data):
-            width = 8 if ty == pa.large_string() else 4
-            bufs = [validity and pa.py_buffer(validity), pa.py_buffer(le(offsets, width)), pa.py_buffer(data)]
-            return R(pa.lib._restore_array, (ty, n, nulls, offset, bufs, [], None))
-
         hostile = {
             # every value must be UTF-8 on its own: an offset inside a 2-byte character
             "Invalid UTF8": array(pa.string(), 2, 0, 0, None, (0, 1, 2), "é".encode()),
@@ -309,7 +317,8 @@ def test_string_arrays_checked_on_their_buffers_as_strictly_as_full_validation()
                 native = brinery.Unpickler(io.BytesIO(pickle.dumps(ok, proto)), policy=pol).load()
                 assert native.to_pylist() == list(values), (values, native)
         print("checked")
-        """
+        """,
+        STRING_ARRAYS,
     )
     assert out.strip() == "checked"
 
@@ -321,16 +330,6 @@ def test_string_array_checks_hold_past_the_first_block_and_word():
     # word of the bitmap) must still be refused, with 32- and 64-bit offsets.
     out = run(
         """
-        import pyarrow as pa
-
-        def le(ns, width):
-            return b"".join(n.to_bytes(width, "little", signed=True) for n in ns)
-
-        def array(ty, n, nulls, offset, validity, offsets, data):
-            width = 8 if ty == pa.large_string() else 4
-            bufs = [validity and pa.py_buffer(validity), pa.py_buffer(le(offsets, width)), pa.py_buffer(data)]
-            return R(pa.lib._restore_array, (ty, n, nulls, offset, bufs, [], None))
-
         n = 100  # 101 offsets: six blocks of sixteen and a tail of five
         ascii = b"x" * n
         wide = "é".encode() * n  # two bytes a character
@@ -380,6 +379,7 @@ def test_string_array_checks_hold_past_the_first_block_and_word():
             got = brinery.safe_loads(pickle.dumps(array(ty, 70, 1, 9, bytes(bits), good, ascii), 5))
             assert got.to_pylist() == want[9:79]
         print("checked")
-        """
+        """,
+        STRING_ARRAYS,
     )
     assert out.strip() == "checked"
