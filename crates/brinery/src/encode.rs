@@ -1117,20 +1117,17 @@ impl Iterator for Batches {
 pub const SCALAR_MAX: usize = 9;
 
 /// `BININT1` / `BININT2` / `BININT` for `v` (protocol 1+), padded: the first `n` bytes count.
+/// The bytes of [`binint_word`], as an array.
 #[inline(always)]
 pub fn binint_bytes(v: i32) -> ([u8; 5], usize) {
-    let b = v.to_le_bytes();
-    if b[2] != 0 || b[3] != 0 {
-        ([Opcode::BININT.byte(), b[0], b[1], b[2], b[3]], 5)
-    } else if b[1] != 0 {
-        ([Opcode::BININT2.byte(), b[0], b[1], 0, 0], 3)
-    } else {
-        ([Opcode::BININT1.byte(), b[0], 0, 0, 0], 2)
-    }
+    let (word, n) = binint_word(v);
+    let b = word.to_le_bytes();
+    ([b[0], b[1], b[2], b[3], b[4]], n)
 }
 
-/// The bytes of [`binint_bytes`] as the low bytes of a little-endian word, and how many count:
-/// the opcode, then `v`'s four bytes (the ones `BININT1` / `BININT2` leave out are zero).
+/// `BININT1` / `BININT2` / `BININT` for `v` (protocol 1+) as the low bytes of a little-endian
+/// word, and how many count: the opcode, then `v`'s four bytes (the ones `BININT1` / `BININT2`
+/// leave out are zero), as `save_long` in `_pickle.c` picks them.
 ///
 /// Branch-free: the number of significant bytes of `v` (1 to 4, from its leading zeros) picks
 /// the opcode and length out of a table, so a column of ints of mixed sizes costs the same per
@@ -1313,7 +1310,7 @@ mod tests {
     }
 
     #[test]
-    fn binint_word_spells_binint_bytes() {
+    fn binint_spellings_follow_save_long() {
         // Every size boundary, both sides, and the signs: the table is indexed by the count of
         // significant bytes, so an off-by-one shows at a power of 256.
         let mut values = vec![0, 1, i32::MAX, i32::MIN, -1];
@@ -1325,14 +1322,23 @@ mod tests {
         }
         values.extend((-70_000..70_000).step_by(7));
         for v in values {
+            // `save_long`'s choice, spelled out: one byte if it fits unsigned, two if it fits
+            // unsigned, else the four bytes of the signed int.
+            let le = v.to_le_bytes();
+            let want: &[u8] = match v {
+                0..=0xff => &[b'K', le[0]],
+                0x100..=0xffff => &[b'M', le[0], le[1]],
+                _ => &[b'J', le[0], le[1], le[2], le[3]],
+            };
             let (word, len) = binint_word(v);
-            let (bytes, n) = binint_bytes(v);
-            assert_eq!((&word.to_le_bytes()[..len], len), (&bytes[..n], n), "{v}");
+            assert_eq!(&word.to_le_bytes()[..len], want, "{v}");
             assert_eq!(
-                word >> (8 * n),
+                word >> (8 * len),
                 0,
                 "{v}: bytes past the spelling must be zero"
             );
+            let (bytes, n) = binint_bytes(v);
+            assert_eq!(&bytes[..n], want, "{v}");
         }
     }
 
