@@ -152,3 +152,55 @@ def test_memoize_after_each_common_opcode_keeps_its_index():
     assert out[:2] == expected[:2]
     assert all(a is b for a, b in zip(out[0][:3], out[1][:3], strict=True))
     assert out[2] == ("noted", [True])
+
+
+def test_runs_of_same_length_strings_keep_every_index():
+    # The filter steps over a run of memoized strings of one length (a column of fixed-width
+    # labels) at once. Runs broken by another length, by a string without MEMOIZE and by other
+    # opcodes must still count every index: fetches at the start, middle and end of each run
+    # find the same objects, and the Note after them is freed during the load (the filter
+    # understood the whole stream).
+    ops, index = [], [0]  # index 0 is the outer list
+
+    def memoized(op):
+        ops.append((op + b"\x94", 1))
+        index[0] += 1
+        return index[0]
+
+    def text(s):
+        return b"\x8c" + bytes([len(s)]) + s.encode()
+
+    first = memoized(big_str_op(70_000))
+    run_a = [memoized(text(f"lbl{i:03d}")) for i in range(50)]
+    longer = memoized(text("label-7"))
+    run_b = [memoized(text(f"lbl{i:03d}")) for i in range(20)]
+    ops.append((text("nomemo"), 1))  # same length, no MEMOIZE: ends the run
+    run_c = [memoized(text(f"lbl{i:03d}")) for i in range(10)]
+    ops.append((b"K\x07", 1))
+    run_d = [memoized(text(f"lbl{i:03d}")) for i in range(3)]
+    wanted = [first, run_a[0], run_a[24], run_a[-1], longer, run_b[0], run_b[-1]]
+    wanted += [run_c[0], run_c[-1], run_d[0], run_d[-1]]
+    fetch = b"(" + b"".join(b"h" + bytes([i]) for i in wanted) + b"t"
+
+    def global_(name):
+        return text(__name__) + b"\x94" + text(name) + b"\x94\x93\x94"
+
+    note_call = global_("note") + global_("Token") + b")\x81\x94\x85\x94R\x94"
+    check_call = global_("check") + b")R\x94"
+    body = b"".join(op for op, _ in ops)
+    stream = b"\x80\x04]\x94(" + body + b"e" + fetch + note_call + check_call + b"\x86\x87."
+    SEEN.clear()
+    expected = pickle.loads(stream)
+    assert expected[2] == ("noted", [False])
+    SEEN.clear()
+    out = brinery.loads(stream)
+    assert out[:2] == expected[:2]
+    # Each fetched object is the very item stored at its memo index.
+    position, k = {}, 0
+    for op, pushes in ops:
+        if op.endswith(b"\x94"):
+            position[len(position) + 1] = k
+        k += pushes
+    assert len(out[0]) == k
+    assert all(out[1][j] is out[0][position[i]] for j, i in enumerate(wanted))
+    assert out[2] == ("noted", [True])

@@ -389,8 +389,9 @@ impl<'py> Machine<'py, '_, '_> {
 
     /// Whether a store at `idx` (`None`: MEMOIZE's) is skipped under [`Config::memo_filter`]:
     /// nothing ever fetches that index. A skipped MEMOIZE still counts its entry, so later
-    /// MEMOIZE indices stay the stream's.
-    #[inline]
+    /// MEMOIZE indices stay the stream's. Inlined: the fast loop asks this after every `str`
+    /// of a filtered load (a million times for a column of labels).
+    #[inline(always)]
     pub(super) fn memo_skips(&mut self, idx: Option<usize>) -> bool {
         let Some(fetched) = self.cfg.memo_filter.or(self.own_filter.as_deref()) else {
             return false;

@@ -231,12 +231,16 @@ pub(crate) fn get_or_create(_py: Python<'_>, data: &[u8]) -> Got {
 #[inline(always)]
 unsafe fn new_from_words(w: Words, n: usize) -> *mut ffi::PyObject {
     // SAFETY: PyUnicode_New(n, 127) returns a new compact ASCII string of `n` characters (NUL
-    // terminator written) or NULL; its data area of `n` bytes is filled with the ASCII bytes
-    // of `w` before anyone can see it.
+    // terminator written) or NULL. The data of a compact ASCII string starts right after its
+    // `PyASCIIObject` header (what `PyUnicode_DATA` computes after testing the compact and
+    // ASCII flags, which this string is known to have); its `n` bytes are filled with the
+    // ASCII bytes of `w` before anyone can see it.
     unsafe {
         let s = ffi::PyUnicode_New(n as ffi::Py_ssize_t, 127);
         if !s.is_null() {
-            w.write(ffi::PyUnicode_DATA(s).cast::<u8>(), n);
+            let data = s.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>();
+            debug_assert_eq!(data, ffi::PyUnicode_DATA(s).cast::<u8>());
+            w.write(data, n);
         }
         s
     }
