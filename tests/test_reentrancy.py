@@ -93,3 +93,31 @@ def test_append_to_list_being_sorted(run_python, describe_proc, how):
     code = SORTED_LIST_TARGET.replace("sys.argv[2]", repr(how))
     out = same_as_stdlib(run_python, describe_proc, code)
     assert "sort raised ValueError" in out
+
+
+# A read-only memoryview of a bytearray is read in place (by `_pickle` too), so a REDUCE
+# callable can rewrite bytes the load has not reached yet: here two NONEs become `BINGET 1`,
+# fetching a string that was stored with `BINPUT 1` before. A load of 64 KiB or more must not
+# have skipped that store on the strength of a scan of the bytes as they were.
+MUTATED_INPUT = r"""
+import __main__
+N = 70000
+ba = bytearray(b"\x80\x02(X" + N.to_bytes(4, "little") + b"a" * N
+               + b"q\x01c__main__\nmut\n)RNNl.")
+at = len(ba) - 4
+def mut():
+    ba[at:at + 2] = b"h\x01"
+    return "mutated"
+__main__.mut = mut
+def go():
+    r = P.loads(memoryview(ba).toreadonly())
+    return [x if len(x) < 20 else len(x) for x in r]
+show("loads", go)
+ba[at:at + 2] = b"NN"
+show("unchanged bytes", lambda: P.loads(bytes(ba))[1:])
+"""
+
+
+def test_input_rewritten_during_load(run_python, describe_proc):
+    out = same_as_stdlib(run_python, describe_proc, MUTATED_INPUT)
+    assert "loads gave [70000, 'mutated', 70000]" in out
