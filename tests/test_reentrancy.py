@@ -121,3 +121,248 @@ show("unchanged bytes", lambda: P.loads(bytes(ba))[1:])
 def test_input_rewritten_during_load(run_python, describe_proc):
     out = same_as_stdlib(run_python, describe_proc, MUTATED_INPUT)
     assert "loads gave [70000, 'mutated', 70000]" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# loads: callbacks that re-enter, clear the memo, read the file, collect garbage, raise
+# ---------------------------------------------------------------------------------------------
+
+# A dict key's `__hash__` runs inside the fast loop's SETITEMS (PyDict_SetItem): it collects
+# garbage, clears the running Unpickler's memo and loads other pickles (module-level and with a
+# fresh Unpickler; re-entering the running one is test_reduce_reenters_running_unpickler's).
+HASH_REENTERS = r"""
+CUR = [None]
+class K:
+    calls = 0
+    def __init__(self, n): self.n = n
+    def __reduce__(self): return (K, (self.n,))
+    def __eq__(self, o): return isinstance(o, K) and o.n == self.n
+    def __hash__(self):
+        K.calls += 1
+        gc.collect()
+        u = CUR[0]
+        if u is not None and K.calls < 4:
+            u.memo.clear()
+            show("nested loads", lambda: P.loads(stdpickle.dumps({"a": [1, 2], "b": "xyz"}, 2)))
+            show("nested Unpickler", lambda: P.Unpickler(io.BytesIO(tail)).load())
+        return hash(self.n)
+import __main__; __main__.K = K
+data = stdpickle.dumps([{K(1): "v1", K(2): "v2"}, {K(3): [K(1)]}], 2)
+tail = stdpickle.dumps({"second": 2}, 2)
+K.calls = 0
+def go():
+    u = P.Unpickler(io.BytesIO(data))
+    CUR[0] = u
+    r = u.load()
+    CUR[0] = None
+    return sorted((k.n, repr(v)[:12]) for d in r for k, v in d.items())
+show("outer", go)
+print("hash calls", K.calls)
+"""
+
+# The old value of a memo slot written twice has a `__del__` that reads, replaces and clears the
+# running Unpickler's memo and collects garbage; the next BINGET then finds nothing.
+MEMO_DEL = r"""
+CUR = [None]
+class D:
+    def __del__(self):
+        u = CUR[0]
+        print("memo in __del__", sorted(u.memo.copy()))
+        u.memo = {5: "x"}
+        u.memo.clear()
+        gc.collect()
+module("evm", mk=D)
+data = b"\x80\x02cevm\nmk\n)Rq\x000K\x05q\x00h\x00."
+u = P.Unpickler(io.BytesIO(data))
+CUR[0] = u
+show("load", u.load)
+show("fresh", lambda: P.loads(stdpickle.dumps([1, "ab", {"c": (2,)}], 4)))
+"""
+
+# `find_class` reads from the file being loaded, with and without `peek` (BufferedReader).
+FIND_CLASS_READS = r"""
+import collections
+FILE = [None]
+class U(P.Unpickler):
+    def find_class(self, mod, name):
+        print("read in find_class", FILE[0].read(3))
+        return super().find_class(mod, name)
+obj = [1, "abc", collections.OrderedDict(a=1), {"k": list(range(5))}]
+data = stdpickle.dumps(obj, 2) + stdpickle.dumps("tail", 2)
+for wrap in ("bytesio", "buffered"):
+    f0 = io.BytesIO(data)
+    FILE[0] = io.BufferedReader(f0) if wrap == "buffered" else f0
+    u = U(FILE[0])
+    show(wrap + " first", u.load)
+    show(wrap + " second", u.load)
+"""
+
+# list/dict subclasses whose extend/append/__setitem__ (APPENDS/SETITEMS on a non-exact target)
+# collect garbage, clear the memo or raise; later loads on the thread must be clean.
+SUBCLASS_MUTATORS = r"""
+import __main__
+CUR = [None]
+class L(list):
+    def extend(self, items):
+        CUR[0].memo.clear(); gc.collect(); super().extend(items)
+    def append(self, x):
+        gc.collect(); super().append(x)
+class D(dict):
+    def __setitem__(self, k, v):
+        gc.collect()
+        if k == "boom": raise KeyError("boom")
+        super().__setitem__(k, v)
+__main__.L = L; __main__.D = D
+l = L([1, 2, 3, "xxxxx"]); d = D(a=1, b=[2]); d2 = D(a=1, boom=2, c=3)
+def go(data):
+    u = P.Unpickler(io.BytesIO(data))
+    CUR[0] = u
+    r = u.load()
+    return [(type(x).__name__, sorted(x.items()) if isinstance(x, dict) else list(x)) for x in r]
+for proto in (1, 2, 4):
+    show("shared", lambda: go(stdpickle.dumps([l, d, l, d], proto)))
+    show("raises", lambda: go(stdpickle.dumps([d2, l], proto)))
+    show("clean", lambda: P.loads(stdpickle.dumps([{"a": 1}, [1, 2]] * 3, proto)))
+"""
+
+# persistent_load / REDUCE raise in the middle of a big load (marks, a deep stack, half-filled
+# containers); loads after it on the same thread must be right.
+RAISE_MIDWAY = r"""
+class U(P.Unpickler):
+    def persistent_load(self, pid):
+        if pid == "boom": raise ValueError("pl boom")
+        return pid
+class Pk(stdpickle.Pickler):
+    def persistent_id(self, o):
+        return o if isinstance(o, str) and o in ("pa", "boom") else None
+def pdumps(o):
+    b = io.BytesIO(); Pk(b, 2).dump(o); return b.getvalue()
+big = [list(range(300)), {str(i): i for i in range(300)}, "pa", ("x", "y")]
+show("boom", lambda: U(io.BytesIO(pdumps([big, [1, 2, ["boom", 3]]]))).load())
+for i in range(2):
+    show("after", lambda: P.loads(stdpickle.dumps(big, 4)) == big)
+    show("after pl", lambda: U(io.BytesIO(pdumps(big))).load() == big)
+show("reduce raises", lambda: P.loads(b"\x80\x02(](K\x01K\x02cbuiltins\nint\n(X\x03\x00\x00\x00zzzK\x10tR"))
+show("after reduce", lambda: P.loads(stdpickle.dumps(big, 2)) == big)
+"""
+
+# Callbacks of every kind collect garbage and walk every object the collector tracks (length,
+# iteration) while the loader holds half-filled lists and dicts, marks and a deep stack.
+GC_WALK_LOADS = r"""
+import __main__
+def touch():
+    gc.collect()
+    n = 0
+    for o in gc.get_objects():
+        if type(o) in (list, dict, tuple):
+            n += len(o)
+            for _ in (o.items() if type(o) is dict else o):
+                n += 1
+    return n
+def mk(*a):
+    touch(); return ("mk", len(a))
+class St:
+    def __setstate__(self, s):
+        touch(); self.s = s
+    def __repr__(self): return "St(%r)" % (self.s,)
+class Mk:
+    def __init__(self, *a): self.a = a
+    def __reduce__(self): return (mk, self.a)
+class U(P.Unpickler):
+    def find_class(self, m, n):
+        touch(); return super().find_class(m, n)
+__main__.mk = mk; __main__.St = St; __main__.Mk = Mk
+def mkst(i):
+    s = St.__new__(St); s.s = i; return s
+obj = [list(range(1500)) + [Mk(1, 2)] + list(range(1500)),
+       {i: (Mk(i), [mkst(i)]) if i % 400 == 0 else str(i) for i in range(2500)},
+       tuple([Mk()] * 3), [[[[[Mk("deep")]]]]]]
+for proto in (1, 2, 4):
+    data = stdpickle.dumps(obj, proto)
+    expect = repr(stdpickle.loads(data))
+    show("loads", lambda: repr(P.loads(data)) == expect)
+    show("Unpickler", lambda: repr(U(io.BytesIO(data)).load()) == expect)
+"""
+
+
+@pytest.mark.parametrize(
+    "code",
+    [HASH_REENTERS, MEMO_DEL, FIND_CLASS_READS, SUBCLASS_MUTATORS, RAISE_MIDWAY, GC_WALK_LOADS],
+    ids=["hash-reenters", "memo-del", "find-class-reads", "subclass-mutators", "raise-midway", "gc-walk"],
+)
+def test_load_callbacks_as_stdlib(run_python, describe_proc, code):
+    out = same_as_stdlib(run_python, describe_proc, code)
+    assert "raised SystemError" not in out
+
+
+# A REDUCE callable re-enters `load()` on the running Unpickler. `_pickle` clears the outer load's
+# stack for the nested one (the outer list is lost: the outer load returns the REDUCE result),
+# so only the nested call's outcome is compared: both raise UnpicklingError. brinery's outer load
+# must still return the whole first pickle, and the next load the second one.
+REDUCE_REENTERS = r"""
+CUR = [None]
+def f(*a):
+    show("nested", lambda: CUR[0].load())
+    return ("f", a)
+module("evm", f=f)
+one = b"\x80\x02]q\x00(K\x01K\x02cevm\nf\n(K\x03K\x04tRK\x05e."
+two = stdpickle.dumps({"x": [1, 2, 3]}, 2)
+for wrap in ("bytesio", "buffered"):
+    f0 = io.BytesIO(one + two)
+    u = P.Unpickler(io.BufferedReader(f0) if wrap == "buffered" else f0)
+    CUR[0] = u
+    show(wrap + " outer", u.load)
+    show(wrap + " next", u.load)
+"""
+
+
+def test_reduce_reenters_running_unpickler(run_python, describe_proc):
+    std = run_attack(run_python, REDUCE_REENTERS, "pickle")
+    ours = run_attack(run_python, REDUCE_REENTERS, "brinery")
+    assert ours.returncode == 0, describe_proc(ours)
+    nested = [line for line in std.stdout.splitlines() if line.startswith("nested")]
+    assert nested == ["nested raised UnpicklingError"] * 2, describe_proc(std)
+    assert ours.stdout.splitlines() == [
+        "nested raised UnpicklingError",
+        "bytesio outer gave [1, 2, ('f', (3, 4)), 5]",
+        "bytesio next gave {'x': [1, 2, 3]}",
+        "nested raised UnpicklingError",
+        "buffered outer gave [1, 2, ('f', (3, 4)), 5]",
+        "buffered next gave {'x': [1, 2, 3]}",
+    ]
+
+
+# `__setstate__` calls `__init__` on the running Unpickler with another file and clears its
+# memo. `_pickle` frees the input buffer it is reading and crashes (SIGSEGV in 3.11); brinery
+# finishes the load from the bytes it holds, raises for the memo entry that is gone, and the
+# re-initialised Unpickler then loads the new file.
+SETSTATE_REINITS = r"""
+CUR = [None]
+class S:
+    def __setstate__(self, st):
+        u = CUR[0]
+        u.__init__(io.BytesIO(stdpickle.dumps(["other", 1], 2)))
+        u.memo.clear()
+        gc.collect()
+        self.st = st
+    def __repr__(self): return f"S({self.st!r})"
+import __main__; __main__.S = S
+s = S(); s.__dict__["st"] = 0
+u = P.Unpickler(io.BytesIO(stdpickle.dumps([s, "after"], 2) + stdpickle.dumps("tail", 2)))
+CUR[0] = u
+show("no memo reference", u.load)
+show("next", u.load)
+u = P.Unpickler(io.BytesIO(stdpickle.dumps([s, "after", [s]], 2)))
+CUR[0] = u
+show("memo reference", u.load)
+"""
+
+
+def test_setstate_reinitialises_running_unpickler(run_python, describe_proc):
+    ours = run_attack(run_python, SETSTATE_REINITS, "brinery")
+    assert ours.returncode == 0, describe_proc(ours)
+    assert ours.stdout.splitlines() == [
+        "no memo reference gave [S({'st': 0}), 'after']",
+        "next gave ['other', 1]",
+        "memo reference raised UnpicklingError",
+    ]
