@@ -277,7 +277,7 @@ def mkst(i):
 obj = [list(range(1500)) + [Mk(1, 2)] + list(range(1500)),
        {i: (Mk(i), [mkst(i)]) if i % 400 == 0 else str(i) for i in range(2500)},
        tuple([Mk()] * 3), [[[[[Mk("deep")]]]]]]
-for proto in (1, 2, 4):
+for proto in (2, 4):
     data = stdpickle.dumps(obj, proto)
     expect = repr(stdpickle.loads(data))
     show("loads", lambda: repr(P.loads(data)) == expect)
@@ -365,4 +365,235 @@ def test_setstate_reinitialises_running_unpickler(run_python, describe_proc):
         "no memo reference gave [S({'st': 0}), 'after']",
         "next gave ['other', 1]",
         "memo reference raised UnpicklingError",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# dumps: Python code that changes the containers being walked, re-enters, raises
+# ---------------------------------------------------------------------------------------------
+
+# Each script makes its objects afresh for each module and prints the pickle's bytes: they must
+# be the bytes `_pickle` writes (or the same exception type).
+
+# An element's __reduce__ clears, extends or replaces the items of the list being pickled (the
+# items already walked lose their last reference), then collects garbage.
+LIST_MUTATED = r"""
+import __main__
+TARGET = [None]
+class C:
+    def __init__(self, how): self.how = how
+    def __reduce__(self):
+        L = TARGET[0]
+        if self.how == "clear": L.clear()
+        elif self.how == "extend": L.extend([[i] for i in range(50)])
+        else:
+            for i in range(len(L)): L[i] = [i, "new"]
+        gc.collect()
+        return (str, ("c-" + self.how,))
+__main__.C = C
+for how in ("clear", "extend", "replace"):
+    for proto in (0, 2, 4, 5):
+        L = [[0], "str0", C(how), [1], ("t",), 2.5, [2], "str1", {"k": [3]}]
+        TARGET[0] = L
+        show((how, proto), lambda: P.dumps(L, proto))
+"""
+
+# A value's __reduce__ deletes, clears, adds or replaces entries of the dict being pickled.
+DICT_MUTATED = r"""
+import __main__
+TARGET = [None]
+class C:
+    def __init__(self, how): self.how = how
+    def __reduce__(self):
+        d = TARGET[0]
+        if self.how == "clear": d.clear()
+        elif self.how == "del": del d["z"]
+        elif self.how == "add": d["new"] = [1]
+        else:
+            for k in list(d): d[k] = ["fresh", k]
+        gc.collect()
+        return (str, ("c-" + self.how,))
+__main__.C = C
+for how in ("clear", "del", "add", "replace"):
+    for proto in (0, 2, 4):
+        d = {"a": [1], "b": "bee", "c": C(how), "y": (1, [2]), "z": [3]}
+        TARGET[0] = d
+        show((how, proto), lambda: P.dumps(d, proto))
+"""
+
+# persistent_id, reducer_override and dispatch_table entries that clear or refill the container.
+HOOKS_MUTATE = r"""
+import __main__
+TARGET = [None]
+class T:
+    def __init__(self, n): self.n = n
+__main__.T = T
+def pickler(kind):
+    class Pk(P.Pickler):
+        if kind == "pid":
+            def persistent_id(self, o):
+                if isinstance(o, T):
+                    TARGET[0].clear(); gc.collect(); return "pid%d" % o.n
+                return None
+        elif kind == "ro":
+            def reducer_override(self, o):
+                if isinstance(o, T):
+                    L = TARGET[0]
+                    if isinstance(L, dict): L["x"] = [9]
+                    else: L[:] = [[9]] * 3
+                    gc.collect(); return (str, ("t%d" % o.n,))
+                return NotImplemented
+    return Pk
+def red(o):
+    TARGET[0].clear(); gc.collect()
+    return (str, ("dt%d" % o.n,))
+for kind in ("pid", "ro", "dt"):
+    for shape in ("list", "dict"):
+        obj = ([[1], "a", T(1), [2], T(2), "b"] if shape == "list"
+               else {"a": [1], "b": T(1), "c": "cc", "d": T(2)})
+        TARGET[0] = obj
+        b = io.BytesIO(); p = pickler(kind)(b, 4)
+        if kind == "dt": p.dispatch_table = {T: red}
+        show((kind, shape), lambda: (p.dump(obj), b.getvalue()))
+"""
+
+# Unique items (reference count 1, memoized without a table reference) are freed by a
+# temporary's __del__, which then appends look-alike objects that may reuse their addresses.
+ADDRESS_REUSE = r"""
+import __main__
+TARGET = [None]
+class F:
+    def __del__(self):
+        L = TARGET[0]
+        for i in range(4): L[i] = None
+        L.extend([[i] for i in range(8)] + [(i, "x") for i in range(8)] + ["s%d" % i for i in range(8)])
+def mkf(*a): return "made"
+class R:
+    def __reduce__(self): return (mkf, (F(),))
+__main__.F = F; __main__.mkf = mkf; __main__.R = R
+for proto in (2, 4):
+    L = [[0], ("t", 0), [1], "s-zero", R(), [5], R(), [6]]
+    TARGET[0] = L
+    show(proto, lambda: P.dumps(L, proto))
+"""
+
+# A __reduce__ raises in the middle of a big dumps; later dumps on the thread (which reuse its
+# buffer and memo) must be right, also a dumps that fails inside another dumps.
+DUMPS_RAISES = r"""
+import __main__
+class Boom:
+    def __reduce__(self): raise ValueError("boom")
+big = {"k%d" % i: [i, "v%d" % i, (i, i + 0.5)] for i in range(2000)}
+bad = [big, "x" * 100, Boom()]
+class N:
+    def __reduce__(self):
+        try: P.dumps(bad)
+        except ValueError: print("nested failed")
+        return (str, ("n",))
+__main__.Boom = Boom; __main__.N = N
+for proto in (0, 2, 4, 5):
+    show(("bad", proto), lambda: P.dumps(bad, proto))
+    show(("big", proto), lambda: P.dumps(big, proto))
+    show(("nested", proto), lambda: P.dumps([big, N(), [1, 2]], proto))
+"""
+
+# The list being sorted, pickled from the sort's key function (its items are detached).
+SORTING_LIST = r"""
+lst = [[3], [1], "two", (4,)]
+def key(x):
+    for proto in (0, 2, 4):
+        show(proto, lambda: P.dumps([lst, x, lst], proto))
+    return repr(x)
+show("sort", lambda: lst.sort(key=key))
+"""
+
+# __reduce__, reducer_override and persistent_id collect garbage and walk every tracked object
+# while the pickler is inside lists, dicts and tuples.
+GC_WALK_DUMPS = r"""
+import __main__, hashlib
+def digest(b): return hashlib.sha256(b).hexdigest()
+def touch():
+    gc.collect()
+    n = 0
+    for o in gc.get_objects():
+        if type(o) in (list, dict, tuple):
+            n += len(o)
+            for _ in (o.items() if type(o) is dict else o): n += 1
+    return n
+class Mk:
+    def __init__(self, *a): self.a = a
+    def __reduce__(self): touch(); return (Mk, self.a)
+__main__.Mk = Mk
+obj = [list(range(1500)) + [Mk(1, 2)] + list(range(1500)),
+       {i: (Mk(i), [i]) if i % 400 == 0 else str(i) for i in range(2500)},
+       tuple([Mk()] * 3), [[[[[Mk("deep")]]]]]]
+class Pk(P.Pickler):
+    def reducer_override(self, o):
+        if type(o) is Mk: touch()
+        return NotImplemented
+    def persistent_id(self, o):
+        if type(o) is Mk: touch()
+        return None
+for proto in (2, 5):
+    show(("dumps", proto), lambda: digest(P.dumps(obj, proto)))
+    def go():
+        b = io.BytesIO(); Pk(b, proto).dump(obj); return digest(b.getvalue())
+    show(("Pickler", proto), go)
+"""
+
+
+@pytest.mark.parametrize(
+    "code",
+    [LIST_MUTATED, DICT_MUTATED, HOOKS_MUTATE, ADDRESS_REUSE, DUMPS_RAISES, SORTING_LIST, GC_WALK_DUMPS],
+    ids=[
+        "list-mutated",
+        "dict-mutated",
+        "hooks-mutate",
+        "address-reuse",
+        "raises",
+        "sorting-list",
+        "gc-walk",
+    ],
+)
+def test_dump_callbacks_as_stdlib(run_python, describe_proc, code):
+    same_as_stdlib(run_python, describe_proc, code)
+
+
+# A __reduce__ calls dumps re-entrantly: module-level (the thread's buffer and memo are in use),
+# on another Pickler, and `dump` on the running Pickler itself. The first two must give the
+# stdlib's bytes, inside and outside; re-entering the running Pickler crashes `_pickle` (it
+# replaces the output buffer under the outer dump), so there brinery must only not crash and
+# leave both pickles loadable.
+REENTRANT_DUMPS = r"""
+import __main__
+OUT = []; PK = [None]
+class R:
+    def __reduce__(self):
+        OUT.append(P.dumps([{"in": 1}, "inner", [1, 2]], 4))
+        b = io.BytesIO(); P.Pickler(b, 2).dump({"other": [3]}); OUT.append(b.getvalue())
+        if PK[0] is not None:
+            PK[0].dump(["same", "pickler"])
+        return (str, ("r",))
+__main__.R = R
+obj = [[0], "shared", R(), {"k": "shared"}, [0]]
+if sys.argv[2] == "modules":
+    for proto in (2, 4, 5):
+        OUT.clear()
+        show(proto, lambda: P.dumps(obj, proto))
+        print("nested", OUT)
+else:
+    b = io.BytesIO(); PK[0] = P.Pickler(b, 4)
+    show("dump", lambda: PK[0].dump(obj))
+    b.seek(0)
+    print("loaded", stdpickle.load(b), stdpickle.load(b))
+"""
+
+
+def test_reentrant_dumps(run_python, describe_proc):
+    same_as_stdlib(run_python, describe_proc, REENTRANT_DUMPS.replace("sys.argv[2]", '"modules"'))
+    ours = run_attack(run_python, REENTRANT_DUMPS.replace("sys.argv[2]", '"same"'), "brinery")
+    assert ours.returncode == 0, describe_proc(ours)
+    assert ours.stdout.splitlines() == [
+        "dump gave None",
+        "loaded ['same', 'pickler'] [[0], 'shared', 'r', {'k': 'shared'}, [0]]",
     ]
