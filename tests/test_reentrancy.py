@@ -597,3 +597,41 @@ def test_reentrant_dumps(run_python, describe_proc):
         "dump gave None",
         "loaded ['same', 'pickler'] [[0], 'shared', 'r', {'k': 'shared'}, [0]]",
     ]
+
+
+# A callback calls `clear_memo()` on the running Pickler (from __reduce__, persistent_id and
+# reducer_override): objects memoized before the call are written again after it, the memo
+# indices start again at 0, and the next dump() does not refer to what was cleared.
+CLEAR_MEMO_MIDDUMP = r"""
+import __main__
+PK = [None]
+class R:
+    def __reduce__(self):
+        PK[0].clear_memo()
+        return (str, ("r",))
+class T:
+    pass
+__main__.R = R; __main__.T = T
+def pickler(kind):
+    class Pk(P.Pickler):
+        if kind == "pid":
+            def persistent_id(self, o):
+                if type(o) is T: self.clear_memo(); return "T"
+                return None
+        elif kind == "ro":
+            def reducer_override(self, o):
+                if type(o) is T: self.clear_memo(); return (str, ("t",))
+                return NotImplemented
+    return Pk
+for kind in ("reduce", "pid", "ro"):
+    for proto in (0, 2, 4):
+        shared = ["shared", (1, "s")]
+        mid = R() if kind == "reduce" else T()
+        obj = [shared, "txt", shared, mid, shared, "txt", (shared, mid)]
+        b = io.BytesIO(); PK[0] = p = pickler(kind)(b, proto)
+        show((kind, proto), lambda: (p.dump(obj), p.dump([shared, "txt"]), b.getvalue()))
+"""
+
+
+def test_clear_memo_while_dumping(run_python, describe_proc):
+    same_as_stdlib(run_python, describe_proc, CLEAR_MEMO_MIDDUMP)
