@@ -635,3 +635,37 @@ for kind in ("reduce", "pid", "ro"):
 
 def test_clear_memo_while_dumping(run_python, describe_proc):
     same_as_stdlib(run_python, describe_proc, CLEAR_MEMO_MIDDUMP)
+
+
+# buffer_callback releases the PickleBuffer it is given, then resizes or rewrites the bytearray
+# behind it, and asks for the buffer in-band. `_pickle` then reads the released view (SIGSEGV
+# in 3.11 after the resize); brinery holds an export of its own from before the callback: the
+# resize raises BufferError, and the rewrite is pickled (the bytes as they are after the
+# callback, which is when `_pickle` reads them too).
+PICKLEBUFFER_RELEASED = r"""
+for how in ("resize", "write"):
+    ba = bytearray(b"q" * 70000)
+    pb = stdpickle.PickleBuffer(ba)
+    def cb(b):
+        b.release()
+        if how == "resize":
+            ba.extend(b"x" * 1000000)
+        else:
+            ba[:3] = b"abc"
+        return True
+    def go():
+        v = stdpickle.loads(P.dumps([pb, "after"], 5, buffer_callback=cb))
+        return bytes(v[0][:5]), len(v[0]), v[1]
+    show(how, go)
+show("later", lambda: P.dumps([bytearray(b"z" * 70000)], 5) == stdpickle.dumps([bytearray(b"z" * 70000)], 5))
+"""
+
+
+def test_buffer_callback_releases_picklebuffer(run_python, describe_proc):
+    ours = run_attack(run_python, PICKLEBUFFER_RELEASED, "brinery")
+    assert ours.returncode == 0, describe_proc(ours)
+    assert ours.stdout.splitlines() == [
+        "resize raised BufferError",
+        "write gave (b'abcqq', 70000, 'after')",
+        "later gave True",
+    ]
