@@ -172,7 +172,7 @@ data = stdpickle.dumps([{K(1): "v1", K(2): "v2"}, {K(3): [K(1)]}], 2)
 tail = stdpickle.dumps({"second": 2}, 2)
 K.calls = 0
 def go():
-    u = P.Unpickler(io.BytesIO(data))
+    u = P.Unpickler(io.BufferedReader(io.BytesIO(data)))  # peekable: the fast loop runs
     CUR[0] = u
     r = u.load()
     CUR[0] = None
@@ -194,7 +194,7 @@ class D:
         gc.collect()
 module("evm", mk=D)
 data = b"\x80\x02cevm\nmk\n)Rq\x000K\x05q\x00h\x00."
-u = P.Unpickler(io.BytesIO(data))
+u = P.Unpickler(io.BufferedReader(io.BytesIO(data)))
 CUR[0] = u
 show("load", u.load)
 show("fresh", lambda: P.loads(stdpickle.dumps([1, "ab", {"c": (2,)}], 4)))
@@ -303,6 +303,7 @@ for proto in (2, 4):
     expect = repr(stdpickle.loads(data))
     show("loads", lambda: repr(P.loads(data)) == expect)
     show("Unpickler", lambda: repr(U(io.BytesIO(data)).load()) == expect)
+    show("peekable", lambda: repr(U(io.BufferedReader(io.BytesIO(data))).load()) == expect)
 """
 
 
