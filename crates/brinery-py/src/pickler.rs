@@ -15,6 +15,8 @@ mod memo;
 mod save;
 mod stack;
 
+use std::sync::atomic::Ordering;
+
 use brinery::encode::Encoder;
 use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -110,6 +112,9 @@ pub struct Pickler {
     dispatch_table: Option<Py<PyAny>>,
     memo: Memo,
     fast_state: FastState,
+    /// Set by `clear_memo()`; a running `dump()` (which holds the memo) clears it at its next
+    /// memo operation and, at the latest, when it ends.
+    memo_cleared: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Pickler {
@@ -145,6 +150,7 @@ impl Pickler {
             dispatch_table: None,
             memo: Memo::default(),
             fast_state: FastState::default(),
+            memo_cleared: Default::default(),
         }
     }
 
@@ -238,6 +244,12 @@ impl Pickler {
                 std::mem::take(&mut me.fast_state),
             )
         };
+        // `clear_memo()` from now on is this dump's (see `Hooks::memo_cleared`).
+        let memo_cleared = {
+            let me = slf.borrow();
+            me.memo_cleared.store(false, Ordering::Relaxed);
+            me.memo_cleared.clone()
+        };
         let result = (|| {
             // Looked up at each dump and dropped after it: a bound method of the pickler would
             // otherwise keep the pickler (and its memo) alive in a cycle.
@@ -252,6 +264,7 @@ impl Pickler {
                 dispatch_table: dt.map(|d| d.into_bound(py)),
                 reducer_override,
                 buffer_callback: cb.map(|c| c.into_bound(py)),
+                memo_cleared: Some(memo_cleared.clone()),
             };
             run(
                 py,
@@ -263,8 +276,12 @@ impl Pickler {
                 hooks,
             )
         })();
-        // The memo outlives the dump: entries kept out of the table go into it.
+        // The memo outlives the dump: entries kept out of the table go into it. A
+        // `clear_memo()` after the dump's last memo operation (from `file.write`) clears it now.
         memo.flush_pending();
+        if memo_cleared.swap(false, Ordering::Relaxed) {
+            memo.clear();
+        }
         {
             let mut me = slf.borrow_mut();
             me.memo = memo;
@@ -276,6 +293,8 @@ impl Pickler {
     /// Clears the pickler's "memo".
     fn clear_memo(&mut self) {
         self.memo.clear();
+        // A dump running now (a callback of it called this) holds the real memo.
+        self.memo_cleared.store(true, Ordering::Relaxed);
     }
 
     /// Returns size in memory, in bytes.

@@ -134,9 +134,22 @@ impl<'py> Data<'py> {
             Data::ReadOnly(buf) => {
                 // SAFETY: the buffer is a read-only, C-contiguous export of `len_bytes` bytes,
                 // held (and so kept alive and unmovable) by `buf` for as long as `self` lives.
+                // The export is read-only, but the memory may be writable elsewhere (a
+                // `bytearray` behind `memoryview.toreadonly()`), so Python code run by the load
+                // may change the bytes, never their length or place: the load reads them as
+                // `_pickle` does, checking every length against the fixed end, and keeps no
+                // scan of them ([`Data::input`]).
                 unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) }
             }
             Data::Copied(v) => v,
+        }
+    }
+
+    /// The bytes as a load's input: a read-only export is [`MemoryInput::shared`].
+    fn input(&self) -> MemoryInput<'_> {
+        match self {
+            Data::ReadOnly(_) => MemoryInput::shared(self.as_slice()),
+            Data::Bytes(_) | Data::Copied(_) => MemoryInput::new(self.as_slice()),
         }
     }
 }
@@ -159,7 +172,7 @@ fn loads<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let data = Data::new(data)?;
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
-    load_with_fresh_memo(py, &opts, Input::Memory(MemoryInput::new(data.as_slice())))
+    load_with_fresh_memo(py, &opts, Input::Memory(data.input()))
 }
 
 /// `_loads_with_policy(data, policy, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`
@@ -186,11 +199,7 @@ fn loads_with_policy<'py>(
     let guard = policy::Guard::new(policy.get().inner.clone()).in_memory();
     let mut cfg = opts.config(py)?;
     cfg.guard = Some(&guard);
-    machine::load(
-        py,
-        &cfg,
-        &mut Input::Memory(MemoryInput::new(data.as_slice())),
-    )
+    machine::load(py, &cfg, &mut Input::Memory(data.input()))
 }
 
 /// `_safe_loads(data, policy, fallback, /, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())`

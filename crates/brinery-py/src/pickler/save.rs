@@ -182,6 +182,9 @@ pub(crate) struct Hooks<'py> {
     pub(crate) dispatch_table: Option<Bound<'py, PyAny>>,
     pub(crate) reducer_override: Option<Bound<'py, PyAny>>,
     pub(crate) buffer_callback: Option<Bound<'py, PyAny>>,
+    /// Set by the `Pickler`'s `clear_memo()` while this dump runs (a callback called it): the
+    /// dump's memo is cleared before its next memo operation, as `_pickle` clears at once.
+    pub(crate) memo_cleared: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Options of one dump.
@@ -520,6 +523,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
 
         if !unique {
+            self.sync_memo_clear();
             if let Some(idx) = self.memo.get(obj) {
                 return self.write_get(idx);
             }
@@ -694,10 +698,30 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         self.memo_put_unique(obj, false)
     }
 
+    /// Apply a `clear_memo()` that a callback of the running `Pickler` made (see
+    /// [`Hooks::memo_cleared`]); called before memo operations.
+    #[inline(always)]
+    fn sync_memo_clear(&mut self) {
+        if let Some(flag) = &self.hooks.memo_cleared {
+            if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                self.apply_memo_clear();
+            }
+        }
+    }
+
+    #[cold]
+    fn apply_memo_clear(&mut self) {
+        if let Some(flag) = &self.hooks.memo_cleared {
+            flag.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.memo.clear();
+    }
+
     /// `memo_put`, with a pending entry instead of a table entry for a unique object (see
     /// [`save_obj`](Self::save_obj)).
     #[inline]
     fn memo_put_unique(&mut self, obj: &Bound<'py, PyAny>, unique: bool) -> PyResult<()> {
+        self.sync_memo_clear();
         if self.fast {
             return Ok(());
         }
@@ -1145,6 +1169,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             self.save_item(item.as_ptr(), unique, 0)?;
         }
         let obj = t.as_any();
+        self.sync_memo_clear();
         if !unique && self.memo.contains(obj) {
             self.enc.tuple_pop_recursive(len);
             return self.memo_get(obj);

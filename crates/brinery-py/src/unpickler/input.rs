@@ -121,11 +121,33 @@ pub(crate) fn invalid_load_key(py: Python<'_>, c: u8) -> PyErr {
 pub(crate) struct MemoryInput<'a> {
     data: &'a [u8],
     pos: usize,
+    /// Python code run by the load cannot change the bytes (a `bytes` object, or a copy).
+    fixed: bool,
 }
 
 impl<'a> MemoryInput<'a> {
+    /// Bytes nothing can change while they are loaded (a `bytes` object's, or a copy).
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        MemoryInput { data, pos: 0 }
+        MemoryInput {
+            data,
+            pos: 0,
+            fixed: true,
+        }
+    }
+
+    /// Bytes read in place that Python code run by the load may rewrite (a read-only export
+    /// of memory that is writable elsewhere, such as `memoryview(bytearray).toreadonly()`), as
+    /// `_pickle` reads them: no step may rely on a scan made before the load.
+    pub(crate) fn shared(data: &'a [u8]) -> Self {
+        MemoryInput {
+            fixed: false,
+            ..MemoryInput::new(data)
+        }
+    }
+
+    /// Whether the bytes stay as they are for the whole load (see [`MemoryInput::shared`]).
+    pub(crate) fn fixed(&self) -> bool {
+        self.fixed
     }
 
     /// The whole input and the position of the next operation, for the fast loop.

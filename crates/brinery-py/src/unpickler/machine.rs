@@ -213,9 +213,12 @@ pub(crate) fn load<'py>(
         plain_memo: false,
     };
     if cfg.memo.is_none() && cfg.memo_filter.is_none() {
+        // The filter comes from a scan of the bytes before the load: only for bytes that
+        // Python code run by the load cannot rewrite.
         if let Input::Memory(mem) = &mut *input {
+            let fixed = mem.fixed();
             let (data, pos) = mem.parts();
-            if *pos == 0 && data.len() >= OWN_FILTER_MIN {
+            if fixed && *pos == 0 && data.len() >= OWN_FILTER_MIN {
                 m.own_filter = super::memo::fetch_filter(data);
             }
         }

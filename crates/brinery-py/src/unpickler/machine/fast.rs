@@ -166,13 +166,18 @@ impl<'py> Machine<'py, '_, '_> {
         // PyListObject and its item array is managed with PyMem_Realloc/PyMem_Free, exactly as
         // list_resize does. The array grows (with list_resize's over-allocation rule) before the
         // `k` owned references of the stack tail are moved into it; the stack then forgets them
-        // (`set_len`). No Python code runs and no object is allocated in between, so nothing can
-        // observe the list in an intermediate state.
+        // (`set_len`). A list that `list.sort` is sorting (its key function may be running this
+        // load) has its array detached: NULL items, size 0 and `allocated == -1`, which is
+        // negative and so always takes the grow branch, as in list_resize (the sort then finds
+        // `allocated != -1`, raises "list modified during sort" and frees the new array). No
+        // Python code runs and no object is allocated in between, so nothing can observe the
+        // list in an intermediate state.
         unsafe {
             let l = list as *mut ffi::PyListObject;
             let n = (*l).ob_base.ob_size as usize;
             let size = n + k;
-            if size > (*l).allocated as usize {
+            let allocated = (*l).allocated;
+            if allocated < 0 || size > allocated as usize {
                 let mut alloc = (size + (size >> 3) + 6) & !3;
                 if k > alloc - size {
                     alloc = (size + 3) & !3;
