@@ -549,7 +549,10 @@ def build_commit(rev):
     src = base / "src"
     subprocess.run(["rm", "-rf", str(src)], check=True)
     src.mkdir(parents=True)
-    subprocess.run(f"git -C {ROOT} archive {sha} | tar -x -C {src}", shell=True, check=True)
+    # `-m`: the files get the time of extraction, not the commit's. With the commit's times, cargo
+    # (which compares modification times) took a build of any later-built commit in the shared
+    # target directory as up to date for an older commit, and every site held the same module.
+    subprocess.run(f"git -C {ROOT} archive {sha} | tar -x -m -C {src}", shell=True, check=True)
     print(f"==> building brinery at {sha} (maturin build --release; target/bench-build)", flush=True)
     env = dict(os.environ, CARGO_TARGET_DIR=str(base / "target"), PATH=f"{VENV / 'bin'}:{os.environ['PATH']}")
     wheels = base / f"wheels-{sha}"

@@ -152,3 +152,41 @@ def test_nested_loads_keep_their_own_memos():
     assert out[0] is out[2] is out[3][1]
     assert out[1].inner == inner == out[3][0].inner
     assert out[1].inner["a"][0] is out[1].inner["a"][2]
+
+
+def fixed_width_column(n, width=8):
+    """A column of `n` distinct strings of one width, every 97th repeated (a BINGET back)."""
+    base = [f"{i:0{width}d}" for i in range(n)]
+    return [base[i - 1] if i % 97 == 0 and i else s for i, s in enumerate(base)]
+
+
+@pytest.mark.parametrize("n", [50, 20_000])  # under and over the memo filter's 64 KiB
+def test_runs_of_same_length_strings(n):
+    # The loader takes runs of memoized strings of one length (a column of fixed-width labels)
+    # in a loop of their own. It must leave everything as the stdlib does: every memo index
+    # (the repeats are BINGETs back into the run), a run ended by another length, by a
+    # non-ASCII text of the same length, by a string the pickler did not memoize (optimized
+    # away), by the end of a frame, and the memo an Unpickler exposes.
+    col = fixed_width_column(n)
+    col[n // 2] = "é" * 4  # 8 bytes of UTF-8: same length, not ASCII
+    col[n // 3] = "x" * 9  # another length
+    obj = [col, col[: n // 4], "tail", col[1::97]]
+    for proto in (2, 4, 5):
+        data = pickle.dumps(obj, proto)
+        assert brinery.dumps(obj, proto) == data
+        for stream in (data, pickletools_optimize(data)):
+            expected = pickle.loads(stream)
+            out = brinery.loads(stream)
+            assert out == expected
+            ids = {id(s) for s in out[0]}
+            assert all(id(s) in ids for s in out[1] + out[3])  # shared, not copied
+            u, ref = brinery.Unpickler(io.BytesIO(stream)), pickle.Unpickler(io.BytesIO(stream))
+            assert u.load() == ref.load()
+            assert u.memo.copy() == ref.memo.copy()
+            assert brinery.safe_loads(stream) == expected
+
+
+def pickletools_optimize(data):
+    import pickletools
+
+    return pickletools.optimize(data)

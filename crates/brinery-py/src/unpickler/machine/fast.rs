@@ -248,6 +248,37 @@ impl<'py> Machine<'py, '_, '_> {
         }
     }
 
+    /// The run of memoized short ASCII strings of `n` bytes each that starts at `data[*pos]`
+    /// (a column of fixed-width labels: `SHORT_BINUNICODE n <text> MEMOIZE`, again and again).
+    /// Each is created and memoized exactly as the `SHORT_BINUNICODE` and `MEMOIZE` arms would,
+    /// without a turn of the loop (and its dispatch and checks) per opcode. Stops, with `*pos`
+    /// at the next operation, at anything else: another length, a string without `MEMOIZE`, a
+    /// text that is not ASCII, the end of the bytes at hand. Out of line, so that the loop's own
+    /// code is the same for pickles without such runs.
+    #[inline(never)]
+    fn same_length_strings(&mut self, data: &[u8], pos: &mut usize, n: usize) -> PyResult<()> {
+        debug_assert!((2..=strcache::MAX_LEN).contains(&n));
+        let stride = n + 3;
+        loop {
+            let p = *pos;
+            let Some(op) = data.get(p..p + stride) else {
+                return Ok(());
+            };
+            if op[0] != SHORT_BINUNICODE || op[1] as usize != n || op[stride - 1] != MEMOIZE {
+                return Ok(());
+            }
+            let strcache::Got::Str(s) = strcache::get_or_create(self.py, &op[2..2 + n]) else {
+                return Ok(());
+            };
+            // The string's operation is consumed even when creating it fails, as in C.
+            *pos = p + stride - 1;
+            self.push_new(s)?;
+            // Its MEMOIZE: the string just pushed lies above the fence.
+            *pos = p + stride;
+            self.memoize_top();
+        }
+    }
+
     /// Run operations from `data[*pos..]` until one needs the general path (`Ok(false)`) or
     /// `STOP` is consumed (`Ok(true)`). `*pos` always points after the last consumed operation;
     /// an operation that fails has been consumed, as in C.
@@ -325,6 +356,11 @@ impl<'py> Machine<'py, '_, '_> {
                         if let strcache::Got::Str(s) = strcache::get_or_create(self.py, text) {
                             self.push_new(s)?;
                             self.memoize_next(data, pos);
+                            if byte == SHORT_BINUNICODE
+                                && data.get(*pos..*pos + 2) == Some(&[SHORT_BINUNICODE, n as u8])
+                            {
+                                self.same_length_strings(data, pos, n)?;
+                            }
                             continue;
                         }
                     }
