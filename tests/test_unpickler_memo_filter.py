@@ -115,6 +115,32 @@ def test_missing_memo_entry_still_an_error():
         pickle.loads(stream)
 
 
+def memoized_text(s):
+    return b"\x8c" + bytes([len(s)]) + s.encode() + b"\x94"
+
+
+def load_with_note_and_check(head):
+    """Load `head` (a protocol-4 stream that leaves two values on the stack) followed by a
+    call that makes a Note and one that checks whether it is already freed, with the stdlib and
+    with brinery; returns both results. The Note is freed during the load only when the memo
+    filter understood the whole stream."""
+
+    def global_(name):
+        return memoized_text(__name__) + memoized_text(name) + b"\x93\x94"
+
+    note_call = global_("note") + global_("Token") + b")\x81\x94\x85\x94R\x94"
+    check_call = global_("check") + b")R\x94"
+    stream = head + note_call + check_call + b"\x86\x87."
+    SEEN.clear()
+    expected = pickle.loads(stream)
+    assert expected[2] == ("noted", [False])
+    SEEN.clear()
+    out = brinery.loads(stream)
+    assert out[:2] == expected[:2]
+    assert out[2] == ("noted", [True])
+    return out
+
+
 def test_memoize_after_each_common_opcode_keeps_its_index():
     # The filter steps over SHORT_BINUNICODE, SHORT_BINBYTES, BINUNICODE, BINFLOAT, BININT,
     # BININT2 and BININT1 together with the MEMOIZE that follows. Each index must still count
@@ -135,23 +161,8 @@ def test_memoize_after_each_common_opcode_keeps_its_index():
     body = b"".join(op + b"\x94a" for op in items)
     fetch = b"(" + b"".join(b"h" + bytes([i]) for i in range(1, len(items) + 1)) + b"t"
 
-    def text(s):
-        return b"\x8c" + bytes([len(s)]) + s.encode() + b"\x94"
-
-    def global_(name):
-        return text(__name__) + text(name) + b"\x93\x94"
-
-    note_call = global_("note") + global_("Token") + b")\x81\x94\x85\x94R\x94"
-    check_call = global_("check") + b")R\x94"
-    stream = b"\x80\x04]\x94" + body + fetch + note_call + check_call + b"\x86\x87."
-    SEEN.clear()
-    expected = pickle.loads(stream)
-    assert expected[2] == ("noted", [False])
-    SEEN.clear()
-    out = brinery.loads(stream)
-    assert out[:2] == expected[:2]
+    out = load_with_note_and_check(b"\x80\x04]\x94" + body + fetch)
     assert all(a is b for a, b in zip(out[0][:3], out[1][:3], strict=True))
-    assert out[2] == ("noted", [True])
 
 
 def test_runs_of_same_length_strings_keep_every_index():
@@ -182,19 +193,8 @@ def test_runs_of_same_length_strings_keep_every_index():
     wanted += [run_c[0], run_c[-1], run_d[0], run_d[-1]]
     fetch = b"(" + b"".join(b"h" + bytes([i]) for i in wanted) + b"t"
 
-    def global_(name):
-        return text(__name__) + b"\x94" + text(name) + b"\x94\x93\x94"
-
-    note_call = global_("note") + global_("Token") + b")\x81\x94\x85\x94R\x94"
-    check_call = global_("check") + b")R\x94"
     body = b"".join(op for op, _ in ops)
-    stream = b"\x80\x04]\x94(" + body + b"e" + fetch + note_call + check_call + b"\x86\x87."
-    SEEN.clear()
-    expected = pickle.loads(stream)
-    assert expected[2] == ("noted", [False])
-    SEEN.clear()
-    out = brinery.loads(stream)
-    assert out[:2] == expected[:2]
+    out = load_with_note_and_check(b"\x80\x04]\x94(" + body + b"e" + fetch)
     # Each fetched object is the very item stored at its memo index.
     position, k = {}, 0
     for op, pushes in ops:
@@ -203,4 +203,3 @@ def test_runs_of_same_length_strings_keep_every_index():
         k += pushes
     assert len(out[0]) == k
     assert all(out[1][j] is out[0][position[i]] for j, i in enumerate(wanted))
-    assert out[2] == ("noted", [True])
