@@ -710,3 +710,37 @@ fn a_scan_sees_nothing_of_the_scan_before_it() {
         );
     }
 }
+
+/// A global the policy let through as written is cached with the policy, and later scans find
+/// it by its bytes; below protocol 3 the loader maps Python 2 names first, so the same bytes
+/// there must still be resolved through the mapping, never from that cache.
+#[test]
+fn cached_verdicts_do_not_skip_the_python2_mapping() {
+    let policy = Policy::builder()
+        .allow_call("UserDict", "IterableUserDict")
+        .build();
+    let call = [
+        stack_global("UserDict", "IterableUserDict"),
+        b")R.".to_vec(),
+    ]
+    .concat();
+    let at = |proto: u8| {
+        let mut v = vec![0x80, proto];
+        v.extend_from_slice(&call);
+        scan(&v, &policy, &Limits::default())
+            .findings
+            .iter()
+            .map(|f| format!("{} {}", f.rule.code(), f.message))
+            .collect::<Vec<_>>()
+    };
+    // twice: the first resolves and caches the name, the second finds it in the cache
+    assert_eq!(at(4), Vec::<String>::new());
+    assert_eq!(at(4), Vec::<String>::new());
+    // protocol 2: `UserDict.IterableUserDict` is loaded as `collections.UserDict`
+    let findings = at(2);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0].contains("collections.UserDict is not allowed by the policy"),
+        "{findings:?}"
+    );
+}

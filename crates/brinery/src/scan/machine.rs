@@ -1294,6 +1294,9 @@ impl<'a, 'r> Machine<'a, 'r> {
     }
 
     fn stack_global(&mut self, op: &Op<'_>, module: Sym, name: Sym) -> Sym {
+        if let Some(sym) = self.stack_global_cached(op, module, name) {
+            return sym;
+        }
         let text = |s: Sym| self.text(s);
         match (text(module), text(name)) {
             (Some(m), Some(n)) => self.global(op, m, n),
@@ -1319,6 +1322,41 @@ impl<'a, 'r> Machine<'a, 'r> {
                 Sym::Unknown
             }
         }
+    }
+
+    /// STACK_GLOBAL of two constant strings naming a global that this scan already met or
+    /// that the policy has already let through (its verdict cached with the policy), found by
+    /// the strings' bytes: no decoding and no bounds or deny-list checks again, since both
+    /// tables hold only names that passed them. This is most globals of a small pickle, whose
+    /// scan spent a fifth of its time on them. `None` sends the opcode the full way.
+    #[inline]
+    fn stack_global_cached(&mut self, op: &Op<'_>, module: Sym, name: Sym) -> Option<Sym> {
+        // Python 2 names are mapped below protocol 3, and a string the loader decodes as
+        // ASCII must be checked as such (`text`): both take the full way.
+        let (Sym::Str { len: ml, .. }, Sym::Str { len: nl, .. }) = (module, name) else {
+            return None;
+        };
+        if self.proto < 3 || (ml | nl) & STR_ASCII != 0 {
+            return None;
+        }
+        let (mb, nb) = (self.str_bytes(module)?, self.str_bytes(name)?);
+        let key = super::policy::names_key_bytes(mb, nb);
+        if let Some(&gid) = self.interned.get(&key) {
+            let g = &self.globals[gid as usize];
+            if g.module().as_bytes() == mb && g.name().as_bytes() == nb {
+                self.record_global_ref(op, gid);
+                return Some(Sym::Global(gid));
+            }
+        }
+        let r = self.policy.resolved_cached(key, mb, nb)?;
+        // `dotted` is `module:name`, the text of exactly these bytes
+        let (m, n) = (r.dotted.get(..mb.len())?, r.dotted.get(mb.len() + 1..)?);
+        self.push_global_ref(op, m, n);
+        let sym = self.push_global_shared(r.dotted, mb.len(), Some(r.access), false, r.special);
+        if let Sym::Global(gid) = sym {
+            self.interned.insert(key, gid);
+        }
+        Some(sym)
     }
 
     /// Resolve a global as the loader would (Python 2 names mapped below protocol 3), check it

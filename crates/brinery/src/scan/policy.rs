@@ -321,6 +321,12 @@ impl Hasher for KeyHasher {
 /// byte at a time through a chained iterator, was ~10 instructions per byte, and every global
 /// of a safe load hashes its names three times.)
 pub(crate) fn names_key(module: &str, qualname: &str) -> u64 {
+    names_key_bytes(module.as_bytes(), qualname.as_bytes())
+}
+
+/// [`names_key`] of names given as their UTF-8 bytes (the same key for the same text).
+#[inline]
+pub(crate) fn names_key_bytes(module: &[u8], qualname: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     #[inline(always)]
     fn absorb(mut h: u64, bytes: &[u8]) -> u64 {
@@ -337,10 +343,7 @@ pub(crate) fn names_key(module: &str, qualname: &str) -> u64 {
         let tail = u64::from_le_bytes(w) ^ len.rotate_right(8);
         (h ^ tail).wrapping_mul(K).rotate_left(29)
     }
-    let h = absorb(
-        absorb(0xcbf2_9ce4_8422_2325, module.as_bytes()),
-        qualname.as_bytes(),
-    );
+    let h = absorb(absorb(0xcbf2_9ce4_8422_2325, module), qualname);
     // a final mix (murmur3's): the machine's intern table uses the key as its own hash
     let h = (h ^ (h >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
     let h = (h ^ (h >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
@@ -428,14 +431,8 @@ impl Policy {
 
     /// [`Self::resolve`] with the names' [`names_key`] at hand.
     pub(crate) fn resolve_keyed(&self, key: u64, module: &str, qualname: &str) -> Option<Resolved> {
-        if let Ok(map) = self.resolved.0.lock() {
-            if let Some(entries) = map.get(&key) {
-                for (m, n, r) in entries {
-                    if **m == *module && **n == *qualname {
-                        return Some(r.clone());
-                    }
-                }
-            }
+        if let Some(r) = self.resolved_cached(key, module.as_bytes(), qualname.as_bytes()) {
+            return Some(r);
         }
         let special = super::calls::special(module, qualname);
         if special == Special::Getattr
@@ -467,6 +464,24 @@ impl Policy {
             }
         }
         Some(resolved)
+    }
+
+    /// The cached verdict of a global that [`Self::resolve_keyed`] already let through, looked
+    /// up by the names' bytes and [`names_key_bytes`]. The cache holds only names that passed
+    /// every check (valid text within the name bounds, not denied, listed at every step), so a
+    /// caller holding raw bytes needs neither to decode nor to check them again when they match.
+    #[inline]
+    pub(crate) fn resolved_cached(
+        &self,
+        key: u64,
+        module: &[u8],
+        qualname: &[u8],
+    ) -> Option<Resolved> {
+        let map = self.resolved.0.lock().ok()?;
+        map.get(&key)?
+            .iter()
+            .find(|(m, n, _)| m.as_bytes() == module && n.as_bytes() == qualname)
+            .map(|(_, _, r)| r.clone())
     }
 
     /// How `module.qualname` may be used, after the deny-list: `None` when it is denied or not

@@ -1,5 +1,5 @@
 //! The scan's fast loop: the opcodes that make up nearly every pickle's bulk (scalars, strings,
-//! empty containers, marks, the memo, tuples, APPEND(S)/SETITEM(S) of plain values) run
+//! bytes that cannot hold a nested pickle, empty containers, marks, the memo, tuples, APPEND(S)/SETITEM(S) of plain values) run
 //! straight from the input bytes, without building an [`Op`](crate::decode::Op).
 //!
 //! It is an optimisation of [`Machine::step`] and nothing else: every opcode it runs has exactly
@@ -22,6 +22,11 @@ const BININT2: u8 = Opcode::BININT2.byte();
 const BINFLOAT: u8 = Opcode::BINFLOAT.byte();
 const SHORT_BINUNICODE: u8 = Opcode::SHORT_BINUNICODE.byte();
 const BINUNICODE: u8 = Opcode::BINUNICODE.byte();
+const SHORT_BINBYTES: u8 = Opcode::SHORT_BINBYTES.byte();
+const BINBYTES: u8 = Opcode::BINBYTES.byte();
+const BINBYTES8: u8 = Opcode::BINBYTES8.byte();
+const BYTEARRAY8: u8 = Opcode::BYTEARRAY8.byte();
+const STOP: u8 = Opcode::STOP.byte();
 const EMPTY_TUPLE: u8 = Opcode::EMPTY_TUPLE.byte();
 const EMPTY_LIST: u8 = Opcode::EMPTY_LIST.byte();
 const EMPTY_DICT: u8 = Opcode::EMPTY_DICT.byte();
@@ -44,6 +49,13 @@ fn u32_at(data: &[u8], at: usize) -> u32 {
     let mut raw = [0u8; 4];
     raw.copy_from_slice(&data[at..at + 4]);
     u32::from_le_bytes(raw)
+}
+
+#[inline(always)]
+fn u64_at(data: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&data[at..at + 8]);
+    u64::from_le_bytes(raw)
 }
 
 impl Machine<'_, '_> {
@@ -171,6 +183,32 @@ impl Machine<'_, '_> {
                         break;
                     }
                     push!(self.str_sym(&data[start..start + n], false), start + n);
+                }
+                SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
+                    let (n, start) = match byte {
+                        SHORT_BINBYTES => {
+                            need!(1);
+                            (data[a] as u64, a + 1)
+                        }
+                        BINBYTES => {
+                            need!(4);
+                            (u32_at(data, a) as u64, a + 4)
+                        }
+                        _ => {
+                            need!(8);
+                            (u64_at(data, a), a + 8)
+                        }
+                    };
+                    if n > (end - start) as u64 {
+                        break;
+                    }
+                    let n = n as usize;
+                    // Bytes that end like a pickle may hold one: `step` scans them
+                    // (`maybe_nested`, which looks closer).
+                    if n >= 4 && data[start + n - 1] == STOP {
+                        break;
+                    }
+                    push!(Sym::Data, start + n);
                 }
                 MARK => {
                     if self.marks.len() >= self.limits.max_depth() {
