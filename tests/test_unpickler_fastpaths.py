@@ -39,6 +39,31 @@ def test_gc_restored_as_found(enabled):
         gc.enable() if was else gc.disable()
 
 
+def enabling(base):
+    """An Unpickler of `base` whose find_class turns the cyclic GC on, as application code may."""
+
+    class Enabler(base):
+        def find_class(self, module, name):
+            gc.enable()
+            return super().find_class(module, name)
+
+    return Enabler
+
+
+def test_gc_enable_by_a_callback_stays():
+    # Started with the collector off, a load whose callback turns it on leaves it on, as
+    # `_pickle` does (restoring "as found" must not undo the callback's choice).
+    was = gc.isenabled()
+    try:
+        data = pickle.dumps([io.StringIO, 1], 5)
+        for unpickler in (enabling(brinery.Unpickler), enabling(pickle.Unpickler)):
+            gc.disable()
+            assert unpickler(io.BytesIO(data)).load() == [io.StringIO, 1]
+            assert gc.isenabled() is True, unpickler
+    finally:
+        gc.enable() if was else gc.disable()
+
+
 def test_equal_strings_stay_distinct_objects():
     # Two equal strings that are distinct objects are pickled twice (not memoized); the stdlib
     # loads two objects, and so must brinery, even when a recycled string is available.

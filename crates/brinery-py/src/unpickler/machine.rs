@@ -151,11 +151,13 @@ thread_local! {
     static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::default();
 }
 
-/// Pauses the cyclic garbage collector for one load and restores it exactly as found, also on
-/// errors and in nested loads (a load started by `find_class`, `persistent_load` or
-/// `__setstate__` finds it paused and leaves it paused). Millions of new containers would
-/// otherwise trigger full collections during the load; what the load postponed is one
-/// generation-0 collection over the new objects.
+/// Pauses the cyclic garbage collector for one load and restores it as found, also on errors
+/// and in nested loads (a load started by `find_class`, `persistent_load` or `__setstate__`
+/// finds it paused and leaves it paused). Millions of new containers would otherwise trigger
+/// full collections during the load; what the load postponed is one generation-0 collection
+/// over the new objects. A callback that turns the collector on keeps it on, as with `_pickle`;
+/// one that turns it off during a load that found it on cannot be told from the pause, and the
+/// collector is turned back on.
 struct GcPause {
     was_enabled: bool,
 }
@@ -171,14 +173,11 @@ impl GcPause {
 
 impl Drop for GcPause {
     fn drop(&mut self) {
-        // SAFETY: dropped on the thread that created it, inside the same `load` call, so the
-        // GIL is still held; these only set the collector's flag.
-        unsafe {
-            if self.was_enabled {
-                ffi::PyGC_Enable();
-            } else {
-                ffi::PyGC_Disable();
-            }
+        // Found off: the load changed nothing, and whatever a callback chose stands.
+        if self.was_enabled {
+            // SAFETY: dropped on the thread that created it, inside the same `load` call, so
+            // the GIL is still held; this only sets the collector's flag.
+            unsafe { ffi::PyGC_Enable() };
         }
     }
 }
