@@ -938,3 +938,51 @@ def test_safe_loads_refuses_alike_with_default_and_explicit_load_arguments():
     assert brinery.safe_loads(py2, encoding="bytes") == b"caf\xe9"
     with pytest.raises(UnicodeDecodeError):
         brinery.safe_loads(py2)
+
+
+def test_safe_loads_native_entry_takes_every_argument_form():
+    # `safe_loads` runs the clean path natively for the default policy or a Policy object and
+    # hands everything else to the Python side: each form gives the same result or error
+    import array
+    import inspect
+
+    assert str(inspect.signature(brinery.safe_loads)) == (
+        "(data, /, *, allow=None, policy=None, buffers=None, fix_imports=True, "
+        "encoding='ASCII', errors='strict')"
+    )
+    data = pickle.dumps({"a": [1, 2.5], "b": (None, b"x")}, protocol=5)
+    want = pickle.loads(data)
+    for value in (data, bytearray(data), memoryview(data), memoryview(bytearray(data)).toreadonly()):
+        assert brinery.safe_loads(value) == want
+    assert brinery.safe_loads(data, policy=None, allow=None) == want
+    assert brinery.safe_loads(data, policy=brinery.Policy()) == want
+    assert brinery.safe_loads(data, policy="stdlib-data") == want
+    assert brinery.safe_loads(data, policy=["stdlib-data", "numpy"], allow=[]) == want
+    for bad in ("text", array.array("b", data), 12, None):
+        with pytest.raises(TypeError, match="a bytes-like object is required"):
+            brinery.safe_loads(bad)
+    with pytest.raises(TypeError):
+        brinery.safe_loads(data, None)  # everything but the data is keyword-only
+    ns = pickle.dumps(argparse.Namespace(a=1), protocol=4)
+    allowing = brinery.Policy(allow=["argparse.Namespace"])
+    assert brinery.safe_loads(ns, policy=allowing) == argparse.Namespace(a=1)
+    assert brinery.safe_loads(ns, allow="argparse.Namespace") == argparse.Namespace(a=1)
+    for kwargs in ({}, {"policy": brinery.Policy()}, {"policy": "stdlib-data"}):
+        with pytest.raises(brinery.UnsafePickleError, match="argparse.Namespace") as info:
+            brinery.safe_loads(ns, **kwargs)
+        assert [f.rule for f in info.value.findings] == ["BRS001"]
+    with pytest.raises(ValueError, match="allow= cannot extend"):
+        brinery.safe_loads(ns, policy=allowing, allow=["x.y"])
+
+
+def test_guard_refuses_a_repeated_proto_during_the_load():
+    # The load-time guard alone (no scan before it): the first PROTO runs in the loader's fast
+    # loop, which notes it with the guard; a second one is refused wherever it appears.
+    for data in (b"\x80\x04\x80\x04K\x01.", b"\x80\x04]\x94(K\x01\x80\x04K\x02e."):
+        pickle.loads(data)  # plain pickle accepts it
+        with pytest.raises(brinery.UnsafePickleError, match="PROTO repeated"):
+            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+        with pytest.raises(brinery.UnsafePickleError, match="BRS"):
+            brinery.safe_loads(data)
+    unpickler = brinery.Unpickler(io.BytesIO(b"\x80\x04K\x01.\x80\x04K\x02."), policy=brinery.Policy())
+    assert (unpickler.load(), unpickler.load()) == (1, 2)  # one PROTO per load
