@@ -156,9 +156,88 @@ struct State {
     pending_depth: Option<u32>,
     /// The call being executed is `pyarrow.lib._restore_array`: `after` validates its result.
     pending_arrow: bool,
+    /// Whether the tables were set up ([`State::adopt_spare`]): they go back to the thread's
+    /// spare when the load ends.
+    adopted: bool,
+}
+
+/// The tables of a guarded load that allocate (see [`State`]), kept empty between loads.
+#[derive(Default)]
+struct Tables {
+    globals: AddrMap<(Access, Special, Arc<str>)>,
+    keep: Vec<Py<PyAny>>,
+    shared: AddrSet,
+    results: Vec<Py<PyAny>>,
+    depths: AddrMap<u32>,
+}
+
+thread_local! {
+    /// The emptied tables of the thread's last guarded load that had globals or calls, taken
+    /// by the next one at its first global or call: allocating and freeing them cost a small
+    /// load more than all its lookups. A load started while another runs on the thread (from
+    /// a `__setstate__`, say) finds them taken and makes its own.
+    static SPARE_TABLES: RefCell<Option<Tables>> = const { RefCell::new(None) };
 }
 
 impl State {
+    /// Entries a table may have room for and still be kept for the next load (a big load's
+    /// tables are freed, so that one load does not pin their memory for the thread's life).
+    const MAX_SPARE: usize = 256;
+
+    /// Before the first entry of any table: take the thread's spare tables (if free) for the
+    /// ones that have no room yet. Then (for the table about to get an entry) `reserve`.
+    #[cold]
+    fn adopt_spare(&mut self) {
+        self.adopted = true;
+        let Some(spare) = SPARE_TABLES.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        else {
+            return;
+        };
+        macro_rules! adopt {
+            ($($field:ident),*) => {$(
+                if self.$field.capacity() == 0 {
+                    self.$field = spare.$field;
+                }
+            )*};
+        }
+        adopt!(globals, keep, shared, results, depths);
+    }
+
+    /// Empty the tables (dropping what they hold) and keep them for the thread's next load.
+    fn recycle(&mut self) {
+        let mut tables = Tables {
+            globals: std::mem::take(&mut self.globals),
+            keep: std::mem::take(&mut self.keep),
+            shared: std::mem::take(&mut self.shared),
+            results: std::mem::take(&mut self.results),
+            depths: std::mem::take(&mut self.depths),
+        };
+        // everything is released first: a reference dropped here may run Python code (a
+        // `__del__`), which may start and end a load of its own
+        macro_rules! empty {
+            ($($field:ident),*) => {$(
+                if !tables.$field.is_empty() {
+                    tables.$field.clear();
+                }
+            )*};
+        }
+        empty!(globals, keep, shared, results, depths);
+        let small = tables.globals.capacity() <= Self::MAX_SPARE
+            && tables.keep.capacity() <= Self::MAX_SPARE
+            && tables.shared.capacity() <= Self::MAX_SPARE
+            && tables.results.capacity() <= Self::MAX_SPARE
+            && tables.depths.capacity() <= Self::MAX_SPARE;
+        if small {
+            SPARE_TABLES.with(|spare| {
+                if let Ok(mut spare) = spare.try_borrow_mut() {
+                    if spare.is_none() {
+                        *spare = Some(tables);
+                    }
+                }
+            });
+        }
+    }
+
     /// The access and role of `obj` if it is a global the policy let through.
     #[inline]
     fn global_of(&self, obj: &Bound<'_, PyAny>) -> Option<&(Access, Special, Arc<str>)> {
@@ -194,6 +273,15 @@ pub(crate) struct Guard {
     /// Whether opcode offsets are positions in the whole input (an in-memory load), so that a
     /// refusal may name the byte offset.
     exact_offsets: Cell<bool>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let st = self.state.get_mut();
+        if st.adopted {
+            st.recycle();
+        }
+    }
 }
 
 /// The set bits of `bits` in `[start, end)` (Arrow's bit order: least significant first), or
@@ -438,8 +526,9 @@ const MAX_ARROW_DEPTH: u32 = 32;
 
 impl Guard {
     /// The guard of a load under `policy`; `exact_offsets`: a load from memory, whose opcode
-    /// offsets are positions in the whole input. The tables allocate at their first entry (a
-    /// pickle of plain data allocates nothing for them).
+    /// offsets are positions in the whole input. The tables are the thread's spare ones, taken
+    /// at the first global or call ([`State::adopt_spare`]), else they allocate then (a pickle
+    /// of plain data allocates nothing for them and touches no spare).
     pub(crate) fn new(policy: Arc<core::Policy>, exact_offsets: bool) -> Self {
         Guard {
             policy,
@@ -1665,6 +1754,9 @@ impl Guard {
             }
             self.protect(top);
             if st.globals.capacity() == 0 {
+                if !st.adopted {
+                    st.adopt_spare();
+                }
                 // room for a small pickle's globals: growing from nothing (a rehash at 4 and
                 // 8 entries) costs more than the lookups
                 st.globals.reserve(8);
@@ -1682,6 +1774,9 @@ impl Guard {
                 // cannot be an argument any more: a stale entry only ever meets a new object
                 // at its address, and is overwritten when that object is a call result.
                 if st.depths.capacity() == 0 {
+                    if !st.adopted {
+                        st.adopt_spare();
+                    }
                     st.depths.reserve(16);
                 }
                 st.depths.insert(id, d);
@@ -1690,6 +1785,9 @@ impl Guard {
             // SAFETY: `top` is a live object (the stack holds it); reading its reference count
             // has no other effect.
             let refs = unsafe { pyo3::ffi::Py_REFCNT(top.as_ptr()) };
+            if refs > 1 && !st.adopted {
+                st.adopt_spare();
+            }
             if refs > 1 && st.shared.insert(id) {
                 st.shared_bits.add(id);
                 st.results.push(top.clone().unbind());
