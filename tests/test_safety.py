@@ -938,3 +938,107 @@ def test_safe_loads_refuses_alike_with_default_and_explicit_load_arguments():
     assert brinery.safe_loads(py2, encoding="bytes") == b"caf\xe9"
     with pytest.raises(UnicodeDecodeError):
         brinery.safe_loads(py2)
+
+
+def test_safe_loads_native_entry_takes_every_argument_form():
+    # `safe_loads` runs the clean path natively for the default policy or a Policy object and
+    # hands everything else to the Python side: each form gives the same result or error
+    import array
+    import inspect
+
+    assert str(inspect.signature(brinery.safe_loads)) == (
+        "(data, /, *, allow=None, policy=None, buffers=None, fix_imports=True, "
+        "encoding='ASCII', errors='strict')"
+    )
+    data = pickle.dumps({"a": [1, 2.5], "b": (None, b"x")}, protocol=5)
+    want = pickle.loads(data)
+    for value in (data, bytearray(data), memoryview(data), memoryview(bytearray(data)).toreadonly()):
+        assert brinery.safe_loads(value) == want
+    assert brinery.safe_loads(data, policy=None, allow=None) == want
+    assert brinery.safe_loads(data, policy=brinery.Policy()) == want
+    assert brinery.safe_loads(data, policy="stdlib-data") == want
+    assert brinery.safe_loads(data, policy=["stdlib-data", "numpy"], allow=[]) == want
+    for bad in ("text", array.array("b", data), 12, None):
+        with pytest.raises(TypeError, match="a bytes-like object is required"):
+            brinery.safe_loads(bad)
+    with pytest.raises(TypeError):
+        brinery.safe_loads(data, None)  # everything but the data is keyword-only
+    ns = pickle.dumps(argparse.Namespace(a=1), protocol=4)
+    allowing = brinery.Policy(allow=["argparse.Namespace"])
+    assert brinery.safe_loads(ns, policy=allowing) == argparse.Namespace(a=1)
+    assert brinery.safe_loads(ns, allow="argparse.Namespace") == argparse.Namespace(a=1)
+    for kwargs in ({}, {"policy": brinery.Policy()}, {"policy": "stdlib-data"}):
+        with pytest.raises(brinery.UnsafePickleError, match="argparse.Namespace") as info:
+            brinery.safe_loads(ns, **kwargs)
+        assert [f.rule for f in info.value.findings] == ["BRS001"]
+    with pytest.raises(ValueError, match="allow= cannot extend"):
+        brinery.safe_loads(ns, policy=allowing, allow=["x.y"])
+
+
+def test_guard_refuses_a_repeated_proto_during_the_load():
+    # The load-time guard alone (no scan before it): the first PROTO runs in the loader's fast
+    # loop, which notes it with the guard; a second one is refused wherever it appears.
+    for data in (b"\x80\x04\x80\x04K\x01.", b"\x80\x04]\x94(K\x01\x80\x04K\x02e."):
+        pickle.loads(data)  # plain pickle accepts it
+        with pytest.raises(brinery.UnsafePickleError, match="PROTO repeated"):
+            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+        with pytest.raises(brinery.UnsafePickleError, match="BRS"):
+            brinery.safe_loads(data)
+    unpickler = brinery.Unpickler(io.BytesIO(b"\x80\x04K\x01.\x80\x04K\x02."), policy=brinery.Policy())
+    assert (unpickler.load(), unpickler.load()) == (1, 2)  # one PROTO per load
+
+
+def test_nested_guarded_loads_keep_their_own_tables():
+    # A guarded load whose BUILD runs another guarded load (a __setstate__ calling safe_loads):
+    # the guard's tables (taken from the thread's spare at the first global) are the outer
+    # load's own throughout; the inner load's are separate, and the outer load still knows its
+    # globals afterwards.
+    import types
+
+    import numpy as np
+
+    inner = pickle.dumps({"d": np.dtype("f8"), "a": np.arange(3.0), "t": (1, "x")}, protocol=5)
+
+    class Nest:
+        def __setstate__(self, state):
+            self.inner = brinery.safe_loads(state["inner"])
+            self.n = state["n"]
+
+    Nest.__module__, Nest.__qualname__ = "brinery_nest_mod", "Nest"
+    mod = types.ModuleType("brinery_nest_mod")
+    mod.Nest = Nest
+    sys.modules["brinery_nest_mod"] = mod
+    try:
+        objs = []
+        for n in (1, 2):
+            o = Nest.__new__(Nest)
+            o.__dict__.update(inner=inner, n=n)
+            objs.append(o)
+        data = pickle.dumps(objs, protocol=4)
+        policy = brinery.Policy(allow=["brinery_nest_mod.Nest"])
+        for _ in range(3):
+            for got in (
+                brinery.safe_loads(data, policy=policy),
+                brinery.Unpickler(io.BytesIO(data), policy=policy).load(),
+            ):
+                assert [o.n for o in got] == [1, 2]
+                for o in got:
+                    assert o.inner["d"] == np.dtype("f8") and o.inner["t"] == (1, "x")
+                    np.testing.assert_array_equal(o.inner["a"], np.arange(3.0))
+        # after the inner load, BUILD on the outer load's memoized global (the class) is refused
+        one = pickle.dumps(objs[0], protocol=4)
+        ops = [(op.name, arg) for op, arg, _ in pickletools.genops(one)]
+        assert ops[:4] == [
+            ("PROTO", 4),
+            ("FRAME", ops[1][1]),
+            ("SHORT_BINUNICODE", "brinery_nest_mod"),
+            ("MEMOIZE", None),
+        ]
+        bad = one[:-1] + b"0h\x02}b."  # POP the object, BINGET 2 (the class), {}, BUILD
+        with pytest.raises(TypeError):
+            pickle.loads(bad)  # plain pickle runs it (the class's __setstate__, unbound)
+        for _ in range(2):
+            with pytest.raises(brinery.UnsafePickleError, match="BUILD applied to the global"):
+                brinery.Unpickler(io.BytesIO(bad), policy=policy).load()
+    finally:
+        del sys.modules["brinery_nest_mod"]

@@ -33,6 +33,8 @@ __all__ = [
     "_set_unsafe_error",
     "_loads_with_policy",
     "_safe_loads",
+    "safe_loads",
+    "_set_safe_loads_fallback",
 ]
 
 @type_check_only
@@ -305,3 +307,18 @@ def scan_bytes(data: ReadableBuffer, policy: Policy | None = None) -> ScanReport
 # Called once by `brinery/__init__.py`: the exception class (a subclass of
 # pickle.UnpicklingError with a `.findings` attribute) that policy enforcement raises.
 def _set_unsafe_error(cls: type[Exception], /) -> None: ...
+
+# `brinery.safe_loads` (re-exported by `brinery/_safety.py`): the clean path in native code,
+# the rest through the function `_set_safe_loads_fallback` registered (`_safety._safe_loads_py`).
+def safe_loads(
+    data: ReadableBuffer,
+    /,
+    *,
+    allow: Iterable[Any] | str | None = None,
+    policy: Policy | str | Sequence[str] | None = None,
+    buffers: Iterable[Any] | None = None,
+    fix_imports: bool = True,
+    encoding: str = "ASCII",
+    errors: str = "strict",
+) -> Any: ...
+def _set_safe_loads_fallback(func: Callable[..., Any], /) -> None: ...

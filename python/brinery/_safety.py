@@ -171,8 +171,6 @@ def _split_allow(allow: Iterable[AllowEntry] | str | None) -> tuple[list[str], l
 # profiles' tables) costs more than scanning and loading a small pickle.
 _POLICY_CACHE: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], Policy] = {}
 _POLICY_CACHE_SIZE = 64
-# the key of the default policy (all profiles, nothing allowed by name)
-_DEFAULT_KEY: tuple[None, tuple[str, ...]] = (None, ())
 
 
 def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
@@ -300,42 +298,32 @@ def _refusal(findings: list[Finding]) -> UnsafePickleError:
 _CLEAN_PATH_DECLINED = object()
 
 
-def safe_loads(
-    data: bytes | bytearray | memoryview,
-    /,
-    *,
-    allow: Iterable[AllowEntry] | str | None = None,
-    policy: PolicyArg = None,
-    buffers: Iterable[Any] | None = None,
-    fix_imports: bool = True,
-    encoding: str = "ASCII",
-    errors: str = "strict",
+def _safe_loads_py(
+    data: Any,
+    allow: Iterable[AllowEntry] | str | None,
+    policy: PolicyArg,
+    buffers: Iterable[Any] | None,
+    fix_imports: bool,
+    encoding: str,
+    errors: str,
+    clean_path_tried: bool,
 ) -> Any:
-    """Load a pickle from bytes only if it is safe under the policy; else raise UnsafePickleError.
+    """Everything of :func:`safe_loads` but its native clean path.
 
-    The whole stream is scanned first: nothing is imported or run unless the scan is clean. The
-    load then runs with the native policy enforcement (every global resolved through the policy,
-    calls checked at REDUCE/NEWOBJ/NEWOBJ_EX/INST/OBJ/BUILD). ``allow`` and ``policy`` are as in
-    :func:`scan`; ``buffers`` are the out-of-band buffers of a protocol-5 pickle.
+    ``safe_loads`` (native) runs the clean path itself for the default policy or a
+    :class:`Policy` with nothing allowed by name, and calls this with ``clean_path_tried`` true
+    when it declined (findings, a container, a joblib wrapper: nothing imported or run); with
+    any other arguments it calls this with ``clean_path_tried`` false.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
-    # The clean path in one native call: the scan of the whole stream, then (only if it is
-    # clean) the load with the policy enforced. Anything else (findings, class rules to
-    # apply, compressed streams, joblib files) comes back as _CLEAN_PATH_DECLINED, with
-    # nothing imported or run, and takes the full path below.
-    if allow is None:
-        pol = _POLICY_CACHE.get(_DEFAULT_KEY) if policy is None else None
-        if pol is None:
-            pol = _make_policy(policy, [])
-    else:
+    if not clean_path_tried:
+        # The clean path in one native call: the scan of the whole stream, then (only if it
+        # is clean) the load with the policy enforced. Anything else (findings, class rules to
+        # apply, compressed streams, joblib files) comes back as _CLEAN_PATH_DECLINED, with
+        # nothing imported or run, and takes the full path below.
         names, _ = _split_allow(allow)
         pol = _make_policy(policy, names)
-    if fix_imports is True and encoding == "ASCII" and errors == "strict" and buffers is None:
-        # the defaults: no keyword arguments to pass and parse (on a 20 µs load, that
-        # parsing is measurable)
-        result = _native._safe_loads(data, pol, _CLEAN_PATH_DECLINED)
-    else:
         result = _native._safe_loads(
             data,
             pol,
@@ -345,8 +333,8 @@ def safe_loads(
             errors=errors,
             buffers=buffers,
         )
-    if result is not _CLEAN_PATH_DECLINED:
-        return result
+        if result is not _CLEAN_PATH_DECLINED:
+            return result
     report, pol = _scan_with_rules(data, policy, allow)
     if not report.ok:
         raise _refusal(report.findings)
@@ -387,6 +375,12 @@ def safe_loads(
         errors=errors,
         buffers=buffers,
     )
+
+
+# `brinery.safe_loads`: native, with the clean path for the default policy or a Policy object in
+# native code (no Python frame on the common call); the rest is `_safe_loads_py`'s.
+safe_loads = _native.safe_loads
+_native._set_safe_loads_fallback(_safe_loads_py)
 
 
 def safe_load(

@@ -53,6 +53,22 @@ pub(crate) fn unsafe_error(py: Python<'_>, finding: core::Finding) -> PyErr {
     err
 }
 
+/// The policy of `Policy()` (every profile, nothing allowed by name), built once: what
+/// `safe_loads(data)` enforces when given no policy.
+pub(crate) fn default_policy(py: Python<'_>) -> PyResult<Bound<'_, Policy>> {
+    static DEFAULT: PyOnceLock<Py<Policy>> = PyOnceLock::new();
+    DEFAULT
+        .get_or_try_init(py, || {
+            Py::new(
+                py,
+                Policy {
+                    inner: Arc::new(core::Policy::builder().all_profiles().build()),
+                },
+            )
+        })
+        .map(|p| p.bind(py).clone())
+}
+
 /// What a pickle may reference and call.
 #[pyclass(frozen, module = "brinery._native", name = "Policy")]
 pub(crate) struct Policy {
@@ -251,6 +267,14 @@ fn scan_bytes(
         &owned
     };
     let limits = brinery::Limits::default();
-    let report = py.detach(|| core::scan_file_bytes(bytes, &policy, &limits));
+    // as `safe_loads`: the GIL is handed over only when the scan may take a while (a big
+    // input, or a container: a small compressed stream may decompress to a large one)
+    let report = if bytes.len() >= crate::unpickler::SCAN_DETACH_MIN
+        || core::ContainerKind::detect(bytes).is_some()
+    {
+        py.detach(|| core::scan_file_bytes(bytes, &policy, &limits))
+    } else {
+        core::scan_file_bytes(bytes, &policy, &limits)
+    };
     Ok(ScanReport { inner: report })
 }

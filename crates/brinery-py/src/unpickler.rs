@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyIterator, PyTuple};
 use pyo3::PyTraverseError;
 
@@ -35,6 +36,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(loads, m)?)?;
     m.add_function(wrap_pyfunction!(loads_with_policy, m)?)?;
     m.add_function(wrap_pyfunction!(safe_loads_clean, m)?)?;
+    m.add_function(wrap_pyfunction!(safe_loads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_safe_loads_fallback, m)?)?;
     Ok(())
 }
 
@@ -196,7 +199,7 @@ fn loads_with_policy<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let data = Data::new(data)?;
     let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
-    let guard = policy::Guard::new(policy.get().inner.clone()).in_memory();
+    let guard = policy::Guard::new(policy.get().inner.clone(), true);
     let mut cfg = opts.config(py)?;
     cfg.guard = Some(&guard);
     machine::load(py, &cfg, &mut Input::Memory(data.input()))
@@ -227,28 +230,142 @@ fn safe_loads_clean<'py>(
     errors: &str,
     buffers: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let opts = LoadArgs {
+        fix_imports: fix_imports.0,
+        encoding,
+        errors,
+        buffers,
+    };
+    match clean_load(py, data, policy, &opts)? {
+        Some(obj) => Ok(obj),
+        None => Ok(fallback.clone()),
+    }
+}
+
+/// In-memory inputs from this size up are scanned with the GIL released (other threads run
+/// meanwhile); below it the scan takes a few microseconds at most, less than handing the GIL
+/// over and taking it back costs the caller (and every other thread).
+pub(crate) const SCAN_DETACH_MIN: usize = 64 << 10;
+
+/// The load arguments of `safe_loads`, as given.
+struct LoadArgs<'a, 'py> {
+    fix_imports: bool,
+    encoding: &'a str,
+    errors: &'a str,
+    buffers: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// The clean path of `safe_loads` (see `_safe_loads`): `None`, having imported and run
+/// nothing, whenever the stream is not a bare pickle that scans clean under `policy`.
+fn clean_load<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    policy: &Bound<'py, crate::scan::Policy>,
+    args: &LoadArgs<'_, 'py>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     let data = match Data::new(data)? {
         Data::ReadOnly(buf) => Data::Copied(buf.to_vec(py)?),
         d => d,
     };
     let bytes = data.as_slice();
     if brinery::scan::ContainerKind::detect(bytes).is_some() {
-        return Ok(fallback.clone());
+        return Ok(None);
     }
-    let pol = policy.get().inner.clone();
+    let pol = &policy.get().inner;
     let limits = brinery::Limits::default();
-    let report = py.detach(|| brinery::scan::scan_verdict(bytes, &pol, &limits));
+    let report = if bytes.len() >= SCAN_DETACH_MIN {
+        py.detach(|| brinery::scan::scan_verdict(bytes, pol, &limits))
+    } else {
+        brinery::scan::scan_verdict(bytes, pol, &limits)
+    };
     if !report.is_ok() || !report.members.is_empty() || !report.globals.is_empty() {
         // findings, or names that `safe_loads` checks (joblib's NumpyArrayWrapper)
-        return Ok(fallback.clone());
+        return Ok(None);
     }
-    let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
-    let guard = policy::Guard::new(pol).in_memory();
+    let opts = Options::new(args.fix_imports, args.encoding, args.errors, args.buffers)?;
+    let guard = policy::Guard::new(pol.clone(), true);
     let mut cfg = opts.config(py)?;
     cfg.guard = Some(&guard);
     // The load's memo is its own and gone after it: stores nothing fetches are skipped.
     cfg.memo_filter = report.memo.fetch_filter();
-    machine::load(py, &cfg, &mut Input::Memory(MemoryInput::new(bytes)))
+    machine::load(py, &cfg, &mut Input::Memory(MemoryInput::new(bytes))).map(Some)
+}
+
+/// The Python side of `safe_loads` (`brinery._safety._safe_loads_py`), for everything but
+/// the clean path with the default or a given `Policy`.
+static SAFE_LOADS_PY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_set_safe_loads_fallback(func)`: what `safe_loads` calls when it has more to do than the
+/// clean path (set once by `brinery/_safety.py`): `func(data, allow, policy, buffers,
+/// fix_imports, encoding, errors, clean_path_tried)`.
+#[pyfunction(name = "_set_safe_loads_fallback", signature = (func, /))]
+fn set_safe_loads_fallback(py: Python<'_>, func: Bound<'_, PyAny>) {
+    let _ = SAFE_LOADS_PY.set(py, func.unbind());
+}
+
+/// Load a pickle from bytes only if it is safe under the policy; else raise UnsafePickleError.
+///
+/// The whole stream is scanned first: nothing is imported or run unless the scan is clean. The
+/// load then runs with the native policy enforcement (every global resolved through the policy,
+/// calls checked at REDUCE/NEWOBJ/NEWOBJ_EX/INST/OBJ/BUILD). ``allow`` and ``policy`` are as in
+/// :func:`scan`; ``buffers`` are the out-of-band buffers of a protocol-5 pickle.
+#[pyfunction]
+#[pyo3(
+    signature = (data, /, *, allow = None, policy = None, buffers = None, fix_imports = Truthy(true), encoding = "ASCII", errors = "strict"),
+    text_signature = "(data, /, *, allow=None, policy=None, buffers=None, fix_imports=True, encoding='ASCII', errors='strict')"
+)]
+#[allow(clippy::too_many_arguments)]
+fn safe_loads<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    allow: Option<&Bound<'py, PyAny>>,
+    policy: Option<&Bound<'py, PyAny>>,
+    buffers: Option<&Bound<'py, PyAny>>,
+    fix_imports: Truthy,
+    encoding: &str,
+    errors: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    // The clean path, in native code for the default policy or a `Policy` object and nothing
+    // allowed by name (the common call, `safe_loads(data)`, pays no Python frame); anything
+    // else, and anything the clean path declines, is `_safe_loads_py`'s.
+    let bytes_like = data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<pyo3::types::PyByteArray>()
+        || data.is_instance_of::<pyo3::types::PyMemoryView>();
+    let pol = match (bytes_like, allow, policy) {
+        (true, None, None) => Some(crate::scan::default_policy(py)?),
+        (true, None, Some(p)) => p.cast::<crate::scan::Policy>().ok().cloned(),
+        _ => None,
+    };
+    let tried = match &pol {
+        Some(pol) => {
+            let args = LoadArgs {
+                fix_imports: fix_imports.0,
+                encoding,
+                errors,
+                buffers,
+            };
+            if let Some(obj) = clean_load(py, data, pol, &args)? {
+                return Ok(obj);
+            }
+            true
+        }
+        None => false,
+    };
+    let Some(func) = SAFE_LOADS_PY.get(py) else {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "brinery._safety is not initialised (import brinery)",
+        ));
+    };
+    func.bind(py).call1((
+        data,
+        allow,
+        policy,
+        buffers,
+        fix_imports.0,
+        encoding,
+        errors,
+        tried,
+    ))
 }
 
 /// One load of the module-level `load`/`loads`, with a memo of its own.
@@ -409,7 +526,7 @@ impl Unpickler {
                 setup.policy.clone(),
             )
         };
-        let guard = policy.map(policy::Guard::new);
+        let guard = policy.map(|p| policy::Guard::new(p, false));
         let Some(mut file_input) = lock(&this.input).take() else {
             return Err(not_initialized());
         };

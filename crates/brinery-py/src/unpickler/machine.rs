@@ -228,7 +228,7 @@ pub(crate) fn load<'py>(
         // The common operations run in the fast loop, straight from the bytes at hand; it
         // stops before anything else (and before anything incomplete), which then goes through
         // the general path below. Under a policy it runs only while the guard has nothing to
-        // check in the operations it handles (`Guard::fast_loop_ok`); it never runs PROTO then.
+        // check in the operations it handles (`Guard::fast_loop_ok`); a repeated PROTO goes to the guard.
         let stop = match &mut *input {
             _ if cfg.guard.is_some_and(|g| !g.fast_loop_ok(&m.stack)) => false,
             Input::Memory(mem) => {

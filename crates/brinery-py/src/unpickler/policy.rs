@@ -79,6 +79,35 @@ impl Hasher for AddrHasher {
 type AddrMap<V> = HashMap<usize, V, BuildHasherDefault<AddrHasher>>;
 type AddrSet = HashSet<usize, BuildHasherDefault<AddrHasher>>;
 
+/// A 256-bit summary of a set of object addresses (one bit per hash of the address): a clear
+/// bit means the address is not in the set, so most lookups of objects that are not in it
+/// (a BUILD target that is not a global, a call argument that is not a call result) end
+/// without hashing into the table. The guard's tables never remove an entry, so the bits
+/// never have to be cleared.
+#[derive(Default)]
+struct AddrBits([u64; 4]);
+
+impl AddrBits {
+    #[inline(always)]
+    fn slot(addr: usize) -> (usize, u64) {
+        let h = ((addr as u64) >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56;
+        ((h >> 6) as usize, 1u64 << (h & 63))
+    }
+
+    #[inline(always)]
+    fn add(&mut self, addr: usize) {
+        let (w, b) = Self::slot(addr);
+        self.0[w] |= b;
+    }
+
+    /// Whether `addr` may be in the set (false: it is not).
+    #[inline(always)]
+    fn may_hold(&self, addr: usize) -> bool {
+        let (w, b) = Self::slot(addr);
+        self.0[w] & b != 0
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Special {
     None,
@@ -101,6 +130,8 @@ fn special(module: &str, name: &str) -> Special {
 struct State {
     /// Global objects the policy let through, by address, with their access and dotted name.
     globals: AddrMap<(Access, Special, Arc<str>)>,
+    /// The addresses in `globals`.
+    global_bits: AddrBits,
     /// Keeps those objects alive so that no address is reused during the load.
     keep: Vec<Py<PyAny>>,
     /// What the opcode being executed pushes, registered by `after`.
@@ -112,16 +143,120 @@ struct State {
     /// is reused: BUILD and the container opcodes may not modify them. Results nothing else
     /// referenced were created by this load and are not tracked (no cost for the common case).
     shared: AddrSet,
+    /// The addresses in `shared`.
+    shared_bits: AddrBits,
     results: Vec<Py<PyAny>>,
-    seen_proto: bool,
     /// How deeply call results nest (red-team F14), by the address of each call result alive
     /// in the load; a result nests one deeper than the deepest result among its call's
     /// arguments and the items of its tuple arguments, as the scan counts.
     depths: AddrMap<u32>,
+    /// The addresses in `depths`.
+    depth_bits: AddrBits,
     /// The depth of the result of the call being executed, registered by `after`.
     pending_depth: Option<u32>,
     /// The call being executed is `pyarrow.lib._restore_array`: `after` validates its result.
     pending_arrow: bool,
+    /// Whether the tables were set up ([`State::adopt_spare`]): they go back to the thread's
+    /// spare when the load ends.
+    adopted: bool,
+}
+
+/// The tables of a guarded load that allocate (see [`State`]), kept empty between loads.
+#[derive(Default)]
+struct Tables {
+    globals: AddrMap<(Access, Special, Arc<str>)>,
+    keep: Vec<Py<PyAny>>,
+    shared: AddrSet,
+    results: Vec<Py<PyAny>>,
+    depths: AddrMap<u32>,
+}
+
+thread_local! {
+    /// The emptied tables of the thread's last guarded load that had globals or calls, taken
+    /// by the next one at its first global or call: allocating and freeing them cost a small
+    /// load more than all its lookups. A load started while another runs on the thread (from
+    /// a `__setstate__`, say) finds them taken and makes its own.
+    static SPARE_TABLES: RefCell<Option<Tables>> = const { RefCell::new(None) };
+}
+
+impl State {
+    /// Entries a table may have room for and still be kept for the next load (a big load's
+    /// tables are freed, so that one load does not pin their memory for the thread's life).
+    const MAX_SPARE: usize = 256;
+
+    /// Before the first entry of any table: take the thread's spare tables (if free) for the
+    /// ones that have no room yet. Then (for the table about to get an entry) `reserve`.
+    #[cold]
+    fn adopt_spare(&mut self) {
+        self.adopted = true;
+        let Some(spare) = SPARE_TABLES.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        else {
+            return;
+        };
+        macro_rules! adopt {
+            ($($field:ident),*) => {$(
+                if self.$field.capacity() == 0 {
+                    self.$field = spare.$field;
+                }
+            )*};
+        }
+        adopt!(globals, keep, shared, results, depths);
+    }
+
+    /// Empty the tables (dropping what they hold) and keep them for the thread's next load.
+    fn recycle(&mut self) {
+        let mut tables = Tables {
+            globals: std::mem::take(&mut self.globals),
+            keep: std::mem::take(&mut self.keep),
+            shared: std::mem::take(&mut self.shared),
+            results: std::mem::take(&mut self.results),
+            depths: std::mem::take(&mut self.depths),
+        };
+        // everything is released first: a reference dropped here may run Python code (a
+        // `__del__`), which may start and end a load of its own
+        macro_rules! empty {
+            ($($field:ident),*) => {$(
+                if !tables.$field.is_empty() {
+                    tables.$field.clear();
+                }
+            )*};
+        }
+        empty!(globals, keep, shared, results, depths);
+        let small = tables.globals.capacity() <= Self::MAX_SPARE
+            && tables.keep.capacity() <= Self::MAX_SPARE
+            && tables.shared.capacity() <= Self::MAX_SPARE
+            && tables.results.capacity() <= Self::MAX_SPARE
+            && tables.depths.capacity() <= Self::MAX_SPARE;
+        if small {
+            SPARE_TABLES.with(|spare| {
+                if let Ok(mut spare) = spare.try_borrow_mut() {
+                    if spare.is_none() {
+                        *spare = Some(tables);
+                    }
+                }
+            });
+        }
+    }
+
+    /// The access and role of `obj` if it is a global the policy let through.
+    #[inline]
+    fn global_of(&self, obj: &Bound<'_, PyAny>) -> Option<&(Access, Special, Arc<str>)> {
+        let id = obj.as_ptr() as usize;
+        if !self.global_bits.may_hold(id) {
+            return None;
+        }
+        self.globals.get(&id)
+    }
+
+    /// The call depth of `obj` if it is a call result of this load.
+    #[inline]
+    fn depth_of(&self, obj: &Bound<'_, PyAny>) -> Option<u32> {
+        let id = obj.as_ptr() as usize;
+        if !self.depth_bits.may_hold(id) {
+            return None;
+        }
+        self.depths.get(&id).copied()
+    }
 }
 
 /// The policy of one load.
@@ -133,11 +268,20 @@ pub(crate) struct Guard {
     fast_ok: Cell<bool>,
     /// Whether a `builtins.getattr` was resolved ([`State::getattrs`] is not empty).
     has_getattr: Cell<bool>,
-    /// `numpy.dtype` and `numpy.ndarray`, once looked up (see `numpy_types`).
-    numpy: std::cell::OnceCell<(Py<PyAny>, Py<PyAny>)>,
+    /// Whether a PROTO was run (a repeated one is refused).
+    seen_proto: Cell<bool>,
     /// Whether opcode offsets are positions in the whole input (an in-memory load), so that a
     /// refusal may name the byte offset.
     exact_offsets: Cell<bool>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let st = self.state.get_mut();
+        if st.adopted {
+            st.recycle();
+        }
+    }
 }
 
 /// The set bits of `bits` in `[start, end)` (Arrow's bit order: least significant first), or
@@ -381,28 +525,19 @@ offsets_nondecreasing!(offsets_nondecreasing_64, i64, 8);
 const MAX_ARROW_DEPTH: u32 = 32;
 
 impl Guard {
-    pub(crate) fn new(policy: Arc<core::Policy>) -> Self {
+    /// The guard of a load under `policy`; `exact_offsets`: a load from memory, whose opcode
+    /// offsets are positions in the whole input. The tables are the thread's spare ones, taken
+    /// at the first global or call ([`State::adopt_spare`]), else they allocate then (a pickle
+    /// of plain data allocates nothing for them and touches no spare).
+    pub(crate) fn new(policy: Arc<core::Policy>, exact_offsets: bool) -> Self {
         Guard {
             policy,
-            // room for a small pickle's globals and calls: growing the tables from nothing
-            // (allocation and rehash at 4 and 8 entries) cost more than their lookups
-            state: RefCell::new(State {
-                globals: AddrMap::with_capacity_and_hasher(8, Default::default()),
-                keep: Vec::with_capacity(8),
-                depths: AddrMap::with_capacity_and_hasher(16, Default::default()),
-                ..State::default()
-            }),
+            state: RefCell::new(State::default()),
             fast_ok: Cell::new(true),
             has_getattr: Cell::new(false),
-            numpy: std::cell::OnceCell::new(),
-            exact_offsets: Cell::new(false),
+            seen_proto: Cell::new(false),
+            exact_offsets: Cell::new(exact_offsets),
         }
-    }
-
-    /// The guard of a load from memory: opcode offsets are positions in the whole input.
-    pub(crate) fn in_memory(self) -> Self {
-        self.exact_offsets.set(true);
-        self
     }
 
     /// Whether the machine may run its fast loop (plain scalars, strings, tuples, the memo,
@@ -432,6 +567,12 @@ impl Guard {
     /// BINGET fetching one, for the guard to see where it is used).
     pub(crate) fn is_getattr(&self, obj: *mut pyo3::ffi::PyObject) -> bool {
         self.has_getattr.get() && self.state.borrow().getattrs.contains(&(obj as usize))
+    }
+
+    /// Note a PROTO the fast loop is about to run: whether it is the load's first (a repeated
+    /// one is handed over to the general path, where [`Guard::before`] refuses it).
+    pub(crate) fn first_proto(&self) -> bool {
+        !self.seen_proto.replace(true)
     }
 
     /// Note an object the fast loop must never modify.
@@ -544,11 +685,7 @@ impl Guard {
     }
 
     fn lookup(&self, obj: &Bound<'_, PyAny>) -> Option<(Access, Special, Arc<str>)> {
-        self.state
-            .borrow()
-            .globals
-            .get(&(obj.as_ptr() as usize))
-            .cloned()
+        self.state.borrow().global_of(obj).cloned()
     }
 
     /// Check a call of `callee` with `args` (a tuple, or None when not known yet).
@@ -559,16 +696,23 @@ impl Guard {
         callee: &Bound<'_, PyAny>,
         args: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let Some((access, sp, name)) = self.lookup(callee) else {
-            return Err(Self::refuse(
+        let found = self.state.borrow().global_of(callee).map(|g| (g.0, g.1));
+        match found {
+            // a global the policy lets call, with no rules on its arguments: nothing more to
+            // check (`call_checked` would find nothing), and no name to fetch
+            Some((Access::Call, Special::None)) => Ok(()),
+            Some(_) => {
+                let (access, sp, name) = self.lookup(callee).expect("found above");
+                self.call_checked(py, op, access, sp, &name, args)
+            }
+            None => Err(Self::refuse(
                 py,
                 Rule::CallOfComputed,
                 op,
                 None,
                 format!("{} calls a value that is not an allowed global", op.opcode),
-            ));
-        };
-        self.call_checked(py, op, access, sp, &name, args)
+            )),
+        }
     }
 
     /// Check a call of the allowed global `name` (`module:qualname`) with `args`.
@@ -1109,13 +1253,18 @@ impl Guard {
         let mut st = self.state.borrow_mut();
         let mut deepest = 0u32;
         if !st.depths.is_empty() {
-            let of = |o: &Bound<'_, PyAny>| st.depths.get(&(o.as_ptr() as usize)).copied();
             if let Some(t) = args.and_then(|a| a.cast::<PyTuple>().ok()) {
-                for item in t.iter() {
-                    let d = match of(&item) {
+                // the items in place (no reference taken per item)
+                for item in t.as_slice() {
+                    let d = match st.depth_of(item) {
                         Some(d) => d,
                         None => match item.cast::<PyTuple>() {
-                            Ok(inner) => inner.iter().filter_map(|x| of(&x)).max().unwrap_or(0),
+                            Ok(inner) => inner
+                                .as_slice()
+                                .iter()
+                                .filter_map(|x| st.depth_of(x))
+                                .max()
+                                .unwrap_or(0),
                             Err(_) => 0,
                         },
                     };
@@ -1153,7 +1302,7 @@ impl Guard {
         let Some(t) = target else { return Ok(()) };
         let id = t.as_ptr() as usize;
         let st = self.state.borrow();
-        let bad = st.shared.contains(&id);
+        let bad = st.shared_bits.may_hold(id) && st.shared.contains(&id);
         drop(st);
         if bad {
             let what = if op.opcode == Opcode::BUILD {
@@ -1175,13 +1324,15 @@ impl Guard {
     /// BUILD on a numpy dtype or array: the state must have the shape numpy's own pickler
     /// writes (red-team F10/F10b/F10c: `arraydescr_setstate` trusts the pickled flags, and
     /// `array_setstate` an object array's item list, so other states crash the interpreter).
-    /// `numpy.dtype` and `numpy.ndarray`, once numpy is imported (looked up once per load).
-    fn numpy_types<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
-        if let Some((d, n)) = self.numpy.get() {
-            return Ok(Some((d.bind(py).clone(), n.bind(py).clone())));
+    /// `numpy.dtype` and `numpy.ndarray`, once numpy is imported: numpy's own C types, the
+    /// same for the life of the process, so looked up once (until numpy is imported, each
+    /// BUILD looks for it in `sys.modules`). `None` also when they are not types (nothing
+    /// is then a subtype of them).
+    fn numpy_types(py: Python<'_>) -> PyResult<Option<&'static (Py<PyType>, Py<PyType>)>> {
+        static NUMPY: pyo3::sync::PyOnceLock<(Py<PyType>, Py<PyType>)> =
+            pyo3::sync::PyOnceLock::new();
+        if let Some(types) = NUMPY.get(py) {
+            return Ok(Some(types));
         }
         let Ok(np) = sys_modules(py)?.get_item(pyo3::intern!(py, "numpy")) else {
             return Ok(None);
@@ -1190,8 +1341,11 @@ impl Guard {
             np.getattr(pyo3::intern!(py, "dtype"))?,
             np.getattr(pyo3::intern!(py, "ndarray"))?,
         );
-        let _ = self.numpy.set((d.clone().unbind(), n.clone().unbind()));
-        Ok(Some((d, n)))
+        let (Ok(d), Ok(n)) = (d.cast_into::<PyType>(), n.cast_into::<PyType>()) else {
+            return Ok(None);
+        };
+        let _ = NUMPY.set(py, (d.unbind(), n.unbind()));
+        Ok(NUMPY.get(py))
     }
 
     fn numpy_state(
@@ -1201,8 +1355,14 @@ impl Guard {
         target: &Bound<'_, PyAny>,
         state: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let Some((dtype_type, ndarray_type)) = self.numpy_types(py)? else {
+        let Some((dtype_type, ndarray_type)) = Self::numpy_types(py)? else {
             return Ok(()); // not loaded: the target cannot be a numpy object
+        };
+        let (dtype_type, ndarray_type) = (dtype_type.bind(py), ndarray_type.bind(py));
+        // SAFETY: both are live type objects (the type of a live object, and a type held by
+        // the static above); PyType_IsSubtype only reads their MRO.
+        let subtype = |ty: &Bound<'_, PyType>| unsafe {
+            pyo3::ffi::PyType_IsSubtype(target.get_type().as_type_ptr(), ty.as_type_ptr()) != 0
         };
         let refuse = |what: &str| {
             Err(Self::refuse(
@@ -1213,27 +1373,29 @@ impl Guard {
                 format!("BUILD state of a numpy {what} is not one numpy writes"),
             ))
         };
-        if is_subtype(target, &dtype_type) {
+        if subtype(dtype_type) {
             let Ok(t) = state.cast::<PyTuple>() else {
                 return refuse("dtype");
             };
-            let version = t.get_item(0).ok().and_then(|v| v.extract::<i64>().ok());
-            let shape_ok = matches!((t.len(), version), (8, Some(3)) | (9, Some(4)));
+            // the items in place (8 or 9 of them, checked first)
+            let items = t.as_slice();
+            let version = items.first().and_then(|v| v.extract::<i64>().ok());
+            let shape_ok = matches!((items.len(), version), (8, Some(3)) | (9, Some(4)));
             if !shape_ok {
                 return refuse("dtype");
             }
-            let order = t.get_item(1)?;
+            let order = &items[1];
             let order_ok = order
                 .cast::<PyString>()
                 .ok()
                 .and_then(|o| o.to_str().ok().map(|o| matches!(o, "<" | ">" | "|" | "=")))
                 .unwrap_or(false);
-            let sub = t.get_item(2)?;
+            let sub = &items[2];
             let sub_ok = sub.is_none() || sub.cast::<PyTuple>().is_ok();
-            let Ok(flags) = t.get_item(7)?.extract::<i64>() else {
+            let Ok(flags) = items[7].extract::<i64>() else {
                 return refuse("dtype");
             };
-            let fields = t.get_item(4)?;
+            let fields = &items[4];
             let flags_ok = if fields.is_none() && sub.is_none() {
                 flags
                     == target
@@ -1262,7 +1424,7 @@ impl Guard {
                 }
                 let mut parts = 0i64;
                 for d in &dtypes {
-                    if d.is_instance(&dtype_type)? {
+                    if d.is_instance(dtype_type)? {
                         parts |= d.getattr(pyo3::intern!(py, "flags"))?.extract::<i64>()?;
                     } else {
                         ok = false;
@@ -1273,11 +1435,11 @@ impl Guard {
             if !(order_ok && sub_ok && flags_ok) {
                 return refuse("dtype");
             }
-        } else if is_subtype(target, &ndarray_type) {
+        } else if subtype(ndarray_type) {
             // an exact ndarray has ndarray's own __setstate__ (the common case: no lookups);
             // a subclass may have its own
             let cls = target.get_type();
-            let (plain, setstate) = if cls.is(&ndarray_type) {
+            let (plain, setstate) = if cls.is(ndarray_type) {
                 (true, None)
             } else {
                 let setstate = cls.getattr(pyo3::intern!(py, "__setstate__"))?;
@@ -1309,7 +1471,7 @@ impl Guard {
                 return refuse("array");
             }
             let dtype = t.get_item(2)?;
-            if !dtype.is_instance(&dtype_type)? {
+            if !dtype.is_instance(dtype_type)? {
                 return refuse("array");
             }
             let Ok(shape) = t.get_item(1)?.extract::<Vec<i64>>() else {
@@ -1375,20 +1537,21 @@ impl Guard {
         op: &Op<'_>,
         target: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        if let Some((_, _, name)) = target.and_then(|t| self.lookup(t)) {
-            return Err(Self::refuse(
-                py,
-                Rule::GlobalMutation,
-                op,
-                None,
-                format!(
-                    "{} applied to the global {}",
-                    op.opcode,
-                    name.replace(':', ".")
-                ),
-            ));
-        }
-        Ok(())
+        let Some(target) = target else { return Ok(()) };
+        let Some(name) = self.state.borrow().global_of(target).map(|g| g.2.clone()) else {
+            return Ok(());
+        };
+        Err(Self::refuse(
+            py,
+            Rule::GlobalMutation,
+            op,
+            None,
+            format!(
+                "{} applied to the global {}",
+                op.opcode,
+                name.replace(':', ".")
+            ),
+        ))
     }
 
     /// Called before the machine runs `op` on `stack` (`marks` are the MARK positions).
@@ -1409,23 +1572,26 @@ impl Guard {
                 .and_then(|&m| m.checked_sub(1))
                 .and_then(|i| stack.get(i))
         };
-        // Values used as data by this opcode: never builtins.getattr.
-        let consumed: &[Bound<'_, PyAny>] = {
-            let n = stack.len();
-            let mark = marks.last().copied().unwrap_or(0).min(n);
-            let top = |k: usize| &stack[n.saturating_sub(k)..];
-            match op.opcode {
-                TUPLE | LIST | FROZENSET | DICT | APPENDS | SETITEMS | ADDITEMS | INST => {
-                    &stack[mark..]
+        // Values used as data by this opcode: never builtins.getattr (none to look for until
+        // a `getattr` was resolved).
+        if self.has_getattr.get() {
+            let consumed: &[Bound<'_, PyAny>] = {
+                let n = stack.len();
+                let mark = marks.last().copied().unwrap_or(0).min(n);
+                let top = |k: usize| &stack[n.saturating_sub(k)..];
+                match op.opcode {
+                    TUPLE | LIST | FROZENSET | DICT | APPENDS | SETITEMS | ADDITEMS | INST => {
+                        &stack[mark..]
+                    }
+                    OBJ => &stack[(mark + 1).min(n)..],
+                    TUPLE1 | APPEND | BUILD | REDUCE | NEWOBJ => top(1),
+                    TUPLE2 | SETITEM | NEWOBJ_EX => top(2),
+                    TUPLE3 => top(3),
+                    _ => &[],
                 }
-                OBJ => &stack[(mark + 1).min(n)..],
-                TUPLE1 | APPEND | BUILD | REDUCE | NEWOBJ => top(1),
-                TUPLE2 | SETITEM | NEWOBJ_EX => top(2),
-                TUPLE3 => top(3),
-                _ => &[],
-            }
-        };
-        self.no_getattr_values(py, op, consumed)?;
+            };
+            self.no_getattr_values(py, op, consumed)?;
+        }
         match op.opcode {
             GLOBAL | INST => {
                 let Arg::TwoLines(m, n) = op.arg else {
@@ -1517,19 +1683,14 @@ impl Guard {
                     "persistent ids are not allowed in a safe load".into(),
                 ))
             }
-            PROTO => {
-                let mut st = self.state.borrow_mut();
-                if st.seen_proto {
-                    drop(st);
-                    return Err(Self::refuse(
-                        py,
-                        Rule::BadProtocol,
-                        op,
-                        None,
-                        "PROTO repeated".into(),
-                    ));
-                }
-                st.seen_proto = true;
+            PROTO if self.seen_proto.replace(true) => {
+                return Err(Self::refuse(
+                    py,
+                    Rule::BadProtocol,
+                    op,
+                    None,
+                    "PROTO repeated".into(),
+                ));
             }
             _ => {}
         }
@@ -1546,6 +1707,14 @@ impl Guard {
         stack: &[Bound<'_, PyAny>],
     ) -> PyResult<()> {
         use Opcode::*;
+        if !matches!(
+            op.opcode,
+            GLOBAL | STACK_GLOBAL | INST | OBJ | REDUCE | NEWOBJ | NEWOBJ_EX
+        ) {
+            // `before` registers what to check afterwards (a global pushed, a call's result)
+            // only for these opcodes: nothing pending
+            return Ok(());
+        }
         let mut st = self.state.borrow_mut();
         let depth = st.pending_depth.take();
         if std::mem::take(&mut st.pending_arrow) {
@@ -1584,7 +1753,17 @@ impl Guard {
                 self.has_getattr.set(true);
             }
             self.protect(top);
+            if st.globals.capacity() == 0 {
+                if !st.adopted {
+                    st.adopt_spare();
+                }
+                // room for a small pickle's globals: growing from nothing (a rehash at 4 and
+                // 8 entries) costs more than the lookups
+                st.globals.reserve(8);
+                st.keep.reserve(8);
+            }
             st.globals.insert(id, (access, sp, name));
+            st.global_bits.add(id);
             st.keep.push(top.clone().unbind());
             return Ok(());
         }
@@ -1594,12 +1773,23 @@ impl Guard {
                 // A result's address is not reused while it is alive, and a freed result
                 // cannot be an argument any more: a stale entry only ever meets a new object
                 // at its address, and is overwritten when that object is a call result.
+                if st.depths.capacity() == 0 {
+                    if !st.adopted {
+                        st.adopt_spare();
+                    }
+                    st.depths.reserve(16);
+                }
                 st.depths.insert(id, d);
+                st.depth_bits.add(id);
             }
             // SAFETY: `top` is a live object (the stack holds it); reading its reference count
             // has no other effect.
             let refs = unsafe { pyo3::ffi::Py_REFCNT(top.as_ptr()) };
+            if refs > 1 && !st.adopted {
+                st.adopt_spare();
+            }
             if refs > 1 && st.shared.insert(id) {
+                st.shared_bits.add(id);
                 st.results.push(top.clone().unbind());
                 self.protect(top);
             }

@@ -11,8 +11,9 @@
 //! Under a policy (`Unpickler(..., policy=)`, `brinery.safe_loads`) it runs too: none of its
 //! operations resolves or calls anything, and the machine runs it only while the guard has
 //! nothing to check in them (`Guard::fast_loop_ok`: no `getattr` on the stack, no global or
-//! shared object that is an exact `list`/`dict`). PROTO, and a BINGET fetching a `getattr`, are
-//! then handed over, for the guard to see.
+//! shared object that is an exact `list`/`dict`). A repeated PROTO, and a BINGET fetching a
+//! `getattr`, are then handed over, for the guard to see (the first PROTO is noted with the
+//! guard, `Guard::first_proto`).
 //!
 //! [`Op`]: brinery::decode::Op
 
@@ -566,8 +567,12 @@ impl<'py> Machine<'py, '_, '_> {
                 PROTO => {
                     need!(1);
                     let proto = data[a];
-                    // a policy's guard checks every PROTO (a repeated one is refused)
-                    if proto as i64 > brinery::HIGHEST_PROTOCOL as i64 || self.cfg.guard.is_some() {
+                    if proto as i64 > brinery::HIGHEST_PROTOCOL as i64 {
+                        return Ok(false);
+                    }
+                    // a policy's guard refuses a repeated PROTO: the first is noted here, a
+                    // repeated one is handed over (and refused)
+                    if self.cfg.guard.is_some_and(|g| !g.first_proto()) {
                         return Ok(false);
                     }
                     *pos = a + 1;
