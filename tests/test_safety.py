@@ -625,6 +625,9 @@ def test_policy_selects_profiles():
         brinery.safe_loads(data, policy=brinery.Policy(), allow=["x.y"])
     with pytest.raises(ValueError):
         brinery.safe_loads(data, policy="no-such-profile")
+    for load in (lambda: brinery.safe_loads(data, policy=42), lambda: brinery.scan(data, policy=42)):
+        with pytest.raises(TypeError, match="policy must be a brinery.Policy, a profile name .* not 'int'"):
+            load()
 
 
 MYPKG = """

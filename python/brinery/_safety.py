@@ -186,7 +186,13 @@ def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
     elif policy is None:
         profiles = None
     else:
-        profiles = list(policy)
+        try:
+            profiles = list(policy)
+        except TypeError:
+            raise TypeError(
+                "policy must be a brinery.Policy, a profile name or a sequence of profile names, "
+                f"not '{type(policy).__name__}'"
+            ) from None
     if not all(isinstance(p, str) for p in profiles or ()) or not all(isinstance(n, str) for n in names):
         return Policy(profiles, allow=names)  # raises the Policy's own TypeError
     key = (None if profiles is None else tuple(profiles), tuple(names))
