@@ -1324,6 +1324,16 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
+    /// The global of these names that this scan already met (found by their [`names_key`]).
+    ///
+    /// [`names_key`]: super::policy::names_key
+    #[inline]
+    fn interned_global(&self, key: u64, module: &[u8], name: &[u8]) -> Option<u32> {
+        let gid = *self.interned.get(&key)?;
+        let g = &self.globals[gid as usize];
+        (g.module().as_bytes() == module && g.name().as_bytes() == name).then_some(gid)
+    }
+
     /// STACK_GLOBAL of two constant strings naming a global that this scan already met or
     /// that the policy has already let through (its verdict cached with the policy), found by
     /// the strings' bytes: no decoding and no bounds or deny-list checks again, since both
@@ -1341,12 +1351,9 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
         let (mb, nb) = (self.str_bytes(module)?, self.str_bytes(name)?);
         let key = super::policy::names_key_bytes(mb, nb);
-        if let Some(&gid) = self.interned.get(&key) {
-            let g = &self.globals[gid as usize];
-            if g.module().as_bytes() == mb && g.name().as_bytes() == nb {
-                self.record_global_ref(op, gid);
-                return Some(Sym::Global(gid));
-            }
+        if let Some(gid) = self.interned_global(key, mb, nb) {
+            self.record_global_ref(op, gid);
+            return Some(Sym::Global(gid));
         }
         let r = self.policy.resolved_cached(key, mb, nb)?;
         // `dotted` is `module:name`, the text of exactly these bytes
@@ -1367,12 +1374,9 @@ impl<'a, 'r> Machine<'a, 'r> {
             return Sym::Unknown;
         }
         let key = super::policy::names_key(module, name);
-        if let Some(&gid) = self.interned.get(&key) {
-            let g = &self.globals[gid as usize];
-            if g.module() == module && g.name() == name {
-                self.record_global_ref(op, gid);
-                return Sym::Global(gid);
-            }
+        if let Some(gid) = self.interned_global(key, module.as_bytes(), name.as_bytes()) {
+            self.record_global_ref(op, gid);
+            return Sym::Global(gid);
         }
         let mapped = (self.proto < 3)
             .then(|| crate::encode::python3_name(module, name))
