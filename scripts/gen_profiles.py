@@ -16,7 +16,8 @@ How the lists are made (no hand-picked samples; the benign safety corpus checks 
 
 - **stdlib-data**: the data types of the standard library that pickles reference: containers,
   datetime (with timezone and zoneinfo), decimal, fractions, uuid, collections, pathlib pure paths,
-  ipaddress, array, ``copyreg._reconstructor`` and ``_codecs.encode`` (how protocols 0-2 spell
+  ipaddress, array, ``statistics.NormalDist``, the ``Ellipsis`` and ``NotImplemented`` constants,
+  ``copyreg._reconstructor`` and ``_codecs.encode`` (how protocols 0-2 spell
   ``bytes``). Written out below: this is a fixed, reviewed list, not an inventory.
 - **numpy**: the array/scalar reconstructors, ``numpy.dtype``, every DType class in
   ``numpy.dtypes``, every scalar type in ``numpy.sctypeDict`` (ref), the ``numpy.ma`` helpers,
@@ -449,11 +450,16 @@ STDLIB_CALL = {
     ],
     "array": ["array", "_array_reconstructor"],
     "types": ["SimpleNamespace"],
+    "statistics": ["NormalDist"],
 }
 # Referenced as values: `copyreg._reconstructor(cls, object, None)`, `defaultdict(list)`,
 # a `dtype=float` parameter, ...
 STDLIB_REF = {
-    "builtins": ["object", "list", "dict", "tuple", "int", "float", "str", "bool", "type", "NoneType"],
+    "builtins": [
+        "object", "list", "dict", "tuple", "int", "float", "str", "bool", "type", "NoneType",
+        # the two constants that pickle by name (`...` in stored index expressions or hints)
+        "Ellipsis", "NotImplemented",
+    ],  # fmt: skip
     "datetime": ["tzinfo"],
 }
 
@@ -462,7 +468,7 @@ def gen_stdlib() -> Profile:
     prof = Profile(
         "stdlib-data",
         "standard-library data types: containers, datetime/zoneinfo/timezone, decimal, fractions, "
-        "uuid, collections, pathlib pure paths, ipaddress, array",
+        "uuid, collections, pathlib pure paths, ipaddress, array, statistics.NormalDist, Ellipsis",
     )
     for mode, table in ((CALL, STDLIB_CALL), (REF, STDLIB_REF)):
         for module, names in table.items():

@@ -33,6 +33,7 @@ import json
 import lzma
 import pathlib
 import pickle
+import statistics
 import struct
 import sys
 import uuid
@@ -1040,6 +1041,11 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
         ipaddress.ip_network("10.0.0.0/8"),
         ipaddress.ip_interface("fe80::1/64"),
     ]
+    objs["std_constants_and_normaldist"] = lambda: {
+        "index": (Ellipsis, slice(None, 2)),
+        "unset": NotImplemented,
+        "dist": statistics.NormalDist(1.5, 0.25),
+    }
     objs["std_nested_shared"] = lambda: (lambda shared: {"a": shared, "b": shared, "c": [shared, (shared,)]})(
         [1, 2, 3]
     )
