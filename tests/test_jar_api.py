@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from brinery import Jar
 from brinery import _jar as jarmod
-from jar_support import jar_env_vars
+from jar_support import jar_env_vars, run_cli
 from sklearn.linear_model import LogisticRegression
 
 
@@ -321,6 +321,33 @@ def test_untrusted_versions_are_refused_with_how_to_trust(jar_env: Path) -> None
         assert plain == "LOADED {'w': array([0., 1., 2.]), 'name': 'weights'}"
     else:  # until the safe loader lands (branch scan), untrusted versions are refused outright
         assert plain.startswith("REFUSED JarTrustError") and "no safe loader" in plain
+
+
+def test_imported_pickles_go_through_the_safe_loader(
+    jar_env: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`brinery jar import` stores a file from outside the jar unsigned, even for the key's
+    holder: loading it runs the safe loader (a payload is refused before it runs; plain data
+    loads), where a signed version would have full pickle semantics."""
+    payload = jar_env / "downloaded.pkl"  # print('PAYLOAD RAN') when unpickled
+    payload.write_bytes(b"\x80\x02cbuiltins\nprint\nX\x0b\x00\x00\x00PAYLOAD RAN\x85R.")
+    weights = jar_env / "weights.pkl"
+    weights.write_bytes(brinery.dumps({"w": np.arange(3.0)}, protocol=5))
+    path = jar_env / "jar"
+    jar = Jar(path)
+    jar.save("own", {"w": 1})  # the jar and this user's key exist: own saves are signed
+    env = jar_env_vars(jar_env)
+    for name, file in (("downloaded", payload), ("weights", weights)):
+        proc = run_cli("jar", "--jar", str(path), "import", name, str(file), env=env)
+        assert proc.returncode == 0, proc.stderr
+    shown = run_cli("jar", "--jar", str(path), "show", "downloaded", env=env).stdout
+    assert "unsigned" in shown, shown
+    assert "trusted" in run_cli("jar", "--jar", str(path), "show", "own", env=env).stdout
+    jar = Jar(path)
+    assert np.array_equal(jar.load("weights")["w"], np.arange(3.0))
+    with pytest.raises(brinery.UnpicklingError, match="builtins.print"):
+        jar.load("downloaded")
+    assert "PAYLOAD RAN" not in capfd.readouterr().out
 
 
 def test_summaries() -> None:

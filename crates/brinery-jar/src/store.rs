@@ -958,8 +958,20 @@ impl Jar {
         Ok((out, written))
     }
 
-    /// Save a new version of `name` on `branch`.
+    /// Save a new version of `name` on `branch`, signed with the jar's key (if it has one).
     pub fn save(&self, branch: &str, name: &str, input: &SaveInput<'_>) -> Result<VersionInfo> {
+        self.save_version(branch, name, input, true)
+    }
+
+    /// [`Jar::save`]; `sign`: sign the manifest with the jar's key. A version written unsigned
+    /// loads through the safe loader only (see the Python layer), whoever holds the key.
+    fn save_version(
+        &self,
+        branch: &str,
+        name: &str,
+        input: &SaveInput<'_>,
+        sign: bool,
+    ) -> Result<VersionInfo> {
         fsio::check_name("name", name)?;
         self.ancestry(branch)?;
         let context = format!("{branch}:{name} (new version)");
@@ -1000,7 +1012,7 @@ impl Jar {
             globals,
             meta: input.meta.clone(),
         };
-        let id = self.write_manifest(m, written)?;
+        let id = self.write_manifest(m, written, sign)?;
         self.append(branch, name, Op::Save, Some(&id))?;
         self.resolve(branch, name, &VersionSpec::Latest)
             .and_then(|info| {
@@ -1020,12 +1032,12 @@ impl Jar {
             })
     }
 
-    fn write_manifest(&self, mut m: Manifest, chunk_bytes: u64) -> Result<String> {
+    fn write_manifest(&self, mut m: Manifest, chunk_bytes: u64, sign: bool) -> Result<String> {
         // `stored` counts the manifest too; its own size barely depends on the digits.
         let draft = serde_json::to_vec(&m).unwrap_or_default();
         m.stored = chunk_bytes + draft.len() as u64 + 120;
         let body = serde_json::to_vec(&m).unwrap_or_default();
-        let sig = self.key().map(|k| k.sign(&body));
+        let sig = self.key().filter(|_| sign).map(|k| k.sign(&body));
         let bytes = manifest::encode(&body, sig.as_ref());
         let id = blake3::hash(&bytes).to_hex().to_string();
         let p = self.manifest_path(&id);
@@ -1218,6 +1230,11 @@ impl Jar {
     }
 
     /// Save a pickle file as a new version of `name` (buffers stay in-band).
+    ///
+    /// The version is **not signed**: a file from outside the jar (a download, a colleague's
+    /// pickle) is not one of your own saves, so the Python layer loads it through the safe loader
+    /// like any other unsigned version (`allow=`/`trust=True` to go further), instead of with
+    /// full pickle semantics.
     pub fn import_pickle(
         &self,
         branch: &str,
@@ -1236,7 +1253,7 @@ impl Jar {
         }
         let meta =
             json!({"imported_from": file.file_name().map(|f| f.to_string_lossy().into_owned())});
-        self.save(
+        self.save_version(
             branch,
             name,
             &SaveInput {
@@ -1245,6 +1262,7 @@ impl Jar {
                 meta,
                 note,
             },
+            false,
         )
     }
 

@@ -566,3 +566,29 @@ fn save_rejects_a_buffer_count_mismatch_and_bad_names() {
     save(&jar, "main", odd, &oob_pickle(0, b"ok"), &[]);
     assert_eq!(jar.names("main").unwrap(), vec![odd.to_string()]);
 }
+
+#[test]
+fn imported_pickles_are_not_signed_and_saves_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let p = oob_pickle(0, b"from elsewhere");
+    save(&jar, "main", "own", &p, &[]);
+    let file = dir.path().join("downloaded.pkl");
+    fs::write(&file, &p).unwrap();
+    jar.import_pickle("main", "downloaded", &file, None)
+        .expect("import");
+    let status = |name: &str| {
+        jar.info("main", name, &VersionSpec::Latest)
+            .expect("info")
+            .signature
+    };
+    // A file from outside the jar is not one of the key holder's own saves: signing it would let
+    // the Python layer load it with full pickle semantics.
+    assert_eq!(status("downloaded"), brinery_jar::SignatureStatus::Unsigned);
+    assert_eq!(status("own"), brinery_jar::SignatureStatus::Trusted);
+    // its bytes are the file's
+    assert_eq!(
+        load_all(&jar, "main", "downloaded", VersionSpec::Latest).0,
+        p
+    );
+}
