@@ -1045,3 +1045,78 @@ def test_nested_guarded_loads_keep_their_own_tables():
                 brinery.Unpickler(io.BytesIO(bad), policy=policy).load()
     finally:
         del sys.modules["brinery_nest_mod"]
+
+
+# Public names of functions and classes that read or write files, call what they are given
+# later, or change library configuration: refused even when allowed by name (red-team review
+# of session 9: pandas' public aliases of pandas.io classes could be allowed, and the refusal
+# even suggested it).
+@pytest.mark.parametrize(
+    ("module", "name", "arg"),
+    [
+        ("pandas", "ExcelFile", "a.xlsx"),
+        ("pandas", "HDFStore", "a.h5"),
+        ("pandas", "read_csv", "a.csv"),
+        ("pandas", "set_option", "display.width"),
+        ("pandas.api.typing", "StataReader", "a.dta"),
+        ("linecache", "getline", "/etc/hostname"),
+        ("filecmp", "cmp", "/etc/hostname"),
+        ("atexit", "register", "x"),
+        ("weakref", "finalize", "x"),
+        ("builtins", "map", "x"),
+        ("itertools", "starmap", "x"),
+    ],
+)
+def test_denied_public_names_cannot_be_allowed(module, name, arg):
+    text = arg.encode()
+    data = b"\x80\x02c" + f"{module}\n{name}\nX".encode() + len(text).to_bytes(4, "little") + text + b"\x85R."
+    for allow in (None, [f"{module}.{name}"]):
+        report = brinery.scan(data, allow=allow)
+        rules = {f.rule for f in report.findings}
+        assert not report.ok and "BRS003" in rules, (module, name, report.findings)
+        with pytest.raises(brinery.UnsafePickleError) as info:
+            brinery.safe_loads(data, allow=allow)
+        assert "these findings cannot be allowed by name" in str(info.value), str(info.value)
+
+
+def test_a_nested_class_is_allowed_as_the_refusal_says(tmp_path, monkeypatch):
+    (tmp_path / "nested_models.py").write_text(
+        "class Model:\n    class Inner:\n        def __init__(self):\n            self.w = [1, 2]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import nested_models
+
+    data = pickle.dumps(nested_models.Model.Inner(), protocol=4)
+    with pytest.raises(brinery.UnsafePickleError) as info:
+        brinery.safe_loads(data)
+    message = str(info.value)
+    assert "allow=['nested_models:Model.Inner']" in message, message
+    assert "cannot be allowed by name" not in message, message
+    assert brinery.safe_loads(data, allow=["nested_models:Model.Inner"]).w == [1, 2]
+    # the outer class came in as a reference only: making one is still refused, at any protocol
+    for protocol in range(6):
+        outer = pickle.dumps(nested_models.Model(), protocol=protocol)
+        with pytest.raises(brinery.UnsafePickleError):
+            brinery.safe_loads(outer, allow=["nested_models:Model.Inner"])
+
+
+def test_a_refusal_without_allowable_findings_says_these_cannot_be_allowed():
+    data = b"\x80\x02cpandas\nExcelFile\nX\x03\x00\x00\x00a.x\x85R."
+    with pytest.raises(brinery.UnsafePickleError) as info:
+        brinery.safe_loads(data, allow=["pandas.ExcelFile"])
+    message = str(info.value)
+    assert "these findings cannot be allowed by name" in message and "allow=[" not in message, message
+
+
+@pytest.mark.parametrize("codec", ["cp875", "rot13", "utf_16", "idna", "unicode_escape"])
+def test_the_streaming_guard_refuses_codecs_the_scan_refuses(codec):
+    """`Unpickler(policy=...)` runs no scan first: its guard checks `_codecs.encode`'s encoding as
+    the scan does (another codec would import and run its `encodings.*` module)."""
+    enc = codec.encode()
+    head = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX"
+    data = head + len(enc).to_bytes(4, "little") + enc + b"\x86R."
+    assert not brinery.scan(data).ok
+    with pytest.raises(brinery.UnsafePickleError, match="plain text encoding"):
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    plain = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x06\x00\x00\x00latin1\x86R."
+    assert brinery.Unpickler(io.BytesIO(plain), policy=brinery.Policy()).load() == b"abc"

@@ -993,7 +993,8 @@ def _refusal(name: str, manifest: dict[str, Any], why: str, findings: Sequence[A
         signed = f"it is signed by a key you do not hold (key {manifest.get('key_id')})"
     else:
         signed = "it is not signed"
-    names = sorted({g for f in findings if (g := getattr(f, "global_name", None))})
+    # `allow_name`: the spelling `allow=` accepts (`module:Outer.Inner` for a nested class)
+    names = sorted({g for f in findings if (g := getattr(f, "allow_name", None))})
     allowable = bool(names) and all(getattr(f, "rule", "") == "BRS001" for f in findings)
     how = []
     if allowable:

@@ -238,7 +238,7 @@ def _scan_with_rules(data: Data, policy: PolicyArg, allow: Any) -> tuple[ScanRep
                 and dotted
                 and any(r.covers(dotted) and r.verify(dotted) for r in rules)
             ):
-                extra.append(dotted)
+                extra.append(finding.allow_name or dotted)
         if extra:
             pol = _make_policy(policy, names + sorted(set(extra)))
             report = _native.scan_bytes(data, pol)
@@ -279,7 +279,8 @@ def _describe(findings: list[Finding], limit: int = 8) -> str:
 
 
 def _refusal(findings: list[Finding]) -> UnsafePickleError:
-    allowable = sorted({f.global_name for f in findings if f.rule in _ALLOWABLE and f.global_name})
+    # `allow_name`: the spelling `allow=` accepts (`module:Outer.Inner` for a nested class)
+    allowable = sorted({f.allow_name for f in findings if f.rule in _ALLOWABLE and f.allow_name})
     denied = sorted({f.global_name for f in findings if f.rule not in _ALLOWABLE and f.global_name})
     head = "refusing to load an unsafe pickle"
     if allowable or denied:
@@ -289,12 +290,14 @@ def _refusal(findings: list[Finding]) -> UnsafePickleError:
         example = ", ".join(repr(n) for n in allowable[:3])
         msg.append(
             f"if you trust this file, allow them: brinery.safe_load(f, allow=[{example}]) "
-            "(or a class rule: brinery.subclasses_of('mypkg', 'sklearn.base.BaseEstimator'))"
+            "(or, for classes, a class rule: brinery.subclasses_of('mypkg', 'sklearn.base.BaseEstimator'))"
         )
-    if len(allowable) < len(findings):
+    others = [f for f in findings if not (f.rule in _ALLOWABLE and f.allow_name)]
+    if others:
         msg.append(
-            "the other findings cannot be allowed by name: they are dangerous functions or "
-            "structural tricks; only plain pickle.load (which runs any code) would load this file"
+            f"{'the other findings' if allowable else 'these findings'} cannot be allowed by name: they are "
+            "dangerous functions or structural tricks; only plain pickle.load (which runs any code) would "
+            "load this file"
         )
     msg.append("run `brinery scan FILE` (or brinery.scan(data)) to inspect it")
     return UnsafePickleError("\n".join(msg), findings)

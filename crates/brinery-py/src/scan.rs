@@ -158,6 +158,12 @@ impl Finding {
     fn global_name(&self) -> Option<String> {
         self.inner.global_name()
     }
+    /// The global as `allow=` accepts it: `module.name`, or `module:Outer.Inner` for a nested
+    /// name (which the dotted form would split at the wrong dot).
+    #[getter]
+    fn allow_name(&self) -> Option<String> {
+        self.inner.allow_name()
+    }
     #[getter]
     fn member(&self) -> Option<String> {
         self.inner.member.clone()

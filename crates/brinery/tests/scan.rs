@@ -2,7 +2,7 @@
 //! when present), the structural-validation table with exact messages, containers, and no
 //! panic on mutated inputs.
 
-use brinery::scan::{scan, scan_file_bytes, Policy, Profile, Rule};
+use brinery::scan::{scan, scan_file_bytes, Access, Policy, Profile, Rule};
 use brinery::Limits;
 
 fn policy() -> Policy {
@@ -208,22 +208,18 @@ fn benign_shapes_are_clean() {
         r.findings[0].message,
         "global collections.OrderedDict is not allowed by the policy at byte 2 (GLOBAL)"
     );
-    // a dotted name needs every step of its attribute chain allowed
+    // a dotted name needs every step of its attribute chain allowed; a user entry for a nested
+    // name lists its steps as references by itself
     let chain = b"\x80\x02cmypkg\nOuter.Inner\n)R.";
-    let p = Policy::builder()
-        .allow_dotted("mypkg:Outer.Inner")
-        .unwrap()
-        .build();
-    assert_eq!(
-        scan(chain, &p, &Limits::default()).findings[0].message,
-        "global mypkg.Outer.Inner is reached through mypkg.Outer, which the policy does not allow at byte 2 (GLOBAL)"
-    );
-    let p = Policy::builder()
-        .allow_dotted("mypkg:Outer.Inner")
-        .unwrap()
-        .allow_ref("mypkg", "Outer")
-        .build();
+    let p = Policy::builder().allow_call("mypkg", "Outer.Inner").build();
     assert!(scan(chain, &p, &Limits::default()).is_ok());
+    assert_eq!(p.lookup("mypkg", "Outer"), Some(Access::Ref));
+    // the outer class comes in as a reference only: calling it is still a finding
+    let outer = b"\x80\x02cmypkg\nOuter\n)R.";
+    assert_eq!(
+        scan(outer, &p, &Limits::default()).findings[0].rule,
+        Rule::RefOnlyCalled
+    );
     // a user entry allows it
     let p = Policy::builder()
         .profile(Profile::Numpy)

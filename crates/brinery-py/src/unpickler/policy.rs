@@ -796,9 +796,21 @@ impl Guard {
                 ));
             }
             Special::CodecsEncode => {
+                // As the scan: a string and, if given, a plain text encoding (`latin1`, how
+                // protocols 0-2 write bytes). Any other codec name would have `_codecs.encode`
+                // import its `encodings.*` module and run it.
+                let plain = |a: &Bound<'_, PyAny>| {
+                    a.cast::<PyString>().ok().is_some_and(|s| {
+                        matches!(
+                            s.to_str(),
+                            Ok("latin1" | "latin-1" | "utf-8" | "utf8" | "ascii")
+                        )
+                    })
+                };
                 let ok = args.as_ref().is_some_and(|t| {
                     (1..=2).contains(&t.len())
                         && t.iter().all(|a| a.is_exact_instance_of::<PyString>())
+                        && t.get_item(1).map_or(true, |enc| plain(&enc))
                 });
                 if !ok {
                     return Err(Self::refuse(
@@ -806,7 +818,7 @@ impl Guard {
                         Rule::UnsafeArguments,
                         op,
                         split(),
-                        "_codecs.encode is called with other than constant strings".into(),
+                        "_codecs.encode is called with other than a constant string and a plain text encoding (latin1, utf-8, ascii)".into(),
                     ));
                 }
             }

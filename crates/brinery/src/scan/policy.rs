@@ -535,8 +535,16 @@ impl PolicyBuilder {
     }
 
     /// Allow `module.qualname` with the given access (the wider access wins when a name is
-    /// allowed twice).
+    /// allowed twice). A nested name (`Outer.Inner`) also lists the steps of its attribute
+    /// chain (`Outer`) as references, since the scan wants every step listed: naming the
+    /// nested class is what a user who trusts it can be asked for.
     pub fn allow(mut self, module: &str, qualname: &str, access: Access) -> Self {
+        for (i, _) in qualname.match_indices('.') {
+            self.policy
+                .extra
+                .entry((module.to_owned(), qualname[..i].to_owned()))
+                .or_insert(Access::Ref);
+        }
         let slot = self
             .policy
             .extra
@@ -568,6 +576,23 @@ impl PolicyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nested_name_allowed_by_the_user_lists_its_chain_as_references() {
+        let p = Policy::builder()
+            .allow_dotted("mypkg.models:Model.Inner")
+            .unwrap()
+            .build();
+        assert_eq!(p.lookup("mypkg.models", "Model.Inner"), Some(Access::Call));
+        assert_eq!(p.lookup("mypkg.models", "Model"), Some(Access::Ref));
+        assert!(p.resolve("mypkg.models", "Model.Inner").is_some());
+        // a step allowed wider before keeps its access
+        let q = Policy::builder()
+            .allow_call("mypkg.models", "Model")
+            .allow_call("mypkg.models", "Model.Inner")
+            .build();
+        assert_eq!(q.lookup("mypkg.models", "Model"), Some(Access::Call));
+    }
 
     #[test]
     fn resolve_lets_through_only_what_the_scan_would_and_caches_per_policy() {
