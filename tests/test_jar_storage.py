@@ -83,7 +83,7 @@ def test_large_array_loads_memory_mapped(jar_env: Path) -> None:
     probe = json.loads(proc.stdout)
     print(probe)
     assert probe["shape"] == [8_000_000] and probe["sum"] == float(big.sum())
-    assert not probe["writeable"] and not probe["owndata"]
+    assert probe["writeable"] and not probe["owndata"]  # writable: private copy-on-write pages
     assert "memoryview" in probe["chain"] and probe["chain"][-1] not in ("bytes", "bytearray")
     # loading neither read the file nor brought its pages into memory ...
     assert probe["read_on_load"] < size / 16

@@ -752,8 +752,9 @@ class Jar:
         """Load ``name`` (the latest version on the current branch, or ``version``).
 
         ``version`` is a number counting from 1, negative from the end (-1 is the latest), or a
-        tag. Large arrays are memory-mapped from the jar and read-only; ``copy=True`` gives
-        writable private copies. Loading goes through the safe loader (data-science profiles,
+        tag. Large arrays are memory-mapped from the jar, writable copy-on-write (a write changes
+        the loaded object, never the jar); ``copy=True`` reads (and re-hashes) them into memory
+        of their own up front. Loading goes through the safe loader (data-science profiles,
         plus the dotted names or rules in ``allow``); a version whose classes fall outside it
         loads with full pickle semantics only if it is signed by a trusted key (your own saves
         are), or with ``trust=True``.

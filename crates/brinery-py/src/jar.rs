@@ -3,8 +3,11 @@
 //! The Python `brinery.Jar` builds the user-facing API on top of it. Every jar operation runs
 //! with the GIL released. Large buffers of a loaded version are assembled zero-copy: one address
 //! range is reserved, each raw chunk file is memory-mapped into its place (`MAP_FIXED`) and the
-//! few compressed chunks are decompressed into theirs; the range is exposed read-only through the
-//! buffer protocol by a [`MappedRegion`] that unmaps it when the last view is gone.
+//! few compressed chunks are decompressed into theirs; the range is exposed writable through the
+//! buffer protocol by a [`MappedRegion`] that unmaps it when the last view is gone. Every mapping
+//! is private (copy-on-write): a write lands in a private copy of that page, never in the chunk
+//! file, so a loaded array or DataFrame can be modified like one read any other way while the
+//! pages nobody writes stay shared with the page cache (as `numpy.load(mmap_mode='c')`).
 
 use std::path::PathBuf;
 
@@ -44,11 +47,11 @@ fn contiguous_view(obj: &Bound<'_, PyAny>) -> PyResult<BufferView> {
     Ok(view)
 }
 
-/// Read-only memory assembled from memory-mapped chunk files; unmapped on drop.
+/// Memory assembled from memory-mapped chunk files (private, copy-on-write); unmapped on drop.
 #[pyclass(module = "brinery._native", frozen)]
 pub(crate) struct MappedRegion {
-    /// Start address (`usize` so the object is `Send + Sync`; the memory is never written
-    /// after construction).
+    /// Start address (`usize` so the object is `Send + Sync`; Rust never reads or writes the
+    /// memory after construction, Python code writes it through buffer views).
     addr: usize,
     /// Bytes exposed.
     len: usize,
@@ -73,16 +76,16 @@ impl MappedRegion {
             let r = slf.get();
             (r.addr, r.len)
         };
-        // SAFETY: `view` is the caller's struct to fill; `addr..addr+len` stays mapped while the
-        // view holds a reference to `slf` (FillInfo stores and increfs it); readonly=1 makes
-        // FillInfo refuse a writable request with BufferError.
+        // SAFETY: `view` is the caller's struct to fill; `addr..addr+len` stays mapped, readable
+        // and writable (private copy-on-write pages) while the view holds a reference to `slf`
+        // (FillInfo stores and increfs it).
         let r = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,
                 slf.as_ptr(),
                 addr as *mut std::os::raw::c_void,
                 len as ffi::Py_ssize_t,
-                1,
+                0,
                 flags,
             )
         };
@@ -108,7 +111,7 @@ impl Drop for MappedRegion {
     }
 }
 
-/// Map a large buffer's pieces into one contiguous read-only region.
+/// Map a large buffer's pieces into one contiguous region, private and copy-on-write.
 #[cfg(unix)]
 fn map_buffer(m: &brinery_jar::MappedBuffer) -> std::io::Result<MappedRegion> {
     use std::os::unix::io::AsRawFd;
@@ -158,13 +161,14 @@ fn map_buffer(m: &brinery_jar::MappedBuffer) -> std::io::Result<MappedRegion> {
                 let f = std::fs::File::open(path)?;
                 // SAFETY: replaces pages of our own reservation (page-aligned `at`, `plen` bytes
                 // rounded up by the kernel: the next piece starts at a later page because
-                // pieces are FIXED_CHUNK-aligned) with a private read-only view of the chunk
-                // file, whose size the jar checked equals `plen`. Chunk files are immutable.
+                // pieces are FIXED_CHUNK-aligned) with a private copy-on-write view of the chunk
+                // file, whose size the jar checked equals `plen`: writes go to private pages,
+                // never to the file (opened read-only). Chunk files are immutable.
                 let r = unsafe {
                     libc::mmap(
                         at as *mut libc::c_void,
                         plen,
-                        libc::PROT_READ,
+                        libc::PROT_READ | libc::PROT_WRITE,
                         libc::MAP_PRIVATE | libc::MAP_FIXED,
                         f.as_raw_fd(),
                         0,
@@ -191,10 +195,6 @@ fn map_buffer(m: &brinery_jar::MappedBuffer) -> std::io::Result<MappedRegion> {
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), at, plen) };
             }
         }
-    }
-    // SAFETY: our own mapping; from now on it is read-only.
-    if unsafe { libc::mprotect(base, map_len, libc::PROT_READ) } != 0 {
-        return Err(std::io::Error::last_os_error());
     }
     Ok(region)
 }
@@ -333,8 +333,9 @@ impl JarStore {
         let list = PyList::empty(py);
         for b in loaded.buffers {
             let obj: Bound<'py, PyAny> = match b {
-                Buffer::Bytes(v) if copy => PyByteArray::new(py, &v).into_any(),
-                Buffer::Bytes(v) => PyBytes::new(py, &v).into_any(),
+                // A small buffer is read into memory anyway: writable, like a mapped one (the
+                // pickle's READONLY_BUFFER makes read-only what was read-only when saved).
+                Buffer::Bytes(v) => PyByteArray::new(py, &v).into_any(),
                 Buffer::Mapped(m) if copy => {
                     let ba = PyByteArray::new_with(py, m.len as usize, |_| Ok(()))?;
                     // SAFETY: `ba` was just created and no other code holds it, so nothing can
@@ -354,7 +355,7 @@ impl JarStore {
                     #[cfg(not(unix))]
                     {
                         let v = py.detach(|| Buffer::Mapped(m).to_vec()).map_err(jar_err)?;
-                        PyBytes::new(py, &v).into_any()
+                        PyByteArray::new(py, &v).into_any()
                     }
                 }
             };
