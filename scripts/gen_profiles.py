@@ -15,7 +15,7 @@ BUILD gives state), ``ref`` = may only be referenced as a value (an argument, a 
 How the lists are made (no hand-picked samples; the benign safety corpus checks the result):
 
 - **stdlib-data**: the data types of the standard library that pickles reference: containers,
-  datetime (with timezone and zoneinfo), decimal, fractions, uuid, collections, pathlib pure paths,
+  datetime (with timezone and zoneinfo), decimal, fractions, uuid, collections, pathlib paths,
   ipaddress, array, ``statistics.NormalDist``, the ``Ellipsis`` and ``NotImplemented`` constants,
   ``copyreg._reconstructor`` and ``_codecs.encode`` (how protocols 0-2 spell
   ``bytes``). Written out below: this is a fixed, reviewed list, not an inventory.
@@ -439,7 +439,9 @@ STDLIB_CALL = {
         "UserList",
         "UserString",
     ],
-    "pathlib": ["PurePath", "PurePosixPath", "PureWindowsPath"],
+    # concrete paths too: making one touches no file (only its methods do, and a pickle calls
+    # none); a config dict or a fitted pipeline's `memory=` keeps them
+    "pathlib": ["PurePath", "PurePosixPath", "PureWindowsPath", "Path", "PosixPath", "WindowsPath"],
     "ipaddress": [
         "IPv4Address",
         "IPv6Address",
@@ -468,7 +470,7 @@ def gen_stdlib() -> Profile:
     prof = Profile(
         "stdlib-data",
         "standard-library data types: containers, datetime/zoneinfo/timezone, decimal, fractions, "
-        "uuid, collections, pathlib pure paths, ipaddress, array, statistics.NormalDist, Ellipsis",
+        "uuid, collections, pathlib paths, ipaddress, array, statistics.NormalDist, Ellipsis",
     )
     for mode, table in ((CALL, STDLIB_CALL), (REF, STDLIB_REF)):
         for module, names in table.items():

@@ -1035,6 +1035,10 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
         pathlib.PureWindowsPath(r"C:\data\x.csv"),
         pathlib.PurePath("rel/path"),
     ]
+    objs["std_concrete_paths"] = lambda: {
+        "data": pathlib.Path("/srv/data/train.csv"),
+        "out": pathlib.PosixPath("out"),
+    }
     objs["std_ipaddress"] = lambda: [
         ipaddress.ip_address("192.168.1.1"),
         ipaddress.ip_address("::1"),

@@ -687,3 +687,40 @@ def test_fix_imports_none_means_false_like_c():
         with pytest.raises(ModuleNotFoundError) as theirs:
             load(pickle)
         assert str(ours.value) == str(theirs.value)
+
+
+def test_any_contiguous_buffer_loads_as_pickle_loads_takes_it(tmp_path):
+    """`pickle.loads` takes any contiguous buffer as the pickle's bytes, whatever its item format
+    (an exploratory review found `array.array('b')` and ctypes arrays refused, and `safe_loads`
+    refusing mmap, numpy arrays and `array.array`)."""
+    import array
+    import ctypes
+    import mmap
+
+    import numpy as np
+
+    obj = {"a": [1, 2.5, "x"], "b": (None, True)}
+    data = pickle.dumps(obj, protocol=5)
+    path = tmp_path / "p.pkl"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    sources = {
+        "array('b')": array.array("b", data),
+        "array('B')": array.array("B", data),
+        "ctypes": (ctypes.c_char * len(data)).from_buffer_copy(data),
+        "numpy uint8": np.frombuffer(data, dtype=np.uint8).copy(),
+        "numpy int8": np.frombuffer(data, dtype=np.int8),
+        "mmap": mapped,
+        "PickleBuffer": pickle.PickleBuffer(bytearray(data)),
+    }
+    for name, src in sources.items():
+        assert pickle.loads(src) == obj, name
+        assert brinery.loads(src) == obj, name
+        assert brinery.safe_loads(src) == obj, name
+    mapped.close()
+    for bad in (object(), "text", 42):
+        with pytest.raises(TypeError, match="bytes-like"):
+            brinery.loads(bad)
+        with pytest.raises(TypeError, match="bytes-like"):
+            brinery.safe_loads(bad)

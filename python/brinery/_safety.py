@@ -225,6 +225,18 @@ def _read_bytes(source: Any) -> Data:
     return data
 
 
+def _byte_view(data: Any) -> memoryview:
+    """Any contiguous buffer (an ``mmap``, a numpy ``uint8`` array, ``array.array``, a
+    ``PickleBuffer``) as a view of its bytes, as ``pickle.loads`` takes it."""
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'") from None
+    if not view.c_contiguous:
+        raise BufferError("the pickle data is a buffer that is not contiguous")
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
 def _scan_with_rules(data: Data, policy: PolicyArg, allow: Any) -> tuple[ScanReport, Policy]:
     names, rules = _split_allow(allow)
     pol = _make_policy(policy, names)
@@ -325,7 +337,7 @@ def _safe_loads_py(
     any other arguments it calls this with ``clean_path_tried`` false.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"a bytes-like object is required, not '{type(data).__name__}'")
+        data = _byte_view(data)
     if not clean_path_tried:
         # The clean path in one native call: the scan of the whole stream, then (only if it
         # is clean) the load with the policy enforced. Anything else (findings, class rules to

@@ -118,17 +118,35 @@ impl<'py> Data<'py> {
         if let Ok(b) = data.cast::<PyBytes>() {
             return Ok(Data::Bytes(b.clone()));
         }
-        let buf = pyo3::buffer::PyBuffer::<u8>::get(data).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "a bytes-like object is required, not '{}'",
-                machine::tp_name(data)
-            ))
-        })?;
+        let buf = match pyo3::buffer::PyBuffer::<u8>::get(data) {
+            Ok(buf) => buf,
+            // Another item format (`array.array('b')`, a ctypes array, ...): `pickle.loads`
+            // takes any contiguous buffer as bytes, so a copy of its bytes is loaded.
+            Err(_) => return Self::copy_of_any_buffer(data),
+        };
         if buf.readonly() && buf.is_c_contiguous() {
             Ok(Data::ReadOnly(buf))
         } else {
             Ok(Data::Copied(buf.to_vec(data.py())?))
         }
+    }
+
+    /// The bytes of a contiguous buffer of any item format, copied; `TypeError` for an object
+    /// without the buffer protocol, `BufferError` for a strided one (as `pickle.loads`).
+    #[cold]
+    fn copy_of_any_buffer(data: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
+        let view = crate::buffer::BufferView::get(data).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "a bytes-like object is required, not '{}'",
+                machine::tp_name(data)
+            ))
+        })?;
+        if !view.is_contiguous() {
+            return Err(pyo3::exceptions::PyBufferError::new_err(
+                "the pickle data is a buffer that is not contiguous",
+            ));
+        }
+        Ok(Data::Copied(view.data().to_vec()))
     }
 
     fn as_slice(&self) -> &[u8] {
