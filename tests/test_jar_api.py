@@ -429,3 +429,17 @@ def test_jar_magic(jar_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         InteractiveShell.clear_instance()
         monkeypatch.setattr(jarmod, "_DEFAULT", None)
+
+
+def test_membership_on_a_branch_not_created_yet_is_false(jar_env: Path) -> None:
+    Jar(jar_env / "jar").save("x", 1)
+    ghost = Jar(jar_env / "jar", branch="ghost")
+    assert "x" not in ghost and "y" not in ghost
+
+
+def test_a_name_too_long_on_disk_is_refused_with_the_reason(jar_env: Path) -> None:
+    jar = Jar(jar_env / "jar")
+    with pytest.raises(jarmod.JarError, match="longer than 255 bytes"):
+        jar.save("é" * 100, 1)
+    jar.save("é" * 40, 1)
+    assert jar.load("é" * 40) == 1

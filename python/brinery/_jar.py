@@ -790,7 +790,12 @@ class Jar:
 
     def __contains__(self, name: object) -> bool:
         store = self._reader()
-        return isinstance(name, str) and store is not None and bool(store.contains(self.current_branch, name))
+        if not isinstance(name, str) or store is None:
+            return False
+        try:
+            return bool(store.contains(self.current_branch, name))
+        except KeyError:  # the current branch does not exist (yet): nothing is in it
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

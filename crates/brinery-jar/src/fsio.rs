@@ -224,8 +224,15 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<()> {
     if what == "tag" && value.parse::<i64>().is_ok() {
         return bad("a tag cannot be a number (numbers are versions)");
     }
+    if encode_name(value).len() > MAX_FILE_NAME {
+        // 200 bytes of text other than ASCII letters and digits take three bytes each on disk
+        return bad("its file name in the jar would be longer than 255 bytes (each byte other than an ASCII letter, digit, '_', '-' or '.' takes three): use a shorter name");
+    }
     Ok(())
 }
+
+/// The longest file name the usual file systems (ext4, APFS, NTFS) take.
+const MAX_FILE_NAME: usize = 255;
 
 /// A name as a file name: ASCII letters, digits, `_`, `-` and (not leading) `.` stay, every other
 /// byte becomes `%XX`.
@@ -338,6 +345,12 @@ mod tests {
         assert!(check_name("tag", "best").is_ok());
         let e = check_name("name", "a\nb").unwrap_err().to_string();
         assert_eq!(e, "invalid name \"a\\nb\": it contains a control character");
+        // 100 two-byte characters fit the 200-byte limit but would be a 600-byte file name
+        let long = "é".repeat(100);
+        let e = check_name("name", &long).unwrap_err().to_string();
+        assert!(e.contains("longer than 255 bytes"), "{e}");
+        assert!(check_name("name", &"é".repeat(42)).is_ok()); // 252 bytes on disk
+        assert!(check_name("name", &"a".repeat(200)).is_ok());
     }
 
     #[test]
