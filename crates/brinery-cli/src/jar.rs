@@ -2,7 +2,7 @@
 //!
 //! Exit codes as everywhere in the CLI: 0 ok, 1 problems found (`verify`), 2 error.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -51,14 +51,14 @@ enum JarCommand {
     Export {
         /// `NAME`, `NAME@N` or `NAME@TAG`.
         spec: String,
-        /// The pickle file to write.
+        /// The pickle file to write, or `-` for standard output.
         file: PathBuf,
     },
     /// Save a pickle file as a new version of NAME.
     Import {
         /// The object name.
         name: String,
-        /// The pickle file to read.
+        /// The pickle file to read, or `-` for standard input.
         file: PathBuf,
         /// A note for the new version.
         #[arg(long)]
@@ -311,23 +311,38 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
             let jar = locate(args, false)?;
             let (name, vs) = split_spec(spec);
             let info = jar.info(&b, name, &vs)?;
-            let n = jar
-                .export_pickle(&b, name, &vs, file)
-                .with_context(|| format!("cannot export {spec} to {}", file.display()))?;
-            writeln!(
-                out,
-                "exported {name}@{} to {} ({})",
-                info.version.unwrap_or(0),
-                file.display(),
-                human(n)
-            )?;
+            if file.as_os_str() == "-" {
+                // the pickle itself is the output (`brinery jar export df - | brinery dis -`)
+                jar.export_pickle_to(&b, name, &vs, &mut out)
+                    .with_context(|| format!("cannot export {spec} to standard output"))?;
+            } else {
+                let n = jar
+                    .export_pickle(&b, name, &vs, file)
+                    .with_context(|| format!("cannot export {spec} to {}", file.display()))?;
+                writeln!(
+                    out,
+                    "exported {name}@{} to {} ({})",
+                    info.version.unwrap_or(0),
+                    file.display(),
+                    human(n)
+                )?;
+            }
             0
         }
         JarCommand::Import { name, file, note } => {
             let jar = locate(args, true)?;
-            let v = jar
-                .import_pickle(&b, name, file, note.clone())
-                .with_context(|| format!("cannot import {}", file.display()))?;
+            let v = if file.as_os_str() == "-" {
+                let mut data = Vec::new();
+                std::io::stdin()
+                    .lock()
+                    .read_to_end(&mut data)
+                    .context("cannot read standard input")?;
+                jar.import_pickle_bytes(&b, name, &data, Some("<stdin>".into()), note.clone())
+                    .context("cannot import standard input")?
+            } else {
+                jar.import_pickle(&b, name, file, note.clone())
+                    .with_context(|| format!("cannot import {}", file.display()))?
+            };
             writeln!(
                 out,
                 "saved {name}@{} on branch {b} ({}, {} stored)",

@@ -182,6 +182,10 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
                 cause.downcast_ref::<brinery::Error>().map(brinery::Error::kind),
                 Some(brinery::ErrorKind::Io(msg)) if msg.contains("Broken pipe")
             )
+            || matches!(
+                cause.downcast_ref::<brinery_jar::Error>(),
+                Some(brinery_jar::Error::Io { error, .. }) if error.kind() == io::ErrorKind::BrokenPipe
+            )
     })
 }
 

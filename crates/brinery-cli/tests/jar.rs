@@ -470,3 +470,84 @@ fn sigkill_at_random_moments_during_saves_never_damages_the_jar() {
         "gc removes the torn temporary files"
     );
 }
+
+/// Run `brinery jar ARGS` in `env`'s folder with `input` on standard input; the raw output.
+fn run_with_stdin(env: &Env, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
+        .arg("jar")
+        .args(args)
+        .current_dir(env.dir.path())
+        .env("BRINERY_KEY_FILE", env.key_path())
+        .env_remove("BRINERY_JAR")
+        .env_remove("BRINERY_BRANCH")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("brinery runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("brinery ends")
+}
+
+#[test]
+fn dash_is_standard_input_for_import_and_standard_output_for_export() {
+    let env = Env::new();
+    // a relative --jar folder that does not exist yet is created where the command runs
+    let out = run_with_stdin(&env, &["--jar", "rel", "import", "cfg", "-"], SMALL);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(env.dir.path().join("rel/jar.json").is_file());
+    let shown = env.ok(&["--jar", "rel", "show", "cfg", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert_eq!(shown["meta"]["imported_from"], "<stdin>");
+    assert_eq!(shown["signature"], "unsigned");
+    // export to standard output: the pickle's bytes, nothing else; a file export is the same
+    let out = env.run(&["--jar", "rel", "export", "cfg", "-"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, SMALL);
+    env.ok(&["--jar", "rel", "export", "cfg", "out.pkl"]);
+    assert_eq!(
+        std::fs::read(env.dir.path().join("out.pkl")).unwrap(),
+        SMALL
+    );
+    assert!(!env.dir.path().join("-").exists());
+}
+
+#[test]
+fn export_to_a_closed_pipe_exits_quietly() {
+    use std::io::Read;
+    let env = Env::new();
+    // pickle.dumps(bytes(4 << 20), protocol=4) without its frame: BINBYTES8 of 4 MiB
+    let mut big = b"\x80\x04\x8e".to_vec();
+    big.extend_from_slice(&(4u64 << 20).to_le_bytes());
+    big.resize(big.len() + (4 << 20), 7);
+    big.push(b'.');
+    let file = env.file("big.pkl", &big);
+    env.ok(&["import", "big", file.to_str().unwrap()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
+        .args(["jar", "export", "big", "-"])
+        .current_dir(env.dir.path())
+        .env("BRINERY_KEY_FILE", env.key_path())
+        .env_remove("BRINERY_JAR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("brinery runs");
+    let mut head = [0u8; 5];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut head)
+        .expect("read");
+    // the read end is closed here (`| head -c 5`)
+    let out = child.wait_with_output().expect("brinery ends");
+    assert_eq!(&head, b"\x80\x04\x8e\x00\x00");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}

@@ -79,7 +79,8 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// Create `dir` (and its parents) if missing; a newly created folder is made durable by
 /// fsyncing its parent.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
+    // `""` is the parent of a relative name (`j` of `brinery jar --jar j`): the current folder
+    if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
@@ -88,6 +89,11 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => {
             if let Some(parent) = dir.parent() {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
                 sync_dir(parent)?;
             }
             Ok(())

@@ -1199,22 +1199,7 @@ impl Jar {
         let result = (|| {
             let f = File::create(&tmp).ctx("create", &tmp)?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            let n = loaded.buffers.len();
-            let n_written = pickle::inline_buffers(
-                &loaded.pickle,
-                &mut |i| match loaded.buffers.get(i) {
-                    Some(b) => b.to_vec(),
-                    None => Err(Error::PickleShape {
-                        detail: format!(
-                            "the pickle asks for buffer {} but the version has {n}",
-                            i + 1
-                        ),
-                        context: label.clone(),
-                    }),
-                },
-                &mut w,
-                &label,
-            )?;
+            let n_written = Self::write_inline(&loaded, &mut w, &label)?;
             let f = w
                 .into_inner()
                 .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
@@ -1227,6 +1212,40 @@ impl Jar {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// [`Jar::export_pickle`] to any writer (the command line's standard output): the same
+    /// bytes, written as they are made. Returns how many.
+    pub fn export_pickle_to(
+        &self,
+        branch: &str,
+        name: &str,
+        spec: &VersionSpec,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let loaded = self.load(branch, name, spec, LoadOptions { map: true })?;
+        let label = loaded.info.label();
+        Self::write_inline(&loaded, out, &label)
+    }
+
+    /// Write `loaded` as one pickle with its out-of-band buffers rewritten in-band.
+    fn write_inline(loaded: &Loaded, out: &mut dyn std::io::Write, label: &str) -> Result<u64> {
+        let n = loaded.buffers.len();
+        pickle::inline_buffers(
+            &loaded.pickle,
+            &mut |i| match loaded.buffers.get(i) {
+                Some(b) => b.to_vec(),
+                None => Err(Error::PickleShape {
+                    detail: format!(
+                        "the pickle asks for buffer {} but the version has {n}",
+                        i + 1
+                    ),
+                    context: label.to_string(),
+                }),
+            },
+            out,
+            label,
+        )
     }
 
     /// Save a pickle file as a new version of `name` (buffers stay in-band).
@@ -1243,21 +1262,34 @@ impl Jar {
         note: Option<String>,
     ) -> Result<VersionInfo> {
         let data = fs::read(file).ctx("read", file)?;
-        let context = file.display().to_string();
-        let (nbuf, _) = pickle::inspect(&data, &context)?;
+        let from = file.file_name().map(|f| f.to_string_lossy().into_owned());
+        self.import_pickle_bytes(branch, name, &data, from, note)
+    }
+
+    /// [`Jar::import_pickle`] of bytes already read (the command line's standard input);
+    /// `from`: what to record as where they came from (`imported_from`). Unsigned, as there.
+    pub fn import_pickle_bytes(
+        &self,
+        branch: &str,
+        name: &str,
+        data: &[u8],
+        from: Option<String>,
+        note: Option<String>,
+    ) -> Result<VersionInfo> {
+        let context = from.clone().unwrap_or_else(|| "standard input".to_string());
+        let (nbuf, _) = pickle::inspect(data, &context)?;
         if nbuf > 0 {
             return Err(Error::PickleShape {
                 detail: format!("the pickle has {nbuf} out-of-band buffers (NEXT_BUFFER) that the file does not contain"),
                 context,
             });
         }
-        let meta =
-            json!({"imported_from": file.file_name().map(|f| f.to_string_lossy().into_owned())});
+        let meta = json!({ "imported_from": from });
         self.save_version(
             branch,
             name,
             &SaveInput {
-                pickle: &data,
+                pickle: data,
                 buffers: Vec::new(),
                 meta,
                 note,
