@@ -1126,3 +1126,15 @@ def test_the_streaming_guard_refuses_codecs_the_scan_refuses(codec):
         brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
     plain = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x06\x00\x00\x00latin1\x86R."
     assert brinery.Unpickler(io.BytesIO(plain), policy=brinery.Policy()).load() == b"abc"
+
+
+def test_policy_none_is_no_profile_as_in_the_cli():
+    import numpy as np
+
+    data = pickle.dumps(np.arange(3), protocol=5)
+    plain = pickle.dumps({"a": [1, 2]}, protocol=5)
+    assert not brinery.scan(data, policy="none").ok
+    assert brinery.scan(plain, policy="none").ok
+    with pytest.raises(brinery.UnsafePickleError, match="numpy"):
+        brinery.safe_loads(data, policy="none")
+    assert brinery.safe_loads(data, policy=["none", "numpy"]).tolist() == [0, 1, 2]

@@ -195,6 +195,9 @@ def _make_policy(policy: PolicyArg, names: list[str]) -> Policy:
             ) from None
     if not all(isinstance(p, str) for p in profiles or ()) or not all(isinstance(n, str) for n in names):
         return Policy(profiles, allow=names)  # raises the Policy's own TypeError
+    if profiles is not None:
+        # "none": no built-in profile, as `brinery scan --policy none` (only allow= names)
+        profiles = [p for p in profiles if p != "none"]
     key = (None if profiles is None else tuple(profiles), tuple(names))
     cached = _POLICY_CACHE.get(key)
     if cached is None:

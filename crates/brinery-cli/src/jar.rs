@@ -69,7 +69,7 @@ enum JarCommand {
         /// The object name.
         name: String,
         /// The version: a number (1-based; negative from the end) or an existing tag.
-        #[arg(value_name = "VERSION")]
+        #[arg(value_name = "VERSION", allow_negative_numbers = true)]
         at: String,
         /// The new tag.
         tag: String,
@@ -129,10 +129,20 @@ fn branch(args: &JarArgs) -> String {
         .unwrap_or_else(|| "main".to_string())
 }
 
-fn split_spec(spec: &str) -> (&str, VersionSpec) {
-    match spec.rsplit_once('@') {
-        Some((name, v)) => (name, VersionSpec::parse(v)),
-        None => (spec, VersionSpec::Latest),
+/// `NAME`, `NAME@N` or `NAME@TAG`; an empty name or version is an error that says so (it was
+/// a confusing "Is a directory" from the jar, or silently the latest version).
+fn split_spec(spec: &str) -> Result<(&str, VersionSpec)> {
+    let (name, version) = match spec.rsplit_once('@') {
+        Some((name, v)) => (name, Some(v)),
+        None => (spec, None),
+    };
+    if name.is_empty() {
+        bail!("no name in {spec:?}: expected NAME, NAME@VERSION or NAME@TAG");
+    }
+    match version {
+        Some("") => bail!("no version after '@' in {spec:?}: expected NAME@VERSION or NAME@TAG"),
+        Some(v) => Ok((name, VersionSpec::parse(v))),
+        None => Ok((name, VersionSpec::Latest)),
     }
 }
 
@@ -298,7 +308,7 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
         }
         JarCommand::Show { spec, json } => {
             let jar = locate(args, false)?;
-            let (name, vs) = split_spec(spec);
+            let (name, vs) = split_spec(spec)?;
             let v = jar.info(&b, name, &vs)?;
             if *json {
                 print_json(&mut out, &v.to_json())?;
@@ -309,7 +319,7 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
         }
         JarCommand::Export { spec, file } => {
             let jar = locate(args, false)?;
-            let (name, vs) = split_spec(spec);
+            let (name, vs) = split_spec(spec)?;
             let info = jar.info(&b, name, &vs)?;
             if file.as_os_str() == "-" {
                 // the pickle itself is the output (`brinery jar export df - | brinery dis -`)

@@ -551,3 +551,27 @@ fn export_to_a_closed_pipe_exits_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_spec_without_name_or_version_and_a_negative_version_for_tag() {
+    let env = Env::new();
+    let a = env.file("a.pkl", SMALL);
+    env.ok(&["import", "cfg", a.to_str().unwrap()]);
+    for (spec, want) in [
+        ("@1", "no name in \"@1\""),
+        ("cfg@", "no version after '@'"),
+    ] {
+        let out = env.run(&["show", spec]);
+        assert_eq!(out.status.code(), Some(2), "{spec}");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{spec}: {}",
+            text(&out.stderr)
+        );
+    }
+    // a negative version needs no `--`
+    assert_eq!(
+        env.ok(&["tag", "cfg", "-1", "best"]),
+        "tagged cfg@1 as best\n"
+    );
+}
