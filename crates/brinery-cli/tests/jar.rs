@@ -48,17 +48,21 @@ impl Env {
         self.dir.path().join("key")
     }
 
-    /// Run `brinery jar ARGS` in the temp dir (so the jar is found by walking up).
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_brinery"))
-            .arg("jar")
+    /// `brinery jar ARGS` to run in the temp dir (so the jar is found by walking up).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_brinery"));
+        cmd.arg("jar")
             .args(args)
             .current_dir(self.dir.path())
             .env("BRINERY_KEY_FILE", self.key_path())
             .env_remove("BRINERY_JAR")
-            .env_remove("BRINERY_BRANCH")
-            .output()
-            .expect("brinery runs")
+            .env_remove("BRINERY_BRANCH");
+        cmd
+    }
+
+    /// Run `brinery jar ARGS` in the temp dir.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("brinery runs")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -474,13 +478,8 @@ fn sigkill_at_random_moments_during_saves_never_damages_the_jar() {
 /// Run `brinery jar ARGS` in `env`'s folder with `input` on standard input; the raw output.
 fn run_with_stdin(env: &Env, args: &[&str], input: &[u8]) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
-        .arg("jar")
-        .args(args)
-        .current_dir(env.dir.path())
-        .env("BRINERY_KEY_FILE", env.key_path())
-        .env_remove("BRINERY_JAR")
-        .env_remove("BRINERY_BRANCH")
+    let mut child = env
+        .command(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -529,11 +528,8 @@ fn export_to_a_closed_pipe_exits_quietly() {
     big.push(b'.');
     let file = env.file("big.pkl", &big);
     env.ok(&["import", "big", file.to_str().unwrap()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_brinery"))
-        .args(["jar", "export", "big", "-"])
-        .current_dir(env.dir.path())
-        .env("BRINERY_KEY_FILE", env.key_path())
-        .env_remove("BRINERY_JAR")
+    let mut child = env
+        .command(&["export", "big", "-"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
