@@ -800,12 +800,10 @@ impl Guard {
                 // protocols 0-2 write bytes). Any other codec name would have `_codecs.encode`
                 // import its `encodings.*` module and run it.
                 let plain = |a: &Bound<'_, PyAny>| {
-                    a.cast::<PyString>().ok().is_some_and(|s| {
-                        matches!(
-                            s.to_str(),
-                            Ok("latin1" | "latin-1" | "utf-8" | "utf8" | "ascii")
-                        )
-                    })
+                    a.cast::<PyString>()
+                        .ok()
+                        .and_then(|s| s.to_str().ok().map(str::as_bytes))
+                        .is_some_and(core::is_plain_text_encoding)
                 };
                 let ok = args.as_ref().is_some_and(|t| {
                     (1..=2).contains(&t.len())

@@ -214,6 +214,13 @@ pub(crate) fn special(module: &str, name: &str) -> Special {
     }
 }
 
+/// Whether `_codecs.encode(text, encoding)` with this encoding is how protocols 0–2 spell bytes
+/// (latin1; the UTF-8 and ASCII spellings are as inert): any other codec name would import its
+/// `encodings.*` module and run it. The scan and the load-time guard both ask this.
+pub fn is_plain_text_encoding(name: &[u8]) -> bool {
+    matches!(name, b"latin1" | b"latin-1" | b"utf-8" | b"utf8" | b"ascii")
+}
+
 /// Why the arguments make an allowed call unsafe, or `None`.
 pub(crate) fn check_arguments(
     m: &Machine<'_, '_>,
@@ -225,12 +232,7 @@ pub(crate) fn check_arguments(
         Special::CodecsEncode => {
             // `_codecs.encode('text', 'latin1')`: how protocols 0–2 write bytes. Anything else
             // could encode with a codec that imports a module.
-            let plain = |s: &Sym| {
-                matches!(
-                    m.str_bytes(*s),
-                    Some(b"latin1" | b"latin-1" | b"utf-8" | b"utf8" | b"ascii")
-                )
-            };
+            let plain = |s: &Sym| m.str_bytes(*s).is_some_and(is_plain_text_encoding);
             let ok = match m.items_of(args) {
                 Some([Sym::Str { .. } | Sym::Text]) => true,
                 Some([Sym::Str { .. } | Sym::Text, enc]) => plain(enc),

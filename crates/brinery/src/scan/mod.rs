@@ -35,8 +35,9 @@ mod report;
 mod rule;
 
 pub use calls::{
-    dtype_code_itemsize, helper_arguments, is_arrow_alias, is_bit_generator_class, ArgRule,
-    ARROW_TYPE_HELPERS, BIT_GENERATORS, BUILTIN_BASES, TZFILE_MODULES,
+    dtype_code_itemsize, helper_arguments, is_arrow_alias, is_bit_generator_class,
+    is_plain_text_encoding, ArgRule, ARROW_TYPE_HELPERS, BIT_GENERATORS, BUILTIN_BASES,
+    TZFILE_MODULES,
 };
 pub use container::{ContainerKind, ContainerOptions};
 pub use deny::denied;
