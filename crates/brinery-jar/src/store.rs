@@ -601,6 +601,9 @@ impl Jar {
     /// The history of `name` as seen from `branch`: inherited entries (up to each fork point),
     /// then the branch's own.
     fn visible(&self, branch: &str, name: &str) -> Result<Vec<Entry>> {
+        // every read by name comes here: a name no save accepts (empty, `@`, control
+        // characters) is refused by name, not met as a folder path (`log/main/` for "")
+        fsio::check_name("name", name)?;
         let chain = self.ancestry(branch)?;
         self.visible_in(&chain, name)
     }
@@ -810,6 +813,9 @@ impl Jar {
 
     /// Whether `name` exists (saved and not deleted) on `branch`.
     pub fn contains(&self, branch: &str, name: &str) -> Result<bool> {
+        if fsio::check_name("name", name).is_err() {
+            return Ok(false); // no save accepts it, so nothing has it
+        }
         Ok(self
             .visible(branch, name)?
             .last()

@@ -592,3 +592,17 @@ fn imported_pickles_are_not_signed_and_saves_are() {
         p
     );
 }
+
+#[test]
+fn reads_by_a_name_no_save_accepts_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    save(&jar, "main", "a", &oob_pickle(0, b"x"), &[]);
+    for bad in ["", "a@1", "a\nb"] {
+        let err = jar
+            .info("main", bad, &VersionSpec::Latest)
+            .expect_err("refused");
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+        assert!(jar.log("main", bad).is_err(), "{bad:?}");
+    }
+}
