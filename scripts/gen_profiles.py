@@ -33,7 +33,8 @@ How the lists are made (no hand-picked samples; the benign safety corpus checks 
 - **sklearn**: every class defined by scikit-learn (``sklearn.utils.all_estimators()`` is checked
   to be a subset) with its helper types (trees, losses, link functions, binners, neighbours trees,
   distance metrics), the Cython ``__pyx_unpickle_*`` / ``newObj`` helpers, the reviewed univariate
-  score functions (``SelectKBest(f_classif)``), the ``scipy.sparse`` matrix/array classes, scipy's
+  score functions (``SelectKBest(f_classif)``), the metric functions of the registered scorers
+  (``REVIEWED_SCORER_FUNCTIONS``: ``scoring="f1"`` keeps ``f1_score``), the ``scipy.sparse`` matrix/array classes, scipy's
   splines and interpolators (not scipy.stats distributions: their ``__setstate__`` exec()s pickled
   state) and joblib's ``NumpyArrayWrapper``.
 
@@ -353,6 +354,41 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("scipy._lib.array_api_compat.numpy._aliases", "asarray"): "np.array(obj, dtype, copy) after a "
     "device == 'cpu' check (BSpline keeps it as `xp.asarray`); reaches only the array protocol of obj",
 }  # fmt: skip
+# The metric functions of scikit-learn's registered scorers (`sklearn.metrics.get_scorer_names()`):
+# a fitted search with `scoring="f1"` keeps `f1_score` in its `scorer_`. Reviewed one by one
+# (scikit-learn 1.9): each computes a number from arrays (y_true, y_pred or scores, sample_weight,
+# labels, ...) with numpy and scipy.special; none calls an argument, imports, does I/O, evaluates
+# strings or starts workers (no n_jobs). A scorer function of a later scikit-learn that is not on
+# this list is left out (the generator says so) until someone reviews it.
+REVIEWED_SCORER_FUNCTIONS = {
+    ("sklearn.metrics._classification", n)
+    for n in (
+        "accuracy_score", "balanced_accuracy_score", "brier_score_loss", "d2_brier_score",
+        "d2_log_loss_score", "f1_score", "jaccard_score", "log_loss", "matthews_corrcoef",
+        "precision_score", "recall_score",
+    )
+} | {
+    ("sklearn.metrics._ranking", n)
+    for n in ("average_precision_score", "roc_auc_score", "top_k_accuracy_score")
+} | {
+    ("sklearn.metrics._regression", n)
+    for n in (
+        "d2_absolute_error_score", "explained_variance_score", "max_error", "mean_absolute_error",
+        "mean_absolute_percentage_error", "mean_gamma_deviance", "mean_poisson_deviance",
+        "mean_squared_error", "mean_squared_log_error", "median_absolute_error", "r2_score",
+        "root_mean_squared_error", "root_mean_squared_log_error",
+    )
+} | {
+    ("sklearn.metrics._scorer", n) for n in ("negative_likelihood_ratio", "positive_likelihood_ratio")
+} | {
+    ("sklearn.metrics.cluster._supervised", n)
+    for n in (
+        "adjusted_mutual_info_score", "adjusted_rand_score", "completeness_score",
+        "fowlkes_mallows_score", "homogeneity_score", "mutual_info_score",
+        "normalized_mutual_info_score", "rand_score", "v_measure_score",
+    )
+}  # fmt: skip
+
 # Cython's generated pickle helpers `__pyx_unpickle_<Class>(type, checksum, state)`: reviewed as one
 # template (Cython's Pickle.pyx): checks the layout checksum, `<Class>.__new__(type)` (CPython
 # checks `type` is a <Class> subtype), then assigns the C fields from the state tuple.
@@ -371,6 +407,8 @@ def reviewed_function(obj: object, name: tuple[str, str] | None = None) -> str |
     key = (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
     if key in REVIEWED_FUNCTIONS:
         return REVIEWED_FUNCTIONS[key]
+    if key in REVIEWED_SCORER_FUNCTIONS:
+        return "metric of a registered scorer (REVIEWED_SCORER_FUNCTIONS)"
     if name in REVIEWED_FUNCTIONS and resolve(*name) == obj:  # == : bound C methods are fresh objects
         return REVIEWED_FUNCTIONS[name]
     m = CYTHON_UNPICKLE.match(str(key[1]))
@@ -757,8 +795,8 @@ def gen_sklearn() -> Profile:
     prof = Profile(
         "sklearn",
         "every scikit-learn class (estimators with trees, losses, binners, kernels, metrics helpers), "
-        "the public metric/kernel/score functions as values, scipy.sparse containers, joblib's array "
-        "wrapper",
+        "the reviewed score functions (SelectKBest's, the registered scorers' metrics), scipy.sparse "
+        "containers, joblib's array wrapper",
     )
     mods = walk("sklearn", SKLEARN_EXCLUDED)
     call: list[object] = []
@@ -779,7 +817,7 @@ def gen_sklearn() -> Profile:
     missing = [c for _, c in all_estimators() if id(c) not in seen]
     assert not missing, f"all_estimators() not covered: {missing}"
     # functions estimators keep as parameters (`SelectKBest(score_func=f_classif)`): only the
-    # reviewed ones (REVIEWED_FUNCTIONS), as `call`; metric/kernel functions are not listed
+    # reviewed ones (REVIEWED_FUNCTIONS), as `call`; other metric/kernel functions are not listed
     # (estimators keep their names as strings unless the user passed a callable).
     for (module, qual), _reason in REVIEWED_FUNCTIONS.items():
         if module.startswith("sklearn."):
@@ -787,6 +825,19 @@ def gen_sklearn() -> Profile:
             if id(v) not in seen:
                 seen.add(id(v))
                 call.append(v)
+    # the metric functions of the registered scorers (`scoring="accuracy"`), the reviewed ones
+    from sklearn.metrics import _scorer
+
+    for scorer in _scorer._SCORERS.values():
+        v = getattr(scorer, "_score_func", None)
+        key = (getattr(v, "__module__", None), getattr(v, "__qualname__", None))
+        if v is None or id(v) in seen:
+            continue
+        if key not in REVIEWED_SCORER_FUNCTIONS:
+            print(f"sklearn: scorer function {key[0]}.{key[1]} is not reviewed: left out", file=sys.stderr)
+            continue
+        seen.add(id(v))
+        call.append(v)
     # scipy.sparse containers (fitted attributes of estimators trained on sparse input)
     sparse_mods = walk("scipy.sparse", re.compile(r"(linalg|csgraph|tests|_sparsetools)"))
     import scipy.sparse as sp

@@ -1273,6 +1273,17 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
         pd.Series(pd.date_range("2024-01-01", periods=2, tz="dateutil/UTC")),
     ]
     objs["sk_grid_search"] = lambda: GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(X, y_reg)
+    # scoring by name: the fitted search keeps the scorers' metric functions (`scorer_`)
+    objs["sk_grid_search_scoring"] = lambda: GridSearchCV(
+        LogisticRegression(max_iter=200),
+        {"C": [0.1, 1.0]},
+        scoring=["accuracy", "f1_macro", "roc_auc"],
+        refit="accuracy",
+        cv=2,
+    ).fit(X, y_cls)
+    objs["sk_grid_search_neg_mse"] = lambda: GridSearchCV(
+        Ridge(), {"alpha": [0.1, 1.0]}, scoring="neg_mean_squared_error", cv=2
+    ).fit(X, y_reg)
     del case
     return objs
 

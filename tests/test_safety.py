@@ -257,7 +257,8 @@ def test_profile_entries_are_defined_outside_denied_modules_and_reviewed():
         ("numpy", "vectorize", "call"),  # calls its pyfunc
         ("sklearn.metrics", "get_scorer", "ref"),  # a function as ref (F11)
         ("numpy", "log1p", "ref"),  # callable ref
-        ("sklearn.metrics", "accuracy_score", "call"),  # a function nobody reviewed
+        ("sklearn.metrics", "pairwise_distances", "call"),  # calls a metric= callable, n_jobs
+        ("sklearn.metrics", "make_scorer", "call"),  # a function nobody reviewed
         ("numpy", "load", "call"),
         ("joblib", "load", "call"),
         ("sklearn.datasets", "fetch_openml", "call"),
@@ -551,6 +552,44 @@ def test_fitted_estimators_predict_the_same(corpus):
         ref, got = pickle.loads(data), brinery.safe_loads(data)
         np.testing.assert_array_equal(ref.predict(X), got.predict(X))
         assert ref.get_params().keys() == got.get_params().keys()
+
+
+def test_every_registered_scorer_safe_loads():
+    # `scoring="<name>"` keeps the scorer, and with it the metric function, in a fitted search:
+    # every name scikit-learn registers must load (the profile lists the reviewed metrics) and
+    # score the same as the stdlib's copy
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    est = LogisticRegression().fit(X, y)
+    refused = []
+    for name in get_scorer_names():
+        data = pickle.dumps(get_scorer(name), protocol=5)
+        report = brinery.scan(data)
+        if not report.ok:
+            refused.append((name, [f.allow_name for f in report.findings]))
+            continue
+        got, ref = brinery.safe_loads(data), pickle.loads(data)
+        assert type(got) is type(ref) and got._score_func is ref._score_func, name
+        if name == "accuracy":
+            assert got(est, X, y) == ref(est, X, y)
+    assert not refused, refused
+
+
+def test_a_user_metric_in_a_scorer_is_still_refused():
+    from sklearn.metrics import make_scorer
+
+    data = pickle.dumps(make_scorer(_user_metric), protocol=5)
+    with pytest.raises(brinery.UnsafePickleError, match="_user_metric"):
+        brinery.safe_loads(data)
+
+
+def _user_metric(y_true, y_pred):
+    return 0.0
 
 
 def test_dataframes_equal(corpus):
