@@ -414,6 +414,21 @@ def test_every_malicious_file_is_flagged_by_the_cli(corpus):
     assert not list((root / "markers").iterdir())
 
 
+def test_a_directory_scan_flags_every_malicious_file_under_any_name(corpus, tmp_path):
+    # in a directory the CLI skips files that hold no pickle by content (CSV, JSON, ...) unless
+    # they are named like pickles: renamed to `.csv`, every malicious file must still be found
+    root, manifest = corpus
+    for e in manifest["malicious"]:
+        (tmp_path / (e["file"] + ".csv")).write_bytes((root / "malicious" / e["file"]).read_bytes())
+    (tmp_path / "table.csv").write_text("id,name\n1,alice\n")
+    code, out, err = _cli_json(str(tmp_path))
+    assert code == 1, err
+    counts = _files_with_findings(out)
+    missed = [e["file"] for e in manifest["malicious"] if counts.get(e["file"] + ".csv", 0) == 0]
+    assert not missed, missed
+    assert "table.csv" not in counts and "1 file(s) under" in err, err
+
+
 REFUSE = """
 import io, json, os, sys
 

@@ -1,11 +1,16 @@
 //! `brinery scan PATH...`: is it safe to load these pickles? Exit 0 when every file is clean,
 //! 1 when any has findings, 2 on errors (an unreadable file).
+//!
+//! A file named on the command line is scanned whatever it holds: what is not a pickle is a
+//! finding. Inside a directory, where data files live next to pickles, a file that holds no
+//! pickle by content ([`brinery::scan::may_hold_pickle`]: a CSV, a JSON file, a picture) and is
+//! not named like one is skipped and counted instead (`--all-files` scans them all).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use brinery::scan::{scan_file_bytes, Policy, Report};
+use brinery::scan::{has_pickle_name, scan_container, ContainerOptions, Policy, Report};
 use clap::Args;
 
 /// Arguments of `brinery scan`.
@@ -27,6 +32,10 @@ pub(crate) struct ScanArgs {
     /// Print only files with findings.
     #[arg(short, long)]
     quiet: bool,
+    /// In directories, scan every file; by default a file that holds no pickle by content and
+    /// is not named like one (`.pkl`, `.joblib`, `.pt`, ...) is skipped and counted.
+    #[arg(long)]
+    all_files: bool,
 }
 
 /// What the scan of all paths came to.
@@ -55,7 +64,8 @@ fn policy(args: &ScanArgs) -> Result<Policy> {
 /// What the walk found under one path argument.
 #[derive(Default)]
 struct Walk {
-    files: Vec<PathBuf>,
+    /// The files to scan, each with whether it was met inside a directory.
+    files: Vec<(PathBuf, bool)>,
     /// Entries that are not scanned, with why (symlinks met while walking, devices, FIFOs,
     /// sockets, directories already visited).
     skipped: Vec<(PathBuf, &'static str)>,
@@ -101,7 +111,7 @@ fn collect(path: &Path, top: bool, walk: &mut Walk) -> io::Result<()> {
             collect(&e, false, walk)?;
         }
     } else if kind.is_file() {
-        walk.files.push(path.to_owned());
+        walk.files.push((path.to_owned(), !top));
     } else if kind.is_symlink() {
         walk.skipped
             .push((path.to_owned(), "symbolic link (not followed)"));
@@ -127,7 +137,7 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
     for root in &args.paths {
         let mut walk = Walk::default();
         if root.as_os_str() == "-" {
-            walk.files.push(root.clone());
+            walk.files.push((root.clone(), false));
         } else if let Err(e) = collect(root, true, &mut walk) {
             errors = true;
             crate::report(
@@ -138,7 +148,8 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
         for (path, why) in &walk.skipped {
             eprintln!("brinery scan: skipped {}: {why}", path.display());
         }
-        for file in walk.files {
+        let mut not_pickles = 0usize;
+        for (file, in_dir) in walk.files {
             let data = match crate::read_input(&file) {
                 Ok(d) => d,
                 Err(e) => {
@@ -147,7 +158,19 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
                     continue;
                 }
             };
-            let report = scan_file_bytes(&data, &policy, &limits);
+            let options = ContainerOptions {
+                pickles_only: in_dir
+                    && !args.all_files
+                    && !file
+                        .file_name()
+                        .is_some_and(|n| has_pickle_name(&n.to_string_lossy())),
+                ..ContainerOptions::default()
+            };
+            let report = scan_container(&data, &policy, &limits, &options);
+            if options.pickles_only && holds_no_pickle(&report) {
+                not_pickles += 1;
+                continue;
+            }
             findings |= !report.is_ok();
             let name = crate::display_name(&file);
             if args.json {
@@ -156,6 +179,14 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
             } else if !(args.quiet && report.is_ok()) {
                 text(&mut out, &name, &report)?;
             }
+        }
+        if not_pickles > 0 {
+            out.flush().context("cannot write to standard output")?;
+            eprintln!(
+                "brinery scan: {not_pickles} file(s) under {} hold no pickle by content or name \
+                 and were not scanned (--all-files scans them)",
+                root.display()
+            );
         }
     }
     out.flush().context("cannot write to standard output")?;
@@ -166,6 +197,14 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
     } else {
         Outcome::Clean
     })
+}
+
+/// Whether nothing in a file was scanned because nothing in it holds a pickle.
+fn holds_no_pickle(report: &Report) -> bool {
+    report.findings.is_empty()
+        && report.opcodes == 0
+        && report.members.is_empty()
+        && !report.skipped.is_empty()
 }
 
 fn text(out: &mut impl Write, name: &str, report: &Report) -> Result<()> {

@@ -191,3 +191,77 @@ fn directory_walk_reads_regular_files_only_and_never_loops() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A data directory holds CSV and JSON files next to its pickles: those are skipped and
+/// counted, while anything that may be a pickle, whatever its name, is scanned.
+#[test]
+fn directory_walk_skips_files_that_hold_no_pickle() {
+    let d = dir("data-dir");
+    std::fs::write(d.join("model.pkl"), CLEAN).unwrap();
+    std::fs::write(d.join("table.csv"), b"id,name\n1,alice\n2,bob\n").unwrap();
+    std::fs::write(d.join("sub").join("config.json"), b"{\"a\": [1, 2]}").unwrap();
+    // a protocol-0 payload named like a CSV, and one that crashes after its call
+    std::fs::write(
+        d.join("sub").join("x.csv"),
+        b"cos\nsystem\n(S'echo hi'\ntR.",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("notes.txt"),
+        b"cposix\nsystem\n(S'x'\ntR and then text",
+    )
+    .unwrap();
+    // a damaged file named like a pickle is a finding, not "no pickle"
+    std::fs::write(d.join("broken.joblib"), b"not a pickle").unwrap();
+    let path = d.to_str().expect("utf-8 path");
+    let out = run(&["scan", path], b"");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let files: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("  ")).collect();
+    assert_eq!(files.len(), 4, "{stdout}");
+    assert!(
+        files[0].ends_with("broken.joblib: 1 finding(s)"),
+        "{stdout}"
+    );
+    assert!(
+        files[1].ends_with("model.pkl: ok (0 global(s), 14 opcode(s))"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("GLOBAL posix.system: BRS003"), "{stdout}");
+    assert!(stdout.contains("GLOBAL os.system: BRS003"), "{stdout}");
+    assert!(
+        !stdout.contains("table.csv") && !stdout.contains("config.json"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "brinery scan: 2 file(s) under {path} hold no pickle by content or name and were \
+             not scanned (--all-files scans them)"
+        )),
+        "{stderr}"
+    );
+    // --all-files scans them too; a file named on the command line is always scanned
+    let out = run(&["scan", "--all-files", "-q", path], b"");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("table.csv: ") && stdout.contains("config.json: "),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+    let csv = d.join("table.csv");
+    let out = run(&["scan", csv.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("BRS011 malformed"),
+        "{}",
+        text(&out.stdout)
+    );
+    // a directory of data files only is clean
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("table.csv"), b"id,name\n1,alice\n").unwrap();
+    let out = run(&["scan", "--json", path], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -312,9 +312,74 @@ fn containers_are_opened_by_content() {
     let opts = brinery::scan::ContainerOptions {
         max_decompressed: 1 << 20,
         max_nesting: 4,
+        pickles_only: false,
     };
     let r = brinery::scan::scan_container(&bomb, &policy(), &limits, &opts);
     assert_eq!(r.findings[0].rule, Rule::LimitExceeded);
+}
+
+/// What `brinery scan` skips in a directory: content that holds no pickle. Everything that
+/// would run something under `pickle.load`, whatever its name, is still a pickle.
+#[test]
+fn content_that_holds_no_pickle_is_told_apart() {
+    use brinery::scan::{has_pickle_name, may_hold_pickle};
+    let (p, l) = (policy(), Limits::default());
+    let pickles: [&[u8]; 7] = [
+        b"\x80\x04N.",                                       // PROTO
+        b"\x80\x02cposix\nsystem\nX\x01\x00\x00\x00x\x85R.", // PROTO, evil
+        b"(dp0\nVa\np1\nI1\ns.",                             // protocol 0, well formed
+        b"cos\nsystem\n(S'echo hi'\ntR garbage",             // payload, then a crash
+        b"}q\x00X\x01\x00\x00\x00aq\x01K\x01s.",             // protocol 1
+        b"index\nfoo\nbar\n", // INST of ndex.foo: could run, so scanned
+        b"\x82\x01R garbage", // an extension code, called, then a crash
+    ];
+    for data in pickles {
+        assert!(
+            may_hold_pickle(data, &p, &l),
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+    let not_pickles: [&[u8]; 6] = [
+        b"id,name\n1,alice\n2,bob\n", // INST reads `d,name`: not an identifier
+        b"{\"a\": [1, 2]}",           // `{` is no opcode
+        b"\x89PNG\r\n\x1a\n",         // neither
+        b"",
+        b"col\n1\n2\n3.", // GLOBAL of `ol` then garbage: no name
+        b"# notes\n",
+    ];
+    for data in not_pickles {
+        assert!(
+            !may_hold_pickle(data, &p, &l),
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+    assert!(has_pickle_name("model.PKL") && has_pickle_name("m.joblib") && has_pickle_name("w.pt"));
+    assert!(!has_pickle_name("data.csv") && !has_pickle_name("pkl"));
+
+    // with pickles_only, what holds none is listed as skipped, never a finding; a pickle inside
+    // a container is scanned as before
+    let only = brinery::scan::ContainerOptions {
+        pickles_only: true,
+        ..Default::default()
+    };
+    let csv: &[u8] = b"id,name\n1,alice\n";
+    let r = brinery::scan::scan_container(csv, &p, &l, &only);
+    assert!(r.findings.is_empty() && r.opcodes == 0, "{:?}", r.findings);
+    assert_eq!(r.skipped, [""]);
+    let r = brinery::scan::scan_container(&gzip(csv), &p, &l, &only);
+    assert_eq!(r.skipped, ["(gzip)"]);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    let evil: &[u8] = b"cos\nsystem\n(S'x'\ntR.";
+    let r = brinery::scan::scan_container(&gzip(evil), &p, &l, &only);
+    assert_eq!(r.findings[0].rule, Rule::DangerousGlobal);
+    // without it (a file named on the command line), a CSV is a malformed pickle
+    assert!(!scan_file_bytes(csv, &p, &l).is_ok());
+    // zip members that hold no pickle are listed, whatever the option
+    let r = scan_file_bytes(&zip_stored("table.csv", csv, false), &p, &l);
+    assert!(r.is_ok() && r.members.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.skipped, ["table.csv"]);
 }
 
 #[test]

@@ -19,6 +19,11 @@ pub struct ContainerOptions {
     pub max_decompressed: u64,
     /// How deeply containers may nest (a gzip inside a zip inside a zip...).
     pub max_nesting: u32,
+    /// Skip content that holds no pickle ([`may_hold_pickle`] is false) instead of scanning it
+    /// as one, and list it in [`Report::skipped`]: for files met walking a directory, where a
+    /// CSV or a JSON file is not a finding. Off by default: an input someone asked to scan is
+    /// scanned, and what is not a pickle is reported as malformed.
+    pub pickles_only: bool,
 }
 
 impl Default for ContainerOptions {
@@ -26,8 +31,51 @@ impl Default for ContainerOptions {
         ContainerOptions {
             max_decompressed: 1 << 30,
             max_nesting: 8,
+            pickles_only: false,
         }
     }
+}
+
+/// Whether content without a container signature may be a pickle that does something when
+/// loaded: the test for content of any name (zip members, and the files `brinery scan` meets
+/// in a directory; red-team F16: containers and pickles are detected by content, not by file
+/// name). True for a stream that starts with a PROTO of protocol 0 to 5; for one that scans as
+/// a well-formed pickle; and for one whose scan finds a global Python could import (dotted
+/// identifiers), an extension code (which names a global through `copyreg`) or a computed
+/// global name, even when the stream breaks after it, since `pickle.load` runs what comes
+/// before the break. Text such as CSV or JSON is none of these: it fails on an invalid opcode
+/// within its first bytes, and the "globals" its lines spell (`INST` reads `id,name` as a
+/// module) are not identifiers. (A persistent id in a broken stream does not count: what
+/// stops at one without a `persistent_load` runs nothing, and text spells one easily: `P`.)
+pub fn may_hold_pickle(data: &[u8], policy: &Policy, limits: &Limits) -> bool {
+    if data.len() >= 2 && data[0] == crate::Opcode::PROTO.byte() && data[1] <= 5 {
+        return true;
+    }
+    if data.is_empty() || crate::Opcode::from_byte(data[0]).is_none() {
+        return false; // `pickle.load` fails on the first byte
+    }
+    let report = super::scan(data, policy, limits);
+    let structural = report.findings.iter().any(|f| f.rule.is_structural());
+    !structural
+        || report
+            .globals
+            .iter()
+            .any(|g| is_dotted_identifier(&g.module) && is_dotted_identifier(&g.name))
+        || report
+            .findings
+            .iter()
+            .any(|f| matches!(f.rule, Rule::ExtensionCode | Rule::ComputedGlobal))
+}
+
+/// `a.b_c.D`: identifiers (letters, digits, `_`, not starting with a digit) joined by dots.
+fn is_dotted_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c == '_' || c.is_alphabetic())
+                && part.chars().all(|c| c == '_' || c.is_alphanumeric())
+        })
 }
 
 /// The kind of container a byte string is, by its first bytes.
@@ -115,7 +163,13 @@ impl Walker<'_> {
     /// Scan `data`, named `member` (None for the top level), whatever it is.
     pub(crate) fn walk(&mut self, data: &[u8], member: Option<&str>, depth: u32) {
         let Some(kind) = ContainerKind::detect(data) else {
-            self.pickle(data, member);
+            if self.options.pickles_only && !may_hold_pickle(data, self.policy, self.limits) {
+                self.report
+                    .skipped
+                    .push(member.unwrap_or_default().to_owned());
+            } else {
+                self.pickle(data, member);
+            }
             return;
         };
         if depth >= self.options.max_nesting {
@@ -321,34 +375,30 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            // Scan what can hold a pickle: containers, anything that starts like a pickle with
-            // a PROTO, and members named like pickles (protocol 0/1 streams have no PROTO).
-            let pickle_name = [".pkl", ".pickle", ".p", ".joblib", ".npy"]
-                .iter()
-                .any(|ext| entry.name.ends_with(ext));
-            let starts_like_pickle = bytes.len() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5;
+            // Scan what can hold a pickle: containers, members named like pickles, and any
+            // content that may be one (`may_hold_pickle`: protocol 0/1 streams have no PROTO).
             if ContainerKind::detect(bytes).is_some() {
                 self.walk(bytes, Some(&name), depth + 1);
-            } else if starts_like_pickle || pickle_name || self.is_pickle(bytes) {
+            } else if has_pickle_name(&entry.name)
+                || may_hold_pickle(bytes, self.policy, self.limits)
+            {
                 self.pickle(bytes, Some(&name));
+            } else {
+                self.report.skipped.push(name);
             }
         }
     }
 }
 
-impl Walker<'_> {
-    /// Whether a member of any name holds a protocol 0/1 pickle (no PROTO to recognise it by):
-    /// it starts with an opcode, ends with STOP and scans without a structural finding (red-team
-    /// F16: containers are detected by content, not by file name).
-    fn is_pickle(&self, bytes: &[u8]) -> bool {
-        bytes.len() >= 2
-            && crate::Opcode::from_byte(bytes[0]).is_some()
-            && bytes[bytes.len() - 1] == crate::Opcode::STOP.byte()
-            && !super::scan(bytes, self.policy, self.limits)
-                .findings
-                .iter()
-                .any(|f| f.rule.is_structural())
-    }
+/// The file name endings of pickles: content under such a name is scanned whatever it holds
+/// (a damaged `.pkl` is a finding, not "not a pickle").
+pub fn has_pickle_name(name: &str) -> bool {
+    const ENDINGS: [&str; 12] = [
+        ".pkl", ".pickle", ".pckl", ".pk", ".p", ".joblib", ".jbl", ".dill", ".sav", ".pt", ".pth",
+        ".npy",
+    ];
+    let lower = name.to_ascii_lowercase();
+    ENDINGS.iter().any(|ext| lower.ends_with(ext))
 }
 
 fn copy(mut reader: impl Read, out: &mut LimitedWriter) -> io::Result<()> {

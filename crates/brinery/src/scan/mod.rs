@@ -39,7 +39,7 @@ pub use calls::{
     is_plain_text_encoding, ArgRule, ARROW_TYPE_HELPERS, BIT_GENERATORS, BUILTIN_BASES,
     TZFILE_MODULES,
 };
-pub use container::{ContainerKind, ContainerOptions};
+pub use container::{has_pickle_name, may_hold_pickle, ContainerKind, ContainerOptions};
 pub use deny::denied;
 pub use policy::{
     parse_profile, split_global_name, Access, Policy, PolicyBuilder, PolicyError, Profile,

@@ -95,6 +95,11 @@ pub struct Report {
     pub opcodes: u64,
     /// The container members that were scanned as pickles (empty for a bare pickle).
     pub members: Vec<String>,
+    /// Content not scanned because it holds no pickle: zip members that are neither named nor
+    /// shaped like one, and with [`ContainerOptions::pickles_only`](super::ContainerOptions)
+    /// any other content ([`may_hold_pickle`](super::may_hold_pickle)). Member names, `""` for
+    /// the input itself.
+    pub skipped: Vec<String>,
     /// How a bare pickle uses its memo (see [`MemoUse`]); meaningless for containers.
     pub memo: MemoUse,
 }
