@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
     let options = ContainerOptions {
         max_decompressed: 1 << 22,
         max_nesting: 4,
+        // both ways: as a named file, and as a file met in a directory (may_hold_pickle first)
+        pickles_only: data.len() % 2 == 1,
     };
     let _ = scan_container(data, &policy, &limits, &options);
     memo_differential(data);
