@@ -45,11 +45,15 @@ def main(root: Path, inputs: Path) -> None:
             total_bytes += size
             mbps = {c: size / secs[c] / 1e6 for c in CONTENDERS}
             ratio = secs["serde-pickle"] / secs["brinery"]
-            print(f"| {name} | {size / 1e6:.1f} MB | {mbps['brinery']:,.0f} MB/s "
-                  f"| {mbps['serde-pickle']:,.0f} MB/s | **{ratio:.2f}x** |")
+            print(
+                f"| {name} | {size / 1e6:.1f} MB | {mbps['brinery']:,.0f} MB/s "
+                f"| {mbps['serde-pickle']:,.0f} MB/s | **{ratio:.2f}x** |"
+            )
         ratio = total["serde-pickle"] / total["brinery"]
-        print(f"| all inputs | {total_bytes / 1e6:.1f} MB | {total_bytes / total['brinery'] / 1e6:,.0f} MB/s "
-              f"| {total_bytes / total['serde-pickle'] / 1e6:,.0f} MB/s | **{ratio:.2f}x** |\n")
+        print(
+            f"| all inputs | {total_bytes / 1e6:.1f} MB | {total_bytes / total['brinery'] / 1e6:,.0f} MB/s "
+            f"| {total_bytes / total['serde-pickle'] / 1e6:,.0f} MB/s | **{ratio:.2f}x** |\n"
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ def fmt_time(secs: float) -> str:
 def main() -> None:
     root, log = Path(sys.argv[1]), Path(sys.argv[2]).read_text()
     sizes = {
-        m[1]: (int(m[2]), int(m[3]))
-        for m in re.finditer(r"^(\w+): (\d+) bytes, (\d+) opcodes$", log, re.M)
+        m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"^(\w+): (\d+) bytes, (\d+) opcodes$", log, re.M)
     }
     print(f"Machine: {cpu_model()}, {os.cpu_count()} cores")
     print("Command: `bash bench/run-scan.sh` (criterion medians of `brinery::scan::scan` with all profiles)")

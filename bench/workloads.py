@@ -21,7 +21,10 @@ import time
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 # --------------------------------------------------------------------------------------------
-# pyperformance bm_pickle (data copied verbatim from pyperformance's bm_pickle/run_benchmark.py)
+# pyperformance bm_pickle (data and loops copied verbatim from pyperformance's
+# bm_pickle/run_benchmark.py, kept as written there: `ruff format` leaves them alone)
+
+# fmt: off
 
 DICT = {
     'ads_flags': 0,
@@ -151,6 +154,7 @@ def bench_pickle_dict(loops, dumps, protocol):
         dumps(obj, protocol); dumps(obj, protocol); dumps(obj, protocol)  # noqa: E702
         dumps(obj, protocol); dumps(obj, protocol)  # noqa: E702
     return _clock() - t0
+# fmt: on
 
 
 def _clock():
@@ -209,20 +213,22 @@ def make_records(n, seed=1):
     append = out.append
     for i in range(n):
         r = rng.random()
-        append({
-            "id": i,
-            "name": f"user-{i:07d}",
-            "email": f"user{i}@example.com",
-            "age": 18 + (i * 7919) % 70,
-            "score": r * 100.0,
-            "balance": round(rng.uniform(-1e4, 1e4), 2),
-            "active": r > 0.3,
-            "verified": (i % 3) == 0,
-            "country": COUNTRIES[i % len(COUNTRIES)],
-            "referrer": None if i % 4 else i // 2,
-            "tags": [TAGS[(i + k) % len(TAGS)] for k in range(i % 4)],
-            "scores": [round(r * k, 3) for k in range(3)],
-        })
+        append(
+            {
+                "id": i,
+                "name": f"user-{i:07d}",
+                "email": f"user{i}@example.com",
+                "age": 18 + (i * 7919) % 70,
+                "score": r * 100.0,
+                "balance": round(rng.uniform(-1e4, 1e4), 2),
+                "active": r > 0.3,
+                "verified": (i % 3) == 0,
+                "country": COUNTRIES[i % len(COUNTRIES)],
+                "referrer": None if i % 4 else i // 2,
+                "tags": [TAGS[(i + k) % len(TAGS)] for k in range(i % 4)],
+                "scores": [round(r * k, 3) for k in range(3)],
+            }
+        )
     return out
 
 
@@ -233,14 +239,16 @@ def make_dataframe(n, seed=1):
 
     rng = np.random.default_rng(seed)
     cats = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
-    return pd.DataFrame({
-        "price": rng.normal(100.0, 15.0, n),
-        "quantity": rng.integers(0, 1_000_000, n, dtype=np.int64),
-        "label": pd.Series([f"item-{i:07d}" for i in range(n)], dtype=object),
-        "kind": pd.Categorical.from_codes(rng.integers(0, len(cats), n), categories=cats),
-        "when": pd.date_range("2024-01-01", periods=n, freq="s", tz="Europe/Paris"),
-        "flag": rng.random(n) < 0.5,
-    })
+    return pd.DataFrame(
+        {
+            "price": rng.normal(100.0, 15.0, n),
+            "quantity": rng.integers(0, 1_000_000, n, dtype=np.int64),
+            "label": pd.Series([f"item-{i:07d}" for i in range(n)], dtype=object),
+            "kind": pd.Categorical.from_codes(rng.integers(0, len(cats), n), categories=cats),
+            "when": pd.date_range("2024-01-01", periods=n, freq="s", tz="Europe/Paris"),
+            "flag": rng.random(n) < 0.5,
+        }
+    )
 
 
 def make_array(nbytes, seed=1):
@@ -295,8 +303,11 @@ def same_object(kind, a, b):
             return "exact"
         import pandas as pd
 
-        changed = [f"{col}: {a[col].dtype} -> {b[col].dtype}" for col in a.columns
-                   if col in b.columns and a[col].dtype != b[col].dtype]
+        changed = [
+            f"{col}: {a[col].dtype} -> {b[col].dtype}"
+            for col in a.columns
+            if col in b.columns and a[col].dtype != b[col].dtype
+        ]
         try:
             pd.testing.assert_frame_equal(a, b, check_dtype=False, check_categorical=False)
         except AssertionError:
@@ -315,6 +326,7 @@ def same_object(kind, a, b):
 # --------------------------------------------------------------------------------------------
 # Contenders for the data-science objects. Each has dumps(obj) -> bytes, loads(bytes) -> obj,
 # dump(obj, binary file) and load(binary file) -> obj. Files are flushed and fsynced by the caller.
+
 
 class Contender:
     """One way of serializing an object: in memory and to/from an open binary file."""
@@ -357,13 +369,15 @@ def contenders_for(kind):
     try:
         import cloudpickle
 
-        out.append(Contender(
-            "cloudpickle",
-            lambda obj: cloudpickle.dumps(obj, PROTOCOL),
-            cloudpickle.loads,
-            lambda obj, f: cloudpickle.dump(obj, f, PROTOCOL),
-            cloudpickle.load,
-        ))
+        out.append(
+            Contender(
+                "cloudpickle",
+                lambda obj: cloudpickle.dumps(obj, PROTOCOL),
+                cloudpickle.loads,
+                lambda obj, f: cloudpickle.dump(obj, f, PROTOCOL),
+                cloudpickle.load,
+            )
+        )
     except ImportError as e:
         out.append(_missing("cloudpickle", e))
     try:

@@ -34,9 +34,9 @@ How the lists are made (no hand-picked samples; the benign safety corpus checks 
   to be a subset) with its helper types (trees, losses, link functions, binners, neighbours trees,
   distance metrics), the Cython ``__pyx_unpickle_*`` / ``newObj`` helpers, the reviewed univariate
   score functions (``SelectKBest(f_classif)``), the metric functions of the registered scorers
-  (``REVIEWED_SCORER_FUNCTIONS``: ``scoring="f1"`` keeps ``f1_score``), the ``scipy.sparse`` matrix/array classes, scipy's
-  splines and interpolators (not scipy.stats distributions: their ``__setstate__`` exec()s pickled
-  state) and joblib's ``NumpyArrayWrapper``.
+  (``REVIEWED_SCORER_FUNCTIONS``: ``scoring="f1"`` keeps ``f1_score``), the ``scipy.sparse``
+  matrix/array classes, scipy's splines and interpolators (not scipy.stats distributions: their
+  ``__setstate__`` exec()s pickled state) and joblib's ``NumpyArrayWrapper``.
 
 Excluded on purpose (never in a profile, however they are found): anything under I/O, testing,
 computation/eval, plotting, configuration or dataset-download modules (``pandas.io``,
@@ -496,9 +496,19 @@ STDLIB_CALL = {
 # a `dtype=float` parameter, ...
 STDLIB_REF = {
     "builtins": [
-        "object", "list", "dict", "tuple", "int", "float", "str", "bool", "type", "NoneType",
+        "object",
+        "list",
+        "dict",
+        "tuple",
+        "int",
+        "float",
+        "str",
+        "bool",
+        "type",
+        "NoneType",
         # the two constants that pickle by name (`...` in stored index expressions or hints)
-        "Ellipsis", "NotImplemented",
+        "Ellipsis",
+        "NotImplemented",
     ],  # fmt: skip
     "datetime": ["tzinfo"],
 }

@@ -18,10 +18,11 @@ echo "==> generating the test corpus with $("$BRINERY_PYTHON" --version)"
 rm -rf "$BRINERY_CORPUS"
 "$BRINERY_PYTHON" scripts/gen_corpus.py "$BRINERY_CORPUS"
 
-echo "==> lint: cargo fmt, clippy, ruff"
+echo "==> lint: cargo fmt, clippy, ruff check, ruff format"
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 ruff check .
+ruff format --check .
 
 echo "==> cargo test"
 cargo test --release --workspace 2>&1 | tee target/test-output.txt

@@ -66,10 +66,7 @@ def test_reduce_drops_a_unique_object(proto):
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_unique_containers_and_strings(proto):
-    obj = [
-        {"name": "n" + str(i), "vals": [i, str(i) * 2, (i, "t" + str(i), [i])]}
-        for i in range(300)
-    ]
+    obj = [{"name": "n" + str(i), "vals": [i, str(i) * 2, (i, "t" + str(i), [i])]} for i in range(300)]
     _same(obj, proto)
 
 

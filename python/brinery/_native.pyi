@@ -247,6 +247,7 @@ class JarStore:
     def key_id() -> str:
         """The id of the current user's signing key (``$BRINERY_KEY_FILE`` or
         ``$XDG_CONFIG_HOME/brinery/key``), created on first use."""
+
 # --- static scanning and the safe-load policy (crates/brinery-py/src/scan.rs) ---
 
 # The names of the built-in profiles, in order: "stdlib-data", "numpy", "pandas", "sklearn".
