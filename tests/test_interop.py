@@ -415,3 +415,38 @@ def test_unpickler_subclass_with_find_class_and_persistent_load():
     assert out["ext"] == "loaded:pid-ext"
     assert np.array_equal(out["arr"], obj["arr"]) and out["when"] == obj["when"]
     assert ("datetime", "date") in seen and any(m.startswith("numpy") for m, _ in seen)
+
+
+def test_the_module_has_every_name_of_the_stdlib_pickle():
+    # `import brinery as pickle`: code that reads opcode constants (`pickle.STOP`), calls the
+    # helpers (`pickle.whichmodule`) or subclasses the pure-Python implementation (dill
+    # subclasses `pickle._Pickler`) keeps working; the names brinery does not reimplement are
+    # the stdlib's own objects
+    import brinery
+
+    reimplemented = {"Pickler", "Unpickler", "dump", "dumps", "load", "loads"}
+    not_api = {"codecs", "io", "re", "sys", "islice", "partial", "pack", "unpack", "maxsize",
+               "FunctionType", "PyStringMap", "_Framer", "_Unframer", "_Stop", "_test",
+               "_tuplesize2code", "_HAVE_PICKLE_BUFFER"}  # fmt: skip
+    for name in dir(pickle):
+        if name.startswith("__") or name in not_api:
+            continue
+        assert hasattr(brinery, name), name
+        if name not in reimplemented:
+            assert getattr(brinery, name) is getattr(pickle, name), name
+    assert set(pickle.__all__) <= set(brinery.__all__)
+    star: dict[str, object] = {}
+    exec("from brinery import *", star)
+    assert star["STOP"] == b"." and star["dumps"] is brinery.dumps and star["Pickler"] is brinery.Pickler
+
+    class Traced(brinery._Pickler):  # the pure-Python pickler, as dill extends it
+        def save(self, obj, save_persistent_id=True):
+            seen.append(type(obj).__name__)
+            super().save(obj, save_persistent_id)
+
+    seen: list[str] = []
+    buf = io.BytesIO()
+    Traced(buf, protocol=4).dump({"a": [1]})
+    assert brinery.loads(buf.getvalue()) == {"a": [1]} and "dict" in seen
+    assert brinery.whichmodule(collections.OrderedDict, "OrderedDict") == "collections"
+    assert brinery.decode_long(brinery.encode_long(-(2**70))) == -(2**70)
