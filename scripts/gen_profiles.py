@@ -351,6 +351,15 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("sklearn.feature_selection._univariate_selection", "r_regression"): "Pearson r on arrays (score_func)",
     ("sklearn.feature_selection._univariate_selection", "chi2"): "chi-squared on arrays (score_func)",
     ("sklearn.feature_selection._univariate_selection", "f_oneway"): "one-way ANOVA on arrays",
+    # interp1d keeps the evaluation method of its `kind` as a value (`self._call`); these four only
+    # index and interpolate numpy arrays of their first argument (`_call_spline` calls
+    # `self._spline`, an attribute of its argument: not listed, so spline kinds are refused)
+    ("scipy.interpolate._interpolate", "interp1d._call_linear_np"): "np.interp(x, self.x, self.y)",
+    ("scipy.interpolate._interpolate", "interp1d._call_linear"): "searchsorted and slopes on self.x/_y",
+    ("scipy.interpolate._interpolate", "interp1d._call_nearest"): "searchsorted on self.x_bds, index _y",
+    ("scipy.interpolate._interpolate", "interp1d._call_previousnext"): "searchsorted on _x_shift, index _y",
+    ("re", "_compile"): "compiles a pattern with flags through re's cache (what a pickled re.Pattern "
+    "reduces to); matching, where a pattern costs time, is the user's call",
     ("scipy._lib.array_api_compat.numpy._aliases", "asarray"): "np.array(obj, dtype, copy) after a "
     "device == 'cpu' check (BSpline keeps it as `xp.asarray`); reaches only the array protocol of obj",
 }  # fmt: skip
@@ -464,7 +473,8 @@ STDLIB_CALL = {
     "_codecs": ["encode"],
     "datetime": ["date", "time", "datetime", "timedelta", "timezone"],
     "zoneinfo": ["ZoneInfo", "ZoneInfo._unpickle"],
-    "decimal": ["Decimal"],
+    # with decimal's context (its signal classes are below) and `Decimal.as_tuple()`
+    "decimal": ["Decimal", "Context", "DecimalTuple"],
     "fractions": ["Fraction"],
     "uuid": ["UUID", "SafeUUID"],
     "collections": [
@@ -489,6 +499,10 @@ STDLIB_CALL = {
         "IPv6Interface",
     ],
     "array": ["array", "_array_reconstructor"],
+    # a compiled pattern (`re.compile(...)` kept by a tokenizer or a config) and its flags
+    "re": ["_compile", "RegexFlag"],
+    # `time.gmtime()`/`localtime()` results
+    "time": ["struct_time"],
     "types": ["SimpleNamespace"],
     "statistics": ["NormalDist"],
 }
@@ -511,6 +525,19 @@ STDLIB_REF = {
         "NotImplemented",
     ],  # fmt: skip
     "datetime": ["tzinfo"],
+    # a Context's `flags` and `traps` list these classes
+    "decimal": [
+        "Clamped",
+        "DecimalException",
+        "DivisionByZero",
+        "FloatOperation",
+        "Inexact",
+        "InvalidOperation",
+        "Overflow",
+        "Rounded",
+        "Subnormal",
+        "Underflow",
+    ],  # fmt: skip
 }
 
 
@@ -608,6 +635,8 @@ def gen_numpy() -> Profile:
     call += [
         v for v in vars(poly).values() if isinstance(v, type) and issubclass(v, poly._polybase.ABCPolyBase)
     ]
+    # the legacy polynomial class (`np.poly1d(np.polyfit(x, y, 2))`): coefficients and a name
+    call.append(np.poly1d)
     # array classes: `_reconstruct(cls, shape, dtype)` calls them (numpy.memmap is not listed: it
     # maps files, and the core deny-lists it)
     call += [np.ndarray, np.matrix, np.recarray, ma_core.MaskedArray]
@@ -754,6 +783,10 @@ def gen_pandas() -> Profile:
         rd = importlib.import_module("dateutil.relativedelta")
         call.append(rd.relativedelta)
         dateutil_mods.append(rd)
+        # relativedelta(weekday=MO(1)), DateOffset(weekday=...), holiday offsets: `weekday(n, k)`
+        common = importlib.import_module("dateutil._common")
+        call.append(common.weekday)
+        dateutil_mods.append(common)
     found = locations(
         call, mods + dateutil_mods, frozenset(m.__name__ for m in mods if "._libs" in m.__name__)
     )
@@ -868,6 +901,13 @@ def gen_sklearn() -> Profile:
         if is_data_class(v) and id(v) not in seen and not denied_home(v):
             seen.add(id(v))
             call.append(v)
+    # interp1d's evaluation methods (reviewed, REVIEWED_FUNCTIONS)
+    for (module, qual), _review in REVIEWED_FUNCTIONS.items():
+        if module == "scipy.interpolate._interpolate":
+            v = resolve(module, qual)
+            if v is not None and id(v) not in seen:
+                seen.add(id(v))
+                call.append(v)
     # scipy's array-API shim: BSpline keeps `xp.asarray` as a value (reviewed, REVIEWED_FUNCTIONS)
     aliases = import_quiet("scipy._lib.array_api_compat.numpy._aliases")
     if aliases is not None:

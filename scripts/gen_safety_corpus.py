@@ -1272,6 +1272,10 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
         pd.Timestamp("2024-03-31 01:30", tz="dateutil/Europe/Paris"),
         pd.Series(pd.date_range("2024-01-01", periods=2, tz="dateutil/UTC")),
     ]
+    objs["dateutil_tzlocal_weekday"] = _dateutil_objects
+    objs["np_poly1d"] = lambda: np.poly1d(np.polyfit(np.arange(6.0), np.arange(6.0) ** 2, 2))
+    objs["stdlib_regex_decimal_time"] = _stdlib_objects
+    objs["scipy_interp1d"] = _interp1d_objects
     objs["sk_grid_search"] = lambda: GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(X, y_reg)
     # scoring by name: the fitted search keeps the scorers' metric functions (`scorer_`)
     objs["sk_grid_search_scoring"] = lambda: GridSearchCV(
@@ -1286,6 +1290,47 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
     ).fit(X, y_reg)
     del case
     return objs
+
+
+def _dateutil_objects() -> list[object]:
+    """Local time (a new `tzlocal` each call) and weekday offsets, as notebooks keep them."""
+    import datetime
+
+    import pandas as pd
+    from dateutil import tz
+    from dateutil.relativedelta import MO, relativedelta
+
+    return [
+        datetime.datetime(2024, 5, 1, 12, 0, tzinfo=tz.tzlocal()),
+        pd.Timestamp("2024-05-01 12:00", tz=tz.tzlocal()),
+        relativedelta(months=1, weekday=MO(1)),
+        pd.DateOffset(weekday=MO(2)),
+    ]
+
+
+def _stdlib_objects() -> list[object]:
+    """A compiled pattern with flags, decimal's context and tuples, time and difflib records."""
+    import decimal
+    import re
+    import time
+
+    ctx = decimal.Context(prec=12, traps=[decimal.DivisionByZero, decimal.Overflow])
+    return [
+        re.compile(r"(?u)\b\w\w+\b", re.IGNORECASE),
+        re.MULTILINE,
+        ctx,
+        decimal.Decimal("3.14").as_tuple(),
+        time.gmtime(86400 * 365),
+    ]
+
+
+def _interp1d_objects() -> list[object]:
+    """`scipy.interpolate.interp1d` of the kinds whose evaluation method is reviewed."""
+    import numpy as np
+    from scipy.interpolate import interp1d
+
+    x = np.arange(6.0)
+    return [interp1d(x, x**2, kind=k) for k in ("linear", "nearest", "previous", "next")]
 
 
 def gen_benign(root: Path) -> list[dict[str, object]]:

@@ -187,12 +187,14 @@ pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)]
 /// Allowed callables that return an object which already exists (a cached instance, a singleton,
 /// an enum member): BUILD on their result would change it for the whole process (red-team F4).
 /// The load-time guard catches every such case by reference count; the scan names the known ones.
+/// (`dateutil.tz.tzlocal()` is not one: each call makes a new instance, which its pickle
+/// BUILDs.)
 pub(crate) fn returns_shared(module: &str, name: &str) -> bool {
     matches!(
         (module, name),
         (
             "dateutil.tz" | "dateutil.tz.tz",
-            "tzoffset" | "tzutc" | "tzstr" | "tzlocal"
+            "tzoffset" | "tzutc" | "tzstr"
         ) | ("pytz", "_p" | "timezone" | "utc" | "UTC")
             | ("uuid", "SafeUUID")
             | ("pandas._libs.lib", "_NoDefault")
