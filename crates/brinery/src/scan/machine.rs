@@ -1736,6 +1736,10 @@ impl<'a, 'r> Machine<'a, 'r> {
         (g.access, g.flagged)
     }
 
+    pub(crate) fn global_special(&self, gid: u32) -> Special {
+        self.globals[gid as usize].special
+    }
+
     /// BUILD: state applied to `target`.
     fn build(&mut self, op: &Op<'a>, target: Sym, state: Sym, end: usize) -> Option<usize> {
         match target {
@@ -1763,6 +1767,19 @@ impl<'a, 'r> Machine<'a, 'r> {
                         );
                     }
                 }
+                if let Some(problem) = self.partial_state(cid, state) {
+                    let msg = format!(
+                        "BUILD state of a functools.partial whose function is {problem} at byte {} ({})",
+                        op.offset, op.opcode
+                    );
+                    self.finding(
+                        Rule::UnsafeArguments,
+                        op.offset as u64,
+                        Some(op.opcode),
+                        Some(("functools".into(), "partial".into())),
+                        msg,
+                    );
+                }
                 if let Some(problem) = self.numpy_dtype_state(cid, state) {
                     let msg = format!(
                         "BUILD state of a numpy.dtype {problem}: numpy's own pickler never writes it, and numpy trusts it (a crash) at byte {} ({})",
@@ -1784,6 +1801,22 @@ impl<'a, 'r> Machine<'a, 'r> {
                 None
             }
             _ => None,
+        }
+    }
+
+    /// What is wrong with the BUILD state of a `functools.partial(...)` result, if anything:
+    /// `partial.__setstate__` takes `(function, args, keywords, dict)` and replaces the function
+    /// the call was checked with, so the state's function must pass the same rule
+    /// ([`ArgRule::AllowedFunction`](super::calls::ArgRule)). A state the scan cannot see into
+    /// (not a small tuple) is refused.
+    fn partial_state(&self, cid: u32, state: Sym) -> Option<&'static str> {
+        let g = self.calls[cid as usize].callee?;
+        if self.global_names(g) != ("functools", "partial") {
+            return None;
+        }
+        match self.tuple_items(state).and_then(|items| items.first()) {
+            Some(&func) => super::calls::partial_function_problem(self, func),
+            None => Some("not in a tuple the scan can read"),
         }
     }
 
