@@ -466,9 +466,11 @@ for e in manifest["malicious"]:
     data = open(path, "rb").read()
     events.clear()
     try:
-        if mode == "safe_load":
+        if mode == "safe_load":  # pickle after pickle, as pickle.load in a loop would
             with open(path, "rb") as f:
                 brinery.safe_load(f)
+                while f.tell() < len(data):
+                    brinery.safe_load(f)
         elif mode == "safe_loads":
             brinery.safe_loads(data)
         else:  # streaming: load pickle after pickle, as a reader of stacked pickles would
@@ -905,11 +907,55 @@ def test_global_verdicts_cached_by_one_policy_never_serve_another():
             brinery.safe_loads(evil, allow=["argparse.Namespace"])
 
 
-def test_stacked_pickles_are_refused_by_safe_load(tmp_path):
+def test_safe_load_takes_one_pickle_from_a_file_as_pickle_load_does(tmp_path):
+    # pickles written one after another (a log of records, a big array then its metadata) load
+    # one per call, the file left right after each STOP, each scanned before it loads
+    import numpy as np
+
+    big = np.arange(400_000, dtype=np.float64)  # 3.2 MB: past the first read and `_READ_REST`
+    objs = [[1], {"a": (1, 2.5)}, big, "x" * 20_000, None, b"\x00" * 9000]
+    stream = b"".join(pickle.dumps(o, p) for o, p in zip(objs, (0, 2, 4, 5, 1, 5), strict=True))
+    path = tmp_path / "many.pkl"
+    path.write_bytes(stream)
+    ends = []
+    f = io.BytesIO(stream)
+    for _ in objs:
+        pickle.load(f)
+        ends.append(f.tell())
+    for f in (open(path, "rb"), io.BytesIO(stream), open(path, "rb", buffering=0)):
+        with f:
+            for obj, end in zip(objs, ends, strict=True):
+                got = brinery.safe_load(f)
+                assert f.tell() == end
+                if isinstance(obj, np.ndarray):
+                    np.testing.assert_array_equal(got, obj)
+                else:
+                    assert got == obj
+            assert f.read() == b""
+    # a malicious pickle after a clean one is refused when it is reached, before it runs
+    evil = b"\x80\x04\x8c\x05posix\x8c\x06system\x93\x8c\x04true\x85R."
+    f = io.BytesIO(pickle.dumps([1], 4) + evil)
+    assert brinery.safe_load(f) == [1]
+    with pytest.raises(brinery.UnsafePickleError, match="BRS003"):
+        brinery.safe_load(f)
+    # a truncated pickle is refused, not waited for
+    with pytest.raises(brinery.UnsafePickleError, match="truncated"):
+        brinery.safe_load(io.BytesIO(pickle.dumps(list(range(5000)), 4)[:-100]))
+
+
+def test_stacked_pickles_from_a_path_or_a_pipe_are_refused(tmp_path):
+    # a path names one pickle; a pipe cannot give back what was read past the first STOP
+    two = pickle.dumps([1], 4) + pickle.dumps([2], 4)
     path = tmp_path / "two.pkl"
-    path.write_bytes(pickle.dumps([1], 4) + pickle.dumps([2], 4))
+    path.write_bytes(two)
     with pytest.raises(brinery.UnsafePickleError) as info:
         brinery.safe_load(path)
+    assert any(f.rule == "BRS012" for f in info.value.findings)
+    r, w = os.pipe()
+    os.write(w, two)
+    os.close(w)
+    with open(r, "rb") as pipe, pytest.raises(brinery.UnsafePickleError) as info:
+        brinery.safe_load(pipe)
     assert any(f.rule == "BRS012" for f in info.value.findings)
     assert brinery.safe_load(io.BytesIO(pickle.dumps({"a": (1, 2.5)}, 5))) == {"a": (1, 2.5)}
 

@@ -7,7 +7,7 @@
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from pickle import PickleBuffer
-from typing import Any, Final, Protocol, TypeAlias, final, type_check_only
+from typing import Any, Final, Literal, Protocol, TypeAlias, final, type_check_only
 
 from _typeshed import ReadableBuffer, SupportsWrite
 from typing_extensions import disjoint_base
@@ -29,6 +29,7 @@ __all__ = [
     "ScanReport",
     "Finding",
     "scan_bytes",
+    "_pickle_extent",
     "SCAN_PROFILES",
     "_set_unsafe_error",
     "_loads_with_policy",
@@ -306,6 +307,10 @@ class ScanReport:
 # Scan a pickle, or a container holding pickles (zip incl. PyTorch, gzip, bz2, xz, zlib, joblib,
 # .npy/.npz), without running or importing anything. `policy=None` uses all built-in profiles.
 def scan_bytes(data: ReadableBuffer, policy: Policy | None = None) -> ScanReport: ...
+
+# Where the first pickle in `data` ends by its opcodes' lengths alone: ("complete", end),
+# ("incomplete", bytes needed in all) or ("invalid", offset). safe_load takes one pickle with it.
+def _pickle_extent(data: bytes) -> tuple[Literal["complete", "incomplete", "invalid"], int]: ...
 
 # Called once by `brinery/__init__.py`: the exception class (a subclass of
 # pickle.UnpicklingError with a `.findings` attribute) that policy enforcement raises.

@@ -228,6 +228,51 @@ def _read_bytes(source: Any) -> Data:
     return data
 
 
+# The first read of `_read_one_pickle`: a few small pickles' worth; a pickle that needs more
+# than `_READ_REST` bytes beyond what was read has its file read to the end at once.
+_FIRST_READ = 1 << 13
+_READ_REST = 1 << 20
+
+
+def _read_one_pickle(file: Any) -> Data:
+    """The bytes of the next pickle in a binary file, the file left right after its STOP.
+
+    A file that cannot seek gives all its remaining bytes (as before pickles were taken one at
+    a time). Otherwise the pickle's extent is found from its opcodes' lengths
+    (``_native._pickle_extent``), reading from where the file stood: a small first read, then
+    (re-reading from the start) twice as much or what the extent asks for, or the whole rest for
+    a large pickle, so that a big array is read once, into one ``bytes``. A file that ends
+    inside the pickle gives what it has (the scan names the truncation).
+    """
+    read = getattr(file, "read", None)
+    if read is None:
+        raise TypeError(f"expected a path, a bytes-like object or a binary file, not {type(file).__name__}")
+    try:
+        start = file.tell() if file.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        start = None
+    if start is None:
+        return _read_bytes(file)
+    size: int | None = _FIRST_READ
+    while True:
+        data = read() if size is None else read(size)
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(
+                f"file.read() returned {type(data).__name__}, expected bytes (open the file in 'rb' mode)"
+            )
+        data = bytes(data)
+        status, n = _native._pickle_extent(data)
+        if status == "complete":
+            if n < len(data):
+                file.seek(start + n)
+                return memoryview(data)[:n]
+            return data
+        if status == "invalid" or size is None or len(data) < size:
+            return data  # not a pickle, or the file ends inside it: the scan says what is wrong
+        size = None if n - len(data) > _READ_REST else max(n, 2 * size)
+        file.seek(start)
+
+
 def _byte_view(data: Any) -> memoryview:
     """Any contiguous buffer (an ``mmap``, a numpy ``uint8`` array, ``array.array``, a
     ``PickleBuffer``) as a view of its bytes, as ``pickle.loads`` takes it."""
@@ -418,12 +463,18 @@ def safe_load(
     encoding: str = "ASCII",
     errors: str = "strict",
 ) -> Any:
-    """Like :func:`safe_loads`, reading the rest of a binary file (or the file at a path).
+    """Like :func:`safe_loads`, reading one pickle from a binary file (or the file at a path).
 
-    The whole remaining content is one pickle: bytes after its STOP are a finding (stacked
-    pickles are refused), since safe mode cannot vouch for what it did not scan.
+    From a file object that can seek, one pickle is read, as ``pickle.load`` reads it: the file
+    is left right after its STOP, so several pickles written one after another load by calling
+    ``safe_load`` again (each one scanned before it loads). From a path, or a stream that cannot
+    seek back (a pipe, a socket), the whole rest is one pickle: bytes after its STOP are a
+    finding, since safe mode cannot vouch for what it did not scan and cannot put them back.
     """
-    data = _read_bytes(file)
+    if isinstance(file, (str, os.PathLike)):
+        data: Data = _read_bytes(file)
+    else:
+        data = _read_one_pickle(file)
     return safe_loads(
         data,
         allow=allow,

@@ -16,6 +16,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Finding>()?;
     m.add_class::<ScanReport>()?;
     m.add_function(wrap_pyfunction!(scan_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(pickle_extent, m)?)?;
     m.add_function(wrap_pyfunction!(set_error_class, m)?)?;
     let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
     m.add("SCAN_PROFILES", PyTuple::new(m.py(), names)?)?;
@@ -240,6 +241,19 @@ impl ScanReport {
                 first
             )
         }
+    }
+}
+
+/// `_pickle_extent(data) -> (status, n)`: where the first pickle in `data` ends, by its
+/// opcodes' lengths alone (`brinery::decode::pickle_extent`): `("complete", end)`,
+/// `("incomplete", bytes_needed_in_all)` or `("invalid", offset)`. `safe_load` uses it to take
+/// exactly one pickle from a file, as `pickle.load` does.
+#[pyfunction(name = "_pickle_extent")]
+fn pickle_extent(data: &Bound<'_, PyBytes>) -> (&'static str, usize) {
+    match brinery::decode::pickle_extent(data.as_bytes()) {
+        brinery::decode::Extent::Complete(n) => ("complete", n),
+        brinery::decode::Extent::Incomplete(n) => ("incomplete", n),
+        brinery::decode::Extent::Invalid(n) => ("invalid", n),
     }
 }
 

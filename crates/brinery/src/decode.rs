@@ -260,6 +260,114 @@ impl<'a> Iterator for Decoder<'a> {
     }
 }
 
+/// How much of a byte string the first pickle in it takes: see [`pickle_extent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// The first pickle ends (after its STOP) at this offset.
+    Complete(usize),
+    /// The input ends inside the first pickle: at least this many bytes in all are needed to
+    /// get past the operation it ends in (the exact end of that operation when its length is
+    /// known, one more byte otherwise).
+    Incomplete(usize),
+    /// Not a pickle from this offset on (an unknown opcode, a negative length): only a full
+    /// load or scan can say what is wrong.
+    Invalid(usize),
+}
+
+/// Where the first pickle in `data` ends, by its opcodes' lengths alone (nothing is checked
+/// but the framing of each operation): what a reader of a stream needs to take exactly one
+/// pickle from a file, as `pickle.load` does, and leave the rest for the next read. Never
+/// panics, runs in one pass, and allocates nothing.
+///
+/// ```
+/// use brinery::decode::{pickle_extent, Extent};
+/// assert_eq!(pickle_extent(b"\x80\x04N.\x80\x04N."), Extent::Complete(4));
+/// assert_eq!(pickle_extent(b"\x80\x04\x8e\x10\x00\x00\x00\x00\x00\x00\x00ab"), Extent::Incomplete(27));
+/// assert_eq!(pickle_extent(b"\x80\x04\xff."), Extent::Invalid(2));
+/// ```
+pub fn pickle_extent(data: &[u8]) -> Extent {
+    use crate::opcode::ArgKind;
+    let len = data.len();
+    let mut pos = 0usize;
+    // the end of a length-prefixed argument of `n` bytes after a `w`-byte length field, or the
+    // total the caller must read first
+    let counted = |pos: usize, w: usize, n: u64| -> Result<usize, Extent> {
+        let end = (pos as u64).saturating_add(1 + w as u64).saturating_add(n);
+        let end = usize::try_from(end).unwrap_or(usize::MAX);
+        if end > len {
+            Err(Extent::Incomplete(end))
+        } else {
+            Ok(end)
+        }
+    };
+    let le = |at: usize, w: usize| -> Option<u64> {
+        let bytes = data.get(at..at + w)?;
+        let mut v = 0u64;
+        for (i, &b) in bytes.iter().enumerate() {
+            v |= u64::from(b) << (8 * i);
+        }
+        Some(v)
+    };
+    let line_end = |from: usize| -> Option<usize> {
+        data.get(from..)?
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| from + i + 1)
+    };
+    loop {
+        let Some(&byte) = data.get(pos) else {
+            return Extent::Incomplete(len + 1);
+        };
+        let Some(opcode) = Opcode::from_byte(byte) else {
+            return Extent::Invalid(pos);
+        };
+        if opcode == Opcode::STOP {
+            return Extent::Complete(pos + 1);
+        }
+        let fixed = |w: usize| -> Result<usize, Extent> {
+            if pos + 1 + w > len {
+                Err(Extent::Incomplete(pos + 1 + w))
+            } else {
+                Ok(pos + 1 + w)
+            }
+        };
+        let next = match opcode.arg_kind() {
+            ArgKind::None => Ok(pos + 1),
+            ArgKind::U1 => fixed(1),
+            ArgKind::U2 => fixed(2),
+            ArgKind::U4 | ArgKind::I4 => fixed(4),
+            ArgKind::U8 | ArgKind::F8 => fixed(8),
+            ArgKind::Long1 | ArgKind::Counted1 => match le(pos + 1, 1) {
+                Some(n) => counted(pos, 1, n),
+                None => Err(Extent::Incomplete(pos + 2)),
+            },
+            ArgKind::Long4 | ArgKind::Counted4 => match le(pos + 1, 4) {
+                // LONG4 and BINSTRING lengths are signed: a negative one is not a pickle
+                Some(n)
+                    if n > i32::MAX as u64
+                        && matches!(opcode, Opcode::LONG4 | Opcode::BINSTRING) =>
+                {
+                    return Extent::Invalid(pos);
+                }
+                Some(n) => counted(pos, 4, n),
+                None => Err(Extent::Incomplete(pos + 5)),
+            },
+            ArgKind::Counted8 => match le(pos + 1, 8) {
+                Some(n) => counted(pos, 8, n),
+                None => Err(Extent::Incomplete(pos + 9)),
+            },
+            ArgKind::Line => line_end(pos + 1).ok_or(Extent::Incomplete(len + 1)),
+            ArgKind::TwoLines => line_end(pos + 1)
+                .and_then(line_end)
+                .ok_or(Extent::Incomplete(len + 1)),
+        };
+        match next {
+            Ok(n) => pos = n,
+            Err(e) => return e,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +430,48 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "pickle data was truncated: argument runs past the end of the input at byte 0 (BININT)"
+        );
+    }
+
+    #[test]
+    fn extent_of_the_first_pickle() {
+        use super::{pickle_extent, Extent};
+        // two pickles: the first ends after its STOP, whatever follows
+        let two = [
+            &b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01K\x02."[..],
+            b"\x80\x02N.",
+        ]
+        .concat();
+        assert_eq!(pickle_extent(&two), Extent::Complete(16));
+        // a STOP byte inside an argument is not the end
+        assert_eq!(pickle_extent(b"C\x01..N."), Extent::Complete(4));
+        assert_eq!(pickle_extent(b"S'a.b'\np0\n.rest"), Extent::Complete(11));
+        assert_eq!(pickle_extent(b"cos\nsystem\n."), Extent::Complete(12));
+        // cut inside: how much is needed
+        assert_eq!(pickle_extent(b""), Extent::Incomplete(1));
+        assert_eq!(pickle_extent(b"\x80"), Extent::Incomplete(2));
+        assert_eq!(pickle_extent(b"\x80\x04N"), Extent::Incomplete(4));
+        assert_eq!(
+            pickle_extent(b"\x8e\x00\x00\x00\x40"),
+            Extent::Incomplete(9)
+        );
+        assert_eq!(
+            pickle_extent(b"\x8e\x00\x00\x00\x40\x00\x00\x00\x00ab"),
+            Extent::Incomplete(9 + (1 << 30))
+        );
+        assert_eq!(pickle_extent(b"Vabc"), Extent::Incomplete(5));
+        assert_eq!(pickle_extent(b"cos\nsys"), Extent::Incomplete(8));
+        assert_eq!(
+            pickle_extent(b"\x8e\xff\xff\xff\xff\xff\xff\xff\xff"),
+            Extent::Incomplete(usize::MAX)
+        );
+        // not a pickle
+        assert_eq!(pickle_extent(b"{\"a\": 1}"), Extent::Invalid(0));
+        // a CSV line reads as INST's two lines: its end is not known yet
+        assert_eq!(pickle_extent(b"id,name\n"), Extent::Incomplete(9));
+        assert_eq!(
+            pickle_extent(b"\x8a\x01\x00\x8b\xff\xff\xff\xff"),
+            Extent::Invalid(3)
         );
     }
 }

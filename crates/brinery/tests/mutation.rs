@@ -59,6 +59,20 @@ fn exercise(data: &[u8]) {
         }
     }
 
+    // `pickle_extent` agrees with the decoder on where the first pickle ends: where the
+    // decoder meets a STOP before any error, and the whole corpus pickle when unmutated
+    let extent = brinery::decode::pickle_extent(data);
+    for op in Decoder::new(data) {
+        match op {
+            Ok(op) if op.opcode == brinery::Opcode::STOP => {
+                assert_eq!(extent, brinery::decode::Extent::Complete(op.offset + 1));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+
     let mut last = None;
     for op in Decoder::new(data) {
         match op {
