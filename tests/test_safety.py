@@ -982,6 +982,13 @@ def test_compressed_pickles_load_and_other_containers_are_refused(tmp_path):
         z.writestr("data.pkl", data)
     with pytest.raises(brinery.UnsafePickleError, match=r"refusing to load a container \(data.pkl\)"):
         brinery.safe_loads(buf.getvalue())
+    # pandas' `to_pickle("x.pkl.tar")`: a tar archive, scanned by its members and refused by
+    # name (it was reported as a malformed pickle)
+    frame.to_pickle(tmp_path / "frame.pkl.tar")
+    report = brinery.scan(tmp_path / "frame.pkl.tar")
+    assert report.ok and report.members == ["frame.pkl"], (report.findings, report.members)
+    with pytest.raises(brinery.UnsafePickleError, match=r"refusing to load a container \(frame.pkl\)"):
+        brinery.safe_load(tmp_path / "frame.pkl.tar")
 
 
 def test_joblib_files_scan_clean_but_are_not_handed_to_the_loader(tmp_path):

@@ -870,3 +870,64 @@ fn partial_wraps_only_allowed_functions() {
     b.extend_from_slice(b"\x85RNb.");
     assert!(rules(&framed(&b)).contains(&Rule::UnsafeArguments));
 }
+
+/// A tar archive of `(name, content)` regular files (ustar headers, as Python's tarfile writes).
+fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, content) in files {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(content);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+#[test]
+fn tar_archives_are_opened_by_content() {
+    let (p, l) = (policy(), Limits::default());
+    let evil: &[u8] = b"\x80\x02cposix\nsystem\nX\x01\x00\x00\x00x\x85R.";
+    let clean: &[u8] = b"\x80\x04N.";
+    let csv: &[u8] = b"id,name\n1,alice\n";
+    let archive = tar(&[("table.csv", csv), ("frame.pkl", clean), ("weights", evil)]);
+    let r = scan_file_bytes(&archive, &p, &l);
+    assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    assert_eq!(r.findings[0].rule, Rule::DangerousGlobal);
+    assert_eq!(r.findings[0].member.as_deref(), Some("weights"));
+    assert_eq!(r.members, ["frame.pkl", "weights"]);
+    assert_eq!(r.skipped, ["table.csv"]);
+    // inside gzip, as `to_pickle("x.pkl.tar.gz")` would not write but a user might
+    let r = scan_file_bytes(&gzip(&tar(&[("a.pkl", clean)])), &p, &l);
+    assert!(
+        r.is_ok() && r.members == ["(gzip)/a.pkl"],
+        "{:?} {:?}",
+        r.findings,
+        r.members
+    );
+    // a damaged header is a finding, not a silent skip
+    let mut bad = tar(&[("a.pkl", clean), ("b.pkl", evil)]);
+    bad[1024 + 10] ^= 0xff; // the second header's name: its checksum no longer adds up
+    let r = scan_file_bytes(&bad, &p, &l);
+    assert_eq!(r.findings[0].rule, Rule::BadContainer, "{:?}", r.findings);
+    // a pickle holding "ustar" at offset 257 is still a pickle
+    let mut data = b"\x80\x04\x95\x00\x01\x00\x00\x00\x00\x00\x00B\xf0\x00\x00\x00".to_vec();
+    data.resize(257, b'a');
+    data.extend_from_slice(b"ustar");
+    data.resize(16 + 0xf0, b'a');
+    data.extend_from_slice(b"0.");
+    let r = scan_file_bytes(&data, &p, &l);
+    assert!(r.members.is_empty(), "{:?}", r.members);
+}

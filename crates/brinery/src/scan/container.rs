@@ -1,5 +1,5 @@
 //! Containers, detected by content: zip (PyTorch archives and `.npz` included; CRCs are never
-//! checked, PyTorch writes some wrong), gzip, bz2, xz, zlib, `.npy` with object arrays, and
+//! checked, PyTorch writes some wrong), tar, gzip, bz2, xz, zlib, `.npy` with object arrays, and
 //! joblib files (plain or compressed). Every embedded pickle is scanned and every finding names
 //! its member. Decompression is bounded by [`ContainerOptions::max_decompressed`] in total, so a
 //! decompression bomb costs at most that much memory and is a finding.
@@ -95,10 +95,12 @@ pub enum ContainerKind {
     Zlib,
     /// A numpy `.npy` array file.
     Npy,
+    /// A POSIX (ustar) or GNU tar archive, as pandas' `to_pickle("x.pkl.tar")` writes.
+    Tar,
 }
 
 impl ContainerKind {
-    /// A short name: `zip`, `gzip`, `bz2`, `xz`, `lzma`, `zlib`, `npy`.
+    /// A short name: `zip`, `gzip`, `bz2`, `xz`, `lzma`, `zlib`, `npy`, `tar`.
     pub fn name(self) -> &'static str {
         match self {
             ContainerKind::Zip => "zip",
@@ -108,6 +110,7 @@ impl ContainerKind {
             ContainerKind::Lzma => "lzma",
             ContainerKind::Zlib => "zlib",
             ContainerKind::Npy => "npy",
+            ContainerKind::Tar => "tar",
         }
     }
 
@@ -129,6 +132,8 @@ impl ContainerKind {
             Some(ContainerKind::Lzma)
         } else if data.starts_with(b"\x93NUMPY") {
             Some(ContainerKind::Npy)
+        } else if is_tar_header(data) {
+            Some(ContainerKind::Tar)
         } else if data.len() >= 2 && data[0] == 0x78 && matches!(data[1], 0x01 | 0x5e | 0x9c | 0xda)
         {
             // 0x78 ('x') is not a pickle opcode, so this never shadows a pickle (the other
@@ -187,6 +192,7 @@ impl Walker<'_> {
         match kind {
             ContainerKind::Zip => self.zip(data, member, depth),
             ContainerKind::Npy => self.npy(data, member),
+            ContainerKind::Tar => self.tar(data, member, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz
@@ -245,7 +251,7 @@ impl Walker<'_> {
                 lzma_rs::lzma_decompress_with_options(&mut input, &mut out, &options)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
             }
-            ContainerKind::Zip | ContainerKind::Npy => Ok(()),
+            ContainerKind::Zip | ContainerKind::Npy | ContainerKind::Tar => Ok(()),
         };
         self.finish_decompress(out, result, kind.name(), name)
     }
@@ -314,6 +320,78 @@ impl Walker<'_> {
             self.pickle(body, Some(&name));
         } else {
             self.report.members.push(name);
+        }
+    }
+
+    /// The members of a tar archive: regular files are scanned like zip members (containers,
+    /// files named like pickles, content that may be one); a GNU long name (`L` entry) names the
+    /// next member; directories, links and pax headers hold no data to scan.
+    fn tar(&mut self, data: &[u8], member: Option<&str>, depth: u32) {
+        let prefix = member.map(|m| format!("{m}/")).unwrap_or_default();
+        let mut at = 0usize;
+        let mut long_name: Option<String> = None;
+        while let Some(header) = data.get(at..at + 512) {
+            if header.iter().all(|&b| b == 0) {
+                return; // the end-of-archive blocks
+            }
+            if !is_tar_header(&data[at..]) {
+                let name = member.map_or_else(|| "(tar)".to_owned(), str::to_owned);
+                let msg = format!("tar header at byte {at} is damaged: the rest is not scanned");
+                self.finding(Rule::BadContainer, Some(&name), msg);
+                return;
+            }
+            let Some(size) = tar_octal(&header[124..136]) else {
+                let msg = format!("tar header at byte {at} has no size: the rest is not scanned");
+                self.finding(Rule::BadContainer, Some("(tar)"), msg);
+                return;
+            };
+            let start = at + 512;
+            let end = usize::try_from(size)
+                .ok()
+                .and_then(|n| start.checked_add(n))
+                .filter(|&e| e <= data.len());
+            let Some(end) = end else {
+                let msg = format!("tar member at byte {at} runs past the end of the archive");
+                self.finding(Rule::BadContainer, Some("(tar)"), msg);
+                return;
+            };
+            let field = |r: std::ops::Range<usize>| {
+                let f = &header[r];
+                let n = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+                String::from_utf8_lossy(&f[..n]).into_owned()
+            };
+            let content = &data[start..end];
+            match header[156] {
+                b'L' => {
+                    let n = content
+                        .iter()
+                        .position(|&b| b == 0)
+                        .unwrap_or(content.len());
+                    long_name = Some(String::from_utf8_lossy(&content[..n]).into_owned());
+                }
+                b'0' | 0 | b'7' => {
+                    let name = long_name.take().unwrap_or_else(|| {
+                        let (pre, base) = (field(345..500), field(0..100));
+                        if pre.is_empty() {
+                            base
+                        } else {
+                            format!("{pre}/{base}")
+                        }
+                    });
+                    let full = format!("{prefix}{name}");
+                    if ContainerKind::detect(content).is_some() {
+                        self.walk(content, Some(&full), depth + 1);
+                    } else if has_pickle_name(&name)
+                        || may_hold_pickle(content, self.policy, self.limits)
+                    {
+                        self.pickle(content, Some(&full));
+                    } else {
+                        self.report.skipped.push(full);
+                    }
+                }
+                _ => long_name = None,
+            }
+            at = start + (end - start).div_ceil(512) * 512;
         }
     }
 
@@ -388,6 +466,56 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// Whether `data` starts with a tar header: the `ustar` magic at 257 and a header checksum
+/// that adds up (the sum of the header's bytes, its checksum field counted as blanks), so that
+/// a pickle that happens to hold "ustar" at that offset is not taken for one.
+fn is_tar_header(data: &[u8]) -> bool {
+    let Some(header) = data.get(..512) else {
+        return false;
+    };
+    if &header[257..262] != b"ustar" {
+        return false;
+    }
+    let Some(stored) = tar_octal(&header[148..156]) else {
+        return false;
+    };
+    let sum: u64 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
+        .sum();
+    sum == stored
+}
+
+/// A tar header's octal number field (NUL- or blank-terminated), or its base-256 form (high
+/// bit set) for sizes of 8 GiB and more.
+fn tar_octal(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|&b| b & 0x80 != 0) {
+        let mut v = 0u64;
+        for &b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(v);
+    }
+    let digits = field
+        .iter()
+        .skip_while(|&&b| b == b' ')
+        .take_while(|&&b| (b'0'..=b'7').contains(&b));
+    let mut v = 0u64;
+    let mut any = false;
+    for &d in digits {
+        v = v.checked_mul(8)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(v)
 }
 
 /// The file name endings of pickles: content under such a name is scanned whatever it holds
