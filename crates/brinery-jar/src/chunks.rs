@@ -130,25 +130,33 @@ impl ChunkStore {
 
     /// Store one chunk (dedup by hash). `fixed` chunks stay raw unless compression saves a third
     /// (so they can be mapped); other chunks are compressed when that saves a tenth.
+    ///
+    /// A chunk file that exists already is reused only if it holds exactly `data` (read back
+    /// and compared): a damaged one (cut short, bytes changed on disk) is replaced, so a save
+    /// never records a version that loads wrong; re-saving is how a user repairs one.
     pub(crate) fn put(&self, data: &[u8], fixed: bool) -> Result<Put> {
         let hash = blake3::hash(data).to_hex().to_string();
         let size = data.len() as u64;
         for zstd in [false, true] {
             let p = self.path(&hash, zstd);
-            match fs::metadata(&p) {
-                Ok(m) if zstd || m.len() == size => {
-                    return Ok(Put {
-                        chunk: ChunkRef { hash, size, zstd },
-                        written: 0,
-                        pending: None,
-                    });
-                }
-                Ok(_) => {
-                    // A damaged raw chunk (wrong size): replace it with the good bytes.
+            match fs::read(&p) {
+                Ok(raw) => {
+                    let same = if zstd {
+                        zstd::bulk::decompress(&raw, data.len()).is_ok_and(|d| d == data)
+                    } else {
+                        raw == data
+                    };
+                    if same {
+                        return Ok(Put {
+                            chunk: ChunkRef { hash, size, zstd },
+                            written: 0,
+                            pending: None,
+                        });
+                    }
                     fs::remove_file(&p).ctx("remove damaged chunk", &p)?;
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("stat", &p, e)),
+                Err(e) => return Err(Error::io("read chunk", &p, e)),
             }
         }
         let compressed = if fixed {

@@ -22,6 +22,15 @@ pub enum Error {
     /// The folder is not a jar (no valid `jar.json`).
     #[error("not a jar (no valid jar.json) at {}", .0.display())]
     NotAJar(PathBuf),
+    /// A new jar was asked for in a folder that already holds other things: a jar owns its
+    /// folder (gc clears its `tmp/`), so it is made only in a new or empty one.
+    #[error("not a jar and not empty (a new jar needs a new or empty folder; a project's jar is its .brinery folder): {what} at {}", path.display())]
+    NotEmpty {
+        /// The folder.
+        path: PathBuf,
+        /// The first entry that is not part of a jar.
+        what: String,
+    },
     /// The jar was written in a format this version cannot read.
     #[error("jar format {found} is not supported (this brinery reads format {supported}) at {}", path.display())]
     Format {
@@ -47,6 +56,20 @@ pub enum Error {
         name: String,
         /// The branch.
         branch: String,
+    },
+    /// A damaged log entry lies between the newest version and the one asked for by number:
+    /// what it held (a save, a delete) is unknown, so the number would point at the wrong
+    /// version.
+    #[error("{name:?} version {version} on branch {branch:?} cannot be told apart: a damaged log entry comes before it ({}); run `brinery jar verify`, then remove the damaged entry by hand to renumber the versions after it, or load by tag or as the latest", path.display())]
+    Renumbered {
+        /// The object name.
+        name: String,
+        /// The branch.
+        branch: String,
+        /// The version asked for.
+        version: i64,
+        /// The damaged entry file.
+        path: PathBuf,
     },
     /// The object exists but has no such version.
     #[error("{name:?} has no version {version} on branch {branch:?} (it has {count})")]

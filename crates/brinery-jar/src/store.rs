@@ -17,6 +17,8 @@ use crate::pickle;
 use crate::sign::{Key, SignatureStatus};
 
 const JAR_FILE: &str = "jar.json";
+/// The folders of a jar.
+const JAR_DIRS: [&str; 6] = ["chunks", "manifests", "log", "branches", "tags", "tmp"];
 const LOCK_FILE: &str = "lock";
 const MAIN: &str = "main";
 const MAX_BRANCH_DEPTH: usize = 256;
@@ -357,13 +359,18 @@ fn shard_of(id: &str) -> &str {
 }
 
 impl Jar {
-    /// Open the jar at `path`, creating it if it does not exist.
+    /// Open the jar at `path`, creating it if it does not exist. A folder that is not a jar is
+    /// made one only when it is new or empty (or holds only the empty folders of an interrupted
+    /// `init`): a jar owns everything in its folder, and gc deletes what it does not know.
     pub fn init(path: impl AsRef<Path>) -> Result<Jar> {
         let root = path.as_ref().to_path_buf();
-        for d in ["chunks", "manifests", "log", "branches", "tags", "tmp"] {
+        let jar_file = root.join(JAR_FILE);
+        if !jar_file.exists() {
+            Jar::check_new_root(&root)?;
+        }
+        for d in JAR_DIRS {
             fsio::ensure_dir(&root.join(d))?;
         }
-        let jar_file = root.join(JAR_FILE);
         if !jar_file.exists() {
             let rec = fsio::seal_record(&json!({
                 "format": FORMAT,
@@ -379,6 +386,35 @@ impl Jar {
             .open(&lock)
             .ctx("create", &lock)?;
         Jar::open(root)
+    }
+
+    /// Refuse to make a jar in `root` when it holds anything but what an interrupted `init`
+    /// leaves (the jar's empty folders, its lock file).
+    fn check_new_root(root: &Path) -> Result<()> {
+        let entries = match fs::read_dir(root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list", root, e)),
+        };
+        for entry in entries {
+            let entry = entry.ctx("list", root)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let own = if name == LOCK_FILE {
+                path.is_file()
+            } else {
+                JAR_DIRS.contains(&name.as_str())
+                    && path.is_dir()
+                    && fs::read_dir(&path).ctx("list", &path)?.next().is_none()
+            };
+            if !own {
+                return Err(Error::NotEmpty {
+                    path: root.to_path_buf(),
+                    what: name,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Open an existing jar. The current user's key ([`Key::user`]) signs saves and decides
@@ -547,6 +583,11 @@ impl Jar {
     // Logs
     // -----------------------------------------------------------------------------------------
 
+    /// The file name of the log entry with sequence number `seq`.
+    fn entry_file_name(seq: u64) -> String {
+        format!("{seq:020}.json")
+    }
+
     fn seq_of(file: &str) -> Option<u64> {
         let digits = file.strip_suffix(".json")?;
         (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
@@ -625,6 +666,33 @@ impl Jar {
         Ok(out)
     }
 
+    /// The damaged entries of `name`'s history as `chain[0]` sees it, each with its place in
+    /// the visible order (`(depth, seq)`, ancestors first: the order [`Jar::visible_in`]
+    /// returns entries in) and its file. An entry file whose name is not a sequence number has
+    /// no place and is left to `verify`.
+    fn damaged_in(&self, chain: &[String], name: &str) -> Result<Vec<((usize, u64), PathBuf)>> {
+        let Some((branch, parents)) = chain.split_first() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if let Some(rec) = self.branch_rec(branch)? {
+            let cutoff = rec.fork.get(name).copied().unwrap_or(0);
+            let parent_depth = parents.len().saturating_sub(1);
+            out = self
+                .damaged_in(parents, name)?
+                .into_iter()
+                .filter(|((depth, seq), _)| *depth != parent_depth || *seq <= cutoff)
+                .collect();
+        }
+        for bad in self.own_entries(branch, name)?.1 {
+            let file = bad.path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            if let Some(seq) = Jar::seq_of(file) {
+                out.push(((parents.len(), seq), bad.path));
+            }
+        }
+        Ok(out)
+    }
+
     /// Append an entry to `branch`'s log of `name` at the next free sequence number. The
     /// record is created with a create-only link: if another saver took the number first, the
     /// link fails and we try the next one, so no update is lost.
@@ -643,7 +711,7 @@ impl Jar {
                 time: fsio::now_rfc3339(),
             };
             let bytes = fsio::seal_record(&serde_json::to_value(&rec).unwrap_or_default());
-            let path = dir.join(format!("{seq:020}.json"));
+            let path = dir.join(Jar::entry_file_name(seq));
             if fsio::write_new(&self.tmp(), &path, &[&bytes], true)? {
                 return Ok(seq);
             }
@@ -803,6 +871,33 @@ impl Jar {
             }
             VersionSpec::Tag(_) => unreachable!("handled above"),
         };
+        if let VersionSpec::Number(n) = spec {
+            // a damaged entry between the newest version and this one (before it for a number
+            // counted from the first, after it for one counted from the newest) may have been a
+            // save: the number could name another version than the user's
+            let chain = self.ancestry(branch)?;
+            let depth_of = |b: &str| {
+                chain
+                    .iter()
+                    .position(|c| c == b)
+                    .map_or(0, |i| chain.len() - 1 - i)
+            };
+            let e = &saves[index].rec;
+            let at = (depth_of(&e.branch), e.seq);
+            let damaged = self.damaged_in(&chain, name)?;
+            if let Some((_, path)) =
+                damaged
+                    .into_iter()
+                    .find(|(place, _)| if *n > 0 { *place < at } else { *place > at })
+            {
+                return Err(Error::Renumbered {
+                    name: name.to_string(),
+                    branch: branch.to_string(),
+                    version: *n,
+                    path,
+                });
+            }
+        }
         self.info_of(saves[index], Some(index + 1), &tags)
     }
 
@@ -1360,6 +1455,9 @@ impl Jar {
                 })?;
             }
         }
+        // Plan everything first, refuse before anything is removed: a gc that stops half-way
+        // must not have dropped history (the entries of deleted names, the evidence `verify`
+        // reports).
         let mut report = GcReport::default();
         let mut live_entries: HashSet<(String, String, u64)> = HashSet::new();
         let mut live_manifests: HashSet<String> = HashSet::new();
@@ -1383,31 +1481,31 @@ impl Jar {
                 live_manifests.insert(t.manifest);
             }
         }
-        // Entries: drop the dead ones, but keep each log's highest sequence number so that
-        // numbering never goes back.
+        // Entries: the dead ones go, but each log keeps its highest sequence number so that
+        // numbering never goes back. A damaged entry is never removed: what it held is unknown
+        // (a save: removing it would renumber the versions after it for good), and `verify`
+        // keeps reporting it until someone removes it by hand.
+        let mut dead_entries: Vec<PathBuf> = Vec::new();
         for (branch, name, dir) in self.all_logs()? {
-            let files = fsio::list_dir(&dir)?;
-            let max = files
+            let (good, bad) = self.own_entries(&branch, &name)?;
+            let max_bad = bad
                 .iter()
-                .filter_map(|f| Jar::seq_of(f))
+                .filter_map(|b| b.path.file_name()?.to_str().and_then(Jar::seq_of))
                 .max()
                 .unwrap_or(0);
-            for f in files {
-                let Some(seq) = Jar::seq_of(&f) else { continue };
-                if seq == max {
-                    let (good, _) = self.own_entries(&branch, &name)?;
-                    if let Some(e) = good.iter().find(|e| e.rec.seq == seq) {
-                        if let Some(m) = &e.rec.manifest {
-                            live_manifests.insert(m.clone());
-                        }
+            let max = good
+                .iter()
+                .map(|e| e.rec.seq)
+                .max()
+                .unwrap_or(0)
+                .max(max_bad);
+            for e in &good {
+                if e.rec.seq == max {
+                    if let Some(m) = &e.rec.manifest {
+                        live_manifests.insert(m.clone());
                     }
-                    continue;
-                }
-                if !live_entries.contains(&(branch.clone(), name.clone(), seq)) {
-                    let p = dir.join(&f);
-                    report.bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-                    fs::remove_file(&p).ctx("remove", &p)?;
-                    report.entries += 1;
+                } else if !live_entries.contains(&(branch.clone(), name.clone(), e.rec.seq)) {
+                    dead_entries.push(dir.join(Jar::entry_file_name(e.rec.seq)));
                 }
             }
         }
@@ -1422,6 +1520,12 @@ impl Jar {
             for c in m.manifest.chunks() {
                 live_chunks.insert(c.hash.clone());
             }
+        }
+        // Now remove.
+        for p in dead_entries {
+            report.bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&p).ctx("remove", &p)?;
+            report.entries += 1;
         }
         for (p, f) in Jar::sharded_files(&self.root.join("manifests"))? {
             let id = f.strip_suffix(".json").unwrap_or(&f);

@@ -356,8 +356,33 @@ fn crash_states_leave_older_versions_loadable_and_are_reported() {
         Some(3)
     );
     check_old(&jar);
+    // gc keeps the damaged entry (what it held is unknown) and verify still reports it
     jar.gc().unwrap();
     check_old(&jar);
+    assert!(last.exists());
+    assert!(!jar.verify().unwrap().ok);
+    // the newest save is version 3 by count, but the damaged entry before it may have been a
+    // save: asking for "3" is refused, naming the entry, rather than answered with a guess
+    let e = jar
+        .info("main", "obj", &VersionSpec::Number(3))
+        .unwrap_err();
+    assert!(matches!(e, Error::Renumbered { .. }), "{e}");
+    assert!(e.to_string().contains(&last.display().to_string()), "{e}");
+    // numbers before it, the newest by -1, and the latest still resolve
+    jar.info("main", "obj", &VersionSpec::Number(2)).unwrap();
+    assert_eq!(
+        jar.info("main", "obj", &VersionSpec::Number(-1))
+            .unwrap()
+            .version,
+        Some(3)
+    );
+    let e = jar
+        .info("main", "obj", &VersionSpec::Number(-2))
+        .unwrap_err();
+    assert!(matches!(e, Error::Renumbered { .. }), "{e}");
+    // removing the damaged entry by hand (after verify named it) renumbers, as the user chose
+    fs::remove_file(&last).unwrap();
+    assert!(jar.verify().unwrap().ok);
 
     // 4. A garbled manifest: that version fails with a clear error, the others load.
     let v3 = jar.info("main", "obj", &VersionSpec::Number(3)).unwrap();
@@ -605,4 +630,132 @@ fn reads_by_a_name_no_save_accepts_are_refused_by_name() {
         assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
         assert!(jar.log("main", bad).is_err(), "{bad:?}");
     }
+}
+
+/// A jar owns its folder (gc clears its `tmp/`): a new one is made only in a new or empty
+/// folder, or one an interrupted `init` left; a folder of other things is refused, untouched.
+#[test]
+fn a_new_jar_is_made_only_in_an_empty_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    fs::create_dir_all(project.join("tmp")).unwrap();
+    fs::write(project.join("tmp").join("scratch.csv"), b"a,b\n").unwrap();
+    fs::write(project.join("analysis.ipynb"), b"{}").unwrap();
+    let e = Jar::init(&project).unwrap_err();
+    assert!(matches!(e, Error::NotEmpty { .. }), "{e}");
+    assert!(e.to_string().starts_with("not a jar and not empty"), "{e}");
+    assert!(!project.join("jar.json").exists() && !project.join("chunks").exists());
+    // only jar folders, but one of them holds a user's file: refused too
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(logs.join("log")).unwrap();
+    fs::write(logs.join("log").join("run.txt"), b"x").unwrap();
+    assert!(matches!(Jar::init(&logs), Err(Error::NotEmpty { .. })));
+    // new, empty, interrupted (empty jar folders and the lock), and existing: fine
+    let fresh = dir.path().join("fresh");
+    let jar = Jar::init(&fresh).unwrap();
+    save(&jar, "main", "x", b"\x80\x04N.", &[]);
+    fs::remove_file(fresh.join("jar.json")).unwrap();
+    fs::remove_dir_all(fresh.join("log")).unwrap();
+    fs::remove_dir_all(fresh.join("manifests")).unwrap();
+    fs::remove_dir_all(fresh.join("chunks")).unwrap();
+    Jar::init(&fresh).unwrap();
+    Jar::init(&fresh).unwrap();
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    Jar::init(&empty).unwrap();
+}
+
+/// Dedup reuses a chunk only if its file holds exactly the bytes: a damaged one (changed or
+/// emptied on disk) is replaced by the next save of the same data, which then loads right.
+#[test]
+fn a_save_never_reuses_a_damaged_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let big = noise(2 << 20, 7); // raw, fixed chunks
+    let text: Vec<u8> = b"compressible ".repeat(20_000); // a zstd chunk
+    let pickle = oob_pickle(2, b"in-band");
+    save(&jar, "main", "x", &pickle, &[&big, &text]);
+    let info = jar.info("main", "x", &VersionSpec::Latest).unwrap();
+    let chunks: Vec<brinery_jar::ChunkRef> = info.manifest.unwrap().chunks().cloned().collect();
+    let raw = chunks
+        .iter()
+        .find(|c| !c.zstd && c.size >= 1 << 20)
+        .expect("a raw chunk of the big buffer")
+        .clone();
+    let zst = chunks
+        .iter()
+        .find(|c| c.zstd)
+        .expect("a zstd chunk")
+        .clone();
+    // flip bytes inside the raw chunk (same size), empty the zstd one
+    let rp = chunk_path(&jar, &raw);
+    let mut bytes = fs::read(&rp).unwrap();
+    bytes[1000] ^= 0xff;
+    fs::remove_file(&rp).unwrap();
+    fs::write(&rp, &bytes).unwrap();
+    let zp = chunk_path(&jar, &zst);
+    fs::remove_file(&zp).unwrap();
+    fs::write(&zp, b"").unwrap();
+    assert!(!jar.verify().unwrap().ok);
+    // saving the same data again repairs both; every version then loads the right bytes
+    save(&jar, "main", "x", &pickle, &[&big, &text]);
+    assert!(jar.verify().unwrap().ok, "{:?}", jar.verify().unwrap());
+    for spec in [VersionSpec::Number(1), VersionSpec::Number(2)] {
+        let (_, bufs) = load_all(&jar, "main", "x", spec);
+        assert_eq!(bufs[0], big);
+        assert_eq!(bufs[1], text);
+    }
+}
+
+/// A gc that refuses (an unreadable manifest of a kept version) changes nothing: the entries
+/// of deleted names, the manifests and chunks are all still there.
+#[test]
+fn a_refused_gc_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let old = oob_pickle(1, b"old");
+    save(&jar, "main", "old", &old, &[&noise(70_000, 1)]);
+    save(
+        &jar,
+        "main",
+        "kept",
+        &oob_pickle(1, b"kept"),
+        &[&noise(70_000, 2)],
+    );
+    jar.delete("main", "old").unwrap();
+    let id = jar
+        .info("main", "kept", &VersionSpec::Latest)
+        .unwrap()
+        .id
+        .unwrap();
+    let mpath = jar
+        .root()
+        .join("manifests")
+        .join(&id[..2])
+        .join(format!("{id}.json"));
+    let good = fs::read(&mpath).unwrap();
+    let mut bad = good.clone();
+    bad[10] ^= 1;
+    fs::write(&mpath, &bad).unwrap();
+    let count = |d: &str| walk_files(&jar.root().join(d));
+    let before = (count("log"), count("manifests"), count("chunks"));
+    let e = jar.gc().unwrap_err();
+    assert!(matches!(e, Error::GcRefused(_)), "{e}");
+    assert_eq!((count("log"), count("manifests"), count("chunks")), before);
+    // the deleted name's history is still there to load
+    let (p, _) = load_all(&jar, "main", "old", VersionSpec::Number(1));
+    assert_eq!(p, old);
+    // repaired, gc goes ahead
+    fs::write(&mpath, &good).unwrap();
+    let r = jar.gc().unwrap();
+    assert!(r.entries >= 1 && r.manifests >= 1, "{r:?}");
+}
+
+fn walk_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        n += if p.is_dir() { walk_files(&p) } else { 1 };
+    }
+    n
 }
