@@ -70,6 +70,40 @@ def test_save_load_versions_and_tags(jar_env: Path) -> None:
         jar.save("", 1)
 
 
+def test_damage_and_deletion_are_described_not_fatal(jar_env: Path) -> None:
+    # found by an exploratory review: one damaged version made `summary()` (the notebook
+    # display) and `log` fail for the whole jar; `info` of a deleted name's version raised
+    # KeyError while `load` of it worked; a project folder was silently made a jar
+    jar = Jar(jar_env / "jar")
+    jar.save("model", {"v": 1})
+    jar.save("model", {"v": 2})
+    jar.save("gone", [1])
+    jar.delete("gone")
+    assert jar.load("gone", 1) == [1] and jar.info("gone", 1).version == 1
+    with pytest.raises(KeyError):
+        jar.info("gone")
+    mid = jar.info("model", 1).manifest["id"]
+    path = jar_env / "jar" / "manifests" / mid[:2] / f"{mid}.json"
+    damaged = bytearray(path.read_bytes())
+    damaged[10] ^= 1
+    path.unlink()
+    path.write_bytes(bytes(damaged))
+    assert "model" in jar.summary()
+    first, second = jar.log("model")
+    assert first.problem and "corrupt manifest" in first.problem and first.description.startswith("(damaged")
+    assert second.problem is None and jar.load("model") == {"v": 2}
+    with pytest.raises(
+        brinery.JarError if hasattr(brinery, "JarError") else Exception, match="corrupt manifest"
+    ):
+        jar.load("model", 1)
+    project = jar_env / "project"
+    (project / "tmp").mkdir(parents=True)
+    (project / "tmp" / "results.csv").write_text("a,b\n")
+    with pytest.raises(Exception, match="not a jar and not empty"):
+        Jar(project).save("x", 1)
+    assert (project / "tmp" / "results.csv").exists() and not (project / "jar.json").exists()
+
+
 def test_log_and_manifest_summary(jar_env: Path) -> None:
     jar = Jar(jar_env / "jar")
     df = frame()

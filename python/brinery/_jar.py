@@ -508,6 +508,8 @@ class VersionInfo:
     deleted: bool = False
     globals: tuple[str, ...] = ()
     manifest: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    problem: str | None = None
+    """Why this version cannot be read (a damaged manifest; ``jar.verify()`` says more), or None."""
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -520,6 +522,8 @@ class VersionInfo:
         """``DataFrame 1000×5`` and the like."""
         if self.deleted:
             return "(deleted)"
+        if self.problem:
+            return "(damaged: see jar.verify())"
         return describe(self.type, self.summary)
 
     def _row(self) -> list[str]:
@@ -633,6 +637,7 @@ def _info(name: str, entry: dict[str, Any]) -> VersionInfo:
         deleted=bool(entry.get("deleted")),
         globals=tuple(entry.get("globals") or ()),
         manifest=entry,
+        problem=entry.get("problem"),
     )
 
 
@@ -829,7 +834,8 @@ class Jar:
     def info(self, name: str, version: int | str | None = None) -> VersionInfo:
         """What the manifest says about one version (default: the latest), without loading it."""
         store = self._reader()
-        if store is None or not store.contains(self.current_branch, name):
+        # an explicit version of a deleted name is still there until gc, as for `load`
+        if store is None or (version is None and not store.contains(self.current_branch, name)):
             raise KeyError(self._missing(name))
         return _info(name, store.info(self.current_branch, name, version))
 

@@ -219,9 +219,12 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
             let jar = locate(args, false)?;
             let mut infos = Vec::new();
             for name in jar.names(&b)? {
-                let log = jar.log(&b, &name)?;
+                // the history lists a damaged version (its `problem`) instead of failing
+                let mut log = jar.log(&b, &name)?;
                 let versions = log.iter().filter(|v| !v.deleted).count();
-                let latest = jar.info(&b, &name, &VersionSpec::Latest)?;
+                let Some(latest) = log.pop().filter(|v| !v.deleted) else {
+                    continue;
+                };
                 infos.push((latest, versions));
             }
             if *json {
@@ -251,7 +254,10 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                         n.to_string(),
                         short_time(&v.time),
                         human(v.manifest.as_ref().map_or(0, |m| m.size)),
-                        meta_str(v, "type"),
+                        match &v.problem {
+                            Some(_) => "(damaged: see verify)".to_owned(),
+                            None => meta_str(v, "type"),
+                        },
                         v.manifest
                             .as_ref()
                             .and_then(|m| m.note.clone())
@@ -296,7 +302,10 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                         short_time(&v.time),
                         human(m.map_or(0, |m| m.size)),
                         human(m.map_or(0, |m| m.stored)),
-                        meta_str(v, "type"),
+                        match &v.problem {
+                            Some(_) => "(damaged: see verify)".to_owned(),
+                            None => meta_str(v, "type"),
+                        },
                         meta_str(v, "saved_by"),
                         v.tags.join(","),
                         m.and_then(|m| m.note.clone()).unwrap_or_default(),

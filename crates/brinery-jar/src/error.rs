@@ -91,6 +91,19 @@ pub enum Error {
         /// The tag.
         tag: String,
     },
+    /// The tag names a version the branch does not see (saved on another branch after the
+    /// fork, or on a branch that is not an ancestor).
+    #[error("tag {tag:?} of {name:?} names a version saved on branch {tag_branch:?}, which branch {branch:?} does not see (tags are shared by all branches of a name; switch to {tag_branch:?} to load it)")]
+    TagElsewhere {
+        /// The object name.
+        name: String,
+        /// The tag.
+        tag: String,
+        /// The branch the tagged version was saved on.
+        tag_branch: String,
+        /// The branch asked from.
+        branch: String,
+    },
     /// The tag already exists (tags never move).
     #[error("tag {tag:?} already exists for {name:?} (tags never move; pick another tag)")]
     TagExists {
@@ -100,7 +113,7 @@ pub enum Error {
         tag: String,
     },
     /// The branch does not exist.
-    #[error("branch {0:?} does not exist (create it first)")]
+    #[error("branch {0:?} does not exist (create it first: `jar.branch(name)` in Python or `%jar branch NAME` in a notebook)")]
     NoBranch(String),
     /// The branch already exists.
     #[error("branch {0:?} already exists")]
@@ -173,6 +186,7 @@ impl Error {
                 | Error::Deleted { .. }
                 | Error::NoVersion { .. }
                 | Error::NoTag { .. }
+                | Error::TagElsewhere { .. }
                 | Error::NoBranch(_)
         )
     }

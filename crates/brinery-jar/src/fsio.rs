@@ -230,7 +230,13 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<()> {
     if what == "tag" && value.parse::<i64>().is_ok() {
         return bad("a tag cannot be a number (numbers are versions)");
     }
-    if encode_name(value).len() > MAX_FILE_NAME {
+    // names are folders; tags and branches are `<name>.json` files
+    let limit = if what == "name" {
+        MAX_FILE_NAME
+    } else {
+        MAX_FILE_NAME - ".json".len()
+    };
+    if encode_name(value).len() > limit {
         // 200 bytes of text other than ASCII letters and digits take three bytes each on disk
         return bad("its file name in the jar would be longer than 255 bytes (each byte other than an ASCII letter, digit, '_', '-' or '.' takes three): use a shorter name");
     }
@@ -357,6 +363,12 @@ mod tests {
         assert!(e.contains("longer than 255 bytes"), "{e}");
         assert!(check_name("name", &"é".repeat(42)).is_ok()); // 252 bytes on disk
         assert!(check_name("name", &"a".repeat(200)).is_ok());
+        // a tag or branch is a file: 252 bytes and ".json" would not fit
+        for what in ["tag", "branch"] {
+            let e = check_name(what, &"é".repeat(42)).unwrap_err().to_string();
+            assert!(e.contains("longer than 255 bytes"), "{e}");
+            assert!(check_name(what, &"é".repeat(41)).is_ok()); // 246 + 5 bytes
+        }
     }
 
     #[test]

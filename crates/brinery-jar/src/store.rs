@@ -97,6 +97,9 @@ pub struct VersionInfo {
     pub key_id: Option<String>,
     /// Tags pointing at this version.
     pub tags: Vec<String>,
+    /// Why this version's manifest cannot be read (a damaged version, listed by
+    /// [`Jar::log`] rather than failing the whole history); `None` when it reads.
+    pub problem: Option<String>,
 }
 
 impl VersionInfo {
@@ -122,6 +125,7 @@ impl VersionInfo {
             "tags": self.tags,
             "signature": self.signature.as_str(),
             "key_id": self.key_id,
+            "problem": self.problem,
         })
     }
 
@@ -693,6 +697,21 @@ impl Jar {
         Ok(out)
     }
 
+    /// Whether `branch` sees (or saw, before a delete and gc) the entry `seq` of `name` saved on
+    /// `on`: `on` is `branch` itself, or an ancestor whose entry came before the fork of the
+    /// branch below it in the chain (the cut [`Jar::visible_in`] applies).
+    fn reaches(&self, branch: &str, name: &str, on: &str, seq: u64) -> Result<bool> {
+        let chain = self.ancestry(branch)?;
+        let Some(j) = chain.iter().position(|b| b == on) else {
+            return Ok(false);
+        };
+        if j == 0 {
+            return Ok(true);
+        }
+        let child = self.branch_rec(&chain[j - 1])?;
+        Ok(child.is_some_and(|rec| seq <= rec.fork.get(name).copied().unwrap_or(0)))
+    }
+
     /// Append an entry to `branch`'s log of `name` at the next free sequence number. The
     /// record is created with a create-only link: if another saver took the number first, the
     /// link fails and we try the next one, so no update is lost.
@@ -774,7 +793,36 @@ impl Jar {
                 .filter(|t| Some(&t.manifest) == e.rec.manifest.as_ref())
                 .map(|t| t.tag.clone())
                 .collect(),
+            problem: None,
         })
+    }
+
+    /// [`Jar::info_of`] for a listing: a version whose manifest is damaged is described (no
+    /// manifest, its [`VersionInfo::problem`]) instead of failing the list, so one damaged
+    /// version does not hide the others (loading it still fails, naming the file).
+    fn listed_info(
+        &self,
+        e: &Entry,
+        version: Option<usize>,
+        tags: &[TagRec],
+    ) -> Result<VersionInfo> {
+        match self.info_of(e, version, tags) {
+            Err(err @ (Error::Corrupt { .. } | Error::Io { .. })) => Ok(VersionInfo {
+                name: e.rec.name.clone(),
+                branch: e.rec.branch.clone(),
+                version,
+                seq: e.rec.seq,
+                time: e.rec.time.clone(),
+                deleted: e.rec.op == Op::Delete,
+                id: e.rec.manifest.clone(),
+                manifest: None,
+                signature: SignatureStatus::Unsigned,
+                key_id: None,
+                tags: Vec::new(),
+                problem: Some(err.to_string()),
+            }),
+            other => other,
+        }
     }
 
     /// The history of `name` on `branch`, oldest first (deletions included).
@@ -795,7 +843,7 @@ impl Jar {
                     n += 1;
                     n
                 });
-                self.info_of(e, v, &tags)
+                self.listed_info(e, v, &tags)
             })
             .collect()
     }
@@ -811,6 +859,14 @@ impl Jar {
                     name: name.to_string(),
                     tag: tag.clone(),
                 })?;
+            if !self.reaches(branch, name, &t.branch, t.seq)? {
+                return Err(Error::TagElsewhere {
+                    name: name.to_string(),
+                    tag: tag.clone(),
+                    tag_branch: t.branch.clone(),
+                    branch: branch.to_string(),
+                });
+            }
             let entry = Entry {
                 rec: EntryRec {
                     format: FORMAT,

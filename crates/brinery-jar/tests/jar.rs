@@ -759,3 +759,79 @@ fn walk_files(dir: &Path) -> usize {
     }
     n
 }
+
+/// A tag resolves only on a branch that sees the tagged version: a tag made on an experiment's
+/// branch does not hand main the experiment's object, while tags of history a branch inherited
+/// load from both.
+#[test]
+fn tags_do_not_leak_across_branches() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let one = oob_pickle(0, b"main-1");
+    save(&jar, "main", "x", &one, &[]);
+    jar.tag("main", "x", &VersionSpec::Latest, "base").unwrap();
+    jar.create_branch("exp", "main").unwrap();
+    let two = oob_pickle(0, b"exp-2");
+    save(&jar, "exp", "x", &two, &[]);
+    jar.tag("exp", "x", &VersionSpec::Latest, "best").unwrap();
+    let by_tag = |branch: &str, tag: &str| {
+        jar.load(
+            branch,
+            "x",
+            &VersionSpec::Tag(tag.into()),
+            LoadOptions { map: false },
+        )
+        .map(|l| l.pickle)
+    };
+    assert_eq!(by_tag("exp", "best").unwrap(), two);
+    let e = by_tag("main", "best").unwrap_err();
+    assert!(matches!(e, Error::TagElsewhere { .. }), "{e}");
+    assert!(e.is_not_found());
+    assert_eq!(by_tag("main", "base").unwrap(), one);
+    assert_eq!(by_tag("exp", "base").unwrap(), one);
+    // a save on main after the fork, tagged: exp does not see it
+    let three = oob_pickle(0, b"main-2");
+    save(&jar, "main", "x", &three, &[]);
+    jar.tag("main", "x", &VersionSpec::Latest, "later").unwrap();
+    assert_eq!(by_tag("main", "later").unwrap(), three);
+    assert!(matches!(
+        by_tag("exp", "later"),
+        Err(Error::TagElsewhere { .. })
+    ));
+}
+
+/// One damaged manifest does not hide the rest of the history: `log` lists the version with
+/// its problem, the others as usual; loading it still fails, naming the file.
+#[test]
+fn a_damaged_version_is_listed_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    save(&jar, "main", "m", &oob_pickle(0, b"one"), &[]);
+    save(&jar, "main", "m", &oob_pickle(0, b"two"), &[]);
+    let id = jar
+        .info("main", "m", &VersionSpec::Number(1))
+        .unwrap()
+        .id
+        .unwrap();
+    let mpath = jar
+        .root()
+        .join("manifests")
+        .join(&id[..2])
+        .join(format!("{id}.json"));
+    let mut m = fs::read(&mpath).unwrap();
+    m[10] ^= 1;
+    fs::write(&mpath, &m).unwrap();
+    let log = jar.log("main", "m").unwrap();
+    assert_eq!(log.len(), 2);
+    let problem = log[0].problem.as_deref().expect("v1 is damaged");
+    assert!(problem.starts_with("corrupt manifest"), "{problem}");
+    assert!(log[0].manifest.is_none() && log[1].problem.is_none());
+    assert_eq!(log[0].to_json()["problem"], problem);
+    assert_eq!(jar.names("main").unwrap(), ["m"]);
+    let e = jar
+        .load("main", "m", &VersionSpec::Number(1), LoadOptions::default())
+        .unwrap_err();
+    assert!(e.to_string().contains(&mpath.display().to_string()), "{e}");
+    let (p, _) = load_all(&jar, "main", "m", VersionSpec::Latest);
+    assert_eq!(p, oob_pickle(0, b"two"));
+}
