@@ -769,15 +769,24 @@ impl Jar {
     }
 
     fn info_of(&self, e: &Entry, version: Option<usize>, tags: &[TagRec]) -> Result<VersionInfo> {
-        let (manifest, signature, key_id) = match &e.rec.manifest {
-            Some(id) if e.rec.op == Op::Save => {
-                let m = self.read_manifest(id)?;
-                let status = SignatureStatus::of(self.key(), &m.body, m.signature.as_ref());
-                (Some(m.manifest), status, m.signature.map(|s| s.key_id))
-            }
-            _ => (None, SignatureStatus::Unsigned, None),
-        };
-        Ok(VersionInfo {
+        let mut info = Jar::entry_info(e, version);
+        if let Some(id) = e.rec.manifest.as_ref().filter(|_| e.rec.op == Op::Save) {
+            let m = self.read_manifest(id)?;
+            info.signature = SignatureStatus::of(self.key(), &m.body, m.signature.as_ref());
+            info.key_id = m.signature.map(|s| s.key_id);
+            info.manifest = Some(m.manifest);
+        }
+        info.tags = tags
+            .iter()
+            .filter(|t| Some(&t.manifest) == e.rec.manifest.as_ref())
+            .map(|t| t.tag.clone())
+            .collect();
+        Ok(info)
+    }
+
+    /// What the log entry alone says (no manifest read yet).
+    fn entry_info(e: &Entry, version: Option<usize>) -> VersionInfo {
+        VersionInfo {
             name: e.rec.name.clone(),
             branch: e.rec.branch.clone(),
             version,
@@ -785,16 +794,12 @@ impl Jar {
             time: e.rec.time.clone(),
             deleted: e.rec.op == Op::Delete,
             id: e.rec.manifest.clone(),
-            manifest,
-            signature,
-            key_id,
-            tags: tags
-                .iter()
-                .filter(|t| Some(&t.manifest) == e.rec.manifest.as_ref())
-                .map(|t| t.tag.clone())
-                .collect(),
+            manifest: None,
+            signature: SignatureStatus::Unsigned,
+            key_id: None,
+            tags: Vec::new(),
             problem: None,
-        })
+        }
     }
 
     /// [`Jar::info_of`] for a listing: a version whose manifest is damaged is described (no
@@ -808,18 +813,8 @@ impl Jar {
     ) -> Result<VersionInfo> {
         match self.info_of(e, version, tags) {
             Err(err @ (Error::Corrupt { .. } | Error::Io { .. })) => Ok(VersionInfo {
-                name: e.rec.name.clone(),
-                branch: e.rec.branch.clone(),
-                version,
-                seq: e.rec.seq,
-                time: e.rec.time.clone(),
-                deleted: e.rec.op == Op::Delete,
-                id: e.rec.manifest.clone(),
-                manifest: None,
-                signature: SignatureStatus::Unsigned,
-                key_id: None,
-                tags: Vec::new(),
                 problem: Some(err.to_string()),
+                ..Jar::entry_info(e, version)
             }),
             other => other,
         }

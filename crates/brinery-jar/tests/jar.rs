@@ -69,6 +69,15 @@ fn chunk_path(jar: &Jar, c: &brinery_jar::ChunkRef) -> PathBuf {
     jar.root().join("chunks").join(&c.hash[..2]).join(f)
 }
 
+/// The manifest file of `name@spec` on main.
+fn manifest_path(jar: &Jar, name: &str, spec: VersionSpec) -> PathBuf {
+    let id = jar.info("main", name, &spec).unwrap().id.unwrap();
+    jar.root()
+        .join("manifests")
+        .join(&id[..2])
+        .join(format!("{id}.json"))
+}
+
 fn entry_files(jar: &Jar, branch: &str, name: &str) -> Vec<PathBuf> {
     let dir = jar.root().join("log").join(branch).join(name);
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
@@ -723,16 +732,7 @@ fn a_refused_gc_removes_nothing() {
         &[&noise(70_000, 2)],
     );
     jar.delete("main", "old").unwrap();
-    let id = jar
-        .info("main", "kept", &VersionSpec::Latest)
-        .unwrap()
-        .id
-        .unwrap();
-    let mpath = jar
-        .root()
-        .join("manifests")
-        .join(&id[..2])
-        .join(format!("{id}.json"));
+    let mpath = manifest_path(&jar, "kept", VersionSpec::Latest);
     let good = fs::read(&mpath).unwrap();
     let mut bad = good.clone();
     bad[10] ^= 1;
@@ -808,16 +808,7 @@ fn a_damaged_version_is_listed_not_fatal() {
     let jar = jar_in(dir.path());
     save(&jar, "main", "m", &oob_pickle(0, b"one"), &[]);
     save(&jar, "main", "m", &oob_pickle(0, b"two"), &[]);
-    let id = jar
-        .info("main", "m", &VersionSpec::Number(1))
-        .unwrap()
-        .id
-        .unwrap();
-    let mpath = jar
-        .root()
-        .join("manifests")
-        .join(&id[..2])
-        .join(format!("{id}.json"));
+    let mpath = manifest_path(&jar, "m", VersionSpec::Number(1));
     let mut m = fs::read(&mpath).unwrap();
     m[10] ^= 1;
     fs::write(&mpath, &m).unwrap();
