@@ -1216,9 +1216,7 @@ impl Guard {
             | ArgRule::ArrowBufferData
             | ArgRule::ArrowArrayData => None, // `value_argument`
             ArgRule::AllowedFunction => {
-                let ok = global
-                    .as_ref()
-                    .is_some_and(|g| g.0 == Access::Call && g.1 == Special::None);
+                let ok = self.is_allowed_function(arg);
                 (!ok).then_some(
                     "something other than a global the policy allows to call, without call rules of its own",
                 )
@@ -1366,6 +1364,14 @@ impl Guard {
         Ok(NUMPY.get(py))
     }
 
+    /// Whether `obj` may be a `functools.partial`'s function (`ArgRule::AllowedFunction`): a
+    /// global this load resolved, which the policy allows to call, with no call rules of its
+    /// own.
+    fn is_allowed_function(&self, obj: &Bound<'_, PyAny>) -> bool {
+        self.lookup(obj)
+            .is_some_and(|g| g.0 == Access::Call && g.1 == Special::None)
+    }
+
     /// BUILD on a `functools.partial`: `partial.__setstate__` takes `(function, args, keywords,
     /// dict)` and replaces the function the call was checked with (`ArgRule::AllowedFunction`),
     /// so the state's function must pass the same rule: a global the policy allows to call, with
@@ -1401,10 +1407,7 @@ impl Guard {
             .cast::<PyTuple>()
             .ok()
             .and_then(|t| t.get_item(0).ok());
-        let ok = func.as_ref().is_some_and(|f| {
-            self.lookup(f)
-                .is_some_and(|g| g.0 == Access::Call && g.1 == Special::None)
-        });
+        let ok = func.as_ref().is_some_and(|f| self.is_allowed_function(f));
         if ok {
             return Ok(());
         }
