@@ -288,6 +288,11 @@ struct EntryRec {
     op: Op,
     manifest: Option<String>,
     time: String,
+    /// On a delete: the number of the last version before it, so that version numbers go on
+    /// from there after gc has removed those versions (absent in older jars, whose numbers
+    /// start again at 1 after a gc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    versions_before: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -716,6 +721,18 @@ impl Jar {
     /// record is created with a create-only link: if another saver took the number first, the
     /// link fails and we try the next one, so no update is lost.
     fn append(&self, branch: &str, name: &str, op: Op, manifest: Option<&str>) -> Result<u64> {
+        self.append_entry(branch, name, op, manifest, None)
+    }
+
+    /// [`Jar::append`] with a delete's [`EntryRec::versions_before`].
+    fn append_entry(
+        &self,
+        branch: &str,
+        name: &str,
+        op: Op,
+        manifest: Option<&str>,
+        versions_before: Option<usize>,
+    ) -> Result<u64> {
         let dir = self.log_dir(branch, name);
         fsio::ensure_dir(&dir)?;
         for _ in 0..100_000 {
@@ -728,6 +745,7 @@ impl Jar {
                 op,
                 manifest: manifest.map(str::to_string),
                 time: fsio::now_rfc3339(),
+                versions_before,
             };
             let bytes = fsio::seal_record(&serde_json::to_value(&rec).unwrap_or_default());
             let path = dir.join(Jar::entry_file_name(seq));
@@ -830,15 +848,28 @@ impl Jar {
             });
         }
         let tags = self.tags_of(name)?;
-        let mut n = 0;
+        Jar::numbered(&entries)
+            .into_iter()
+            .map(|(v, e)| self.listed_info(e, v, &tags))
+            .collect()
+    }
+
+    /// Each entry of a history with its version number (`None` for a delete): saves count up
+    /// from 1, and a delete that recorded how many versions came before it
+    /// ([`EntryRec::versions_before`]) carries the count past versions gc has removed.
+    fn numbered(entries: &[Entry]) -> Vec<(Option<usize>, &Entry)> {
+        let mut n = 0usize;
         entries
             .iter()
-            .map(|e| {
-                let v = (e.rec.op == Op::Save).then(|| {
+            .map(|e| match e.rec.op {
+                Op::Save => {
                     n += 1;
-                    n
-                });
-                self.listed_info(e, v, &tags)
+                    (Some(n), e)
+                }
+                Op::Delete => {
+                    n = n.max(e.rec.versions_before.unwrap_or(0));
+                    (None, e)
+                }
             })
             .collect()
     }
@@ -871,15 +902,15 @@ impl Jar {
                     op: Op::Save,
                     manifest: Some(t.manifest.clone()),
                     time: t.time.clone(),
+                    versions_before: None,
                 },
             };
             // Its number on the asked branch when the branch sees it, else the tagged number.
             let visible = self.visible(branch, name).unwrap_or_default();
-            let number = visible
-                .iter()
-                .filter(|e| e.rec.op == Op::Save)
-                .position(|e| e.rec.manifest.as_ref() == Some(&t.manifest))
-                .map(|i| i + 1)
+            let number = Jar::numbered(&visible)
+                .into_iter()
+                .find(|(v, e)| v.is_some() && e.rec.manifest.as_ref() == Some(&t.manifest))
+                .and_then(|(v, _)| v)
                 .unwrap_or(t.version);
             let mut info = self.info_of(&entry, Some(number), &tags)?;
             if let Some(e) = visible
@@ -896,7 +927,16 @@ impl Jar {
             branch: branch.to_string(),
         };
         let last = entries.last().ok_or_else(not_found)?;
-        let saves: Vec<&Entry> = entries.iter().filter(|e| e.rec.op == Op::Save).collect();
+        let saves: Vec<(usize, &Entry)> = Jar::numbered(&entries)
+            .into_iter()
+            .filter_map(|(v, e)| v.map(|v| (v, e)))
+            .collect();
+        let no_version = |n: i64| Error::NoVersion {
+            name: name.to_string(),
+            branch: branch.to_string(),
+            version: n,
+            count: saves.len(),
+        };
         let index = match spec {
             VersionSpec::Latest => {
                 if last.rec.op == Op::Delete {
@@ -907,16 +947,14 @@ impl Jar {
                 }
                 saves.len() - 1
             }
+            VersionSpec::Number(n) if *n > 0 => saves
+                .iter()
+                .position(|(v, _)| *v as i64 == *n)
+                .ok_or_else(|| no_version(*n))?,
             VersionSpec::Number(n) => {
-                let len = saves.len() as i64;
-                let i = if *n > 0 { n - 1 } else { len + n };
-                if *n == 0 || i < 0 || i >= len {
-                    return Err(Error::NoVersion {
-                        name: name.to_string(),
-                        branch: branch.to_string(),
-                        version: *n,
-                        count: saves.len(),
-                    });
+                let i = saves.len() as i64 + n;
+                if *n == 0 || i < 0 {
+                    return Err(no_version(*n));
                 }
                 i as usize
             }
@@ -933,7 +971,7 @@ impl Jar {
                     .position(|c| c == b)
                     .map_or(0, |i| chain.len() - 1 - i)
             };
-            let e = &saves[index].rec;
+            let e = &saves[index].1.rec;
             let at = (depth_of(&e.branch), e.seq);
             let damaged = self.damaged_in(&chain, name)?;
             if let Some((_, path)) =
@@ -949,7 +987,8 @@ impl Jar {
                 });
             }
         }
-        self.info_of(saves[index], Some(index + 1), &tags)
+        let (number, entry) = saves[index];
+        self.info_of(entry, Some(number), &tags)
     }
 
     /// The info of one version, without reading its data.
@@ -1218,8 +1257,12 @@ impl Jar {
             }
             Some(_) => {}
         }
+        let before = Jar::numbered(&entries)
+            .into_iter()
+            .rev()
+            .find_map(|(v, _)| v);
         let _lock = self.lock(false)?;
-        self.append(branch, name, Op::Delete, None)?;
+        self.append_entry(branch, name, Op::Delete, None, before)?;
         Ok(())
     }
 
@@ -1625,16 +1668,13 @@ impl Jar {
                 }
             };
             for name in &names {
-                let mut n = 0;
-                for e in self.visible_in(&chain, name)? {
-                    if e.rec.op == Op::Save {
-                        n += 1;
-                        if let Some(m) = e.rec.manifest {
-                            versions_of
-                                .entry(m)
-                                .or_default()
-                                .push(format!("{branch}:{name}@{n}"));
-                        }
+                let entries = self.visible_in(&chain, name)?;
+                for (v, e) in Jar::numbered(&entries) {
+                    if let (Some(n), Some(m)) = (v, &e.rec.manifest) {
+                        versions_of
+                            .entry(m.clone())
+                            .or_default()
+                            .push(format!("{branch}:{name}@{n}"));
                     }
                 }
             }

@@ -564,13 +564,14 @@ fn gc_drops_deleted_history_and_unreferenced_data_only() {
         keep
     );
     assert!(jar.verify().unwrap().ok);
-    // Saving the name again starts a fresh history after the tombstone.
+    // Saving the name again goes on after the tombstone, numbering included (it recorded
+    // the two versions before it).
     save(&jar, "main", "gone", &oob_pickle(1, b"g3"), &[&drop_]);
     assert_eq!(
         jar.info("main", "gone", &VersionSpec::Latest)
             .unwrap()
             .version,
-        Some(1)
+        Some(3)
     );
     assert_eq!(jar.gc().unwrap(), brinery_jar::GcReport::default());
 }
@@ -825,4 +826,43 @@ fn a_damaged_version_is_listed_not_fatal() {
     assert!(e.to_string().contains(&mpath.display().to_string()), "{e}");
     let (p, _) = load_all(&jar, "main", "m", VersionSpec::Latest);
     assert_eq!(p, oob_pickle(0, b"two"));
+}
+
+/// Version numbers go on after a delete, also once gc has removed the deleted versions: a
+/// number that named the old history never names a new object.
+#[test]
+fn version_numbers_continue_after_delete_and_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    for s in [b"a", b"b"] {
+        save(&jar, "main", "x", &oob_pickle(0, s), &[]);
+    }
+    jar.delete("main", "x").unwrap();
+    jar.gc().unwrap();
+    let c = oob_pickle(0, b"c");
+    let v = jar.save("main", "x", &{
+        let mut i = SaveInput::new(&c);
+        i.meta = serde_json::json!({"type": "test.Thing"});
+        i
+    });
+    assert_eq!(v.unwrap().version, Some(3));
+    let e = jar.info("main", "x", &VersionSpec::Number(2)).unwrap_err();
+    assert!(matches!(e, Error::NoVersion { .. }), "{e}");
+    assert_eq!(load_all(&jar, "main", "x", VersionSpec::Number(3)).0, c);
+    assert_eq!(load_all(&jar, "main", "x", VersionSpec::Number(-1)).0, c);
+    let versions: Vec<Option<usize>> = jar
+        .log("main", "x")
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(versions, [None, Some(3)]);
+    // and again: the second delete remembers 3
+    jar.delete("main", "x").unwrap();
+    jar.gc().unwrap();
+    save(&jar, "main", "x", &oob_pickle(0, b"d"), &[]);
+    assert_eq!(
+        jar.info("main", "x", &VersionSpec::Latest).unwrap().version,
+        Some(4)
+    );
 }
