@@ -64,6 +64,8 @@ def test_save_load_versions_and_tags(jar_env: Path) -> None:
     assert jar.names() == ["config", "df"] == list(jar)
     with pytest.raises(KeyError, match="no object named 'nope' on branch 'main'"):
         jar.load("nope")
+    with pytest.raises(KeyError, match=r"for a version, call jar.load\('df', 1\)"):
+        jar.load("df@1")
     with pytest.raises(Exception, match="7"):
         jar.load("df", 7)
     with pytest.raises(TypeError, match="non-empty string"):

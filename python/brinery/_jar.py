@@ -811,6 +811,10 @@ class Jar:
     def _missing(self, name: str, version: int | str | None = None) -> str:
         where = f"on branch {self.current_branch!r} of the jar at {self.path}"
         if version is None:
+            base, at, spec = name.rpartition("@")
+            if at and base and spec:  # `name@version` is the CLI's and the magic's spelling
+                hint = int(spec) if spec.lstrip("-").isdigit() else spec
+                return f"no object named {name!r} {where} (for a version, call jar.load({base!r}, {hint!r}))"
             return f"no object named {name!r} {where}"
         return f"no version {version!r} of {name!r} {where}"
 
