@@ -605,6 +605,27 @@ def test_partial_of_an_allowed_function_loads_and_nothing_else_does():
         assert e.value.findings[0].rule == "BRS008", e.value
 
 
+def _su(text: str) -> bytes:
+    return b"\x8c" + bytes([len(text)]) + text.encode()
+
+
+def test_a_setstate_stored_on_the_object_is_never_called(tmp_path):
+    # the loader looks `__setstate__` up on the instance: an earlier BUILD can store one there
+    # (here `dateutil.tz.tzfile`, reference-only because calling it opens its path), and the
+    # next BUILD would call it with an unchecked argument (red-team, session 10)
+    marker = tmp_path / "opened"
+    marker.write_text("x")
+    ns = _su("types") + _su("SimpleNamespace") + b"\x93)R"
+    tzfile = _su("dateutil.tz") + _su("tzfile") + b"\x93"
+    data = b"\x80\x04" + ns + b"}" + _su("__setstate__") + tzfile + b"sb" + _su(str(marker)) + b"b."
+    # the scan does not follow dict keys (what an opcode-dense pickle would pay for): the
+    # load-time guard refuses at the second BUILD, before it calls anything
+    with pytest.raises(brinery.UnsafePickleError, match="__setstate__"):
+        brinery.safe_loads(data)
+    with pytest.raises(brinery.UnsafePickleError, match="__setstate__"):
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+
+
 def test_fitted_estimators_predict_the_same(corpus):
     import numpy as np
 

@@ -333,6 +333,10 @@ fn content_that_holds_no_pickle_is_told_apart() {
         b"index\nfoo\nbar\n", // INST of ndex.foo: could run, so scanned
         b"\x82\x01R garbage", // an extension code, called, then a crash
     ];
+    // a payload behind more MARKs than the scan's depth limit (red-team, session 10)
+    let mut deep = vec![b'('; 10_001];
+    deep.extend_from_slice(b"cos\nsystem\n(S'x'\ntR.");
+    assert!(may_hold_pickle(&deep, &p, &l));
     for data in pickles {
         assert!(
             may_hold_pickle(data, &p, &l),

@@ -1364,6 +1364,48 @@ impl Guard {
         Ok(NUMPY.get(py))
     }
 
+    /// BUILD on an object whose own `__dict__` holds `__setstate__`: the loader looks it up
+    /// on the instance and would call it with the state, unchecked (put there by an earlier
+    /// BUILD, a `SimpleNamespace` keyword, an estimator's `__dict__.update`). Objects without
+    /// an instance dict (numpy arrays, most builtins) are skipped without a lookup.
+    fn no_instance_setstate(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        // SAFETY: `target` is a live object; its type's `tp_dictoffset` is a plain field.
+        let has_dict = unsafe { (*target.get_type().as_type_ptr()).tp_dictoffset != 0 };
+        if !has_dict {
+            return Ok(());
+        }
+        // SAFETY: the generic `__dict__` getter of a live object: a new reference to its
+        // instance dict (created if needed) or NULL with an exception; no Python code runs.
+        let dict = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyObject_GenericGetDict(target.as_ptr(), std::ptr::null_mut()),
+            )
+        };
+        let Ok(dict) = dict else {
+            return Ok(()); // no instance dict after all: nothing to look up there
+        };
+        let Ok(dict) = dict.cast::<pyo3::types::PyDict>() else {
+            return Ok(());
+        };
+        if dict.contains(pyo3::intern!(py, "__setstate__"))? {
+            return Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                None,
+                "BUILD on an object whose own __dict__ holds __setstate__: the load would call it, unchecked"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `obj` may be a `functools.partial`'s function (`ArgRule::AllowedFunction`): a
     /// global this load resolved, which the policy allows to call, with no call rules of its
     /// own.
@@ -1720,6 +1762,7 @@ impl Guard {
                 self.not_global(py, op, at(2))?;
                 self.not_shared(py, op, at(2))?;
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
+                    self.no_instance_setstate(py, op, target)?;
                     self.numpy_state(py, op, target, state)?;
                     self.partial_state(py, op, target, state)?;
                 }

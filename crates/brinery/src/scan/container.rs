@@ -61,10 +61,14 @@ pub fn may_hold_pickle(data: &[u8], policy: &Policy, limits: &Limits) -> bool {
             .globals
             .iter()
             .any(|g| is_dotted_identifier(&g.module) && is_dotted_identifier(&g.name))
-        || report
-            .findings
-            .iter()
-            .any(|f| matches!(f.rule, Rule::ExtensionCode | Rule::ComputedGlobal))
+        || report.findings.iter().any(|f| {
+            // a limit stops the scan before the end: what lies beyond it is unknown (10,000
+            // MARKs, then a payload `pickle.load` reaches: CPython has no such limit)
+            matches!(
+                f.rule,
+                Rule::ExtensionCode | Rule::ComputedGlobal | Rule::LimitExceeded
+            )
+        })
 }
 
 /// `a.b_c.D`: identifiers (letters, digits, `_`, not starting with a digit) joined by dots.
