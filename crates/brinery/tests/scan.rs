@@ -877,16 +877,27 @@ fn partial_wraps_only_allowed_functions() {
 
 /// A tar archive of `(name, content)` regular files (ustar headers, as Python's tarfile writes).
 fn tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<(&str, u8, Option<&str>, &[u8])> =
+        files.iter().map(|(n, c)| (*n, b'0', None, *c)).collect();
+    tar_raw(&entries)
+}
+
+/// A tar archive of `(name, type flag, size field or None for the content's, content)`.
+fn tar_raw(files: &[(&str, u8, Option<&str>, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (name, content) in files {
+    for (name, flag, size_field, content) in files {
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
         h[100..108].copy_from_slice(b"0000644\0");
         h[108..116].copy_from_slice(b"0000000\0");
         h[116..124].copy_from_slice(b"0000000\0");
-        h[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
+        let size = match size_field {
+            Some(f) => format!("{f:\0<12}"),
+            None => format!("{:011o}\0", content.len()),
+        };
+        h[124..136].copy_from_slice(size.as_bytes());
         h[136..148].copy_from_slice(b"00000000000\0");
-        h[156] = b'0';
+        h[156] = *flag;
         h[257..263].copy_from_slice(b"ustar\0");
         h[263..265].copy_from_slice(b"00");
         h[148..156].copy_from_slice(b"        ");
@@ -934,4 +945,56 @@ fn tar_archives_are_opened_by_content() {
     data.extend_from_slice(b"0.");
     let r = scan_file_bytes(&data, &p, &l);
     assert!(r.members.is_empty(), "{:?}", r.members);
+
+    // red-team, session 10: what Python's tarfile reads, the scan reads too
+    // - a member of a type tarfile reads as a regular file
+    let r = scan_file_bytes(&tar_raw(&[("x", b'Z', None, evil)]), &p, &l);
+    assert_eq!(
+        r.findings[0].rule,
+        Rule::DangerousGlobal,
+        "{:?}",
+        r.findings
+    );
+    // - a size that is not plain octal (tarfile reads `0_1000` as 512) is a finding, not 0
+    let mut a = tar_raw(&[("x", b'0', Some("0_1000"), &[])]);
+    a.truncate(512);
+    a.extend_from_slice(&tar(&[("y", evil)]));
+    let r = scan_file_bytes(&a, &p, &l);
+    assert!(
+        r.findings.iter().any(|f| f.rule == Rule::BadContainer),
+        "{:?}",
+        r.findings
+    );
+    // - a pax header's size applies to the next member
+    let rec = format!(
+        "{} size={}\n",
+        9 + evil.len().to_string().len() + 1,
+        evil.len()
+    );
+    let rec = if rec.len() != rec[..rec.find(' ').unwrap()].parse::<usize>().unwrap() {
+        format!("{} size={}\n", rec.len(), evil.len())
+    } else {
+        rec
+    };
+    let mut hidden = evil.to_vec();
+    hidden.resize(512, 0);
+    let a = tar_raw(&[
+        ("pax", b'x', None, rec.as_bytes()),
+        ("x", b'0', Some("0"), &hidden),
+    ]);
+    let r = scan_file_bytes(&a, &p, &l);
+    assert!(
+        r.findings.iter().any(|f| f.rule == Rule::DangerousGlobal),
+        "{:?} {:?}",
+        r.findings,
+        r.members
+    );
+    // - a tar whose first header is also a pickle (`cos\nsystem\n...` in the name field)
+    let name = "cos\nsystem\n(S'x'\ntR.";
+    let r = scan_file_bytes(&tar(&[(name, clean)]), &p, &l);
+    assert!(
+        r.findings.iter().any(|f| f.rule == Rule::DangerousGlobal),
+        "{:?}",
+        r.findings
+    );
 }

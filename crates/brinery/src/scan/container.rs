@@ -196,7 +196,18 @@ impl Walker<'_> {
         match kind {
             ContainerKind::Zip => self.zip(data, member, depth),
             ContainerKind::Npy => self.npy(data, member),
-            ContainerKind::Tar => self.tar(data, member, depth),
+            ContainerKind::Tar => {
+                self.tar(data, member, depth);
+                // its first header (a name field) can hold a whole pickle that `pickle.load`
+                // would run: a tar that may also be a pickle is scanned as one too
+                if may_hold_pickle(data, self.policy, self.limits) {
+                    let name = match member {
+                        Some(m) => format!("{m}/(read as a pickle)"),
+                        None => "(tar read as a pickle)".to_owned(),
+                    };
+                    self.pickle(data, Some(&name));
+                }
+            }
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz
@@ -332,21 +343,29 @@ impl Walker<'_> {
     /// next member; directories, links and pax headers hold no data to scan.
     fn tar(&mut self, data: &[u8], member: Option<&str>, depth: u32) {
         let prefix = member.map(|m| format!("{m}/")).unwrap_or_default();
+        let label = member.map_or_else(|| "(tar)".to_owned(), str::to_owned);
         let mut at = 0usize;
         let mut long_name: Option<String> = None;
+        // a pax extended header's `size` and `path` for the next member (Python's tarfile
+        // honours them)
+        let mut pax_size: Option<u64> = None;
+        let mut pax_path: Option<String> = None;
         while let Some(header) = data.get(at..at + 512) {
             if header.iter().all(|&b| b == 0) {
                 return; // the end-of-archive blocks
             }
             if !is_tar_header(&data[at..]) {
-                let name = member.map_or_else(|| "(tar)".to_owned(), str::to_owned);
                 let msg = format!("tar header at byte {at} is damaged: the rest is not scanned");
-                self.finding(Rule::BadContainer, Some(&name), msg);
+                self.finding(Rule::BadContainer, Some(&label), msg);
                 return;
             }
-            let Some(size) = tar_octal(&header[124..136]) else {
-                let msg = format!("tar header at byte {at} has no size: the rest is not scanned");
-                self.finding(Rule::BadContainer, Some("(tar)"), msg);
+            // a size that is not plain octal (Python's tarfile reads `0_1000` as 512) is not
+            // guessed at: what the archive holds after it is unknown
+            let Some(size) = pax_size.take().or_else(|| tar_octal(&header[124..136])) else {
+                let msg = format!(
+                    "tar header at byte {at} has a size that is not plain octal: the rest is not scanned"
+                );
+                self.finding(Rule::BadContainer, Some(&label), msg);
                 return;
             };
             let start = at + 512;
@@ -356,7 +375,7 @@ impl Walker<'_> {
                 .filter(|&e| e <= data.len());
             let Some(end) = end else {
                 let msg = format!("tar member at byte {at} runs past the end of the archive");
-                self.finding(Rule::BadContainer, Some("(tar)"), msg);
+                self.finding(Rule::BadContainer, Some(&label), msg);
                 return;
             };
             let field = |r: std::ops::Range<usize>| {
@@ -366,6 +385,7 @@ impl Walker<'_> {
             };
             let content = &data[start..end];
             match header[156] {
+                // GNU long name of the next member
                 b'L' => {
                     let n = content
                         .iter()
@@ -373,8 +393,30 @@ impl Walker<'_> {
                         .unwrap_or(content.len());
                     long_name = Some(String::from_utf8_lossy(&content[..n]).into_owned());
                 }
-                b'0' | 0 | b'7' => {
-                    let name = long_name.take().unwrap_or_else(|| {
+                // pax extended header of the next member
+                b'x' => match pax_records(content) {
+                    Some((size, path)) => {
+                        pax_size = size;
+                        pax_path = path;
+                    }
+                    None => {
+                        let msg = format!(
+                            "tar pax header at byte {at} cannot be read: the rest is not scanned"
+                        );
+                        self.finding(Rule::BadContainer, Some(&label), msg);
+                        return;
+                    }
+                },
+                // links, devices, directories, FIFOs, a GNU long link name, global pax headers:
+                // no data of a file
+                b'1' | b'2' | b'3' | b'4' | b'5' | b'6' | b'K' | b'g' => {
+                    long_name = None;
+                    pax_path = None;
+                }
+                // regular files, and every type Python's tarfile reads as one (unknown types
+                // included): scanned like a zip member
+                _ => {
+                    let name = pax_path.take().or(long_name.take()).unwrap_or_else(|| {
                         let (pre, base) = (field(345..500), field(0..100));
                         if pre.is_empty() {
                             base
@@ -393,7 +435,6 @@ impl Walker<'_> {
                         self.report.skipped.push(full);
                     }
                 }
-                _ => long_name = None,
             }
             at = start + (end - start).div_ceil(512) * 512;
         }
@@ -499,8 +540,9 @@ fn is_tar_header(data: &[u8]) -> bool {
     sum == stored
 }
 
-/// A tar header's octal number field (NUL- or blank-terminated), or its base-256 form (high
-/// bit set) for sizes of 8 GiB and more.
+/// A tar header's octal number field, or its base-256 form (high bit set) for sizes of 8 GiB
+/// and more. Plain octal only: leading blanks, octal digits, then NULs or blanks to the end;
+/// anything else (`0_1000`, which Python reads as 512) is `None`, never a guess.
 fn tar_octal(field: &[u8]) -> Option<u64> {
     if field.first().is_some_and(|&b| b & 0x80 != 0) {
         let mut v = 0u64;
@@ -509,17 +551,45 @@ fn tar_octal(field: &[u8]) -> Option<u64> {
         }
         return Some(v);
     }
-    let digits = field
+    let body = &field[field.iter().take_while(|&&b| b == b' ').count()..];
+    let n = body
         .iter()
-        .skip_while(|&&b| b == b' ')
-        .take_while(|&&b| (b'0'..=b'7').contains(&b));
-    let mut v = 0u64;
-    let mut any = false;
-    for &d in digits {
-        v = v.checked_mul(8)?.checked_add(u64::from(d - b'0'))?;
-        any = true;
+        .take_while(|&&b| (b'0'..=b'7').contains(&b))
+        .count();
+    if n == 0 || body[n..].iter().any(|&b| b != 0 && b != b' ') {
+        return None;
     }
-    any.then_some(v)
+    body[..n].iter().try_fold(0u64, |v, &d| {
+        v.checked_mul(8)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The `size` and `path` of a pax extended header's `<len> <key>=<value>\n` records, or
+/// `None` when the records do not parse (or a size is not a plain decimal number).
+fn pax_records(content: &[u8]) -> Option<(Option<u64>, Option<String>)> {
+    let (mut size, mut path) = (None, None);
+    let mut rest = content;
+    while !rest.is_empty() && rest[0] != 0 {
+        let sp = rest.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
+        let record = rest.get(sp + 1..len)?;
+        let record = record.strip_suffix(b"\n")?;
+        let eq = record.iter().position(|&b| b == b'=')?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        match key {
+            b"size" => {
+                let v = std::str::from_utf8(value).ok()?;
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                size = Some(v.parse().ok()?);
+            }
+            b"path" => path = Some(String::from_utf8_lossy(value).into_owned()),
+            _ => {}
+        }
+        rest = &rest[len..];
+    }
+    Some((size, path))
 }
 
 /// The file name endings of pickles: content under such a name is scanned whatever it holds
