@@ -71,6 +71,9 @@ struct Walk {
     skipped: Vec<(PathBuf, &'static str)>,
     /// Directories visited, by (device, inode) where the platform has them.
     visited: std::collections::HashSet<(u64, u64)>,
+    /// Entries that could not be read (a folder without permission): reported as errors,
+    /// while the rest of the walk goes on.
+    unreadable: Vec<(PathBuf, io::Error)>,
 }
 
 #[cfg(unix)]
@@ -85,9 +88,12 @@ fn file_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
 }
 
 /// Collect the regular files under `path`. A path named on the command line is followed if it
-/// is a symlink; inside a directory, symlinks are never followed (a link to `..` or to
-/// `/dev/zero` in an untrusted tree must not loop or read forever), each directory is visited
-/// once, and anything but regular files and directories is skipped.
+/// is a symlink; inside a directory, a symlink is read only when it leads to a regular file
+/// (a model cache links its snapshots to blobs), never followed into a directory or to a
+/// device or FIFO (a link to `..` or to `/dev/zero` in an untrusted tree must not loop or
+/// read forever); each directory is visited once, and anything but regular files and
+/// directories is skipped. A folder inside the walk that cannot be read is noted in
+/// `walk.unreadable` and the walk goes on.
 fn collect(path: &Path, top: bool, walk: &mut Walk) -> io::Result<()> {
     let meta = if top {
         std::fs::metadata(path)?
@@ -108,13 +114,21 @@ fn collect(path: &Path, top: bool, walk: &mut Walk) -> io::Result<()> {
             .collect::<io::Result<_>>()?;
         entries.sort();
         for e in entries {
-            collect(&e, false, walk)?;
+            if let Err(err) = collect(&e, false, walk) {
+                walk.unreadable.push((e, err));
+            }
         }
     } else if kind.is_file() {
         walk.files.push((path.to_owned(), !top));
     } else if kind.is_symlink() {
-        walk.skipped
-            .push((path.to_owned(), "symbolic link (not followed)"));
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            walk.files.push((path.to_owned(), true));
+        } else {
+            walk.skipped.push((
+                path.to_owned(),
+                "symbolic link to something other than a regular file (not followed)",
+            ));
+        }
     } else if top {
         return Err(io::Error::other(
             "not a regular file (a device, FIFO or socket is never read)",
@@ -147,6 +161,12 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
         }
         for (path, why) in &walk.skipped {
             eprintln!("brinery scan: skipped {}: {why}", path.display());
+        }
+        for (path, err) in walk.unreadable.drain(..) {
+            errors = true;
+            crate::report(
+                &anyhow::Error::new(err).context(format!("cannot read {}", path.display())),
+            );
         }
         let mut not_pickles = 0usize;
         for (file, in_dir) in walk.files {

@@ -180,7 +180,9 @@ fn directory_walk_reads_regular_files_only_and_never_loops() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.contains("ok.pkl: ok"), "{stdout}");
     assert!(
-        stderr.contains("model.pkl: symbolic link (not followed)"),
+        stderr.contains(
+            "model.pkl: symbolic link to something other than a regular file (not followed)"
+        ),
         "{stderr}"
     );
     if made {
@@ -263,5 +265,31 @@ fn directory_walk_skips_files_that_hold_no_pickle() {
     let out = run(&["scan", "--json", path], b"");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A model cache links its snapshot files to blobs: a symlink to a regular file inside a
+/// directory is read (and a payload behind it found), a link into a directory is not followed.
+#[cfg(unix)]
+#[test]
+fn directory_walk_reads_links_to_regular_files() {
+    let d = dir("links");
+    let blobs = d.join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join("1234"), EVIL).unwrap();
+    let snap = d.join("sub");
+    std::os::unix::fs::symlink(blobs.join("1234"), snap.join("pytorch_model.bin")).unwrap();
+    std::os::unix::fs::symlink(&blobs, snap.join("blobs-link")).unwrap();
+    let out = run(&["scan", snap.to_str().unwrap()], b"");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("pytorch_model.bin: 1 finding(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("blobs-link: symbolic link to something other"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -1382,6 +1382,32 @@ impl Jar {
     ) -> Result<u64> {
         let loaded = self.load(branch, name, spec, LoadOptions { map: true })?;
         let label = loaded.info.label();
+        // A symbolic link is written through (its target is replaced, the link stays); what is
+        // not a regular file (`/dev/null`, a FIFO, a device) is written into, never replaced:
+        // renaming over it would destroy it (as root, `/dev/null` became a plain file).
+        let resolved;
+        let out = match fs::symlink_metadata(out) {
+            Ok(m) if m.file_type().is_symlink() => {
+                resolved = fs::canonicalize(out).ctx("resolve", out)?;
+                resolved.as_path()
+            }
+            _ => out,
+        };
+        let existing = match fs::metadata(out) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("stat", out, e)),
+        };
+        if existing.as_ref().is_some_and(|m| !m.is_file()) {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(out)
+                .ctx("open", out)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let n = Self::write_inline(&loaded, &mut w, &label)?;
+            std::io::Write::flush(&mut w).ctx("write", out)?;
+            return Ok(n);
+        }
         let dir = out
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -1399,6 +1425,10 @@ impl Jar {
                 .into_inner()
                 .map_err(|e| Error::io("write", &tmp, e.into_error()))?;
             f.sync_all().ctx("fsync", &tmp)?;
+            // a file replaced keeps its permissions (a 0600 export stays private)
+            if let Some(m) = &existing {
+                fs::set_permissions(&tmp, m.permissions()).ctx("set permissions", &tmp)?;
+            }
             fs::rename(&tmp, out).ctx("rename", out)?;
             fsio::sync_dir(dir)?;
             Ok(n_written)

@@ -866,3 +866,53 @@ fn version_numbers_continue_after_delete_and_gc() {
         Some(4)
     );
 }
+
+/// `export` replaces a regular file atomically and keeps its permissions, writes through a
+/// symbolic link to its target, and writes *into* what is not a regular file (a FIFO, a
+/// device) instead of renaming over it.
+#[cfg(unix)]
+#[test]
+fn export_respects_links_special_files_and_permissions() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let pickle = oob_pickle(0, b"exported");
+    save(&jar, "main", "x", &pickle, &[]);
+    let export = |p: &Path| jar.export_pickle("main", "x", &VersionSpec::Latest, p);
+    // an existing private file stays private
+    let private = dir.path().join("private.pkl");
+    fs::write(&private, b"old").unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
+    export(&private).unwrap();
+    assert_eq!(fs::read(&private).unwrap(), pickle);
+    assert_eq!(
+        fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // a link stays a link; its target gets the pickle
+    let target = dir.path().join("target.pkl");
+    fs::write(&target, b"").unwrap();
+    let link = dir.path().join("link.pkl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    export(&link).unwrap();
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read(&target).unwrap(), pickle);
+    // a FIFO is written into (a reader gets the bytes) and stays a FIFO
+    let fifo = dir.path().join("fifo.pkl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(&fifo).unwrap())
+        };
+        export(&fifo).unwrap();
+        assert_eq!(reader.join().unwrap(), pickle);
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+}
