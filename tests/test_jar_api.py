@@ -453,7 +453,8 @@ def test_jar_magic(jar_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         pd.testing.assert_frame_equal(shell.user_ns["df"], df)
         shell.run_line_magic("jar", "tag df 1 first")
         assert "loaded df v1" in shell.run_line_magic("jar", "load df@first")
-        assert isinstance(shell.run_line_magic("jar", "ls"), Jar)
+        listing = shell.run_line_magic("jar", "ls")
+        assert "df" in repr(listing) and "<table" in listing._repr_html_()  # text and HTML
         log = shell.run_line_magic("jar", "log df")
         assert [v.version for v in log] == [1, 2] and log[0].note == "first cut" and log[0].tags == ("first",)
         assert shell.run_line_magic("jar", "branch scaled") == "on new branch scaled"
@@ -461,7 +462,18 @@ def test_jar_magic(jar_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert "* scaled" in shell.run_line_magic("jar", "branches")
         assert shell.run_line_magic("jar", "switch main") == "on branch main"
         assert shell.run_line_magic("jar", "verify").startswith("jar ok")
-        assert shell.run_line_magic("jar", "save nothing_here") is None  # prints the problem
+        # every failure fails the cell with one short message (no traceback, no printed line
+        # the run goes past)
+        from IPython.core.error import UsageError
+
+        for line, message in [
+            ("save nothing_here", "no variable named nothing_here"),
+            ("load df@9", "has no version 9"),
+            ("load df@", "no version after '@'"),
+            ("switch nowhere", "no branch 'nowhere'"),
+        ]:
+            with pytest.raises(UsageError, match=message):
+                shell.run_line_magic("jar", line)
     finally:
         InteractiveShell.clear_instance()
         monkeypatch.setattr(jarmod, "_DEFAULT", None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from brinery._jar import Jar, _human, default_jar
+from brinery._jar import Jar, JarError, JarTrustError, _human, default_jar
 
 _USAGE = """usage:
   %jar save NAME [NAME ...] [-m NOTE]   save variables under their names
@@ -41,6 +41,10 @@ def _split_version(arg: str) -> tuple[str, int | str | None]:
     name, sep, version = arg.partition("@")
     if not sep:
         return name, None
+    if not version:
+        raise JarMagicError(
+            f"%jar: no version after '@' in {arg!r} (write {name}@1, {name}@-1 or {name}@TAG)"
+        )
     try:
         return name, int(version)
     except ValueError:
@@ -86,7 +90,7 @@ def run_jar_command(line: str, user_ns: dict[str, Any], jar: Jar | None = None) 
             lines.append(f"loaded {name} v{info.version} ({info.description}) from {jar.current_branch}")
         return _Text("\n".join(lines))
     if command == "ls" and not rest:
-        return jar
+        return _Listing(jar)
     if command == "log" and len(rest) == 1:
         return jar.log(rest[0])
     if command == "branch" and len(rest) == 1:
@@ -112,6 +116,19 @@ def run_jar_command(line: str, user_ns: dict[str, Any], jar: Jar | None = None) 
     raise JarMagicError(_USAGE)
 
 
+class _Listing:
+    """``%jar ls``: the jar's table, as HTML in notebooks and as text in terminals."""
+
+    def __init__(self, jar: Jar) -> None:
+        self._jar = jar
+
+    def _repr_html_(self) -> str:
+        return self._jar._repr_html_()
+
+    def __repr__(self) -> str:
+        return self._jar.summary()
+
+
 class _Text(str):
     """Magic output shown as plain text (no quotes) in notebooks and terminals."""
 
@@ -122,13 +139,16 @@ class _Text(str):
 def load_ipython_extension(ipython: Any) -> None:
     """Register the ``%jar`` magic with ``ipython`` (called by ``%load_ext brinery``)."""
 
+    from IPython.core.error import UsageError
+
     def jar_magic(line: str) -> Any:
+        # Every failure is one short error that fails the cell (so "Run all", nbclient and
+        # papermill stop there), never a printed line the run goes past.
         try:
-            result = run_jar_command(line, ipython.user_ns)
-        except JarMagicError as exc:
-            print(exc)
-            return None
-        return result
+            return run_jar_command(line, ipython.user_ns)
+        except (JarMagicError, JarError, JarTrustError, KeyError, ValueError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise UsageError(str(message)) from exc
 
     jar_magic.__doc__ = __doc__
     ipython.register_magic_function(jar_magic, magic_kind="line", magic_name="jar")
