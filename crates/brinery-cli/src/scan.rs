@@ -56,6 +56,13 @@ fn policy(args: &ScanArgs) -> Result<Policy> {
         }
     }
     for name in &args.allow {
+        if let Ok((module, qual)) = brinery::scan::split_global_name(name) {
+            if let Some(why) = brinery::scan::denied(&module, &qual) {
+                eprintln!(
+                    "brinery scan: --allow {name} has no effect: {module}.{qual} is never allowed ({why})"
+                );
+            }
+        }
         b = b.allow_dotted(name)?;
     }
     Ok(b.build())
@@ -175,6 +182,16 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
                 Err(e) => {
                     errors = true;
                     crate::report(&e);
+                    if args.json {
+                        // a script reading the lines learns about the file too
+                        let line = serde_json::json!({
+                            "path": crate::display_name(&file),
+                            "ok": false,
+                            "error": format!("{e:#}"),
+                        });
+                        serde_json::to_writer(&mut out, &line)?;
+                        writeln!(out)?;
+                    }
                     continue;
                 }
             };
@@ -193,10 +210,12 @@ pub(crate) fn run(args: &ScanArgs) -> Result<Outcome> {
             }
             findings |= !report.is_ok();
             let name = crate::display_name(&file);
-            if args.json {
+            if args.quiet && report.is_ok() {
+                // -q: only files with findings, in both forms
+            } else if args.json {
                 serde_json::to_writer(&mut out, &json(&name, &report))?;
                 writeln!(out)?;
-            } else if !(args.quiet && report.is_ok()) {
+            } else {
                 text(&mut out, &name, &report)?;
             }
         }

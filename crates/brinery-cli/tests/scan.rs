@@ -293,3 +293,37 @@ fn directory_walk_reads_links_to_regular_files() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `-q` keeps only files with findings in `--json` too, and `--allow` of a name the deny-list
+/// never allows says so instead of doing nothing silently.
+#[test]
+fn quiet_json_and_allow_of_denied_names() {
+    let d = dir("quiet");
+    std::fs::write(d.join("a.pkl"), CLEAN).unwrap();
+    std::fs::write(d.join("b.pkl"), EVIL).unwrap();
+    let out = run(
+        &[
+            "scan",
+            "-q",
+            "--json",
+            "--allow",
+            "posix.system",
+            d.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("b.pkl") && !stdout.contains("a.pkl"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr)
+            .contains("--allow posix.system has no effect: posix.system is never allowed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
