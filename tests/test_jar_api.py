@@ -483,6 +483,8 @@ def test_membership_on_a_branch_not_created_yet_is_false(jar_env: Path) -> None:
     Jar(jar_env / "jar").save("x", 1)
     ghost = Jar(jar_env / "jar", branch="ghost")
     assert "x" not in ghost and "y" not in ghost
+    # listing it agrees: no names (and its summary says so), not an error
+    assert ghost.names() == [] and len(ghost) == 0 and "0 names" in ghost.summary()
 
 
 def test_a_name_too_long_on_disk_is_refused_with_the_reason(jar_env: Path) -> None:

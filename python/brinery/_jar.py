@@ -821,9 +821,14 @@ class Jar:
     # -- history
 
     def names(self) -> list[str]:
-        """The names on the current branch, sorted."""
+        """The names on the current branch, sorted (none on a branch not created yet)."""
         store = self._reader()
-        return [] if store is None else sorted(store.names(self.current_branch))
+        if store is None:
+            return []
+        try:
+            return sorted(store.names(self.current_branch))
+        except KeyError:  # the current branch does not exist (yet), as for `in`
+            return []
 
     def log(self, name: str) -> Log:
         """The versions of ``name`` on the current branch, oldest first."""

@@ -132,13 +132,29 @@ fn dis(args: &DisArgs) -> Result<()> {
     let result = brinery::disasm::disassemble(&data, &mut out, &options);
     // Whatever was disassembled before an error is still shown, as pickletools does.
     out.flush().context("cannot write to standard output")?;
-    result.with_context(|| format!("cannot disassemble {}", display_name(&args.file)))?;
+    result
+        .map_err(|e| container_hint(e.into(), &data))
+        .with_context(|| format!("cannot disassemble {}", display_name(&args.file)))?;
     Ok(())
+}
+
+/// An error on input that is a container (gzip, zip, `.npy`, tar, ...), not a bare pickle, says
+/// so: its first bytes are no opcodes, and the bare error ("invalid opcode byte 0x1f") does
+/// not tell a user what to do.
+fn container_hint(err: anyhow::Error, data: &[u8]) -> anyhow::Error {
+    match brinery::scan::ContainerKind::detect(data) {
+        Some(kind) => err.context(format!(
+            "the input is a {} file, not a bare pickle: `brinery scan` reads inside it; extract or decompress the pickle first",
+            kind.name()
+        )),
+        None => err,
+    }
 }
 
 fn json(args: &JsonArgs) -> Result<()> {
     let data = read_input(&args.file)?;
     let pickle = brinery::Pickle::from_slice(&data)
+        .map_err(|e| container_hint(e.into(), &data))
         .with_context(|| format!("cannot read {}", display_name(&args.file)))?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

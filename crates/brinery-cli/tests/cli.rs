@@ -173,3 +173,19 @@ fn a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+/// `dis` and `json` handed a container (here gzip) say what it is and what to do, after the
+/// error of the bytes themselves.
+#[test]
+fn dis_and_json_name_a_container_they_are_given() {
+    let gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff\x6b\x60\x99\xca\x00\x00\x9e\x0d\x13\x5b\x04\x00\x00\x00";
+    for cmd in ["dis", "json"] {
+        let out = run(&[cmd, "-"], gz);
+        assert_eq!(out.status.code(), Some(2));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("the input is a gzip file, not a bare pickle"),
+            "{err}"
+        );
+    }
+}
