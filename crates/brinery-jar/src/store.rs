@@ -1502,6 +1502,20 @@ impl Jar {
         note: Option<String>,
     ) -> Result<VersionInfo> {
         let context = from.clone().unwrap_or_else(|| "standard input".to_string());
+        // one pickle per version: bytes after the first STOP (a second pickle written after
+        // it) would be stored and then refused at every load as trailing data
+        if let brinery::decode::Extent::Complete(end) = brinery::decode::pickle_extent(data) {
+            if end < data.len() {
+                return Err(Error::PickleShape {
+                    detail: format!(
+                        "{} byte(s) follow the pickle's STOP at byte {} (a second pickle?): import one pickle per file",
+                        data.len() - end,
+                        end - 1
+                    ),
+                    context,
+                });
+            }
+        }
         let (nbuf, _) = pickle::inspect(data, &context)?;
         if nbuf > 0 {
             return Err(Error::PickleShape {

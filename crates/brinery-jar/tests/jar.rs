@@ -916,3 +916,20 @@ fn export_respects_links_special_files_and_permissions() {
         assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
     }
 }
+
+/// An imported file holds one pickle: bytes after its STOP are refused at import, with where,
+/// rather than stored and refused at every load.
+#[test]
+fn import_refuses_a_second_pickle_after_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let one = oob_pickle(0, b"one");
+    let two = [one.clone(), oob_pickle(0, b"two")].concat();
+    let e = jar
+        .import_pickle_bytes("main", "x", &two, Some("two.pkl".into()), None)
+        .unwrap_err();
+    assert!(e.to_string().contains("follow the pickle's STOP"), "{e}");
+    assert!(!jar.contains("main", "x").unwrap());
+    jar.import_pickle_bytes("main", "x", &one, Some("one.pkl".into()), None)
+        .unwrap();
+}
