@@ -317,6 +317,10 @@ struct TagRec {
     time: String,
 }
 
+/// Damaged log entries of a history: each with its place in the visible order (`(depth,
+/// seq)`, ancestors first) and its file.
+type Damage = Vec<((usize, u64), PathBuf)>;
+
 /// A log entry with where it came from.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -659,47 +663,40 @@ impl Jar {
     }
 
     fn visible_in(&self, chain: &[String], name: &str) -> Result<Vec<Entry>> {
-        let Some((branch, parents)) = chain.split_first() else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        if let Some(rec) = self.branch_rec(branch)? {
-            let cutoff = rec.fork.get(name).copied().unwrap_or(0);
-            out = self
-                .visible_in(parents, name)?
-                .into_iter()
-                .filter(|e| e.rec.branch != rec.parent || e.rec.seq <= cutoff)
-                .collect();
-        }
-        out.extend(self.own_entries(branch, name)?.0);
-        Ok(out)
+        Ok(self.history_in(chain, name)?.0)
     }
 
-    /// The damaged entries of `name`'s history as `chain[0]` sees it, each with its place in
-    /// the visible order (`(depth, seq)`, ancestors first: the order [`Jar::visible_in`]
-    /// returns entries in) and its file. An entry file whose name is not a sequence number has
-    /// no place and is left to `verify`.
-    fn damaged_in(&self, chain: &[String], name: &str) -> Result<Vec<((usize, u64), PathBuf)>> {
+    /// [`Jar::visible_in`] with the damaged entries of the same history, read in the same pass
+    /// (one read of each log folder): each with its place in the visible order (`(depth, seq)`,
+    /// ancestors first, the order entries come in) and its file. An entry file whose name is
+    /// not a sequence number has no place and is left to `verify`.
+    fn history_in(&self, chain: &[String], name: &str) -> Result<(Vec<Entry>, Damage)> {
         let Some((branch, parents)) = chain.split_first() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
-        let mut out = Vec::new();
+        let (mut entries, mut damaged) = (Vec::new(), Vec::new());
         if let Some(rec) = self.branch_rec(branch)? {
             let cutoff = rec.fork.get(name).copied().unwrap_or(0);
             let parent_depth = parents.len().saturating_sub(1);
-            out = self
-                .damaged_in(parents, name)?
+            let (inherited, inherited_damage) = self.history_in(parents, name)?;
+            entries = inherited
+                .into_iter()
+                .filter(|e| e.rec.branch != rec.parent || e.rec.seq <= cutoff)
+                .collect();
+            damaged = inherited_damage
                 .into_iter()
                 .filter(|((depth, seq), _)| *depth != parent_depth || *seq <= cutoff)
                 .collect();
         }
-        for bad in self.own_entries(branch, name)?.1 {
-            let file = bad.path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+        let (good, bad) = self.own_entries(branch, name)?;
+        entries.extend(good);
+        for b in bad {
+            let file = b.path.file_name().and_then(|f| f.to_str()).unwrap_or("");
             if let Some(seq) = Jar::seq_of(file) {
-                out.push(((parents.len(), seq), bad.path));
+                damaged.push(((parents.len(), seq), b.path));
             }
         }
-        Ok(out)
+        Ok((entries, damaged))
     }
 
     /// Whether `branch` sees (or saw, before a delete and gc) the entry `seq` of `name` saved on
@@ -921,7 +918,10 @@ impl Jar {
             }
             return Ok(info);
         }
-        let entries = self.visible(branch, name)?;
+        // the history and its damaged entries in one pass (`visible`, plus the damage)
+        fsio::check_name("name", name)?;
+        let chain = self.ancestry(branch)?;
+        let (entries, damaged) = self.history_in(&chain, name)?;
         let not_found = || Error::NotFound {
             name: name.to_string(),
             branch: branch.to_string(),
@@ -964,7 +964,6 @@ impl Jar {
             // a damaged entry between the newest version and this one (before it for a number
             // counted from the first, after it for one counted from the newest) may have been a
             // save: the number could name another version than the user's
-            let chain = self.ancestry(branch)?;
             let depth_of = |b: &str| {
                 chain
                     .iter()
@@ -973,7 +972,6 @@ impl Jar {
             };
             let e = &saves[index].1.rec;
             let at = (depth_of(&e.branch), e.seq);
-            let damaged = self.damaged_in(&chain, name)?;
             if let Some((_, path)) =
                 damaged
                     .into_iter()
