@@ -116,6 +116,31 @@ pub(crate) fn new_uninit<'py>(
     }
 }
 
+/// A new `bytes` object holding a copy of `data`, as `_pickle` makes one for `BINBYTES` and
+/// `SHORT_BINBYTES`: allocated first, then filled. `PyBytes_FromStringAndSize` with data would
+/// hand out CPython's cached object for a single byte, so two one-byte payloads the pickle
+/// stores separately would load as one object (and dump again with a memo reference where the
+/// stdlib's load dumps two payloads). New reference, or NULL with an exception set.
+///
+/// # Safety
+/// Needs the GIL (the caller's `Python` token).
+#[inline]
+pub(crate) unsafe fn new_bytes(data: &[u8]) -> *mut ffi::PyObject {
+    if data.len() != 1 {
+        // SAFETY: `data` is valid for its length (the caller holds the GIL).
+        return unsafe { ffi::PyBytes_FromStringAndSize(data.as_ptr().cast(), data.len() as _) };
+    }
+    // SAFETY: NULL asks for an uninitialized object of one byte, which is written before the
+    // object is returned to anyone.
+    unsafe {
+        let o = ffi::PyBytes_FromStringAndSize(std::ptr::null(), 1);
+        if !o.is_null() {
+            *ffi::PyBytes_AS_STRING(o).cast::<u8>().cast_mut() = data[0];
+        }
+        o
+    }
+}
+
 /// A new `bytes` (or `bytearray`) holding a copy of `data`.
 #[inline]
 pub(crate) fn copy_of<'py>(
@@ -131,7 +156,7 @@ pub(crate) fn copy_of<'py>(
                 if bytearray {
                     ffi::PyByteArray_FromStringAndSize(data.as_ptr().cast(), data.len() as _)
                 } else {
-                    ffi::PyBytes_FromStringAndSize(data.as_ptr().cast(), data.len() as _)
+                    new_bytes(data)
                 },
             )
         };

@@ -399,9 +399,10 @@ impl<'py> Machine<'py, '_, '_> {
                         return Ok(false);
                     }
                     *pos = start + n;
-                    // SAFETY: the slice is valid for `n` bytes; new reference or NULL.
+                    // SAFETY: the slice is valid for `n` bytes and the GIL is held; new
+                    // reference or NULL.
                     self.push_new(unsafe {
-                        ffi::PyBytes_FromStringAndSize(data[start..].as_ptr().cast(), n as _)
+                        crate::unpickler::payload::new_bytes(&data[start..start + n])
                     })?;
                 }
                 NONE => {
