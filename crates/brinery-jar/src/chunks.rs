@@ -209,6 +209,11 @@ impl ChunkStore {
         result
     }
 
+    /// The chunk file this pending chunk becomes when committed.
+    pub(crate) fn dest(p: &Pending) -> &Path {
+        &p.dest
+    }
+
     /// Remove a pending chunk's temporary file (after an error elsewhere).
     pub(crate) fn abandon(p: &Pending) {
         let _ = fs::remove_file(&p.tmp);

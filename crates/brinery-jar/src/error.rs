@@ -154,6 +154,19 @@ pub enum Error {
         /// Which pickle.
         context: String,
     },
+    /// A save failed before recording its version: the object's history is unchanged. Says
+    /// what became of the files the save had written (removed, or left for gc).
+    #[error("saving {branch}:{name} failed, nothing was saved ({leftover}): {error}")]
+    SaveFailed {
+        /// The object name.
+        name: String,
+        /// The branch.
+        branch: String,
+        /// What became of the chunks and manifest the save had written.
+        leftover: String,
+        /// Why it failed (part of the message).
+        error: Box<Error>,
+    },
     /// gc refused to run because it could not read something it must keep.
     #[error("gc refused: {0}")]
     GcRefused(String),

@@ -333,6 +333,16 @@ struct BadFile {
     problem: String,
 }
 
+/// `bytes` for a person: `512 B`, `3.4 KB`, `96.0 MB`, `1.2 GB` (decimal units).
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b < 1_000 => format!("{b} B"),
+        b if b < 1_000_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b if b < 1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} GB", b as f64 / 1e9),
+    }
+}
+
 /// `$BRINERY_JAR` if set, else the nearest `.brinery` folder at or above `start`.
 pub fn find_jar(start: &Path) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BRINERY_JAR").filter(|p| !p.is_empty()) {
@@ -489,6 +499,14 @@ impl Jar {
             f.lock_shared().ctx("lock", &p)?;
         }
         Ok(f)
+    }
+
+    /// The exclusive lock if no one else holds the lock now (`None` if someone does).
+    fn try_lock_exclusive(&self) -> Option<File> {
+        let p = self.root.join(LOCK_FILE);
+        let f = OpenOptions::new().append(true).open(&p).ok()?;
+        f.try_lock().ok()?;
+        Some(f)
     }
 
     fn log_dir(&self, branch: &str, name: &str) -> PathBuf {
@@ -1034,7 +1052,13 @@ impl Jar {
     // -----------------------------------------------------------------------------------------
 
     /// Store every stream's chunks, in parallel, and return the streams and bytes written.
-    fn store_streams(&self, streams: &[(&[u8], Layout)]) -> Result<(Vec<Stream>, u64)> {
+    /// Every chunk file this call creates is added to `created`, also when it fails part-way
+    /// (so that a failed save can remove what it wrote).
+    fn store_streams(
+        &self,
+        streams: &[(&[u8], Layout)],
+        created: &mut Vec<PathBuf>,
+    ) -> Result<(Vec<Stream>, u64)> {
         struct Job<'a> {
             stream: usize,
             data: &'a [u8],
@@ -1094,23 +1118,38 @@ impl Jar {
             }
         };
         let commit = |rx: std::sync::mpsc::Receiver<crate::chunks::Pending>| {
+            let mut linked = Vec::new();
             for p in rx {
                 if failed.load(Ordering::Relaxed) {
                     ChunkStore::abandon(&p);
-                } else if let Err(e) = ChunkStore::commit(&p) {
-                    fail(e);
+                } else {
+                    match ChunkStore::commit(&p) {
+                        Ok(true) => linked.push(ChunkStore::dest(&p).to_path_buf()),
+                        Ok(false) => {}
+                        Err(e) => fail(e),
+                    }
                 }
             }
+            linked
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             let (work, commit) = (&work, &commit);
-            s.spawn(move || commit(rx));
+            let committer = s.spawn(move || commit(rx));
             for _ in 1..threads {
                 let tx = tx.clone();
                 s.spawn(move || work(tx));
             }
             work(tx);
+            match committer.join() {
+                Ok(linked) => created.extend(linked),
+                // A panic cannot say what it linked: count nothing (gc still finds it).
+                Err(_) => fail(Error::io(
+                    "commit chunks",
+                    &self.chunks.dir,
+                    std::io::Error::other("the committing thread panicked"),
+                )),
+            }
         });
         let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -1174,12 +1213,60 @@ impl Jar {
                 context,
             });
         }
-        let _lock = self.lock(false)?;
+        let lock = self.lock(false)?;
+        let mut created = Vec::new();
+        let mut manifest_id = None;
+        let recorded = self.record_version(
+            branch,
+            name,
+            input,
+            sign,
+            globals,
+            &mut created,
+            &mut manifest_id,
+        );
+        drop(lock);
+        let id = match recorded {
+            Ok(id) => id,
+            Err(e) => return Err(self.failed_save(branch, name, e, created, manifest_id)),
+        };
+        self.resolve(branch, name, &VersionSpec::Latest)
+            .and_then(|info| {
+                // A concurrent saver may have landed after us: return our own version.
+                if info.id.as_deref() == Some(id.as_str()) {
+                    Ok(info)
+                } else {
+                    let log = self.log(branch, name)?;
+                    log.into_iter()
+                        .rev()
+                        .find(|v| v.id.as_deref() == Some(id.as_str()))
+                        .ok_or_else(|| Error::NotFound {
+                            name: name.to_string(),
+                            branch: branch.to_string(),
+                        })
+                }
+            })
+    }
+
+    /// The writing part of [`Jar::save_version`], under the shared lock: the chunks, the
+    /// manifest, the log entry. Returns the manifest id; records the chunk files it created
+    /// and the manifest it wrote as it goes, for [`Jar::failed_save`].
+    #[allow(clippy::too_many_arguments)]
+    fn record_version(
+        &self,
+        branch: &str,
+        name: &str,
+        input: &SaveInput<'_>,
+        sign: bool,
+        globals: Vec<String>,
+        created: &mut Vec<PathBuf>,
+        manifest_id: &mut Option<String>,
+    ) -> Result<String> {
         let mut streams: Vec<(&[u8], Layout)> = vec![(input.pickle, Layout::Cdc)];
         for b in &input.buffers {
             streams.push((b, chunks::layout_for_buffer(b.len())));
         }
-        let (mut stored_streams, written) = self.store_streams(&streams)?;
+        let (mut stored_streams, written) = self.store_streams(&streams, created)?;
         let buffers = stored_streams.split_off(1);
         let pickle_stream = stored_streams.pop().unwrap_or(Stream {
             size: 0,
@@ -1201,27 +1288,105 @@ impl Jar {
             globals,
             meta: input.meta.clone(),
         };
-        let id = self.write_manifest(m, written, sign)?;
+        let id = self.write_manifest(m, written, sign, manifest_id)?;
         self.append(branch, name, Op::Save, Some(&id))?;
-        self.resolve(branch, name, &VersionSpec::Latest)
-            .and_then(|info| {
-                // A concurrent saver may have landed after us: return our own version.
-                if info.id.as_deref() == Some(id.as_str()) {
-                    Ok(info)
-                } else {
-                    let log = self.log(branch, name)?;
-                    log.into_iter()
-                        .rev()
-                        .find(|v| v.id.as_deref() == Some(id.as_str()))
-                        .ok_or_else(|| Error::NotFound {
-                            name: name.to_string(),
-                            branch: branch.to_string(),
-                        })
-                }
-            })
+        Ok(id)
     }
 
-    fn write_manifest(&self, mut m: Manifest, chunk_bytes: u64, sign: bool) -> Result<String> {
+    /// After a save failed with `error`: if the failure came before its log entry, nothing
+    /// was recorded, so remove what the save wrote (its manifest, and the chunk files it
+    /// created that no other manifest uses), then say so in the error. Removing needs the
+    /// exclusive lock, taken only if free now (a concurrent saver may be using those chunks);
+    /// otherwise the error says that gc removes them. A disk that filled up mid-save is left
+    /// as full as it was before, not fuller.
+    fn failed_save(
+        &self,
+        branch: &str,
+        name: &str,
+        error: Error,
+        created: Vec<PathBuf>,
+        manifest_id: Option<String>,
+    ) -> Error {
+        // A log entry naming our manifest means the version is recorded (the failure came
+        // after, e.g. syncing the log folder): nothing is ours to remove.
+        if let Some(id) = &manifest_id {
+            let recorded = self
+                .own_entries(branch, name)
+                .map(|(good, _)| good.iter().any(|e| e.rec.manifest.as_ref() == Some(id)))
+                .unwrap_or(true);
+            if recorded {
+                return error;
+            }
+        }
+        if created.is_empty() && manifest_id.is_none() {
+            return Error::SaveFailed {
+                name: name.to_string(),
+                branch: branch.to_string(),
+                leftover: "it wrote nothing".to_string(),
+                error: Box::new(error),
+            };
+        }
+        let bytes: u64 = created
+            .iter()
+            .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let what = format!(
+            "{} chunk file{} ({})",
+            created.len(),
+            if created.len() == 1 { "" } else { "s" },
+            human_bytes(bytes)
+        );
+        let removed = self.try_lock_exclusive().and_then(|_lock| {
+            if let Some(id) = &manifest_id {
+                match fs::remove_file(self.manifest_path(id)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return None,
+                    _ => {}
+                }
+            }
+            // Chunks another version uses stay: read every manifest (one that cannot be read
+            // might use them, so then nothing is removed).
+            let mut used: HashSet<String> = HashSet::new();
+            for (_, f) in Jar::sharded_files(&self.root.join("manifests")).ok()? {
+                let id = f.strip_suffix(".json")?;
+                let m = self.read_manifest(id).ok()?;
+                used.extend(m.manifest.chunks().map(|c| c.hash.clone()));
+            }
+            let mut kept = 0;
+            for p in &created {
+                let file = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+                let hash = file.strip_suffix(".zst").unwrap_or(file);
+                if used.contains(hash) || fs::remove_file(p).is_err() {
+                    kept += 1;
+                }
+            }
+            Some(kept)
+        });
+        let leftover = match removed {
+            Some(0) => format!("the {what} it had written were removed"),
+            Some(kept) => format!(
+                "of the {what} it had written, {kept} could not be removed or are used by another version; `brinery jar gc` removes any unused"
+            ),
+            None => format!(
+                "the {what} it had written are left in the jar (another process was using it); `brinery jar gc` or `jar.gc()` removes them"
+            ),
+        };
+        Error::SaveFailed {
+            name: name.to_string(),
+            branch: branch.to_string(),
+            leftover,
+            error: Box::new(error),
+        }
+    }
+
+    /// Write `m` (signed if `sign` and the jar has a key); sets `written_id` once the manifest
+    /// file may exist.
+    fn write_manifest(
+        &self,
+        mut m: Manifest,
+        chunk_bytes: u64,
+        sign: bool,
+        written_id: &mut Option<String>,
+    ) -> Result<String> {
         // `stored` counts the manifest too; its own size barely depends on the digits.
         let draft = serde_json::to_vec(&m).unwrap_or_default();
         m.stored = chunk_bytes + draft.len() as u64 + 120;
@@ -1233,7 +1398,12 @@ impl Jar {
         if let Some(parent) = p.parent() {
             fsio::ensure_dir(parent)?;
         }
-        fsio::write_new(&self.tmp(), &p, &[&bytes], true)?;
+        *written_id = Some(id.clone());
+        if !fsio::write_new(&self.tmp(), &p, &[&bytes], true)? {
+            // The same bytes are there already (another save of the same content in the same
+            // second): that manifest is not ours to remove.
+            *written_id = None;
+        }
         Ok(id)
     }
 

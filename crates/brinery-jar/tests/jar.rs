@@ -933,3 +933,117 @@ fn import_refuses_a_second_pickle_after_the_first() {
     jar.import_pickle_bytes("main", "x", &one, Some("one.pkl".into()), None)
         .unwrap();
 }
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Make the chunk folder of one of `data`'s 1 MiB chunks impossible to create (a file stands
+/// where the folder would go), so that a save of `data` fails part-way through its chunks.
+fn block_a_chunk_of(jar: &Jar, data: &[u8]) -> PathBuf {
+    let chunks = jar.root().join("chunks");
+    for piece in data.chunks(1 << 20).rev() {
+        let hash = blake3::hash(piece).to_hex().to_string();
+        let shard = chunks.join(&hash[..2]);
+        // (an empty folder, as gc leaves them, can be replaced)
+        if !shard.exists() || fs::remove_dir(&shard).is_ok() {
+            fs::write(&shard, b"in the way").unwrap();
+            return shard;
+        }
+    }
+    panic!("every chunk's folder exists already");
+}
+
+/// A save that fails part-way (here a folder that cannot be made; a full disk in life) records
+/// nothing and removes the manifest and chunk files it wrote, so a full disk is not left
+/// fuller; chunks it shares with earlier versions stay. With another process in the jar, it
+/// leaves them and says that gc removes them.
+#[test]
+fn a_failed_save_removes_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    let old = noise(3 << 20, 1);
+    let pickle = oob_pickle(1, b"in-band");
+    save(&jar, "main", "x", &pickle, &[&old]);
+    // the new buffer starts with the old one's first chunk (deduplicated, not written again)
+    let mut new = old[..1 << 20].to_vec();
+    new.extend(noise(9 << 20, 2));
+    let mut input = SaveInput::new(&pickle);
+    input.buffers = vec![&new];
+
+    // 1. the failure comes last, at the log entry of a new name (its folder cannot be made:
+    //    a link to nowhere stands in the way): all 9 new chunks and the manifest were written,
+    //    and are removed
+    let log_blocker = jar.root().join("log").join("main").join("y");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &log_blocker).unwrap();
+    let before = files_under(jar.root());
+    let e = jar.save("main", "y", &input).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::SaveFailed { .. }), "{e:?}");
+    assert!(
+        msg.starts_with(
+            "saving main:y failed, nothing was saved (the 9 chunk files (9.4 MB) it had written were removed): "
+        ) && msg.contains(&log_blocker.display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(files_under(jar.root()), before, "{msg}");
+    assert!(jar.verify().unwrap().ok);
+
+    // 2. another process holds the jar: the chunks stay, the message says gc removes them
+    let other = fs::File::open(jar.root().join("lock")).unwrap();
+    other.lock_shared().unwrap();
+    let msg = jar.save("main", "y", &input).unwrap_err().to_string();
+    assert!(
+        msg.contains("(the 9 chunk files (9.4 MB) it had written are left in the jar (another process was using it); `brinery jar gc`"),
+        "{msg}"
+    );
+    assert!(files_under(jar.root()).len() >= before.len() + 10, "{msg}");
+    drop(other);
+    let r = jar.gc().unwrap();
+    assert_eq!((r.chunks, r.manifests), (9, 1), "{r:?}");
+    assert_eq!(files_under(jar.root()), before);
+    fs::remove_file(&log_blocker).unwrap();
+
+    // 3. the failure comes among the chunks (how many were written before it depends on the
+    //    threads' timing): whatever was written is gone, x is as it was
+    let blocker = block_a_chunk_of(&jar, &new);
+    let before = files_under(jar.root());
+    let e = jar.save("main", "x", &input).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("saving main:x failed, nothing was saved (")
+            && (msg.contains("it had written were removed)") || msg.contains("(it wrote nothing)"))
+            && msg.contains(&blocker.display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(files_under(jar.root()), before, "{msg}");
+    assert_eq!(jar.log("main", "x").unwrap().len(), 1);
+    assert_eq!(load_all(&jar, "main", "x", VersionSpec::Latest).1[0], old);
+
+    // with the way clear, the same save lands and both versions load
+    fs::remove_file(&blocker).unwrap();
+    save(&jar, "main", "x", &pickle, &[&new]);
+    assert_eq!(
+        load_all(&jar, "main", "x", VersionSpec::Number(1)).1[0],
+        old
+    );
+    assert_eq!(
+        load_all(&jar, "main", "x", VersionSpec::Number(2)).1[0],
+        new
+    );
+    assert!(jar.verify().unwrap().ok);
+}
