@@ -81,6 +81,11 @@ enum JarCommand {
     },
     /// List the branches.
     Branches,
+    /// Make branch NAME from the branch's current state (`--branch`, default main).
+    Branch {
+        /// The new branch.
+        name: String,
+    },
     /// Remove what no branch, tag or undeleted history needs.
     Gc {
         /// Machine-readable output.
@@ -392,6 +397,15 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                 let mark = if br == b { "* " } else { "  " };
                 writeln!(out, "{mark}{br}")?;
             }
+            0
+        }
+        JarCommand::Branch { name } => {
+            let jar = locate(args, false)?;
+            jar.create_branch(name, &b)?;
+            writeln!(
+                out,
+                "created branch {name} from {b} (use it with `--branch {name}` or BRINERY_BRANCH={name})"
+            )?;
             0
         }
         JarCommand::Gc { json } => {

@@ -77,6 +77,13 @@ impl Env {
         text(&out.stdout)
     }
 
+    /// Run `brinery jar ARGS`, expect exit 2, return standard error.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(2), "brinery jar {args:?}");
+        text(&out.stderr)
+    }
+
     fn file(&self, name: &str, data: &[u8]) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, data).expect("write");
@@ -138,11 +145,28 @@ fn history_tags_delete_and_gc_through_the_cli() {
     assert_eq!(std::fs::read(&exported).unwrap(), SMALL);
 
     // Branches: a save on an experiment branch leaves main alone.
-    env.jar().create_branch("exp", "main").expect("branch");
+    assert_eq!(
+        env.ok(&["branch", "exp"]),
+        "created branch exp from main (use it with `--branch exp` or BRINERY_BRANCH=exp)\n"
+    );
+    let again = env.fails(&["branch", "exp"]);
+    assert!(again.contains("branch \"exp\" already exists"), "{again}");
+    let missing = env.fails(&["--branch", "nope", "branch", "exp2"]);
+    assert!(
+        missing.contains("branch \"nope\" does not exist"),
+        "{missing}"
+    );
     env.ok(&["--branch", "exp", "import", "cfg", a.to_str().unwrap()]);
     assert!(env.ok(&["log", "cfg"]).lines().count() == 3);
     assert!(env.ok(&["log", "cfg", "--branch", "exp"]).lines().count() == 4);
     assert_eq!(env.ok(&["branches"]), "  exp\n* main\n");
+    // a branch of the branch sees what exp saw at the fork
+    env.ok(&["--branch", "exp", "branch", "exp2"]);
+    assert!(env.ok(&["log", "cfg", "--branch", "exp2"]).lines().count() == 4);
+    assert_eq!(
+        env.ok(&["branches", "--branch", "exp2"]),
+        "  exp\n* exp2\n  main\n"
+    );
 
     assert!(env
         .ok(&["rm", "cfg"])

@@ -113,7 +113,7 @@ pub enum Error {
         tag: String,
     },
     /// The branch does not exist.
-    #[error("branch {0:?} does not exist (create it first: `jar.branch(name)` in Python or `%jar branch NAME` in a notebook)")]
+    #[error("branch {0:?} does not exist (create it first: `jar.branch(name)` in Python, `%jar branch NAME` in a notebook, `brinery jar branch NAME` in a shell)")]
     NoBranch(String),
     /// The branch already exists.
     #[error("branch {0:?} already exists")]
