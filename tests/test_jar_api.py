@@ -493,3 +493,26 @@ def test_a_name_too_long_on_disk_is_refused_with_the_reason(jar_env: Path) -> No
         jar.save("é" * 100, 1)
     jar.save("é" * 40, 1)
     assert jar.load("é" * 40) == 1
+
+
+def test_python2_pickles_load_with_an_encoding(jar_env: Path) -> None:
+    """An imported Python 2 pickle of a numpy array (the bytes numpy on Python 2.7 writes at
+    protocol 2: the data is a Python 2 `str`) loads with ``encoding="latin1"``, as with
+    ``pickle.load``; without it, the same UnicodeDecodeError as the stdlib's."""
+    data = np.arange(3.0).tobytes()
+    py2 = (
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85U\x01b"
+        b"\x87Rq\x03(K\x01K\x03\x85cnumpy\ndtype\nq\x04U\x02f8K\x00K\x01\x87Rq\x05(K\x03U\x01<NNN"
+        b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U" + bytes([len(data)]) + data + b"tb."
+    )
+    old = jar_env / "old.pkl"
+    old.write_bytes(py2)
+    path = jar_env / "jar"
+    Jar(path).save("own", 1)
+    proc = run_cli("jar", "--jar", str(path), "import", "old", str(old), env=jar_env_vars(jar_env))
+    assert proc.returncode == 0, proc.stderr
+    jar = Jar(path)
+    loaded = jar.load("old", encoding="latin1")
+    assert np.array_equal(loaded, np.arange(3.0)) and loaded.dtype == np.float64
+    with pytest.raises(UnicodeDecodeError, match="'ascii' codec"):
+        jar.load("old")

@@ -753,6 +753,8 @@ class Jar:
         copy: bool = False,
         allow: Sequence[Any] | None = None,
         trust: bool = False,
+        encoding: str = "ASCII",
+        errors: str = "strict",
     ) -> Any:
         """Load ``name`` (the latest version on the current branch, or ``version``).
 
@@ -762,7 +764,9 @@ class Jar:
         of their own up front. Loading goes through the safe loader (data-science profiles,
         plus the dotted names or rules in ``allow``); a version whose classes fall outside it
         loads with full pickle semantics only if it is signed by a trusted key (your own saves
-        are), or with ``trust=True``.
+        are), or with ``trust=True``. ``encoding`` and ``errors`` decode Python 2 ``str``
+        objects of an imported Python 2 pickle, as for ``pickle.load`` (``"latin1"`` for numpy
+        arrays and datetimes pickled by Python 2).
         """
         store = self._reader()
         if store is None:
@@ -786,6 +790,8 @@ class Jar:
                 manifest=manifest,
                 allow=allow,
                 trust=trust or manifest.get("signature") == "trusted",
+                encoding=encoding,
+                errors=errors,
             )
             bar.update(int(meta.get("size") or 0))
         return obj
@@ -985,12 +991,14 @@ def _unpickle(
     manifest: dict[str, Any],
     allow: Sequence[Any] | None,
     trust: bool,
+    encoding: str = "ASCII",
+    errors: str = "strict",
 ) -> Any:
     """Safe loader first; full semantics only for a trusted version; else a refusal that says why."""
     safe_loads, unsafe_error = _safe_loader()
     if safe_loads is not None and unsafe_error is not None:
         try:
-            return safe_loads(data, allow=allow, buffers=buffers)
+            return safe_loads(data, allow=allow, buffers=buffers, encoding=encoding, errors=errors)
         except unsafe_error as exc:
             if not trust:
                 findings = list(getattr(exc, "findings", None) or [])
@@ -999,7 +1007,7 @@ def _unpickle(
                 raise JarTrustError(_refusal(name, manifest, why, findings)) from exc
     elif not trust:
         raise JarTrustError(_refusal(name, manifest, "this build of brinery has no safe loader"))
-    return brinery.loads(data, buffers=buffers)
+    return brinery.loads(data, buffers=buffers, encoding=encoding, errors=errors)
 
 
 def _refusal(name: str, manifest: dict[str, Any], why: str, findings: Sequence[Any] = ()) -> str:
