@@ -1330,44 +1330,30 @@ impl Jar {
             .iter()
             .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum();
-        let what = format!(
-            "{} chunk file{} ({})",
-            created.len(),
-            if created.len() == 1 { "" } else { "s" },
-            human_bytes(bytes)
-        );
-        let removed = self.try_lock_exclusive().and_then(|_lock| {
-            if let Some(id) = &manifest_id {
-                match fs::remove_file(self.manifest_path(id)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return None,
-                    _ => {}
-                }
-            }
-            // Chunks another version uses stay: read every manifest (one that cannot be read
-            // might use them, so then nothing is removed).
-            let mut used: HashSet<String> = HashSet::new();
-            for (_, f) in Jar::sharded_files(&self.root.join("manifests")).ok()? {
-                let id = f.strip_suffix(".json")?;
-                let m = self.read_manifest(id).ok()?;
-                used.extend(m.manifest.chunks().map(|c| c.hash.clone()));
-            }
-            let mut kept = 0;
-            for p in &created {
-                let file = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-                let hash = file.strip_suffix(".zst").unwrap_or(file);
-                if used.contains(hash) || fs::remove_file(p).is_err() {
-                    kept += 1;
-                }
-            }
-            Some(kept)
-        });
-        let leftover = match removed {
-            Some(0) => format!("the {what} it had written were removed"),
-            Some(kept) => format!(
-                "of the {what} it had written, {kept} could not be removed or are used by another version; `brinery jar gc` removes any unused"
+        let what = match (created.len(), &manifest_id) {
+            (0, _) => "the manifest".to_string(),
+            (n, m) => format!(
+                "the {n} chunk file{} ({}){}",
+                if n == 1 { "" } else { "s" },
+                human_bytes(bytes),
+                if m.is_some() { " and the manifest" } else { "" }
             ),
-            None => format!(
-                "the {what} it had written are left in the jar (another process was using it); `brinery jar gc` or `jar.gc()` removes them"
+        };
+        let removed = match self.try_lock_exclusive() {
+            None => Err("another process was using the jar"),
+            Some(_lock) => self.remove_unrecorded(&created, manifest_id.as_deref()),
+        };
+        let leftover = match removed {
+            Ok((0, 0)) => format!("{what} it had written were removed"),
+            Ok((shared, 0)) => format!(
+                "{what} it had written were removed, but for {shared} another version saved meanwhile uses"
+            ),
+            Ok((_, kept)) => format!(
+                "of {what} it had written, {kept} chunk file{} could not be removed; `brinery jar gc` or `jar.gc()` removes them",
+                if kept == 1 { "" } else { "s" }
+            ),
+            Err(why) => format!(
+                "{what} it had written are left in the jar ({why}); `brinery jar gc` or `jar.gc()` removes them"
             ),
         };
         Error::SaveFailed {
@@ -1376,6 +1362,44 @@ impl Jar {
             leftover,
             error: Box::new(error),
         }
+    }
+
+    /// For [`Jar::failed_save`], under the exclusive lock: remove the failed save's manifest,
+    /// then those of its `created` chunk files that no manifest in the jar uses (a concurrent
+    /// save may have reused them before the lock was taken). Returns how many chunk files
+    /// stayed because another version uses them, and how many could not be removed; or why
+    /// nothing was removed.
+    fn remove_unrecorded(
+        &self,
+        created: &[PathBuf],
+        manifest_id: Option<&str>,
+    ) -> std::result::Result<(usize, usize), &'static str> {
+        if let Some(id) = manifest_id {
+            match fs::remove_file(self.manifest_path(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err("its manifest could not be removed")
+                }
+                _ => {}
+            }
+        }
+        // A manifest that cannot be read might use them: then nothing is removed.
+        let unreadable = "a manifest of the jar could not be read; run verify";
+        let mut used: HashSet<String> = HashSet::new();
+        for (_, f) in Jar::sharded_files(&self.root.join("manifests")).map_err(|_| unreadable)? {
+            let id = f.strip_suffix(".json").ok_or(unreadable)?;
+            let m = self.read_manifest(id).map_err(|_| unreadable)?;
+            used.extend(m.manifest.chunks().map(|c| c.hash.clone()));
+        }
+        let (mut shared, mut kept) = (0, 0);
+        for p in created {
+            let file = p.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            if used.contains(file.strip_suffix(".zst").unwrap_or(file)) {
+                shared += 1;
+            } else if fs::remove_file(p).is_err() {
+                kept += 1;
+            }
+        }
+        Ok((shared, kept))
     }
 
     /// Write `m` (signed if `sign` and the jar has a key); sets `written_id` once the manifest

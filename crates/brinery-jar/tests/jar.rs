@@ -996,7 +996,7 @@ fn a_failed_save_removes_what_it_wrote() {
     assert!(matches!(e, Error::SaveFailed { .. }), "{e:?}");
     assert!(
         msg.starts_with(
-            "saving main:y failed, nothing was saved (the 9 chunk files (9.4 MB) it had written were removed): "
+            "saving main:y failed, nothing was saved (the 9 chunk files (9.4 MB) and the manifest it had written were removed): "
         ) && msg.contains(&log_blocker.display().to_string()),
         "{msg}"
     );
@@ -1008,13 +1008,28 @@ fn a_failed_save_removes_what_it_wrote() {
     other.lock_shared().unwrap();
     let msg = jar.save("main", "y", &input).unwrap_err().to_string();
     assert!(
-        msg.contains("(the 9 chunk files (9.4 MB) it had written are left in the jar (another process was using it); `brinery jar gc`"),
+        msg.contains("(the 9 chunk files (9.4 MB) and the manifest it had written are left in the jar (another process was using the jar); `brinery jar gc`"),
         "{msg}"
     );
     assert!(files_under(jar.root()).len() >= before.len() + 10, "{msg}");
     drop(other);
     let r = jar.gc().unwrap();
     assert_eq!((r.chunks, r.manifests), (9, 1), "{r:?}");
+    assert_eq!(files_under(jar.root()), before);
+
+    // a damaged manifest might use them: nothing is removed, and the message says why
+    let mpath = manifest_path(&jar, "x", VersionSpec::Latest);
+    let good = fs::read(&mpath).unwrap();
+    let mut bad = good.clone();
+    bad[10] ^= 1;
+    fs::write(&mpath, &bad).unwrap();
+    let msg = jar.save("main", "y", &input).unwrap_err().to_string();
+    assert!(
+        msg.contains("it had written are left in the jar (a manifest of the jar could not be read; run verify)"),
+        "{msg}"
+    );
+    fs::write(&mpath, &good).unwrap();
+    assert_eq!(jar.gc().unwrap().chunks, 9);
     assert_eq!(files_under(jar.root()), before);
     fs::remove_file(&log_blocker).unwrap();
 
