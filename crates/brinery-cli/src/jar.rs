@@ -469,16 +469,51 @@ fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {
         v.branch,
         v.id.as_deref().unwrap_or("?").get(..16).unwrap_or("?")
     )?;
-    writeln!(out, "saved      {}", v.time)?;
+    let meta = m.meta.as_object().cloned().unwrap_or_default();
+    let text = |key: &str| match meta.get(key) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
+    let summary = meta.get("summary").and_then(|s| s.as_object());
+    if let Some(t) = text("type") {
+        let what = summary.map(summary_line).unwrap_or_default();
+        writeln!(out, "type       {t}{what}")?;
+    }
+    if let Some(sm) = summary {
+        for line in summary_details(sm) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    let mut saved = v.time.clone();
+    if let Some(user) = text("user") {
+        saved += &format!(" by {user}");
+    }
+    match (
+        text("saved_by"),
+        meta.get("source").and_then(|s| s.get("kind")),
+    ) {
+        (Some(path), Some(serde_json::Value::String(kind))) => {
+            saved += &format!(", from {path} ({kind})")
+        }
+        (Some(path), _) => saved += &format!(", from {path}"),
+        _ => {}
+    }
+    writeln!(out, "saved      {saved}")?;
     if let Some(n) = &m.note {
         writeln!(out, "note       {n}")?;
     }
+    let buffers = m.buffers.len();
     writeln!(
         out,
-        "size       {} ({} pickle + {} buffers), {} stored by this version",
+        "size       {} (pickle {}{}), {} stored by this version",
         human(m.size),
         human(m.pickle.size),
-        m.buffers.len(),
+        match buffers {
+            0 => String::new(),
+            1 => " + 1 buffer".to_string(),
+            n => format!(" + {n} buffers"),
+        },
         human(m.stored)
     )?;
     if !v.tags.is_empty() {
@@ -493,17 +528,144 @@ fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {
             .map(|k| format!(" (key {k})"))
             .unwrap_or_default()
     )?;
-    if !m.globals.is_empty() {
-        writeln!(out, "globals    {}", m.globals.join(", "))?;
+    let mut made = Vec::new();
+    if let Some(py) = text("python") {
+        made.push(format!("Python {py}"));
     }
-    if let serde_json::Value::Object(map) = &m.meta {
-        for (k, val) in map {
-            let text = match val {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            writeln!(out, "{k:<10} {text}")?;
+    if let Some(b) = text("brinery") {
+        made.push(format!("brinery {b}"));
+    }
+    if let Some(libs) = meta.get("libraries").and_then(|l| l.as_object()) {
+        for (lib, ver) in libs {
+            made.push(format!("{lib} {}", ver.as_str().unwrap_or("?")));
         }
     }
+    if !made.is_empty() {
+        let proto = text("protocol")
+            .map(|p| format!(" (pickle protocol {p})"))
+            .unwrap_or_default();
+        writeln!(out, "made with  {}{proto}", made.join(", "))?;
+    }
+    if !m.globals.is_empty() {
+        write_wrapped(out, "globals", &m.globals)?;
+    }
+    // Anything else the saver recorded (an import's source file, keys of newer versions).
+    const SHOWN: [&str; 14] = [
+        "type",
+        "summary",
+        "user",
+        "saved_by",
+        "source",
+        "time",
+        "note",
+        "size",
+        "pickle_size",
+        "buffers",
+        "python",
+        "brinery",
+        "libraries",
+        "protocol",
+    ];
+    for (k, val) in &meta {
+        if SHOWN.contains(&k.as_str()) || val.is_null() {
+            continue;
+        }
+        let text = match val {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        writeln!(out, "{:<10} {text}", k.replace('_', " "))?;
+    }
     Ok(())
+}
+
+/// The summary's headline after the type: `, 1000 x 2`, `, shape 3 x 4, float64`, `, fitted`,
+/// `, 12 items`.
+fn summary_line(sm: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut parts = Vec::new();
+    if let Some(shape) = sm.get("shape").and_then(|s| s.as_array()) {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        parts.push(match dims.len() {
+            0 => "shape () (a scalar)".to_string(),
+            _ => format!("shape {}", dims.join(" x ")),
+        });
+    }
+    if let Some(dt) = sm.get("dtype").and_then(|d| d.as_str()) {
+        parts.push(dt.to_string());
+    }
+    if let Some(name) = sm.get("name").and_then(|d| d.as_str()) {
+        parts.push(format!("name {name:?}"));
+    }
+    match sm.get("fitted").and_then(|f| f.as_bool()) {
+        Some(true) => parts.push("fitted".to_string()),
+        Some(false) => parts.push("not fitted".to_string()),
+        None => {}
+    }
+    if let Some(n) = sm.get("len") {
+        parts.push(format!("length {n}"));
+    }
+    parts.iter().map(|p| format!(", {p}")).collect()
+}
+
+/// The summary's detail lines: a DataFrame's columns with their dtypes, an estimator's
+/// parameters, a summary that failed.
+fn summary_details(sm: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut push = |label: &str, items: Vec<String>| {
+        let mut buf = Vec::new();
+        // a Vec<u8> never fails to write
+        let _ = write_wrapped(&mut buf, label, &items);
+        lines.extend(String::from_utf8_lossy(&buf).lines().map(str::to_string));
+    };
+    if let Some(cols) = sm.get("columns").and_then(|c| c.as_array()) {
+        let dtypes = sm.get("dtypes").and_then(|d| d.as_object());
+        let mut items: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let c = c.as_str().unwrap_or("?");
+                match dtypes.and_then(|d| d.get(c)).and_then(|t| t.as_str()) {
+                    Some(t) => format!("{c} ({t})"),
+                    None => c.to_string(),
+                }
+            })
+            .collect();
+        if let Some(more) = sm.get("more_columns") {
+            items.push(format!("and {more} more"));
+        }
+        push("columns", items);
+    }
+    if let Some(params) = sm.get("params").and_then(|p| p.as_object()) {
+        let items = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect();
+        push("params", items);
+    }
+    if let Some(e) = sm.get("summary_error").and_then(|e| e.as_str()) {
+        push("summary", vec![format!("(could not be made: {e})")]);
+    }
+    lines
+}
+
+/// `label     a, b, c,` wrapped at 100 columns, continuation lines indented under the first.
+fn write_wrapped(out: &mut dyn Write, label: &str, items: &[String]) -> std::io::Result<()> {
+    const WIDTH: usize = 100;
+    let indent = " ".repeat(11);
+    let mut line = format!("{label:<10} ");
+    let mut first = true;
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i + 1 < items.len() { "," } else { "" };
+        if !first && line.len() + 1 + item.len() + sep.len() > WIDTH {
+            writeln!(out, "{}", line.trim_end())?;
+            line = indent.clone();
+            first = true;
+        }
+        if !first {
+            line.push(' ');
+        }
+        line.push_str(item);
+        line.push_str(sep);
+        first = false;
+    }
+    writeln!(out, "{line}")
 }

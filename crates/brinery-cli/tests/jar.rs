@@ -595,3 +595,66 @@ fn a_spec_without_name_or_version_and_a_negative_version_for_tag() {
         "tagged cfg@1 as best\n"
     );
 }
+
+/// `show` reads the saver's summary for people: the shape and columns of a frame, an
+/// estimator's parameters, who saved it from where, the library versions, long lists wrapped;
+/// keys it does not know are shown as they are.
+#[test]
+fn show_renders_the_summary_for_people() {
+    let env = Env::new();
+    let jar = env.jar();
+    let pickle = pickle_of(b"x");
+    let mut input = SaveInput::new(&pickle);
+    input.meta = serde_json::json!({
+        "type": "pandas.DataFrame",
+        "summary": {"shape": [1000, 52], "columns": ["a", "t"],
+                    "dtypes": {"a": "int64", "t": "datetime64[us, UTC]"}, "more_columns": 50},
+        "size": 17045, "pickle_size": 9045, "buffers": 0, "time": "2026-11-27T13:38:43+00:00",
+        "source": {"kind": "notebook", "path": "clean.ipynb"}, "saved_by": "clean.ipynb",
+        "user": "ana@laptop", "python": "3.11.7", "brinery": "0.1.0",
+        "libraries": {"numpy": "2.4.6", "pandas": "3.1.1"}, "protocol": 5, "note": null,
+        "imported_from": "x.pkl"
+    });
+    jar.save("main", "df", &input).unwrap();
+    input.meta = serde_json::json!({
+        "type": "sklearn.linear_model.LogisticRegression",
+        "summary": {"params": {"C": "1.0", "solver": "'lbfgs'"}, "fitted": true},
+    });
+    jar.save("main", "model", &input).unwrap();
+    input.meta = serde_json::json!({"type": "numpy.ndarray", "summary": {"shape": [3, 4], "dtype": "float64"}});
+    jar.save("main", "arr", &input).unwrap();
+
+    let shown = env.ok(&["show", "df"]);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(lines[0].starts_with("df@1  (branch main, id "), "{shown}");
+    assert_eq!(lines[1], "type       pandas.DataFrame, shape 1000 x 52");
+    assert_eq!(
+        lines[2],
+        "columns    a (int64), t (datetime64[us, UTC]), and 50 more"
+    );
+    assert!(
+        lines[3].starts_with("saved      2026-")
+            && lines[3].ends_with(" by ana@laptop, from clean.ipynb (notebook)"),
+        "{shown}"
+    );
+    assert!(lines[4].starts_with("size       ") && lines[4].ends_with(" stored by this version"));
+    assert!(lines[5].starts_with("signature  trusted (key "), "{shown}");
+    assert_eq!(
+        lines[6],
+        "made with  Python 3.11.7, brinery 0.1.0, numpy 2.4.6, pandas 3.1.1 (pickle protocol 5)"
+    );
+    assert_eq!(lines[7], "imported from x.pkl");
+    assert_eq!(lines.len(), 8, "{shown}");
+
+    let shown = env.ok(&["show", "model"]);
+    assert!(
+        shown.contains("\ntype       sklearn.linear_model.LogisticRegression, fitted\nparams     C=1.0, solver='lbfgs'\n"),
+        "{shown}"
+    );
+    let shown = env.ok(&["show", "arr"]);
+    assert!(
+        shown.contains("\ntype       numpy.ndarray, shape 3 x 4, float64\n"),
+        "{shown}"
+    );
+    assert!(!shown.contains("buffer"), "{shown}");
+}
