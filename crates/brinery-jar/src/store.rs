@@ -1341,7 +1341,7 @@ impl Jar {
         };
         let removed = match self.try_lock_exclusive() {
             None => Err("another process was using the jar"),
-            Some(_lock) => self.remove_unrecorded(&created, manifest_id.as_deref()),
+            Some(_lock) => self.remove_unrecorded(branch, name, &created, manifest_id.as_deref()),
         };
         let leftover = match removed {
             Ok((0, 0)) => format!("{what} it had written were removed"),
@@ -1371,10 +1371,21 @@ impl Jar {
     /// nothing was removed.
     fn remove_unrecorded(
         &self,
+        branch: &str,
+        name: &str,
         created: &[PathBuf],
         manifest_id: Option<&str>,
     ) -> std::result::Result<(usize, usize), &'static str> {
         if let Some(id) = manifest_id {
+            // Checked again under the lock: a concurrent save of the same content in the same
+            // instant finds our manifest file and records it as its own.
+            let recorded = self
+                .own_entries(branch, name)
+                .map(|(good, _)| good.iter().any(|e| e.rec.manifest.as_deref() == Some(id)))
+                .unwrap_or(true);
+            if recorded {
+                return Err("another save recorded the same manifest");
+            }
             match fs::remove_file(self.manifest_path(id)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err("its manifest could not be removed")
