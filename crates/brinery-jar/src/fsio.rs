@@ -11,6 +11,20 @@ use crate::error::{Error, IoContext, Result};
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Whether `name` is one [`tmp_path`] makes: `<pid>-<nanos>-<n>-<8 hex digits>.tmp`.
+pub(crate) fn is_tmp_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    let parts: Vec<&str> = stem.split('-').collect();
+    parts.len() == 4
+        && parts[..3]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts[3].len() == 8
+        && parts[3].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A fresh, unique temporary path in `tmp_dir` (pid, time, counter and random bits).
 pub(crate) fn tmp_path(tmp_dir: &Path) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);

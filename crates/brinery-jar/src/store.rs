@@ -412,7 +412,8 @@ impl Jar {
     }
 
     /// Refuse to make a jar in `root` when it holds anything but what an interrupted `init`
-    /// leaves (the jar's empty folders, its lock file).
+    /// leaves (the jar's empty folders, its lock file, the temporary file of a `jar.json` not
+    /// yet linked).
     fn check_new_root(root: &Path) -> Result<()> {
         let entries = match fs::read_dir(root) {
             Ok(e) => e,
@@ -425,6 +426,14 @@ impl Jar {
             let path = entry.path();
             let own = if name == LOCK_FILE {
                 path.is_file()
+            } else if name == "tmp" && path.is_dir() {
+                let mut all_ours = true;
+                for e in fs::read_dir(&path).ctx("list", &path)? {
+                    let e = e.ctx("list", &path)?;
+                    all_ours &=
+                        e.path().is_file() && fsio::is_tmp_name(&e.file_name().to_string_lossy());
+                }
+                all_ours
             } else {
                 JAR_DIRS.contains(&name.as_str())
                     && path.is_dir()
@@ -1478,6 +1487,9 @@ impl Jar {
         tag: &str,
     ) -> Result<VersionInfo> {
         fsio::check_name("tag", tag)?;
+        // Held from the lookup to the tag record: a gc between the two would remove the
+        // version (a deleted name's history) the record is about to keep.
+        let _lock = self.lock(false)?;
         let info = self.resolve(branch, name, spec)?;
         let id = info.id.clone().unwrap_or_default();
         let rec = TagRec {
@@ -1492,7 +1504,6 @@ impl Jar {
         };
         let dir = self.root.join("tags").join(encode_name(name));
         fsio::ensure_dir(&dir)?;
-        let _lock = self.lock(false)?;
         let bytes = fsio::seal_record(&serde_json::to_value(&rec).unwrap_or_default());
         let path = dir.join(format!("{}.json", encode_name(tag)));
         if !fsio::write_new(&self.tmp(), &path, &[&bytes], true)? {
@@ -1786,6 +1797,12 @@ impl Jar {
     /// temporary files of interrupted writes. Holds the jar's exclusive lock, so it waits for
     /// running saves and saves wait for it.
     pub fn gc(&self) -> Result<GcReport> {
+        self.gc_until(u64::MAX)
+    }
+
+    /// [`Jar::gc`], stopping (as if killed) once `removals` files are removed: the tests'
+    /// way to look at every state a gc killed part-way leaves.
+    fn gc_until(&self, removals: u64) -> Result<GcReport> {
         let _lock = self.lock(true)?;
         // A branch whose record cannot be read would look like no branch at all, and the history
         // only it sees would be dropped: refuse instead.
@@ -1803,17 +1820,29 @@ impl Jar {
         let mut live_entries: HashSet<(String, String, u64)> = HashSet::new();
         let mut live_manifests: HashSet<String> = HashSet::new();
         let names = self.all_names()?;
+        // How deep each branch is (main 1): entries go children first (below).
+        let mut depth: HashMap<String, usize> = HashMap::new();
         for branch in self.branches()? {
             let chain = self.ancestry(&branch)?;
+            depth.insert(branch.clone(), chain.len());
             for name in &names {
                 let vis = self.visible_in(&chain, name)?;
-                if vis.last().is_some_and(|e| e.rec.op == Op::Save) {
-                    for e in vis {
-                        live_entries.insert((e.rec.branch.clone(), name.clone(), e.rec.seq));
-                        if let Some(m) = e.rec.manifest {
-                            live_manifests.insert(m);
+                match vis.last() {
+                    Some(e) if e.rec.op == Op::Save => {
+                        for e in vis {
+                            live_entries.insert((e.rec.branch.clone(), name.clone(), e.rec.seq));
+                            if let Some(m) = e.rec.manifest {
+                                live_manifests.insert(m);
+                            }
                         }
                     }
+                    // The delete that ends a branch's history stays, also when it lies in an
+                    // ancestor's log: it carries how many versions came before, so that the
+                    // branch's next save does not take the number of a removed version.
+                    Some(e) => {
+                        live_entries.insert((e.rec.branch.clone(), name.clone(), e.rec.seq));
+                    }
+                    None => {}
                 }
             }
         }
@@ -1826,7 +1855,7 @@ impl Jar {
         // numbering never goes back. A damaged entry is never removed: what it held is unknown
         // (a save: removing it would renumber the versions after it for good), and `verify`
         // keeps reporting it until someone removes it by hand.
-        let mut dead_entries: Vec<PathBuf> = Vec::new();
+        let mut dead_entries: Vec<(usize, u64, PathBuf)> = Vec::new();
         for (branch, name, dir) in self.all_logs()? {
             let (good, bad) = self.own_entries(&branch, &name)?;
             let max_bad = bad
@@ -1846,7 +1875,8 @@ impl Jar {
                         live_manifests.insert(m.clone());
                     }
                 } else if !live_entries.contains(&(branch.clone(), name.clone(), e.rec.seq)) {
-                    dead_entries.push(dir.join(Jar::entry_file_name(e.rec.seq)));
+                    let d = depth.get(&branch).copied().unwrap_or(usize::MAX);
+                    dead_entries.push((d, e.rec.seq, dir.join(Jar::entry_file_name(e.rec.seq))));
                 }
             }
         }
@@ -1863,7 +1893,16 @@ impl Jar {
             }
         }
         // Now remove.
-        for p in dead_entries {
+        // Newest first in every history: a branch's entries before its ancestors', each log's
+        // from the highest number down. Versions are numbered by counting saves from the
+        // oldest, so a gc killed part-way has removed only the newest of the dead versions:
+        // an older number still names its own version, a removed one is "no such version",
+        // never another version's object.
+        dead_entries.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+        for (_, _, p) in dead_entries {
+            if report.entries >= removals {
+                return Ok(report);
+            }
             report.bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
             fs::remove_file(&p).ctx("remove", &p)?;
             report.entries += 1;
@@ -2090,5 +2129,133 @@ impl Jar {
     /// Read one chunk (decompressed and hash-checked).
     pub fn read_chunk(&self, c: &ChunkRef) -> Result<Vec<u8>> {
         self.chunks.read(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jar() -> (tempfile::TempDir, Jar) {
+        let dir = tempfile::tempdir().unwrap();
+        let jar = Jar::init(dir.path().join(".brinery")).unwrap();
+        (dir, jar)
+    }
+
+    /// A pickle of the string `s` (protocol 4, no buffers).
+    fn pickled(s: &str) -> Vec<u8> {
+        let mut e = brinery::encode::Encoder::new(4).unwrap();
+        e.start();
+        e.unicode_utf8(s.as_bytes()).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn save(jar: &Jar, branch: &str, name: &str, s: &str) {
+        jar.save(branch, name, &SaveInput::new(&pickled(s)))
+            .unwrap();
+    }
+
+    /// What version `n` of `name` on `branch` loads: the string, or `None` if there is none.
+    fn load(jar: &Jar, branch: &str, name: &str, n: i64) -> Option<Vec<u8>> {
+        jar.load(
+            branch,
+            name,
+            &VersionSpec::Number(n),
+            LoadOptions { map: false },
+        )
+        .ok()
+        .map(|l| l.pickle)
+    }
+
+    /// A gc killed after any number of removals leaves every version number naming its own
+    /// version or none: the dead entries go newest first, the branch's before its parent's.
+    #[test]
+    fn a_gc_killed_part_way_never_renumbers() {
+        for stop in 0..8u64 {
+            let (_dir, jar) = jar();
+            for s in ["first", "second", "third"] {
+                save(&jar, MAIN, "x", s);
+            }
+            jar.create_branch("b", MAIN).unwrap();
+            for s in ["b4", "b5"] {
+                save(&jar, "b", "x", s);
+            }
+            jar.delete("b", "x").unwrap();
+            jar.delete(MAIN, "x").unwrap();
+            let expect = |branch: &str| {
+                (1..=6)
+                    .map(|n| load(&jar, branch, "x", n))
+                    .collect::<Vec<_>>()
+            };
+            let (main_before, b_before) = (expect(MAIN), expect("b"));
+            assert!(b_before[4].is_some() && b_before[5].is_none());
+            let r = jar.gc_until(stop).unwrap();
+            assert_eq!(r.entries, stop.min(5), "stop {stop}");
+            for (branch, before) in [(MAIN, &main_before), ("b", &b_before)] {
+                for (n, was) in before.iter().enumerate() {
+                    let now = load(&jar, branch, "x", n as i64 + 1);
+                    assert!(
+                        now.is_none() || &now == was,
+                        "stop {stop}: {branch}:x@{} changed",
+                        n + 1
+                    );
+                }
+            }
+            // the next saves take the next numbers on both branches
+            save(&jar, MAIN, "x", "new main");
+            save(&jar, "b", "x", "new b");
+            assert_eq!(
+                load(&jar, MAIN, "x", 4),
+                Some(pickled("new main")),
+                "stop {stop}"
+            );
+            assert_eq!(
+                load(&jar, "b", "x", 6),
+                Some(pickled("new b")),
+                "stop {stop}"
+            );
+        }
+    }
+
+    /// A branch that inherited a deleted name keeps the count of its versions through gc,
+    /// although the delete lies in its parent's log and the parent deleted again since.
+    #[test]
+    fn an_inherited_delete_keeps_the_numbering_through_gc() {
+        let (_dir, jar) = jar();
+        save(&jar, MAIN, "x", "first");
+        jar.delete(MAIN, "x").unwrap();
+        jar.create_branch("b", MAIN).unwrap();
+        save(&jar, MAIN, "x", "second");
+        jar.delete(MAIN, "x").unwrap();
+        assert_eq!(load(&jar, "b", "x", 1), Some(pickled("first")));
+        jar.gc().unwrap();
+        save(&jar, "b", "x", "new");
+        assert_eq!(load(&jar, "b", "x", 1), None);
+        assert_eq!(load(&jar, "b", "x", 2), Some(pickled("new")));
+        save(&jar, MAIN, "x", "third");
+        assert_eq!(load(&jar, MAIN, "x", 3), Some(pickled("third")));
+        assert!(jar.verify().unwrap().ok);
+    }
+
+    /// The temporary file of a `jar.json` never linked (a first save killed) does not make
+    /// the folder "not empty": the next save makes the jar. Anything else in `tmp/` does.
+    #[test]
+    fn an_interrupted_init_is_finished_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(".brinery");
+        fs::create_dir_all(root.join("tmp")).unwrap();
+        let leftover = fsio::tmp_path(&root.join("tmp"));
+        fs::write(&leftover, b"half a jar.json").unwrap();
+        let jar = Jar::init(&root).unwrap();
+        save(&jar, MAIN, "x", "first");
+        let r = jar.gc().unwrap();
+        assert_eq!(r.temporary, 1);
+        assert!(!leftover.exists());
+
+        let other = dir.path().join("other");
+        fs::create_dir_all(other.join("tmp")).unwrap();
+        fs::write(other.join("tmp").join("notes.tmp"), b"mine").unwrap();
+        let e = Jar::init(&other).unwrap_err();
+        assert!(matches!(e, Error::NotEmpty { .. }), "{e}");
     }
 }

@@ -1062,3 +1062,32 @@ fn a_failed_save_removes_what_it_wrote() {
     );
     assert!(jar.verify().unwrap().ok);
 }
+
+/// `tag` looks the version up under the lock gc takes exclusively: a gc that runs while the
+/// tag waits cannot remove the version between the lookup and the tag record (which would
+/// leave a tag naming nothing, and every later gc refusing).
+#[test]
+fn a_tag_waits_for_gc_before_looking_the_version_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let jar = jar_in(dir.path());
+    save(&jar, "main", "x", &oob_pickle(0, b"one"), &[]);
+    save(&jar, "main", "x", &oob_pickle(0, b"two"), &[]);
+    jar.delete("main", "x").unwrap();
+    let manifest = manifest_path(&jar, "x", VersionSpec::Number(1));
+    // "gc" holds the jar
+    let gc = fs::File::open(jar.root().join("lock")).unwrap();
+    gc.lock().unwrap();
+    let root = jar.root().to_path_buf();
+    let tagger = std::thread::spawn(move || {
+        Jar::open(&root)
+            .unwrap()
+            .tag("main", "x", &VersionSpec::Number(1), "keep")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // ... and removes version 1 (its manifest) before letting go
+    fs::remove_file(&manifest).unwrap();
+    drop(gc);
+    let e = tagger.join().unwrap().unwrap_err();
+    assert!(e.to_string().contains("manifest"), "{e}");
+    assert!(!jar.root().join("tags").join("x").join("keep.json").exists());
+}
