@@ -38,18 +38,37 @@ pub enum IntLine {
     Int(ParsedInt),
 }
 
+/// The part of a text argument that `_pickle.c`'s C parsers (`strtol`, `PyLong_FromString`,
+/// `PyOS_string_to_double`) read: up to the first NUL byte, where a C string ends. `I7\0junk`
+/// loads as 7 in CPython.
+fn c_string(line: &[u8]) -> &[u8] {
+    match line.iter().position(|&b| b == 0) {
+        Some(end) => &line[..end],
+        None => line,
+    }
+}
+
 /// Parse the argument of `INT` as `_pickle.c`'s `load_int` does.
 pub fn parse_int_line(line: &[u8]) -> Result<IntLine, String> {
     if line.is_empty() {
         return Err("pickle data was truncated: empty INT argument".into());
     }
-    if let Some(x) = c_strtol_base0(line) {
+    let s = c_string(line);
+    // `strtol` that finds no digit leaves its end at the start: a NUL there counts as the end
+    // of the line, so `I\0` is 0.
+    let small = if s.is_empty() {
+        Some(0)
+    } else {
+        c_strtol_base0(s)
+    };
+    if let Some(x) = small {
+        // the booleans are the 2-byte lines `00` and `01` (a NUL counts toward the length)
         if line.len() == 2 && (x == 0 || x == 1) {
             return Ok(IntLine::Bool(x == 1));
         }
         return Ok(IntLine::Int(ParsedInt::Small(x)));
     }
-    py_int(line, 0).map(IntLine::Int).ok_or_else(|| {
+    py_int(s, 0).map(IntLine::Int).ok_or_else(|| {
         format!(
             "invalid literal for int() with base 0: {}",
             bytes_repr_short(line)
@@ -57,12 +76,10 @@ pub fn parse_int_line(line: &[u8]) -> Result<IntLine, String> {
     })
 }
 
-/// Parse the argument of `LONG` (`123L`) as `_pickle.c`'s `load_long` does.
+/// Parse the argument of `LONG` (`123L`) as `_pickle.c`'s `load_long` does: the last byte is
+/// dropped if it is `L`, then the text is read up to its first NUL.
 pub fn parse_long_line(line: &[u8]) -> Result<ParsedInt, String> {
-    let digits = match line {
-        [rest @ .., b'L'] if !rest.is_empty() => rest,
-        _ => line,
-    };
+    let digits = c_string(line.strip_suffix(b"L").unwrap_or(line));
     py_int(digits, 0).ok_or_else(|| {
         format!(
             "invalid literal for int() with base 0: {}",
@@ -73,6 +90,7 @@ pub fn parse_long_line(line: &[u8]) -> Result<ParsedInt, String> {
 
 /// Parse a memo index of `GET`/`PUT`, base 10 as `_pickle.c` does. Negative indices are refused.
 pub fn parse_memo_index(line: &[u8], opname: &str) -> Result<u64, String> {
+    let line = c_string(line);
     match py_int(line, 10) {
         Some(ParsedInt::Small(v)) if v >= 0 => Ok(v as u64),
         Some(ParsedInt::Small(_)) => Err(format!("negative {opname} argument")),
@@ -84,18 +102,35 @@ pub fn parse_memo_index(line: &[u8], opname: &str) -> Result<u64, String> {
     }
 }
 
-/// Parse the argument of `FLOAT` as `PyOS_string_to_double` does.
+/// Parse the argument of `FLOAT` as `_pickle.c`'s `load_float` does with
+/// `PyOS_string_to_double`: the text up to its first NUL must be a whole float literal; one
+/// too large for a float (`1e400`) is an overflow error, not infinity.
 pub fn parse_float_line(line: &[u8]) -> Result<f64, String> {
-    std::str::from_utf8(line)
+    let text = c_string(line);
+    let v = std::str::from_utf8(text)
         .ok()
         .filter(|s| !s.starts_with(|c: char| c.is_ascii_whitespace()) && !s.contains('_'))
         .and_then(|s| s.parse::<f64>().ok())
         .ok_or_else(|| {
             format!(
                 "could not convert string to float: {}",
-                bytes_repr_short(line)
+                bytes_repr_short(text)
             )
-        })
+        })?;
+    let spelled_infinite = || {
+        let unsigned = text
+            .strip_prefix(b"-")
+            .or(text.strip_prefix(b"+"))
+            .unwrap_or(text);
+        unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity")
+    };
+    if v.is_infinite() && !spelled_infinite() {
+        return Err(format!(
+            "value too large to convert to float: {}",
+            bytes_repr_short(text)
+        ));
+    }
+    Ok(v)
 }
 
 /// Decode the argument of `STRING`: strip the quotes, then undo `repr`-style escapes
@@ -369,6 +404,56 @@ mod tests {
             Ok(IntLine::Int(ParsedInt::Small(i64::MIN)))
         );
         assert!(parse_int_line(b"abc").is_err());
+    }
+
+    /// CPython's C parsers read a text argument as a C string: up to its first NUL. Each case
+    /// is what `pickle.loads` (the C unpickler) of Python 3.11 gives for the same line.
+    #[test]
+    fn text_arguments_end_at_a_nul_as_in_pickle_c() {
+        let small = |v| Ok(IntLine::Int(ParsedInt::Small(v)));
+        assert_eq!(parse_int_line(b"\0"), small(0));
+        assert_eq!(parse_int_line(b"\0\0"), Ok(IntLine::Bool(false)));
+        assert_eq!(parse_int_line(b"1\0"), Ok(IntLine::Bool(true)));
+        assert_eq!(parse_int_line(b"7\0junk"), small(7));
+        assert_eq!(parse_int_line(b" 7\0"), small(7));
+        assert_eq!(parse_int_line(b"7 \0"), small(7));
+        assert_eq!(
+            parse_int_line(b"99999999999999999999\0x"),
+            Ok(IntLine::Int(ParsedInt::Big(
+                "99999999999999999999".parse().unwrap()
+            )))
+        );
+        for bad in [&b" \0"[..], b"-\0", b"0x\0"] {
+            assert!(parse_int_line(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_long_line(b"12\0L"), Ok(ParsedInt::Small(12)));
+        assert_eq!(parse_long_line(b"7 \0L"), Ok(ParsedInt::Small(7)));
+        for bad in [&b"\0L"[..], b"L", b"\0", b"LL"] {
+            assert!(parse_long_line(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_memo_index(b"1\0x", "PUT"), Ok(1));
+        assert!(parse_memo_index(b"\0", "PUT").is_err());
+        assert_eq!(parse_float_line(b"1.5\0x"), Ok(1.5));
+        assert_eq!(parse_float_line(b"inf\0"), Ok(f64::INFINITY));
+        assert!(parse_float_line(b"\0").is_err());
+    }
+
+    /// A float literal too large for a float is CPython's `OverflowError`, not infinity;
+    /// one too small is 0.0; spelled infinities and NaN are what they say.
+    #[test]
+    fn float_lines_overflow_as_in_pickle_c() {
+        for big in [&b"1e400"[..], b"-2e308", b"1e400\0"] {
+            let e = parse_float_line(big).unwrap_err();
+            assert!(
+                e.starts_with("value too large to convert to float: "),
+                "{e}"
+            );
+        }
+        assert_eq!(parse_float_line(b"1e-400"), Ok(0.0));
+        assert_eq!(parse_float_line(b"-Infinity"), Ok(f64::NEG_INFINITY));
+        assert_eq!(parse_float_line(b"+inf"), Ok(f64::INFINITY));
+        assert!(parse_float_line(b"nan").unwrap().is_nan());
+        assert!(parse_float_line(b"1.5x").is_err());
     }
 
     #[test]
