@@ -10,7 +10,7 @@ use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 mod jar;
@@ -39,8 +39,26 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DisArgs {
-    /// The pickle file, or `-` for standard input.
-    file: PathBuf,
+    /// The pickle files (`-` for standard input); with more than one, each disassembly comes
+    /// after a preamble line (`-p`), as in pickletools.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Write the disassembly to this file instead of standard output (pickletools' `-o`).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// With several files: keep the memo from one pickle to the next (pickletools' `-m`).
+    #[arg(short, long)]
+    memo: bool,
+    /// With several files: the line written before each disassembly; `{name}` is the file
+    /// name (pickletools' `-p`).
+    #[arg(
+        short,
+        long,
+        default_value = "==> {name} <==",
+        value_name = "TEXT",
+        allow_hyphen_values = true
+    )]
+    preamble: String,
     /// Annotate each line with a short description of its opcode (pickletools' `-a`).
     #[arg(short, long)]
     annotate: bool,
@@ -121,21 +139,70 @@ fn run(cli: Cli) -> Result<Done, Failure> {
 }
 
 fn dis(args: &DisArgs) -> Result<()> {
-    let data = read_input(&args.file)?;
     let options = brinery::disasm::Options {
         annotate: if args.annotate { 30 } else { 0 },
         indentlevel: args.indentlevel,
         max_marks: args.max_marks,
     };
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let result = brinery::disasm::disassemble(&data, &mut out, &options);
-    // Whatever was disassembled before an error is still shown, as pickletools does.
-    out.flush().context("cannot write to standard output")?;
-    result
-        .map_err(|e| container_hint(e.into(), &data))
-        .with_context(|| format!("cannot disassemble {}", display_name(&args.file)))?;
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let several = args.files.len() > 1;
+    // As pickletools: one memo for all files with `-m` and several files, else one per file.
+    let mut shared = brinery::disasm::SharedMemo::default();
+    for file in &args.files {
+        let data = read_input(file)?;
+        if several {
+            let name = if file.as_os_str() == "-" {
+                "<stdin>".to_owned()
+            } else {
+                file.display().to_string()
+            };
+            writeln!(out, "{}", preamble(&args.preamble, &name)?)?;
+        }
+        let mut own = brinery::disasm::SharedMemo::default();
+        let memo = if several && args.memo {
+            &mut shared
+        } else {
+            &mut own
+        };
+        let result = brinery::disasm::disassemble_shared(&data, &mut out, &options, memo);
+        // Whatever was disassembled before an error is still shown, as pickletools does.
+        out.flush().context("cannot write the disassembly")?;
+        result
+            .map_err(|e| container_hint(e.into(), &data))
+            .with_context(|| format!("cannot disassemble {}", display_name(file)))?;
+    }
     Ok(())
+}
+
+/// pickletools' `args.preamble.format(name=...)`: `{name}` is the file name, `{{` and `}}` are
+/// braces; any other field is an error, as it is for `str.format`.
+fn preamble(template: &str, name: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("{{") {
+            out.push('{');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("}}") {
+            out.push('}');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("{name}") {
+            out.push_str(name);
+            rest = after;
+        } else {
+            bail!("the preamble {template:?} has a field other than {{name}} (write {{{{ and }}}} for braces)");
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// An error on input that is a container (gzip, zip, `.npy`, tar, ...), not a bare pickle, says

@@ -189,3 +189,110 @@ fn dis_and_json_name_a_container_they_are_given() {
         );
     }
 }
+
+/// The Python that runs `python -m pickletools` for comparison (`$BRINERY_PYTHON`, default
+/// the project's `.venv`).
+fn python() -> PathBuf {
+    let python = std::env::var_os("BRINERY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "no Python at {} (set BRINERY_PYTHON, or create the venv with scripts/setup.sh)",
+        python.display()
+    );
+    python
+}
+
+/// `brinery dis` with several files, `-m`, `-p` and `-o` writes what `python -m pickletools`
+/// writes with the same arguments, byte for byte, and fails on the same file: a memo shared
+/// across pickles (`-m`) lets a later pickle fetch an earlier one's entries and makes storing
+/// one again an error.
+#[test]
+fn dis_of_several_files_matches_pickletools() {
+    // [1, 'x', {'k': 'x'}] at protocol 2 (PUT 0-3), a pickle fetching memo 1 and 0 (valid only
+    // after the first with -m), ('y',) at protocol 4 (MEMOIZE numbers on from the memo)
+    let a = temp_file(
+        "multi-a.pkl",
+        b"\x80\x02]q\x00(K\x01X\x01\x00\x00\x00xq\x01}q\x02X\x01\x00\x00\x00kq\x03h\x01se.",
+    );
+    let b = temp_file("multi-b.pkl", b"\x80\x02h\x01h\x00\x86q\x05.");
+    let c = temp_file(
+        "multi-c.pkl",
+        b"\x80\x04\x95\x07\x00\x00\x00\x00\x00\x00\x00\x8c\x01y\x94\x85\x94.",
+    );
+    let (a, b, c) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        c.to_str().unwrap(),
+    );
+    let out_dir = std::env::temp_dir().join(format!("brinery-cli-test-{}", std::process::id()));
+    let cases: Vec<Vec<&str>> = vec![
+        vec![a, c],
+        vec![a, b, c],
+        vec!["-m", a, b],
+        vec!["-m", a, b, c],
+        vec!["-m", "-p", "-- {name} {{x}} --", "-a", "-l", "1", a, c],
+        vec!["-m", a, "-"],
+    ];
+    for args in cases {
+        let stdin = std::fs::read(a).unwrap();
+        // (pickletools cannot read a pipe: it asks the file for its position; brinery can)
+        let theirs = std::process::Command::new(python())
+            .args(["-m", "pickletools"])
+            .args(&args)
+            .stdin(std::fs::File::open(a).unwrap())
+            .output()
+            .expect("python runs");
+        let mut ours_args = vec!["dis"];
+        ours_args.extend(&args);
+        let ours = run(&ours_args, &stdin);
+        assert_eq!(
+            text(&ours.stdout),
+            text(&theirs.stdout),
+            "{args:?}: {}",
+            text(&theirs.stderr)
+        );
+        assert_eq!(
+            ours.status.success(),
+            theirs.status.success(),
+            "{args:?}: {}",
+            text(&ours.stderr)
+        );
+        if !theirs.status.success() {
+            // the same complaint, with where
+            let theirs_err = text(&theirs.stderr);
+            let why = theirs_err
+                .lines()
+                .last()
+                .unwrap()
+                .trim_start_matches("ValueError: ");
+            assert!(
+                text(&ours.stderr).contains(why),
+                "{args:?}: {} vs {why}",
+                text(&ours.stderr)
+            );
+        }
+        // -o writes the same text to a file
+        let (ours_file, theirs_file) = (out_dir.join("ours.txt"), out_dir.join("theirs.txt"));
+        let mut with_o = vec!["dis", "-o", ours_file.to_str().unwrap()];
+        with_o.extend(&args);
+        run(&with_o, &stdin);
+        std::process::Command::new(python())
+            .args(["-m", "pickletools", "-o", theirs_file.to_str().unwrap()])
+            .args(&args)
+            .stdin(std::fs::File::open(a).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&ours_file).unwrap(),
+            std::fs::read(&theirs_file).unwrap(),
+            "-o {args:?}"
+        );
+    }
+    let bad = run(&["dis", "-p", "{nme}", a, c], b"");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("has a field other than {name}"));
+}

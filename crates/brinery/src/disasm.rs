@@ -99,25 +99,63 @@ const STACK_SHOWN: usize = 100;
 /// `pickletools`' where that is meaningful, e.g.
 /// `memo key 3 has never been stored into at byte 17 (BINGET)`.
 pub fn disassemble<W: Write>(data: &[u8], out: &mut W, options: &Options) -> Result<usize> {
+    disassemble_shared(data, out, options, &mut SharedMemo::default())
+}
+
+/// The memo `pickletools.dis(..., memo=...)` keeps across pickles (`python -m pickletools -m`
+/// with several files): a later pickle may fetch what an earlier one stored, storing a key
+/// again is an error, and `MEMOIZE` numbers on from the entries already there.
+#[derive(Debug, Default, Clone)]
+pub struct SharedMemo {
+    entries: HashMap<MemoKey, &'static str>,
+}
+
+impl SharedMemo {
+    /// How many entries the pickles disassembled with this memo have stored.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing has been stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// [`disassemble`] with a memo shared with the pickles disassembled before (and after) it, as
+/// `pickletools.dis(data, out, memo, ...)`. What this pickle stores stays in `memo`, also
+/// when it fails part-way.
+pub fn disassemble_shared<W: Write>(
+    data: &[u8],
+    out: &mut W,
+    options: &Options,
+    memo: &mut SharedMemo,
+) -> Result<usize> {
     let mut buf = Vec::with_capacity(FLUSH_AT.min(data.len().saturating_mul(8)) + 256);
-    let result = run(data, out, &mut buf, options);
+    let result = run(data, out, &mut buf, options, &mut memo.entries);
     out.write_all(&buf)?;
     out.flush()?;
     result
 }
 
 /// Everything `dis()` keeps between opcodes.
-struct Machine {
+struct Machine<'m> {
     stack: Vec<&'static str>,
-    memo: HashMap<MemoKey, &'static str>,
+    memo: &'m mut HashMap<MemoKey, &'static str>,
     markstack: Vec<usize>,
 }
 
-fn run<W: Write>(data: &[u8], out: &mut W, buf: &mut Vec<u8>, options: &Options) -> Result<usize> {
+fn run<W: Write>(
+    data: &[u8],
+    out: &mut W,
+    buf: &mut Vec<u8>,
+    options: &Options,
+    memo: &mut HashMap<MemoKey, &'static str>,
+) -> Result<usize> {
     let indent = " ".repeat(options.indentlevel);
     let mut m = Machine {
         stack: Vec::new(),
-        memo: HashMap::new(),
+        memo,
         markstack: Vec::new(),
     };
     let mut maxproto: i32 = -1;
