@@ -190,7 +190,45 @@ fn print_json(out: &mut dyn Write, v: &serde_json::Value) -> Result<()> {
 }
 
 /// Print rows as aligned columns.
+/// `s` with every control character (newlines, carriage returns, escape sequences, NUL, C1)
+/// written as an escape (`\n`, `\u{1b}`): what a jar's metadata says (a note, a column name,
+/// an exception message, a global of an imported pickle) must not add lines to the output or
+/// drive the terminal.
+fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`clean`] applied to every string, key and value, of a JSON value.
+fn clean_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(clean(s).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(clean_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (clean(k).into_owned(), clean_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn table(out: &mut dyn Write, rows: &[Vec<String>]) -> Result<()> {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c).into_owned()).collect())
+        .collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -200,7 +238,7 @@ fn table(out: &mut dyn Write, rows: &[Vec<String>]) -> Result<()> {
                 .unwrap_or(0)
         })
         .collect();
-    for r in rows {
+    for r in &rows {
         let mut line = String::new();
         for (c, cell) in r.iter().enumerate() {
             if c + 1 == r.len() {
@@ -469,7 +507,7 @@ fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {
         v.branch,
         v.id.as_deref().unwrap_or("?").get(..16).unwrap_or("?")
     )?;
-    let meta = m.meta.as_object().cloned().unwrap_or_default();
+    let meta = clean_json(&m.meta).as_object().cloned().unwrap_or_default();
     let text = |key: &str| match meta.get(key) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Null) | None => None,
@@ -501,7 +539,7 @@ fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {
     }
     writeln!(out, "saved      {saved}")?;
     if let Some(n) = &m.note {
-        writeln!(out, "note       {n}")?;
+        writeln!(out, "note       {}", clean(n))?;
     }
     let buffers = m.buffers.len();
     writeln!(
@@ -547,7 +585,8 @@ fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {
         writeln!(out, "made with  {}{proto}", made.join(", "))?;
     }
     if !m.globals.is_empty() {
-        write_wrapped(out, "globals", &m.globals)?;
+        let globals: Vec<String> = m.globals.iter().map(|g| clean(g).into_owned()).collect();
+        write_wrapped(out, "globals", &globals)?;
     }
     // Anything else the saver recorded (an import's source file, keys of newer versions).
     const SHOWN: [&str; 14] = [

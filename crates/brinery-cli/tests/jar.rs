@@ -657,4 +657,45 @@ fn show_renders_the_summary_for_people() {
         "{shown}"
     );
     assert!(!shown.contains("buffer"), "{shown}");
+
+    // Metadata cannot add lines or drive the terminal: control characters are escaped, here
+    // and in the ls/log tables.
+    input.note = Some("fine\nsignature  trusted (key forged)".into());
+    input.meta = serde_json::json!({
+        "type": "pandas.DataFrame",
+        "summary": {"shape": [1, 1], "columns": ["ok\nsaved      FORGED"],
+                    "summary_error": "boom\r\u{1b}[2J"},
+        "user\n": "x\u{0}y",
+    });
+    jar.save("main", "odd", &input).unwrap();
+    let shown = env.ok(&["show", "odd"]);
+    assert!(
+        !shown.chars().any(|c| c.is_control() && c != '\n'),
+        "{shown:?}"
+    );
+    let signature_lines = shown.lines().filter(|l| l.starts_with("signature")).count();
+    assert_eq!(signature_lines, 1, "{shown}");
+    assert!(
+        !shown.lines().any(|l| l.starts_with("saved      FORGED")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("note       fine\\nsignature  trusted (key forged)\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("columns    ok\\nsaved      FORGED\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("(could not be made: boom\\r\\u{1b}[2J)"),
+        "{shown}"
+    );
+    for listing in [env.ok(&["ls"]), env.ok(&["log", "odd"])] {
+        assert!(
+            !listing.chars().any(|c| c.is_control() && c != '\n'),
+            "{listing:?}"
+        );
+        assert!(listing.contains("fine\\nsignature"), "{listing}");
+    }
 }

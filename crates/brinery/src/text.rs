@@ -304,9 +304,11 @@ fn c_strtol_base0(s: &[u8]) -> Option<i64> {
 /// Python's `int(s, base)` for `base` 0 or 10, on bytes: surrounding whitespace, a sign, base
 /// prefixes (base 0), underscores between digits.
 pub(crate) fn py_int(s: &[u8], base: u32) -> Option<ParsedInt> {
+    // `Py_ISSPACE`: C's six blanks, the vertical tab among them (Rust's `is_ascii_whitespace`
+    // leaves it out).
     let s = std::str::from_utf8(s)
         .ok()?
-        .trim_matches(|c: char| c.is_ascii_whitespace());
+        .trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'));
     let (neg, s) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -432,6 +434,16 @@ mod tests {
             assert!(parse_long_line(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_memo_index(b"1\0x", "PUT"), Ok(1));
+        // the vertical tab is a blank to `PyLong_FromString` as to `strtol`
+        assert_eq!(
+            parse_int_line(b"\x0b99999999999999999999"),
+            Ok(IntLine::Int(ParsedInt::Big(
+                "99999999999999999999".parse().unwrap()
+            )))
+        );
+        assert_eq!(parse_int_line(b"7\x0b"), small(7));
+        assert_eq!(parse_long_line(b"\x0b7L"), Ok(ParsedInt::Small(7)));
+        assert_eq!(parse_memo_index(b"0\x0b", "PUT"), Ok(0));
         assert!(parse_memo_index(b"\0", "PUT").is_err());
         assert_eq!(parse_float_line(b"1.5\0x"), Ok(1.5));
         assert_eq!(parse_float_line(b"inf\0"), Ok(f64::INFINITY));
