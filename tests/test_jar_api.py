@@ -5,6 +5,7 @@ HTML views and the %jar magic. Real numpy/pandas/scikit-learn objects throughout
 from __future__ import annotations
 
 import io
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -516,3 +517,7 @@ def test_python2_pickles_load_with_an_encoding(jar_env: Path) -> None:
     assert np.array_equal(loaded, np.arange(3.0)) and loaded.dtype == np.float64
     with pytest.raises(UnicodeDecodeError, match="'ascii' codec"):
         jar.load("old")
+    # encoding="bytes" gives numpy the dtype's byte order as b"<", which it takes too
+    as_bytes = jar.load("old", encoding="bytes")
+    assert np.array_equal(as_bytes, pickle.loads(py2, encoding="bytes"))
+    assert as_bytes.dtype == np.float64

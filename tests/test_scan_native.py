@@ -420,6 +420,16 @@ def test_numpy_states_numpy_writes_still_load():
             assert pickle.dumps(got, proto) == pickle.dumps(pickle.loads(data), proto)
 
 
+def test_dtype_byte_order_as_bytes_loads():
+    # a Python 2 pickle loaded with encoding="bytes" gives numpy the byte order as b"<", which
+    # numpy takes as it takes "<"; any other byte is still refused
+    state = b"(K\x03C\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb."
+    data = b"\x80\x04\x8c\x05numpy\x8c\x05dtype\x93\x8c\x02f8\x89\x88\x87R" + state
+    assert load_with_policy(data) == pickle.loads(data) == np.dtype("<f8")
+    with pytest.raises(brinery.UnsafePickleError, match="BUILD state of a numpy dtype"):
+        load_with_policy(data.replace(b"C\x01<", b"C\x01X"))
+
+
 def test_callable_entry_rebound_to_data_is_refused(monkeypatch):
     # F6's last step rebound an allowed module global to a code string and had a helper call
     # it: a `call` entry must still resolve to something callable

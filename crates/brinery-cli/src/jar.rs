@@ -209,6 +209,17 @@ fn clean(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `s` as one shell word: as it is when it holds only characters no shell treats specially,
+/// else in single quotes (a quote inside written `'\''`).
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.,:/@%+=".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", clean(s).replace('\'', "'\\''"))
+    }
+}
+
 /// [`clean`] applied to every string, key and value, of a JSON value.
 fn clean_json(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -440,9 +451,12 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
         JarCommand::Branch { name } => {
             let jar = locate(args, false)?;
             jar.create_branch(name, &b)?;
+            let word = shell_word(name);
             writeln!(
                 out,
-                "created branch {name} from {b} (use it with `--branch {name}` or BRINERY_BRANCH={name})"
+                "created branch {} from {} (use it with `--branch={word}` or BRINERY_BRANCH={word})",
+                clean(name),
+                clean(&b)
             )?;
             0
         }

@@ -147,7 +147,7 @@ fn history_tags_delete_and_gc_through_the_cli() {
     // Branches: a save on an experiment branch leaves main alone.
     assert_eq!(
         env.ok(&["branch", "exp"]),
-        "created branch exp from main (use it with `--branch exp` or BRINERY_BRANCH=exp)\n"
+        "created branch exp from main (use it with `--branch=exp` or BRINERY_BRANCH=exp)\n"
     );
     let again = env.fails(&["branch", "exp"]);
     assert!(again.contains("branch \"exp\" already exists"), "{again}");
@@ -698,4 +698,29 @@ fn show_renders_the_summary_for_people() {
         );
         assert!(listing.contains("fine\\nsignature"), "{listing}");
     }
+}
+
+/// The hint `jar branch` prints is a command that works in a shell, whatever the name.
+#[test]
+fn branch_hints_are_shell_words() {
+    let env = Env::new();
+    env.jar();
+    assert_eq!(
+        env.ok(&["branch", "--", "-it's b"]),
+        "created branch -it's b from main (use it with `--branch='-it'\\''s b'` or BRINERY_BRANCH='-it'\\''s b')\n"
+    );
+    let listed = env.ok(&["--branch=-it's b", "branches"]);
+    assert_eq!(listed, "* -it's b\n  main\n");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "BRINERY_BRANCH='-it'\\''s b' {} jar branches",
+            env!("CARGO_BIN_EXE_brinery")
+        ))
+        .current_dir(env.dir.path())
+        .env("BRINERY_KEY_FILE", env.key_path())
+        .env_remove("BRINERY_JAR")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), listed);
 }

@@ -167,6 +167,18 @@ pub enum Error {
         /// Why it failed (part of the message).
         error: Box<Error>,
     },
+    /// A save recorded its version, then failed to make it durable (syncing the log folder):
+    /// the version is there and loads, but a power loss before the system writes it back could
+    /// still lose it. Earlier versions are not affected.
+    #[error("saving {branch}:{name} recorded the new version but could not make it durable (it loads now; a power loss could still lose it; earlier versions are safe): {error}")]
+    SavedNotDurable {
+        /// The object name.
+        name: String,
+        /// The branch.
+        branch: String,
+        /// Why (part of the message).
+        error: Box<Error>,
+    },
     /// gc refused to run because it could not read something it must keep.
     #[error("gc refused: {0}")]
     GcRefused(String),

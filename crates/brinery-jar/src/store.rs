@@ -1324,9 +1324,15 @@ impl Jar {
                 .map(|(good, _)| good.iter().any(|e| e.rec.manifest.as_ref() == Some(id)))
                 .unwrap_or(true);
             if recorded {
-                return error;
+                return Error::SavedNotDurable {
+                    name: name.to_string(),
+                    branch: branch.to_string(),
+                    error: Box::new(error),
+                };
             }
         }
+        // (set before its write: it may have failed before the file existed)
+        let manifest_id = manifest_id.filter(|id| self.manifest_path(id).exists());
         if created.is_empty() && manifest_id.is_none() {
             return Error::SaveFailed {
                 name: name.to_string(),
@@ -1342,27 +1348,34 @@ impl Jar {
         let what = match (created.len(), &manifest_id) {
             (0, _) => "the manifest".to_string(),
             (n, m) => format!(
-                "the {n} chunk file{} ({}){}",
-                if n == 1 { "" } else { "s" },
+                "the {} ({}){}",
+                if n == 1 {
+                    "chunk file".to_string()
+                } else {
+                    format!("{n} chunk files")
+                },
                 human_bytes(bytes),
                 if m.is_some() { " and the manifest" } else { "" }
             ),
         };
+        let one = created.len() + usize::from(manifest_id.is_some()) == 1;
+        let (were, are) = if one { ("was", "is") } else { ("were", "are") };
         let removed = match self.try_lock_exclusive() {
             None => Err("another process was using the jar"),
             Some(_lock) => self.remove_unrecorded(branch, name, &created, manifest_id.as_deref()),
         };
         let leftover = match removed {
-            Ok((0, 0)) => format!("{what} it had written were removed"),
+            Ok((0, 0)) => format!("{what} it had written {were} removed"),
             Ok((shared, 0)) => format!(
-                "{what} it had written were removed, but for {shared} another version saved meanwhile uses"
+                "{what} it had written {were} removed, but for {shared} another version saved meanwhile uses"
             ),
             Ok((_, kept)) => format!(
                 "of {what} it had written, {kept} chunk file{} could not be removed; `brinery jar gc` or `jar.gc()` removes them",
                 if kept == 1 { "" } else { "s" }
             ),
             Err(why) => format!(
-                "{what} it had written are left in the jar ({why}); `brinery jar gc` or `jar.gc()` removes them"
+                "{what} it had written {are} left in the jar ({why}); `brinery jar gc` or `jar.gc()` removes {}",
+                if one { "it" } else { "them" }
             ),
         };
         Error::SaveFailed {

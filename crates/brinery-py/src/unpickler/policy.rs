@@ -1499,12 +1499,17 @@ impl Guard {
             if !shape_ok {
                 return refuse("dtype");
             }
+            // a `str`, or `bytes` from a Python 2 pickle loaded with `encoding="bytes"` (numpy
+            // takes either)
             let order = &items[1];
-            let order_ok = order
-                .cast::<PyString>()
-                .ok()
-                .and_then(|o| o.to_str().ok().map(|o| matches!(o, "<" | ">" | "|" | "=")))
-                .unwrap_or(false);
+            let order_ok = match order.cast::<pyo3::types::PyBytes>() {
+                Ok(b) => matches!(b.as_bytes(), b"<" | b">" | b"|" | b"="),
+                Err(_) => order
+                    .cast::<PyString>()
+                    .ok()
+                    .and_then(|o| o.to_str().ok().map(|o| matches!(o, "<" | ">" | "|" | "=")))
+                    .unwrap_or(false),
+            };
             let sub = &items[2];
             let sub_ok = sub.is_none() || sub.cast::<PyTuple>().is_ok();
             let Ok(flags) = items[7].extract::<i64>() else {
