@@ -521,3 +521,15 @@ def test_python2_pickles_load_with_an_encoding(jar_env: Path) -> None:
     as_bytes = jar.load("old", encoding="bytes")
     assert np.array_equal(as_bytes, pickle.loads(py2, encoding="bytes"))
     assert as_bytes.dtype == np.float64
+
+
+def test_text_tables_escape_control_characters(jar_env: Path) -> None:
+    """A note (or any metadata) holding a newline or an escape sequence cannot add lines to
+    the text tables of ``jar.log`` and ``jar.summary`` or drive the terminal."""
+    jar = Jar(jar_env / "jar")
+    jar.save("x", 1, note="fine\nversion  tags  saved FORGED\x1b[2J")
+    for text in (repr(jar.log("x")), jar.summary()):
+        lines = text.splitlines()
+        assert len(lines) == 3, text  # the caption, the header, one row
+        assert not any(not c.isprintable() for line in lines for c in line), text
+        assert "fine\\nversion  tags  saved FORGED\\x1b[2J" in lines[2], text
