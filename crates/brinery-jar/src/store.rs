@@ -1319,11 +1319,7 @@ impl Jar {
         // A log entry naming our manifest means the version is recorded (the failure came
         // after, e.g. syncing the log folder): nothing is ours to remove.
         if let Some(id) = &manifest_id {
-            let recorded = self
-                .own_entries(branch, name)
-                .map(|(good, _)| good.iter().any(|e| e.rec.manifest.as_ref() == Some(id)))
-                .unwrap_or(true);
-            if recorded {
+            if self.records_manifest(branch, name, id) {
                 return Error::SavedNotDurable {
                     name: name.to_string(),
                     branch: branch.to_string(),
@@ -1386,6 +1382,14 @@ impl Jar {
         }
     }
 
+    /// Whether a log entry of `name` on `branch` names manifest `id` (`true` when the log
+    /// cannot be read: then it might).
+    fn records_manifest(&self, branch: &str, name: &str, id: &str) -> bool {
+        self.own_entries(branch, name)
+            .map(|(good, _)| good.iter().any(|e| e.rec.manifest.as_deref() == Some(id)))
+            .unwrap_or(true)
+    }
+
     /// For [`Jar::failed_save`], under the exclusive lock: remove the failed save's manifest,
     /// then those of its `created` chunk files that no manifest in the jar uses (a concurrent
     /// save may have reused them before the lock was taken). Returns how many chunk files
@@ -1401,11 +1405,7 @@ impl Jar {
         if let Some(id) = manifest_id {
             // Checked again under the lock: a concurrent save of the same content in the same
             // instant finds our manifest file and records it as its own.
-            let recorded = self
-                .own_entries(branch, name)
-                .map(|(good, _)| good.iter().any(|e| e.rec.manifest.as_deref() == Some(id)))
-                .unwrap_or(true);
-            if recorded {
+            if self.records_manifest(branch, name, id) {
                 return Err("another save recorded the same manifest");
             }
             match fs::remove_file(self.manifest_path(id)) {
