@@ -1041,7 +1041,9 @@ fn a_failed_save_removes_what_it_wrote() {
     let msg = e.to_string();
     assert!(
         msg.starts_with("saving main:x failed, nothing was saved (")
-            && (msg.contains("it had written were removed)") || msg.contains("(it wrote nothing)"))
+            && (msg.contains("it had written were removed)")
+                || msg.contains("(the chunk file (1.0 MB) it had written was removed)")
+                || msg.contains("(it wrote nothing)"))
             && msg.contains(&blocker.display().to_string()),
         "{msg}"
     );
