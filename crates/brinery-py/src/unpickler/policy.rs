@@ -1502,13 +1502,11 @@ impl Guard {
             // a `str`, or `bytes` from a Python 2 pickle loaded with `encoding="bytes"` (numpy
             // takes either)
             let order = &items[1];
-            let order_ok = match order.cast::<pyo3::types::PyBytes>() {
-                Ok(b) => matches!(b.as_bytes(), b"<" | b">" | b"|" | b"="),
+            let order_ok = match order.cast::<PyString>() {
+                Ok(o) => o.to_str().is_ok_and(|o| matches!(o, "<" | ">" | "|" | "=")),
                 Err(_) => order
-                    .cast::<PyString>()
-                    .ok()
-                    .and_then(|o| o.to_str().ok().map(|o| matches!(o, "<" | ">" | "|" | "=")))
-                    .unwrap_or(false),
+                    .cast::<pyo3::types::PyBytes>()
+                    .is_ok_and(|b| matches!(b.as_bytes(), b"<" | b">" | b"|" | b"=")),
             };
             let sub = &items[2];
             let sub_ok = sub.is_none() || sub.cast::<PyTuple>().is_ok();
