@@ -998,3 +998,41 @@ fn tar_archives_are_opened_by_content() {
         r.findings
     );
 }
+
+/// Protocol-0 integers are read as `_pickle.c` reads them (`strtol` base 0 for `INT`, the
+/// text ends at a NUL), so the size an allocating call is given is the one `pickle.load`
+/// passes. Before, `I0x7fffffffff` (512 GB to CPython) and `I1099511627776\0` were integers
+/// the scan could not read, which its size rule lets through as data.
+#[test]
+fn text_integers_are_read_as_the_loader_reads_them() {
+    let bytearray_of = |arg: &[u8]| {
+        let mut v = b"cbuiltins\nbytearray\n(".to_vec();
+        v.extend_from_slice(arg);
+        v.extend_from_slice(b"tR.");
+        v
+    };
+    for too_big in [
+        &b"I0x7fffffffff\n"[..],
+        b"I1099511627776\0junk\n",
+        b"L0o17777777777777L\n",
+        b"I\x0b1099511627776\n",
+        b"I1_099_511_627_776\n",
+    ] {
+        let found = messages(&bytearray_of(too_big));
+        assert!(
+            found.len() == 1 && found[0].contains("is given a size of"),
+            "{too_big:?}: {found:?}"
+        );
+    }
+    assert!(rules(&bytearray_of(b"I017\n")).is_empty()); // octal 15
+    assert_eq!(
+        messages(&bytearray_of(b"Iabc\n")),
+        ["BRS011 invalid literal for int() with base 0: 'abc' at byte 21 (INT)"]
+    );
+    // memo indices too: `p1\0x` stores slot 1, which the GET then finds
+    assert!(rules(b"I5\np1\0x\n0g1\n.").is_empty());
+    assert_eq!(
+        messages(b"I5\np-1\n."),
+        ["BRS011 negative PUT argument at byte 3 (PUT)"]
+    );
+}

@@ -821,13 +821,30 @@ impl<'a, 'r> Machine<'a, 'r> {
         match op.opcode {
             BININT | BININT1 | BININT2 => self.stack.push(Sym::Int(op.int())),
             INT | LONG => {
-                let v = match op.arg {
-                    Arg::Line(line) => std::str::from_utf8(line)
-                        .ok()
-                        .and_then(|s| s.trim_end_matches('L').parse::<i64>().ok()),
-                    _ => None,
+                // read as `_pickle.c` reads it (`I017` is 15, `I0x10` is 16, the text ends at a
+                // NUL), so that a size given to an allocating call is the one the load sees
+                let parsed = match op.arg {
+                    Arg::Line(line) if op.opcode == INT => {
+                        crate::text::parse_int_line(line).map(|v| match v {
+                            crate::text::IntLine::Bool(b) => Some(i64::from(b)),
+                            crate::text::IntLine::Int(crate::text::ParsedInt::Small(v)) => Some(v),
+                            crate::text::IntLine::Int(crate::text::ParsedInt::Big(_)) => None,
+                        })
+                    }
+                    Arg::Line(line) => crate::text::parse_long_line(line).map(|v| match v {
+                        crate::text::ParsedInt::Small(v) => Some(v),
+                        crate::text::ParsedInt::Big(_) => None,
+                    }),
+                    _ => Ok(None),
                 };
-                self.stack.push(v.map_or(Sym::Data, Sym::Int));
+                match parsed {
+                    Ok(v) => self.stack.push(v.map_or(Sym::Data, Sym::Int)),
+                    Err(why) => {
+                        // `pickle.load` stops here, after running what came before
+                        self.structural(Rule::Malformed, op, &why);
+                        self.stack.push(Sym::Data);
+                    }
+                }
             }
             LONG1 | LONG4 => {
                 // kept when it fits an i64: sizes given to allocating calls are checked
@@ -1149,19 +1166,12 @@ impl<'a, 'r> Machine<'a, 'r> {
     fn index_arg(&mut self, op: &Op<'_>, what: &str) -> Option<u64> {
         match op.arg {
             Arg::Int(v) if v >= 0 => Some(v as u64),
-            Arg::Line(l) => match std::str::from_utf8(l)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-            {
-                Some(v) if v >= 0 => Some(v as u64),
-                Some(_) => {
-                    let msg = format!("negative {what} argument");
-                    self.structural(Rule::Malformed, op, &msg);
-                    None
-                }
-                None => {
-                    let msg = format!("{what} argument is not an integer");
-                    self.structural(Rule::Malformed, op, &msg);
+            // as `_pickle.c` reads it (base 10, blanks and underscores as `int()` takes them,
+            // the text ends at a NUL)
+            Arg::Line(l) => match crate::text::parse_memo_index(l, what) {
+                Ok(v) => Some(v),
+                Err(why) => {
+                    self.structural(Rule::Malformed, op, &why);
                     None
                 }
             },
