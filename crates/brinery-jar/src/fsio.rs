@@ -79,6 +79,8 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// fsync a directory so that entries created in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    faults::check("fsync directory", dir)?;
     #[cfg(unix)]
     {
         File::open(dir)
@@ -135,6 +137,8 @@ pub(crate) fn write_new(
             .create_new(true)
             .open(&tmp)
             .ctx("create temporary file", &tmp)?;
+        #[cfg(test)]
+        faults::check("write", dest)?;
         for part in parts {
             // One write_all per part: a large chunk goes to the kernel in one call.
             f.write_all(part).ctx("write", &tmp)?;
@@ -327,6 +331,46 @@ pub(crate) fn rfc3339(secs: i64, millis: u32) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Failures the unit tests ask for: the next `op` on a path containing a given text fails
+/// with ENOSPC, in this thread. How the tests reach states a full disk or a failing disk
+/// leaves at one exact step (the log folder's fsync after the entry is linked, a manifest's
+/// write) without a fault-injecting tracer.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    use crate::error::{Error, Result};
+
+    thread_local! {
+        static PLANNED: RefCell<Vec<(&'static str, String)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Make the next `op` (`"write"`, `"fsync directory"`) on a path containing `part` fail.
+    pub(crate) fn fail_next(op: &'static str, part: &str) {
+        PLANNED.with(|p| p.borrow_mut().push((op, part.to_string())));
+    }
+
+    pub(super) fn check(op: &'static str, path: &Path) -> Result<()> {
+        let text = path.to_string_lossy();
+        let hit = PLANNED.with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p
+                .iter()
+                .position(|(o, part)| *o == op && text.contains(part.as_str()));
+            i.map(|i| p.remove(i))
+        });
+        match hit {
+            Some(_) => Err(Error::io(
+                op,
+                path,
+                std::io::Error::from_raw_os_error(28), // ENOSPC
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

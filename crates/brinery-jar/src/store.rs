@@ -2250,6 +2250,52 @@ mod tests {
         assert!(jar.verify().unwrap().ok);
     }
 
+    /// A save whose log entry is linked but whose log folder cannot be synced is recorded: its
+    /// error says so (not "failed"), nothing is removed, and the version loads.
+    #[test]
+    fn a_recorded_save_that_could_not_be_synced_says_so() {
+        let (_dir, jar) = jar();
+        save(&jar, MAIN, "x", "first");
+        fsio::faults::fail_next("fsync directory", "/log/main/x");
+        let e = jar
+            .save(MAIN, "x", &SaveInput::new(&pickled("second")))
+            .unwrap_err();
+        assert!(matches!(e, Error::SavedNotDurable { .. }), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "saving main:x recorded the new version but could not make it durable"
+            ),
+            "{e}"
+        );
+        assert_eq!(load(&jar, MAIN, "x", 2), Some(pickled("second")));
+        assert!(jar.verify().unwrap().ok);
+    }
+
+    /// A manifest whose write failed was never there: the failed save's message names only
+    /// the chunk files it removed.
+    #[test]
+    fn a_manifest_never_written_is_not_named() {
+        let (_dir, jar) = jar();
+        save(&jar, MAIN, "x", "first");
+        let before = jar.verify().unwrap();
+        fsio::faults::fail_next("write", "/manifests/");
+        let big: String = (0..100_000)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
+        let e = jar
+            .save(MAIN, "x", &SaveInput::new(&pickled(&big)))
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("saving main:x failed, nothing was saved (the chunk file (")
+                && msg.contains(") it had written was removed): write failed: "),
+            "{msg}"
+        );
+        assert_eq!(load(&jar, MAIN, "x", 1), Some(pickled("first")));
+        let after = jar.verify().unwrap();
+        assert!(after.ok && after.chunks == before.chunks, "{after:?}");
+    }
+
     /// The temporary file of a `jar.json` never linked (a first save killed) does not make
     /// the folder "not empty": the next save makes the jar. Anything else in `tmp/` does.
     #[test]
