@@ -823,18 +823,17 @@ impl<'a, 'r> Machine<'a, 'r> {
             INT | LONG => {
                 // read as `_pickle.c` reads it (`I017` is 15, `I0x10` is 16, the text ends at a
                 // NUL), so that a size given to an allocating call is the one the load sees
+                use crate::text::{parse_int_line, parse_long_line, IntLine, ParsedInt};
+                let small = |v: ParsedInt| match v {
+                    ParsedInt::Small(v) => Some(v),
+                    ParsedInt::Big(_) => None,
+                };
                 let parsed = match op.arg {
-                    Arg::Line(line) if op.opcode == INT => {
-                        crate::text::parse_int_line(line).map(|v| match v {
-                            crate::text::IntLine::Bool(b) => Some(i64::from(b)),
-                            crate::text::IntLine::Int(crate::text::ParsedInt::Small(v)) => Some(v),
-                            crate::text::IntLine::Int(crate::text::ParsedInt::Big(_)) => None,
-                        })
-                    }
-                    Arg::Line(line) => crate::text::parse_long_line(line).map(|v| match v {
-                        crate::text::ParsedInt::Small(v) => Some(v),
-                        crate::text::ParsedInt::Big(_) => None,
+                    Arg::Line(line) if op.opcode == INT => parse_int_line(line).map(|v| match v {
+                        IntLine::Bool(b) => Some(i64::from(b)),
+                        IntLine::Int(v) => small(v),
                     }),
+                    Arg::Line(line) => parse_long_line(line).map(small),
                     _ => Ok(None),
                 };
                 match parsed {
