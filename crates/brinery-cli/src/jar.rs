@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use brinery_jar::{Jar, VersionInfo, VersionSpec};
+use brinery_jar::{human_bytes, Jar, VersionInfo, VersionSpec};
 use clap::{Args, Subcommand};
 
 /// Objects saved by name, with history, branches and tags.
@@ -151,21 +151,6 @@ fn split_spec(spec: &str) -> Result<(&str, VersionSpec)> {
     }
 }
 
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 fn meta_str(v: &VersionInfo, key: &str) -> String {
     v.manifest
         .as_ref()
@@ -307,7 +292,7 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                         v.name.clone(),
                         n.to_string(),
                         short_time(&v.time),
-                        human(v.manifest.as_ref().map_or(0, |m| m.size)),
+                        human_bytes(v.manifest.as_ref().map_or(0, |m| m.size)),
                         match &v.problem {
                             Some(_) => "(damaged: see verify)".to_owned(),
                             None => meta_str(v, "type"),
@@ -354,8 +339,8 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                     rows.push(vec![
                         v.version.map_or(String::new(), |n| n.to_string()),
                         short_time(&v.time),
-                        human(m.map_or(0, |m| m.size)),
-                        human(m.map_or(0, |m| m.stored)),
+                        human_bytes(m.map_or(0, |m| m.size)),
+                        human_bytes(m.map_or(0, |m| m.stored)),
                         match &v.problem {
                             Some(_) => "(damaged: see verify)".to_owned(),
                             None => meta_str(v, "type"),
@@ -397,7 +382,7 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                     "exported {name}@{} to {} ({})",
                     info.version.unwrap_or(0),
                     file.display(),
-                    human(n)
+                    human_bytes(n)
                 )?;
             }
             0
@@ -420,8 +405,8 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                 out,
                 "saved {name}@{} on branch {b} ({}, {} stored)",
                 v.version.unwrap_or(0),
-                human(v.manifest.as_ref().map_or(0, |m| m.size)),
-                human(v.manifest.as_ref().map_or(0, |m| m.stored))
+                human_bytes(v.manifest.as_ref().map_or(0, |m| m.size)),
+                human_bytes(v.manifest.as_ref().map_or(0, |m| m.stored))
             )?;
             0
         }
@@ -473,7 +458,7 @@ pub(crate) fn run(args: &JarArgs) -> Result<bool> {
                     r.manifests,
                     r.entries,
                     r.temporary,
-                    human(r.bytes)
+                    human_bytes(r.bytes)
                 )?;
             }
             0
@@ -559,14 +544,14 @@ fn show(out: &mut dyn Write, v: &VersionInfo) -> Result<()> {
     writeln!(
         out,
         "size       {} (pickle {}{}), {} stored by this version",
-        human(m.size),
-        human(m.pickle.size),
+        human_bytes(m.size),
+        human_bytes(m.pickle.size),
         match buffers {
             0 => String::new(),
             1 => " + 1 buffer".to_string(),
             n => format!(" + {n} buffers"),
         },
-        human(m.stored)
+        human_bytes(m.stored)
     )?;
     if !v.tags.is_empty() {
         writeln!(out, "tags       {}", v.tags.join(", "))?;

@@ -104,6 +104,30 @@ const SMALL: &[u8] =
 const OTHER: &[u8] = b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.";
 
 #[test]
+fn sizes_are_written_in_decimal_units() {
+    // as the Python API, its notebook tables and the jar's error messages write them
+    let env = Env::new();
+    // pickle.dumps(bytes(2_000_000), protocol=4) without its frame
+    let mut data = b"\x80\x04B".to_vec();
+    data.extend_from_slice(&2_000_000u32.to_le_bytes());
+    data.resize(data.len() + 2_000_000, 0);
+    data.push(b'.');
+    let file = env.file("zeros.pkl", &data);
+    env.ok(&["import", "zeros", file.to_str().unwrap()]);
+    let ls = env.ok(&["ls"]);
+    let row = ls
+        .lines()
+        .find(|l| l.starts_with("zeros"))
+        .expect("zeros listed");
+    assert!(row.contains(" 2.0 MB"), "{ls}");
+    let log = env.ok(&["log", "zeros"]);
+    assert!(log.contains(" 2.0 MB"), "{log}");
+    for out in [ls, log, env.ok(&["show", "zeros"])] {
+        assert!(!out.contains("iB"), "{out}");
+    }
+}
+
+#[test]
 fn history_tags_delete_and_gc_through_the_cli() {
     let env = Env::new();
     let a = env.file("a.pkl", SMALL);

@@ -38,8 +38,8 @@ pub use manifest::{Manifest, Signature, StoredManifest, FORMAT};
 pub use pickle::inline_buffers;
 pub use sign::{default_key_path, Key, SignatureStatus};
 pub use store::{
-    default_jar_dir, find_jar, Buffer, GcReport, Jar, LoadOptions, Loaded, MappedBuffer, Piece,
-    PieceSource, Problem, SaveInput, VerifyReport, VersionInfo, VersionSpec,
+    default_jar_dir, find_jar, human_bytes, Buffer, GcReport, Jar, LoadOptions, Loaded,
+    MappedBuffer, Piece, PieceSource, Problem, SaveInput, VerifyReport, VersionInfo, VersionSpec,
 };
 
 /// BLAKE3 of `data` as lowercase hex: the name of a raw chunk file holding `data`.

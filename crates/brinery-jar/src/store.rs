@@ -333,8 +333,14 @@ struct BadFile {
     problem: String,
 }
 
-/// `bytes` for a person: `512 B`, `3.4 KB`, `96.0 MB`, `1.2 GB` (decimal units).
-fn human_bytes(bytes: u64) -> String {
+/// `bytes` for a person: `512 B`, `3.4 KB`, `96.0 MB`, `1.2 GB` (decimal units, as the Python
+/// API writes them too: the CLI, the error messages and the notebook tables all agree).
+///
+/// ```
+/// assert_eq!(brinery_jar::human_bytes(999), "999 B");
+/// assert_eq!(brinery_jar::human_bytes(48_000_000), "48.0 MB");
+/// ```
+pub fn human_bytes(bytes: u64) -> String {
     match bytes {
         b if b < 1_000 => format!("{b} B"),
         b if b < 1_000_000 => format!("{:.1} KB", b as f64 / 1e3),
