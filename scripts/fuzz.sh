@@ -14,7 +14,7 @@ seconds="${1:-300}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(decode value disasm scan)
+  targets=(decode value disasm scan json serde)
 fi
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
