@@ -691,3 +691,123 @@ def test_buffer_callback_releases_picklebuffer(run_python, describe_proc):
         "write gave (b'abcqq', 70000, 'after')",
         "later gave True",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# dumps: objects taken for unique (reference count 1) while Python code changes the graph
+# ---------------------------------------------------------------------------------------------
+
+# The pickler keeps an object met only once (reference count 1: the slot of the container being
+# walked) out of its memo table. A `__reduce__` run while such an object's items are saved can
+# let go of the container's reference (then our own reference was the last one: the object was
+# freed after its save, and its pending memo entry pointed at freed memory: a segfault, or a
+# wrong GET for the next object at that address), or give it a second reference (then it was
+# written twice where the stdlib writes a GET). Run with the debug allocator, which makes a use
+# after free crash at once.
+UNIQUE_THEN_CHANGED = r"""
+class R:
+    def __reduce__(self):
+        HOLDER[0] = None                      # drops the tuple being saved
+        return (int, ())
+class DropValue:
+    def __reduce__(self):
+        D["k"] = None                         # drops the dict value being saved
+        return (int, ())
+class Flush:
+    def __reduce__(self):
+        return (int, ())                      # more Python code after the freed object
+class MoveValue:
+    def __reduce__(self):
+        v = D2[self]; D2[self] = 0; LATER.append(v)   # the value gets a reference elsewhere
+        return (MoveValue, ())
+class Again:
+    def __reduce__(self):
+        L3.append(L3[0])                      # the enclosing tuple becomes reachable twice
+        return (int, ())
+for proto in (2, 4, 5):
+    for _ in range(20):
+        HOLDER = [(R(), [1], "x" * 3), Flush(), (5, 6)]
+        show(("tuple freed", proto), lambda: stdpickle.loads(P.dumps(HOLDER, proto)))
+        D = {"k": ((DropValue(),), [2]), "z": Flush()}
+        show(("dict value freed", proto), lambda: stdpickle.loads(P.dumps(D, proto)))
+        gc.collect()
+    D2 = {MoveValue(): [1, 2]}
+    LATER = []
+    r = stdpickle.loads(P.dumps([D2, LATER], proto))
+    show(("moved value shared", proto), lambda: list(r[0].values())[0] is r[1][0])
+    L3 = [(Again(), [3]), 0]
+    r = stdpickle.loads(P.dumps(L3, proto))
+    show(("tuple shared", proto), lambda: (r[0] is r[2], r))
+"""
+
+
+def test_objects_taken_for_unique_then_changed(run_python, describe_proc):
+    env = {"PYTHONMALLOC": "debug"}
+    std = run_python(HEADER + UNIQUE_THEN_CHANGED, "pickle", timeout=120, env=env)
+    assert std.returncode == 0, describe_proc(std)
+    ours = run_python(HEADER + UNIQUE_THEN_CHANGED, "brinery", timeout=120, env=env)
+    assert ours.returncode == 0, describe_proc(ours)
+    assert ours.stdout == std.stdout, f"stdlib:\n{std.stdout}\nbrinery:\n{ours.stdout}"
+    assert "tuple shared', 5) gave (True" in ours.stdout
+
+
+# Python code run while the pickler or unpickler walks a dict it does not own (a BUILD state,
+# a memo assigned from a dict) may change that dict: PyO3's dict iterator panicked there
+# ("dictionary changed size during iteration" as a PanicException); `_pickle` walks with
+# PyDict_Next and goes on. A protocol's `__index__` run by `Pickler.__init__` that uses the
+# pickler got a borrow panic (`_pickle` crashes).
+DICTS_CHANGED_DURING_WALKS = r"""
+class Obj:
+    def __setattr__(self, k, v):
+        if isinstance(v, dict):
+            v["n%d" % len(v)] = 1             # grows the state dict being walked
+        object.__setattr__(self, k, v)
+class Red:
+    def __reduce__(self):
+        d = {}
+        d["a"] = d
+        return (Obj, (), (None, d))
+module("rmod", Obj=Obj, Red=Red)
+Red.__module__ = Obj.__module__ = "rmod"
+data = stdpickle.dumps(Red(), 2)
+show("slot state grows", lambda: sorted(vars(P.loads(data)).keys())[:3])
+class Idx:
+    def __index__(self):
+        MEMO["x%d" % len(MEMO)] = (0, "q")
+        return 0
+MEMO = {1: (Idx(), "a")}
+def set_memo():
+    P.Pickler(io.BytesIO()).memo = MEMO
+show("memo index", set_memo)
+show("long non-ascii class name", lambda: P.dumps(type("a" * 199 + "\u00e9", (), {"__reduce__": lambda s: 1})()))
+def bad_name_load():
+    cls = type("a" * 199 + "\u00e9", (), {})
+    module("rmod3", C=cls)
+    cls.__module__, cls.__qualname__ = "rmod3", "C"
+    return P.loads(b"\x80\x02crmod3\nC\nK\x01\x85R.")
+show("long non-ascii class name load", bad_name_load)
+"""
+
+
+def test_dicts_changed_during_walks(run_python, describe_proc):
+    out = same_as_stdlib(run_python, describe_proc, DICTS_CHANGED_DURING_WALKS)
+    assert "PanicException" not in out
+
+
+def test_protocol_index_reenters_pickler_init(run_python, describe_proc):
+    # `_pickle` crashes here (it reads the memo being cleared): brinery raises RuntimeError
+    code = HEADER + r"""
+class Proto:
+    def __index__(self):
+        show("memo copy inside __init__", lambda: p.memo.copy())
+        show("dump inside __init__", lambda: p.dump([1]))
+        return 2
+p = P.Pickler(io.BytesIO(), 2)
+p.dump([0])
+show("init", lambda: p.__init__(io.BytesIO(), Proto()))
+show("dump after", lambda: p.dump([2]))
+"""
+    proc = run_python(code, "brinery", timeout=60)
+    assert proc.returncode == 0, describe_proc(proc)
+    assert "PanicException" not in proc.stdout + proc.stderr, proc.stdout
+    assert proc.stdout.splitlines()[-2:] == ["init gave None", "dump after gave None"], proc.stdout

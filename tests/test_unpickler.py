@@ -724,3 +724,48 @@ def test_any_contiguous_buffer_loads_as_pickle_loads_takes_it(tmp_path):
             brinery.loads(bad)
         with pytest.raises(TypeError, match="bytes-like"):
             brinery.safe_loads(bad)
+
+
+@pytest.mark.parametrize("module", [pickle, brinery], ids=["stdlib", "brinery"])
+def test_persistent_load_set_before_init_is_kept(module):
+    # A subclass's __init__ may set persistent_load before calling super().__init__: C's
+    # __init__ looks the attribute up then, so the function applies (a second __init__ clears it).
+    class U(module.Unpickler):
+        def __init__(self, f):
+            self.persistent_load = lambda pid: ("PL", pid)
+            super().__init__(f)
+
+    assert U(io.BytesIO(b"P1\n.")).load() == ("PL", "1")
+
+
+def test_buffers_that_are_not_c_contiguous_are_refused_as_by_the_stdlib():
+    import numpy as np
+
+    data = pickle.dumps([1, 2, 3], 2)
+    spread = bytearray(2 * len(data))
+    spread[::2] = data
+    strided = memoryview(spread)[::2]
+    fortran = np.asfortranarray(np.frombuffer(data * 2, dtype=np.uint8).reshape(len(data), 2))
+    for obj, error in ((strided, BufferError), (fortran, ValueError)):
+        with pytest.raises(error) as std:
+            pickle.loads(obj)
+        with pytest.raises(error) as ours:
+            brinery.loads(obj)
+        assert str(ours.value) == str(std.value)
+        # the safe loader refuses them too (before any scan), with the exporter's error or
+        # its own BufferError
+        with pytest.raises((error, BufferError)):
+            brinery.safe_loads(obj)
+    # contiguous views of any item format load as their bytes, as in the stdlib
+    assert brinery.loads(memoryview(spread)[::2].tobytes()) == [1, 2, 3]
+    as_words = memoryview(bytearray(data + b"\0" * (-len(data) % 4))).cast("I")
+    assert brinery.loads(as_words) == pickle.loads(as_words)
+
+
+def test_load_reentered_on_the_running_unpickler_says_so():
+    class U(brinery.Unpickler):
+        def persistent_load(self, pid):
+            return self.load()
+
+    with pytest.raises(pickle.UnpicklingError, match=r"load\(\) is already running on this Unpickler"):
+        U(io.BytesIO(b"P1\n.")).load()

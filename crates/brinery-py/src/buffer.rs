@@ -12,11 +12,23 @@ pub(crate) struct BufferView {
 
 impl BufferView {
     pub(crate) fn get(obj: &Bound<'_, PyAny>) -> PyResult<BufferView> {
+        Self::get_with(obj, ffi::PyBUF_FULL_RO)
+    }
+
+    /// A C-contiguous export (`PyBUF_CONTIG_RO`, what `pickle.loads` asks for): the exporter
+    /// refuses a strided one with its own error (`BufferError` from a `memoryview`,
+    /// `ValueError` from a numpy array), and an object without the buffer protocol gets
+    /// `TypeError: a bytes-like object is required, not '...'`.
+    pub(crate) fn get_c_contiguous(obj: &Bound<'_, PyAny>) -> PyResult<BufferView> {
+        Self::get_with(obj, ffi::PyBUF_CONTIG_RO)
+    }
+
+    fn get_with(obj: &Bound<'_, PyAny>, flags: std::os::raw::c_int) -> PyResult<BufferView> {
         // SAFETY: `Py_buffer` is a plain C struct for which all-zero is a valid "empty" value.
         let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
         // SAFETY: GIL held; `obj` is a live object and `view` points to writable, boxed memory
         // that stays put until `PyBuffer_Release` in `drop`.
-        let r = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_FULL_RO) };
+        let r = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
         if r != 0 {
             return Err(PyErr::fetch(obj.py()));
         }
@@ -41,7 +53,8 @@ impl BufferView {
         if self.view.len <= 0 || self.view.buf.is_null() {
             return &[];
         }
-        // SAFETY: a contiguous buffer (every caller checks `is_contiguous` first) of `len` bytes
+        // SAFETY: a contiguous buffer (every caller checks `is_contiguous` first, or asked for
+        // a C-contiguous export, `get_c_contiguous`) of `len` bytes
         // at `buf`, kept alive and unresizable by the export we hold until `drop`. Another Python
         // thread may still write into a writable buffer while the GIL is released (the jar): as
         // with numpy, the caller must not mutate an object while it is being saved.

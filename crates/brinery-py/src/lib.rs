@@ -14,6 +14,7 @@ mod errors;
 mod imports;
 mod jar;
 mod pickler;
+mod pyutil;
 mod scan;
 mod unpickler;
 

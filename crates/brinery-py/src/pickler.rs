@@ -28,6 +28,7 @@ use memo::Memo;
 use save::{FastState, Hooks, Options, PyWriter, Saver};
 
 use crate::args::Truthy;
+use crate::pyutil::type_name;
 
 /// `_Pickler_SetProtocol`: `None` → `DEFAULT_PROTOCOL`, negative → `HIGHEST_PROTOCOL`.
 fn parse_protocol(protocol: Option<&Bound<'_, PyAny>>) -> PyResult<u8> {
@@ -117,6 +118,25 @@ pub struct Pickler {
     memo_cleared: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// `slf` borrowed for changing, or a `RuntimeError` when it is borrowed already: Python code
+/// run while this very pickler is being changed (a protocol's `__index__` during `__init__`, a
+/// finalizer run by a memo assignment) called it again. PyO3's `borrow_mut` would panic.
+fn state_mut<'py>(slf: &Bound<'py, Pickler>) -> PyResult<PyRefMut<'py, Pickler>> {
+    slf.try_borrow_mut().map_err(|_| busy())
+}
+
+/// `slf` borrowed for reading, or a `RuntimeError` (see [`state_mut`]).
+fn state<'py>(slf: &Bound<'py, Pickler>) -> PyResult<PyRef<'py, Pickler>> {
+    slf.try_borrow().map_err(|_| busy())
+}
+
+fn busy() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err(
+        "the Pickler is being changed by a call still running (its __init__ or a memo \
+         assignment ran Python code that used it again)",
+    )
+}
+
 impl Pickler {
     /// `Pickler_clear`.
     fn clear_all(&mut self) {
@@ -164,22 +184,22 @@ impl Pickler {
         buffer_callback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let proto = {
-            let mut me = slf.borrow_mut();
+        // before any borrow: the protocol's `__index__` is Python code, which may use `slf`
+        let proto = parse_protocol(protocol)?;
+        {
+            let mut me = state_mut(slf)?;
             if me.write.is_some() {
                 me.clear_all();
             }
-            let proto = parse_protocol(protocol)?;
             me.proto = proto;
             me.bin = i32::from(proto > 0);
             me.fix_imports = fix_imports.0 && proto < 3;
-            proto
-        };
+        }
         let write = file_write(file)?;
-        slf.borrow_mut().write = Some(write.unbind());
+        state_mut(slf)?.write = Some(write.unbind());
         let cb = parse_buffer_callback(buffer_callback, proto)?;
         {
-            let mut me = slf.borrow_mut();
+            let mut me = state_mut(slf)?;
             me.buffer_callback = cb.map(Bound::unbind);
             me.fast = 0;
             me.fast_state = FastState::default();
@@ -202,7 +222,7 @@ impl Pickler {
             }
         };
         {
-            let mut me = slf.borrow_mut();
+            let mut me = state_mut(slf)?;
             me.pers_func = func.map(Bound::unbind);
             me.pers_func_is_method = is_method;
             if me.dispatch_table.is_some() {
@@ -210,7 +230,7 @@ impl Pickler {
             }
         }
         let dt = slf.as_any().getattr_opt(intern!(py, "dispatch_table"))?;
-        slf.borrow_mut().dispatch_table = dt.map(Bound::unbind);
+        state_mut(slf)?.dispatch_table = dt.map(Bound::unbind);
         Ok(())
     }
 
@@ -219,7 +239,7 @@ impl Pickler {
     fn dump(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let (write, opts, cb, pers_func, pers_is_method, dt, mut memo, mut fast_state) = {
-            let mut me = slf.borrow_mut();
+            let mut me = state_mut(slf)?;
             let Some(write) = me.write.as_ref().map(|w| w.clone_ref(py)) else {
                 let name = slf.get_type().name()?;
                 return Err(pickling_error(
@@ -246,7 +266,7 @@ impl Pickler {
         };
         // `clear_memo()` from now on is this dump's (see `Hooks::memo_cleared`).
         let memo_cleared = {
-            let me = slf.borrow();
+            let me = state(slf)?;
             me.memo_cleared.store(false, Ordering::Relaxed);
             me.memo_cleared.clone()
         };
@@ -282,8 +302,9 @@ impl Pickler {
         if memo_cleared.swap(false, Ordering::Relaxed) {
             memo.clear();
         }
-        {
-            let mut me = slf.borrow_mut();
+        // (Borrowed by nobody else now: a call that holds a borrow across Python code is
+        // refused at its start. Were it borrowed, the memo would be dropped, not a panic.)
+        if let Ok(mut me) = slf.try_borrow_mut() {
             me.memo = memo;
             me.fast_state = fast_state;
         }
@@ -324,7 +345,7 @@ impl Pickler {
         } else {
             return Err(PyTypeError::new_err(format!(
                 "'memo' attribute must be a PicklerMemoProxy object or dict, not {}",
-                save::type_name(value)
+                type_name(value)
             )));
         };
         self.memo = new_memo;
@@ -334,7 +355,7 @@ impl Pickler {
     #[getter]
     fn get_persistent_id(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let me = slf.borrow();
+        let me = state(slf)?;
         let Some(func) = me.pers_func.as_ref() else {
             return Err(PyAttributeError::new_err("persistent_id"));
         };
@@ -361,11 +382,11 @@ impl Pickler {
     #[getter]
     fn get_dispatch_table(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        match slf.borrow().dispatch_table.as_ref() {
+        match state(slf)?.dispatch_table.as_ref() {
             Some(d) => Ok(d.clone_ref(py)),
             None => Err(PyAttributeError::new_err(format!(
                 "'{}' object has no attribute 'dispatch_table'",
-                save::type_name(slf.as_any())
+                type_name(slf.as_any())
             ))),
         }
     }
@@ -453,13 +474,14 @@ pub struct PicklerMemoProxy {
 #[pymethods]
 impl PicklerMemoProxy {
     /// Remove all items from memo.
-    fn clear(&self, py: Python<'_>) {
-        self.pickler.bind(py).borrow_mut().memo.clear();
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        state_mut(self.pickler.bind(py))?.memo.clear();
+        Ok(())
     }
 
     /// Copy the memo to a new object.
     fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.pickler.bind(py).borrow().memo.to_dict(py)
+        state(self.pickler.bind(py))?.memo.to_dict(py)
     }
 
     /// Implement pickle support.

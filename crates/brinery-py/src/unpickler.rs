@@ -24,6 +24,7 @@ use pyo3::PyTraverseError;
 
 use crate::args::Truthy;
 use crate::errors::unpickling_error;
+use crate::pyutil::type_name;
 use input::{FileInput, MemoryInput};
 use machine::{CText, Config, Input};
 use memo::Memo;
@@ -118,34 +119,27 @@ impl<'py> Data<'py> {
         if let Ok(b) = data.cast::<PyBytes>() {
             return Ok(Data::Bytes(b.clone()));
         }
-        let buf = match pyo3::buffer::PyBuffer::<u8>::get(data) {
-            Ok(buf) => buf,
-            // Another item format (`array.array('b')`, a ctypes array, ...): `pickle.loads`
-            // takes any contiguous buffer as bytes, so a copy of its bytes is loaded.
-            Err(_) => return Self::copy_of_any_buffer(data),
-        };
-        if buf.readonly() && buf.is_c_contiguous() {
-            Ok(Data::ReadOnly(buf))
-        } else {
-            Ok(Data::Copied(buf.to_vec(data.py())?))
+        if let Ok(buf) = pyo3::buffer::PyBuffer::<u8>::get(data) {
+            if buf.is_c_contiguous() {
+                return Ok(if buf.readonly() {
+                    Data::ReadOnly(buf)
+                } else {
+                    // writable: Python code run by the load could rewrite it
+                    Data::Copied(buf.to_vec(data.py())?)
+                });
+            }
         }
+        Self::copy_of_contiguous(data)
     }
 
-    /// The bytes of a contiguous buffer of any item format, copied; `TypeError` for an object
-    /// without the buffer protocol, `BufferError` for a strided one (as `pickle.loads`).
+    /// The bytes of any other buffer, copied, exported as `pickle.loads` asks for it
+    /// (`PyBUF_CONTIG_RO`): any item format (`array.array('d')`, a ctypes array, ...) loads
+    /// as its bytes, and a strided buffer is refused with the exporter's own error
+    /// (`BufferError` from a `memoryview`, `ValueError` from a numpy array); an object without
+    /// the buffer protocol gets `TypeError: a bytes-like object is required, not '...'`.
     #[cold]
-    fn copy_of_any_buffer(data: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
-        let view = crate::buffer::BufferView::get(data).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "a bytes-like object is required, not '{}'",
-                machine::tp_name(data)
-            ))
-        })?;
-        if !view.is_contiguous() {
-            return Err(pyo3::exceptions::PyBufferError::new_err(
-                "the pickle data is a buffer that is not contiguous",
-            ));
-        }
+    fn copy_of_contiguous(data: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
+        let view = crate::buffer::BufferView::get_c_contiguous(data)?;
         Ok(Data::Copied(view.data().to_vec()))
     }
 
@@ -425,6 +419,8 @@ struct Setup {
     pers_func: Option<(Py<PyAny>, bool)>,
     /// `policy=`: enforce a `brinery._native.Policy` during every load.
     policy: Option<std::sync::Arc<brinery::scan::Policy>>,
+    /// Made by `__init__` (not by a `persistent_load` assignment before it).
+    initialized: bool,
 }
 
 /// Unpickler(file, *, fix_imports=True, encoding='ASCII', errors='strict', buffers=())
@@ -471,12 +467,18 @@ impl Unpickler {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        // In case of multiple __init__() calls, clear previous content.
-        let old = (
-            lock(&this.setup).take(),
-            lock(&this.input).take(),
-            lock(&this.memo).take(),
-        );
+        // In case of multiple __init__() calls, clear previous content. As in C, only what an
+        // earlier `__init__` set up: a `persistent_load` assigned before the first one (a
+        // subclass's `__init__` setting it before `super().__init__`) is looked up below.
+        let old = {
+            let mut setup = lock(&this.setup);
+            let earlier = setup.as_ref().is_some_and(|s| s.initialized);
+            (
+                if earlier { setup.take() } else { None },
+                lock(&this.input).take(),
+                lock(&this.memo).take(),
+            )
+        };
         drop(old);
         let file_input = FileInput::new(file)?;
         let opts = Options::new(fix_imports.0, encoding, errors, buffers)?;
@@ -503,11 +505,13 @@ impl Unpickler {
         };
         *lock(&this.input) = Some(file_input);
         let policy = policy.map(|p| p.get().inner.clone());
-        *lock(&this.setup) = Some(Setup {
+        let old = lock(&this.setup).replace(Setup {
             opts,
             pers_func,
             policy,
+            initialized: true,
         });
+        drop(old);
         this.proto.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -524,13 +528,13 @@ impl Unpickler {
                 py,
                 format!(
                     "Unpickler.__init__() was not called by {}.__init__()",
-                    machine::tp_name(slf.as_any())
+                    type_name(slf.as_any())
                 ),
             )
         };
         let (opts_cfg, pers_func, policy) = {
             let setup = lock(&this.setup);
-            let Some(setup) = setup.as_ref() else {
+            let Some(setup) = setup.as_ref().filter(|s| s.initialized) else {
                 return Err(not_initialized());
             };
             (
@@ -545,8 +549,13 @@ impl Unpickler {
             )
         };
         let guard = policy.map(|p| policy::Guard::new(p, false));
+        // `__init__` ran (the setup is there), so a missing input is one a running load holds
         let Some(mut file_input) = lock(&this.input).take() else {
-            return Err(not_initialized());
+            return Err(unpickling_error(
+                py,
+                "Unpickler.load() is already running on this Unpickler (called again from one \
+                 of its callbacks or from another thread)",
+            ));
         };
         let is_subclass = !slf.get_type().is(py.get_type::<Unpickler>());
         let (fix_imports, encoding, errors, buffers) = opts_cfg;
@@ -627,7 +636,7 @@ impl Unpickler {
             copy
         } else if let Ok(dict) = value.cast::<PyDict>() {
             let mut memo = Memo::default();
-            for (key, value) in dict.iter() {
+            for (key, value) in crate::pyutil::dict_items(dict) {
                 if !key.is_instance_of::<PyInt>() {
                     return Err(PyTypeError::new_err("memo key must be integers"));
                 }
@@ -641,7 +650,7 @@ impl Unpickler {
         } else {
             return Err(PyTypeError::new_err(format!(
                 "'memo' attribute must be an UnpicklerMemoProxy object or dict, not {}",
-                machine::tp_name(value)
+                type_name(value)
             )));
         };
         let old = std::mem::replace(&mut *lock(&self.memo), new_memo);
@@ -705,6 +714,7 @@ impl Unpickler {
                     },
                     pers_func: Some((value.clone().unbind(), false)),
                     policy: None,
+                    initialized: false,
                 });
             }
         }

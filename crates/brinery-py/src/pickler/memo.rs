@@ -332,7 +332,7 @@ impl Memo {
     /// A memo built from a `{key: (index, obj)}` dict (`Pickler.memo = {...}`).
     pub(crate) fn from_dict(d: &Bound<'_, PyDict>) -> PyResult<Memo> {
         let mut memo = Memo::default();
-        for (_, value) in d.iter() {
+        for (_, value) in crate::pyutil::dict_items(d) {
             let t = match value.cast::<PyTuple>() {
                 Ok(t) if t.len() == 2 => t,
                 _ => {
@@ -341,7 +341,15 @@ impl Memo {
                     ))
                 }
             };
-            let idx: isize = t.get_item(0)?.extract()?;
+            // `PyLong_AsSsize_t`, as C reads it: an int, never `__index__` (Python code that
+            // could change the dict being walked)
+            let idx = t.get_item(0)?;
+            if !idx.is_instance_of::<pyo3::types::PyInt>() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "an integer is required",
+                ));
+            }
+            let idx: isize = idx.extract()?;
             memo.set(&t.get_item(1)?, idx);
         }
         Ok(memo)

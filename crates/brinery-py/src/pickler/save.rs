@@ -30,6 +30,7 @@ use super::memo::Memo;
 use super::stack;
 use crate::buffer::BufferView;
 use crate::errors::pickling_error;
+use crate::pyutil::{dict_next, type_name};
 
 /// `FAST_NESTING_LIMIT`: in fast mode, start checking for cycles at this nesting depth.
 const FAST_NESTING_LIMIT: i64 = 50;
@@ -91,15 +92,6 @@ pub(crate) fn globals(py: Python<'_>) -> PyResult<&'static Globals> {
                 .unbind(),
         })
     })
-}
-
-/// `Py_TYPE(obj)->tp_name`, cut at 200 characters like `%.200s`.
-pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    let tp = obj.get_type_ptr();
-    // SAFETY: `obj` is alive, so its type object is alive, and `tp_name` of every type object
-    // is a NUL-terminated C string owned by the type.
-    let name = unsafe { CStr::from_ptr((*tp).tp_name) };
-    name.to_string_lossy().chars().take(200).collect()
 }
 
 /// The exact-type pointers `save()` dispatches on.
@@ -324,6 +316,17 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     /// inside one, objects may be temporaries of that step (a reduction's result), so their
     /// pending memo entries hold a reference, keeping them alive and their addresses unused.
     generic_depth: usize,
+    /// How many times Python code may have run during this dump (each [`generic`] and
+    /// [`without_unique`] step counts one). Python code can change the graph being walked: drop
+    /// the last reference to a container on the walk's path (our own reference then keeps it
+    /// alive, and with it whatever was memoized under it without a reference), or give a
+    /// second reference to an object we took for unique. Comparing the count before and after
+    /// a step tells whether such a change may have happened (see [`save_item`]).
+    ///
+    /// [`generic`]: Self::generic
+    /// [`without_unique`]: Self::without_unique
+    /// [`save_item`]: Self::save_item
+    python_runs: u64,
 }
 
 impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
@@ -359,6 +362,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             stack_limit: opts.stack_limit.unwrap_or_else(stack::limit),
             unique_ok,
             generic_depth: 0,
+            python_runs: 0,
             scalars_inline: opts.proto >= 1 && hooks_pers_none,
         })
     }
@@ -466,6 +470,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             return body(self);
         }
         self.memo.flush_pending();
+        self.python_runs += 1;
         self.generic_depth += 1;
         let r = body(self);
         self.generic_depth -= 1;
@@ -479,6 +484,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             return body(self);
         }
         self.memo.flush_pending();
+        self.python_runs += 1;
         self.unique_ok = false;
         let r = body(self);
         self.unique_ok = true;
@@ -1163,11 +1169,15 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         }
         self.enc.tuple_start(len);
         // A tuple's items are saved before the tuple is memoized, so a tuple inside a cycle is
-        // walked twice: only a unique tuple's items may be unique.
+        // walked twice: only a unique tuple's items may be unique. Python code run by an item
+        // may give the tuple another reference (even one walked from inside this walk): from
+        // then on neither the tuple nor its items count as unique.
+        let runs = self.python_runs;
         for item in t.iter_borrowed() {
             // `item` is live: the tuple holds it, and tuples are immutable.
-            self.save_item(item.as_ptr(), unique, 0)?;
+            self.save_item(item.as_ptr(), unique && self.python_runs == runs, 0)?;
         }
+        let unique = unique && self.python_runs == runs;
         let obj = t.as_any();
         self.sync_memo_clear();
         if !unique && self.memo.contains(obj) {
@@ -1257,7 +1267,16 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             }
             let unique = allow_unique && self.unique_ok && ffi::Py_REFCNT(p) == 1 + extra_refs;
             let item = Bound::from_borrowed_ptr(py, p);
-            self.save_obj(&item, false, unique)
+            let runs = self.python_runs;
+            let saved = self.save_obj(&item, false, unique);
+            if self.python_runs != runs {
+                // Python code ran while `item` was being saved: it may have taken `item` out
+                // of its container, so that our reference is the last one. Whatever was
+                // memoized under `item` without a reference since then lives only as long as
+                // `item` does: the table takes references now, before ours goes.
+                self.memo.flush_pending();
+            }
+            saved
         }
     }
 
@@ -1530,9 +1549,12 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     /// anything ran, as C does (saving the key may run Python code that changes the dict).
     #[inline(always)]
     fn save_dict_item(&mut self, k: Bound<'py, PyAny>, v: Bound<'py, PyAny>) -> PyResult<()> {
+        let runs = self.python_runs;
         self.save_item(k.as_ptr(), true, 1)?;
         drop(k);
-        self.save_item(v.as_ptr(), true, 1)
+        // Python code run while saving the key may have moved the value out of the dict into
+        // another container: then its reference count no longer says it is met once.
+        self.save_item(v.as_ptr(), self.python_runs == runs, 1)
     }
 
     /// A `(key, value)` item of `batch_dict`.
@@ -2121,26 +2143,6 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             self.enc.opcode(Opcode::REDUCE);
         }
         Ok(())
-    }
-}
-
-/// `PyDict_Next` with new references.
-fn dict_next<'py>(
-    dict: &Bound<'py, PyDict>,
-    pos: &mut ffi::Py_ssize_t,
-) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let mut key = std::ptr::null_mut();
-    let mut value = std::ptr::null_mut();
-    // SAFETY: GIL held; `dict` is a live dict; `PyDict_Next` only reads it and returns
-    // borrowed references, which we turn into owned ones before any Python code runs.
-    unsafe {
-        if ffi::PyDict_Next(dict.as_ptr(), pos, &mut key, &mut value) == 0 {
-            return None;
-        }
-        Some((
-            Bound::from_borrowed_ptr(dict.py(), key),
-            Bound::from_borrowed_ptr(dict.py(), value),
-        ))
     }
 }
 

@@ -28,6 +28,7 @@ use super::memo::Memo;
 
 mod fast;
 use crate::errors::unpickling_error;
+use crate::pyutil::{dict_items, type_name};
 
 extern "C" {
     /// C's `strtol`, which `load_int` uses before falling back to `PyLong_FromString`.
@@ -1186,7 +1187,6 @@ fn newobj<'py>(
     kwargs: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let name = if ex { "NEWOBJ_EX" } else { "NEWOBJ" };
-    let type_name = |o: &Bound<'py, PyAny>| -> String { tp_name(o) };
     let Ok(ty) = cls.cast::<PyType>() else {
         return Err(unpickling_error(
             py,
@@ -1248,7 +1248,9 @@ fn build<'py>(py: Python<'py>, inst: &Bound<'py, PyAny>, state: Bound<'py, PyAny
             return Err(unpickling_error(py, "state is not a dictionary"));
         };
         let dict = inst.getattr(intern!(py, "__dict__"))?;
-        for (key, value) in state.iter() {
+        // walked as C walks it: a `__setattr__` or `__hash__` run by the stores may change the
+        // state dict, which must not panic
+        for (key, value) in dict_items(state) {
             let key = if key.is_exact_instance_of::<PyString>() {
                 let mut ptr = key.into_ptr();
                 // SAFETY: `ptr` is an owned reference to an exact str; InternInPlace may replace
@@ -1267,7 +1269,7 @@ fn build<'py>(py: Python<'py>, inst: &Bound<'py, PyAny>, state: Bound<'py, PyAny
         let Ok(slotstate) = slotstate.cast::<PyDict>() else {
             return Err(unpickling_error(py, "slot state is not a dictionary"));
         };
-        for (key, value) in slotstate.iter() {
+        for (key, value) in dict_items(slotstate) {
             // SAFETY: both are live objects; PyObject_SetAttr returns -1 with an exception set
             // on failure (any key type: a non-str key raises TypeError, as in C).
             let rc = unsafe { ffi::PyObject_SetAttr(inst.as_ptr(), key.as_ptr(), value.as_ptr()) };
@@ -1331,7 +1333,7 @@ pub(crate) fn find_class_impl<'py>(
                 .ok_or_else(|| {
                     pyo3::exceptions::PyRuntimeError::new_err(format!(
                         "_compat_pickle.NAME_MAPPING values should be 2-tuples, not {}",
-                        tp_name(&item)
+                        type_name(&item)
                     ))
                 })?;
             module_name = pair.get_item(0)?;
@@ -1349,7 +1351,7 @@ pub(crate) fn find_class_impl<'py>(
             if !item.is_instance_of::<PyString>() {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
                     "_compat_pickle.IMPORT_MAPPING values should be strings, not {}",
-                    tp_name(&item)
+                    type_name(&item)
                 )));
             }
             module_name = item;
@@ -1409,7 +1411,7 @@ fn getattribute<'py>(
         let name = name.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "attribute name must be string, not '{}'",
-                tp_name(name)
+                type_name(name)
             ))
         })?;
         obj.getattr_opt(name)?
@@ -1425,22 +1427,4 @@ fn cant_get(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyAny>) -> PyErr {
         (Err(e), _) | (_, Err(e)) => return e,
     };
     PyAttributeError::new_err(msg)
-}
-
-/// `Py_TYPE(obj)->tp_name`, as C error messages print it (`decimal.Decimal`, `NoneType`).
-pub(crate) fn tp_name(obj: &Bound<'_, PyAny>) -> String {
-    // SAFETY: every live object has a type whose `tp_name` is a NUL-terminated string that
-    // lives as long as the type, which `obj` keeps alive during this call.
-    unsafe {
-        let ty = ffi::Py_TYPE(obj.as_ptr());
-        let name = (*ty).tp_name;
-        if name.is_null() {
-            return String::new();
-        }
-        let mut out: String = std::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned();
-        out.truncate(200);
-        out
-    }
 }

@@ -1525,7 +1525,7 @@ impl Guard {
                 let mut ok = true;
                 let mut dtypes = Vec::new();
                 if let Ok(d) = fields.cast::<pyo3::types::PyDict>() {
-                    for (_, v) in d.iter() {
+                    for (_, v) in crate::pyutil::dict_items(d) {
                         match v.cast::<PyTuple>().ok().and_then(|t| t.get_item(0).ok()) {
                             Some(fd) => dtypes.push(fd),
                             None => ok = false,
