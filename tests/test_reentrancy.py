@@ -811,37 +811,3 @@ show("dump after", lambda: p.dump([2]))
     assert proc.returncode == 0, describe_proc(proc)
     assert "PanicException" not in proc.stdout + proc.stderr, proc.stdout
     assert proc.stdout.splitlines()[-2:] == ["init gave None", "dump after gave None"], proc.stdout
-
-
-# `dumps` copies a large payload (64 KiB and more: a bytearray, a PickleBuffer, a numpy array's
-# data) into its result once, at the end. Python code run later in the same `dumps` (a
-# `__reduce__`) that rewrites or resizes such a buffer must not show in the output, which holds
-# the contents the pickler saw when it reached the buffer (as `_pickle`'s, which copies then),
-# and resizing a bytearray must not fail on an export held by the pickler.
-LARGE_PAYLOAD_CHANGED_LATER = r"""
-import hashlib
-class Rewrite:
-    def __reduce__(self):
-        BA[0:5] = b"EVIL!"
-        return (int, ())
-class Resize:
-    def __reduce__(self):
-        BA.extend(b"more")
-        return (int, ())
-def digest(b): return hashlib.sha256(b).hexdigest()[:16]
-for proto in (4, 5):
-    for late in (Rewrite, Resize):
-        for wrap in ("bytearray", "picklebuffer"):
-            BA = bytearray(b"A" * (1 << 17))
-            item = BA if wrap == "bytearray" else stdpickle.PickleBuffer(BA)
-            if proto < 5 and wrap == "picklebuffer":
-                continue
-            show((proto, late.__name__, wrap), lambda: digest(P.dumps([item, late(), b"tail"], proto)))
-"""
-
-
-def test_large_payload_changed_later_in_the_dump(run_python, describe_proc):
-    out = same_as_stdlib(run_python, describe_proc, LARGE_PAYLOAD_CHANGED_LATER)
-    # (a PickleBuffer holds an export of its bytearray itself: resizing fails in both)
-    assert "(5, 'Resize', 'bytearray') gave" in out, out
-    assert "(5, 'Rewrite', 'picklebuffer') gave" in out, out

@@ -244,8 +244,7 @@ impl Drop for RecursionGuard<'_> {
 }
 
 /// `dumps` copies payloads at least this large into the result once, at the end, instead of
-/// into the encoder's buffer and then into the result (unless more Python code runs before
-/// the end: see [`Saver::snapshot_segments`]).
+/// into the encoder's buffer and then into the result.
 const DEFER_MIN: usize = FRAME_SIZE_TARGET;
 
 /// A result at least this large is advised to use transparent huge pages.
@@ -259,10 +258,7 @@ struct Segment<'py> {
     /// Keeps `data` alive: the immutable `bytes` it belongs to, or the object whose buffer
     /// export `view` holds (an export also keeps the exporter from resizing).
     _owner: Bound<'py, PyAny>,
-    view: Option<BufferView>,
-    /// `data`'s bytes as they were, once [`Saver::snapshot_segments`] copied them (then `data`
-    /// points here and `view` is released).
-    copy: Option<Vec<u8>>,
+    _view: Option<BufferView>,
 }
 
 /// Ask the kernel to back `len` bytes at `ptr` (fresh, untouched memory) with huge pages, so
@@ -304,12 +300,8 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     hooks: Hooks<'py>,
     /// `file.write` when dumping to a file (large payloads are written to it directly).
     file: Option<Bound<'py, PyAny>>,
-    /// `dumps`' large payloads, copied into the result at the end (or first into a copy of
-    /// their own, [`Saver::snapshot_segments`]).
+    /// `dumps`' large payloads, copied into the result at the end.
     segments: Vec<Segment<'py>>,
-    /// How many of `segments` are immutable `bytes` or copied already (see
-    /// [`Saver::snapshot_segments`]).
-    snapshotted: usize,
     g: &'static Globals,
     types: &'static Types,
     stack_limit: stack::Limit,
@@ -365,7 +357,6 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             hooks,
             file,
             segments: Vec::new(),
-            snapshotted: 0,
             g,
             types: &g.types,
             stack_limit: opts.stack_limit.unwrap_or_else(stack::limit),
@@ -411,9 +402,8 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         };
         // SAFETY: `bytes` is a fresh bytes object of `total` bytes that nothing else has seen
         // yet, so writing its contents is allowed; the pieces copied are `buf` and the
-        // segments' payloads, each kept alive by its owner or held as its own copy (in
-        // `self.segments`), and they add up to exactly `total` bytes, written in order
-        // without overlap.
+        // segments' payloads, each kept alive by its owner (held in `self.segments`), and
+        // they add up to exactly `total` bytes, written in order without overlap.
         unsafe {
             let dst = ffi::PyBytes_AS_STRING(bytes.as_ptr()) as *mut u8;
             if total >= HUGE_MIN {
@@ -456,39 +446,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             data: data.as_ptr(),
             len: data.len(),
             _owner: owner.clone(),
-            view: view.take(),
-            copy: None,
+            _view: view.take(),
         });
         true
-    }
-
-    /// Before Python code runs: copy the payloads deferred so far whose memory that code could
-    /// change (an export of a `bytearray`, a numpy array, any buffer; not an immutable
-    /// `bytes`) and release their exports. The output then holds each payload as it was when
-    /// the pickler reached it, as `_pickle`'s (which copies it then), and a `bytearray`
-    /// pickled earlier can be resized again. Costs a copy only when a deferred buffer is
-    /// followed by more Python code in the same `dumps` (the blocks of a DataFrame, but not
-    /// a lone array).
-    #[inline]
-    fn snapshot_segments(&mut self) {
-        if self.snapshotted < self.segments.len() {
-            self.snapshot_segments_slow();
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn snapshot_segments_slow(&mut self) {
-        for seg in &mut self.segments[self.snapshotted..] {
-            if seg.view.is_some() {
-                // SAFETY: `data` points to `len` bytes of the export `view` still holds.
-                let copy = unsafe { std::slice::from_raw_parts(seg.data, seg.len) }.to_vec();
-                seg.data = copy.as_ptr();
-                seg.copy = Some(copy);
-                seg.view = None;
-            }
-        }
-        self.snapshotted = self.segments.len();
     }
 
     // -----------------------------------------------------------------------------------
@@ -506,7 +466,6 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     /// made by the step die with it, so their addresses must not be remembered unreferenced).
     #[inline]
     fn generic<R>(&mut self, body: impl FnOnce(&mut Self) -> R) -> R {
-        self.snapshot_segments();
         if !self.unique_ok {
             return body(self);
         }
@@ -521,7 +480,6 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     /// Run `body`, which calls Python code between the objects it saves (an iterator's
     /// `__next__`), with every object memoized in the table.
     fn without_unique<R>(&mut self, body: impl FnOnce(&mut Self) -> R) -> R {
-        self.snapshot_segments();
         if !self.unique_ok {
             return body(self);
         }
@@ -1055,8 +1013,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         if self.bypass(len) {
             self.write_direct(&header, obj)?;
         } else if len >= DEFER_MIN && self.file.is_none() {
-            // Held exported until the end or the next Python code (`snapshot_segments`), so it
-            // cannot be resized under the deferred copy.
+            // Held exported until the end, so it cannot be resized under the deferred copy.
             let view = BufferView::get(obj)?;
             let data = view.data();
             // SAFETY: as in `save_picklebuffer`: the slice borrows the export's memory, which
