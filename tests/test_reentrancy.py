@@ -728,6 +728,12 @@ for proto in (2, 4, 5):
     for _ in range(20):
         HOLDER = [(R(), [1], "x" * 3), Flush(), (5, 6)]
         show(("tuple freed", proto), lambda: stdpickle.loads(P.dumps(HOLDER, proto)))
+        HOLDER = [((R(), [1]), ("y" * 3, [4])), Flush(), (5, 6)]
+        show(("nested tuple freed", proto), lambda: stdpickle.loads(P.dumps(HOLDER, proto)))
+        HOLDER = [[R(), [1], "x" * 3], Flush(), (5, 6)]
+        show(("list freed", proto), lambda: stdpickle.loads(P.dumps(HOLDER, proto)))
+        HOLDER = [{"a": R(), "b": [1], "c": ("z" * 3,)}, Flush(), (5, 6)]
+        show(("dict freed", proto), lambda: stdpickle.loads(P.dumps(HOLDER, proto)))
         D = {"k": ((DropValue(),), [2]), "z": Flush()}
         show(("dict value freed", proto), lambda: stdpickle.loads(P.dumps(D, proto)))
         gc.collect()

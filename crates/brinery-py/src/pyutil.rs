@@ -28,6 +28,7 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// The next `(key, value)` of `dict` from `*pos` (`PyDict_Next`), each as a new reference,
 /// taken before anything can run. Python code run between two calls may change the dict: as
 /// with C's walks, an item may then be skipped or met twice, and nothing fails.
+#[inline]
 pub(crate) fn dict_next<'py>(
     dict: &Bound<'py, PyDict>,
     pos: &mut ffi::Py_ssize_t,

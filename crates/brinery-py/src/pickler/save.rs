@@ -321,11 +321,11 @@ pub(crate) struct Saver<'py, 'a, 'w> {
     /// the last reference to a container on the walk's path (our own reference then keeps it
     /// alive, and with it whatever was memoized under it without a reference), or give a
     /// second reference to an object we took for unique. Comparing the count before and after
-    /// a step tells whether such a change may have happened (see [`save_item`]).
+    /// a step tells whether such a change may have happened (see `save_tuple` and
+    /// `save_dict_item`).
     ///
     /// [`generic`]: Self::generic
     /// [`without_unique`]: Self::without_unique
-    /// [`save_item`]: Self::save_item
     python_runs: u64,
 }
 
@@ -1170,8 +1170,12 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         self.enc.tuple_start(len);
         // A tuple's items are saved before the tuple is memoized, so a tuple inside a cycle is
         // walked twice: only a unique tuple's items may be unique. Python code run by an item
-        // may give the tuple another reference (even one walked from inside this walk): from
-        // then on neither the tuple nor its items count as unique.
+        // may give the tuple another reference (even one walked from inside this walk), or
+        // take away its container's, leaving ours the last one: from then on neither the tuple
+        // nor its items count as unique, and the tuple's memo entry holds a reference, which
+        // keeps it (and whatever was memoized under it without one) alive and its address
+        // unused. (A list or dict is memoized before its items: Python code run by them finds
+        // its entry pending and moves it to the table first, see `generic`.)
         let runs = self.python_runs;
         for item in t.iter_borrowed() {
             // `item` is live: the tuple holds it, and tuples are immutable.
@@ -1267,16 +1271,7 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
             }
             let unique = allow_unique && self.unique_ok && ffi::Py_REFCNT(p) == 1 + extra_refs;
             let item = Bound::from_borrowed_ptr(py, p);
-            let runs = self.python_runs;
-            let saved = self.save_obj(&item, false, unique);
-            if self.python_runs != runs {
-                // Python code ran while `item` was being saved: it may have taken `item` out
-                // of its container, so that our reference is the last one. Whatever was
-                // memoized under `item` without a reference since then lives only as long as
-                // `item` does: the table takes references now, before ours goes.
-                self.memo.flush_pending();
-            }
-            saved
+            self.save_obj(&item, false, unique)
         }
     }
 
