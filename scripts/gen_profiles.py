@@ -371,7 +371,57 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     "reduces to); matching, where a pattern costs time, is the user's call",
     ("scipy._lib.array_api_compat.numpy._aliases", "asarray"): "np.array(obj, dtype, copy) after a "
     "device == 'cpu' check (BSpline keeps it as `xp.asarray`); reaches only the array protocol of obj",
+    # BisectingKMeans keeps its solver function as `_kmeans_single` (session 12's sweep of every
+    # fitted estimator: it could not be loaded at all)
+    ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"): "Lloyd k-means iterations on arrays X, "
+    "sample_weight, centers_init (Cython loops under threadpoolctl's BLAS thread limit; `verbose` "
+    "prints); calls no argument, no I/O or imports",
+    ("sklearn.cluster._kmeans", "_kmeans_single_elkan"): "Elkan k-means iterations on arrays, as "
+    "_kmeans_single_lloyd",
+    # metric functions users pass to `make_scorer` that no registered scorer uses
+    ("sklearn.metrics._classification", "fbeta_score"): "F-beta from label arrays (f1_score is "
+    "fbeta_score with beta=1; `make_scorer(fbeta_score, beta=2)`)",
+    ("sklearn.metrics._classification", "cohen_kappa_score"): "agreement of two label arrays; "
+    "`weights` is None, 'linear' or 'quadratic' (else ValueError)",
+    ("sklearn.metrics._classification", "hamming_loss"): "fraction of wrong labels (arrays)",
+    ("sklearn.metrics._classification", "zero_one_loss"): "misclassification count or rate (arrays)",
+    ("sklearn.metrics._classification", "hinge_loss"): "mean hinge loss of decision values (arrays)",
+    ("sklearn.metrics._regression", "mean_pinball_loss"): "quantile loss of two arrays and `alpha`",
+    ("sklearn.metrics._regression", "mean_tweedie_deviance"): "Tweedie deviance of two arrays, `power`",
+    ("sklearn.metrics._regression", "d2_pinball_score"): "D^2 of the pinball loss (arrays, `alpha`)",
+    ("sklearn.metrics._regression", "d2_tweedie_score"): "D^2 of the Tweedie deviance (arrays, `power`)",
 }  # fmt: skip
+
+# numpy functions estimators keep as parameters (`FeatureAgglomeration(pooling_func=np.mean)`, its
+# default; `FunctionTransformer(np.clip)`), listed as `call` under every numpy path that names
+# them. Reviewed: each reduces or maps its first argument as an array; for an object that is not an
+# ndarray it uses the array protocol or calls the method of the same name of that object's type
+# (`a.mean(...)`), which is an allowed class's own method or an allowed function a BUILD stored
+# there (the same calls the pickle may make directly); none calls an argument as a function,
+# imports, reads, writes or evaluates anything.
+REVIEWED_NUMPY_FUNCTIONS = (
+    "amax",
+    "amin",
+    "clip",
+    "cumsum",
+    "max",
+    "mean",
+    "median",
+    "min",
+    "nan_to_num",
+    "nanmax",
+    "nanmean",
+    "nanmedian",
+    "nanmin",
+    "nansum",
+    "prod",
+    "round",
+    "std",
+    "sum",
+    "var",
+)
+for _name in REVIEWED_NUMPY_FUNCTIONS:
+    REVIEWED_FUNCTIONS[("numpy", _name)] = "numpy function kept as a parameter (REVIEWED_NUMPY_FUNCTIONS)"
 # The metric functions of scikit-learn's registered scorers (`sklearn.metrics.get_scorer_names()`):
 # a fitted search with `scoring="f1"` keeps `f1_score` in its `scorer_`. Reviewed one by one
 # (scikit-learn 1.9): each computes a number from arrays (y_true, y_pred or scores, sample_weight,
@@ -663,6 +713,8 @@ def gen_numpy() -> Profile:
     # ufuncs kept as parameters (`FunctionTransformer(np.log1p)`): a reviewed list, as `call`
     # (a `ref` entry is never callable, see check())
     call += [getattr(np, n) for n in REVIEWED_UFUNCS if isinstance(getattr(np, n, None), np.ufunc)]
+    # numpy functions kept as parameters (`FeatureAgglomeration(pooling_func=np.mean)`), reviewed
+    call += [getattr(np, n) for n in REVIEWED_NUMPY_FUNCTIONS if hasattr(np, n)]
     everything = call + ref
     found = locations(everything, mods, NUMPY_PRIVATE_HOMES)
     for objs, mode in ((call, CALL), (ref, REF)):

@@ -1292,8 +1292,40 @@ def benign_objects() -> dict[str, Callable[[], object]]:  # noqa: PLR0915 (one t
     objs["sk_grid_search_neg_mse"] = lambda: GridSearchCV(
         Ridge(), {"alpha": [0.1, 1.0]}, scoring="neg_mean_squared_error", cv=2
     ).fit(X, y_reg)
+    # functions kept as values by defaults or common settings (session 12's sweep of every
+    # fitted estimator): BisectingKMeans' solver, FeatureAgglomeration's pooling_func (np.mean),
+    # a metric no registered scorer uses, numpy functions in a FunctionTransformer
+    objs["sk_functions_as_values"] = _functions_as_values
     del case
     return objs
+
+
+def _functions_as_values() -> list[object]:
+    """Fitted estimators that keep a function as a value (each refused before session 12)."""
+    import numpy as np
+    from sklearn.cluster import BisectingKMeans, FeatureAgglomeration
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import fbeta_score, make_scorer
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    return [
+        BisectingKMeans(n_clusters=3, random_state=0).fit(X),
+        BisectingKMeans(n_clusters=2, algorithm="elkan", random_state=0).fit(X),
+        FeatureAgglomeration(n_clusters=2).fit(X),
+        FeatureAgglomeration(n_clusters=2, pooling_func=np.median).fit(X),
+        GridSearchCV(
+            LogisticRegression(max_iter=200),
+            {"C": [0.1, 1.0]},
+            scoring=make_scorer(fbeta_score, beta=2),
+            cv=2,
+        ).fit(X, y),
+        FunctionTransformer(np.clip, kw_args={"a_min": -1.0, "a_max": 1.0}).fit(X),
+        FunctionTransformer(np.nan_to_num).fit(X),
+    ]
 
 
 def _dateutil_objects() -> list[object]:

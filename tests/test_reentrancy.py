@@ -785,7 +785,8 @@ MEMO = {1: (Idx(), "a")}
 def set_memo():
     P.Pickler(io.BytesIO()).memo = MEMO
 show("memo index", set_memo)
-show("long non-ascii class name", lambda: P.dumps(type("a" * 199 + "\u00e9", (), {"__reduce__": lambda s: 1})()))
+LONG = type("a" * 199 + "\u00e9", (), {"__reduce__": lambda s: 1})
+show("long non-ascii class name", lambda: P.dumps(LONG()))
 def bad_name_load():
     cls = type("a" * 199 + "\u00e9", (), {})
     module("rmod3", C=cls)
@@ -802,7 +803,9 @@ def test_dicts_changed_during_walks(run_python, describe_proc):
 
 def test_protocol_index_reenters_pickler_init(run_python, describe_proc):
     # `_pickle` crashes here (it reads the memo being cleared): brinery raises RuntimeError
-    code = HEADER + r"""
+    code = (
+        HEADER
+        + r"""
 class Proto:
     def __index__(self):
         show("memo copy inside __init__", lambda: p.memo.copy())
@@ -813,6 +816,7 @@ p.dump([0])
 show("init", lambda: p.__init__(io.BytesIO(), Proto()))
 show("dump after", lambda: p.dump([2]))
 """
+    )
     proc = run_python(code, "brinery", timeout=60)
     assert proc.returncode == 0, describe_proc(proc)
     assert "PanicException" not in proc.stdout + proc.stderr, proc.stdout
