@@ -24,9 +24,10 @@ How the lists are made (no hand-picked samples; the benign safety corpus checks 
 - **numpy**: the array/scalar reconstructors, ``numpy.dtype``, every DType class in
   ``numpy.dtypes``, every scalar type in ``numpy.sctypeDict`` (ref), the ``numpy.ma`` helpers,
   every ``BitGenerator`` subclass and the ``numpy.random._pickle`` constructors, the reviewed math
-  ufuncs (``REVIEWED_UFUNCS``, call), the polynomial classes; each at every module path where numpy exposes
-  it, plus the ``numpy.core.*`` / ``numpy._core.*`` alias of every such path (numpy 1 wrote
-  ``numpy.core``, numpy 2 writes ``numpy._core``).
+  ufuncs (``REVIEWED_UFUNCS``, call) and functions (``REVIEWED_NUMPY_FUNCTIONS``, call: ``np.mean``
+  as ``FeatureAgglomeration``'s ``pooling_func``), the polynomial classes; each at every module
+  path where numpy exposes it, plus the ``numpy.core.*`` / ``numpy._core.*`` alias of every such
+  path (numpy 1 wrote ``numpy.core``, numpy 2 writes ``numpy._core``).
 - **pandas**: every class defined by pandas in its data modules (``pandas.core``, ``pandas._libs``,
   ``pandas.tseries``, ``pandas.arrays``, ``pandas``) and the unpickle helpers they reduce to
   (``_new_*Index``, ``*_unpickle*``, Cython ``__pyx_unpickle_*``), at every module path where
@@ -661,7 +662,7 @@ def gen_numpy() -> Profile:
     prof = Profile(
         "numpy",
         "numpy arrays, scalars, dtypes, masked arrays, random generators and bit generators, "
-        "polynomials, ufuncs as values",
+        "polynomials, ufuncs and reviewed functions as values",
     )
     mods = walk("numpy", NUMPY_EXCLUDED)
     mods += [m for m in (import_quiet("numpy.core.multiarray"), import_quiet("numpy.core.numeric")) if m]
