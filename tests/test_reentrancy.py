@@ -821,3 +821,37 @@ show("dump after", lambda: p.dump([2]))
     assert proc.returncode == 0, describe_proc(proc)
     assert "PanicException" not in proc.stdout + proc.stderr, proc.stdout
     assert proc.stdout.splitlines()[-2:] == ["init gave None", "dump after gave None"], proc.stdout
+
+
+# Two more ways an object taken for met once was met twice, both writing it twice and then, when
+# the memo moved the two entries for one address into its table, giving a later object the index
+# of an earlier one (a GET then loaded the wrong object): a key shared by the instance dicts of
+# one class (a split dict's keys table holds one reference for all of them), and Python code run
+# late in a reduction (the reduce value's finalizer) that gives an object the reduction saved a
+# second reference.
+MET_TWICE = r"""
+import fractions, hashlib
+def digest(b): return hashlib.sha256(b).hexdigest()[:16]
+class C: pass
+a = C(); a.__dict__["".join(["dyn", "key"])] = 1
+d1 = a.__dict__; d2 = d1.copy(); X = ["shared"]; Y = {"y": 1}
+for proto in (2, 4, 5):
+    data = P.dumps([d1, d2, fractions.Fraction(1, 2), X, Y, X, Y], proto)
+    show(("split-dict key", proto), lambda: (digest(data), stdpickle.loads(data)[2:]))
+target = []
+class B: pass
+class RV(tuple):
+    def __del__(self): target.append(self[2]["x"])
+class A:
+    def __reduce__(self): return RV((B, (), {"x": ["payload"]}))
+for proto in (2, 4, 5):
+    target.clear()
+    data = P.dumps([A(), target, fractions.Fraction(1, 3), X, X], proto)
+    r = stdpickle.loads(data)
+    show(("finalizer shares", proto), lambda: (digest(data), r[0].x is r[1][0], r[2:]))
+"""
+
+
+def test_objects_met_twice_are_written_once(run_python, describe_proc):
+    out = same_as_stdlib(run_python, describe_proc, MET_TWICE)
+    assert "('finalizer shares', 4) gave" in out and "True" in out, out

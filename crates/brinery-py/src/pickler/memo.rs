@@ -41,6 +41,10 @@ pub(crate) struct Memo {
     pending: Vec<(usize, isize)>,
     /// The same, each holding a reference (objects that may be temporaries).
     pending_owned: Vec<(usize, isize)>,
+    /// The index the next `memo_put` assigns: how many puts there were (table and pending
+    /// entries), counted apart from them so that two entries for one address, which the
+    /// pickler must never make, could only cost a lookup, never give two objects one index.
+    next: usize,
     /// The slots filled since the last clear while there are at most [`TRACK_MAX`] of them, so
     /// that clearing a small memo (every small `dumps`) visits only those; `None` once there
     /// are more (clearing then scans the table).
@@ -119,6 +123,7 @@ impl Memo {
             used: 0,
             pending: Vec::new(),
             pending_owned: Vec::new(),
+            next: 0,
             filled: Some(Vec::new()),
         }
     }
@@ -126,7 +131,7 @@ impl Memo {
     /// Number of entries, pending ones included (the index the next `memo_put` assigns).
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.used + self.pending.len() + self.pending_owned.len()
+        self.next
     }
 
     /// The index stored in the table for `obj` (pending entries are never looked up: they are
@@ -153,11 +158,14 @@ impl Memo {
 
     /// Store `obj` at `idx` (`PyMemoTable_Set`: an existing entry only gets its index updated).
     pub(crate) fn set(&mut self, obj: &Bound<'_, PyAny>, idx: isize) {
-        self.set_ptr(obj.as_ptr(), idx);
+        if self.set_ptr(obj.as_ptr(), idx) {
+            self.next += 1;
+        }
     }
 
-    /// [`set`](Self::set) for a live object pointer; takes a new reference when inserting.
-    fn set_ptr(&mut self, obj: *mut ffi::PyObject, idx: isize) {
+    /// [`set`](Self::set) for a live object pointer, without counting a put; takes a new
+    /// reference when inserting. Returns whether it inserted.
+    fn set_ptr(&mut self, obj: *mut ffi::PyObject, idx: isize) -> bool {
         if (self.used + 1) * 3 > self.slots.len() * 2 {
             self.grow(self.used + 1);
         }
@@ -166,7 +174,7 @@ impl Memo {
         let s = &mut self.slots[i];
         if s.key == key {
             s.idx = idx;
-            return;
+            return false;
         }
         // SAFETY: the caller guarantees `obj` is a live object and the GIL is held (every
         // `Memo` method runs under it); the table owns this new reference until `clear`.
@@ -174,6 +182,7 @@ impl Memo {
         *s = Slot { key, idx };
         self.used += 1;
         self.track(i);
+        true
     }
 
     #[inline(always)]
@@ -215,6 +224,7 @@ impl Memo {
     #[inline(always)]
     pub(crate) fn push_pending(&mut self, obj: *mut ffi::PyObject, idx: isize) {
         self.pending.push((obj as usize, idx));
+        self.next += 1;
     }
 
     /// [`push_pending`](Self::push_pending) for an object that may die before the memo is
@@ -225,6 +235,7 @@ impl Memo {
         // SAFETY: `obj` is a live object (the caller's contract) and the GIL is held.
         unsafe { ffi::Py_INCREF(obj) };
         self.pending_owned.push((obj as usize, idx));
+        self.next += 1;
     }
 
     /// Move the pending entries into the table (each takes a reference).
@@ -245,7 +256,7 @@ impl Memo {
             self.set_ptr(key as *mut ffi::PyObject, idx);
         }
         for &(key, idx) in &owned {
-            self.set_ptr(key as *mut ffi::PyObject, idx);
+            let _ = self.set_ptr(key as *mut ffi::PyObject, idx);
             // SAFETY: the entry's own reference, released now that the table holds one.
             unsafe { ffi::Py_DECREF(key as *mut ffi::PyObject) };
         }
@@ -259,6 +270,7 @@ impl Memo {
     /// A small table keeps its allocation for reuse.
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
+        self.next = 0;
         if !self.pending_owned.is_empty() {
             let owned = std::mem::take(&mut self.pending_owned);
             Python::attach(|_py| {
@@ -315,6 +327,7 @@ impl Memo {
         for (k, i) in self.entries() {
             m.set_ptr(k as *mut ffi::PyObject, i);
         }
+        m.next = m.used;
         m
     }
 

@@ -474,6 +474,10 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
         self.generic_depth += 1;
         let r = body(self);
         self.generic_depth -= 1;
+        // Python code run late in the step (a finalizer of the reduce value, an iterator's
+        // `__del__`) may have given what the step memoized another reference: later lookups
+        // must find it in the table.
+        self.memo.flush_pending();
         r
     }
 
@@ -1545,7 +1549,9 @@ impl<'py, 'a, 'w> Saver<'py, 'a, 'w> {
     #[inline(always)]
     fn save_dict_item(&mut self, k: Bound<'py, PyAny>, v: Bound<'py, PyAny>) -> PyResult<()> {
         let runs = self.python_runs;
-        self.save_item(k.as_ptr(), true, 1)?;
+        // A key is never taken for met once: the dicts that share a keys table (the instance
+        // `__dict__`s of one class and their copies) hold one reference to it between them.
+        self.save_item(k.as_ptr(), false, 1)?;
         drop(k);
         // Python code run while saving the key may have moved the value out of the dict into
         // another container: then its reference count no longer says it is met once.
