@@ -24,8 +24,8 @@ How the lists are made (no hand-picked samples; the benign safety corpus checks 
 - **numpy**: the array/scalar reconstructors, ``numpy.dtype``, every DType class in
   ``numpy.dtypes``, every scalar type in ``numpy.sctypeDict`` (ref), the ``numpy.ma`` helpers,
   every ``BitGenerator`` subclass and the ``numpy.random._pickle`` constructors, the reviewed math
-  ufuncs (``REVIEWED_UFUNCS``, call) and functions (``REVIEWED_NUMPY_FUNCTIONS``, call: ``np.mean``
-  as ``FeatureAgglomeration``'s ``pooling_func``), the polynomial classes; each at every module
+  ufuncs (``REVIEWED_UFUNCS``, call), functions kept as values (``VALUE_ONLY_NUMPY``, ref only:
+  ``np.mean`` as ``FeatureAgglomeration``'s ``pooling_func``), the polynomial classes; each at every module
   path where numpy exposes it, plus the ``numpy.core.*`` / ``numpy._core.*`` alias of every such
   path (numpy 1 wrote ``numpy.core``, numpy 2 writes ``numpy._core``).
 - **pandas**: every class defined by pandas in its data modules (``pandas.core``, ``pandas._libs``,
@@ -372,13 +372,6 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     "reduces to); matching, where a pattern costs time, is the user's call",
     ("scipy._lib.array_api_compat.numpy._aliases", "asarray"): "np.array(obj, dtype, copy) after a "
     "device == 'cpu' check (BSpline keeps it as `xp.asarray`); reaches only the array protocol of obj",
-    # BisectingKMeans keeps its solver function as `_kmeans_single` (session 12's sweep of every
-    # fitted estimator: it could not be loaded at all)
-    ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"): "Lloyd k-means iterations on arrays X, "
-    "sample_weight, centers_init (Cython loops under threadpoolctl's BLAS thread limit; `verbose` "
-    "prints); calls no argument, no I/O or imports",
-    ("sklearn.cluster._kmeans", "_kmeans_single_elkan"): "Elkan k-means iterations on arrays, as "
-    "_kmeans_single_lloyd",
     # metric functions users pass to `make_scorer` that no registered scorer uses
     ("sklearn.metrics._classification", "fbeta_score"): "F-beta from label arrays (f1_score is "
     "fbeta_score with beta=1; `make_scorer(fbeta_score, beta=2)`)",
@@ -393,36 +386,29 @@ REVIEWED_FUNCTIONS: dict[tuple[str, str], str] = {
     ("sklearn.metrics._regression", "d2_tweedie_score"): "D^2 of the Tweedie deviance (arrays, `power`)",
 }  # fmt: skip
 
-# numpy functions estimators keep as parameters (`FeatureAgglomeration(pooling_func=np.mean)`, its
-# default; `FunctionTransformer(np.clip)`), listed as `call` under every numpy path that names
-# them. Reviewed: each reduces or maps its first argument as an array; for an object that is not an
-# ndarray it uses the array protocol or calls the method of the same name of that object's type
-# (`a.mean(...)`), which is an allowed class's own method or an allowed function a BUILD stored
-# there (the same calls the pickle may make directly); none calls an argument as a function,
-# imports, reads, writes or evaluates anything.
-REVIEWED_NUMPY_FUNCTIONS = (
-    "amax",
-    "amin",
-    "clip",
-    "cumsum",
-    "max",
-    "mean",
-    "median",
-    "min",
-    "nan_to_num",
-    "nanmax",
-    "nanmean",
-    "nanmedian",
-    "nanmin",
-    "nansum",
-    "prod",
-    "round",
-    "std",
-    "sum",
-    "var",
-)
-for _name in REVIEWED_NUMPY_FUNCTIONS:
-    REVIEWED_FUNCTIONS[("numpy", _name)] = "numpy function kept as a parameter (REVIEWED_NUMPY_FUNCTIONS)"
+# Functions estimators keep as values that a safe load never needs to call: listed `ref` (value
+# only). The scan and the guard refuse to call a `ref` global (BRS002), and no helper takes one as
+# a function (the class-argument helpers take allowed classes, functools.partial a `call`
+# function). Unlike every other function in the profiles these are *not* reviewed as safe to
+# call with pickle-chosen arguments (session 12's red team: `np.mean(obj)` calls `obj.mean`, an
+# attribute a BUILD may set; `_kmeans_single_lloyd(..., n_threads=-5)` kills the process), so
+# they must stay values: `entry_problem` refuses them as `call`.
+VALUE_ONLY_NUMPY = (
+    "amax", "amin", "clip", "cumsum", "max", "mean", "median", "min", "nan_to_num", "nanmax",
+    "nanmean", "nanmedian", "nanmin", "nansum", "prod", "round", "std", "sum", "var",
+)  # fmt: skip
+VALUE_ONLY_FUNCTIONS: dict[tuple[str, str], str] = {
+    ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"): "BisectingKMeans' solver (`_kmeans_single`)",
+    ("sklearn.cluster._kmeans", "_kmeans_single_elkan"): "the same, `algorithm='elkan'`",
+    **{("numpy", n): "a parameter (`FeatureAgglomeration(pooling_func=np.mean)`)" for n in VALUE_ONLY_NUMPY},
+}
+
+
+def value_only(obj: object) -> bool:
+    """Whether `obj` is one of the VALUE_ONLY_FUNCTIONS (by its own module and qualname)."""
+    return (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)) in VALUE_ONLY_FUNCTIONS
+
+
 # The metric functions of scikit-learn's registered scorers (`sklearn.metrics.get_scorer_names()`):
 # a fitted search with `scoring="f1"` keeps `f1_score` in its `scorer_`. Reviewed one by one
 # (scikit-learn 1.9): each computes a number from arrays (y_true, y_pred or scores, sample_weight,
@@ -519,7 +505,9 @@ def entry_problem(module: str, qual: str, mode: str) -> str | None:
         why = CALL_DENIED_CLASSES.get((obj.__module__, obj.__qualname__))
         return f"a class that must not be callable: {why}" if mode == CALL and why else None
     if mode == REF:
-        return "a callable ref entry (ref entries must be classes or constants)" if callable(obj) else None
+        if callable(obj) and not value_only(obj):
+            return "a callable ref entry (ref entries must be classes, constants or VALUE_ONLY_FUNCTIONS)"
+        return None
     if callable(obj) and reviewed_function(obj, (module, qual)) is None:
         return f"a function that is not in REVIEWED_FUNCTIONS ({type(obj).__name__})"
     return None
@@ -714,8 +702,8 @@ def gen_numpy() -> Profile:
     # ufuncs kept as parameters (`FunctionTransformer(np.log1p)`): a reviewed list, as `call`
     # (a `ref` entry is never callable, see check())
     call += [getattr(np, n) for n in REVIEWED_UFUNCS if isinstance(getattr(np, n, None), np.ufunc)]
-    # numpy functions kept as parameters (`FeatureAgglomeration(pooling_func=np.mean)`), reviewed
-    call += [getattr(np, n) for n in REVIEWED_NUMPY_FUNCTIONS if hasattr(np, n)]
+    # numpy functions kept as parameters (`FeatureAgglomeration(pooling_func=np.mean)`): values only
+    ref += [getattr(np, n) for n in VALUE_ONLY_NUMPY if hasattr(np, n)]
     everything = call + ref
     found = locations(everything, mods, NUMPY_PRIVATE_HOMES)
     for objs, mode in ((call, CALL), (ref, REF)):
@@ -980,6 +968,13 @@ def gen_sklearn() -> Profile:
     if aliases is not None:
         call.append(aliases.asarray)
     scipy_mods = [interp] + ([aliases] if aliases is not None else [])
+    # functions kept as values that a safe load never calls (VALUE_ONLY_FUNCTIONS): BisectingKMeans'
+    for module, qual in VALUE_ONLY_FUNCTIONS:
+        if module.startswith("sklearn."):
+            v = resolve(module, qual)
+            if v is not None and id(v) not in seen:
+                seen.add(id(v))
+                ref.append(v)
     joblib_mods: list[types.ModuleType] = []
     npp = import_quiet("joblib.numpy_pickle")
     if npp is not None:

@@ -659,6 +659,11 @@ def gen_malicious(root: Path) -> list[dict[str, str]]:  # noqa: PLR0915 (one tab
         "BUILD on the allowed class sklearn.base.BaseEstimator (patch __repr__)",
         proto(4) + framed(body),
     )
+    # session 12's red team: a special attribute in a BUILD state (numpy reads
+    # `__array_interface__` from the instance: any address, here an unmapped one), and functions
+    # kept as values called after all (np.mean calls an attribute a BUILD set; the k-means solver
+    # with n_threads=-5 makes libgomp abort the process)
+    gen_value_gadgets(m)
     n = "ref_only_called"
     m.add(
         n,
@@ -884,6 +889,49 @@ def gen_malicious(root: Path) -> list[dict[str, str]]:  # noqa: PLR0915 (one tab
     gen_joblib(m)
     gen_npy(m)
     return m.entries
+
+
+class _Call:
+    """``func(*args)`` as a pickle (REDUCE): the class itself is never named."""
+
+    def __init__(self, func: object, *args: object) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.func, self.args
+
+
+def gen_value_gadgets(m: Malicious) -> None:
+    import pickle
+    import types
+
+    import numpy as np
+    from sklearn.cluster import _kmeans
+
+    view = types.SimpleNamespace(
+        __array_interface__={"shape": (1,), "typestr": "|u1", "data": (8, False), "version": 3}
+    )
+    m.add(
+        "special_attribute_array_interface",
+        "BUILD on a global",
+        "numpy.positive of a SimpleNamespace whose BUILD state sets __array_interface__ (reads address 8)",
+        pickle.dumps(_Call(np.positive, view), 4),
+    )
+    m.add(
+        "value_only_numpy_called",
+        "ref called",
+        "numpy.mean (a value only) called on a SimpleNamespace whose `mean` is dict",
+        pickle.dumps(_Call(np.mean, types.SimpleNamespace(mean=dict)), 4),
+    )
+    x = np.zeros((4, 2))
+    m.add(
+        "value_only_kmeans_called",
+        "ref called",
+        "sklearn's _kmeans_single_lloyd (a value only) called with n_threads=-5 (libgomp aborts)",
+        pickle.dumps(
+            _Call(_kmeans.__dict__["_kmeans_single_lloyd"], x, np.ones(4), x[:2], 2, False, 1e-4, -5), 4
+        ),
+    )
 
 
 def corrupt_crcs(raw: bytearray) -> None:

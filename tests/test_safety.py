@@ -220,8 +220,9 @@ def _test_denied(module: str) -> bool:
 def test_profile_entries_are_defined_outside_denied_modules_and_reviewed():
     """Generator safeguards, checked on the committed files: (a) the defining module of every
     entry (``__module__``, the ``co_filename`` of a function and of a class's own methods) is not
-    denied; (b) every ``ref`` entry is a class or a non-callable; (c) every callable ``call`` entry
-    that is not a class is on the generator's reviewed list."""
+    denied; (b) every ``ref`` entry is a class, a non-callable or one of the functions kept as
+    values that a safe load never calls (``VALUE_ONLY_FUNCTIONS``); (c) every callable ``call``
+    entry that is not a class is on the generator's reviewed list."""
     gen = _gen_profiles()
     problems, resolved, functions = [], 0, 0
     for name, rows in _profile_entries().items():
@@ -241,7 +242,7 @@ def test_profile_entries_are_defined_outside_denied_modules_and_reviewed():
                     problems.append(f"{name}: {module}.{qual} is defined in {bad}")
             if isinstance(obj, type):
                 continue
-            if mode == "ref" and callable(obj):
+            if mode == "ref" and callable(obj) and not gen.value_only(obj):
                 problems.append(f"{name}: ref entry {module}.{qual} is callable ({type(obj).__name__})")
             if mode == "call" and callable(obj):
                 functions += 1
@@ -263,6 +264,8 @@ def test_profile_entries_are_defined_outside_denied_modules_and_reviewed():
         ("numpy", "vectorize", "call"),  # calls its pyfunc
         ("sklearn.metrics", "get_scorer", "ref"),  # a function as ref (F11)
         ("numpy", "log1p", "ref"),  # callable ref
+        ("numpy", "mean", "call"),  # a value only: np.mean(obj) calls obj.mean (session 12)
+        ("sklearn.cluster._kmeans", "_kmeans_single_lloyd", "call"),  # n_threads=-5 kills the process
         ("sklearn.metrics", "pairwise_distances", "call"),  # calls a metric= callable, n_jobs
         ("sklearn.metrics", "make_scorer", "call"),  # a function nobody reviewed
         ("numpy", "load", "call"),
@@ -1313,3 +1316,50 @@ def test_policy_none_is_no_profile_as_in_the_cli():
     with pytest.raises(brinery.UnsafePickleError, match="numpy"):
         brinery.safe_loads(data, policy="none")
     assert brinery.safe_loads(data, policy=["none", "numpy"]).tolist() == [0, 1, 2]
+
+
+def test_special_attribute_names_in_a_state_are_refused_before_anything_runs():
+    """Session 12's red team: numpy takes `__array_interface__` from the instance, so a
+    SimpleNamespace given one by its BUILD state made `np.positive(obj)` read, and
+    `np.add(view, 1, view)` write, any address of the process. A BUILD state (or NEWOBJ_EX's
+    keyword arguments) may not name a special attribute other than the descriptive ones."""
+    import copyreg
+    import types
+
+    import numpy as np
+
+    victim = bytearray(b"A" * 16)
+    addr = np.frombuffer(victim, np.uint8).ctypes.data
+    interface = {"shape": (16,), "typestr": "|u1", "data": (addr, False), "version": 3}
+
+    class Call:
+        def __init__(self, f, *a):
+            self.f, self.a = f, a
+
+        def __reduce__(self):
+            return self.f, self.a
+
+    class Kwargs:  # SimpleNamespace(**kwargs) through NEWOBJ_EX
+        def __reduce_ex__(self, proto):
+            return copyreg.__newobj_ex__, (types.SimpleNamespace, (), {"__array_interface__": interface})
+
+    view = Call(np.positive, types.SimpleNamespace(__array_interface__=interface))
+    write = Call(np.add, view, 1, view)
+    # the state dict is filled, memoized, popped and taken back by GET for the BUILD
+    by_get = b"\x80\x02ctypes\nSimpleNamespace\n)R}q\x01X\x13\x00\x00\x00__array_interface__K\x01s0h\x01b."
+    with pytest.raises(brinery.UnsafePickleError, match="__array_interface__"):
+        brinery.safe_loads(by_get)
+    pickled = [
+        pickle.dumps(obj, proto) for obj, proto in ((write, 2), (write, 4), (Call(np.positive, Kwargs()), 4))
+    ]
+    for data in pickled:
+        assert not brinery.scan(data).ok
+        with pytest.raises(brinery.UnsafePickleError, match="__array_interface__") as e:
+            brinery.safe_loads(data)
+        assert {f.rule for f in e.value.findings} == {"BRS008"}, e.value.findings
+    assert bytes(victim) == b"A" * 16
+    # a dict holding such a key as data is fine; descriptive names in a state load
+    as_data = pickle.dumps(types.SimpleNamespace(a={"__array_interface__": interface}), 4)
+    assert brinery.safe_loads(as_data).a == {"__array_interface__": interface}
+    ns = brinery.safe_loads(pickle.dumps(types.SimpleNamespace(__doc__="d", __module__="m", x=1), 4))
+    assert (ns.__doc__, ns.x) == ("d", 1)

@@ -1406,6 +1406,60 @@ impl Guard {
         Ok(())
     }
 
+    /// A BUILD state (a dict, or a `(dict, slots dict)` pair) or NEWOBJ_EX's keyword arguments
+    /// may not name a special attribute (`__name__`, two underscores on each side): stored on
+    /// an instance (`SimpleNamespace`, an estimator's `__dict__.update`, any object without a
+    /// `__setstate__`), it is what a later call reads on that instance. numpy takes
+    /// `__array_interface__` from the instance: a dict of its choosing there made
+    /// `np.positive(obj)` read, and `np.add(view, 1, view)` write, any address of the process
+    /// (red team of session 12); `__array__` would be called; `__setstate__` (S10-1) would run
+    /// at the next BUILD. Python's own pickles never store such names in an instance's state.
+    fn no_special_names(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        state: &Bound<'_, PyAny>,
+        what: &str,
+    ) -> PyResult<()> {
+        let check = |d: &Bound<'_, PyAny>| -> PyResult<()> {
+            let Ok(d) = d.cast::<pyo3::types::PyDict>() else {
+                return Ok(());
+            };
+            for (key, _) in crate::pyutil::dict_items(d) {
+                let Ok(key) = key.cast::<PyString>() else {
+                    continue;
+                };
+                let name = key.to_cow()?;
+                if name.len() > 4
+                    && name.starts_with("__")
+                    && name.ends_with("__")
+                    && !core::DATA_SPECIAL_NAMES.contains(&&*name)
+                {
+                    return Err(Self::refuse(
+                        py,
+                        Rule::UnsafeArguments,
+                        op,
+                        None,
+                        format!(
+                            "special attribute name {name:?} in {what}: stored on an instance, \
+                             it is what numpy and the loader look up there \
+                             (__array_interface__ points numpy at any memory)"
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check(state)?;
+        if let Ok(t) = state.cast::<PyTuple>() {
+            if t.len() == 2 {
+                check(&t.get_item(0)?)?;
+                check(&t.get_item(1)?)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `obj` may be a `functools.partial`'s function (`ArgRule::AllowedFunction`): a
     /// global this load resolved, which the policy allows to call, with no call rules of its
     /// own.
@@ -1747,6 +1801,9 @@ impl Guard {
                 }
             }
             NEWOBJ_EX => {
+                if let Some(kwargs) = at(1) {
+                    self.no_special_names(py, op, kwargs, "NEWOBJ_EX's keyword arguments")?;
+                }
                 if let (Some(cls), Some(args)) = (at(3), at(2)) {
                     self.call_depth(py, op, Some(args))?;
                     self.call(py, op, cls, Some(args))?;
@@ -1766,6 +1823,7 @@ impl Guard {
                 self.not_shared(py, op, at(2))?;
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
                     self.no_instance_setstate(py, op, target)?;
+                    self.no_special_names(py, op, state, "the BUILD state")?;
                     self.numpy_state(py, op, target, state)?;
                     self.partial_state(py, op, target, state)?;
                 }

@@ -39,6 +39,17 @@ const STR_ASCII: u32 = 0x8000_0000;
 /// `Sym::Dict` of a dict whose entries are not recorded (see `Machine::new_dict`).
 pub(crate) const NO_DICT_TABLE: u32 = u32::MAX;
 
+/// Whether `name` is a special attribute name (`__x__`) that a BUILD state may not set: all
+/// but the descriptive ones objects keep as data ([`crate::scan::DATA_SPECIAL_NAMES`]).
+fn is_special_name(name: &[u8]) -> bool {
+    name.len() > 4
+        && name.starts_with(b"__")
+        && name.ends_with(b"__")
+        && !super::DATA_SPECIAL_NAMES
+            .iter()
+            .any(|n| n.as_bytes() == name)
+}
+
 /// `Sym::Ints` of a tuple whose product overflows or has a negative item.
 pub(crate) const NO_PRODUCT: u64 = u64::MAX;
 
@@ -190,6 +201,9 @@ pub(crate) struct Machine<'a, 'r> {
     frame_end: Option<usize>,
     findings_here: usize,
     stopped: bool,
+    /// A dict this scan does not follow got a key that is a special attribute name
+    /// (`note_special_keys`): any such dict may then be one.
+    special_key_seen: bool,
 }
 
 /// The intern table of globals (see [`Machine::interned`]).
@@ -286,6 +300,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             frame_end: None,
             findings_here: 0,
             stopped: false,
+            special_key_seen: false,
         }
     }
 
@@ -387,6 +402,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         self.memo_count = 0;
         self.tuples.clear();
         self.dicts.clear();
+        self.special_key_seen = false;
         self.globals.clear();
         self.interned.clear();
         self.calls.clear();
@@ -1128,6 +1144,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 let cls = self.pop(op);
                 self.consume(args, op);
                 self.consume(kwargs, op);
+                self.no_special_names(op, kwargs, "NEWOBJ_EX's keyword arguments");
                 let r = self.call(op, cls, args);
                 self.stack.push(r);
             }
@@ -1178,11 +1195,34 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
+    /// A dict the scan does not follow (the verdict scan's) got the pairs of `stack[start..]`:
+    /// remember whether a key is a special attribute name, so that a BUILD state or keyword
+    /// arguments of an unfollowed dict are flagged from then on (see `no_special_names`).
+    #[inline]
+    pub(super) fn note_special_keys(&mut self, start: usize) {
+        if self.special_key_seen {
+            return;
+        }
+        let mut i = start;
+        while i + 1 < self.stack.len() {
+            if let Sym::Str { start: at, .. } = self.stack[i] {
+                // two underscores first: most keys end the check at their first byte
+                if self.data.get(at as usize) == Some(&b'_')
+                    && self.str_bytes(self.stack[i]).is_some_and(is_special_name)
+                {
+                    self.special_key_seen = true;
+                    return;
+                }
+            }
+            i += 2;
+        }
+    }
+
     /// A new dict's symbol. Its entries are recorded (in the dict table) only for a joblib
-    /// file's scan, the one reader of them (`dict_get`, for `NumpyArrayWrapper` states);
-    /// otherwise every dict is `Sym::Dict(NO_DICT_TABLE)`, a dict like any other for every
-    /// rule (nothing but `dict_get` reads the table), without a table entry per dict or the
-    /// key comparisons of every SETITEM(S) on an opcode-dense pickle.
+    /// file's scan (`brinery.scan`, and `safe_loads` when the verdict scan is not clean); the
+    /// verdict scan's dicts are all `Sym::Dict(NO_DICT_TABLE)`, without a table entry per dict
+    /// or the key comparisons of every SETITEM(S) on an opcode-dense pickle (it only notes
+    /// whether any key is a special attribute name, `note_special_keys`).
     #[inline]
     pub(super) fn new_dict(&mut self) -> Sym {
         if !self.options.joblib {
@@ -1199,21 +1239,32 @@ impl<'a, 'r> Machine<'a, 'r> {
     /// one when `target` is `None`); returns the dict.
     fn record_pairs(&mut self, target: Option<Sym>, start: usize) -> Sym {
         let did = match target {
-            Some(Sym::Dict(NO_DICT_TABLE)) => return Sym::Dict(NO_DICT_TABLE),
+            Some(Sym::Dict(NO_DICT_TABLE)) => {
+                self.note_special_keys(start);
+                return Sym::Dict(NO_DICT_TABLE);
+            }
             Some(Sym::Dict(d)) => d,
             Some(_) => return Sym::Data,
             None => match self.new_dict() {
-                Sym::Dict(NO_DICT_TABLE) => return Sym::Dict(NO_DICT_TABLE),
+                Sym::Dict(NO_DICT_TABLE) => {
+                    self.note_special_keys(start);
+                    return Sym::Dict(NO_DICT_TABLE);
+                }
                 Sym::Dict(d) => d,
                 other => return other,
             },
         };
         let mut i = start;
         while i + 1 < self.stack.len() {
-            // Only the keys a rule reads (joblib's array wrapper state) are kept.
-            if let (Some(k @ (b"dtype" | b"shape" | b"numpy_array_alignment_bytes")), v) =
-                (self.str_bytes(self.stack[i]), self.stack[i + 1])
-            {
+            // Only the keys a rule reads are kept: joblib's array wrapper state, and special
+            // names (`__array_interface__`), which a BUILD state may not hold.
+            if let (Some(k), v) = (self.str_bytes(self.stack[i]), self.stack[i + 1]) {
+                if !matches!(k, b"dtype" | b"shape" | b"numpy_array_alignment_bytes")
+                    && !is_special_name(k)
+                {
+                    i += 2;
+                    continue;
+                }
                 let d = &mut self.dicts[did as usize];
                 if d.len() < SMALL_DICT {
                     d.push((k, v));
@@ -1731,6 +1782,55 @@ impl<'a, 'r> Machine<'a, 'r> {
         self.limits
     }
 
+    /// A finding when `state` (a dict, or a `(dict, slots dict)` pair) or keyword arguments
+    /// name a special attribute (`__array_interface__`): stored on an instance, it is what
+    /// numpy and the loader look up there (numpy takes `__array_interface__` as the address of
+    /// the data: any memory of the process). The load-time guard checks every such dict; the
+    /// scan sees the keys of the small dicts it follows.
+    fn no_special_names(&mut self, op: &Op<'_>, state: Sym, what: &str) {
+        // `Some(None)`: a dict the scan does not follow, in a pickle where such a dict got a
+        // special key (the verdict scan's; `safe_loads` then takes the full scan, which follows
+        // each dict, before it decides)
+        let named = |m: &Self, s: Sym| match s {
+            Sym::Dict(NO_DICT_TABLE) if m.special_key_seen => Some(None),
+            Sym::Dict(d) if d != NO_DICT_TABLE => m
+                .dicts
+                .get(d as usize)?
+                .iter()
+                .find(|(k, _)| is_special_name(k))
+                .map(|(k, _)| Some(*k)),
+            _ => None,
+        };
+        let mut found = named(self, state);
+        if found.is_none() {
+            if let Some(&[a, b]) = self.tuple_items(state) {
+                found = named(self, a).or_else(|| named(self, b));
+            }
+        }
+        let Some(name) = found else { return };
+        let name = match name {
+            Some(n) => format!(
+                "special attribute name {:?} in {what}",
+                String::from_utf8_lossy(n)
+            ),
+            None => {
+                format!("{what} may hold a special attribute name (a dict of this pickle has one)")
+            }
+        };
+        let msg = format!(
+            "{name}: stored on an instance, it is what numpy and the loader look up there \
+             (__array_interface__ points numpy at any memory) at byte {} ({})",
+            op.offset, op.opcode
+        );
+        self.finding(
+            Rule::UnsafeArguments,
+            op.offset as u64,
+            Some(op.opcode),
+            None,
+            msg,
+        );
+    }
+
     pub(crate) fn items_of(&self, sym: Sym) -> Option<&[Sym]> {
         self.tuple_items(sym)
     }
@@ -1751,6 +1851,7 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// BUILD: state applied to `target`.
     fn build(&mut self, op: &Op<'a>, target: Sym, state: Sym, end: usize) -> Option<usize> {
+        self.no_special_names(op, state, "the BUILD state");
         match target {
             Sym::Global(_) => {
                 self.mutate(target, op);

@@ -63,6 +63,21 @@ pub const MAX_CALL_DEPTH: usize = 2000;
 /// The most dotted parts a global's qualified name may have.
 pub const MAX_NAME_PARTS: usize = 64;
 
+/// The special attribute names (`__x__`) a BUILD state or keyword arguments may hold: the
+/// descriptive ones objects keep as plain data (scipy's distributions set `__doc__`). Any other
+/// is refused (`BRS008`, by the scan and by the load-time guard): stored on an instance it is
+/// what code looks up there instead of on the type, numpy's `__array_interface__` (the address
+/// of the data: any memory of the process), `__array__`, `__setstate__` (run by the next BUILD),
+/// `__class__` (set through the slot state), `__deepcopy__`, `__reduce_ex__`, ...
+pub const DATA_SPECIAL_NAMES: &[&str] = &[
+    "__doc__",
+    "__module__",
+    "__name__",
+    "__qualname__",
+    "__annotations__",
+    "__version__",
+];
+
 /// Why a global's name is out of bounds ([`MAX_NAME_LEN`], [`MAX_NAME_PARTS`]), or `None`.
 pub fn name_out_of_bounds(module: &str, name: &str) -> Option<String> {
     if module.len() > MAX_NAME_LEN || name.len() > MAX_NAME_LEN {

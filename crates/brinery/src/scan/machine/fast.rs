@@ -286,8 +286,12 @@ impl Machine<'_, '_> {
                     if matches!(target, Sym::Global(_)) || self.any_global(start) {
                         break;
                     }
-                    if byte == SETITEM && !matches!(target, Sym::Dict(NO_DICT_TABLE)) {
-                        self.record_pairs(Some(target), start);
+                    if byte == SETITEM {
+                        if matches!(target, Sym::Dict(NO_DICT_TABLE)) {
+                            self.note_special_keys(start);
+                        } else {
+                            self.record_pairs(Some(target), start);
+                        }
                     }
                     self.stack.truncate(start);
                     *pos = a;
@@ -311,8 +315,12 @@ impl Machine<'_, '_> {
                         break;
                     }
                     self.marks.pop();
-                    if byte == SETITEMS && !matches!(target, Sym::Dict(NO_DICT_TABLE)) {
-                        self.record_pairs(Some(target), start);
+                    if byte == SETITEMS {
+                        if matches!(target, Sym::Dict(NO_DICT_TABLE)) {
+                            self.note_special_keys(start);
+                        } else {
+                            self.record_pairs(Some(target), start);
+                        }
                     }
                     self.stack.truncate(start);
                     *pos = a;
