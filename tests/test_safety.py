@@ -1318,6 +1318,16 @@ def test_policy_none_is_no_profile_as_in_the_cli():
     assert brinery.safe_loads(data, policy=["none", "numpy"]).tolist() == [0, 1, 2]
 
 
+class _Built:
+    """`cls()` then BUILD with `state` (which `cls.__setstate__` receives, whatever its type)."""
+
+    def __init__(self, cls, state):
+        self.cls, self.state = cls, state
+
+    def __reduce__(self):
+        return self.cls, (), self.state
+
+
 def test_special_attribute_names_in_a_state_are_refused_before_anything_runs():
     """Session 12's red team: numpy takes `__array_interface__` from the instance, so a
     SimpleNamespace given one by its BUILD state made `np.positive(obj)` read, and
@@ -1357,6 +1367,20 @@ def test_special_attribute_names_in_a_state_are_refused_before_anything_runs():
         with pytest.raises(brinery.UnsafePickleError, match="__array_interface__") as e:
             brinery.safe_loads(data)
         assert {f.rule for f in e.value.findings} == {"BRS008"}, e.value.findings
+    # a mapping a call built, or one an allowed __setstate__ takes (scikit-learn's updates
+    # __dict__ from any mapping): the scan flags the pickle, the guard checks the object's own
+    # __dict__ after the BUILD
+    from collections import OrderedDict, UserDict
+
+    from sklearn.preprocessing import StandardScaler
+
+    for mapping in (UserDict, lambda d: OrderedDict(d.items())):
+        state = mapping({"__array_interface__": interface})
+        est = Call(np.positive, _Built(StandardScaler, state))
+        data = pickle.dumps(Call(np.add, est, 1, est), 4)
+        assert not brinery.scan(data).ok
+        with pytest.raises(brinery.UnsafePickleError, match="__array_interface__|special attribute"):
+            brinery.safe_loads(data)
     assert bytes(victim) == b"A" * 16
     # a dict holding such a key as data is fine; descriptive names in a state load
     as_data = pickle.dumps(types.SimpleNamespace(a={"__array_interface__": interface}), 4)

@@ -55,6 +55,52 @@ fn is_subtype(obj: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
     unsafe { pyo3::ffi::PyType_IsSubtype(obj.get_type().as_type_ptr(), ty.as_type_ptr()) != 0 }
 }
 
+/// The first key of `d` that is a special attribute name (`__x__`, `str` keys only) other than
+/// the descriptive ones (`core::DATA_SPECIAL_NAMES`). Walks the dict without taking references
+/// and reads each key's UTF-8 (cached by CPython for ASCII text): a BUILD state of a fitted
+/// estimator has a few dozen keys, and this runs at every BUILD of a guarded load.
+fn special_name_key(d: &Bound<'_, pyo3::types::PyDict>) -> Option<String> {
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: `d` is a live dict and the GIL is held; nothing below runs Python code (no
+    // hashing, comparison or callback), so the borrowed key pointers `PyDict_Next` gives stay
+    // valid and the dict unchanged while they are read. A str's length, ASCII flag and first
+    // byte (of an ASCII str, at least 5 characters long here) are plain reads of the object;
+    // `PyUnicode_AsUTF8AndSize` on an exact or subclassed str returns its UTF-8 (owned by the
+    // str) or NULL with an exception, which is cleared (a key that cannot be encoded is not a
+    // special name).
+    unsafe {
+        while pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
+            if pyo3::ffi::PyUnicode_Check(key) == 0 || pyo3::ffi::PyUnicode_GET_LENGTH(key) <= 4 {
+                continue;
+            }
+            // most keys end here: an ASCII name whose first byte is not `_`
+            if pyo3::ffi::PyUnicode_IS_ASCII(key) != 0
+                && *pyo3::ffi::PyUnicode_1BYTE_DATA(key) != b'_'
+            {
+                continue;
+            }
+            let mut n: pyo3::ffi::Py_ssize_t = 0;
+            let p = pyo3::ffi::PyUnicode_AsUTF8AndSize(key, &mut n);
+            if p.is_null() {
+                pyo3::ffi::PyErr_Clear();
+                continue;
+            }
+            let name = std::slice::from_raw_parts(p.cast::<u8>(), n as usize);
+            if name.len() > 4
+                && name.starts_with(b"__")
+                && name.ends_with(b"__")
+                && !core::DATA_SPECIAL_NAMES
+                    .iter()
+                    .any(|k| k.as_bytes() == name)
+            {
+                return Some(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    None
+}
+
 /// A hasher for object addresses (the keys of the guard's tables): a multiply by an odd
 /// constant mixes the aligned low bits up; SipHash cost more than the lookups it keys.
 #[derive(Default)]
@@ -1420,44 +1466,91 @@ impl Guard {
         op: &Op<'_>,
         state: &Bound<'_, PyAny>,
         what: &str,
+        slots_only: bool,
     ) -> PyResult<()> {
         let check = |d: &Bound<'_, PyAny>| -> PyResult<()> {
             let Ok(d) = d.cast::<pyo3::types::PyDict>() else {
                 return Ok(());
             };
-            for (key, _) in crate::pyutil::dict_items(d) {
-                let Ok(key) = key.cast::<PyString>() else {
-                    continue;
-                };
-                let name = key.to_cow()?;
-                if name.len() > 4
-                    && name.starts_with("__")
-                    && name.ends_with("__")
-                    && !core::DATA_SPECIAL_NAMES.contains(&&*name)
-                {
-                    return Err(Self::refuse(
-                        py,
-                        Rule::UnsafeArguments,
-                        op,
-                        None,
-                        format!(
-                            "special attribute name {name:?} in {what}: stored on an instance, \
-                             it is what numpy and the loader look up there \
-                             (__array_interface__ points numpy at any memory)"
-                        ),
-                    ));
-                }
+            if let Some(name) = special_name_key(d) {
+                return Err(Self::refuse(
+                    py,
+                    Rule::UnsafeArguments,
+                    op,
+                    None,
+                    format!(
+                        "special attribute name {name:?} in {what}: stored on an instance, \
+                         it is what numpy and the loader look up there \
+                         (__array_interface__ points numpy at any memory)"
+                    ),
+                ));
             }
             Ok(())
         };
-        check(state)?;
+        if !slots_only {
+            check(state)?;
+        }
         if let Ok(t) = state.cast::<PyTuple>() {
             if t.len() == 2 {
-                check(&t.get_item(0)?)?;
+                if !slots_only {
+                    check(&t.get_item(0)?)?;
+                }
                 check(&t.get_item(1)?)?;
             }
         }
         Ok(())
+    }
+
+    /// After a BUILD: the object's own `__dict__` may not hold a special attribute name (see
+    /// [`Self::no_special_names`]), however the state got there: a `__setstate__` of an allowed
+    /// class that updates `__dict__` from any mapping (scikit-learn's takes a `UserDict` or a
+    /// `ChainMap` as well), an `OrderedDict` a call built. Checked before anything can use the
+    /// object.
+    fn no_special_instance_names(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        // SAFETY: `target` is a live object; its type's `tp_dictoffset` is a plain field.
+        let has_dict = unsafe { (*target.get_type().as_type_ptr()).tp_dictoffset != 0 };
+        if !has_dict {
+            return Ok(());
+        }
+        extern "C" {
+            /// CPython's pointer to an object's `__dict__` slot (NULL when its type has none;
+            /// a slot that holds NULL when no dict was made yet). Exported by every 3.x build.
+            fn _PyObject_GetDictPtr(obj: *mut pyo3::ffi::PyObject)
+                -> *mut *mut pyo3::ffi::PyObject;
+        }
+        // SAFETY: `target` is a live object and the GIL is held. Unlike the `__dict__` getter,
+        // this does not create a dict where none exists (an empty one would show: a
+        // `functools.partial` pickles its `__dict__` when it has one); the slot's dict, if any,
+        // is borrowed for the walk below, during which no Python code runs.
+        let dict = unsafe {
+            let slot = _PyObject_GetDictPtr(target.as_ptr());
+            if slot.is_null() || (*slot).is_null() {
+                return Ok(());
+            }
+            Bound::from_borrowed_ptr(py, *slot)
+        };
+        let Ok(dict) = dict.cast::<pyo3::types::PyDict>() else {
+            return Ok(());
+        };
+        match special_name_key(dict) {
+            Some(name) => Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                None,
+                format!(
+                    "BUILD left the special attribute name {name:?} in the object's own __dict__: \
+                     it is what numpy and the loader look up there (__array_interface__ points \
+                     numpy at any memory)"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Whether `obj` may be a `functools.partial`'s function (`ArgRule::AllowedFunction`): a
@@ -1802,7 +1895,7 @@ impl Guard {
             }
             NEWOBJ_EX => {
                 if let Some(kwargs) = at(1) {
-                    self.no_special_names(py, op, kwargs, "NEWOBJ_EX's keyword arguments")?;
+                    self.no_special_names(py, op, kwargs, "NEWOBJ_EX's keyword arguments", false)?;
                 }
                 if let (Some(cls), Some(args)) = (at(3), at(2)) {
                     self.call_depth(py, op, Some(args))?;
@@ -1823,7 +1916,9 @@ impl Guard {
                 self.not_shared(py, op, at(2))?;
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
                     self.no_instance_setstate(py, op, target)?;
-                    self.no_special_names(py, op, state, "the BUILD state")?;
+                    // the slot state goes through setattr (`__class__`); what lands in the
+                    // instance `__dict__` is checked after the BUILD, whatever the state's type
+                    self.no_special_names(py, op, state, "the BUILD state", true)?;
                     self.numpy_state(py, op, target, state)?;
                     self.partial_state(py, op, target, state)?;
                 }
@@ -1885,6 +1980,12 @@ impl Guard {
         stack: &[Bound<'_, PyAny>],
     ) -> PyResult<()> {
         use Opcode::*;
+        if op.opcode == BUILD {
+            if let Some(target) = stack.last() {
+                self.no_special_instance_names(py, op, target)?;
+            }
+            return Ok(());
+        }
         if !matches!(
             op.opcode,
             GLOBAL | STACK_GLOBAL | INST | OBJ | REDUCE | NEWOBJ | NEWOBJ_EX

@@ -204,6 +204,8 @@ pub(crate) struct Machine<'a, 'r> {
     /// A dict this scan does not follow got a key that is a special attribute name
     /// (`note_special_keys`): any such dict may then be one.
     special_key_seen: bool,
+    /// A string constant of this pickle is a special attribute name (`str_sym`).
+    special_str_seen: bool,
 }
 
 /// The intern table of globals (see [`Machine::interned`]).
@@ -301,6 +303,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             findings_here: 0,
             stopped: false,
             special_key_seen: false,
+            special_str_seen: false,
         }
     }
 
@@ -403,6 +406,7 @@ impl<'a, 'r> Machine<'a, 'r> {
         self.tuples.clear();
         self.dicts.clear();
         self.special_key_seen = false;
+        self.special_str_seen = false;
         self.globals.clear();
         self.interned.clear();
         self.calls.clear();
@@ -620,7 +624,12 @@ impl<'a, 'r> Machine<'a, 'r> {
 
     /// A constant string of the input as a `Sym` (offsets into `self.data`).
     #[inline]
-    fn str_sym(&self, b: &'a [u8], ascii: bool) -> Sym {
+    fn str_sym(&mut self, b: &'a [u8], ascii: bool) -> Sym {
+        // a special attribute name anywhere in the pickle: a mapping a call builds from it
+        // may become a BUILD state (`no_special_names`)
+        if b.len() > 4 && b[0] == b'_' && is_special_name(b) {
+            self.special_str_seen = true;
+        }
         let start = b.as_ptr() as usize - self.data.as_ptr() as usize;
         match (u32::try_from(start), u32::try_from(b.len())) {
             (Ok(start), Ok(len)) if len <= STR_LEN => Sym::Str {
@@ -871,12 +880,14 @@ impl<'a, 'r> Machine<'a, 'r> {
             }
             SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
                 if let Arg::Bytes(b) = op.arg {
-                    self.stack.push(self.str_sym(b, false));
+                    let sym = self.str_sym(b, false);
+                    self.stack.push(sym);
                 }
             }
             BINSTRING | SHORT_BINSTRING => {
                 if let Arg::Bytes(b) = op.arg {
-                    self.stack.push(self.str_sym(b, true));
+                    let sym = self.str_sym(b, true);
+                    self.stack.push(sym);
                     self.maybe_nested(b, op);
                 }
             }
@@ -1793,6 +1804,9 @@ impl<'a, 'r> Machine<'a, 'r> {
         // each dict, before it decides)
         let named = |m: &Self, s: Sym| match s {
             Sym::Dict(NO_DICT_TABLE) if m.special_key_seen => Some(None),
+            // a mapping a call built (`OrderedDict([...])`, a `UserDict` an allowed
+            // `__setstate__` takes), in a pickle that spells a special name somewhere
+            Sym::Result(_) | Sym::Unknown if m.special_str_seen => Some(None),
             Sym::Dict(d) if d != NO_DICT_TABLE => m
                 .dicts
                 .get(d as usize)?
@@ -1814,7 +1828,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 String::from_utf8_lossy(n)
             ),
             None => {
-                format!("{what} may hold a special attribute name (a dict of this pickle has one)")
+                format!("{what} may hold a special attribute name (this pickle spells one)")
             }
         };
         let msg = format!(
