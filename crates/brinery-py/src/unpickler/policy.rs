@@ -55,6 +55,31 @@ fn is_subtype(obj: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
     unsafe { pyo3::ffi::PyType_IsSubtype(obj.get_type().as_type_ptr(), ty.as_type_ptr()) != 0 }
 }
 
+/// `obj`'s own `__dict__`, if it has one already. Unlike the `__dict__` getter this never
+/// creates one (an empty dict would show: a `functools.partial` pickles its `__dict__` when it
+/// has one), and runs no Python code.
+fn own_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, pyo3::types::PyDict>> {
+    extern "C" {
+        /// CPython's pointer to an object's `__dict__` slot (NULL when its type has none; a
+        /// slot that holds NULL when no dict was made yet). Exported by every 3.x build.
+        fn _PyObject_GetDictPtr(obj: *mut pyo3::ffi::PyObject) -> *mut *mut pyo3::ffi::PyObject;
+    }
+    // SAFETY: `obj` is a live object; its type's `tp_dictoffset` is a plain field.
+    if unsafe { (*obj.get_type().as_type_ptr()).tp_dictoffset } == 0 {
+        return None;
+    }
+    // SAFETY: `obj` is a live object and the GIL is held (the `Bound`'s token); the slot's dict,
+    // if any, gets a new reference of ours.
+    let dict = unsafe {
+        let slot = _PyObject_GetDictPtr(obj.as_ptr());
+        if slot.is_null() || (*slot).is_null() {
+            return None;
+        }
+        Bound::from_borrowed_ptr(obj.py(), *slot)
+    };
+    dict.cast_into::<pyo3::types::PyDict>().ok()
+}
+
 /// The first key of `d` that is a special attribute name (`__x__`, `str` keys only) other than
 /// the descriptive ones (`core::DATA_SPECIAL_NAMES`). Walks the dict without taking references
 /// and reads each key's UTF-8 (cached by CPython for ASCII text): a BUILD state of a fitted
@@ -1420,24 +1445,8 @@ impl Guard {
         op: &Op<'_>,
         target: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        // SAFETY: `target` is a live object; its type's `tp_dictoffset` is a plain field.
-        let has_dict = unsafe { (*target.get_type().as_type_ptr()).tp_dictoffset != 0 };
-        if !has_dict {
-            return Ok(());
-        }
-        // SAFETY: the generic `__dict__` getter of a live object: a new reference to its
-        // instance dict (created if needed) or NULL with an exception; no Python code runs.
-        let dict = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                pyo3::ffi::PyObject_GenericGetDict(target.as_ptr(), std::ptr::null_mut()),
-            )
-        };
-        let Ok(dict) = dict else {
-            return Ok(()); // no instance dict after all: nothing to look up there
-        };
-        let Ok(dict) = dict.cast::<pyo3::types::PyDict>() else {
-            return Ok(());
+        let Some(dict) = own_dict(target) else {
+            return Ok(()); // no instance dict: nothing to look up there
         };
         if dict.contains(pyo3::intern!(py, "__setstate__"))? {
             return Err(Self::refuse(
@@ -1512,32 +1521,10 @@ impl Guard {
         op: &Op<'_>,
         target: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        // SAFETY: `target` is a live object; its type's `tp_dictoffset` is a plain field.
-        let has_dict = unsafe { (*target.get_type().as_type_ptr()).tp_dictoffset != 0 };
-        if !has_dict {
-            return Ok(());
-        }
-        extern "C" {
-            /// CPython's pointer to an object's `__dict__` slot (NULL when its type has none;
-            /// a slot that holds NULL when no dict was made yet). Exported by every 3.x build.
-            fn _PyObject_GetDictPtr(obj: *mut pyo3::ffi::PyObject)
-                -> *mut *mut pyo3::ffi::PyObject;
-        }
-        // SAFETY: `target` is a live object and the GIL is held. Unlike the `__dict__` getter,
-        // this does not create a dict where none exists (an empty one would show: a
-        // `functools.partial` pickles its `__dict__` when it has one); the slot's dict, if any,
-        // is borrowed for the walk below, during which no Python code runs.
-        let dict = unsafe {
-            let slot = _PyObject_GetDictPtr(target.as_ptr());
-            if slot.is_null() || (*slot).is_null() {
-                return Ok(());
-            }
-            Bound::from_borrowed_ptr(py, *slot)
-        };
-        let Ok(dict) = dict.cast::<pyo3::types::PyDict>() else {
+        let Some(dict) = own_dict(target) else {
             return Ok(());
         };
-        match special_name_key(dict) {
+        match special_name_key(&dict) {
             Some(name) => Err(Self::refuse(
                 py,
                 Rule::UnsafeArguments,
