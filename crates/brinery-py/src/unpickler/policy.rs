@@ -1481,20 +1481,10 @@ impl Guard {
             let Ok(d) = d.cast::<pyo3::types::PyDict>() else {
                 return Ok(());
             };
-            if let Some(name) = special_name_key(d) {
-                return Err(Self::refuse(
-                    py,
-                    Rule::UnsafeArguments,
-                    op,
-                    None,
-                    format!(
-                        "special attribute name {name:?} in {what}: stored on an instance, \
-                         it is what numpy and the loader look up there \
-                         (__array_interface__ points numpy at any memory)"
-                    ),
-                ));
+            match special_name_key(d) {
+                Some(name) => Err(Self::special_name_refusal(py, op, &name, what)),
+                None => Ok(()),
             }
-            Ok(())
         };
         if !slots_only {
             check(state)?;
@@ -1525,19 +1515,28 @@ impl Guard {
             return Ok(());
         };
         match special_name_key(&dict) {
-            Some(name) => Err(Self::refuse(
+            Some(name) => Err(Self::special_name_refusal(
                 py,
-                Rule::UnsafeArguments,
                 op,
-                None,
-                format!(
-                    "BUILD left the special attribute name {name:?} in the object's own __dict__: \
-                     it is what numpy and the loader look up there (__array_interface__ points \
-                     numpy at any memory)"
-                ),
+                &name,
+                "the object's own __dict__ after the BUILD",
             )),
             None => Ok(()),
         }
+    }
+
+    /// The refusal of a special attribute name `name` found in `place` (S12-1).
+    fn special_name_refusal(py: Python<'_>, op: &Op<'_>, name: &str, place: &str) -> PyErr {
+        Self::refuse(
+            py,
+            Rule::UnsafeArguments,
+            op,
+            None,
+            format!(
+                "special attribute name {name:?} in {place}: on an instance, it is what numpy \
+                 and the loader look up there (__array_interface__ points numpy at any memory)"
+            ),
+        )
     }
 
     /// Whether `obj` may be a `functools.partial`'s function (`ArgRule::AllowedFunction`): a
