@@ -1461,47 +1461,33 @@ impl Guard {
         Ok(())
     }
 
-    /// A BUILD state (a dict, or a `(dict, slots dict)` pair) or NEWOBJ_EX's keyword arguments
-    /// may not name a special attribute (`__name__`, two underscores on each side): stored on
-    /// an instance (`SimpleNamespace`, an estimator's `__dict__.update`, any object without a
-    /// `__setstate__`), it is what a later call reads on that instance. numpy takes
-    /// `__array_interface__` from the instance: a dict of its choosing there made
-    /// `np.positive(obj)` read, and `np.add(view, 1, view)` write, any address of the process
-    /// (red team of session 12); `__array__` would be called; `__setstate__` (S10-1) would run
-    /// at the next BUILD. Python's own pickles never store such names in an instance's state.
-    fn no_special_names(
+    /// A dict that sets attributes by name (NEWOBJ_EX's keyword arguments, the slot state of a
+    /// BUILD, which goes through `setattr`) may not name a special attribute (`__name__`, two
+    /// underscores on each side) other than `core::DATA_SPECIAL_NAMES`. On an instance, such a
+    /// name is what a later call reads there: numpy takes `__array_interface__` from the
+    /// instance (a dict of the pickle's choosing made `np.positive(obj)` read, and
+    /// `np.add(view, 1, view)` write, any address of the process: S12-1), `__array__` would be
+    /// called, `__setstate__` (S10-1) would run at the next BUILD, `__class__` would change the
+    /// object's type. What lands in an instance `__dict__` is checked after each BUILD
+    /// ([`Self::no_special_instance_names`]). Anything but a dict is left to the load.
+    fn no_special_keys(
         &self,
         py: Python<'_>,
         op: &Op<'_>,
-        state: &Bound<'_, PyAny>,
+        names: &Bound<'_, PyAny>,
         what: &str,
-        slots_only: bool,
     ) -> PyResult<()> {
-        let check = |d: &Bound<'_, PyAny>| -> PyResult<()> {
-            let Ok(d) = d.cast::<pyo3::types::PyDict>() else {
-                return Ok(());
-            };
-            match special_name_key(d) {
-                Some(name) => Err(Self::special_name_refusal(py, op, &name, what)),
-                None => Ok(()),
-            }
+        let Ok(d) = names.cast::<pyo3::types::PyDict>() else {
+            return Ok(());
         };
-        if !slots_only {
-            check(state)?;
+        match special_name_key(d) {
+            Some(name) => Err(Self::special_name_refusal(py, op, &name, what)),
+            None => Ok(()),
         }
-        if let Ok(t) = state.cast::<PyTuple>() {
-            if t.len() == 2 {
-                if !slots_only {
-                    check(&t.get_item(0)?)?;
-                }
-                check(&t.get_item(1)?)?;
-            }
-        }
-        Ok(())
     }
 
     /// After a BUILD: the object's own `__dict__` may not hold a special attribute name (see
-    /// [`Self::no_special_names`]), however the state got there: a `__setstate__` of an allowed
+    /// [`Self::no_special_keys`]), however the state got there: a `__setstate__` of an allowed
     /// class that updates `__dict__` from any mapping (scikit-learn's takes a `UserDict` or a
     /// `ChainMap` as well), an `OrderedDict` a call built. Checked before anything can use the
     /// object.
@@ -1881,7 +1867,7 @@ impl Guard {
             }
             NEWOBJ_EX => {
                 if let Some(kwargs) = at(1) {
-                    self.no_special_names(py, op, kwargs, "NEWOBJ_EX's keyword arguments", false)?;
+                    self.no_special_keys(py, op, kwargs, "NEWOBJ_EX's keyword arguments")?;
                 }
                 if let (Some(cls), Some(args)) = (at(3), at(2)) {
                     self.call_depth(py, op, Some(args))?;
@@ -1904,7 +1890,11 @@ impl Guard {
                     self.no_instance_setstate(py, op, target)?;
                     // the slot state goes through setattr (`__class__`); what lands in the
                     // instance `__dict__` is checked after the BUILD, whatever the state's type
-                    self.no_special_names(py, op, state, "the BUILD state", true)?;
+                    if let Ok(t) = state.cast::<PyTuple>() {
+                        if t.len() == 2 {
+                            self.no_special_keys(py, op, &t.get_item(1)?, "the BUILD slot state")?;
+                        }
+                    }
                     self.numpy_state(py, op, target, state)?;
                     self.partial_state(py, op, target, state)?;
                 }
