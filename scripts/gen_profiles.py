@@ -404,6 +404,37 @@ VALUE_ONLY_FUNCTIONS: dict[tuple[str, str], str] = {
 }
 
 
+# Methods an object keeps bound to itself, listed as `Class.method` (ref): a safe load lets
+# `getattr(<instance of Class>, "method")` through for these only (the guard checks that the
+# attribute is a plain function of the class and the instance's type is that class). Reviewed:
+# - scikit-learn 1.9: HistGradientBoosting's `_patch_raw_predict` (early stopping with a
+#   `scoring=` other than "loss") restores `estimator._raw_predict = <the bound method>`, so the
+#   fitted estimator pickles it; `_raw_predict` computes raw predictions from its trees and calls
+#   nothing it is given;
+# - scipy 1.17: the legacy `Rbf` keeps its basis function as `self._function = getattr(self,
+#   "_h_" + function)`; each `_h_*` is one numpy expression of `r` and `self.epsilon`.
+BOUND_METHODS: dict[tuple[str, str], str] = {
+    **{
+        ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting", f"{cls}._raw_predict"): (
+            "kept by early stopping with scoring= other than 'loss'"
+        )
+        for cls in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+    },
+    **{
+        ("scipy.interpolate._rbf", f"Rbf._h_{basis}"): "Rbf's basis function (`function=` a name)"
+        for basis in (
+            "multiquadric",
+            "inverse_multiquadric",
+            "gaussian",
+            "linear",
+            "cubic",
+            "quintic",
+            "thin_plate",
+        )
+    },
+}
+
+
 def value_only(obj: object) -> bool:
     """Whether `obj` is one of the VALUE_ONLY_FUNCTIONS (by its own module and qualname)."""
     return (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)) in VALUE_ONLY_FUNCTIONS
@@ -505,8 +536,11 @@ def entry_problem(module: str, qual: str, mode: str) -> str | None:
         why = CALL_DENIED_CLASSES.get((obj.__module__, obj.__qualname__))
         return f"a class that must not be callable: {why}" if mode == CALL and why else None
     if mode == REF:
-        if callable(obj) and not value_only(obj):
-            return "a callable ref entry (ref entries must be classes, constants or VALUE_ONLY_FUNCTIONS)"
+        if callable(obj) and not value_only(obj) and (module, qual) not in BOUND_METHODS:
+            return (
+                "a callable ref entry (ref entries must be classes, constants, VALUE_ONLY_FUNCTIONS "
+                "or BOUND_METHODS)"
+            )
         return None
     if callable(obj) and reviewed_function(obj, (module, qual)) is None:
         return f"a function that is not in REVIEWED_FUNCTIONS ({type(obj).__name__})"
@@ -894,7 +928,7 @@ def gen_sklearn() -> Profile:
         "sklearn",
         "every scikit-learn class (estimators with trees, losses, binners, kernels, metrics helpers), "
         "the reviewed score functions (SelectKBest's, the registered scorers' metrics), scipy.sparse "
-        "containers, joblib's array wrapper",
+        "containers, joblib's array wrapper, the methods estimators keep bound to themselves (BOUND_METHODS)",
     )
     mods = walk("sklearn", SKLEARN_EXCLUDED)
     call: list[object] = []
@@ -988,6 +1022,10 @@ def gen_sklearn() -> Profile:
                     prof.add(module, qual, mode)
     if npp is not None:  # joblib once lived inside scikit-learn
         prof.add("sklearn.externals.joblib.numpy_pickle", "NumpyArrayWrapper", CALL)
+    # methods estimators keep bound to themselves (BOUND_METHODS), named through their class
+    for module, qual in BOUND_METHODS:
+        if resolve(module, qual) is not None:
+            prof.add(module, qual, REF)
     assert ("sklearn.tree._tree", "Tree") in prof.entries
     del sklearn
     return prof

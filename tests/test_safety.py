@@ -221,7 +221,8 @@ def test_profile_entries_are_defined_outside_denied_modules_and_reviewed():
     """Generator safeguards, checked on the committed files: (a) the defining module of every
     entry (``__module__``, the ``co_filename`` of a function and of a class's own methods) is not
     denied; (b) every ``ref`` entry is a class, a non-callable or one of the functions kept as
-    values that a safe load never calls (``VALUE_ONLY_FUNCTIONS``); (c) every callable ``call``
+    values that a safe load never calls (``VALUE_ONLY_FUNCTIONS``) or a method objects keep bound
+    to themselves (``BOUND_METHODS``, named through their class); (c) every callable ``call``
     entry that is not a class is on the generator's reviewed list."""
     gen = _gen_profiles()
     problems, resolved, functions = [], 0, 0
@@ -242,7 +243,12 @@ def test_profile_entries_are_defined_outside_denied_modules_and_reviewed():
                     problems.append(f"{name}: {module}.{qual} is defined in {bad}")
             if isinstance(obj, type):
                 continue
-            if mode == "ref" and callable(obj) and not gen.value_only(obj):
+            if (
+                mode == "ref"
+                and callable(obj)
+                and not gen.value_only(obj)
+                and (module, qual) not in gen.BOUND_METHODS
+            ):
                 problems.append(f"{name}: ref entry {module}.{qual} is callable ({type(obj).__name__})")
             if mode == "call" and callable(obj):
                 functions += 1
@@ -1387,3 +1393,113 @@ def test_special_attribute_names_in_a_state_are_refused_before_anything_runs():
     assert brinery.safe_loads(as_data).a == {"__array_interface__": interface}
     ns = brinery.safe_loads(pickle.dumps(types.SimpleNamespace(__doc__="d", __module__="m", x=1), 4))
     assert (ns.__doc__, ns.x) == ("d", 1)
+
+
+BOUND_PKG = """
+class Keeper:
+    def __init__(self):
+        self.x = 1
+
+    def double(self, v):
+        return 2 * v
+
+    def other(self):
+        return 0
+
+
+class Custom(Keeper):
+    def __getattribute__(self, name):
+        if name == "double":
+            return len
+        return object.__getattribute__(self, name)
+
+
+class NotFunction(Keeper):
+    double = staticmethod(abs)
+"""
+
+
+class _BoundOf:
+    """Pickles as `getattr(obj, name)`: how a bound method of `obj` pickles."""
+
+    def __init__(self, obj, name):
+        self.obj, self.name = obj, name
+
+    def __reduce__(self):
+        return getattr, (self.obj, self.name)
+
+
+@pytest.fixture
+def boundpkg(tmp_path, monkeypatch):
+    pkg = tmp_path / "brinery_bm_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models.py").write_text(BOUND_PKG)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    yield importlib.import_module("brinery_bm_pkg.models")
+    for name in [m for m in sys.modules if m.startswith("brinery_bm_pkg")]:
+        del sys.modules[name]
+
+
+def test_a_method_an_object_keeps_bound_to_itself_loads_when_listed(boundpkg):
+    """`getattr(<instance>, "name")` (a bound method, as scikit-learn's HistGradientBoosting
+    keeps `self._raw_predict`) loads when the instance's class is allowed to be called and
+    `Class.name` is listed, at every protocol; the scan and the guard refuse anything else."""
+    m = "brinery_bm_pkg.models"
+    k = boundpkg.Keeper()
+    k.f = k.double
+    allow = [f"{m}.Keeper", f"{m}:Keeper.double"]
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        data = pickle.dumps(k, proto)
+        got = brinery.safe_loads(data, allow=allow)
+        assert got.f.__self__ is got and got.f(3) == 6, proto
+        with pytest.raises(brinery.UnsafePickleError, match=r"Keeper\.double") as e:
+            brinery.safe_loads(data, allow=[f"{m}.Keeper"])
+        assert {f.rule for f in e.value.findings} == {"BRS001"}, e.value.findings
+        # the guard alone (a streaming load, no scan before it) refuses it too
+        with pytest.raises(brinery.UnsafePickleError, match=r"Keeper\.double"):
+            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=[f"{m}.Keeper"])).load()
+        got = brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()
+        assert got.f(2) == 4
+    # another method of the class than the listed one
+    k.f = k.other
+    with pytest.raises(brinery.UnsafePickleError, match=r"Keeper\.other"):
+        brinery.safe_loads(pickle.dumps(k, 4), allow=allow)
+    # a special name, even if listed
+    data = pickle.dumps(_BoundOf(boundpkg.Keeper(), "__init__"), 4)
+    with pytest.raises(brinery.UnsafePickleError, match="BRS006"):
+        brinery.safe_loads(data, allow=[*allow, f"{m}:Keeper.__init__"])
+
+    class CallIt:  # the bound method called by the load
+        def __reduce__(self):
+            return boundpkg.Keeper().double, (3,)
+
+    data = pickle.dumps(CallIt(), 4)
+    with pytest.raises(brinery.UnsafePickleError, match="BRS005"):
+        brinery.safe_loads(data, allow=allow)
+    with pytest.raises(brinery.UnsafePickleError, match="calls a value that is not an allowed global"):
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()
+
+
+def test_a_bound_method_that_is_not_a_plain_lookup_is_refused_by_the_guard(boundpkg):
+    """What the scan cannot see and the guard checks on the object: its class customises
+    attribute access, the attribute is not a function of the class, or the instance's own
+    `__dict__` shadows it (`getattr` would return that value, not the method)."""
+    m = "brinery_bm_pkg.models"
+    shadowed = boundpkg.Keeper()
+    shadowed.double = 5
+    cases = {
+        "Custom": _BoundOf(boundpkg.Custom(), "double"),
+        "NotFunction": _BoundOf(boundpkg.NotFunction(), "double"),
+        "Keeper": _BoundOf(shadowed, "double"),
+    }
+    for cls, obj in cases.items():
+        allow = [f"{m}.{cls}", f"{m}:{cls}.double"]
+        data = pickle.dumps(obj, 4)
+        assert brinery.scan(data, allow=allow).ok
+        with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
+            brinery.safe_loads(data, allow=allow)
+        with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
+            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()

@@ -180,3 +180,45 @@ def test_every_scikit_learn_estimator_fitted_safe_loads_as_the_stdlib_loads():
     # the data above fits nearly every estimator: a long skip list would hide refusals
     assert len(skipped) <= 2, "\n".join(skipped)
     assert loaded >= 200, loaded
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_hist_gradient_boosting_with_early_stopping_on_a_scorer_safe_loads(protocol):
+    """Early stopping with a `scoring=` other than "loss" leaves the fitted estimator holding a
+    bound method of itself (`_raw_predict`, restored by scikit-learn's `_patch_raw_predict`),
+    pickled as `getattr(<the estimator>, "_raw_predict")`: refused until session 13 (BRS006)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cases = (
+        (HistGradientBoostingClassifier(scoring="f1_macro", early_stopping=True, max_iter=8), X_CLS, Y_CLS),
+        (HistGradientBoostingRegressor(scoring="r2", early_stopping=True, max_iter=8), X_REG, Y_REG),
+    )
+    for est, X, y in cases:
+        fitted = est.fit(X, y)
+        assert "_raw_predict" in vars(fitted)  # what this test is about: the bound method is kept
+        data = pickle.dumps(fitted, protocol=protocol)
+        assert brinery.scan(data).ok
+        got = brinery.safe_loads(data)
+        assert got._raw_predict.__self__ is got
+        assert same(outputs(pickle.loads(data), X), outputs(got, X))
+
+
+def _user_basis(r):
+    return np.abs(r)
+
+
+@pytest.mark.parametrize("function", ["multiquadric", "gaussian", "thin_plate", "linear"])
+def test_scipy_rbf_keeps_its_basis_function_bound_and_safe_loads(function):
+    """scipy's legacy `Rbf` keeps `self._function = getattr(self, "_h_" + function)`, a bound
+    method of itself; a user-supplied function is still refused (it is not a listed method)."""
+    from scipy.interpolate import Rbf
+
+    x = np.linspace(0, 4, 9)
+    rbf = Rbf(x, np.sin(x), function=function)
+    for protocol in (2, 5):
+        got = brinery.safe_loads(pickle.dumps(rbf, protocol=protocol))
+        assert got._function.__self__ is got
+        assert np.array_equal(got(x + 0.25), rbf(x + 0.25))
+    custom = Rbf(x, np.sin(x), function=_user_basis)
+    with pytest.raises(brinery.UnsafePickleError):
+        brinery.safe_loads(pickle.dumps(custom, protocol=5))

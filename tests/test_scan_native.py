@@ -31,7 +31,10 @@ REFUSED = [
     (b"\x80\x02cmypkg_not_there\nModel\n)R.", "BRS001"),
     (b"\x80\x02ccollections\nOrderedDict\n)R)R.", "BRS005"),
     (b"\x80\x02cbuiltins\nobject\n)R.", "BRS002"),
-    (b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x04\x00\x00\x00keys\x86R.", "BRS006"),
+    # getattr on an instance: an unlisted method (BRS001), a special name, a plain list (BRS006)
+    (b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x04\x00\x00\x00keys\x86R.", "BRS001"),
+    (b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x08\x00\x00\x00__init__\x86R.", "BRS006"),
+    (b"\x80\x02cbuiltins\ngetattr\n]X\x06\x00\x00\x00append\x86R.", "BRS006"),
     (b"\x80\x02cbuiltins\ngetattr\ncdecimal\nDecimal\nX\x0b\x00\x00\x00__globals__\x86R.", "BRS003"),
     (b"\x80\x02c_codecs\nencode\nccollections\nOrderedDict\n)R\x85R.", "BRS008"),
     (b"\x80\x02ccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87R.", "BRS008"),

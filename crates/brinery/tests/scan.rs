@@ -46,6 +46,10 @@ fn stack_global(m: &str, n: &str) -> Vec<u8> {
     v
 }
 
+/// The module of scikit-learn's `HistGradientBoosting*`, whose `_raw_predict` the built-in
+/// policy lists as a method an instance keeps bound to itself.
+const HGB: &str = "sklearn.ensemble._hist_gradient_boosting.gradient_boosting";
+
 #[test]
 fn evasions_are_all_flagged() {
     let mut cases: Vec<(&str, Vec<u8>, Rule)> = vec![
@@ -75,7 +79,13 @@ fn evasions_are_all_flagged() {
         ("STACK_GLOBAL with a non-string", framed(&[b"K\x01".to_vec(), su("system"), b"\x93.".to_vec()].concat()), Rule::ComputedGlobal),
         ("calling the result of a call", b"ccollections\nOrderedDict\n)R)R.".to_vec(), Rule::CallOfComputed),
         ("calling a memoized call result", b"\x80\x02ccollections\nOrderedDict\n)Rq\x000h\x00)R.".to_vec(), Rule::CallOfComputed),
-        ("getattr on a call result", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x04\x00\x00\x00keys\x86R.".to_vec(), Rule::UnsafeGetattr),
+        // getattr on an instance of an allowed class: `Class.name` must be listed (a bound method)
+        ("getattr of an unlisted method of an instance", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x04\x00\x00\x00keys\x86R.".to_vec(), Rule::DisallowedGlobal),
+        ("getattr of a special name of an instance", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x08\x00\x00\x00__init__\x86R.".to_vec(), Rule::UnsafeGetattr),
+        ("getattr on a plain list", b"\x80\x02cbuiltins\ngetattr\n]X\x06\x00\x00\x00append\x86R.".to_vec(), Rule::UnsafeGetattr),
+        ("getattr on a bound method", framed(&[stack_global("builtins", "getattr"), b"\x94h\x00".to_vec(), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86R".to_vec(), su("__func__"), b"\x86R.".to_vec()].concat()), Rule::UnsafeGetattr),
+        ("calling a bound method", framed(&[stack_global("builtins", "getattr"), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86R)R.".to_vec()].concat()), Rule::CallOfComputed),
+        ("getattr on an instance a helper made of a ref-only class", b"\x80\x02cbuiltins\ngetattr\nccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87RX\x04\x00\x00\x00keys\x86R.".to_vec(), Rule::UnsafeGetattr),
         ("getattr with a computed name", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nccollections\nOrderedDict\n)R\x86R.".to_vec(), Rule::UnsafeGetattr),
         ("getattr reaching globals", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nX\x0b\x00\x00\x00__globals__\x86R.".to_vec(), Rule::DangerousGlobal),
         ("getattr smuggled as a value", b"\x80\x02ccollections\nOrderedDict\ncbuiltins\ngetattr\n\x85R.".to_vec(), Rule::UnsafeGetattr),
@@ -196,6 +206,38 @@ fn benign_shapes_are_clean() {
         .build();
     let r = scan(by_name, &listed, &Limits::default());
     assert!(r.is_ok(), "{:?}", r.findings);
+    // a method an instance keeps bound to itself, listed as `Class.method`: scikit-learn's
+    // HistGradientBoosting* with early stopping on a `scoring=` keeps `self._raw_predict`
+    // (protocols 2+ make the instance with NEWOBJ, 0 and 1 with copyreg._reconstructor)
+    let bound_method_of = |module: &str, class: &str| {
+        framed(
+            &[
+                stack_global(module, class),
+                b"\x94)\x81\x94".to_vec(),
+                stack_global("builtins", "getattr"),
+                b"h\x01".to_vec(),
+                su("_raw_predict"),
+                b"\x86R\x86.".to_vec(),
+            ]
+            .concat(),
+        )
+    };
+    let r = scan(
+        &bound_method_of(HGB, "HistGradientBoostingClassifier"),
+        &policy(),
+        &Limits::default(),
+    );
+    assert!(r.is_ok(), "{:?}", r.findings);
+    let reconstructed = format!(
+        "(ccopyreg\n_reconstructor\n(c{HGB}\nHistGradientBoostingRegressor\ncbuiltins\nobject\nNtRp0\ncbuiltins\ngetattr\n(g0\nV_raw_predict\ntRt."
+    );
+    let r = scan(reconstructed.as_bytes(), &policy(), &Limits::default());
+    assert!(r.is_ok(), "{:?}", r.findings);
+    // the same method of another class (whose instances keep no such method) is not listed
+    assert_eq!(
+        rules(&bound_method_of("sklearn.linear_model", "LinearRegression")),
+        vec![Rule::DisallowedGlobal]
+    );
     // the scan reports the global and the call
     let r = scan(cases[2], &policy(), &Limits::default());
     assert_eq!(r.global_names(), vec!["collections.OrderedDict"]);

@@ -126,6 +126,61 @@ fn special_name_key(d: &Bound<'_, pyo3::types::PyDict>) -> Option<String> {
     None
 }
 
+/// The refusal of a `getattr` the policy cannot allow.
+const GETATTR_REFUSAL: &str = "getattr is called on something other than an allowed global or an instance of an allowed class, and a constant name";
+
+/// Whether `getattr(obj, attr)` is a plain method lookup that runs no Python code: `obj`'s
+/// type uses the generic attribute lookup, the first class of its MRO that defines `attr`
+/// holds a Python function, and `obj`'s own `__dict__` has only `str` keys, none equal to
+/// `attr` (a key of another type could compare equal through its own `__eq__`).
+fn plain_method_lookup(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> bool {
+    extern "C" {
+        /// CPython's lookup of a name along a type's MRO (a borrowed reference, or NULL with no
+        /// exception set): what the generic attribute lookup does first. Exported by 3.x.
+        fn _PyType_Lookup(
+            ty: *mut pyo3::ffi::PyTypeObject,
+            name: *mut pyo3::ffi::PyObject,
+        ) -> *mut pyo3::ffi::PyObject;
+    }
+    let ty = obj.get_type();
+    // SAFETY: `ty` is a live type object; `tp_getattro` is a plain field.
+    let getattro = unsafe { (*ty.as_type_ptr()).tp_getattro };
+    // compared as addresses: the slot of a class without its own attribute access holds the
+    // interpreter's one definition of the generic lookup (as CPython's own checks compare it)
+    let generic = getattro.map(|f| f as usize)
+        == Some(pyo3::ffi::PyObject_GenericGetAttr as pyo3::ffi::getattrofunc as usize);
+    if !generic {
+        return false;
+    }
+    // SAFETY: `_PyType_Lookup` gets a live type and an exact str with the GIL held (the
+    // `Bound`s' token) and returns a borrowed pointer, only compared with the function type
+    // while `ty` (which keeps it alive) is held.
+    let function = unsafe {
+        let found = _PyType_Lookup(ty.as_type_ptr(), attr.as_ptr());
+        !found.is_null()
+            && pyo3::ffi::Py_TYPE(found) == std::ptr::addr_of_mut!(pyo3::ffi::PyFunction_Type)
+    };
+    if !function {
+        return false;
+    }
+    let Some(d) = own_dict(obj) else { return true };
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: `d` is a live dict and the GIL is held; nothing in the loop runs Python code
+    // (`PyUnicode_Compare` of two str objects compares their data), so the borrowed keys stay
+    // valid and the dict unchanged while they are read.
+    unsafe {
+        while pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
+            if pyo3::ffi::PyUnicode_Check(key) == 0
+                || pyo3::ffi::PyUnicode_Compare(key, attr.as_ptr()) == 0
+            {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// A hasher for object addresses (the keys of the guard's tables): a multiply by an odd
 /// constant mixes the aligned low bits up; SipHash cost more than the lookups it keys.
 #[derive(Default)]
@@ -805,18 +860,26 @@ impl Guard {
             Special::Getattr => {
                 let ok = args.as_ref().is_some_and(|t| {
                     t.len() == 2
-                        && t.get_item(0)
-                            .is_ok_and(|o| self.lookup(&o).is_some_and(|g| g.1 != Special::Getattr))
                         && t.get_item(1)
                             .is_ok_and(|s| s.is_exact_instance_of::<PyString>())
                 });
+                let on_global = ok
+                    && args.as_ref().is_some_and(|t| {
+                        t.get_item(0)
+                            .is_ok_and(|o| self.lookup(&o).is_some_and(|g| g.1 != Special::Getattr))
+                    });
+                if ok && !on_global {
+                    let t = args.expect("checked above");
+                    let attr = t.get_item(1)?;
+                    return self.bound_method(py, op, &t.get_item(0)?, attr.cast::<PyString>()?);
+                }
                 if !ok {
                     return Err(Self::refuse(
                         py,
                         Rule::UnsafeGetattr,
                         op,
                         split(),
-                        "getattr is called on something other than an allowed global and a constant name".into(),
+                        GETATTR_REFUSAL.into(),
                     ));
                 }
                 let t = args.expect("checked above");
@@ -929,6 +992,69 @@ impl Guard {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// `getattr(obj, attr)` on an instance: allowed when `obj`'s type is a class this load
+    /// resolved with `call` access, `Class.attr` is listed by the policy (and not denied), and
+    /// the lookup runs no Python code and gives a bound method of a plain function of the
+    /// class: the type uses the generic attribute lookup, the first class in its MRO that has
+    /// `attr` holds a Python function there, and the instance's own `__dict__` (if any) has only
+    /// `str` keys, none of them `attr`. The result is a call result (a value the load may not
+    /// call), not a global: `pending` stays empty.
+    fn bound_method(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        obj: &Bound<'_, PyAny>,
+        attr: &Bound<'_, PyString>,
+    ) -> PyResult<()> {
+        let ty = obj.get_type();
+        let class = self
+            .lookup(ty.as_any())
+            .filter(|g| g.0 == Access::Call && g.1 == Special::None);
+        let name = attr
+            .to_str()
+            .ok()
+            .filter(|n| !n.starts_with("__") && !n.contains('.'));
+        let (Some((_, _, dotted)), Some(name)) = (class, name) else {
+            return Err(Self::refuse(
+                py,
+                Rule::UnsafeGetattr,
+                op,
+                None,
+                GETATTR_REFUSAL.into(),
+            ));
+        };
+        let (m, q) = dotted.split_once(':').unwrap_or_default();
+        let (m, q) = (m.to_owned(), format!("{q}.{name}"));
+        if let Some(why) = core::denied(&m, &q) {
+            return Err(Self::refuse(
+                py,
+                Rule::DangerousGlobal,
+                op,
+                Some((m.clone(), q.clone())),
+                format!("getattr reaches {m}.{q}, which is never allowed: it {why}"),
+            ));
+        }
+        if self.policy.lookup(&m, &q).is_none() {
+            return Err(Self::refuse(
+                py,
+                Rule::DisallowedGlobal,
+                op,
+                Some((m.clone(), q.clone())),
+                format!("getattr reaches {m}.{q} (a method bound to an instance), which the policy does not allow"),
+            ));
+        }
+        if !plain_method_lookup(obj, attr) {
+            return Err(Self::refuse(
+                py,
+                Rule::UnsafeGetattr,
+                op,
+                Some((m.clone(), q.clone())),
+                format!("getattr of {name} on an instance of {m}.{} would not be a plain method lookup (the class customises attribute access, the attribute is not a function of the class, or the instance shadows it)", &q[..q.len() - name.len() - 1]),
+            ));
         }
         Ok(())
     }
@@ -1323,7 +1449,7 @@ impl Guard {
                 Rule::UnsafeGetattr,
                 op,
                 Some(("builtins".into(), "getattr".into())),
-                "builtins.getattr used as a value: getattr is allowed only as a direct call on an allowed global with a constant name".into(),
+                "builtins.getattr used as a value: getattr is allowed only as a direct call with a constant name".into(),
             ));
         }
         Ok(())

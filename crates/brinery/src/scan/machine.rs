@@ -116,7 +116,8 @@ pub(crate) enum Sym {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Special {
     None,
-    /// `builtins.getattr`: only `getattr(<allowed global>, <constant str>)` is allowed.
+    /// `builtins.getattr`: only `getattr(<allowed global>, <constant str>)` and a listed method
+    /// bound to an instance (`getattr(<instance of an allowed class>, <constant str>)`).
     Getattr,
     /// `_codecs.encode`: how protocol 0–2 pickles write bytes; only with constant strings.
     CodecsEncode,
@@ -158,6 +159,11 @@ struct CallInfo<'a> {
     depth: u32,
     /// The first argument, when it is a constant string (a dtype code).
     first_str: Option<&'a [u8]>,
+    /// The class the result is an instance of, as far as the scan can tell: the callee itself
+    /// (a class called or given to NEWOBJ), or the class `copyreg._reconstructor` is given
+    /// (protocols 0 and 1). Only a bound method's lookup uses it (`getattr(<instance>, name)`),
+    /// and the load-time guard checks the object's actual type.
+    class: Option<u32>,
 }
 
 /// Options of one run.
@@ -599,7 +605,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             if g.special == Special::Getattr && !g.flagged {
                 let pair = self.global_pair(gid);
                 let msg = format!(
-                    "{}.{} used as a value: getattr is allowed only as a direct call on an allowed global with a constant name at byte {} ({})",
+                    "{}.{} used as a value: getattr is allowed only as a direct call with a constant name at byte {} ({})",
                     pair.0, pair.1, op.offset, op.opcode
                 );
                 self.finding(
@@ -1680,10 +1686,36 @@ impl<'a, 'r> Machine<'a, 'r> {
                 msg,
             );
         }
-        let first_str = self
+        let first = self
             .tuple_items(args)
-            .and_then(|items| items.first().copied())
-            .and_then(|s| self.str_bytes(s));
+            .and_then(|items| items.first().copied());
+        let first_str = first.and_then(|s| self.str_bytes(s));
+        let class = match first {
+            Some(Sym::Global(c)) if special == Special::Helper && self.is_reconstructor(gid) => {
+                Some(c)
+            }
+            _ => Some(gid),
+        };
+        self.call_result(op, Some(gid), args, first_str, class)
+    }
+
+    /// Whether global `gid` is `copyreg._reconstructor` (whose result is an instance of its
+    /// first argument).
+    fn is_reconstructor(&self, gid: u32) -> bool {
+        let g = &self.globals[gid as usize];
+        (g.module(), g.name()) == ("copyreg", "_reconstructor")
+    }
+
+    /// The result of a call of `callee` with `args` that passed its checks: one deeper than
+    /// the deepest call result among the arguments, within the nesting limit.
+    fn call_result(
+        &mut self,
+        op: &Op<'_>,
+        callee: Option<u32>,
+        args: Sym,
+        first_str: Option<&'a [u8]>,
+        class: Option<u32>,
+    ) -> Sym {
         let depth = self.depth(args).saturating_add(1);
         if depth as usize > MAX_CALL_DEPTH.min(self.limits.max_depth()) {
             let msg = format!(
@@ -1702,23 +1734,31 @@ impl<'a, 'r> Machine<'a, 'r> {
             self.stopped = true;
         }
         self.calls.push(CallInfo {
-            callee: Some(gid),
+            callee,
             depth,
             first_str,
+            class,
         });
         Sym::Result(self.calls.len() as u32 - 1)
     }
 
-    /// `getattr(obj, name)`: allowed only for an allowed global and a constant name; the result
-    /// is the global `module.qualname.name`, which must itself be listed by the policy (as a
-    /// reference, or callable) and not denied.
+    /// `getattr(obj, name)`: allowed only with a constant name, on an allowed global (the result
+    /// is the global `module.qualname.name`) or on an instance of a class the policy lets call
+    /// (the result is a bound method `module.Class.name`: an object that keeps a method of
+    /// itself, as scikit-learn's `HistGradientBoosting*` keeps `_raw_predict`). Either name
+    /// must itself be listed by the policy and not denied. A bound method is a value: like any
+    /// call result it may not be called by the load, and the load-time guard checks that the
+    /// object's type is that class and that the attribute is a plain function of the class.
     fn getattr(&mut self, op: &Op<'_>, gid: u32, args: Sym) -> Sym {
         let items = self.tuple_items(args).map(<[Sym]>::to_vec);
+        let attr_name = |m: &Self, attr: Sym| {
+            m.text(attr)
+                .filter(|a| a.len() <= super::MAX_NAME_LEN && !a.contains('.'))
+        };
+        let mut bound = false;
         let target = match items.as_deref() {
             Some([Sym::Global(obj), attr @ Sym::Str { .. }]) => {
-                let attr = self
-                    .text(*attr)
-                    .filter(|a| a.len() <= super::MAX_NAME_LEN && !a.contains('.'));
+                let attr = attr_name(self, *attr);
                 let obj = &self.globals[*obj as usize];
                 match attr {
                     Some(attr)
@@ -1731,12 +1771,32 @@ impl<'a, 'r> Machine<'a, 'r> {
                     _ => None,
                 }
             }
+            Some([Sym::Result(cid), attr @ Sym::Str { .. }]) => {
+                bound = true;
+                let attr = attr_name(self, *attr).filter(|a| !a.starts_with("__"));
+                let class = self.calls[*cid as usize]
+                    .class
+                    .map(|c| &self.globals[c as usize]);
+                match (attr, class) {
+                    (Some(attr), Some(class))
+                        if !class.flagged
+                            && class.access == Some(Access::Call)
+                            && class.special == Special::None =>
+                    {
+                        Some((
+                            class.module().to_owned(),
+                            format!("{}.{attr}", class.name()),
+                        ))
+                    }
+                    _ => None,
+                }
+            }
             _ => None,
         };
         let Some((module, name)) = target else {
             let pair = self.global_pair(gid);
             let msg = format!(
-                "getattr is called on something other than an allowed global and a constant name at byte {} ({})",
+                "getattr is called on something other than an allowed global or an instance of an allowed class, and a constant name at byte {} ({})",
                 op.offset, op.opcode
             );
             self.finding(
@@ -1784,6 +1844,10 @@ impl<'a, 'r> Machine<'a, 'r> {
             );
             return self.push_global(module, name, None, true, Special::None);
         };
+        if bound {
+            // a bound method of the instance: a value holding it (one level deeper)
+            return self.call_result(op, Some(gid), args, None, None);
+        }
         let access = Some(access);
         let special = super::calls::special(&module, &name);
         self.push_global(module, name, access, false, special)

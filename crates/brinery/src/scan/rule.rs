@@ -13,7 +13,7 @@ use std::fmt;
 /// | BRS003 | `dangerous-global` | a global on the built-in deny-list (runs code, touches files, imports, network), whatever the policy says | `GLOBAL posix system`, `GLOBAL pathlib os.system`, `numpy.load` |
 /// | BRS004 | `computed-global` | a STACK_GLOBAL whose module or name is not a constant string pushed by the pickle | `_codecs.encode(...)` result used as a module name |
 /// | BRS005 | `call-of-computed` | a call of something that is not a global: the result of another call, a memo value that came from one, a string | `importlib.import_module('os')` then REDUCE on the result |
-/// | BRS006 | `unsafe-getattr` | `builtins.getattr` used in any way but a direct call on an allowed global with a constant name | `getattr(builtins.__import__('os'), 'system')` |
+/// | BRS006 | `unsafe-getattr` | `builtins.getattr` used in any way but a direct call with a constant name on an allowed global, or on an instance of a class the policy lets call (a bound method, whose `Class.name` the policy must list) | `getattr(builtins.__import__('os'), 'system')` |
 /// | BRS007 | `global-mutation` | BUILD, APPEND(S), SETITEM(S) or ADDITEMS applied to a global (a class, a function, a module) | BUILD on `GLOBAL sys modules` |
 /// | BRS008 | `unsafe-arguments` | an allowed call whose arguments make it unsafe: a constructor helper given a class that may not be called, `_codecs.encode` with non-constant arguments | `copyreg._reconstructor(os.system_wrapper, ...)` |
 /// | BRS009 | `extension-code` | EXT1/EXT2/EXT4: a global looked up in the copyreg extension registry, which a static scan cannot resolve | `EXT1 0x01` |
@@ -39,7 +39,8 @@ pub enum Rule {
     ComputedGlobal,
     /// BRS005: a call of something that is not a global.
     CallOfComputed,
-    /// BRS006: `getattr` used other than on an allowed global with a constant name.
+    /// BRS006: `getattr` used other than on an allowed global or an instance of an allowed
+    /// class, with a constant name.
     UnsafeGetattr,
     /// BRS007: BUILD/APPEND/SETITEM/ADDITEMS on a global.
     GlobalMutation,
