@@ -397,10 +397,22 @@ VALUE_ONLY_NUMPY = (
     "amax", "amin", "clip", "cumsum", "max", "mean", "median", "min", "nan_to_num", "nanmax",
     "nanmean", "nanmedian", "nanmin", "nansum", "prod", "round", "std", "sum", "var",
 )  # fmt: skip
+# scikit-learn's kernel functions, given as `kernel=` (`SVC(kernel=rbf_kernel)`, KernelRidge,
+# KernelPCA, Nystroem): each computes a matrix from two arrays (no n_jobs, unlike
+# `pairwise_kernels`).
+VALUE_ONLY_KERNELS = (
+    "additive_chi2_kernel", "chi2_kernel", "cosine_similarity", "laplacian_kernel", "linear_kernel",
+    "polynomial_kernel", "rbf_kernel", "sigmoid_kernel",
+)  # fmt: skip
+# str methods given as a text vectorizer's `tokenizer=`/`preprocessor=`
+# (`TfidfVectorizer(tokenizer=str.split)`); pickled as `getattr(str, "split")`.
+VALUE_ONLY_STR_METHODS = ("casefold", "lower", "split", "strip", "upper")
 VALUE_ONLY_FUNCTIONS: dict[tuple[str, str], str] = {
     ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"): "BisectingKMeans' solver (`_kmeans_single`)",
     ("sklearn.cluster._kmeans", "_kmeans_single_elkan"): "the same, `algorithm='elkan'`",
     **{("numpy", n): "a parameter (`FeatureAgglomeration(pooling_func=np.mean)`)" for n in VALUE_ONLY_NUMPY},
+    **{("sklearn.metrics.pairwise", n): "a kernel (`SVC(kernel=rbf_kernel)`)" for n in VALUE_ONLY_KERNELS},
+    **{("builtins", f"str.{n}"): "a vectorizer's tokenizer (`str.split`)" for n in VALUE_ONLY_STR_METHODS},
 }
 
 
@@ -436,8 +448,12 @@ BOUND_METHODS: dict[tuple[str, str], str] = {
 
 
 def value_only(obj: object) -> bool:
-    """Whether `obj` is one of the VALUE_ONLY_FUNCTIONS (by its own module and qualname)."""
-    return (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)) in VALUE_ONLY_FUNCTIONS
+    """Whether `obj` is one of the VALUE_ONLY_FUNCTIONS (by its own module and qualname; a
+    builtin type's method by its class's module)."""
+    module = getattr(obj, "__module__", None) or getattr(
+        getattr(obj, "__objclass__", None), "__module__", None
+    )
+    return (module, getattr(obj, "__qualname__", None)) in VALUE_ONLY_FUNCTIONS
 
 
 # The metric functions of scikit-learn's registered scorers (`sklearn.metrics.get_scorer_names()`):
@@ -632,7 +648,7 @@ def gen_stdlib() -> Profile:
         "stdlib-data",
         "standard-library data types: containers, datetime/zoneinfo/timezone, decimal, fractions, "
         "uuid, collections, pathlib paths, ipaddress, array, statistics.NormalDist, compiled patterns, "
-        "time.struct_time, functools.partial (of allowed functions only), Ellipsis",
+        "time.struct_time, functools.partial (of allowed functions only), Ellipsis, str methods as values",
     )
     for mode, table in ((CALL, STDLIB_CALL), (REF, STDLIB_REF)):
         for module, names in table.items():
@@ -643,6 +659,11 @@ def gen_stdlib() -> Profile:
                     obj = getattr(obj, part, None) if part != "NoneType" else type(None)
                 assert obj is not None, (module, qual)
                 prof.add(module, qual, mode)
+    # str methods kept as values (VALUE_ONLY_FUNCTIONS)
+    for module, qual in VALUE_ONLY_FUNCTIONS:
+        if module == "builtins":
+            assert value_only(resolve(module, qual)), qual
+            prof.add(module, qual, REF)
     # pathlib's private layout moved (3.13: pathlib._local); the names above are what pickle writes
     # for 3.8-3.14 since the classes keep __module__ = "pathlib".
     return prof

@@ -664,6 +664,7 @@ def gen_malicious(root: Path) -> list[dict[str, str]]:  # noqa: PLR0915 (one tab
     # kept as values called after all (np.mean calls an attribute a BUILD set; the k-means solver
     # with n_threads=-5 makes libgomp abort the process)
     gen_value_gadgets(m)
+    gen_bound_method_gadgets(m)
     n = "ref_only_called"
     m.add(
         n,
@@ -931,6 +932,22 @@ def gen_value_gadgets(m: Malicious) -> None:
         pickle.dumps(
             _Call(_kmeans.__dict__["_kmeans_single_lloyd"], x, np.ones(4), x[:2], 2, False, 1e-4, -5), 4
         ),
+    )
+
+
+def gen_bound_method_gadgets(m: Malicious) -> None:
+    # a method forwards attribute lookups to its function: BUILD on a bound method (a listed
+    # one, Rbf's basis function) would store `append` in the function's __dict__, and APPEND
+    # would then call it (session 13's red team)
+    bound = call(
+        g("builtins", "getattr"), g("scipy.interpolate._rbf", "Rbf") + EMPTY_TUPLE + NEWOBJ, s("_h_gaussian")
+    )
+    state = EMPTY_DICT + s("append") + g("posix", "system") + SETITEM
+    m.add(
+        "bound_method_function_dict",
+        "BUILD on a global",
+        "BUILD on getattr(Rbf(), '_h_gaussian') storing posix.system as `append`, then APPEND runs it",
+        proto(2) + bound + state + BUILD + s(m.touch("bound_method_function_dict")) + APPEND + STOP,
     )
 
 

@@ -603,10 +603,14 @@ def test_partial_of_an_allowed_function_loads_and_nothing_else_does():
         data = pickle.dumps(model, protocol=protocol)
         assert brinery.scan(data).ok, brinery.scan(data).findings
         np.testing.assert_array_equal(brinery.safe_loads(data).predict_proba(X), model.predict_proba(X))
-    # tzfile(path) opens its path: reference-only, so never a partial's function
+    # tzfile(path) opens its path: reference-only, so never a partial's function (the scan
+    # names it, BRS002, as for a direct call: a user who trusts the file may allow it)
     for func, state_func in ((tz.tzfile, check_array), (check_array, tz.tzfile)):
         data = pickle.dumps(_PartialWithState(func, state_func), protocol=4)
-        assert "BRS008" in [f.rule for f in brinery.scan(data).findings]
+        findings = brinery.scan(data).findings
+        assert [(f.rule, f.global_name) for f in findings] == [("BRS002", "dateutil.tz._tzfile.tzfile")], (
+            findings
+        )
         with pytest.raises(brinery.UnsafePickleError, match="functools.partial"):
             brinery.safe_loads(data)
         with pytest.raises(brinery.UnsafePickleError) as e:
@@ -1416,6 +1420,14 @@ class Custom(Keeper):
 
 class NotFunction(Keeper):
     double = staticmethod(abs)
+
+
+class WeirdStr(str):  # equal to "double" by hash and __eq__, whatever its text
+    def __hash__(self):
+        return hash("double")
+
+    def __eq__(self, other):
+        return True
 """
 
 
@@ -1503,3 +1515,76 @@ def test_a_bound_method_that_is_not_a_plain_lookup_is_refused_by_the_guard(bound
             brinery.safe_loads(data, allow=allow)
         with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
             brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()
+
+
+def test_a_bound_method_is_never_the_target_of_build_or_a_container_opcode(boundpkg):
+    """Session 13's red team: a method forwards attribute lookups to its function, so BUILD on
+    a bound method wrote its state into the function's `__dict__` (shared by the process) and
+    a later APPEND looked `append` up there: the load called what the pickle stored (here
+    `dateutil.tz.tzfile`, reference-only because calling it opens its path). Refused by the scan
+    (BRS007) and by the guard alone; the function is left as it was."""
+    from scipy.interpolate import Rbf
+
+    opened = []
+
+    def hook(event, args):
+        if event == "open" and "brinery-bm-secret" in str(args[0]):
+            opened.append(args[0])
+
+    sys.addaudithook(hook)
+    bm = b"cbuiltins\ngetattr\ncscipy.interpolate._rbf\nRbf\n)\x81X\x0b\x00\x00\x00_h_gaussian\x86R"
+    path = b"/tmp/brinery-bm-secret"
+    cases = {
+        "BUILD then APPEND": bm
+        + b"}X\x06\x00\x00\x00appendcdateutil.tz\ntzfile\nsb"
+        + b"X"
+        + len(path).to_bytes(4, "little")
+        + path
+        + b"a.",
+        "APPEND": bm + b"K\x01a.",
+        "SETITEMS": bm + b"(K\x01K\x02u.",
+        "BUILD with a slot state": bm + b"N}X\x01\x00\x00\x00xK\x01s\x86b.",
+    }
+    for name, body in cases.items():
+        data = b"\x80\x02" + body
+        findings = brinery.scan(data).findings
+        assert "BRS007" in [f.rule for f in findings], (name, findings)
+        with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
+            brinery.safe_loads(data)
+        with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
+            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    assert not opened
+    assert Rbf._h_gaussian.__dict__ == {}
+    # the same on a method a user listed
+    m = "brinery_bm_pkg.models"
+    allow = [f"{m}.Keeper", f"{m}:Keeper.double"]
+    data = pickle.dumps(_BuiltWith(_BoundOf(boundpkg.Keeper(), "double"), {"x": 1}), 4)
+    with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
+        brinery.safe_loads(data, allow=allow)
+    with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()
+    assert boundpkg.Keeper.double.__dict__ == {}
+
+
+class _BuiltWith:
+    """Pickles as `obj` (any reduction) followed by BUILD with `state`."""
+
+    def __init__(self, obj, state):
+        self.obj, self.state = obj, state
+
+    def __reduce__(self):
+        func, args = self.obj.__reduce__()
+        return func, args, self.state
+
+
+def test_an_instance_dict_key_that_is_not_an_exact_str_blocks_a_bound_method(boundpkg):
+    """A str subclass key equal to the method's name by its own `__hash__`/`__eq__` would run
+    that `__eq__` inside `getattr` and return the instance's value: the guard takes exact str
+    keys only (session 13's red team)."""
+    m = "brinery_bm_pkg.models"
+    obj = boundpkg.Keeper()
+    obj.__dict__[boundpkg.WeirdStr("zzz")] = 5
+    data = pickle.dumps(_BoundOf(obj, "double"), 4)
+    allow = [f"{m}.Keeper", f"{m}:Keeper.double", f"{m}.WeirdStr"]
+    with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
+        brinery.safe_loads(data, allow=allow)

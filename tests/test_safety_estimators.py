@@ -222,3 +222,48 @@ def test_scipy_rbf_keeps_its_basis_function_bound_and_safe_loads(function):
     custom = Rbf(x, np.sin(x), function=_user_basis)
     with pytest.raises(brinery.UnsafePickleError):
         brinery.safe_loads(pickle.dumps(custom, protocol=5))
+
+
+def test_kernels_and_tokenizers_given_as_functions_safe_loads():
+    """Functions users pass as parameters that session 12's sweep found refused: scikit-learn's
+    kernel functions (`SVC(kernel=rbf_kernel)`) and str methods as a vectorizer's tokenizer or
+    preprocessor (`TfidfVectorizer(tokenizer=str.split)`). They are listed as values only: the
+    load may not call them (a partial of one is still refused: a partial calls its function)."""
+    from functools import partial
+
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.metrics.pairwise import laplacian_kernel, linear_kernel, rbf_kernel
+    from sklearn.svm import SVC
+
+    docs = ["Alpha beta gamma", "beta Gamma delta", "gamma delta epsilon", "delta epsilon zeta"] * 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = [
+            (SVC(kernel=rbf_kernel).fit(X_BIN, Y_BIN), X_BIN),
+            (SVC(kernel=linear_kernel).fit(X_BIN, Y_BIN), X_BIN),
+            (SVC(kernel=laplacian_kernel).fit(X_BIN, Y_BIN), X_BIN),
+            (TfidfVectorizer(tokenizer=str.split, token_pattern=None).fit(docs), docs),
+            (CountVectorizer(preprocessor=str.lower).fit(docs), docs),
+            (CountVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False).fit(docs), docs),
+        ]
+    for est, X in fitted:
+        for protocol in (2, 5):
+            data = pickle.dumps(est, protocol=protocol)
+            got = brinery.safe_loads(data)
+            assert same(outputs(pickle.loads(data), X), outputs(got, X)), est
+    # a partial of one would call it: refused, naming the function, which a user may allow
+    est = SVC(kernel=partial(rbf_kernel, gamma=0.1)).fit(X_BIN, Y_BIN)
+    data = pickle.dumps(est, protocol=5)
+    with pytest.raises(
+        brinery.UnsafePickleError, match=r"allow=\['sklearn.metrics.pairwise.rbf_kernel'\]"
+    ) as e:
+        brinery.safe_loads(data)
+    assert {f.rule for f in e.value.findings} == {"BRS002"}, e.value.findings
+    got = brinery.safe_loads(data, allow=["sklearn.metrics.pairwise.rbf_kernel"])
+    assert same(outputs(pickle.loads(data), X_BIN), outputs(got, X_BIN))
+    # the load itself may not call them
+    with pytest.raises(brinery.UnsafePickleError, match="BRS002"):
+        brinery.safe_loads(
+            b"\x80\x02cbuiltins\ngetattr\ncbuiltins\nstr\nX\x05\x00\x00\x00split\x86R"
+            b"X\x03\x00\x00\x00a b\x85R."
+        )

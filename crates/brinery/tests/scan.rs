@@ -84,6 +84,11 @@ fn evasions_are_all_flagged() {
         ("getattr of a special name of an instance", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\n)RX\x08\x00\x00\x00__init__\x86R.".to_vec(), Rule::UnsafeGetattr),
         ("getattr on a plain list", b"\x80\x02cbuiltins\ngetattr\n]X\x06\x00\x00\x00append\x86R.".to_vec(), Rule::UnsafeGetattr),
         ("getattr on a bound method", framed(&[stack_global("builtins", "getattr"), b"\x94h\x00".to_vec(), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86R".to_vec(), su("__func__"), b"\x86R.".to_vec()].concat()), Rule::UnsafeGetattr),
+        // a method forwards attribute lookups to its function: BUILD or a container opcode on
+        // it writes to the function (session 13's red team)
+        ("BUILD on a bound method", framed(&[stack_global(HGB, "HistGradientBoostingClassifier"), b"\x94)\x81\x94".to_vec(), stack_global("builtins", "getattr"), b"h\x01".to_vec(), su("_raw_predict"), b"\x86R}".to_vec(), su("append"), stack_global("collections", "OrderedDict"), b"sb.".to_vec()].concat()), Rule::GlobalMutation),
+        ("APPEND on a bound method", framed(&[stack_global("builtins", "getattr"), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86RK\x01a.".to_vec()].concat()), Rule::GlobalMutation),
+        ("SETITEMS on a bound method", framed(&[stack_global("builtins", "getattr"), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86R(K\x01K\x02u.".to_vec()].concat()), Rule::GlobalMutation),
         ("calling a bound method", framed(&[stack_global("builtins", "getattr"), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86R)R.".to_vec()].concat()), Rule::CallOfComputed),
         ("getattr on an instance a helper made of a ref-only class", b"\x80\x02cbuiltins\ngetattr\nccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87RX\x04\x00\x00\x00keys\x86R.".to_vec(), Rule::UnsafeGetattr),
         ("getattr with a computed name", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nccollections\nOrderedDict\n)R\x86R.".to_vec(), Rule::UnsafeGetattr),
@@ -886,7 +891,21 @@ fn partial_wraps_only_allowed_functions() {
     let reconstructor = stack_global("copyreg", "_reconstructor");
     let mut result = ordered.clone();
     result.extend_from_slice(b")R");
-    for bad in [&tzfile, &reconstructor, &result] {
+    // a reference-only one is named (BRS002, as for a direct call): the user may allow it
+    for data in [
+        partial_of(&tzfile, &check_array),
+        partial_of(&check_array, &tzfile),
+    ] {
+        assert_eq!(rules(&data), [Rule::RefOnlyCalled], "{:?}", messages(&data));
+        assert!(
+            messages(&data)[0].starts_with(
+                "BRS002 global dateutil.tz.tzfile is given to functools.partial, which would call it"
+            ),
+            "{:?}",
+            messages(&data)
+        );
+    }
+    for bad in [&reconstructor, &result] {
         let r = rules(&partial_of(bad, &check_array));
         assert!(r.contains(&Rule::UnsafeArguments), "{r:?}");
         let m = messages(&partial_of(&check_array, bad));

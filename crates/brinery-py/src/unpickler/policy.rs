@@ -126,22 +126,24 @@ fn special_name_key(d: &Bound<'_, pyo3::types::PyDict>) -> Option<String> {
     None
 }
 
+extern "C" {
+    /// CPython's lookup of a name along a type's MRO (a borrowed reference, or NULL with no
+    /// exception set): what the generic attribute lookup does first. Exported by 3.x.
+    fn _PyType_Lookup(
+        ty: *mut pyo3::ffi::PyTypeObject,
+        name: *mut pyo3::ffi::PyObject,
+    ) -> *mut pyo3::ffi::PyObject;
+}
+
 /// The refusal of a `getattr` the policy cannot allow.
 const GETATTR_REFUSAL: &str = "getattr is called on something other than an allowed global or an instance of an allowed class, and a constant name";
 
 /// Whether `getattr(obj, attr)` is a plain method lookup that runs no Python code: `obj`'s
 /// type uses the generic attribute lookup, the first class of its MRO that defines `attr`
-/// holds a Python function, and `obj`'s own `__dict__` has only `str` keys, none equal to
-/// `attr` (a key of another type could compare equal through its own `__eq__`).
+/// holds a Python function, and `obj`'s own `__dict__` has only exact `str` keys, none equal
+/// to `attr` (a key of another type, or of a str subclass, could compare equal through its own
+/// `__hash__` and `__eq__`, which the lookup would run).
 fn plain_method_lookup(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> bool {
-    extern "C" {
-        /// CPython's lookup of a name along a type's MRO (a borrowed reference, or NULL with no
-        /// exception set): what the generic attribute lookup does first. Exported by 3.x.
-        fn _PyType_Lookup(
-            ty: *mut pyo3::ffi::PyTypeObject,
-            name: *mut pyo3::ffi::PyObject,
-        ) -> *mut pyo3::ffi::PyObject;
-    }
     let ty = obj.get_type();
     // SAFETY: `ty` is a live type object; `tp_getattro` is a plain field.
     let getattro = unsafe { (*ty.as_type_ptr()).tp_getattro };
@@ -167,11 +169,11 @@ fn plain_method_lookup(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> bo
     let mut pos: pyo3::ffi::Py_ssize_t = 0;
     let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
     // SAFETY: `d` is a live dict and the GIL is held; nothing in the loop runs Python code
-    // (`PyUnicode_Compare` of two str objects compares their data), so the borrowed keys stay
+    // (`PyUnicode_Compare` of two exact str objects compares their data), so the borrowed keys stay
     // valid and the dict unchanged while they are read.
     unsafe {
         while pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
-            if pyo3::ffi::PyUnicode_Check(key) == 0
+            if pyo3::ffi::PyUnicode_CheckExact(key) == 0
                 || pyo3::ffi::PyUnicode_Compare(key, attr.as_ptr()) == 0
             {
                 return false;
@@ -282,6 +284,10 @@ struct State {
     pending_depth: Option<u32>,
     /// The call being executed is `pyarrow.lib._restore_array`: `after` validates its result.
     pending_arrow: bool,
+    /// The call being executed binds a method to an instance ([`Guard::bound_method`]): `after`
+    /// registers its result as shared, so that no BUILD or container opcode reaches the
+    /// method's function through it (a method forwards attribute lookups to its function).
+    pending_bound: bool,
     /// Whether the tables were set up ([`State::adopt_spare`]): they go back to the thread's
     /// spare when the load ends.
     adopted: bool,
@@ -1056,6 +1062,7 @@ impl Guard {
                 format!("getattr of {name} on an instance of {m}.{} would not be a plain method lookup (the class customises attribute access, the attribute is not a function of the class, or the instance shadows it)", &q[..q.len() - name.len() - 1]),
             ));
         }
+        self.state.borrow_mut().pending_bound = true;
         Ok(())
     }
 
@@ -1519,9 +1526,9 @@ impl Guard {
         drop(st);
         if bad {
             let what = if op.opcode == Opcode::BUILD {
-                "BUILD applied to an object this load did not create (a cached or shared object a call returned): it would change it for the whole process"
+                "BUILD applied to an object this load did not create (a cached or shared object a call returned, or a method bound to an instance, whose attributes are its function's): it would change it for the whole process"
             } else {
-                "container opcode applied to an object a call returned that already existed (a cached or shared object): it would change it for the whole process"
+                "container opcode applied to an object a call returned that already existed (a cached or shared object, or a method bound to an instance, whose attributes are its function's): it would change it for the whole process"
             };
             return Err(Self::refuse(
                 py,
@@ -1585,6 +1592,51 @@ impl Guard {
             ));
         }
         Ok(())
+    }
+
+    /// BUILD with a dict state (or a `(dict, slots)` pair with a dict) on an object without a
+    /// `__dict__` of its own whose class has no `__setstate__`: the loader would look
+    /// `__dict__` up on the object, and an object that forwards attribute lookups would hand
+    /// over another object's dict, shared by the process (a bound method forwards them to its
+    /// function: session 13's red team). On any other such object the BUILD fails anyway (no
+    /// `__dict__`), so this refuses only what would fail or write elsewhere.
+    fn dict_state_has_a_home(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let ty = target.get_type();
+        // SAFETY: `ty` is a live type object; `tp_dictoffset` is a plain field.
+        if unsafe { (*ty.as_type_ptr()).tp_dictoffset } != 0 {
+            return Ok(()); // the object has a dict slot: `__dict__` is its own
+        }
+        let dict_part = match state.cast::<PyTuple>() {
+            Ok(t) if t.len() == 2 => t.get_item(0)?,
+            _ => state.clone(),
+        };
+        if !dict_part.is_instance_of::<pyo3::types::PyDict>() {
+            return Ok(()); // None (slots only), or a state only a `__setstate__` takes
+        }
+        // SAFETY: a live type and an exact str, with the GIL held; the borrowed result is only
+        // compared with NULL.
+        let own_setstate = unsafe {
+            !_PyType_Lookup(ty.as_type_ptr(), pyo3::intern!(py, "__setstate__").as_ptr()).is_null()
+        };
+        if own_setstate {
+            return Ok(());
+        }
+        Err(Self::refuse(
+            py,
+            Rule::GlobalMutation,
+            op,
+            None,
+            format!(
+                "BUILD with a dict state on a {} object, which has no __dict__ of its own: the state would land in another object's",
+                crate::pyutil::type_name(target)
+            ),
+        ))
     }
 
     /// A dict that sets attributes by name (NEWOBJ_EX's keyword arguments, the slot state of a
@@ -2014,6 +2066,7 @@ impl Guard {
                 self.not_shared(py, op, at(2))?;
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
                     self.no_instance_setstate(py, op, target)?;
+                    self.dict_state_has_a_home(py, op, target, state)?;
                     // the slot state goes through setattr (`__class__`); what lands in the
                     // instance `__dict__` is checked after the BUILD, whatever the state's type
                     if let Ok(t) = state.cast::<PyTuple>() {
@@ -2098,6 +2151,7 @@ impl Guard {
         }
         let mut st = self.state.borrow_mut();
         let depth = st.pending_depth.take();
+        let bound = std::mem::take(&mut st.pending_bound);
         if std::mem::take(&mut st.pending_arrow) {
             if let (Some(array), REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ) =
                 (stack.last(), op.opcode)
@@ -2166,10 +2220,13 @@ impl Guard {
             // SAFETY: `top` is a live object (the stack holds it); reading its reference count
             // has no other effect.
             let refs = unsafe { pyo3::ffi::Py_REFCNT(top.as_ptr()) };
-            if refs > 1 && !st.adopted {
+            // a bound method is new, but what BUILD or a container opcode would change through
+            // it is its function's: it counts as shared
+            let shared = refs > 1 || bound;
+            if shared && !st.adopted {
                 st.adopt_spare();
             }
-            if refs > 1 && st.shared.insert(id) {
+            if shared && st.shared.insert(id) {
                 st.shared_bits.add(id);
                 st.results.push(top.clone().unbind());
                 self.protect(top);

@@ -332,12 +332,13 @@ fn check_shape(m: &Machine<'_, '_>, shape: Sym, dtype: Option<Sym>) -> Option<St
 }
 
 /// Why `arg` cannot be a `functools.partial`'s function ([`ArgRule::AllowedFunction`]), or
-/// `None`. A flagged global has its own finding already.
+/// `None`. A flagged global has its own finding already, and so has a reference-only one
+/// (`BRS002`, naming it, from [`Machine::partial_of_reference`]: the user may allow it).
 pub(crate) fn partial_function_problem(m: &Machine<'_, '_>, arg: Sym) -> Option<&'static str> {
     match arg {
         Sym::Global(g) => {
             let (access, flagged) = m.global_info(g);
-            if flagged {
+            if flagged || access == Some(Access::Ref) {
                 None
             } else if access != Some(Access::Call) {
                 Some("a global the policy allows only as a reference (the partial would call it)")

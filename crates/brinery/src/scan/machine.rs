@@ -755,9 +755,39 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
-    /// A container opcode applied to `target`: mutating a global is a finding.
+    /// Whether `sym` is a method bound to an instance (`getattr(<instance>, name)`): BUILD and
+    /// the container opcodes reach its function through it (a method forwards attribute lookups
+    /// to its function, so `__dict__`, `append`, `__setstate__` are the function's, shared by
+    /// the whole process: session 13's red team).
+    /// Out of line: the fast loop asks only for call results it fills.
+    #[inline(never)]
+    pub(crate) fn is_bound_method(&self, sym: Sym) -> bool {
+        match sym {
+            Sym::Result(cid) => self.calls[cid as usize]
+                .callee
+                .is_some_and(|g| self.globals[g as usize].special == Special::Getattr),
+            _ => false,
+        }
+    }
+
+    /// BUILD or a container opcode applied to `target`: mutating a global, or a bound method
+    /// (its function), is a finding.
     #[inline]
     fn mutate(&mut self, target: Sym, op: &Op<'_>) {
+        if self.is_bound_method(target) {
+            let msg = format!(
+                "{} applied to a method bound to an instance: it would write to the method's function, shared by the whole process at byte {} ({})",
+                op.opcode, op.offset, op.opcode
+            );
+            self.finding(
+                Rule::GlobalMutation,
+                op.offset as u64,
+                Some(op.opcode),
+                None,
+                msg,
+            );
+            return;
+        }
         if let Sym::Global(gid) = target {
             let pair = self.global_pair(gid);
             let msg = format!(
@@ -1672,6 +1702,11 @@ impl<'a, 'r> Machine<'a, 'r> {
                 msg,
             );
         }
+        if special == Special::Helper && self.global_names(gid) == ("functools", "partial") {
+            if let Some(&func) = self.tuple_items(args).and_then(<[Sym]>::first) {
+                self.partial_of_reference(op, func);
+            }
+        }
         if let Some(problem) = super::calls::check_arguments(self, gid, special, args) {
             let pair = self.global_pair(gid);
             let msg = format!(
@@ -1936,6 +1971,7 @@ impl<'a, 'r> Machine<'a, 'r> {
                 None
             }
             Sym::Result(cid) => {
+                self.mutate(target, op);
                 let callee = self.calls[cid as usize].callee;
                 self.record_call(op, callee);
                 if let Some(g) = callee {
@@ -1955,18 +1991,23 @@ impl<'a, 'r> Machine<'a, 'r> {
                         );
                     }
                 }
-                if let Some(problem) = self.partial_state(cid, state) {
-                    let msg = format!(
-                        "BUILD state of a functools.partial whose function is {problem} at byte {} ({})",
-                        op.offset, op.opcode
-                    );
-                    self.finding(
-                        Rule::UnsafeArguments,
-                        op.offset as u64,
-                        Some(op.opcode),
-                        Some(("functools".into(), "partial".into())),
-                        msg,
-                    );
+                if self.partial_callee(cid) {
+                    if let Some(&func) = self.tuple_items(state).and_then(<[Sym]>::first) {
+                        self.partial_of_reference(op, func);
+                    }
+                    if let Some(problem) = self.partial_state(state) {
+                        let msg = format!(
+                            "BUILD state of a functools.partial whose function is {problem} at byte {} ({})",
+                            op.offset, op.opcode
+                        );
+                        self.finding(
+                            Rule::UnsafeArguments,
+                            op.offset as u64,
+                            Some(op.opcode),
+                            Some(("functools".into(), "partial".into())),
+                            msg,
+                        );
+                    }
                 }
                 if let Some(problem) = self.numpy_dtype_state(cid, state) {
                     let msg = format!(
@@ -1992,16 +2033,42 @@ impl<'a, 'r> Machine<'a, 'r> {
         }
     }
 
+    /// Whether call `cid` is `functools.partial(...)`.
+    fn partial_callee(&self, cid: u32) -> bool {
+        self.calls[cid as usize]
+            .callee
+            .is_some_and(|g| self.global_names(g) == ("functools", "partial"))
+    }
+
+    /// A `functools.partial` given (by its call or its BUILD state) a function the policy lists
+    /// only as a value: the partial would call it. `BRS002`, naming the function, which a user
+    /// who trusts the file may allow (`allow=` entries may be called).
+    fn partial_of_reference(&mut self, op: &Op<'_>, func: Sym) {
+        let Sym::Global(g) = func else { return };
+        let (access, flagged) = self.global_info(g);
+        if flagged || access != Some(Access::Ref) {
+            return;
+        }
+        let pair = self.global_pair(g);
+        let msg = format!(
+            "global {}.{} is given to functools.partial, which would call it, but the policy allows it only as a reference at byte {} ({})",
+            pair.0, pair.1, op.offset, op.opcode
+        );
+        self.finding(
+            Rule::RefOnlyCalled,
+            op.offset as u64,
+            Some(op.opcode),
+            Some(pair),
+            msg,
+        );
+    }
+
     /// What is wrong with the BUILD state of a `functools.partial(...)` result, if anything:
     /// `partial.__setstate__` takes `(function, args, keywords, dict)` and replaces the function
     /// the call was checked with, so the state's function must pass the same rule
     /// ([`ArgRule::AllowedFunction`](super::calls::ArgRule)). A state the scan cannot see into
     /// (not a small tuple) is refused.
-    fn partial_state(&self, cid: u32, state: Sym) -> Option<&'static str> {
-        let g = self.calls[cid as usize].callee?;
-        if self.global_names(g) != ("functools", "partial") {
-            return None;
-        }
+    fn partial_state(&self, state: Sym) -> Option<&'static str> {
         match self.tuple_items(state).and_then(|items| items.first()) {
             Some(&func) => super::calls::partial_function_problem(self, func),
             None => Some("not in a tuple the scan can read"),

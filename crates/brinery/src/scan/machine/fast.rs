@@ -283,7 +283,10 @@ impl Machine<'_, '_> {
                     }
                     let start = len - n;
                     let target = self.stack[start - 1];
-                    if matches!(target, Sym::Global(_)) || self.any_global(start) {
+                    if matches!(target, Sym::Global(_))
+                        || (matches!(target, Sym::Result(_)) && self.is_bound_method(target))
+                        || self.any_global(start)
+                    {
                         break;
                     }
                     if byte == SETITEM {
@@ -311,7 +314,10 @@ impl Machine<'_, '_> {
                         break;
                     }
                     let target = self.stack[start - 1];
-                    if matches!(target, Sym::Global(_)) || self.any_global(start) {
+                    if matches!(target, Sym::Global(_))
+                        || (matches!(target, Sym::Result(_)) && self.is_bound_method(target))
+                        || self.any_global(start)
+                    {
                         break;
                     }
                     self.marks.pop();
