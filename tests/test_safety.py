@@ -1511,9 +1511,12 @@ def test_a_bound_method_that_is_not_a_plain_lookup_is_refused_by_the_guard(bound
         allow = [f"{m}.{cls}", f"{m}:{cls}.double"]
         data = pickle.dumps(obj, 4)
         assert brinery.scan(data, allow=allow).ok
-        with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
+        # the shadowing state is refused at its BUILD already (a state key may not replace a
+        # method of the class), the others where getattr is called
+        why = "would replace a method" if cls == "Keeper" else "would not be a plain method lookup"
+        with pytest.raises(brinery.UnsafePickleError, match=why):
             brinery.safe_loads(data, allow=allow)
-        with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
+        with pytest.raises(brinery.UnsafePickleError, match=why):
             brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()
 
 
@@ -1588,3 +1591,75 @@ def test_an_instance_dict_key_that_is_not_an_exact_str_blocks_a_bound_method(bou
     allow = [f"{m}.Keeper", f"{m}:Keeper.double", f"{m}.WeirdStr"]
     with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
         brinery.safe_loads(data, allow=allow)
+
+
+def _short(text: str) -> bytes:
+    return b"\x8c" + bytes([len(text)]) + text.encode()
+
+
+def _stack_global(module: str, name: str) -> bytes:
+    return _short(module) + _short(name) + b"\x93"
+
+
+def test_a_build_state_that_becomes_the_instance_dict_is_frozen():
+    """Session 13's red team: numpy's `ABCPolyBase.__setstate__` does `self.__dict__ = state`,
+    so a memoized state taken back by GET after the BUILD could add `__array_interface__` to
+    the instance after the guard's check, and `numpy.ma.MaskedArray(poly)` then wrote into any
+    address (here a bytearray the test owns). The guard freezes such a state (BRS007)."""
+    import struct
+
+    import numpy as np
+
+    victim = bytearray(b"untouched-bytearray-of-the-test.")
+    addr = np.frombuffer(victim, dtype="u1").__array_interface__["data"][0]
+
+    def i4(n):
+        return b"J" + struct.pack("<i", n)
+
+    interface = (
+        b"}" + _short("shape") + i4(len(victim)) + b"\x85s" + _short("typestr") + _short("|u1") + b"s"
+        + _short("data") + b"\x8a\x08" + struct.pack("<q", addr) + b"\x89\x86s"
+        + _short("version") + i4(3) + b"s"
+    )  # fmt: skip
+    data = (
+        b"\x80\x04" + _stack_global("numpy.polynomial.polynomial", "Polynomial") + b")\x81\x94"
+        + b"}\x94" + _short("coef") + i4(1) + b"sb0"
+        + b"h\x01" + _short("__array_interface__") + interface + b"s0"
+        + _stack_global("numpy.ma", "MaskedArray") + b"h\x00\x85R" + i4(0) + i4(ord("X")) + b"s."
+    )  # fmt: skip
+    with pytest.raises(brinery.UnsafePickleError, match="BRS007"):
+        brinery.safe_loads(data)
+    with pytest.raises(brinery.UnsafePickleError, match="BRS007"):
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    assert bytes(victim) == b"untouched-bytearray-of-the-test."
+    # real polynomials still load
+    from numpy.polynomial import Chebyshev, Polynomial
+
+    for p in (Polynomial([1, 2, 3]), Chebyshev([0.5, 1], domain=[0, 2])):
+        got = brinery.safe_loads(pickle.dumps([p, p], 4))
+        assert got[0] == p and got[0] is got[1]
+
+
+def test_a_build_state_may_not_replace_a_method_the_class_calls():
+    """Session 13's red team: `IsotonicRegression.__setstate__` updates `__dict__`, then calls
+    `self._build_f(X_thresholds_, y_thresholds_)`: a state key `_build_f` made the load call
+    the pickle's value (a value-only function, `tzfile` on any path, a bound method on a
+    tampered tree: a crash). A state key may not shadow a method of the class, except with the
+    method itself bound to the object (HistGradientBoosting's `_raw_predict`)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    for value in (rbf_kernel, str.split):
+        iso = IsotonicRegression()
+        iso.__dict__.update(_build_f=value, X_thresholds_=[[1.0]], y_thresholds_=[[2.0]])
+        data = pickle.dumps(iso, 4)
+        with pytest.raises(brinery.UnsafePickleError, match="'_build_f' that would replace a method"):
+            brinery.safe_loads(data)
+        with pytest.raises(brinery.UnsafePickleError, match="BRS008"):
+            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    # a fitted one loads and predicts
+    import numpy as np
+
+    x = np.linspace(0, 1, 20)
+    iso = IsotonicRegression().fit(x, x**2)
+    np.testing.assert_array_equal(brinery.safe_loads(pickle.dumps(iso, 5)).predict(x), iso.predict(x))

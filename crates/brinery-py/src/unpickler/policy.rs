@@ -133,6 +133,12 @@ extern "C" {
         ty: *mut pyo3::ffi::PyTypeObject,
         name: *mut pyo3::ffi::PyObject,
     ) -> *mut pyo3::ffi::PyObject;
+    /// The type of bound methods (`types.MethodType`).
+    static mut PyMethod_Type: pyo3::ffi::PyTypeObject;
+    /// A bound method's `__self__` (borrowed; the argument must be a method).
+    fn PyMethod_Self(method: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
+    /// A bound method's `__func__` (borrowed; the argument must be a method).
+    fn PyMethod_Function(method: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
 }
 
 /// The refusal of a `getattr` the policy cannot allow.
@@ -288,6 +294,9 @@ struct State {
     /// registers its result as shared, so that no BUILD or container opcode reaches the
     /// method's function through it (a method forwards attribute lookups to its function).
     pending_bound: bool,
+    /// The dict state of the BUILD being executed (the whole state, or the dict half of a
+    /// `(dict, slots)` pair), for `after` to compare with the object's own `__dict__`.
+    pending_state: Option<Py<PyAny>>,
     /// Whether the tables were set up ([`State::adopt_spare`]): they go back to the thread's
     /// spare when the load ends.
     adopted: bool,
@@ -1664,6 +1673,88 @@ impl Guard {
         }
     }
 
+    /// A BUILD state (a dict, or the slots half of a `(dict, slots)` pair) may not give the
+    /// instance an attribute that shadows a method of its class: an allowed `__setstate__` that
+    /// updates `__dict__` and then calls `self.method(...)` (scikit-learn's
+    /// `IsotonicRegression._build_f`) would call the pickle's value instead, with arguments of
+    /// its choosing (session 13's red team: a value-only function, a bound method on a tampered
+    /// tree, `tzfile` on any path). The one exception is the method itself, bound to this very
+    /// object (what `HistGradientBoosting*` keeps as `_raw_predict`). Only exact `str` keys can
+    /// shadow an attribute without running code; the walk takes no references.
+    fn no_method_shadowing(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let Ok(d) = state.cast::<pyo3::types::PyDict>() else {
+            return Ok(());
+        };
+        let ty = target.get_type();
+        let mut pos: pyo3::ffi::Py_ssize_t = 0;
+        let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let mut shadowed: Option<Bound<'_, PyAny>> = None;
+        // SAFETY: `d` is a live dict and the GIL is held. Nothing in the loop runs Python code:
+        // `_PyType_Lookup` with an exact str walks the MRO's dicts (str keys compare in C),
+        // `PyCallable_Check` reads a type slot, and the bound-method test reads the method's
+        // fields; so the borrowed keys and values stay valid and the dict unchanged.
+        unsafe {
+            while pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
+                if pyo3::ffi::PyUnicode_CheckExact(key) == 0 {
+                    continue;
+                }
+                let found = _PyType_Lookup(ty.as_type_ptr(), key);
+                if found.is_null() || pyo3::ffi::PyCallable_Check(found) == 0 {
+                    continue;
+                }
+                let own_method = pyo3::ffi::Py_TYPE(value) == std::ptr::addr_of_mut!(PyMethod_Type)
+                    && PyMethod_Self(value) == target.as_ptr()
+                    && PyMethod_Function(value) == found;
+                if !own_method {
+                    shadowed = Some(Bound::from_borrowed_ptr(py, key));
+                    break;
+                }
+            }
+        }
+        let Some(name) = shadowed else { return Ok(()) };
+        Err(Self::refuse(
+            py,
+            Rule::UnsafeArguments,
+            op,
+            None,
+            format!(
+                "the BUILD state gives a {} object an attribute {} that would replace a method of its class (its own code may call it with arguments of the pickle's choosing)",
+                crate::pyutil::type_name(target),
+                name.repr().map(|r| r.to_string()).unwrap_or_default()
+            ),
+        ))
+    }
+
+    /// After a BUILD: when the object's own `__dict__` is the dict state itself (numpy's
+    /// `ABCPolyBase.__setstate__` does `self.__dict__ = state`), the state is registered as
+    /// shared, so that no later container opcode fills it (a memoized state taken back by GET
+    /// would otherwise add `__array_interface__` to the instance after the check above: session
+    /// 13's red team read and wrote any memory that way). The fast loop stops for the rest of
+    /// the load ([`Guard::protect`]).
+    fn state_became_the_dict(&self, target: &Bound<'_, PyAny>, state: &Bound<'_, PyAny>) {
+        let Some(dict) = own_dict(target) else { return };
+        if !dict.is(state) {
+            return;
+        }
+        let id = state.as_ptr() as usize;
+        let mut st = self.state.borrow_mut();
+        if !st.adopted {
+            st.adopt_spare();
+        }
+        if st.shared.insert(id) {
+            st.shared_bits.add(id);
+            st.results.push(state.clone().unbind());
+        }
+        drop(st);
+        self.protect(state);
+    }
+
     /// After a BUILD: the object's own `__dict__` may not hold a special attribute name (see
     /// [`Self::no_special_keys`]), however the state got there: a `__setstate__` of an allowed
     /// class that updates `__dict__` from any mapping (scikit-learn's takes a `UserDict` or a
@@ -2076,6 +2167,18 @@ impl Guard {
                     }
                     self.numpy_state(py, op, target, state)?;
                     self.partial_state(py, op, target, state)?;
+                    let dict_state = match state.cast::<PyTuple>() {
+                        Ok(t) if t.len() == 2 => {
+                            let slots = t.get_item(1)?;
+                            self.no_method_shadowing(py, op, target, &slots)?;
+                            t.get_item(0)?
+                        }
+                        _ => state.clone(),
+                    };
+                    if dict_state.is_instance_of::<pyo3::types::PyDict>() {
+                        self.no_method_shadowing(py, op, target, &dict_state)?;
+                        self.state.borrow_mut().pending_state = Some(dict_state.unbind());
+                    }
                 }
                 if op.opcode == APPEND {
                     self.plain_values(py, op, at(2), &stack[stack.len().saturating_sub(1)..])?;
@@ -2136,8 +2239,12 @@ impl Guard {
     ) -> PyResult<()> {
         use Opcode::*;
         if op.opcode == BUILD {
+            let state = self.state.borrow_mut().pending_state.take();
             if let Some(target) = stack.last() {
                 self.no_special_instance_names(py, op, target)?;
+                if let Some(state) = state {
+                    self.state_became_the_dict(target, state.bind(py));
+                }
             }
             return Ok(());
         }
