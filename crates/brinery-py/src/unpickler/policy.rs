@@ -59,6 +59,16 @@ fn is_subtype(obj: &Bound<'_, PyAny>, ty: &Bound<'_, PyAny>) -> bool {
 /// creates one (an empty dict would show: a `functools.partial` pickles its `__dict__` when it
 /// has one), and runs no Python code.
 fn own_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, pyo3::types::PyDict>> {
+    let dict = own_dict_ptr(obj)?;
+    // SAFETY: `dict` is the live dict in `obj`'s slot (borrowed; `obj` keeps it alive while the
+    // GIL is held); the `Bound` takes a new reference of its own.
+    let dict = unsafe { Bound::from_borrowed_ptr(obj.py(), dict) };
+    dict.cast_into::<pyo3::types::PyDict>().ok()
+}
+
+/// The object in `obj`'s `__dict__` slot, borrowed (no reference taken), if there is one: what
+/// [`own_dict`] returns, for a comparison of identity that needs no reference.
+fn own_dict_ptr(obj: &Bound<'_, PyAny>) -> Option<*mut pyo3::ffi::PyObject> {
     extern "C" {
         /// CPython's pointer to an object's `__dict__` slot (NULL when its type has none; a
         /// slot that holds NULL when no dict was made yet). Exported by every 3.x build.
@@ -68,16 +78,15 @@ fn own_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, pyo3::types::PyDi
     if unsafe { (*obj.get_type().as_type_ptr()).tp_dictoffset } == 0 {
         return None;
     }
-    // SAFETY: `obj` is a live object and the GIL is held (the `Bound`'s token); the slot's dict,
-    // if any, gets a new reference of ours.
-    let dict = unsafe {
+    // SAFETY: `obj` is a live object and the GIL is held (the `Bound`'s token); the slot is read,
+    // not written.
+    unsafe {
         let slot = _PyObject_GetDictPtr(obj.as_ptr());
         if slot.is_null() || (*slot).is_null() {
             return None;
         }
-        Bound::from_borrowed_ptr(obj.py(), *slot)
-    };
-    dict.cast_into::<pyo3::types::PyDict>().ok()
+        Some(*slot)
+    }
 }
 
 /// The first key of `d` that is a special attribute name (`__x__`, `str` keys only) other than
@@ -294,9 +303,10 @@ struct State {
     /// registers its result as shared, so that no BUILD or container opcode reaches the
     /// method's function through it (a method forwards attribute lookups to its function).
     pending_bound: bool,
-    /// The dict state of the BUILD being executed (the whole state, or the dict half of a
-    /// `(dict, slots)` pair), for `after` to compare with the object's own `__dict__`.
-    pending_state: Option<Py<PyAny>>,
+    /// The address of the dict state of the BUILD being executed (the whole state, or the dict
+    /// half of a `(dict, slots)` pair), for `after` to compare with the object's own `__dict__`
+    /// (only an address: it is dereferenced only when that live dict is at it).
+    pending_state: Option<usize>,
     /// Whether the tables were set up ([`State::adopt_spare`]): they go back to the thread's
     /// spare when the load ends.
     adopted: bool,
@@ -1679,8 +1689,9 @@ impl Guard {
     /// `IsotonicRegression._build_f`) would call the pickle's value instead, with arguments of
     /// its choosing (session 13's red team: a value-only function, a bound method on a tampered
     /// tree, `tzfile` on any path). The one exception is the method itself, bound to this very
-    /// object (what `HistGradientBoosting*` keeps as `_raw_predict`). Only exact `str` keys can
-    /// shadow an attribute without running code; the walk takes no references.
+    /// object (what `HistGradientBoosting*` keeps as `_raw_predict`). Only callable values
+    /// matter (the method's caller calls it), and only exact `str` keys can shadow an attribute
+    /// without running code; the walk takes no references.
     fn no_method_shadowing(
         &self,
         py: Python<'_>,
@@ -1701,7 +1712,12 @@ impl Guard {
         // fields; so the borrowed keys and values stay valid and the dict unchanged.
         unsafe {
             while pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
-                if pyo3::ffi::PyUnicode_CheckExact(key) == 0 {
+                // only a callable value can be called in the method's place (a value of any
+                // other kind raises TypeError there); states hold few of them, so the MRO
+                // lookup below (a cache miss for most names) runs for few keys
+                if pyo3::ffi::PyCallable_Check(value) == 0
+                    || pyo3::ffi::PyUnicode_CheckExact(key) == 0
+                {
                     continue;
                 }
                 let found = _PyType_Lookup(ty.as_type_ptr(), key);
@@ -1737,11 +1753,16 @@ impl Guard {
     /// would otherwise add `__array_interface__` to the instance after the check above: session
     /// 13's red team read and wrote any memory that way). The fast loop stops for the rest of
     /// the load ([`Guard::protect`]).
-    fn state_became_the_dict(&self, target: &Bound<'_, PyAny>, state: &Bound<'_, PyAny>) {
-        let Some(dict) = own_dict(target) else { return };
-        if !dict.is(state) {
+    fn state_became_the_dict(&self, target: &Bound<'_, PyAny>, state: usize) {
+        let Some(dict) = own_dict_ptr(target) else {
+            return;
+        };
+        if dict as usize != state {
             return;
         }
+        // SAFETY: the object at `state` is the live dict in `target`'s slot (compared above).
+        let state = unsafe { Bound::from_borrowed_ptr(target.py(), dict) };
+        let state = &state;
         let id = state.as_ptr() as usize;
         let mut st = self.state.borrow_mut();
         if !st.adopted {
@@ -2177,7 +2198,7 @@ impl Guard {
                     };
                     if dict_state.is_instance_of::<pyo3::types::PyDict>() {
                         self.no_method_shadowing(py, op, target, &dict_state)?;
-                        self.state.borrow_mut().pending_state = Some(dict_state.unbind());
+                        self.state.borrow_mut().pending_state = Some(dict_state.as_ptr() as usize);
                     }
                 }
                 if op.opcode == APPEND {
@@ -2243,7 +2264,7 @@ impl Guard {
             if let Some(target) = stack.last() {
                 self.no_special_instance_names(py, op, target)?;
                 if let Some(state) = state {
-                    self.state_became_the_dict(target, state.bind(py));
+                    self.state_became_the_dict(target, state);
                 }
             }
             return Ok(());
