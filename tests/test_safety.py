@@ -1665,3 +1665,39 @@ def test_a_build_state_may_not_replace_a_method_the_class_calls():
     x = np.linspace(0, 1, 20)
     iso = IsotonicRegression().fit(x, x**2)
     np.testing.assert_array_equal(brinery.safe_loads(pickle.dumps(iso, 5)).predict(x), iso.predict(x))
+
+
+def test_a_defaultdict_factory_is_none_an_allowed_callable_or_a_builtin_type():
+    """Session 13's red team: a `defaultdict` could hold any listed value as its factory, which
+    a missing key calls (an allowed `__setstate__` reading a `ChainMap` state did that during the
+    load): a value-only function, a bound method, `tzfile`. The factory, in the call and in a
+    BUILD slot state, must be None, a global the policy allows to call or a builtin type."""
+    from collections import Counter, OrderedDict, defaultdict
+
+    from dateutil import tz
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    for factory in (None, list, dict, int, set, str, float, tuple, OrderedDict, Counter):
+        d = defaultdict(factory, {"a": factory() if factory else 1})
+        for proto in (0, 2, 5):
+            got = brinery.safe_loads(pickle.dumps(d, proto))
+            assert got == d and got.default_factory is factory, (factory, proto)
+    for factory in (rbf_kernel, str.lower, tz.tzfile):
+        data = pickle.dumps(defaultdict(factory), 4)
+        findings = brinery.scan(data).findings
+        assert "BRS008" in [f.rule for f in findings], (factory, findings)
+        with pytest.raises(brinery.UnsafePickleError, match="missing key would call it"):
+            brinery.safe_loads(data)
+        with pytest.raises(brinery.UnsafePickleError, match="missing key would call it"):
+            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    # the factory set by a BUILD slot state: refused by the scan (BUILD on a defaultdict) and,
+    # alone, by the guard
+    data = (
+        b"\x80\x04" + _stack_global("collections", "defaultdict") + b")R"
+        + b"N}" + _short("default_factory") + _stack_global("dateutil.tz", "tzfile") + b"s\x86b."
+    )  # fmt: skip
+    assert "BRS008" in [f.rule for f in brinery.scan(data).findings]
+    with pytest.raises(brinery.UnsafePickleError, match="default_factory"):
+        brinery.safe_loads(data)
+    with pytest.raises(brinery.UnsafePickleError, match="default_factory"):
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()

@@ -89,6 +89,9 @@ fn evasions_are_all_flagged() {
         ("BUILD on a bound method", framed(&[stack_global(HGB, "HistGradientBoostingClassifier"), b"\x94)\x81\x94".to_vec(), stack_global("builtins", "getattr"), b"h\x01".to_vec(), su("_raw_predict"), b"\x86R}".to_vec(), su("append"), stack_global("collections", "OrderedDict"), b"sb.".to_vec()].concat()), Rule::GlobalMutation),
         ("APPEND on a bound method", framed(&[stack_global("builtins", "getattr"), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86RK\x01a.".to_vec()].concat()), Rule::GlobalMutation),
         ("SETITEMS on a bound method", framed(&[stack_global("builtins", "getattr"), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86R(K\x01K\x02u.".to_vec()].concat()), Rule::GlobalMutation),
+        // a defaultdict's factory is called by a missing key (session 13's red team)
+        ("defaultdict of a value-only function", b"\x80\x02ccollections\ndefaultdict\ncsklearn.metrics.pairwise\nrbf_kernel\n\x85R.".to_vec(), Rule::UnsafeArguments),
+        ("BUILD on a defaultdict", b"\x80\x02ccollections\ndefaultdict\n)RN}X\x0f\x00\x00\x00default_factoryccollections\nOrderedDict\ns\x86b.".to_vec(), Rule::UnsafeArguments),
         ("calling a bound method", framed(&[stack_global("builtins", "getattr"), stack_global(HGB, "HistGradientBoostingClassifier"), b")\x81".to_vec(), su("_raw_predict"), b"\x86R)R.".to_vec()].concat()), Rule::CallOfComputed),
         ("getattr on an instance a helper made of a ref-only class", b"\x80\x02cbuiltins\ngetattr\nccopyreg\n_reconstructor\ncbuiltins\nobject\ncbuiltins\nobject\nN\x87RX\x04\x00\x00\x00keys\x86R.".to_vec(), Rule::UnsafeGetattr),
         ("getattr with a computed name", b"\x80\x02cbuiltins\ngetattr\nccollections\nOrderedDict\nccollections\nOrderedDict\n)R\x86R.".to_vec(), Rule::UnsafeGetattr),
@@ -194,6 +197,9 @@ fn benign_shapes_are_clean() {
         b"\x80\x02c_codecs\nencode\nq\x00X\x02\x00\x00\x00\xc3\xa9q\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.",
         // collections.OrderedDict at protocol 2, items set by SETITEMS on the instance
         b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00aq\x02K\x01s.",
+        // defaultdict(list) and defaultdict(None) at protocol 2
+        b"\x80\x02ccollections\ndefaultdict\ncbuiltins\nlist\n\x85R.",
+        b"\x80\x02ccollections\ndefaultdict\nN\x85R.",
     ];
     for data in cases {
         let r = scan(data, &policy(), &Limits::default());

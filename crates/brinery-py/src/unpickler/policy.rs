@@ -1444,6 +1444,19 @@ impl Guard {
                     "something other than a global the policy allows to call, without call rules of its own",
                 )
             }
+            ArgRule::Factory => {
+                let builtin_type = is_type
+                    && name_is(&|m, n| {
+                        matches!(m, "builtins" | "__builtin__")
+                            && core::BUILTIN_FACTORIES.contains(&n)
+                    });
+                // data other than None: defaultdict refuses it itself
+                let data = !arg.is_none() && !is_type && !arg.is_callable();
+                let ok = arg.is_none() || data || builtin_type || self.is_allowed_function(arg);
+                (!ok).then_some(
+                    "a default_factory other than None, a global the policy allows to call or a builtin type (a missing key would call it)",
+                )
+            }
             ArgRule::BitGeneratorCtor => {
                 let ok =
                     name_is(&|m, n| m == "numpy.random._pickle" && n == "__bit_generator_ctor");
@@ -1745,6 +1758,28 @@ impl Guard {
                 name.repr().map(|r| r.to_string()).unwrap_or_default()
             ),
         ))
+    }
+
+    /// A BUILD slot state that sets `default_factory` (a `collections.defaultdict`'s factory,
+    /// which pickle gives as the call's argument, never in a state): the value must pass the
+    /// same rule as that argument ([`ArgRule::Factory`]).
+    fn slot_factory(&self, py: Python<'_>, op: &Op<'_>, slots: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Ok(d) = slots.cast::<pyo3::types::PyDict>() else {
+            return Ok(());
+        };
+        let Some(factory) = d.get_item(pyo3::intern!(py, "default_factory"))? else {
+            return Ok(());
+        };
+        match self.helper_argument(py, ArgRule::Factory, &factory, None)? {
+            None => Ok(()),
+            Some(problem) => Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                Some(("collections".into(), "defaultdict".into())),
+                format!("the BUILD slot state sets default_factory to {problem}"),
+            )),
+        }
     }
 
     /// After a BUILD: when the object's own `__dict__` is the dict state itself (numpy's
@@ -2192,6 +2227,7 @@ impl Guard {
                         Ok(t) if t.len() == 2 => {
                             let slots = t.get_item(1)?;
                             self.no_method_shadowing(py, op, target, &slots)?;
+                            self.slot_factory(py, op, &slots)?;
                             t.get_item(0)?
                         }
                         _ => state.clone(),

@@ -28,6 +28,13 @@ pub enum ArgRule {
     /// no more than the pickle may do with that global directly. Never a call result or a
     /// reference-only name.
     AllowedFunction,
+    /// `collections.defaultdict`'s `default_factory`: None (or data, which `defaultdict`
+    /// refuses), a global the policy allows to call with no role of its own, or one of the
+    /// builtin types whose call makes an empty value ([`BUILTIN_FACTORIES`], listed as
+    /// references). A missing key calls it with no arguments, which an allowed `__setstate__`
+    /// may do during the load (session 13's red team reached a value-only function, a bound
+    /// method and `tzfile` that way). Never a call result or another reference-only name.
+    Factory,
     /// A byte count the callable allocates (`bytearray(N)`, `bytes(N)`): at most
     /// [`Limits::max_call_alloc`](crate::Limits::max_call_alloc) (red-team F7). Data that is
     /// not an integer (the bytes or text to copy) is fine; a value the scan cannot see (a call
@@ -182,6 +189,7 @@ pub fn helper_arguments(module: &str, name: &str) -> &'static [(usize, ArgRule)]
         }
         // its BUILD state names the function again: checked by the scan's and the guard's BUILD
         ("functools", "partial") => &[(0, AllowedFunction)],
+        ("collections", "defaultdict") => &[(0, Factory)],
         ("pyarrow.lib", "type_for_alias") => &[(0, ArrowTypeAlias)],
         ("pyarrow.lib", "py_buffer") => &[(0, ArrowBufferData)],
         ("pyarrow.lib", "_restore_array") => &[(0, ArrowArrayData)],
@@ -354,6 +362,49 @@ pub(crate) fn partial_function_problem(m: &Machine<'_, '_>, arg: Sym) -> Option<
     }
 }
 
+/// The builtin types a `collections.defaultdict` may take as its `default_factory` although
+/// the policy lists them as references only: called with no arguments, each makes an empty value.
+pub const BUILTIN_FACTORIES: &[&str] = &[
+    "bool",
+    "bytearray",
+    "bytes",
+    "complex",
+    "dict",
+    "float",
+    "frozenset",
+    "int",
+    "list",
+    "object",
+    "set",
+    "str",
+    "tuple",
+];
+
+/// Why `arg` cannot be a `collections.defaultdict`'s `default_factory` ([`ArgRule::Factory`]),
+/// or `None`. A flagged global has its own finding already.
+pub(crate) fn factory_problem(m: &Machine<'_, '_>, arg: Sym) -> Option<&'static str> {
+    match arg {
+        Sym::Global(g) => {
+            let (access, flagged) = m.global_info(g);
+            let (module, name) = m.global_names(g);
+            let builtin_type =
+                matches!(module, "builtins" | "__builtin__") && BUILTIN_FACTORIES.contains(&name);
+            if flagged
+                || builtin_type
+                || (access == Some(Access::Call) && m.global_special(g) == Special::None)
+            {
+                None
+            } else {
+                Some("a global the policy allows only as a reference or with call rules of its own (a missing key would call it)")
+            }
+        }
+        Sym::Result(_) | Sym::Unknown => Some(
+            "a value that is not None, a global the policy allows to call or a builtin type (a missing key would call it)",
+        ),
+        _ => None,
+    }
+}
+
 /// Why `arg` breaks `rule`, or `None`.
 fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option<String> {
     let global = |s: Sym| match s {
@@ -386,6 +437,7 @@ fn check_helper_argument(m: &Machine<'_, '_>, rule: ArgRule, arg: Sym) -> Option
             ),
         },
         ArgRule::AllowedFunction => partial_function_problem(m, arg).map(str::to_owned),
+        ArgRule::Factory => factory_problem(m, arg).map(str::to_owned),
         ArgRule::BuiltinBase => {
             let ok = global(arg).is_some_and(|g| {
                 let (module, name) = m.global_names(g);

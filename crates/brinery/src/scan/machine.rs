@@ -1991,6 +1991,21 @@ impl<'a, 'r> Machine<'a, 'r> {
                         );
                     }
                 }
+                if callee.is_some_and(|g| self.global_names(g) == ("collections", "defaultdict")) {
+                    // pickle writes a defaultdict's factory as its argument and no state: a
+                    // slot state would set `default_factory` past the argument rule
+                    let msg = format!(
+                        "BUILD on a collections.defaultdict, whose state could set its default_factory at byte {} ({})",
+                        op.offset, op.opcode
+                    );
+                    self.finding(
+                        Rule::UnsafeArguments,
+                        op.offset as u64,
+                        Some(op.opcode),
+                        Some(("collections".into(), "defaultdict".into())),
+                        msg,
+                    );
+                }
                 if self.partial_callee(cid) {
                     if let Some(&func) = self.tuple_items(state).and_then(<[Sym]>::first) {
                         self.partial_of_reference(op, func);

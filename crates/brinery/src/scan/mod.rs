@@ -37,7 +37,7 @@ mod rule;
 pub use calls::{
     dtype_code_itemsize, helper_arguments, is_arrow_alias, is_bit_generator_class,
     is_plain_text_encoding, ArgRule, ARROW_TYPE_HELPERS, BIT_GENERATORS, BUILTIN_BASES,
-    TZFILE_MODULES,
+    BUILTIN_FACTORIES, TZFILE_MODULES,
 };
 pub use container::{has_pickle_name, may_hold_pickle, ContainerKind, ContainerOptions};
 pub use deny::denied;
