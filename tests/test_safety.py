@@ -1399,6 +1399,18 @@ def test_special_attribute_names_in_a_state_are_refused_before_anything_runs():
     assert (ns.__doc__, ns.x) == ("d", 1)
 
 
+def _refused_by_scan_and_guard(data: bytes, match: str, rule: str | None = None, allow=None) -> None:
+    """`data` is refused by `safe_loads` and by the guard alone (`Unpickler(policy=)`, no scan
+    before it), each with a message matching `match`; with `rule`, the scan reports it too."""
+    if rule is not None:
+        findings = brinery.scan(data, allow=allow).findings
+        assert rule in [f.rule for f in findings], findings
+    with pytest.raises(brinery.UnsafePickleError, match=match):
+        brinery.safe_loads(data, allow=allow)
+    with pytest.raises(brinery.UnsafePickleError, match=match):
+        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow or [])).load()
+
+
 BOUND_PKG = """
 class Keeper:
     def __init__(self):
@@ -1511,10 +1523,7 @@ def test_a_bound_method_that_is_not_a_plain_lookup_is_refused_by_the_guard(bound
         allow = [f"{m}.{cls}", f"{m}:{cls}.double"]
         data = pickle.dumps(obj, 4)
         assert brinery.scan(data, allow=allow).ok
-        with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
-            brinery.safe_loads(data, allow=allow)
-        with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
-            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()
+        _refused_by_scan_and_guard(data, "would not be a plain method lookup", allow=allow)
 
 
 def test_a_bound_method_is_never_the_target_of_build_or_a_container_opcode(boundpkg):
@@ -1545,24 +1554,15 @@ def test_a_bound_method_is_never_the_target_of_build_or_a_container_opcode(bound
         "SETITEMS": bm + b"(K\x01K\x02u.",
         "BUILD with a slot state": bm + b"N}X\x01\x00\x00\x00xK\x01s\x86b.",
     }
-    for name, body in cases.items():
-        data = b"\x80\x02" + body
-        findings = brinery.scan(data).findings
-        assert "BRS007" in [f.rule for f in findings], (name, findings)
-        with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
-            brinery.safe_loads(data)
-        with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
-            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    for body in cases.values():
+        _refused_by_scan_and_guard(b"\x80\x02" + body, "bound to an instance", rule="BRS007")
     assert not opened
     assert Rbf._h_gaussian.__dict__ == {}
     # the same on a method a user listed
     m = "brinery_bm_pkg.models"
     allow = [f"{m}.Keeper", f"{m}:Keeper.double"]
     data = pickle.dumps(_BuiltWith(_BoundOf(boundpkg.Keeper(), "double"), {"x": 1}), 4)
-    with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
-        brinery.safe_loads(data, allow=allow)
-    with pytest.raises(brinery.UnsafePickleError, match="bound to an instance"):
-        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy(allow=allow)).load()
+    _refused_by_scan_and_guard(data, "bound to an instance", allow=allow)
     assert boundpkg.Keeper.double.__dict__ == {}
 
 
@@ -1624,10 +1624,7 @@ def test_a_build_state_that_becomes_the_instance_dict_is_frozen():
         + b"h\x01" + _short("__array_interface__") + interface + b"s0"
         + _stack_global("numpy.ma", "MaskedArray") + b"h\x00\x85R" + i4(0) + i4(ord("X")) + b"s."
     )  # fmt: skip
-    with pytest.raises(brinery.UnsafePickleError, match="BRS007"):
-        brinery.safe_loads(data)
-    with pytest.raises(brinery.UnsafePickleError, match="BRS007"):
-        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    _refused_by_scan_and_guard(data, "BRS007")
     assert bytes(victim) == b"untouched-bytearray-of-the-test."
     # real polynomials still load
     from numpy.polynomial import Chebyshev, Polynomial
@@ -1684,20 +1681,11 @@ def test_a_defaultdict_factory_is_none_an_allowed_callable_or_a_builtin_type():
             assert got == d and got.default_factory is factory, (factory, proto)
     for factory in (rbf_kernel, str.lower, tz.tzfile):
         data = pickle.dumps(defaultdict(factory), 4)
-        findings = brinery.scan(data).findings
-        assert "BRS008" in [f.rule for f in findings], (factory, findings)
-        with pytest.raises(brinery.UnsafePickleError, match="missing key would call it"):
-            brinery.safe_loads(data)
-        with pytest.raises(brinery.UnsafePickleError, match="missing key would call it"):
-            brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+        _refused_by_scan_and_guard(data, "missing key would call it", rule="BRS008")
     # the factory set by a BUILD slot state: refused by the scan (BUILD on a defaultdict) and,
     # alone, by the guard
     data = (
         b"\x80\x04" + _stack_global("collections", "defaultdict") + b")R"
         + b"N}" + _short("default_factory") + _stack_global("dateutil.tz", "tzfile") + b"s\x86b."
     )  # fmt: skip
-    assert "BRS008" in [f.rule for f in brinery.scan(data).findings]
-    with pytest.raises(brinery.UnsafePickleError, match="default_factory"):
-        brinery.safe_loads(data)
-    with pytest.raises(brinery.UnsafePickleError, match="default_factory"):
-        brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    _refused_by_scan_and_guard(data, "default_factory", rule="BRS008")
