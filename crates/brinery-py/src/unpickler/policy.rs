@@ -1626,8 +1626,9 @@ impl Guard {
         Ok(())
     }
 
-    /// BUILD with a dict state (or a `(dict, slots)` pair with a dict) on an object without a
-    /// `__dict__` of its own whose class has no `__setstate__`: the loader would look
+    /// Called for a BUILD whose state has a dict (the whole state, or the first half of a
+    /// `(dict, slots)` pair). On an object without a `__dict__` of its own whose class has no
+    /// `__setstate__`, the loader would look
     /// `__dict__` up on the object, and an object that forwards attribute lookups would hand
     /// over another object's dict, shared by the process (a bound method forwards them to its
     /// function: session 13's red team). On any other such object the BUILD fails anyway (no
@@ -1637,19 +1638,11 @@ impl Guard {
         py: Python<'_>,
         op: &Op<'_>,
         target: &Bound<'_, PyAny>,
-        state: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let ty = target.get_type();
         // SAFETY: `ty` is a live type object; `tp_dictoffset` is a plain field.
         if unsafe { (*ty.as_type_ptr()).tp_dictoffset } != 0 {
             return Ok(()); // the object has a dict slot: `__dict__` is its own
-        }
-        let dict_part = match state.cast::<PyTuple>() {
-            Ok(t) if t.len() == 2 => t.get_item(0)?,
-            _ => state.clone(),
-        };
-        if !dict_part.is_instance_of::<pyo3::types::PyDict>() {
-            return Ok(()); // None (slots only), or a state only a `__setstate__` takes
         }
         // SAFETY: a live type and an exact str, with the GIL held; the borrowed result is only
         // compared with NULL.
@@ -2213,28 +2206,29 @@ impl Guard {
                 self.not_shared(py, op, at(2))?;
                 if let (BUILD, Some(target), Some(state)) = (op.opcode, at(2), at(1)) {
                     self.no_instance_setstate(py, op, target)?;
-                    self.dict_state_has_a_home(py, op, target, state)?;
+                    // a state is `dict`, or `(dict or None, slots)` when it has slots
+                    let (dict_part, slots) = match state.cast::<PyTuple>() {
+                        Ok(t) if t.len() == 2 => (t.get_item(0)?, Some(t.get_item(1)?)),
+                        _ => (state.clone(), None),
+                    };
+                    let dict_part = dict_part.cast_into::<pyo3::types::PyDict>().ok();
+                    if dict_part.is_some() {
+                        self.dict_state_has_a_home(py, op, target)?;
+                    }
                     // the slot state goes through setattr (`__class__`); what lands in the
                     // instance `__dict__` is checked after the BUILD, whatever the state's type
-                    if let Ok(t) = state.cast::<PyTuple>() {
-                        if t.len() == 2 {
-                            self.no_special_keys(py, op, &t.get_item(1)?, "the BUILD slot state")?;
-                        }
+                    if let Some(slots) = &slots {
+                        self.no_special_keys(py, op, slots, "the BUILD slot state")?;
                     }
                     self.numpy_state(py, op, target, state)?;
                     self.partial_state(py, op, target, state)?;
-                    let dict_state = match state.cast::<PyTuple>() {
-                        Ok(t) if t.len() == 2 => {
-                            let slots = t.get_item(1)?;
-                            self.no_method_shadowing(py, op, target, &slots)?;
-                            self.slot_factory(py, op, &slots)?;
-                            t.get_item(0)?
-                        }
-                        _ => state.clone(),
-                    };
-                    if dict_state.is_instance_of::<pyo3::types::PyDict>() {
-                        self.no_method_shadowing(py, op, target, &dict_state)?;
-                        self.state.borrow_mut().pending_state = Some(dict_state.as_ptr() as usize);
+                    if let Some(slots) = &slots {
+                        self.no_method_shadowing(py, op, target, slots)?;
+                        self.slot_factory(py, op, slots)?;
+                    }
+                    if let Some(d) = dict_part {
+                        self.no_method_shadowing(py, op, target, d.as_any())?;
+                        self.state.borrow_mut().pending_state = Some(d.as_ptr() as usize);
                     }
                 }
                 if op.opcode == APPEND {
