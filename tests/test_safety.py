@@ -1651,6 +1651,14 @@ def test_a_build_state_may_not_replace_a_method_the_class_calls():
             brinery.safe_loads(data)
         with pytest.raises(brinery.UnsafePickleError, match="BRS008"):
             brinery.Unpickler(io.BytesIO(data), policy=brinery.Policy()).load()
+    # the same items in a mapping that is not a dict (scikit-learn's __setstate__ takes any):
+    # refused by the guard, which walks dict states only
+    from collections import ChainMap, UserDict
+
+    for mapping in (ChainMap, UserDict):
+        state = mapping({"_build_f": rbf_kernel, "X_thresholds_": [[1.0]], "y_thresholds_": [[2.0]]})
+        data = pickle.dumps(_Built(IsotonicRegression, state), 4)
+        _refused_by_scan_and_guard(data, "mapping, not a dict")
     # a value that cannot be called in the method's place is not refused (calling it raises)
     iso = IsotonicRegression()
     iso.__dict__.update(_build_f=3, X_thresholds_=[[1.0]], y_thresholds_=[[2.0]])

@@ -1753,6 +1753,45 @@ impl Guard {
         ))
     }
 
+    /// A BUILD state (or its first half) that is a mapping but not a dict (`ChainMap`,
+    /// `UserDict`): pickle writes dict states, and an allowed `__setstate__` that takes the
+    /// items of any mapping (scikit-learn's `__dict__.update(state)`) would take these past the
+    /// checks that walk dict states (session 13: a `ChainMap` state gave `IsotonicRegression` a
+    /// `_build_f` of the pickle's choosing, which its `__setstate__` called). A mapping is what
+    /// has `keys` (looked up on its type: no code runs).
+    fn no_other_mapping(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if state.is_none() || state.is_instance_of::<PyTuple>() {
+            return Ok(());
+        }
+        // SAFETY: a live type and an exact str, with the GIL held; the borrowed result is only
+        // compared with NULL.
+        let mapping = unsafe {
+            !_PyType_Lookup(
+                state.get_type().as_type_ptr(),
+                pyo3::intern!(py, "keys").as_ptr(),
+            )
+            .is_null()
+        };
+        if !mapping {
+            return Ok(());
+        }
+        Err(Self::refuse(
+            py,
+            Rule::UnsafeArguments,
+            op,
+            None,
+            format!(
+                "the BUILD state is a {} mapping, not a dict: a __setstate__ would take its items past the checks on dict states",
+                crate::pyutil::type_name(state)
+            ),
+        ))
+    }
+
     /// A BUILD slot state that sets `default_factory` (a `collections.defaultdict`'s factory,
     /// which pickle gives as the call's argument, never in a state): the value must pass the
     /// same rule as that argument ([`ArgRule::Factory`]).
@@ -2211,7 +2250,13 @@ impl Guard {
                         Ok(t) if t.len() == 2 => (t.get_item(0)?, Some(t.get_item(1)?)),
                         _ => (state.clone(), None),
                     };
-                    let dict_part = dict_part.cast_into::<pyo3::types::PyDict>().ok();
+                    let dict_part = match dict_part.cast_into::<pyo3::types::PyDict>() {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            self.no_other_mapping(py, op, e.into_inner().as_any())?;
+                            None
+                        }
+                    };
                     if dict_part.is_some() {
                         self.dict_state_has_a_home(py, op, target)?;
                     }
