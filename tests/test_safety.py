@@ -1586,7 +1586,7 @@ def test_an_instance_dict_key_that_is_not_an_exact_str_blocks_a_bound_method(bou
     obj.__dict__[boundpkg.WeirdStr("zzz")] = 5
     data = pickle.dumps(_BoundOf(obj, "double"), 4)
     allow = [f"{m}.Keeper", f"{m}:Keeper.double", f"{m}.WeirdStr"]
-    with pytest.raises(brinery.UnsafePickleError, match="would not be a plain method lookup"):
+    with pytest.raises(brinery.UnsafePickleError, match="not a plain str"):
         brinery.safe_loads(data, allow=allow)
 
 
@@ -1697,3 +1697,39 @@ def test_a_defaultdict_factory_is_none_an_allowed_callable_or_a_builtin_type():
         + b"N}" + _short("default_factory") + _stack_global("dateutil.tz", "tzfile") + b"s\x86b."
     )  # fmt: skip
     _refused_by_scan_and_guard(data, "default_factory", rule="BRS008")
+
+
+def test_a_mapping_that_answers_attribute_lookups_gets_no_special_name_keys():
+    """Session 13's third review: scikit-learn's `Bunch` (allowed; `StackingClassifier` keeps
+    one) answers attribute lookups from its items, so SETITEMS of `__array_interface__` made
+    `numpy.matrix(bunch)` read, and `numpy.ma.MaskedArray` write, any address. Keys given to an
+    object whose type has its own attribute lookup may not be special names; a state key that is
+    a str subclass (`numpy.str_`, found by a lookup of the plain name) is refused too."""
+    import numpy as np
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.utils import Bunch
+
+    victim = bytearray(b"untouched-bytearray-of-the-test.")
+    addr = np.frombuffer(victim, dtype="u1").__array_interface__["data"][0]
+    bunch = Bunch()
+    bunch["__array_interface__"] = {"shape": (4,), "typestr": "|u1", "data": (addr, False), "version": 3}
+    data = pickle.dumps(_Call(np.ma.MaskedArray, bunch), 4)
+    _refused_by_scan_and_guard(data, "__array_interface__")
+    assert bytes(victim) == b"untouched-bytearray-of-the-test."
+    # a Bunch of data loads
+    got = brinery.safe_loads(pickle.dumps(Bunch(a=1, b=np.arange(3)), 4))
+    assert got.a == 1 and list(got.b) == [0, 1, 2]
+    # a numpy.str_ key in a state
+    iso = IsotonicRegression()
+    iso.__dict__[np.str_("_build_f")] = np.ones(2)
+    _refused_by_scan_and_guard(pickle.dumps(iso, 4), "not a plain str")
+
+
+class _Call:
+    """Pickles as `func(*args)`."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args

@@ -96,43 +96,54 @@ fn own_dict_ptr(obj: &Bound<'_, PyAny>) -> Option<*mut pyo3::ffi::PyObject> {
 fn special_name_key(d: &Bound<'_, pyo3::types::PyDict>) -> Option<String> {
     let mut pos: pyo3::ffi::Py_ssize_t = 0;
     let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: `d` is a live dict and the GIL is held; nothing below runs Python code (no
-    // hashing, comparison or callback), so the borrowed key pointers `PyDict_Next` gives stay
-    // valid and the dict unchanged while they are read. A str's length, ASCII flag and first
-    // byte (of an ASCII str, at least 5 characters long here) are plain reads of the object;
-    // `PyUnicode_AsUTF8AndSize` on an exact or subclassed str returns its UTF-8 (owned by the
-    // str) or NULL with an exception, which is cleared (a key that cannot be encoded is not a
-    // special name).
+    // SAFETY: `d` is a live dict and the GIL is held; `special_name_of` runs no Python code
+    // (no hashing, comparison or callback), so the borrowed key pointers `PyDict_Next` gives
+    // stay valid and the dict unchanged while they are read.
     unsafe {
         while pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
-            if pyo3::ffi::PyUnicode_Check(key) == 0 || pyo3::ffi::PyUnicode_GET_LENGTH(key) <= 4 {
-                continue;
-            }
-            // most keys end here: an ASCII name whose first byte is not `_`
-            if pyo3::ffi::PyUnicode_IS_ASCII(key) != 0
-                && *pyo3::ffi::PyUnicode_1BYTE_DATA(key) != b'_'
-            {
-                continue;
-            }
-            let mut n: pyo3::ffi::Py_ssize_t = 0;
-            let p = pyo3::ffi::PyUnicode_AsUTF8AndSize(key, &mut n);
-            if p.is_null() {
-                pyo3::ffi::PyErr_Clear();
-                continue;
-            }
-            let name = std::slice::from_raw_parts(p.cast::<u8>(), n as usize);
-            if name.len() > 4
-                && name.starts_with(b"__")
-                && name.ends_with(b"__")
-                && !core::DATA_SPECIAL_NAMES
-                    .iter()
-                    .any(|k| k.as_bytes() == name)
-            {
-                return Some(String::from_utf8_lossy(name).into_owned());
+            if let Some(name) = special_name_of(key) {
+                return Some(name);
             }
         }
     }
     None
+}
+
+/// `key` as a special attribute name (`__x__`, a `str` or a `str` subclass) other than the
+/// descriptive ones (`core::DATA_SPECIAL_NAMES`), or `None`.
+///
+/// # Safety
+/// `key` must be a live object and the GIL held. A str's length, ASCII flag and first byte (of
+/// an ASCII str, at least 5 characters long here) are plain reads of the object;
+/// `PyUnicode_AsUTF8AndSize` on an exact or subclassed str returns its UTF-8 (owned by the str)
+/// or NULL with an exception, which is cleared (a key that cannot be encoded is not a special
+/// name). No Python code runs.
+unsafe fn special_name_of(key: *mut pyo3::ffi::PyObject) -> Option<String> {
+    // SAFETY: the caller's contract above (a live object, the GIL held); only reads follow.
+    unsafe {
+        if pyo3::ffi::PyUnicode_Check(key) == 0 || pyo3::ffi::PyUnicode_GET_LENGTH(key) <= 4 {
+            return None;
+        }
+        // most keys end here: an ASCII name whose first byte is not `_`
+        if pyo3::ffi::PyUnicode_IS_ASCII(key) != 0 && *pyo3::ffi::PyUnicode_1BYTE_DATA(key) != b'_'
+        {
+            return None;
+        }
+        let mut n: pyo3::ffi::Py_ssize_t = 0;
+        let p = pyo3::ffi::PyUnicode_AsUTF8AndSize(key, &mut n);
+        if p.is_null() {
+            pyo3::ffi::PyErr_Clear();
+            return None;
+        }
+        let name = std::slice::from_raw_parts(p.cast::<u8>(), n as usize);
+        let special = name.len() > 4
+            && name.starts_with(b"__")
+            && name.ends_with(b"__")
+            && !core::DATA_SPECIAL_NAMES
+                .iter()
+                .any(|k| k.as_bytes() == name);
+        special.then(|| String::from_utf8_lossy(name).into_owned())
+    }
 }
 
 extern "C" {
@@ -1712,18 +1723,23 @@ impl Guard {
         let mut pos: pyo3::ffi::Py_ssize_t = 0;
         let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
         let mut shadowed: Option<Bound<'_, PyAny>> = None;
+        let mut not_str: Option<Bound<'_, PyAny>> = None;
         // SAFETY: `d` is a live dict and the GIL is held. Nothing in the loop runs Python code:
         // `_PyType_Lookup` with an exact str walks the MRO's dicts (str keys compare in C),
         // `PyCallable_Check` reads a type slot, and the bound-method test reads the method's
         // fields; so the borrowed keys and values stay valid and the dict unchanged.
         unsafe {
             while pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) != 0 {
+                // attribute names are exact str in every state pickle writes; a str subclass
+                // (`numpy.str_`) is found by a lookup of the plain name all the same
+                if pyo3::ffi::PyUnicode_CheckExact(key) == 0 {
+                    not_str = Some(Bound::from_borrowed_ptr(py, key));
+                    break;
+                }
                 // only a callable value can be called in the method's place (a value of any
                 // other kind raises TypeError there); states hold few of them, so the MRO
                 // lookup below (a cache miss for most names) runs for few keys
-                if pyo3::ffi::PyCallable_Check(value) == 0
-                    || pyo3::ffi::PyUnicode_CheckExact(key) == 0
-                {
+                if pyo3::ffi::PyCallable_Check(value) == 0 {
                     continue;
                 }
                 let found = _PyType_Lookup(ty.as_type_ptr(), key);
@@ -1738,6 +1754,19 @@ impl Guard {
                     break;
                 }
             }
+        }
+        if let Some(key) = not_str {
+            return Err(Self::refuse(
+                py,
+                Rule::UnsafeArguments,
+                op,
+                None,
+                format!(
+                    "the BUILD state gives a {} object an attribute whose name is a {}, not a plain str",
+                    crate::pyutil::type_name(target),
+                    crate::pyutil::type_name(&key)
+                ),
+            ));
         }
         let Some(name) = shadowed else { return Ok(()) };
         Err(Self::refuse(
@@ -1790,6 +1819,40 @@ impl Guard {
                 crate::pyutil::type_name(state)
             ),
         ))
+    }
+
+    /// SETITEM(S) on an object whose type does not use the generic attribute lookup (a
+    /// `__getattr__` of its own): such a mapping may answer attribute lookups from its items
+    /// (scikit-learn's `Bunch` returns `self[key]`), so a special name among the keys would be
+    /// what numpy reads as the object's `__array_interface__` (session 13's third review: any
+    /// address read and written). `items` alternate keys and values.
+    fn no_special_item_keys(
+        &self,
+        py: Python<'_>,
+        op: &Op<'_>,
+        target: Option<&Bound<'_, PyAny>>,
+        items: &[Bound<'_, PyAny>],
+    ) -> PyResult<()> {
+        let Some(target) = target else { return Ok(()) };
+        // SAFETY: a live type object; `tp_getattro` is a plain field.
+        let getattro = unsafe { (*target.get_type().as_type_ptr()).tp_getattro };
+        let generic = getattro.map(|f| f as usize)
+            == Some(pyo3::ffi::PyObject_GenericGetAttr as pyo3::ffi::getattrofunc as usize);
+        if generic {
+            return Ok(());
+        }
+        for key in items.iter().step_by(2) {
+            // SAFETY: `key` is a live object (the stack holds it) and the GIL is held.
+            if let Some(name) = unsafe { special_name_of(key.as_ptr()) } {
+                return Err(Self::special_name_refusal(
+                    py,
+                    op,
+                    &name,
+                    "the keys given to an object that answers attribute lookups from its items",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A BUILD slot state that sets `default_factory` (a `collections.defaultdict`'s factory,
@@ -2283,13 +2346,18 @@ impl Guard {
             SETITEM => {
                 self.not_global(py, op, at(3))?;
                 self.not_shared(py, op, at(3))?;
-                self.plain_values(py, op, at(3), &stack[stack.len().saturating_sub(2)..])?;
+                let items = &stack[stack.len().saturating_sub(2)..];
+                self.plain_values(py, op, at(3), items)?;
+                self.no_special_item_keys(py, op, at(3), items)?;
             }
             APPENDS | SETITEMS | ADDITEMS => {
                 self.not_global(py, op, below_mark())?;
                 self.not_shared(py, op, below_mark())?;
                 let mark = marks.last().copied().unwrap_or(0).min(stack.len());
                 self.plain_values(py, op, below_mark(), &stack[mark..])?;
+                if op.opcode == SETITEMS {
+                    self.no_special_item_keys(py, op, below_mark(), &stack[mark..])?;
+                }
             }
             EXT1 | EXT2 | EXT4 => {
                 return Err(Self::refuse(
