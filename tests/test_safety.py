@@ -1715,6 +1715,11 @@ def test_a_mapping_that_answers_attribute_lookups_gets_no_special_name_keys():
     bunch["__array_interface__"] = {"shape": (4,), "typestr": "|u1", "data": (addr, False), "version": 3}
     data = pickle.dumps(_Call(np.ma.MaskedArray, bunch), 4)
     _refused_by_scan_and_guard(data, "__array_interface__")
+    # the same items given when the Bunch is made (protocols 0-1 write a dict subclass so)
+    import copyreg
+
+    made = _Call(copyreg._reconstructor, Bunch, dict, dict(bunch))
+    _refused_by_scan_and_guard(pickle.dumps(_Call(np.ma.MaskedArray, made), 2), "__array_interface__")
     assert bytes(victim) == b"untouched-bytearray-of-the-test."
     # a Bunch of data loads
     got = brinery.safe_loads(pickle.dumps(Bunch(a=1, b=np.arange(3)), 4))

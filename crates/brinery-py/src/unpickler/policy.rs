@@ -161,6 +161,16 @@ extern "C" {
     fn PyMethod_Function(method: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
 }
 
+/// Whether `obj`'s type uses the generic attribute lookup (no `__getattribute__` or
+/// `__getattr__` of its own). Compared as addresses: the slot of such a class holds the
+/// interpreter's one definition (as CPython's own checks compare it).
+fn uses_generic_getattr(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `obj` is live, so is its type; `tp_getattro` is a plain field.
+    let getattro = unsafe { (*obj.get_type().as_type_ptr()).tp_getattro };
+    getattro.map(|f| f as usize)
+        == Some(pyo3::ffi::PyObject_GenericGetAttr as pyo3::ffi::getattrofunc as usize)
+}
+
 /// The refusal of a `getattr` the policy cannot allow.
 const GETATTR_REFUSAL: &str = "getattr is called on something other than an allowed global or an instance of an allowed class, and a constant name";
 
@@ -171,13 +181,7 @@ const GETATTR_REFUSAL: &str = "getattr is called on something other than an allo
 /// `__hash__` and `__eq__`, which the lookup would run).
 fn plain_method_lookup(obj: &Bound<'_, PyAny>, attr: &Bound<'_, PyString>) -> bool {
     let ty = obj.get_type();
-    // SAFETY: `ty` is a live type object; `tp_getattro` is a plain field.
-    let getattro = unsafe { (*ty.as_type_ptr()).tp_getattro };
-    // compared as addresses: the slot of a class without its own attribute access holds the
-    // interpreter's one definition of the generic lookup (as CPython's own checks compare it)
-    let generic = getattro.map(|f| f as usize)
-        == Some(pyo3::ffi::PyObject_GenericGetAttr as pyo3::ffi::getattrofunc as usize);
-    if !generic {
+    if !uses_generic_getattr(obj) {
         return false;
     }
     // SAFETY: `_PyType_Lookup` gets a live type and an exact str with the GIL held (the
@@ -1834,11 +1838,7 @@ impl Guard {
         items: &[Bound<'_, PyAny>],
     ) -> PyResult<()> {
         let Some(target) = target else { return Ok(()) };
-        // SAFETY: a live type object; `tp_getattro` is a plain field.
-        let getattro = unsafe { (*target.get_type().as_type_ptr()).tp_getattro };
-        let generic = getattro.map(|f| f as usize)
-            == Some(pyo3::ffi::PyObject_GenericGetAttr as pyo3::ffi::getattrofunc as usize);
-        if generic {
+        if uses_generic_getattr(target) {
             return Ok(());
         }
         for key in items.iter().step_by(2) {
@@ -2474,6 +2474,21 @@ impl Guard {
             return Ok(());
         }
         if matches!(op.opcode, REDUCE | NEWOBJ | NEWOBJ_EX | INST | OBJ) {
+            // a mapping with its own attribute lookup made with items already in it
+            // (`copyreg._reconstructor(Bunch, dict, {...})`): the same rule as for SETITEM(S)
+            if let Ok(d) = top.cast::<pyo3::types::PyDict>() {
+                if !uses_generic_getattr(top) {
+                    if let Some(name) = special_name_key(d) {
+                        drop(st);
+                        return Err(Self::special_name_refusal(
+                            py,
+                            op,
+                            &name,
+                            "the items of an object that answers attribute lookups from them",
+                        ));
+                    }
+                }
+            }
             let id = top.as_ptr() as usize;
             if let Some(d) = depth {
                 // A result's address is not reused while it is alive, and a freed result
