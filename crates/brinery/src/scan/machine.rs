@@ -1689,18 +1689,7 @@ impl<'a, 'r> Machine<'a, 'r> {
             return self.getattr(op, gid, args);
         }
         if !flagged && access != Some(Access::Call) {
-            let pair = self.global_pair(gid);
-            let msg = format!(
-                "global {}.{} is called but the policy allows it only as a reference at byte {} ({})",
-                pair.0, pair.1, op.offset, op.opcode
-            );
-            self.finding(
-                Rule::RefOnlyCalled,
-                op.offset as u64,
-                Some(op.opcode),
-                Some(pair),
-                msg,
-            );
+            self.ref_only_called(op, gid, "is called");
         }
         if special == Special::Helper && self.global_names(gid) == ("functools", "partial") {
             if let Some(&func) = self.tuple_items(args).and_then(<[Sym]>::first) {
@@ -2064,9 +2053,15 @@ impl<'a, 'r> Machine<'a, 'r> {
         if flagged || access != Some(Access::Ref) {
             return;
         }
-        let pair = self.global_pair(g);
+        self.ref_only_called(op, g, "is given to functools.partial, which would call it,");
+    }
+
+    /// `BRS002` for global `gid`, which the policy lists only as a reference: `how` says how it
+    /// would be called ("is called", ...).
+    fn ref_only_called(&mut self, op: &Op<'_>, gid: u32, how: &str) {
+        let pair = self.global_pair(gid);
         let msg = format!(
-            "global {}.{} is given to functools.partial, which would call it, but the policy allows it only as a reference at byte {} ({})",
+            "global {}.{} {how} but the policy allows it only as a reference at byte {} ({})",
             pair.0, pair.1, op.offset, op.opcode
         );
         self.finding(
